@@ -1,0 +1,62 @@
+"""The error hierarchy: every failure a user can cause or meet is one of these.
+
+The library raises these; the CLI turns them into one line on stderr and exit 1, with no
+traceback. A message names the thing (file, key path, value) and the fix, in one line.
+"""
+
+from __future__ import annotations
+
+
+class DaydreamError(Exception):
+    """Base class of every expected failure."""
+
+
+class StoreError(DaydreamError):
+    """The database cannot be opened or used as asked (guards missing, bad migrations...)."""
+
+
+class SpecError(DaydreamError):
+    """A cohort spec is malformed: YAML, keys, axes, rules, @file includes."""
+
+
+class CatalogError(DaydreamError):
+    """A catalog directory or entry is malformed or missing."""
+
+
+class PlanError(DaydreamError):
+    """A spec cannot be planned against the catalog (unknown combo, template, model...)."""
+
+
+class TemplateError(DaydreamError):
+    """A prompt template failed to render (undefined variable, syntax error, sandbox)."""
+
+
+class ParseError(DaydreamError):
+    """A model reply could not be parsed; ``state`` is the outcome state it maps to."""
+
+    def __init__(self, message: str, *, state: str = "parse_failed") -> None:
+        super().__init__(message)
+        self.state = state
+
+
+class ProviderError(DaydreamError):
+    """A model call failed. ``retryable`` says whether trying again may succeed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+        state: str = "provider_error",
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+        self.retry_after = retry_after
+        self.state = state
+
+
+class ConfigError(DaydreamError):
+    """An option, environment variable or setting is invalid."""

@@ -1,0 +1,769 @@
+"""Projections: tables derived from the event log, updated in the event's own transaction.
+
+Invariants:
+
+- Every projection row is a function of the log: ``rebuild()`` drops the tables, replays
+  every event through ``apply_event()`` and must reproduce the live tables exactly
+  (``compare_with_replay()`` checks it by content).
+- Projection schema changes are a rebuild, never a migration: the DDL's hash is stored in
+  ``projection_meta`` and a database whose projections were built by other DDL is rebuilt
+  when opened.
+- ``apply_event()`` never reads the clock or anything outside the event and the database,
+  so replay is deterministic.
+
+The queue lives in ``tasks``: status ``waiting`` (parent not done), ``ready``, ``running``
+(leased: owner, fencing token, expiry), ``done``, ``failed``, ``blocked`` (an ancestor
+failed or was cancelled), ``cancelled``. ``generations`` mirrors the status and holds the
+results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from . import events as ev
+
+PROJECTION_DDL = """
+CREATE TABLE concepts (
+    concept_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    source TEXT NOT NULL
+);
+CREATE TABLE concept_descriptions (
+    concept_id TEXT NOT NULL REFERENCES concepts(concept_id),
+    level TEXT NOT NULL,
+    text_hash TEXT NOT NULL REFERENCES texts(hash),
+    PRIMARY KEY (concept_id, level)
+) WITHOUT ROWID;
+CREATE TABLE combos (
+    combo_id TEXT PRIMARY KEY,
+    level TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    version TEXT NOT NULL,
+    source TEXT NOT NULL
+);
+CREATE TABLE combo_concepts (
+    combo_id TEXT NOT NULL REFERENCES combos(combo_id),
+    position INTEGER NOT NULL,
+    concept_id TEXT NOT NULL REFERENCES concepts(concept_id),
+    PRIMARY KEY (combo_id, position)
+) WITHOUT ROWID;
+CREATE TABLE template_versions (
+    version TEXT PRIMARY KEY,
+    stage TEXT NOT NULL,
+    template_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL,
+    body_hash TEXT REFERENCES texts(hash),
+    parser TEXT NOT NULL,
+    generator TEXT NOT NULL,
+    scale_min REAL,
+    scale_max REAL,
+    settings TEXT NOT NULL,
+    source TEXT NOT NULL,
+    defined_event INTEGER NOT NULL
+);
+CREATE TABLE templates (
+    stage TEXT NOT NULL,
+    template_id TEXT NOT NULL,
+    version TEXT NOT NULL REFERENCES template_versions(version),
+    name TEXT NOT NULL,
+    parser TEXT NOT NULL,
+    generator TEXT NOT NULL,
+    scale_min REAL,
+    scale_max REAL,
+    PRIMARY KEY (stage, template_id)
+) WITHOUT ROWID;
+CREATE TABLE models (
+    model_id TEXT PRIMARY KEY,
+    version TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    provider_model TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    pool TEXT NOT NULL,
+    price_input REAL,
+    price_output REAL,
+    settings TEXT NOT NULL,
+    source TEXT NOT NULL
+);
+CREATE TABLE cohorts (
+    cohort_id TEXT PRIMARY KEY,
+    spec_path TEXT NOT NULL,
+    spec_hash TEXT NOT NULL REFERENCES texts(hash),
+    drafts INTEGER NOT NULL,
+    essays INTEGER NOT NULL,
+    evaluations INTEGER NOT NULL,
+    planned_at TEXT NOT NULL,
+    replanned_at TEXT,
+    cancelled_at TEXT
+);
+CREATE TABLE generations (
+    gen_id TEXT PRIMARY KEY,
+    stage TEXT NOT NULL,
+    parent_gen_id TEXT REFERENCES generations(gen_id),
+    combo_id TEXT REFERENCES combos(combo_id),
+    template_id TEXT NOT NULL,
+    template_version TEXT REFERENCES template_versions(version),
+    model_id TEXT REFERENCES models(model_id),
+    replicate INTEGER NOT NULL,
+    mode TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    status TEXT NOT NULL,
+    state TEXT,
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    prompt_hash TEXT REFERENCES texts(hash),
+    raw_hash TEXT REFERENCES texts(hash),
+    parsed_hash TEXT REFERENCES texts(hash),
+    score REAL,
+    written_scale REAL,
+    provider TEXT,
+    resolved_model TEXT,
+    finish_reason TEXT,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    cost REAL,
+    latency_s REAL,
+    offline INTEGER,
+    planned_at TEXT NOT NULL,
+    finished_at TEXT
+);
+CREATE INDEX generations_parent ON generations (parent_gen_id);
+CREATE INDEX generations_stage_status ON generations (stage, status);
+CREATE TABLE cohort_members (
+    cohort_id TEXT NOT NULL REFERENCES cohorts(cohort_id),
+    gen_id TEXT NOT NULL REFERENCES generations(gen_id),
+    stage TEXT NOT NULL,
+    PRIMARY KEY (cohort_id, gen_id)
+) WITHOUT ROWID;
+CREATE INDEX cohort_members_gen ON cohort_members (gen_id);
+CREATE TABLE tasks (
+    gen_id TEXT PRIMARY KEY REFERENCES generations(gen_id),
+    stage TEXT NOT NULL,
+    pool TEXT NOT NULL,
+    parent_gen_id TEXT,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    throttles INTEGER NOT NULL DEFAULT 0,
+    not_before TEXT,
+    lease_owner TEXT,
+    lease_token INTEGER,
+    lease_expires_at TEXT,
+    last_error TEXT,
+    blocked_reason TEXT
+);
+CREATE INDEX tasks_status ON tasks (status, pool);
+CREATE INDEX tasks_parent ON tasks (parent_gen_id) WHERE parent_gen_id IS NOT NULL;
+CREATE TABLE calls (
+    event_id INTEGER PRIMARY KEY,
+    gen_id TEXT NOT NULL REFERENCES generations(gen_id),
+    model_id TEXT,
+    pool TEXT,
+    ok INTEGER NOT NULL,
+    http_status INTEGER,
+    error TEXT,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    cost REAL,
+    latency_s REAL,
+    offline INTEGER,
+    recorded_at TEXT NOT NULL
+);
+CREATE INDEX calls_model ON calls (model_id);
+CREATE TABLE pools (
+    pool TEXT PRIMARY KEY,
+    "limit" INTEGER NOT NULL,
+    ceiling INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    changed_at TEXT NOT NULL
+);
+"""
+
+# Tables in drop/compare order (children first when dropping).
+PROJECTION_TABLES = (
+    "calls",
+    "tasks",
+    "cohort_members",
+    "generations",
+    "cohorts",
+    "pools",
+    "models",
+    "templates",
+    "template_versions",
+    "combo_concepts",
+    "combos",
+    "concept_descriptions",
+    "concepts",
+)
+
+DDL_HASH = hashlib.blake2b(PROJECTION_DDL.encode(), digest_size=8).hexdigest()
+
+TERMINAL = ("done", "failed", "blocked", "cancelled")
+
+
+def ensure_projections(conn: sqlite3.Connection) -> bool:
+    """Create the projections if missing, or rebuild them if their DDL changed.
+
+    Returns True when a rebuild happened.
+    """
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS projection_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+    )
+    row = conn.execute("SELECT value FROM projection_meta WHERE key = 'ddl_hash'").fetchone()
+    if row and row[0] == DDL_HASH:
+        return False
+    rebuild(conn)
+    return row is not None
+
+
+def rebuild(conn: sqlite3.Connection, *, batch: int = 5000) -> int:
+    """Drop every projection and replay the whole log into fresh ones. Returns events applied."""
+    from .store import transaction
+
+    with transaction(conn):
+        _drop(conn)
+        _create(conn)
+        applied = replay(conn, batch=batch)
+        conn.execute(
+            "INSERT OR REPLACE INTO projection_meta (key, value) VALUES ('ddl_hash', ?)",
+            (DDL_HASH,),
+        )
+    return applied
+
+
+def replay(conn: sqlite3.Connection, *, source: str = "main", batch: int = 5000) -> int:
+    """Apply every event of ``source``.events, in order, to the projections of ``main``."""
+    applied = 0
+    last = 0
+    while True:
+        rows = conn.execute(
+            f"SELECT id, type, data, recorded_at FROM {source}.events"
+            " WHERE id > ? ORDER BY id LIMIT ?",
+            (last, batch),
+        ).fetchall()
+        if not rows:
+            return applied
+        for event_id, type_, data, recorded_at in rows:
+            apply_event(conn, event_id, ev.parse_event(type_, data), recorded_at)
+        applied += len(rows)
+        last = rows[-1][0]
+
+
+def _drop(conn: sqlite3.Connection) -> None:
+    views = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'view'")]
+    for view in views:
+        conn.execute(f'DROP VIEW IF EXISTS "{view}"')
+    for table in PROJECTION_TABLES:
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def _create(conn: sqlite3.Connection) -> None:
+    for statement in PROJECTION_DDL.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def table_digests(conn: sqlite3.Connection, schema: str = "main") -> dict[str, tuple[int, str]]:
+    """Per projection table: (row count, hash of its rows in primary-key order)."""
+    digests = {}
+    for table in PROJECTION_TABLES:
+        columns = [r[1] for r in conn.execute(f"PRAGMA {schema}.table_info({table})")]
+        keys = [
+            r[1]
+            for r in sorted(
+                conn.execute(f"PRAGMA {schema}.table_info({table})"), key=lambda r: r[5]
+            )
+            if r[5]
+        ]
+        order = ", ".join(f'"{k}"' for k in keys) or "rowid"
+        quoted = ", ".join(f'"{c}"' for c in columns)
+        digest = hashlib.blake2b(digest_size=16)
+        count = 0
+        for row in conn.execute(f"SELECT {quoted} FROM {schema}.{table} ORDER BY {order}"):
+            digest.update(json.dumps(list(row), default=str).encode())
+            count += 1
+        digests[table] = (count, digest.hexdigest())
+    return digests
+
+
+def compare_with_replay(path: str) -> dict[str, tuple[tuple[int, str], tuple[int, str]]]:
+    """Replay the log of the database at ``path`` into a scratch database and compare.
+
+    Returns the mismatching tables: name -> ((live count, live hash), (replay count, hash)).
+    The database at ``path`` is only read.
+    """
+    scratch = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        scratch.execute("ATTACH DATABASE ? AS src", (f"file:{path}?mode=ro",))
+    except sqlite3.OperationalError:
+        scratch.close()
+        scratch = sqlite3.connect(":memory:", isolation_level=None, uri=True)
+        scratch.execute("ATTACH DATABASE ? AS src", (f"file:{path}?mode=ro",))
+    scratch.execute("PRAGMA foreign_keys = OFF")
+    scratch.execute("CREATE TABLE texts (hash TEXT PRIMARY KEY, text TEXT, length INTEGER)")
+    _create(scratch)
+    scratch.execute("BEGIN")
+    replay(scratch, source="src")
+    scratch.execute("COMMIT")
+    replayed = table_digests(scratch, "main")
+    live = table_digests(scratch, "src")
+    scratch.close()
+    return {t: (live[t], replayed[t]) for t in PROJECTION_TABLES if live[t] != replayed[t]}
+
+
+# -- applying events -------------------------------------------------------------------------
+
+Applier = Callable[[sqlite3.Connection, int, Any, str], None]
+_APPLIERS: dict[str, Applier] = {}
+
+
+def _applies(event_type: type[ev.Event]) -> Callable[[Applier], Applier]:
+    def register(function: Applier) -> Applier:
+        _APPLIERS[event_type.type] = function
+        return function
+
+    return register
+
+
+def apply_event(conn: sqlite3.Connection, event_id: int, event: ev.Event, recorded_at: str) -> None:
+    _APPLIERS[event.type](conn, event_id, event, recorded_at)
+
+
+@_applies(ev.ConceptDefined)
+def _concept_defined(conn, event_id, e: ev.ConceptDefined, at):
+    conn.execute(
+        "INSERT INTO concepts (concept_id, name, version, source) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (concept_id) DO UPDATE SET name = excluded.name,"
+        " version = excluded.version, source = excluded.source",
+        (e.concept_id, e.name, e.version, e.source),
+    )
+    conn.execute("DELETE FROM concept_descriptions WHERE concept_id = ?", (e.concept_id,))
+    conn.executemany(
+        "INSERT INTO concept_descriptions (concept_id, level, text_hash) VALUES (?, ?, ?)",
+        [(e.concept_id, level, digest) for level, digest in e.descriptions.items()],
+    )
+
+
+@_applies(ev.ComboDefined)
+def _combo_defined(conn, event_id, e: ev.ComboDefined, at):
+    conn.execute(
+        "INSERT INTO combos (combo_id, level, size, version, source) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (combo_id) DO UPDATE SET level = excluded.level, size = excluded.size,"
+        " version = excluded.version, source = excluded.source",
+        (e.combo_id, e.level, len(e.concept_ids), e.version, e.source),
+    )
+    conn.execute("DELETE FROM combo_concepts WHERE combo_id = ?", (e.combo_id,))
+    conn.executemany(
+        "INSERT INTO combo_concepts (combo_id, position, concept_id) VALUES (?, ?, ?)",
+        [(e.combo_id, i, concept) for i, concept in enumerate(e.concept_ids, 1)],
+    )
+
+
+@_applies(ev.TemplateDefined)
+def _template_defined(conn, event_id, e: ev.TemplateDefined, at):
+    conn.execute(
+        "INSERT OR IGNORE INTO template_versions (version, stage, template_id, name,"
+        " description, body_hash, parser, generator, scale_min, scale_max, settings, source,"
+        " defined_event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            e.version,
+            e.stage,
+            e.template_id,
+            e.name,
+            e.description,
+            e.body_hash,
+            e.parser,
+            e.generator,
+            e.scale_min,
+            e.scale_max,
+            json.dumps(e.settings, sort_keys=True),
+            e.source,
+            event_id,
+        ),
+    )
+    conn.execute(
+        "INSERT OR REPLACE INTO templates (stage, template_id, version, name, parser,"
+        " generator, scale_min, scale_max) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            e.stage,
+            e.template_id,
+            e.version,
+            e.name,
+            e.parser,
+            e.generator,
+            e.scale_min,
+            e.scale_max,
+        ),
+    )
+
+
+@_applies(ev.ModelDefined)
+def _model_defined(conn, event_id, e: ev.ModelDefined, at):
+    conn.execute(
+        "INSERT OR REPLACE INTO models (model_id, version, provider, provider_model,"
+        " display_name, pool, price_input, price_output, settings, source)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            e.model_id,
+            e.version,
+            e.provider,
+            e.provider_model,
+            e.display_name,
+            e.pool,
+            e.price_input,
+            e.price_output,
+            json.dumps(e.settings, sort_keys=True),
+            e.source,
+        ),
+    )
+
+
+@_applies(ev.CohortPlanned)
+def _cohort_planned(conn, event_id, e: ev.CohortPlanned, at):
+    conn.execute(
+        "INSERT INTO cohorts (cohort_id, spec_path, spec_hash, drafts, essays, evaluations,"
+        " planned_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (cohort_id) DO UPDATE SET spec_path = excluded.spec_path,"
+        " spec_hash = excluded.spec_hash, drafts = excluded.drafts, essays = excluded.essays,"
+        " evaluations = excluded.evaluations, replanned_at = excluded.planned_at,"
+        " cancelled_at = NULL",
+        (
+            e.cohort_id,
+            e.spec_path,
+            e.spec_hash,
+            e.counts.get("draft", 0),
+            e.counts.get("essay", 0),
+            e.counts.get("evaluation", 0),
+            at,
+        ),
+    )
+
+
+_PARENT_STATUS = (
+    "COALESCE((SELECT CASE status WHEN 'done' THEN 'ready' WHEN 'failed' THEN 'blocked'"
+    " WHEN 'blocked' THEN 'blocked' WHEN 'cancelled' THEN 'blocked' ELSE 'waiting' END"
+    " FROM tasks WHERE gen_id = ?), 'waiting')"
+)
+
+
+@_applies(ev.GenerationsPlanned)
+def _generations_planned(conn, event_id, e: ev.GenerationsPlanned, at):
+    rows = e.generations
+    conn.executemany(
+        "INSERT INTO generations (gen_id, stage, parent_gen_id, combo_id, template_id,"
+        " template_version, model_id, replicate, mode, signature, status, planned_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'planned', ?)",
+        [(*row[:10], at) for row in rows],
+    )
+    conn.executemany(
+        "INSERT INTO tasks (gen_id, stage, pool, parent_gen_id, status) VALUES (?, ?, ?, ?,"
+        f" CASE WHEN ? IS NULL THEN 'ready' ELSE {_PARENT_STATUS} END)",
+        [(row[0], row[1], row[10], row[2], row[2], row[2]) for row in rows],
+    )
+    conn.executemany(
+        "INSERT OR IGNORE INTO cohort_members (cohort_id, gen_id, stage) VALUES (?, ?, ?)",
+        [(e.cohort_id, row[0], row[1]) for row in rows],
+    )
+    if e.members:
+        conn.executemany(
+            "INSERT OR IGNORE INTO cohort_members (cohort_id, gen_id, stage)"
+            " SELECT ?, gen_id, stage FROM generations WHERE gen_id = ?",
+            [(e.cohort_id, gen_id) for gen_id in e.members],
+        )
+    ids = [row[0] for row in rows]
+    _sync_status(conn, ids)
+    blocked = [
+        gid
+        for (gid,) in _select_in(
+            conn, "SELECT gen_id FROM tasks WHERE status = 'blocked' AND gen_id IN", ids
+        )
+    ]
+    for gen_id in blocked:
+        parent = conn.execute(
+            "SELECT parent_gen_id FROM tasks WHERE gen_id = ?", (gen_id,)
+        ).fetchone()[0]
+        _set_blocked(conn, [gen_id], f"parent {parent} did not complete")
+
+
+@_applies(ev.AttemptStarted)
+def _attempt_started(conn, event_id, e: ev.AttemptStarted, at):
+    conn.execute(
+        "UPDATE tasks SET status = 'running', attempts = ?, lease_owner = ?, lease_token = ?,"
+        " lease_expires_at = ?, not_before = NULL WHERE gen_id = ?",
+        (e.attempt, e.worker, event_id, e.lease_expires_at, e.gen_id),
+    )
+    conn.execute(
+        "UPDATE generations SET status = 'running', attempts = ? WHERE gen_id = ?",
+        (e.attempt, e.gen_id),
+    )
+
+
+@_applies(ev.LeasesExtended)
+def _leases_extended(conn, event_id, e: ev.LeasesExtended, at):
+    conn.executemany(
+        "UPDATE tasks SET lease_expires_at = ? WHERE gen_id = ? AND lease_token = ?"
+        " AND status = 'running'",
+        [(e.lease_expires_at, gen_id, token) for gen_id, token in e.leases],
+    )
+
+
+def _release(conn, gen_id: str, token: int, error: str | None = None) -> None:
+    conn.execute(
+        "UPDATE tasks SET status = 'ready', lease_owner = NULL, lease_token = NULL,"
+        " lease_expires_at = NULL, last_error = COALESCE(?, last_error)"
+        " WHERE gen_id = ? AND lease_token = ?",
+        (error, gen_id, token),
+    )
+    _sync_status(conn, [gen_id])
+
+
+@_applies(ev.LeaseExpired)
+def _lease_expired(conn, event_id, e: ev.LeaseExpired, at):
+    _release(conn, e.gen_id, e.token, f"lease of {e.worker} expired")
+
+
+@_applies(ev.LeaseReleased)
+def _lease_released(conn, event_id, e: ev.LeaseReleased, at):
+    _release(conn, e.gen_id, e.token)
+
+
+@_applies(ev.AttemptThrottled)
+def _attempt_throttled(conn, event_id, e: ev.AttemptThrottled, at):
+    conn.execute(
+        "UPDATE tasks SET status = 'ready', lease_owner = NULL, lease_token = NULL,"
+        " lease_expires_at = NULL, not_before = ?, throttles = throttles + 1, last_error = ?"
+        " WHERE gen_id = ?",
+        (e.retry_at, e.error, e.gen_id),
+    )
+    _sync_status(conn, [e.gen_id])
+    _record_failed_call(conn, event_id, e.gen_id, 429, e.error, at)
+
+
+def _record_failed_call(conn, event_id, gen_id, http_status, error, at) -> None:
+    conn.execute(
+        "INSERT INTO calls (event_id, gen_id, model_id, pool, ok, http_status, error,"
+        " recorded_at) SELECT ?, g.gen_id, g.model_id, t.pool, 0, ?, ?, ? FROM generations g"
+        " JOIN tasks t ON t.gen_id = g.gen_id WHERE g.gen_id = ?",
+        (event_id, http_status, error, at, gen_id),
+    )
+
+
+@_applies(ev.GenerationResponded)
+def _generation_responded(conn, event_id, e: ev.GenerationResponded, at):
+    conn.execute(
+        "UPDATE generations SET prompt_hash = ?, raw_hash = ?, provider = ?,"
+        " resolved_model = ?, finish_reason = ?, prompt_tokens = ?, completion_tokens = ?,"
+        " cost = ?, latency_s = ?, offline = ? WHERE gen_id = ?",
+        (
+            e.prompt_hash,
+            e.raw_hash,
+            e.provider,
+            e.resolved_model,
+            e.finish_reason,
+            e.prompt_tokens,
+            e.completion_tokens,
+            e.cost,
+            e.latency_s,
+            int(e.offline),
+            e.gen_id,
+        ),
+    )
+    if e.mode == "llm":
+        pool = conn.execute("SELECT pool FROM tasks WHERE gen_id = ?", (e.gen_id,)).fetchone()
+        conn.execute(
+            "INSERT INTO calls (event_id, gen_id, model_id, pool, ok, prompt_tokens,"
+            " completion_tokens, cost, latency_s, offline, recorded_at)"
+            " VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)",
+            (
+                event_id,
+                e.gen_id,
+                e.model_id,
+                pool[0] if pool else None,
+                e.prompt_tokens,
+                e.completion_tokens,
+                e.cost,
+                e.latency_s,
+                int(e.offline),
+                at,
+            ),
+        )
+
+
+@_applies(ev.GenerationCompleted)
+def _generation_completed(conn, event_id, e: ev.GenerationCompleted, at):
+    conn.execute(
+        "UPDATE tasks SET status = 'done', lease_owner = NULL, lease_token = NULL,"
+        " lease_expires_at = NULL, last_error = NULL WHERE gen_id = ?",
+        (e.gen_id,),
+    )
+    conn.execute(
+        "UPDATE generations SET status = 'done', state = 'ok', error = NULL, parsed_hash = ?,"
+        " score = ?, written_scale = ?, finished_at = ? WHERE gen_id = ?",
+        (e.parsed_hash, e.score, e.written_scale, at, e.gen_id),
+    )
+    children = [
+        r[0]
+        for r in conn.execute(
+            "SELECT gen_id FROM tasks WHERE parent_gen_id = ? AND status = 'waiting'", (e.gen_id,)
+        )
+    ]
+    if children:
+        _select_in(conn, "UPDATE tasks SET status = 'ready' WHERE gen_id IN", children)
+        _sync_status(conn, children)
+
+
+@_applies(ev.AttemptFailed)
+def _attempt_failed(conn, event_id, e: ev.AttemptFailed, at):
+    if e.state == "provider_error":
+        _record_failed_call(conn, event_id, e.gen_id, e.http_status, e.error, at)
+    if not e.final:
+        conn.execute(
+            "UPDATE tasks SET status = 'ready', lease_owner = NULL, lease_token = NULL,"
+            " lease_expires_at = NULL, not_before = ?, last_error = ? WHERE gen_id = ?",
+            (e.retry_at, e.error, e.gen_id),
+        )
+        _sync_status(conn, [e.gen_id])
+        return
+    conn.execute(
+        "UPDATE tasks SET status = 'failed', lease_owner = NULL, lease_token = NULL,"
+        " lease_expires_at = NULL, not_before = NULL, last_error = ? WHERE gen_id = ?",
+        (e.error, e.gen_id),
+    )
+    conn.execute(
+        "UPDATE generations SET status = 'failed', state = ?, error = ?, finished_at = ?"
+        " WHERE gen_id = ?",
+        (e.state, e.error, at, e.gen_id),
+    )
+    _set_blocked(conn, _children(conn, [e.gen_id]), f"parent {e.gen_id} failed: {e.state}")
+
+
+@_applies(ev.GenerationsRetried)
+def _generations_retried(conn, event_id, e: ev.GenerationsRetried, at):
+    for gen_id in e.gen_ids:
+        conn.execute(
+            "UPDATE tasks SET status = CASE WHEN parent_gen_id IS NULL THEN 'ready' ELSE"
+            f" {_PARENT_STATUS} END, attempts = 0, not_before = NULL, last_error = NULL,"
+            " blocked_reason = NULL, lease_owner = NULL, lease_token = NULL,"
+            " lease_expires_at = NULL, throttles = 0 WHERE gen_id = ?",
+            (gen_id, gen_id),
+        )
+        conn.execute(
+            "UPDATE generations SET state = NULL, error = NULL, attempts = 0, finished_at = NULL"
+            " WHERE gen_id = ?",
+            (gen_id,),
+        )
+        _sync_status(conn, [gen_id])
+        # Descendants blocked by this generation wait for it again.
+        frontier = [gen_id]
+        while frontier:
+            children = [
+                gid
+                for (gid,) in _select_in(
+                    conn,
+                    "SELECT gen_id FROM tasks WHERE status = 'blocked' AND parent_gen_id IN",
+                    frontier,
+                )
+            ]
+            if children:
+                _select_in(
+                    conn,
+                    "UPDATE tasks SET status = 'waiting', blocked_reason = NULL WHERE gen_id IN",
+                    children,
+                )
+                _select_in(
+                    conn,
+                    "UPDATE generations SET state = NULL, error = NULL, finished_at = NULL"
+                    " WHERE gen_id IN",
+                    children,
+                )
+                _sync_status(conn, children)
+            frontier = children
+
+
+@_applies(ev.CohortCancelled)
+def _cohort_cancelled(conn, event_id, e: ev.CohortCancelled, at):
+    conn.execute("UPDATE cohorts SET cancelled_at = ? WHERE cohort_id = ?", (at, e.cohort_id))
+    if not e.gen_ids:
+        return
+    _select_in(
+        conn,
+        "UPDATE tasks SET status = 'cancelled', lease_owner = NULL, lease_token = NULL,"
+        " lease_expires_at = NULL WHERE status NOT IN ('done', 'failed') AND gen_id IN",
+        e.gen_ids,
+    )
+    _select_in(
+        conn,
+        "UPDATE generations SET status = 'cancelled', state = 'cancelled', finished_at = ?"
+        " WHERE status NOT IN ('done', 'failed') AND gen_id IN",
+        e.gen_ids,
+        (at,),
+    )
+
+
+@_applies(ev.PoolLimitChanged)
+def _pool_limit_changed(conn, event_id, e: ev.PoolLimitChanged, at):
+    conn.execute(
+        'INSERT OR REPLACE INTO pools (pool, "limit", ceiling, reason, changed_at)'
+        " VALUES (?, ?, ?, ?, ?)",
+        (e.pool, e.limit, e.ceiling, e.reason, at),
+    )
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def _select_in(
+    conn: sqlite3.Connection, sql: str, ids: list[str], prefix: tuple = (), chunk: int = 500
+) -> list:
+    """Run ``sql (?, ?, ...)`` over ``ids`` in chunks (after ``prefix`` parameters)."""
+    out: list = []
+    for start in range(0, len(ids), chunk):
+        part = ids[start : start + chunk]
+        marks = ", ".join("?" for _ in part)
+        out.extend(conn.execute(f"{sql} ({marks})", [*prefix, *part]).fetchall())
+    return out
+
+
+def _sync_status(conn: sqlite3.Connection, gen_ids: Iterable[str]) -> None:
+    ids = list(gen_ids)
+    _select_in(
+        conn,
+        "UPDATE generations SET status = (SELECT status FROM tasks WHERE tasks.gen_id ="
+        " generations.gen_id) WHERE gen_id IN",
+        ids,
+    )
+
+
+def _children(conn: sqlite3.Connection, gen_ids: list[str]) -> list[str]:
+    return [
+        gid
+        for (gid,) in _select_in(
+            conn,
+            "SELECT gen_id FROM tasks WHERE status IN ('waiting', 'ready') AND parent_gen_id IN",
+            gen_ids,
+        )
+    ]
+
+
+def _set_blocked(conn: sqlite3.Connection, gen_ids: list[str], reason: str) -> None:
+    """Block generations and, transitively, their waiting descendants."""
+    while gen_ids:
+        _select_in(
+            conn,
+            "UPDATE tasks SET status = 'blocked', blocked_reason = ? WHERE gen_id IN",
+            gen_ids,
+            (reason,),
+        )
+        _select_in(
+            conn,
+            "UPDATE generations SET status = 'blocked', state = 'blocked', error = ?"
+            " WHERE gen_id IN",
+            gen_ids,
+            (reason,),
+        )
+        gen_ids = _children(conn, gen_ids)
