@@ -201,7 +201,13 @@ PROJECTION_TABLES = (
     "concepts",
 )
 
-DDL_HASH = hashlib.blake2b(PROJECTION_DDL.encode(), digest_size=8).hexdigest()
+def _views_ddl() -> str:
+    from .views import VIEWS_DDL
+
+    return VIEWS_DDL
+
+
+DDL_HASH = hashlib.blake2b((PROJECTION_DDL + _views_ddl()).encode(), digest_size=8).hexdigest()
 
 TERMINAL = ("done", "failed", "blocked", "cancelled")
 
@@ -262,10 +268,15 @@ def _drop(conn: sqlite3.Connection) -> None:
         conn.execute(f"DROP TABLE IF EXISTS {table}")
 
 
-def _create(conn: sqlite3.Connection) -> None:
+def _create(conn: sqlite3.Connection, *, views: bool = True) -> None:
     for statement in PROJECTION_DDL.split(";"):
         if statement.strip():
             conn.execute(statement)
+    if views:
+        from .views import VIEWS
+
+        for name, body in VIEWS.items():
+            conn.execute(f'CREATE VIEW "{name}" AS {body.strip()}')
 
 
 def table_digests(conn: sqlite3.Connection, schema: str = "main") -> dict[str, tuple[int, str]]:
@@ -306,7 +317,7 @@ def compare_with_replay(path: str) -> dict[str, tuple[tuple[int, str], tuple[int
         scratch.execute("ATTACH DATABASE ? AS src", (f"file:{path}?mode=ro",))
     scratch.execute("PRAGMA foreign_keys = OFF")
     scratch.execute("CREATE TABLE texts (hash TEXT PRIMARY KEY, text TEXT, length INTEGER)")
-    _create(scratch)
+    _create(scratch, views=False)
     scratch.execute("BEGIN")
     replay(scratch, source="src")
     scratch.execute("COMMIT")

@@ -1,0 +1,161 @@
+"""Cohort operations after planning: status, retry, cancel.
+
+``cohort_status()`` is the one progress query (``daydream status``, the runner's progress
+line). ``retry()`` and ``cancel()`` append events; the projections do the state changes, so
+a replay reproduces them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import events as ev
+from .errors import PlanError
+from .store import append, transaction
+
+STATUSES = ("done", "failed", "blocked", "cancelled", "running", "ready", "waiting")
+
+
+@dataclass
+class Status:
+    cohort: str | None
+    stages: dict[str, dict[str, int]] = field(default_factory=dict)
+    states: dict[str, int] = field(default_factory=dict)
+    models: list[dict[str, Any]] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    offline_calls: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(sum(c.values()) for c in self.stages.values())
+
+    def count(self, *statuses: str) -> int:
+        return sum(c.get(s, 0) for c in self.stages.values() for s in statuses)
+
+    @property
+    def remaining(self) -> int:
+        return self.count("running", "ready", "waiting")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cohort": self.cohort,
+            "stages": self.stages,
+            "states": self.states,
+            "models": self.models,
+            "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens},
+            "cost_usd": round(self.cost, 6),
+            "offline_calls": self.offline_calls,
+        }
+
+
+def cohort_status(conn: sqlite3.Connection, cohort: str | None) -> Status:
+    """Per-stage task counts, outcome states and per-model totals (one cohort or all)."""
+    scope = ""
+    params: list[Any] = []
+    if cohort:
+        scope = " WHERE g.gen_id IN (SELECT gen_id FROM cohort_members WHERE cohort_id = ?)"
+        params = [cohort]
+    status = Status(cohort)
+    for stage in ("draft", "essay", "evaluation"):
+        status.stages[stage] = dict.fromkeys(STATUSES, 0)
+    for stage, state, count in conn.execute(
+        f"SELECT g.stage, g.status, count(*) FROM generations g{scope} GROUP BY 1, 2", params
+    ):
+        status.stages.setdefault(stage, dict.fromkeys(STATUSES, 0))[state] = count
+    status.states = {
+        state: count
+        for state, count in conn.execute(
+            f"SELECT g.state, count(*) FROM generations g{scope}"
+            f" {'AND' if scope else 'WHERE'} g.state IS NOT NULL GROUP BY 1 ORDER BY 2 DESC",
+            params,
+        )
+    }
+    call_scope = scope.replace("g.gen_id", "c.gen_id")
+    for row in conn.execute(
+        "SELECT c.model_id, count(*) AS calls, sum(c.ok) AS ok, sum(1 - c.ok) AS errors,"
+        " coalesce(sum(c.prompt_tokens), 0) AS prompt_tokens,"
+        " coalesce(sum(c.completion_tokens), 0) AS completion_tokens,"
+        " coalesce(sum(c.cost), 0) AS cost, max(c.offline) AS offline,"
+        f" avg(c.latency_s) AS mean_latency_s FROM calls c{call_scope}"
+        " GROUP BY c.model_id ORDER BY c.model_id",
+        params,
+    ):
+        model = dict(row)
+        status.models.append(model)
+        status.prompt_tokens += model["prompt_tokens"]
+        status.completion_tokens += model["completion_tokens"]
+        status.cost += model["cost"]
+        if model["offline"]:
+            status.offline_calls += model["ok"] or 0
+    return status
+
+
+def _require_cohort(conn: sqlite3.Connection, cohort: str) -> None:
+    if not conn.execute("SELECT 1 FROM cohorts WHERE cohort_id = ?", (cohort,)).fetchone():
+        known = [r[0] for r in conn.execute("SELECT cohort_id FROM cohorts ORDER BY 1")]
+        raise PlanError(
+            f'cohort "{cohort}" does not exist (cohorts: {", ".join(known) or "none"};'
+            " plan one with: daydream plan SPEC --cohort ID)"
+        )
+
+
+def retry(
+    conn: sqlite3.Connection,
+    cohort: str,
+    *,
+    failed: bool = False,
+    gen_ids: tuple[str, ...] = (),
+    actor: str = "cli:retry",
+) -> list[str]:
+    """Put failed (or cancelled/blocked-by-them) generations back to work. Returns their ids."""
+    with transaction(conn):
+        _require_cohort(conn, cohort)
+        chosen: list[str] = []
+        if failed:
+            chosen += [
+                r[0]
+                for r in conn.execute(
+                    "SELECT g.gen_id FROM generations g JOIN cohort_members m USING (gen_id)"
+                    " WHERE m.cohort_id = ? AND g.status IN ('failed', 'cancelled')"
+                    " ORDER BY g.rowid",
+                    (cohort,),
+                )
+            ]
+        for gen_id in gen_ids:
+            row = conn.execute(
+                "SELECT g.status FROM generations g JOIN cohort_members m USING (gen_id)"
+                " WHERE m.cohort_id = ? AND g.gen_id = ?",
+                (cohort, gen_id),
+            ).fetchone()
+            if row is None:
+                raise PlanError(f'generation "{gen_id}" is not in cohort "{cohort}"')
+            if row[0] in ("running", "ready", "waiting"):
+                raise PlanError(f'generation "{gen_id}" is {row[0]}: nothing to retry')
+            if gen_id not in chosen:
+                chosen.append(gen_id)
+        if chosen:
+            append(conn, [ev.GenerationsRetried(cohort_id=cohort, gen_ids=chosen)], actor=actor)
+    return chosen
+
+
+def cancel(conn: sqlite3.Connection, cohort: str, *, actor: str = "cli:cancel") -> list[str]:
+    """Cancel the cohort's unfinished generations that no other live cohort needs."""
+    with transaction(conn):
+        _require_cohort(conn, cohort)
+        gen_ids = [
+            r[0]
+            for r in conn.execute(
+                "SELECT g.gen_id FROM generations g JOIN cohort_members m USING (gen_id)"
+                " WHERE m.cohort_id = ? AND g.status IN ('ready', 'running', 'waiting', 'blocked')"
+                " AND NOT EXISTS (SELECT 1 FROM cohort_members o JOIN cohorts c USING (cohort_id)"
+                "  WHERE o.gen_id = g.gen_id AND o.cohort_id != ? AND c.cancelled_at IS NULL)"
+                " ORDER BY g.rowid",
+                (cohort, cohort),
+            )
+        ]
+        append(conn, [ev.CohortCancelled(cohort_id=cohort, gen_ids=gen_ids)], actor=actor)
+    return gen_ids

@@ -1,0 +1,563 @@
+"""Planning: compiled spec rows -> generations with ids and parents -> planning events.
+
+``derive()`` is pure: it maps one normalised spec row to the generations it needs (a draft,
+an essay, an evaluation, or a suffix of that chain when the row starts from existing
+generations), checking every template and model against the registry.
+
+``plan_cohort()`` streams the rows through ``derive()``, de-duplicates by id, and appends
+``cohort.planned`` + ``generations.planned`` events inside ONE ``BEGIN IMMEDIATE``
+transaction: any problem (an unknown template anywhere in a million rows) rolls everything
+back, so a failed plan leaves the database unchanged. Planning is idempotent: a generation
+that exists (from this or another cohort) is linked by membership, never duplicated, and a
+re-plan that adds nothing writes nothing.
+
+Copy-mode essays have no model and copy the draft verbatim; their replicate is always 1,
+because replicates of a verbatim copy would be identical texts counted as independent draws
+(evaluation replicates still apply to them).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import events as ev
+from . import ids
+from .errors import PlanError
+from .registry import Registry
+from .store import append, put_text, transaction
+
+STAGES = ("draft", "essay", "evaluation")
+BATCH = 5000
+COPY_POOL = "copy"
+# Rough output sizes (tokens) per stage for the cost range: (low, high).
+_OUTPUT_TOKENS = {"draft": (400, 3000), "essay": (500, 2000), "evaluation": (150, 1200)}
+
+
+@dataclass(frozen=True)
+class Generation:
+    gen_id: str
+    stage: str
+    parent_gen_id: str | None
+    combo_id: str | None
+    template_id: str
+    template_version: str
+    model_id: str | None
+    replicate: int
+    mode: str
+    signature: str
+    pool: str
+
+    def as_row(self) -> list[Any]:
+        return [
+            self.gen_id,
+            self.stage,
+            self.parent_gen_id,
+            self.combo_id,
+            self.template_id,
+            self.template_version,
+            self.model_id,
+            self.replicate,
+            self.mode,
+            self.signature,
+            self.pool,
+        ]
+
+
+@dataclass
+class StageCounts:
+    in_cohort: int = 0
+    new: int = 0
+    shared: int = 0
+    completed: int = 0
+
+
+@dataclass
+class PlanReport:
+    cohort_id: str
+    spec_path: str
+    dry_run: bool
+    rows: int = 0
+    stages: dict[str, StageCounts] = field(
+        default_factory=lambda: {s: StageCounts() for s in STAGES}
+    )
+    cost_low: float = 0.0
+    cost_high: float = 0.0
+    unpriced_models: list[str] = field(default_factory=list)
+    new_calls: dict[str, int] = field(default_factory=dict)  # model_id -> new llm generations
+    events: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cohort_id": self.cohort_id,
+            "spec": self.spec_path,
+            "dry_run": self.dry_run,
+            "rows": self.rows,
+            "stages": {s: vars(c) for s, c in self.stages.items()},
+            "new_calls_by_model": self.new_calls,
+            "cost_estimate_usd": {"low": round(self.cost_low, 4), "high": round(self.cost_high, 4)}
+            if self.new_calls
+            else None,
+            "unpriced_models": self.unpriced_models,
+            "events_written": self.events,
+            "notes": self.notes,
+        }
+
+
+class _Problems:
+    """Collects planning problems (first row where each appears) for one error line."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, int] = {}
+
+    def add(self, message: str, row: int) -> None:
+        self.items.setdefault(message, row)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def error(self, spec_path: str) -> PlanError:
+        parts = [f"{msg} (first in row {row})" for msg, row in list(self.items.items())[:8]]
+        more = len(self.items) - 8
+        tail = f"; and {more} more" if more > 0 else ""
+        return PlanError(f"plan {spec_path}: " + "; ".join(parts) + tail)
+
+
+def derive(
+    row: dict[str, Any],
+    registry: Registry,
+    existing: dict[str, str],
+    problems: _Problems,
+    row_number: int,
+) -> list[Generation]:
+    """The generations one normalised spec row needs, parents first.
+
+    ``existing`` maps the ids named by ``draft_id``/``essay_id`` columns to their stage.
+    """
+    out: list[Generation] = []
+    parent: str | None = None
+    combo = row.get("combo_id")
+
+    def template(stage: str, template_id: str) -> Any:
+        found = registry.templates.get((stage, template_id))
+        if found is None:
+            known = ", ".join(registry.template_ids(stage)) or "none"
+            problems.add(
+                f'unknown {stage} template "{template_id}" (catalog has: {known};'
+                " import it with: daydream catalog import DIR)",
+                row_number,
+            )
+        return found
+
+    def model(model_id: Any, stage: str) -> Any:
+        if model_id in (None, ""):
+            problems.add(f"{stage} row has no model ({stage}_llm column)", row_number)
+            return None
+        found = registry.models.get(str(model_id))
+        if found is None:
+            known = ", ".join(sorted(registry.models)) or "none"
+            problems.add(f'unknown model "{model_id}" (catalog has: {known})', row_number)
+        return found
+
+    if row.get("essay_id"):
+        parent = str(row["essay_id"])
+        if existing.get(parent) != "essay":
+            problems.add(f'essay_id "{parent}" is not an existing essay generation', row_number)
+            return out
+    elif row.get("draft_id"):
+        parent = str(row["draft_id"])
+        if existing.get(parent) != "draft":
+            problems.add(f'draft_id "{parent}" is not an existing draft generation', row_number)
+            return out
+    elif row.get("draft_template"):
+        if not combo:
+            problems.add("draft row has no combo_id", row_number)
+            return out
+        if combo not in registry.combos:
+            problems.add(
+                f'unknown combo "{combo}" (define it in the catalog\'s combos)', row_number
+            )
+        tpl = template("draft", row["draft_template"])
+        mdl = model(row.get("draft_llm"), "draft")
+        if tpl is not None and tpl.generator == "copy":
+            problems.add(
+                f'draft template "{tpl.template_id}" is copy-mode, but a draft has no parent to copy',
+                row_number,
+            )
+        if tpl is None or mdl is None or tpl.generator == "copy":
+            return out
+        signature = ids.draft_signature(
+            combo, tpl.template_id, mdl.model_id, row["draft_replicate"]
+        )
+        parent = ids.gen_id("draft", signature)
+        out.append(
+            Generation(
+                parent,
+                "draft",
+                None,
+                combo,
+                tpl.template_id,
+                tpl.version,
+                mdl.model_id,
+                row["draft_replicate"],
+                "llm",
+                signature,
+                mdl.pool,
+            )
+        )
+    essay_parent = parent if row.get("essay_id") else None
+    if row.get("essay_template") and not row.get("essay_id"):
+        tpl = template("essay", row["essay_template"])
+        if tpl is None:
+            return out
+        copy = tpl.generator == "copy"
+        if parent is None:
+            if copy:
+                problems.add(
+                    f'essay template "{tpl.template_id}" is copy-mode and needs a draft'
+                    " (add draft_template and draft_llm columns)",
+                    row_number,
+                )
+                return out
+            if not combo:
+                problems.add("essay row has no draft and no combo_id", row_number)
+                return out
+            if combo not in registry.combos:
+                problems.add(
+                    f'unknown combo "{combo}" (define it in the catalog\'s combos)', row_number
+                )
+                return out
+        source = parent if parent is not None else f"combo:{combo}"
+        if copy:
+            model_id, pool, replicate = None, COPY_POOL, 1
+        else:
+            mdl = model(row.get("essay_llm"), "essay")
+            if mdl is None:
+                return out
+            model_id, pool, replicate = mdl.model_id, mdl.pool, row["essay_replicate"]
+        signature = ids.essay_signature(source, tpl.template_id, model_id, replicate, copy=copy)
+        essay_parent = ids.gen_id("essay", signature)
+        out.append(
+            Generation(
+                essay_parent,
+                "essay",
+                parent,
+                combo,
+                tpl.template_id,
+                tpl.version,
+                model_id,
+                replicate,
+                "copy" if copy else "llm",
+                signature,
+                pool,
+            )
+        )
+    if row.get("evaluation_template"):
+        if essay_parent is None:
+            problems.add(
+                "evaluation columns need an essay (essay_template) or an essay_id", row_number
+            )
+            return out
+        tpl = template("evaluation", row["evaluation_template"])
+        mdl = model(row.get("evaluation_llm"), "evaluation")
+        if tpl is not None and tpl.generator == "copy":
+            problems.add(f'evaluation template "{tpl.template_id}" cannot be copy-mode', row_number)
+            return out
+        if tpl is None or mdl is None:
+            return out
+        signature = ids.evaluation_signature(
+            essay_parent, tpl.template_id, mdl.model_id, row["evaluation_replicate"]
+        )
+        out.append(
+            Generation(
+                ids.gen_id("evaluation", signature),
+                "evaluation",
+                essay_parent,
+                combo,
+                tpl.template_id,
+                tpl.version,
+                mdl.model_id,
+                row["evaluation_replicate"],
+                "llm",
+                signature,
+                mdl.pool,
+            )
+        )
+    if not out and not problems:
+        problems.add(
+            "row names no stage to run (needs draft_template, essay_template or"
+            " evaluation_template columns)",
+            row_number,
+        )
+    return out
+
+
+def plan_cohort(
+    conn: sqlite3.Connection,
+    spec_path: str | Path,
+    cohort_id: str,
+    *,
+    dry_run: bool = False,
+    actor: str = "cli:plan",
+    rows: Iterable[dict[str, Any]] | None = None,
+) -> PlanReport:
+    """Compile ``spec_path`` and plan it as ``cohort_id``: all or nothing.
+
+    ``rows`` replaces the spec's compiled rows (used by ``plan --from-list``).
+    """
+    from . import spec as spec_module
+
+    _check_cohort_id(cohort_id)
+    spec_path = str(spec_path)
+    spec_text = Path(spec_path).read_text(encoding="utf-8") if Path(spec_path).is_file() else ""
+    report = PlanReport(cohort_id=cohort_id, spec_path=spec_path, dry_run=dry_run)
+    if rows is None:
+        spec = spec_module.load_spec(spec_path)
+        compiled: Iterable[dict[str, Any]] = spec_module.compile_rows(spec)
+        derived_combos = dict(getattr(spec, "derived_combos", {}) or {})
+    else:
+        compiled, derived_combos = rows, {}
+    try:
+        _plan(conn, compiled, derived_combos, cohort_id, spec_path, spec_text, report, actor)
+    except _NothingNew:
+        report.events = 0
+    _estimate_cost(conn, report)
+    return report
+
+
+def _plan(conn, compiled, derived_combos, cohort_id, spec_path, spec_text, report, actor) -> None:
+    dry_run = report.dry_run
+    context = nullcontext() if dry_run else transaction(conn)
+    with context:
+        registry = Registry.load(conn)
+        combo_events = _derived_combo_events(registry, derived_combos, spec_path)
+        for event in combo_events:
+            registry.combos[event.combo_id] = (event.level, tuple(event.concept_ids))
+        if not dry_run:
+            prior = conn.execute(
+                "SELECT spec_hash FROM cohorts WHERE cohort_id = ?", (cohort_id,)
+            ).fetchone()
+            head = [
+                *combo_events,
+                ev.CohortPlanned(
+                    cohort_id=cohort_id,
+                    spec_path=spec_path,
+                    spec_hash=put_text(conn, spec_text),
+                    counts={},
+                ),
+            ]
+            append(conn, head, actor=actor)
+            report.events += len(head)
+        writes = 0
+        for batch_new, batch_members in _plan_batches(conn, compiled, registry, cohort_id, report):
+            if dry_run:
+                continue
+            event = ev.GenerationsPlanned(
+                cohort_id=cohort_id,
+                generations=[g.as_row() for g in batch_new],
+                members=batch_members,
+            )
+            append(conn, [event], actor=actor)
+            report.events += 1
+            writes += 1
+        if (
+            not dry_run
+            and writes == 0
+            and not combo_events
+            and prior
+            and prior[0] == head[-1].spec_hash
+        ):
+            # Nothing new: a re-plan of the same spec leaves the log untouched.
+            raise _NothingNew
+
+
+class _NothingNew(Exception):
+    """Raised inside the planning transaction to roll back a re-plan that adds nothing."""
+
+
+def _check_cohort_id(cohort_id: str) -> None:
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", cohort_id or ""):
+        raise PlanError(
+            f'cohort id "{cohort_id}" is invalid: use letters, digits, "-", "_" or "."'
+            " (starting with a letter or digit)"
+        )
+
+
+def _derived_combo_events(
+    registry: Registry, derived: dict[str, Any], source: str
+) -> list[ev.ComboDefined]:
+    from .catalog import Combo
+
+    events = []
+    for combo_id, d in derived.items():
+        missing = [c for c in d.concepts if c not in registry.concepts]
+        if missing:
+            raise PlanError(
+                f"plan {source}: combo_id pool names unknown concept(s) {', '.join(missing)}"
+                " (import them with: daydream catalog import DIR)"
+            )
+        if combo_id in registry.combos:
+            continue
+        combo = Combo(combo_id=combo_id, concept_ids=tuple(d.concepts), level=d.level)
+        events.append(
+            ev.ComboDefined(
+                combo_id=combo_id,
+                version=combo.version,
+                concept_ids=list(d.concepts),
+                level=d.level,
+                source=source,
+            )
+        )
+    return events
+
+
+def _plan_batches(
+    conn: sqlite3.Connection,
+    rows: Iterable[dict[str, Any]],
+    registry: Registry,
+    cohort_id: str,
+    report: PlanReport,
+) -> Iterator[tuple[list[Generation], list[str]]]:
+    from .spec import normalise_row
+
+    problems = _Problems()
+    seen: set[str] = set()
+    pending: list[Generation] = []
+    fresh_db = conn.execute("SELECT 1 FROM generations LIMIT 1").fetchone() is None
+    existing_cache: dict[str, str] = {}
+    for number, raw in enumerate(rows, 1):
+        report.rows = number
+        try:
+            row = normalise_row(raw, row_number=number)
+        except Exception as exc:  # SpecError: a bad replicate, conflicting aliases
+            problems.add(str(exc), number)
+            continue
+        for key in ("draft_id", "essay_id"):
+            ref = row.get(key)
+            if ref and ref not in existing_cache:
+                found = conn.execute(
+                    "SELECT stage FROM generations WHERE gen_id = ?", (ref,)
+                ).fetchone()
+                existing_cache[ref] = found[0] if found else ""
+        for gen in derive(row, registry, existing_cache, problems, number):
+            if gen.gen_id in seen:
+                continue
+            seen.add(gen.gen_id)
+            pending.append(gen)
+        if problems:
+            pending.clear()
+            continue
+        if len(pending) >= BATCH:
+            yield _split_batch(conn, pending, cohort_id, report, fresh_db)
+            pending = []
+    if problems:
+        raise problems.error(report.spec_path)
+    if pending:
+        yield _split_batch(conn, pending, cohort_id, report, fresh_db)
+    for ref, stage in existing_cache.items():
+        # Existing generations named by the spec belong to the cohort too.
+        if stage and ref not in seen:
+            seen.add(ref)
+            yield _split_batch(conn, [_existing(conn, ref)], cohort_id, report, fresh_db)
+
+
+def _existing(conn: sqlite3.Connection, gen_id: str) -> Generation:
+    row = conn.execute(
+        "SELECT g.gen_id, g.stage, g.parent_gen_id, g.combo_id, g.template_id,"
+        " g.template_version, g.model_id, g.replicate, g.mode, g.signature, t.pool"
+        " FROM generations g JOIN tasks t ON t.gen_id = g.gen_id WHERE g.gen_id = ?",
+        (gen_id,),
+    ).fetchone()
+    return Generation(*row)
+
+
+def _split_batch(
+    conn: sqlite3.Connection,
+    batch: list[Generation],
+    cohort_id: str,
+    report: PlanReport,
+    fresh_db: bool,
+) -> tuple[list[Generation], list[str]]:
+    """Split into new generations and existing ones; count them per stage."""
+    status: dict[str, str] = {}
+    others: set[str] = set()
+    mine: set[str] = set()
+    if not fresh_db:
+        ids_ = [g.gen_id for g in batch]
+        for start in range(0, len(ids_), 500):
+            part = ids_[start : start + 500]
+            marks = ", ".join("?" for _ in part)
+            status.update(
+                conn.execute(
+                    f"SELECT gen_id, status FROM generations WHERE gen_id IN ({marks})", part
+                )
+            )
+            for gen_id, cohort in conn.execute(
+                f"SELECT gen_id, cohort_id FROM cohort_members WHERE gen_id IN ({marks})", part
+            ):
+                (mine if cohort == cohort_id else others).add(gen_id)
+    new: list[Generation] = []
+    members: list[str] = []
+    for gen in batch:
+        counts = report.stages[gen.stage]
+        counts.in_cohort += 1
+        if gen.gen_id in status:
+            if gen.gen_id not in mine:
+                members.append(gen.gen_id)
+            if gen.gen_id in others:
+                counts.shared += 1
+            if status[gen.gen_id] == "done":
+                counts.completed += 1
+        else:
+            new.append(gen)
+            counts.new += 1
+            if gen.mode == "llm" and gen.model_id:
+                key = f"{gen.stage}\t{gen.template_id}\t{gen.model_id}"
+                report.new_calls[key] = report.new_calls.get(key, 0) + 1
+    return new, members
+
+
+def _estimate_cost(conn: sqlite3.Connection, report: PlanReport) -> None:
+    """A rough cost range for the new model calls, from catalog prices.
+
+    Input tokens: the template body plus the stage's input (concept texts for drafts, the
+    parent's expected output for essays and evaluations); output tokens: a low/high guess
+    per stage. ``daydream run --rehearse`` gives a forecast from the real rendered prompts.
+    """
+    registry = Registry.load(conn)
+    by_model: dict[str, int] = {}
+    unpriced: set[str] = set()
+    low = high = 0.0
+    for key, count in report.new_calls.items():
+        stage, template_id, model_id = key.split("\t")
+        by_model[model_id] = by_model.get(model_id, 0) + count
+        model = registry.models.get(model_id)
+        if model is None or model.price_input is None or model.price_output is None:
+            if model is not None and model.provider != "offline":
+                unpriced.add(model_id)
+            continue
+        template = registry.templates.get((stage, template_id))
+        body = len(_text(conn, template.body_hash)) // 4 if template else 500
+        parent_low, parent_high = _OUTPUT_TOKENS.get(
+            {"essay": "draft", "evaluation": "essay"}.get(stage, ""), (300, 600)
+        )
+        out_low, out_high = _OUTPUT_TOKENS[stage]
+        low += count * ((body + parent_low) * model.price_input + out_low * model.price_output)
+        high += count * ((body + parent_high) * model.price_input + out_high * model.price_output)
+    report.new_calls = dict(sorted(by_model.items()))
+    report.cost_low, report.cost_high = low, high
+    report.unpriced_models = sorted(unpriced)
+
+
+def _text(conn: sqlite3.Connection, digest: str | None) -> str:
+    if digest is None:
+        return ""
+    row = conn.execute("SELECT text FROM texts WHERE hash = ?", (digest,)).fetchone()
+    return row[0] if row else ""

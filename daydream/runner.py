@@ -1,0 +1,122 @@
+"""The runner: start N worker processes for a cohort, show progress, stop cleanly.
+
+``run_cohort()`` launches ``python -m daydream worker`` processes (never forks a process
+holding a database connection), polls the projections read-only for progress, restarts a
+worker that died while work remains (at most ``max_restarts`` times), and returns when every
+worker has exited. Ctrl-C reaches the workers too (same process group): they finish or
+release their leases, so running again resumes exactly where this run stopped.
+
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .cohorts import Status, cohort_status
+from .store import connect
+
+
+@dataclass
+class RunSummary:
+    status: Status
+    elapsed_s: float
+    restarts: int
+    interrupted: bool
+
+
+def run_cohort(
+    db_path: Path,
+    cohort: str | None,
+    *,
+    workers: int = 2,
+    concurrency: int = 32,
+    worker_args: list[str] | None = None,
+    progress: Callable[[Status, float, float], None] | None = None,
+    interval_s: float = 0.5,
+    max_restarts: int = 10,
+) -> RunSummary:
+    """Run the cohort's remaining work with ``workers`` processes until nothing is left."""
+    started = time.monotonic()
+    base = [sys.executable, "-m", "daydream", "worker", "--db", str(db_path)]
+    base += ["--concurrency", str(concurrency)]
+    if cohort:
+        base += ["--cohort", cohort]
+    base += worker_args or []
+
+    def spawn(index: int) -> subprocess.Popen:
+        return subprocess.Popen([*base, "--name", f"run{os.getpid()}-{index}"])
+
+    procs = {i: spawn(i) for i in range(workers)}
+    restarts = 0
+    interrupted = False
+    conn = connect(db_path, create=False)
+    first = cohort_status(conn, cohort)
+    done_at_start = first.count("done", "failed", "blocked", "cancelled")
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def forward(signum: int, _frame: Any) -> None:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    try:
+        while procs:
+            try:
+                time.sleep(interval_s)
+            except KeyboardInterrupt:
+                interrupted = True
+                forward(signal.SIGINT, None)
+            status = cohort_status(conn, cohort)
+            if progress:
+                elapsed = time.monotonic() - started
+                finished = status.count("done", "failed", "blocked", "cancelled") - done_at_start
+                progress(status, elapsed, finished / elapsed if elapsed > 0 else 0.0)
+            for index, proc in list(procs.items()):
+                code = proc.poll()
+                if code is None:
+                    continue
+                del procs[index]
+                if code not in (0, -signal.SIGINT, -signal.SIGTERM, 130) and not interrupted:
+                    if status.remaining and restarts < max_restarts:
+                        restarts += 1
+                        time.sleep(min(2.0, 0.1 * 2**restarts))
+                        procs[index] = spawn(index)
+    except KeyboardInterrupt:
+        interrupted = True
+        forward(signal.SIGINT, None)
+        for proc in procs.values():
+            proc.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    status = cohort_status(conn, cohort)
+    conn.close()
+    return RunSummary(status, time.monotonic() - started, restarts, interrupted)
+
+
+def format_progress(status: Status, elapsed: float, rate: float) -> str:
+    parts = []
+    for stage, counts in status.stages.items():
+        if sum(counts.values()) == 0:
+            continue
+        total = sum(counts.values())
+        parts.append(
+            f"{stage} {counts['done']}/{total}"
+            + (f" ({counts['failed']} failed)" if counts["failed"] else "")
+            + (f" ({counts['running']} running)" if counts["running"] else "")
+        )
+    remaining = status.remaining
+    eta = f"ETA {remaining / rate:,.0f}s" if rate > 0 and remaining else ""
+    tokens = status.prompt_tokens + status.completion_tokens
+    cost = f" ${status.cost:.4f}" if status.cost else ""
+    return (
+        f"[{elapsed:6.1f}s] " + " | ".join(parts) + f" | {rate:,.1f}/s {eta} | {tokens:,} tok{cost}"
+    )
