@@ -1,0 +1,425 @@
+"""One HTTP attempt against an OpenAI-compatible chat-completions endpoint.
+
+``OpenAICompatibleProvider.complete`` posts one request and turns every outcome into either
+a ``Completion`` or a ``ProviderError`` whose ``retryable``, ``status`` and ``retry_after``
+the worker acts on (the table is in docs/providers.md).
+
+Invariants: a call never outlives ``timeout`` (a whole-call deadline, not a per-read one);
+the body is capped at ``max_response_bytes``; the API key lives in one private attribute,
+is sent only in the ``Authorization`` header, and every error text is redacted before it
+leaves this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Callable, Mapping
+from datetime import timezone
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from daydream.errors import ConfigError, ProviderError
+from daydream.providers.config import ProviderConfig, display_url
+from daydream.providers.protocol import Completion, CompletionRequest
+from daydream.providers.retry import is_retryable_status
+
+BODY_EXCERPT_CHARS = 200
+
+
+class OpenAICompatibleProvider:
+    """A chat-completions endpoint reached over HTTP with ``httpx``; one attempt per call."""
+
+    is_offline = False
+
+    def __init__(
+        self,
+        config: ProviderConfig,
+        *,
+        client: httpx.AsyncClient | None = None,
+        api_key: str | None = None,
+        environ: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        environ = os.environ if environ is None else environ
+        if api_key is None and config.api_key_env:
+            api_key = environ.get(config.api_key_env)
+        api_key = (api_key or "").strip() or None
+        source = config.api_key_env or "the API key"
+        if api_key is None and config.key_required:
+            raise ConfigError(
+                f"provider {config.name}: {source} is not set (export it or put it in .env)"
+            )
+        if api_key is not None and (not api_key.isprintable() or " " in api_key):
+            raise ConfigError(
+                f"provider {config.name}: {source} contains spaces or control characters; "
+                "copy the key again without them"
+            )
+        self.name = config.name
+        self.config = config
+        self._api_key = api_key
+        self._shared_client = client
+        self._shards: list[_ClientShard] = []
+        self._clock = clock
+        self._url = config.base_url.rstrip("/") + "/chat/completions"
+
+    def __repr__(self) -> str:
+        key = "set" if self._api_key else "none"
+        return (
+            f"OpenAICompatibleProvider(name={self.name!r}, "
+            f"base_url={display_url(self.config.base_url)!r}, api_key=<{key}>)"
+        )
+
+    async def __aenter__(self) -> OpenAICompatibleProvider:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients this provider created (never a client passed in)."""
+        shards, self._shards = self._shards, []
+        for shard in shards:
+            await shard.client.aclose()
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        """Make one HTTP attempt; return the reply or raise a classified ``ProviderError``."""
+        try:
+            content = json.dumps(_request_body(request), ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise self._error(
+                request, f"request body is not valid JSON ({exc})", retryable=False
+            ) from None
+        timeout = request.timeout or self.config.timeout
+        started = time.perf_counter()
+        try:
+            status, headers, body = await asyncio.wait_for(
+                self._post(content.encode("utf-8"), self._headers(request), timeout), timeout
+            )
+        except _ResponseTooLarge:
+            raise self._error(
+                request,
+                f"response body exceeds {self.config.max_response_bytes} bytes; "
+                "lower max_tokens or raise max_response_bytes",
+                retryable=False,
+            ) from None
+        except (asyncio.TimeoutError, httpx.TimeoutException) as exc:
+            kind = type(exc).__name__ if isinstance(exc, httpx.TimeoutException) else "deadline"
+            raise self._error(
+                request, f"timed out after {timeout:g}s ({kind})", retryable=True
+            ) from None
+        except httpx.HTTPError as exc:
+            raise self._transport_error(request, exc) from None
+        latency = time.perf_counter() - started
+        if not 200 <= status < 300:
+            raise self._status_error(request, status, headers, body)
+        return self._completion(request, body, latency)
+
+    def _acquire_shard(self) -> _ClientShard:
+        # httpcore's pool does O(connections**2) work each time a request starts or ends
+        # (encode/httpx#3215): one client with 256 calls in flight burns ~10 ms of CPU per
+        # call. Clients that each carry at most _SHARD_SIZE calls keep that cost flat.
+        for shard in self._shards:
+            if shard.in_flight < _SHARD_SIZE:
+                shard.in_flight += 1
+                return shard
+        client = httpx.AsyncClient(
+            timeout=httpx.Timeout(self.config.timeout, connect=self.config.connect_timeout),
+            # Pools are governed through the database; no hidden per-process cap here.
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=_SHARD_SIZE),
+        )
+        shard = _ClientShard(client)
+        self._shards.append(shard)
+        shard.in_flight = 1
+        return shard
+
+    def _headers(self, request: CompletionRequest) -> dict[str, str]:
+        headers = {**self.config.headers, "Content-Type": "application/json"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        if request.idempotency_key:
+            headers["Idempotency-Key"] = request.idempotency_key
+        return headers
+
+    async def _post(
+        self, content: bytes, headers: dict[str, str], timeout: float
+    ) -> tuple[int, httpx.Headers, bytes]:
+        shard = None if self._shared_client is not None else self._acquire_shard()
+        client = self._shared_client if shard is None else shard.client
+        per_phase = httpx.Timeout(timeout, connect=min(self.config.connect_timeout, timeout))
+        limit = self.config.max_response_bytes
+        try:
+            async with client.stream(
+                "POST", self._url, content=content, headers=headers, timeout=per_phase
+            ) as response:
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        raise _ResponseTooLarge
+                    chunks.append(chunk)
+                return response.status_code, response.headers, b"".join(chunks)
+        finally:
+            if shard is not None:
+                shard.in_flight -= 1
+
+    def _completion(self, request: CompletionRequest, body: bytes, latency: float) -> Completion:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise self._error(
+                request, f"response is not valid JSON: {self._excerpt(body)}", retryable=True
+            ) from None
+        if isinstance(data, dict) and "choices" not in data and "error" in data:
+            # OpenRouter reports some upstream failures as a 200 with an error object.
+            code = _error_code(data)
+            retryable = True if code is None else is_retryable_status(code)
+            message = _error_message(data)
+            detail = _one_line(self._redact(message)) if message else self._excerpt(body)
+            raise self._error(
+                request, f"error in a 200 response: {detail}", retryable=retryable, status=code
+            )
+        try:
+            parsed = _ChatResponse.model_validate(data)
+        except ValidationError as exc:
+            raise self._error(
+                request,
+                f"response is not a chat completion ({_describe_validation(exc)}): "
+                f"{self._excerpt(body)}",
+                retryable=True,
+            ) from None
+        if not parsed.choices:
+            raise self._error(
+                request, f"response has no choices: {self._excerpt(body)}", retryable=True
+            )
+        choice = parsed.choices[0]
+        if choice.finish_reason == "error":
+            raise self._error(
+                request,
+                f"the model failed mid-reply (finish_reason error): {self._excerpt(body)}",
+                retryable=True,
+            )
+        usage = parsed.usage if isinstance(parsed.usage, dict) else {}
+        return Completion(
+            text=_content_text(choice.message.content).replace("\r\n", "\n"),
+            finish_reason=choice.finish_reason,
+            prompt_tokens=_count(usage.get("prompt_tokens")),
+            completion_tokens=_count(usage.get("completion_tokens")),
+            resolved_model=None if parsed.model is None else str(parsed.model),
+            latency_s=latency,
+            cost=_finite_float(usage.get("cost")),
+            request_id=None if parsed.id is None else str(parsed.id),
+            offline=False,
+        )
+
+    def _status_error(
+        self, request: CompletionRequest, status: int, headers: httpx.Headers, body: bytes
+    ) -> ProviderError:
+        retryable = is_retryable_status(status)
+        retry_after = _retry_after(headers, now=self._clock()) if retryable else None
+        try:
+            detail = _error_message(json.loads(body))
+        except ValueError:
+            detail = None
+        detail = _one_line(self._redact(detail)) if detail else self._excerpt(body)
+        if 300 <= status < 400:
+            location = display_url(headers.get("location", ""))
+            detail = f"redirected to {location!r}; set base_url to the final address"
+        wait = f" (retry after {retry_after:g}s)" if retry_after is not None else ""
+        return self._error(
+            request,
+            f"HTTP {status}: {detail}{wait}",
+            retryable=retryable,
+            status=status,
+            retry_after=retry_after,
+        )
+
+    def _transport_error(self, request: CompletionRequest, exc: httpx.HTTPError) -> ProviderError:
+        kind = type(exc).__name__
+        detail = f"{kind}: {exc}" if str(exc) else kind
+        if isinstance(exc, httpx.ConnectError):
+            return self._error(
+                request,
+                f"cannot connect to {display_url(self.config.base_url)} ({detail}); "
+                "is the server running and the base_url right?",
+                retryable=True,
+            )
+        retryable = isinstance(
+            exc,
+            (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError, httpx.DecodingError),
+        )
+        return self._error(request, detail, retryable=retryable)
+
+    def _error(
+        self,
+        request: CompletionRequest,
+        detail: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> ProviderError:
+        message = self._redact(f"provider {self.name}, model {request.model}: {detail}")
+        return ProviderError(message, retryable=retryable, status=status, retry_after=retry_after)
+
+    def _redact(self, text: str) -> str:
+        if self._api_key:
+            text = text.replace(self._api_key, "[redacted]")
+        return _SECRET_RE.sub("[redacted]", text)
+
+    def _excerpt(self, body: bytes) -> str:
+        # Redact before cutting, so a key straddling the cut cannot leak its first half.
+        text = body[: BODY_EXCERPT_CHARS * 4 + 256].decode("utf-8", errors="replace")
+        text = self._redact(text)[:BODY_EXCERPT_CHARS]
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+        return repr(text) if text else "(empty body)"
+
+
+_SECRET_RE = re.compile(r"\b(?:sk|rk|pk)-[A-Za-z0-9_\-]{8,}|Bearer\s+[^\s\"',}]+")
+
+_SHARD_SIZE = 16
+
+
+class _ResponseTooLarge(Exception):
+    pass
+
+
+class _ClientShard:
+    __slots__ = ("client", "in_flight")
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+        self.in_flight = 0
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    content: str | list[Any] | None = None
+
+
+class _Choice(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    message: _Message
+    finish_reason: str | None = None
+
+
+class _ChatResponse(BaseModel):
+    # Only the reply itself is validated strictly; odd metadata (a float token count, a
+    # numeric id) is read leniently below rather than costing a good reply.
+    model_config = ConfigDict(extra="ignore")
+    id: Any = None
+    model: Any = None
+    choices: list[_Choice]
+    usage: Any = None
+
+
+def _request_body(request: CompletionRequest) -> dict[str, Any]:
+    messages = []
+    if request.system is not None:
+        messages.append({"role": "system", "content": request.system})
+    messages.append({"role": "user", "content": request.prompt})
+    body: dict[str, Any] = dict(request.extra)
+    body["model"] = request.model
+    body["messages"] = messages
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.max_tokens is not None:
+        body["max_tokens"] = request.max_tokens
+    if request.seed is not None:
+        body["seed"] = request.seed
+    return body
+
+
+def _retry_after(headers: Mapping[str, str], *, now: float) -> float | None:
+    """Seconds the server asked us to wait: ``retry-after-ms``, else ``Retry-After``."""
+    milliseconds = _finite_float(headers.get("retry-after-ms"))
+    if milliseconds is not None:
+        return max(0.0, milliseconds / 1000.0)
+    value = (headers.get("retry-after") or "").strip()
+    if not value:
+        return None
+    seconds = _finite_float(value)
+    if seconds is None:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = when.timestamp() - now
+    return max(0.0, seconds)
+
+
+def _finite_float(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _count(value: Any) -> int | None:
+    number = _finite_float(value)
+    return None if number is None or number < 0 else int(number)
+
+
+def _one_line(text: str, limit: int = 500) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _error_message(data: Any) -> str | None:
+    """The provider's own words, from the error shapes of OpenAI, OpenRouter, vLLM, FastAPI."""
+    if not isinstance(data, dict):
+        return None
+    error = data.get("error")
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return error["message"]
+    if isinstance(error, str):
+        return error
+    for key in ("message", "detail"):
+        if isinstance(data.get(key), str):
+            return data[key]
+    return None
+
+
+def _error_code(data: dict[str, Any]) -> int | None:
+    error = data.get("error")
+    code = error.get("code") if isinstance(error, dict) else None
+    if isinstance(code, int) and not isinstance(code, bool) and 100 <= code <= 599:
+        return code
+    return None
+
+
+def _describe_validation(exc: ValidationError) -> str:
+    problems = [
+        f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
+        for error in exc.errors()[:3]
+    ]
+    return "; ".join(problems)
+
+
+def _content_text(content: str | list[Any] | None) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    parts = []
+    for part in content:
+        if isinstance(part, dict) and isinstance(part.get("text"), str):
+            parts.append(part["text"])
+        elif isinstance(part, str):
+            parts.append(part)
+    return "".join(parts)

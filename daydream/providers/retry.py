@@ -1,0 +1,42 @@
+"""Which failures are worth another attempt, and how long to wait before it.
+
+The worker owns retries (each attempt is one event in the log); this module only decides.
+A status is retryable when trying again may succeed: 408, 409, 425, 429 and every 5xx.
+``backoff_delay`` is exponential backoff with full jitter that honours ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import random
+
+RETRY_AFTER_CAP_S = 600.0
+
+
+def is_retryable_status(status: int) -> bool:
+    """Whether an HTTP status means "try again later" rather than "this request is wrong"."""
+    return status in (408, 409, 425, 429) or status >= 500
+
+
+def backoff_delay(
+    attempt: int,
+    *,
+    retry_after: float | None,
+    base: float = 1.0,
+    cap: float = 60.0,
+    rng: random.Random,
+) -> float:
+    """Seconds to wait after failed attempt number ``attempt`` (counting from 1).
+
+    Exponential backoff with full jitter: uniform in ``[0, min(cap, base * 2**(attempt-1))]``.
+    When the server sent ``Retry-After``, the wait is at least that (capped at
+    ``RETRY_AFTER_CAP_S``), plus up to ``base`` seconds of jitter so that workers told the
+    same time do not all return at once.
+    """
+    if attempt < 1:
+        raise ValueError(f"attempt counts from 1 (the attempt that just failed), got {attempt}")
+    ceiling = min(cap, base * 2.0 ** min(attempt - 1, 64))
+    delay = rng.uniform(0.0, ceiling)
+    if retry_after is not None:
+        floor = min(max(retry_after, 0.0), RETRY_AFTER_CAP_S)
+        delay = max(delay, floor + rng.uniform(0.0, base))
+    return delay
