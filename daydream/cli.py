@@ -69,6 +69,9 @@ def _err(message: str) -> None:
 def cli() -> None:
     """daydream: structured LLM idea-generation experiments.
 
+    API keys come from the environment or a .env file in the current directory
+    (OPENROUTER_API_KEY, OPENAI_API_KEY...); they are never written anywhere.
+
     Declare a cohort (concept combinations x templates x models x replicates) in a YAML
     spec, plan it into generations, run draft -> essay -> evaluation with workers, and
     browse and report the results. Everything is recorded in an append-only event log in
@@ -78,6 +81,9 @@ def cli() -> None:
 
         daydream demo
     """
+    from .providers import load_dotenv
+
+    load_dotenv(".env")
 
 
 # -- demo ---------------------------------------------------------------------------------

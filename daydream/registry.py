@@ -109,7 +109,13 @@ def import_catalog(conn: sqlite3.Connection, catalog: Any, *, actor: str = "cli"
                         source=source,
                     )
                 )
+        key_envs = {
+            p.name: p.api_key_env for p in getattr(catalog, "providers", ()) if p.api_key_env
+        }
         for model in catalog.models:
+            settings = _settings(model, ("temperature", "max_tokens", "extra", "base_url"))
+            if model.provider in key_envs:
+                settings["api_key_env"] = key_envs[model.provider]  # a variable NAME, never a key
             if note("models", model.model_id, model.version):
                 events.append(
                     ev.ModelDefined(

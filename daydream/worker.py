@@ -33,7 +33,7 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -164,7 +164,7 @@ def claim(
         tokens = append(conn, started, actor=actor, clock=lambda: now)
     return [
         _load_task(conn, gen_id, token, attempts + 1, throttles)
-        for (gen_id, _, attempts, throttles), token in zip(chosen, tokens)
+        for (gen_id, _, attempts, throttles), token in zip(chosen, tokens, strict=True)
     ]
 
 
@@ -305,18 +305,26 @@ class Executor:
         self.rng = rng or random.Random(config.seed)
         self._providers: dict[str, Any] = {}
 
-    def provider(self, name: str) -> Any:
-        from .providers import OfflineProvider, make_provider
+    def provider(self, model: dict[str, Any]) -> Any:
+        """The provider for a model, one per (provider, base URL, key variable) per worker."""
+        from .providers import OfflineProvider, make_provider, resolve_provider_config
 
-        if self.config.provider_override:
-            name = self.config.provider_override
-        found = self._providers.get(name)
+        name = self.config.provider_override or model.get("provider", "offline")
+        settings = model.get("settings", {})
+        base_url = self.config.base_urls.get(name) or settings.get("base_url")
+        key_env = settings.get("api_key_env")
+        key = (name, base_url, key_env)
+        found = self._providers.get(key)
         if found is None:
             if name == "offline":
                 found = OfflineProvider(latency_s=self.config.offline_latency_s)
             else:
-                found = make_provider(name, base_url=self.config.base_urls.get(name))
-            self._providers[name] = found
+                providers = None
+                if key_env:  # the catalog's providers.yaml names the key variable
+                    resolved = resolve_provider_config(name, base_url=base_url)
+                    providers = {name: replace(resolved, api_key_env=key_env)}
+                found = make_provider(name, base_url=base_url, providers=providers)
+            self._providers[key] = found
         return found
 
     async def aclose(self) -> None:
@@ -377,7 +385,7 @@ class Executor:
             if extra:
                 params["extra"] = extra
             provider_name = self.config.provider_override or model.get("provider", "offline")
-            provider = self.provider(model.get("provider", "offline"))
+            provider = self.provider(model)
             from .providers import CompletionRequest
 
             request = CompletionRequest(

@@ -1,0 +1,84 @@
+"""A minimal, fast OpenAI-compatible chat-completions server for benchmarks (asyncio, one
+process, keep-alive). tests/fakeapi.py has the full fault matrix; this one only does what
+the run benchmark needs at thousands of requests per second: a fixed latency and a share
+of 429 replies with Retry-After.
+
+    python benchmarks/loopback_api.py --port 0 --latency 0.05 --rate-429 0.2 --retry-after 1
+
+prints its base URL on the first line of stdout and serves until killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+
+from daydream.providers import render_offline_reply
+
+
+async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, args, rng) -> None:
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            body = json.loads(await reader.readexactly(length)) if length else {}
+            await asyncio.sleep(args.latency)
+            if rng.random() < args.rate_429:
+                payload = b'{"error": {"message": "rate limited", "code": 429}}'
+                status = b"429 Too Many Requests"
+                extra = f"Retry-After: {args.retry_after}\r\n".encode()
+            else:
+                prompt = body["messages"][-1]["content"]
+                text = render_offline_reply(prompt, model=body.get("model", "m"), seed=body.get("seed"), label="[loopback]")
+                payload = json.dumps(
+                    {
+                        "id": "bench",
+                        "model": "loopback/" + body.get("model", "m"),
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": len(prompt) // 4, "completion_tokens": len(text) // 4},
+                    }
+                ).encode()
+                status = b"200 OK"
+                extra = b""
+            writer.write(
+                b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\nContent-Length: "
+                + str(len(payload)).encode() + b"\r\n" + extra + b"\r\n" + payload
+            )
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+async def _serve(args) -> None:
+    rng = random.Random(args.seed)
+    server = await asyncio.start_server(lambda r, w: _handle(r, w, args, rng), "127.0.0.1", args.port, backlog=1024)
+    port = server.sockets[0].getsockname()[1]
+    print(f"http://127.0.0.1:{port}/v1", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--rate-429", type=float, default=0.0)
+    parser.add_argument("--retry-after", default="1")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        asyncio.run(_serve(args))
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

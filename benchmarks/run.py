@@ -1,0 +1,190 @@
+"""Run benchmark: orchestration throughput and model-bound efficiency.
+
+(a) Orchestration: a 10,000-generation cohort (draft -> essay -> evaluation) through
+    claim -> render -> offline provider -> parse -> record, with 1, 2 and 4 worker
+    processes; prints generations/s (the old Dagster pipeline manages about 2/s).
+(b) Model-bound: the same pipeline against a loopback OpenAI-compatible server
+    (benchmarks/loopback_api.py, its own process) with 50 ms latency and a pool limit of
+    64 across all workers; prints wall time / ideal, where ideal = N x latency / limit.
+    Then with 20% of calls answered 429 + Retry-After; prints the ratio and failures.
+
+    python benchmarks/run.py            # full
+    python benchmarks/run.py --quick    # smaller cohorts, for a fast look
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from daydream.catalog import load_catalog
+from daydream.cohorts import cohort_status
+from daydream.plan import plan_cohort
+from daydream.registry import import_catalog
+from daydream.runner import run_cohort
+from daydream.store import connect
+from daydream.worker import set_pool_limit
+
+HERE = Path(__file__).resolve().parent
+
+
+def write_catalog(directory: Path, *, provider: str, combos: int) -> None:
+    """A synthetic catalog: concepts, `combos` pairs, 2 draft / 1 essay / 4 evaluation templates."""
+    (directory / "templates" / "draft").mkdir(parents=True)
+    (directory / "templates" / "essay").mkdir()
+    (directory / "templates" / "evaluation").mkdir()
+    n_concepts = 2
+    while n_concepts * (n_concepts - 1) // 2 < combos:
+        n_concepts += 1
+    concepts = [
+        {"id": f"c{i}", "name": f"Concept {i}", "sentence": f"Concept {i} in one sentence.",
+         "paragraph": f"Concept {i} is described here at paragraph length, with a mechanism and an example."}
+        for i in range(n_concepts)
+    ]
+    pairs = [(a, b) for a in range(n_concepts) for b in range(a + 1, n_concepts)][:combos]
+    (directory / "concepts.yaml").write_text(yaml.safe_dump(concepts))
+    (directory / "combos.yaml").write_text(
+        yaml.safe_dump([{"id": f"k{i}", "concepts": [f"c{a}", f"c{b}"], "level": "paragraph"} for i, (a, b) in enumerate(pairs)])
+    )
+    draft = "Brainstorm links between these concepts.\n{% for c in concepts %}## {{ c.name }}\n{{ c.content }}\n{% endfor %}"
+    essay = "Write a short essay from these notes.\n\n{{ links_block }}\n"
+    judge = "Rate the essay below from 0 to 10.\n\n{{ response }}\n\nEnd with a final line: SCORE: X\n"
+    for name in ("notes-a", "notes-b"):
+        (directory / "templates" / "draft" / f"{name}.j2").write_text(draft)
+    (directory / "templates" / "essay" / "essay.j2").write_text(essay)
+    for name in ("j1", "j2", "j3", "j4"):
+        (directory / "templates" / "evaluation" / f"{name}.j2").write_text(judge)
+    templates = {
+        "draft": [{"id": "notes-a", "name": "A", "description": "a", "parser": "identity"},
+                  {"id": "notes-b", "name": "B", "description": "b", "parser": "identity"}],
+        "essay": [{"id": "essay", "name": "E", "description": "e", "parser": "identity"}],
+        "evaluation": [{"id": j, "name": j, "description": j, "parser": "score", "scale": [0, 10]} for j in ("j1", "j2", "j3", "j4")],
+    }
+    (directory / "templates.yaml").write_text(yaml.safe_dump(templates))
+    models = [{"id": "m1", "provider": provider, "model": "bench-model", "name": "bench", "pool": "bench"}]
+    (directory / "models.yaml").write_text(yaml.safe_dump(models))
+
+
+def plan_database(path: Path, catalog_dir: Path, combos: int, *, judges: int) -> int:
+    spec = path.parent / "spec.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "axes": {
+                    "combo_id": [f"k{i}" for i in range(combos)],
+                    "draft_template": ["notes-a", "notes-b"],
+                    "draft_llm": ["m1"],
+                    "essay_template": ["essay"],
+                    "essay_llm": ["m1"],
+                    "evaluation_template": ["j1", "j2", "j3", "j4"][:judges],
+                    "evaluation_llm": ["m1"],
+                }
+            }
+        )
+    )
+    conn = connect(path)
+    import_catalog(conn, load_catalog(catalog_dir))
+    report = plan_cohort(conn, spec, "bench")
+    conn.close()
+    return sum(c.new for c in report.stages.values())
+
+
+def fresh_copy(template: Path, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source = sqlite3.connect(template)
+    dest = sqlite3.connect(target)
+    source.backup(dest)
+    source.close()
+    dest.close()
+    return target
+
+
+def run_once(db: Path, workers: int, concurrency: int, args: list[str]) -> tuple[float, dict]:
+    started = time.perf_counter()
+    summary = run_cohort(db, "bench", workers=workers, concurrency=concurrency, worker_args=args, interval_s=0.1)
+    wall = time.perf_counter() - started
+    return wall, summary.status.stages
+
+
+def orchestration(tmp: Path, total: int) -> None:
+    combos = max(1, total // 12)  # per combo: 2 drafts + 2 essays + 8 evaluations
+    catalog = tmp / "catalog-offline"
+    write_catalog(catalog, provider="offline", combos=combos)
+    template = tmp / "offline-template.db"
+    n = plan_database(template, catalog, combos, judges=4)
+    print(f"(a) orchestration: {n:,} generations, offline provider (no latency)")
+    print(f"    {'workers':>7} {'wall s':>8} {'gen/s':>8}")
+    for workers in (1, 2, 4):
+        db = fresh_copy(template, tmp / f"orch-{workers}" / "db.db")
+        wall, stages = run_once(db, workers, 64, ["--offline"])
+        done = sum(s["done"] for s in stages.values())
+        assert done == n, f"only {done} of {n} done: {stages}"
+        print(f"    {workers:>7} {wall:>8.2f} {n / wall:>8.0f}")
+
+
+def model_bound(tmp: Path, total: int, *, rate_429: float, workers: int = 2) -> None:
+    server = subprocess.Popen(
+        [sys.executable, str(HERE / "loopback_api.py"), "--latency", "0.05", "--rate-429", str(rate_429), "--retry-after", "1"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base_url = server.stdout.readline().strip()
+        combos = max(1, total // 12)
+        catalog = tmp / f"catalog-vllm-{rate_429}"
+        write_catalog(catalog, provider="vllm", combos=combos)
+        db = tmp / f"model-{rate_429}" / "db.db"
+        db.parent.mkdir()
+        n = plan_database(db, catalog, combos, judges=4)
+        conn = connect(db)
+        set_pool_limit(conn, "bench", 64)
+        conn.close()
+        ideal = n * 0.05 / 64
+        wall, stages = run_once(db, workers, 64, ["--base-url", f"vllm={base_url}", "--max-attempts", "5"])
+        failed = sum(s["failed"] + s["blocked"] for s in stages.values())
+        conn = connect(db)
+        throttles = conn.execute("SELECT count(*) FROM events WHERE type = 'attempt.throttled'").fetchone()[0]
+        cuts = conn.execute("SELECT count(*) FROM events WHERE type = 'pool.limit_changed'").fetchone()[0]
+        status = cohort_status(conn, "bench")
+        conn.close()
+        label = f"{int(rate_429 * 100)}% 429" if rate_429 else "no faults"
+        print(
+            f"(b) model-bound, {label}: {n:,} calls, 50 ms, pool limit 64, {workers} workers:"
+            f" wall {wall:.2f}s, ideal {ideal:.2f}s, ratio {wall / ideal:.2f};"
+            f" failed {failed}, 429s {throttles}, pool limit changes {cuts},"
+            f" done {status.count('done'):,}"
+        )
+    finally:
+        server.kill()
+        server.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller cohorts")
+    parser.add_argument("--generations", type=int, default=10_000)
+    parser.add_argument("--model-generations", type=int, default=12_000)
+    parser.add_argument("--skip-model", action="store_true")
+    args = parser.parse_args()
+    total = 2_400 if args.quick else args.generations
+    model_total = 2_400 if args.quick else args.model_generations
+    tmp = Path(tempfile.mkdtemp(prefix="daydream-bench-"))
+    try:
+        orchestration(tmp, total)
+        if not args.skip_model:
+            model_bound(tmp, model_total, rate_429=0.0)
+            model_bound(tmp, model_total, rate_429=0.2)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
