@@ -157,7 +157,7 @@ CREATE TABLE tasks (
     last_error TEXT,
     blocked_reason TEXT
 );
-CREATE INDEX tasks_status ON tasks (status, pool);
+CREATE INDEX tasks_status ON tasks (status);
 CREATE INDEX tasks_parent ON tasks (parent_gen_id) WHERE parent_gen_id IS NOT NULL;
 CREATE TABLE calls (
     event_id INTEGER PRIMARY KEY,
@@ -440,8 +440,7 @@ def _cohort_planned(conn, event_id, e: ev.CohortPlanned, at):
         "INSERT INTO cohorts (cohort_id, spec_path, spec_hash, drafts, essays, evaluations,"
         " planned_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (cohort_id) DO UPDATE SET spec_path = excluded.spec_path,"
-        " spec_hash = excluded.spec_hash, drafts = excluded.drafts, essays = excluded.essays,"
-        " evaluations = excluded.evaluations, replanned_at = excluded.planned_at,"
+        " spec_hash = excluded.spec_hash, replanned_at = excluded.planned_at,"
         " cancelled_at = NULL",
         (
             e.cohort_id,
@@ -476,15 +475,28 @@ def _generations_planned(conn, event_id, e: ev.GenerationsPlanned, at):
         f" CASE WHEN ? IS NULL THEN 'ready' ELSE {_PARENT_STATUS} END)",
         [(row[0], row[1], row[10], row[2], row[2], row[2]) for row in rows],
     )
-    conn.executemany(
-        "INSERT OR IGNORE INTO cohort_members (cohort_id, gen_id, stage) VALUES (?, ?, ?)",
-        [(e.cohort_id, row[0], row[1]) for row in rows],
-    )
+    # The cohort's per-stage counts grow by the memberships actually added (a re-plan that
+    # names an existing member again adds nothing), so they hold without recounting.
+    joined: dict[str, list[str]] = {"draft": [], "essay": [], "evaluation": []}
+    for row in rows:
+        joined[row[1]].append(row[0])
     if e.members:
-        conn.executemany(
-            "INSERT OR IGNORE INTO cohort_members (cohort_id, gen_id, stage)"
-            " SELECT ?, gen_id, stage FROM generations WHERE gen_id = ?",
-            [(e.cohort_id, gen_id) for gen_id in e.members],
+        for gen_id, stage in _select_in(
+            conn, "SELECT gen_id, stage FROM generations WHERE gen_id IN", e.members
+        ):
+            joined[stage].append(gen_id)
+    added = {
+        stage: conn.executemany(
+            "INSERT OR IGNORE INTO cohort_members (cohort_id, gen_id, stage) VALUES (?, ?, ?)",
+            [(e.cohort_id, gen_id, stage) for gen_id in gen_ids],
+        ).rowcount
+        for stage, gen_ids in joined.items()
+    }
+    if any(added.values()):
+        conn.execute(
+            "UPDATE cohorts SET drafts = drafts + ?, essays = essays + ?,"
+            " evaluations = evaluations + ? WHERE cohort_id = ?",
+            (added["draft"], added["essay"], added["evaluation"], e.cohort_id),
         )
     ids = [row[0] for row in rows]
     _sync_status(conn, ids)
@@ -585,22 +597,21 @@ def _generation_responded(conn, event_id, e: ev.GenerationResponded, at):
         ),
     )
     if e.mode == "llm":
-        pool = conn.execute("SELECT pool FROM tasks WHERE gen_id = ?", (e.gen_id,)).fetchone()
         conn.execute(
             "INSERT INTO calls (event_id, gen_id, model_id, pool, ok, prompt_tokens,"
             " completion_tokens, cost, latency_s, offline, recorded_at)"
-            " VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)",
+            " SELECT ?, ?, ?, pool, 1, ?, ?, ?, ?, ?, ? FROM tasks WHERE gen_id = ?",
             (
                 event_id,
                 e.gen_id,
                 e.model_id,
-                pool[0] if pool else None,
                 e.prompt_tokens,
                 e.completion_tokens,
                 e.cost,
                 e.latency_s,
                 int(e.offline),
                 at,
+                e.gen_id,
             ),
         )
 

@@ -40,7 +40,25 @@ from typing import Any
 
 from . import events as ev
 from .errors import DaydreamError, ParseError, ProviderError, TemplateError
-from .store import Clock, append, connect, isoformat, put_text, transaction, utcnow
+from .parsers import parse_output, validate_output
+from .prompts import concept_contents, render_prompt, stage_variables
+from .providers import (
+    CompletionRequest,
+    OfflineProvider,
+    backoff_delay,
+    make_provider,
+    resolve_provider_config,
+)
+from .store import (
+    Clock,
+    append,
+    connect,
+    isoformat,
+    put_texts,
+    text_hash,
+    transaction,
+    utcnow,
+)
 
 DEFAULT_LEASE_S = 120.0
 DEFAULT_MAX_ATTEMPTS = 3
@@ -65,6 +83,7 @@ class WorkerConfig:
     provider_override: str | None = None  # "offline" for rehearsals
     offline_latency_s: float = 0.0
     base_urls: dict[str, str] = field(default_factory=dict)
+    timeout_s: float | None = None  # whole-call deadline per model call; None = provider's
     batch: int = 0  # tasks per claim; 0 = concurrency
     seed: int | None = None
 
@@ -131,6 +150,7 @@ def claim(
                 clock=lambda: now,
             )
         capacity = _pool_capacity(conn)
+        full = sorted(pool for pool, room in capacity.items() if room <= 0)
         sql = (
             "SELECT t.gen_id, t.pool, t.attempts, t.throttles FROM tasks t"
             " WHERE t.status = 'ready' AND (t.not_before IS NULL OR t.not_before <= ?)"
@@ -139,14 +159,19 @@ def claim(
         if config.pools:
             sql += f" AND t.pool IN ({', '.join('?' for _ in config.pools)})"
             params.extend(config.pools)
+        if full:
+            sql += f" AND t.pool NOT IN ({', '.join('?' for _ in full)})"
+            params.extend(full)
         if config.cohort:
-            sql += " AND t.gen_id IN (SELECT gen_id FROM cohort_members WHERE cohort_id = ?)"
+            sql += (
+                " AND t.gen_id IN (SELECT gen_id FROM cohort_members WHERE cohort_id = ?)"
+            )
             params.append(config.cohort)
         sql += " ORDER BY t.rowid LIMIT ?"
         params.append(limit * 4)
         chosen: list[tuple[str, str, int, int]] = []
         for gen_id, pool, attempts, throttles in conn.execute(sql, params):
-            room = capacity.get(pool, _default_limit(pool))
+            room = capacity[pool] if pool in capacity else _default_limit(pool)
             if room <= 0:
                 continue
             capacity[pool] = room - 1
@@ -198,12 +223,13 @@ def _load_task(
 ) -> Task:
     g = conn.execute(
         "SELECT g.stage, g.mode, t.pool, g.template_id, g.template_version, g.model_id,"
-        " g.parent_gen_id, g.combo_id, g.replicate, p.parsed_hash"
+        " g.parent_gen_id, g.combo_id, g.replicate, x.text"
         " FROM generations g JOIN tasks t ON t.gen_id = g.gen_id"
-        " LEFT JOIN generations p ON p.gen_id = g.parent_gen_id WHERE g.gen_id = ?",
+        " LEFT JOIN generations p ON p.gen_id = g.parent_gen_id"
+        " LEFT JOIN texts x ON x.hash = p.parsed_hash WHERE g.gen_id = ?",
         (gen_id,),
     ).fetchone()
-    stage, mode, pool, template_id, version, model_id, parent, combo, replicate, parent_hash = g
+    stage, mode, pool, template_id, version, model_id, parent, combo, replicate, parent_text = g
     template = _TEMPLATE_CACHE.get(version)
     if template is None:
         row = conn.execute(
@@ -240,11 +266,6 @@ def _load_task(
                 "settings": json.loads(row[5]),
             }
             _MODEL_CACHE[key] = model
-    parent_text = None
-    if parent_hash:
-        parent_text = conn.execute(
-            "SELECT text FROM texts WHERE hash = ?", (parent_hash,)
-        ).fetchone()[0]
     concepts: list[Any] = []
     if combo and (stage == "draft" or (stage == "essay" and parent is None)):
         concepts = _combo_concepts(conn, combo)
@@ -307,8 +328,6 @@ class Executor:
 
     def provider(self, model: dict[str, Any]) -> Any:
         """The provider for a model, one per (provider, base URL, key variable) per worker."""
-        from .providers import OfflineProvider, make_provider, resolve_provider_config
-
         name = self.config.provider_override or model.get("provider", "offline")
         settings = model.get("settings", {})
         base_url = self.config.base_urls.get(name) or settings.get("base_url")
@@ -345,8 +364,6 @@ class Executor:
             )
 
     async def _run(self, task: Task) -> Outcome:
-        from .parsers import parse_output, validate_output
-        from .prompts import render_prompt, stage_variables
 
         # prompt
         if task.mode == "copy":
@@ -386,8 +403,6 @@ class Executor:
                 params["extra"] = extra
             provider_name = self.config.provider_override or model.get("provider", "offline")
             provider = self.provider(model)
-            from .providers import CompletionRequest
-
             request = CompletionRequest(
                 model=model.get("provider_model", ""),
                 prompt=prompt,
@@ -395,6 +410,7 @@ class Executor:
                 max_tokens=params.get("max_tokens"),
                 seed=params.get("seed"),
                 extra=extra,
+                timeout=self.config.timeout_s,
             )
             try:
                 completion = await provider.complete(request)
@@ -464,8 +480,6 @@ class Executor:
         return outcome
 
     def _variables(self, task: Task, stage_variables: Callable[..., dict]) -> dict[str, Any]:
-        from .prompts import concept_contents
-
         concepts = None
         if task.concepts:
             level, items = task.concepts
@@ -484,8 +498,6 @@ class Executor:
     def _provider_failed(self, task: Task, exc: ProviderError) -> Outcome:
         now = self.clock()
         if exc.status == 429 and task.throttles < MAX_THROTTLES:
-            from .providers import backoff_delay
-
             delay = backoff_delay(
                 task.throttles + 1, retry_after=exc.retry_after, rng=self.rng, base=0.25, cap=30.0
             )
@@ -521,8 +533,6 @@ class Executor:
         final = not retryable or counted >= self.config.max_attempts
         retry_at = None
         if not final:
-            from .providers import backoff_delay
-
             delay = backoff_delay(counted, retry_after=retry_after, rng=self.rng)
             retry_at = isoformat(self.clock() + timedelta(seconds=delay))
         if final and retryable:
@@ -544,8 +554,6 @@ class Executor:
 
 
 def _hash(text: str) -> str:
-    from .store import text_hash
-
     return text_hash(text)
 
 
@@ -567,21 +575,55 @@ def record(
     actor = f"worker:{config.name}"
     recorded = stale = 0
     with transaction(conn):
+        held = _held_tokens(conn, [o.task.gen_id for o in outcomes])
+        texts: list[str] = []
+        events: list[ev.Event] = []
         for outcome in outcomes:
             task = outcome.task
-            row = conn.execute(
-                "SELECT lease_token FROM tasks WHERE gen_id = ? AND status = 'running'",
-                (task.gen_id,),
-            ).fetchone()
-            if row is None or row[0] != task.token:
+            if held.get(task.gen_id) != task.token:
                 stale += 1
                 continue
-            for text in getattr(outcome, "texts", []):
-                put_text(conn, text)
-            append(conn, outcome.events, actor=actor, clock=clock)
+            texts.extend(getattr(outcome, "texts", []))
+            events.extend(outcome.events)
             recorded += 1
+        put_texts(conn, texts)
+        append(conn, events, actor=actor, clock=clock)
         _adapt_pools(conn, outcomes, actor, clock, growth if growth is not None else {})
     return recorded, stale
+
+
+def _held_tokens(conn: sqlite3.Connection, gen_ids: list[str]) -> dict[str, int]:
+    """gen_id -> the token of its current lease, for the running tasks among ``gen_ids``."""
+    held: dict[str, int] = {}
+    for start in range(0, len(gen_ids), 500):
+        part = gen_ids[start : start + 500]
+        marks = ", ".join("?" for _ in part)
+        held.update(
+            conn.execute(
+                f"SELECT gen_id, lease_token FROM tasks WHERE status = 'running' AND gen_id IN ({marks})",
+                part,
+            )
+        )
+    return held
+
+
+def exchange(
+    conn: sqlite3.Connection,
+    outcomes: list[Outcome],
+    config: WorkerConfig,
+    limit: int,
+    *,
+    clock: Clock = utcnow,
+    growth: dict[str, int] | None = None,
+) -> tuple[int, int, list[Task]]:
+    """Record finished outcomes and claim up to ``limit`` new tasks in ONE transaction.
+
+    Returns (recorded, stale, claimed tasks).
+    """
+    with transaction(conn):
+        recorded, stale = record(conn, outcomes, config, clock=clock, growth=growth) if outcomes else (0, 0)
+        tasks = claim(conn, config, limit, clock=clock) if limit > 0 else []
+    return recorded, stale, tasks
 
 
 def _adapt_pools(conn, outcomes, actor, clock, growth: dict[str, int]) -> None:
@@ -770,16 +812,11 @@ class Worker:
         idle_sleep = 0.02
         last_beat = time.monotonic()
         try:
-            while True:
-                await self._flush()
-                if self._stopping:
-                    break
+            while not self._stopping:
+                # One transaction records what finished and claims what fits.
                 room = self.config.concurrency - len(self._inflight)
-                claimed: list[Task] = []
-                if room > 0:
-                    claimed = await self._db_call(
-                        claim, self.config, min(room, batch), clock=self.clock
-                    )
+                want = min(room, batch) if room >= min(batch, self.config.concurrency) // 2 or not self._inflight else 0
+                claimed = await self._exchange(want)
                 for task in claimed:
                     self.stats.claimed += 1
                     job = asyncio.ensure_future(executor.run(task))
@@ -788,19 +825,16 @@ class Worker:
                 if time.monotonic() - last_beat > self.config.lease_s / 3:
                     await self._heartbeat()
                     last_beat = time.monotonic()
-                if claimed:
+                if self._inflight:
                     idle_sleep = 0.005
-                    await asyncio.sleep(0)
-                    continue
-                if not self._inflight:
+                    await self._wait_some(0.05)
+                elif not claimed:
                     if self.config.exit_when_idle and not await self._db_call(
                         has_pending, self.config.cohort
                     ):
                         break
                     await asyncio.sleep(idle_sleep)
                     idle_sleep = min(idle_sleep * 2, 0.5)
-                else:
-                    await self._wait_some(0.05)
             await self._shutdown()
         finally:
             await executor.aclose()
@@ -817,17 +851,32 @@ class Worker:
         self._done.append(outcome)
 
     async def _wait_some(self, timeout: float) -> None:
+        """Wait until a job finishes (at most ``timeout``), then briefly for more to batch."""
         jobs = [job for _, job in self._inflight.values()]
-        if jobs:
-            await asyncio.wait(jobs, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if not jobs:
+            return
+        done, pending = await asyncio.wait(jobs, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if done and pending and len(self._done) < len(jobs) // 2:
+            await asyncio.wait(pending, timeout=0.002)
+
+    async def _exchange(self, want: int) -> list[Task]:
+        outcomes, self._done = self._done, []
+        if not outcomes and want <= 0:
+            return []
+        recorded, stale, claimed = await self._db_call(
+            exchange, outcomes, self.config, want, clock=self.clock, growth=self._growth
+        )
+        self._count(outcomes, recorded, stale)
+        return claimed
 
     async def _flush(self) -> None:
         if not self._done:
             return
         outcomes, self._done = self._done, []
-        recorded, stale = await self._db_call(
-            record, outcomes, self.config, clock=self.clock, growth=self._growth
-        )
+        recorded, stale = await self._db_call(record, outcomes, self.config, clock=self.clock, growth=self._growth)
+        self._count(outcomes, recorded, stale)
+
+    def _count(self, outcomes: list[Outcome], recorded: int, stale: int) -> None:
         self.stats.recorded += recorded
         self.stats.stale += stale
         for outcome in outcomes:

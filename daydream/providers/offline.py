@@ -89,8 +89,8 @@ def render_offline_reply(
     return _notes_reply(label, origin, words, digest)
 
 
-_WORD_RE = re.compile(r"[A-Za-z][A-Za-z-]{3,}")
-_WORD_SCAN_CHARS = 400
+_WORD_RE = re.compile(r"[a-z][a-z-]{3,}")  # applied to the lowercased prompt
+_WORD_SCAN_CHARS = 300
 _FALLBACK_WORDS = ("idea", "mechanism", "loop", "signal", "network", "feedback")
 _STOPWORDS = frozenset(
     """
@@ -136,7 +136,7 @@ def _topic_words(prompt: str, digest: bytes) -> list[str]:
     # windows keeps a reply to a long prompt within a few tens of microseconds.
     if len(prompt) > 2 * _WORD_SCAN_CHARS:
         prompt = prompt[:_WORD_SCAN_CHARS] + " " + prompt[-_WORD_SCAN_CHARS:]
-    found = dict.fromkeys(word.lower() for word in _WORD_RE.findall(prompt))
+    found = dict.fromkeys(_WORD_RE.findall(prompt.lower()))
     words = [word for word in found if word not in _STOPWORDS] or list(_FALLBACK_WORDS)
     while len(words) < 6:
         words.append(_FALLBACK_WORDS[len(words) % len(_FALLBACK_WORDS)])

@@ -30,6 +30,7 @@ from daydream.errors import ConfigError, ProviderError
 from daydream.providers.config import ProviderConfig, display_url
 from daydream.providers.protocol import Completion, CompletionRequest
 from daydream.providers.retry import is_retryable_status
+from daydream.providers.transport import ResponseTooLarge, make_transport
 
 BODY_EXCERPT_CHARS = 200
 
@@ -103,7 +104,7 @@ class OpenAICompatibleProvider:
             status, headers, body = await asyncio.wait_for(
                 self._post(content.encode("utf-8"), self._headers(request), timeout), timeout
             )
-        except _ResponseTooLarge:
+        except (_ResponseTooLarge, ResponseTooLarge):
             raise self._error(
                 request,
                 f"response body exceeds {self.config.max_response_bytes} bytes; "
@@ -127,15 +128,20 @@ class OpenAICompatibleProvider:
         # (encode/httpx#3215): one client with 256 calls in flight burns ~10 ms of CPU per
         # call. Clients that each carry at most _SHARD_SIZE calls keep that cost flat.
         for shard in self._shards:
-            if shard.in_flight < _SHARD_SIZE:
+            if shard.in_flight < shard.capacity:
                 shard.in_flight += 1
                 return shard
+        # The lean transport has no O(n^2) pool, so one client carries every call; with a
+        # proxy configured we fall back to httpx's transport, sharded.
+        transport = make_transport(max_body=self.config.max_response_bytes)
         client = httpx.AsyncClient(
             timeout=httpx.Timeout(self.config.timeout, connect=self.config.connect_timeout),
             # Pools are governed through the database; no hidden per-process cap here.
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=_SHARD_SIZE),
+            transport=transport,
         )
         shard = _ClientShard(client)
+        shard.capacity = _SHARD_SIZE if transport is None else 1 << 30
         self._shards.append(shard)
         shard.in_flight = 1
         return shard
@@ -293,11 +299,12 @@ class _ResponseTooLarge(Exception):
 
 
 class _ClientShard:
-    __slots__ = ("client", "in_flight")
+    __slots__ = ("client", "in_flight", "capacity")
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client
         self.in_flight = 0
+        self.capacity = _SHARD_SIZE
 
 
 class _Message(BaseModel):

@@ -1,0 +1,236 @@
+"""A lean HTTP/1.1 transport for httpx: keep-alive connections on asyncio streams.
+
+httpx's default transport (httpcore + anyio) costs about 2 ms of CPU per request and its
+pool does O(connections^2) work per request (encode/httpx#3215); a worker driving hundreds
+of concurrent model calls spends more time in it than in everything else together. This
+transport plugs into ``httpx.AsyncClient(transport=...)``: requests, responses, headers and
+exceptions stay httpx's, only the wire work is done here, in a few tens of microseconds.
+
+Scope, on purpose: HTTP/1.1 POST/GET with a body in memory, responses with Content-Length,
+chunked encoding or read-to-close; http and https (certifi's CA bundle, as httpx). No
+proxies (``make_transport`` falls back to httpx's own transport when a proxy variable is
+set), no HTTP/2, no redirects (a redirect is returned as a response, which the provider
+treats as an error).
+
+Invariants: a connection goes back to the idle pool only after a complete response; any
+error or cancellation closes it. An idle connection the server has closed is discarded
+before reuse. A request is never re-sent by the transport: a model call may cost money, so
+retrying is the worker's decision, recorded as an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+from collections.abc import Iterable
+
+import httpx
+
+_PROXY_VARIABLES = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+)
+_MAX_HEAD = 64 * 1024
+
+
+class ResponseTooLarge(httpx.TransportError):
+    """The response body exceeded the configured maximum."""
+
+
+def make_transport(
+    *, max_body: int, environ: dict | None = None
+) -> httpx.AsyncBaseTransport | None:
+    """The lean transport, or None (use httpx's default) when a proxy is configured."""
+    env = os.environ if environ is None else environ
+    if any(env.get(name) for name in _PROXY_VARIABLES):
+        return None
+    return StreamTransport(max_body=max_body)
+
+
+class StreamTransport(httpx.AsyncBaseTransport):
+    def __init__(self, *, max_body: int = 16 * 1024 * 1024, max_idle: int = 512) -> None:
+        self.max_body = max_body
+        self.max_idle = max_idle
+        self._idle: dict[
+            tuple[str, str, int], list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
+        ] = {}
+        self._ssl: ssl.SSLContext | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        https = url.scheme == "https"
+        key = (url.scheme, url.host, url.port or (443 if https else 80))
+        timeouts = request.extensions.get("timeout", {})
+        head = _request_head(request, url)
+        body = request.content
+        connection = self._take(key)
+        reader, writer = connection or await self._connect(key, https, timeouts)
+        try:
+            writer.write(head + body)
+            await writer.drain()
+            status, headers, content, keep = await _read_response(reader, self.max_body)
+        except BaseException:
+            writer.close()
+            raise
+        if keep:
+            self._give_back(key, reader, writer)
+        else:
+            writer.close()
+        return httpx.Response(
+            status,
+            headers=headers,
+            content=content,
+            request=request,
+            extensions={"http_version": b"HTTP/1.1"},
+        )
+
+    async def aclose(self) -> None:
+        pools, self._idle = self._idle, {}
+        for connections in pools.values():
+            for _, writer in connections:
+                writer.close()
+
+    def _take(self, key):
+        """An idle connection the server has not closed, or None."""
+        idle = self._idle.get(key)
+        while idle:
+            reader, writer = idle.pop()
+            if not (reader.at_eof() or writer.is_closing()):
+                return reader, writer
+            writer.close()
+        return None
+
+    def _give_back(self, key, reader, writer) -> None:
+        idle = self._idle.setdefault(key, [])
+        if len(idle) < self.max_idle:
+            idle.append((reader, writer))
+        else:
+            writer.close()
+
+    async def _connect(self, key, https: bool, timeouts: dict):
+        _, host, port = key
+        context = None
+        if https:
+            if self._ssl is None:
+                import certifi
+
+                self._ssl = ssl.create_default_context(cafile=certifi.where())
+            context = self._ssl
+        try:
+            return await asyncio.wait_for(
+                asyncio.open_connection(
+                    host, port, ssl=context, server_hostname=host if https else None
+                ),
+                timeouts.get("connect"),
+            )
+        except asyncio.TimeoutError:
+            raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
+        except OSError as exc:
+            raise httpx.ConnectError(
+                f"cannot connect to {host}:{port}: {exc.strerror or exc}"
+            ) from None
+
+
+def _request_head(request: httpx.Request, url: httpx.URL) -> bytes:
+    target = url.raw_path.decode("ascii")
+    lines = [f"{request.method} {target} HTTP/1.1"]
+    headers: Iterable[tuple[str, str]] = request.headers.multi_items()
+    for name, value in headers:
+        lines.append(f"{name}: {value}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+async def _read_response(reader: asyncio.StreamReader, max_body: int):
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial:
+            raise httpx.RemoteProtocolError(
+                "server disconnected without sending a response"
+            ) from None
+        raise httpx.RemoteProtocolError(
+            "connection closed while reading the response head"
+        ) from None
+    except asyncio.LimitOverrunError:
+        raise httpx.RemoteProtocolError("response head too large") from None
+    except ConnectionError as exc:
+        raise httpx.ReadError(str(exc) or type(exc).__name__) from None
+    if len(head) > _MAX_HEAD:
+        raise httpx.RemoteProtocolError("response head too large")
+    lines = head[:-4].decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise httpx.RemoteProtocolError(f"malformed status line {lines[0][:80]!r}")
+    status = int(parts[1])
+    headers = []
+    length = None
+    chunked = False
+    close = parts[0] == "HTTP/1.0"
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        value = value.strip()
+        headers.append((name, value))
+        lower = name.lower()
+        if lower == "content-length":
+            if not value.isdigit():
+                raise httpx.RemoteProtocolError(f"bad Content-Length {value!r}")
+            length = int(value)
+        elif lower == "transfer-encoding" and "chunked" in value.lower():
+            chunked = True
+        elif lower == "connection":
+            close = value.lower() == "close" or (close and value.lower() != "keep-alive")
+    try:
+        if chunked:
+            content = await _read_chunked(reader, max_body)
+        elif length is not None:
+            if length > max_body:
+                raise ResponseTooLarge(f"response body of {length} bytes exceeds {max_body}")
+            content = await reader.readexactly(length)
+        else:
+            content = await _read_to_close(reader, max_body)
+            close = True
+    except asyncio.IncompleteReadError:
+        raise httpx.RemoteProtocolError(
+            "connection closed before the response body ended"
+        ) from None
+    except ConnectionError as exc:
+        raise httpx.ReadError(str(exc)) from None
+    return status, headers, content, not close
+
+
+async def _read_chunked(reader: asyncio.StreamReader, max_body: int) -> bytes:
+    chunks = []
+    size = 0
+    while True:
+        line = await reader.readuntil(b"\r\n")
+        try:
+            n = int(line.split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            raise httpx.RemoteProtocolError("malformed chunk size") from None
+        if n == 0:
+            while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
+                pass
+            return b"".join(chunks)
+        size += n
+        if size > max_body:
+            raise ResponseTooLarge(f"response body exceeds {max_body} bytes")
+        chunks.append(await reader.readexactly(n))
+        await reader.readexactly(2)
+
+
+async def _read_to_close(reader: asyncio.StreamReader, max_body: int) -> bytes:
+    chunks = []
+    size = 0
+    while True:
+        chunk = await reader.read(65536)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > max_body:
+            raise ResponseTooLarge(f"response body exceeds {max_body} bytes")
+        chunks.append(chunk)
