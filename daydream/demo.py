@@ -54,19 +54,25 @@ def run_demo(
 
 
 def _top_scores(conn) -> str:
+    """The five best essays by mean score, each score normalised to its rubric's scale."""
     rows = conn.execute(
-        "SELECT e.gen_id, e.template_id, coalesce(e.model_id, d.model_id) AS model,"
-        " round(avg(v.score), 2) AS mean, count(v.score) AS n"
-        " FROM generations v JOIN generations e ON e.gen_id = v.parent_gen_id"
-        " LEFT JOIN generations d ON d.gen_id = e.parent_gen_id"
-        " JOIN cohort_members m ON m.gen_id = v.gen_id AND m.cohort_id = ?"
-        " WHERE v.stage = 'evaluation' AND v.state = 'ok'"
-        " GROUP BY e.gen_id ORDER BY mean DESC, e.gen_id LIMIT 5",
+        "SELECT s.essay_gen_id, s.essay_template, s.generation_model,"
+        " round(avg((s.score - s.scale_min) / (s.scale_max - s.scale_min)), 3) AS mean,"
+        " count(*) AS n FROM evaluation_scores s"
+        " JOIN cohort_members m ON m.gen_id = s.gen_id AND m.cohort_id = ?"
+        " WHERE s.state = 'ok' GROUP BY s.essay_gen_id ORDER BY mean DESC, s.essay_gen_id LIMIT 5",
         (COHORT,),
     ).fetchall()
     if not rows:
         return "no scored essays yet"
-    lines = ["top essays by mean score:"]
+    lines = ["top essays (mean score, each normalised to its rubric's scale, 0-1):"]
     for gen_id, template, model, mean, n in rows:
-        lines.append(f"  {gen_id}  {template:<16} {model or '-':<14} mean {mean} over {n} judgement(s)")
+        lines.append(f"  {gen_id:<19} {template:<14} {model or '-':<14} {mean:.3f} over {n} judgement(s)")
+    failed = conn.execute(
+        "SELECT count(*), min(g.error) FROM generations g JOIN cohort_members m USING (gen_id)"
+        " WHERE m.cohort_id = ? AND g.status = 'failed'",
+        (COHORT,),
+    ).fetchone()
+    if failed[0]:
+        lines.append(f"{failed[0]} generation(s) failed, for example: {failed[1]}")
     return "\n".join(lines)
