@@ -19,6 +19,7 @@ from .errors import (  # noqa: E402
     StoreError,
     TemplateError,
 )
+from .legacy import import_legacy  # noqa: E402
 from .plan import plan_cohort  # noqa: E402
 from .projections import rebuild  # noqa: E402
 from .registry import import_catalog  # noqa: E402
@@ -39,6 +40,7 @@ __all__ = [
     "check",
     "connect",
     "import_catalog",
+    "import_legacy",
     "plan_cohort",
     "read_events",
     "rebuild",

@@ -24,7 +24,9 @@ def cli_reference() -> str:
         "Every command takes `-h/--help`. `--db` defaults to `daydream.db` or `$DAYDREAM_DB`.",
         "",
     ]
-    ctx = click.Context(cli, info_name="daydream", terminal_width=100, max_content_width=100)
+    ctx = click.Context(
+        cli, info_name="daydream", terminal_width=100, max_content_width=100, **cli.context_settings
+    )
     for path, command in _walk(cli, ["daydream"]):
         sub = click.Context(
             command, info_name=path[-1], parent=ctx, terminal_width=100, max_content_width=100

@@ -15,8 +15,11 @@ Invariants:
 - Rate-limited calls (429) are requeued with ``not_before`` (honouring Retry-After) and do
   not count as attempts; other retryable failures are attempts with exponential backoff;
   after ``max_attempts`` the generation fails with its last error and blocks its children.
+  An expired lease (the worker died or stalled) counts as an attempt: a task whose worker
+  dies every time fails after ``max_attempts`` instead of crash-looping.
 - SIGTERM/SIGINT: stop claiming, give in-flight calls ``grace`` seconds, then release the
-  rest (``lease.released``), so nothing waits for a lease to expire after a clean stop.
+  rest (``lease.released``), so nothing waits for a lease to expire after a clean stop. A
+  released lease is not counted as an attempt. A second signal skips the grace period.
 - All database work happens on one dedicated thread; the event loop only awaits it.
 """
 
@@ -111,6 +114,7 @@ class Task:
     combo_id: str | None
     concepts: list[Any]
     replicate: int
+    released: int = 0  # attempts given back by a clean shutdown: not counted, like throttles
 
 
 @dataclass
@@ -138,14 +142,14 @@ def claim(
     actor = f"worker:{config.name}"
     with transaction(conn):
         expired = conn.execute(
-            "SELECT gen_id, lease_token, lease_owner FROM tasks"
+            "SELECT gen_id, lease_token, lease_owner, attempts - throttles - releases FROM tasks"
             " WHERE status = 'running' AND lease_expires_at < ? LIMIT 1000",
             (now_s,),
         ).fetchall()
         if expired:
             append(
                 conn,
-                [ev.LeaseExpired(gen_id=g, token=t, worker=o or "?") for g, t, o in expired],
+                [_reap(g, t, o or "?", counted, config) for g, t, o, counted in expired],
                 actor=actor,
                 clock=lambda: now,
             )
@@ -193,6 +197,25 @@ def claim(
     ]
 
 
+def _reap(gen_id: str, token: int, owner: str, counted: int, config: WorkerConfig) -> ev.Event:
+    """An expired lease makes its task claimable again, unless that was its last attempt:
+    a task whose worker dies (or stalls) every time is a poison pill, and fails."""
+    if counted < config.max_attempts:
+        return ev.LeaseExpired(gen_id=gen_id, token=token, worker=owner)
+    return ev.AttemptFailed(
+        gen_id=gen_id,
+        token=token,
+        state="error",
+        error=(
+            f"the lease of worker {owner} expired on attempt {counted} of"
+            f" {config.max_attempts}: the worker died or stalled while running it, every"
+            " time (see the workers' logs); gave up"
+        ),
+        retryable=True,
+        final=True,
+    )
+
+
 def _default_limit(pool: str) -> int:
     return DEFAULT_POOL_LIMITS.get(pool, DEFAULT_POOL_LIMIT)
 
@@ -223,14 +246,15 @@ def _load_task(
 ) -> Task:
     g = conn.execute(
         "SELECT g.stage, g.mode, t.pool, g.template_id, g.template_version, g.model_id,"
-        " g.parent_gen_id, g.combo_id, g.replicate, x.text"
+        " g.parent_gen_id, g.combo_id, g.replicate, x.text, t.releases"
         " FROM generations g JOIN tasks t ON t.gen_id = g.gen_id"
         " LEFT JOIN generations p ON p.gen_id = g.parent_gen_id"
         " LEFT JOIN texts x ON x.hash = p.parsed_hash WHERE g.gen_id = ?",
         (gen_id,),
     ).fetchone()
-    stage, mode, pool, template_id, version, model_id, parent, combo, replicate, parent_text = g
-    template = _TEMPLATE_CACHE.get(version)
+    stage, mode, pool, template_id, version, model_id, parent, combo, replicate = g[:9]
+    parent_text, released = g[9], g[10]
+    template = _TEMPLATE_CACHE.get(version) if version else _missing_template(version)
     if template is None:
         row = conn.execute(
             "SELECT v.parser, v.generator, v.scale_min, v.scale_max, v.settings, x.text"
@@ -238,6 +262,8 @@ def _load_task(
             " WHERE v.version = ?",
             (version,),
         ).fetchone()
+        if row is None:  # e.g. a legacy generation whose template was never imported
+            return _missing_template(version)
         template = {
             "parser": row[0],
             "generator": row[1],
@@ -285,7 +311,20 @@ def _load_task(
         combo_id=combo,
         concepts=concepts,
         replicate=replicate,
+        released=released,
     )
+
+
+def _missing_template(version: str | None) -> dict[str, Any]:
+    return {
+        "parser": "identity",
+        "generator": "llm",
+        "scale": None,
+        "settings": {},
+        "body": None,
+        "version": version,
+        "missing": True,
+    }
 
 
 def _combo_concepts(conn: sqlite3.Connection, combo_id: str) -> list[Any]:
@@ -365,6 +404,14 @@ class Executor:
 
     async def _run(self, task: Task) -> Outcome:
 
+        if task.template.get("missing"):
+            return self._failed(
+                task,
+                state="template_error",
+                error=f"template {task.stage}/{task.template_id} (version {task.template['version']})"
+                " is not in the catalog: import the catalog that defines it, then retry",
+                retryable=False,
+            )
         # prompt
         if task.mode == "copy":
             if task.parent_text is None:
@@ -529,7 +576,7 @@ class Executor:
         retry_after: float | None = None,
         error_class: str | None = None,
     ) -> Outcome:
-        counted = task.attempt - task.throttles
+        counted = task.attempt - task.throttles - task.released
         final = not retryable or counted >= self.config.max_attempts
         retry_at = None
         if not final:
