@@ -1,0 +1,373 @@
+"""Replay (I4): after a mixed workload, rebuilding the projections from the log gives the
+same tables, rebuilding twice changes nothing, and a tampered projection is detected.
+
+The workload goes through the real code paths: catalog import, planning, the worker's
+claim -> run -> record step with a fixed clock (throttles, retryable and permanent provider
+errors, template errors, an expired lease taken over by another worker, a stale result,
+heartbeats, a clean release), retry, cancel, a judge added to a finished cohort, a pool
+limit, and finally real worker processes (``daydream run``) for the last stretch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+
+from daydream import projections
+from daydream.catalog import load_catalog
+from daydream.cohorts import cancel, retry
+from daydream.errors import ProviderError
+from daydream.plan import plan_cohort
+from daydream.providers import OfflineProvider
+from daydream.registry import import_catalog
+from daydream.store import check, connect
+from daydream.worker import (
+    Executor,
+    WorkerConfig,
+    claim,
+    has_pending,
+    heartbeat,
+    record,
+    release,
+    set_pool_limit,
+)
+from tests.invariants import check_invariants
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "specs" / "catalog"
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class FlakyProvider:
+    """The offline provider behind a scripted list of faults, one per call (None = answer)."""
+
+    def __init__(self, faults: list[int | None]) -> None:
+        self.faults = list(faults)
+        self.inner = OfflineProvider()
+        self.calls = 0
+
+    async def complete(self, request):
+        self.calls += 1
+        fault = self.faults.pop(0) if self.faults else None
+        if fault == 429:
+            raise ProviderError("rate limited", retryable=True, status=429, retry_after=2.0)
+        if fault == 500:
+            raise ProviderError("upstream error", retryable=True, status=500)
+        if fault == 400:
+            raise ProviderError("bad request: context too long", retryable=False, status=400)
+        return await self.inner.complete(request)
+
+    async def aclose(self) -> None:
+        pass
+
+
+class FlakyExecutor(Executor):
+    def __init__(self, config, *, clock, provider) -> None:
+        super().__init__(config, clock=clock)
+        self.flaky = provider
+
+    def provider(self, *args, **kwargs):
+        return self.flaky
+
+
+def run_tasks(executor: Executor, tasks) -> list:
+    async def go():
+        return [await executor.run(task) for task in tasks]
+
+    return asyncio.run(go())
+
+
+def drain(conn, config, clock, executor, *, batch: int = 7, cohort: str | None = None) -> int:
+    """claim -> run -> record until nothing is left; moves the clock past any not_before."""
+    steps = 0
+    while True:
+        steps += 1
+        assert steps < 500, "the workload does not drain"
+        tasks = claim(conn, config, batch, clock=clock)
+        if not tasks:
+            if not has_pending(conn, cohort):
+                return steps
+            clock.advance(30)
+            continue
+        record(conn, run_tasks(executor, tasks), config, clock=clock)
+        clock.advance(1)
+
+
+def write_spec(directory: Path, name: str, spec: dict) -> Path:
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    return path
+
+
+MAIN = {
+    "axes": {
+        "combo_id": ["fungal-market", "memory-codes", "noisy-minds"],
+        "draft_template": ["rolling-idea", "free-notes"],
+        "draft_llm": ["offline-small"],
+        "evaluation_template": ["novelty-rubric"],
+        "evaluation_llm": ["offline-small"],
+    },
+    "rules": {
+        "tuples": {
+            "essay_bundle": {
+                "axes": ["essay_template", "essay_llm"],
+                "items": [["focused-essay", "offline-large"], ["idea-verbatim", "none"]],
+            }
+        },
+        "pairs": {
+            "draft_essay": {
+                "left": "draft_template",
+                "right": "essay_bundle",
+                "allowed": [
+                    ["rolling-idea", ["focused-essay", "offline-large"]],
+                    ["rolling-idea", ["idea-verbatim", "none"]],
+                    ["free-notes", ["focused-essay", "offline-large"]],
+                ],
+            }
+        },
+    },
+}
+# Essays straight from a combination with a template that needs a draft: a template error
+# at run time, which blocks their evaluations.
+BROKEN = {
+    "axes": {
+        "combo_id": ["fungal-market", "drifting-tides"],
+        "essay_template": ["focused-essay"],
+        "essay_llm": ["offline-small"],
+        "evaluation_template": ["feasibility-rubric"],
+        "evaluation_llm": ["offline-small"],
+    }
+}
+LATER = {
+    "axes": {
+        "combo_id": ["memory-codes", "drifting-tides"],
+        "draft_template": ["free-notes"],
+        "draft_llm": ["offline-large"],
+        "draft_replicate": [1, 2, 3],
+    }
+}
+
+
+@pytest.fixture(scope="module")
+def workload(tmp_path_factory):
+    """A database after the whole workload; returns its path."""
+    tmp_path = tmp_path_factory.mktemp("replay")
+    path = tmp_path / "replay.db"
+    clock = Clock()
+    conn = connect(path)
+    import_catalog(conn, load_catalog(EXAMPLE))
+    set_pool_limit(conn, "offline", 64)
+    main_spec = write_spec(tmp_path, "main", MAIN)
+    plan_cohort(conn, main_spec, "main")
+    plan_cohort(conn, write_spec(tmp_path, "broken", BROKEN), "broken")
+
+    config = WorkerConfig(db_path=path, name="w1", lease_s=60, max_attempts=3)
+    # First calls: a 429 (throttled, not an attempt), a 500 (retried), a 400 (fails at once).
+    flaky = FlakyProvider([429, 500, None, 400])
+    executor = FlakyExecutor(config, clock=clock, provider=flaky)
+
+    # A worker whose lease expires mid-call: another worker takes the task over, and the
+    # first one's heartbeat and result write nothing.
+    slow = WorkerConfig(db_path=path, name="slow", lease_s=60)
+    (stalled,) = claim(conn, slow, 1, clock=clock)
+    assert heartbeat(conn, slow, [stalled], clock=clock) == set()
+    clock.advance(120)
+    taken = claim(conn, config, 3, clock=clock)
+    assert stalled.gen_id in {t.gen_id for t in taken}
+    late = run_tasks(Executor(slow, clock=clock), [stalled])
+    assert record(conn, late, slow, clock=clock) == (0, 1)
+    assert heartbeat(conn, slow, [stalled], clock=clock) == {stalled.gen_id}
+    # A clean stop gives the other claimed tasks back.
+    others = [t for t in taken if t.gen_id != stalled.gen_id]
+    assert release(conn, others, "worker stopped", actor="worker:w1") == len(others)
+    record(
+        conn,
+        run_tasks(executor, [t for t in taken if t.gen_id == stalled.gen_id]),
+        config,
+        clock=clock,
+    )
+
+    drain(conn, config, clock, executor)
+    assert flaky.faults == [] and flaky.calls > 4
+
+    # Retry the failures (the broken essays fail again the same way) and plan, then
+    # cancel, a third cohort before it runs.
+    assert len(retry(conn, "broken", failed=True)) == 2  # template errors: fail again
+    assert len(retry(conn, "main", failed=True)) == 1  # the 400: succeeds this time
+    drain(conn, config, clock, executor)
+    plan_cohort(conn, write_spec(tmp_path, "later", LATER), "later")
+    cancelled = cancel(conn, "later")
+    assert len(cancelled) == 6
+
+    # Add a judge to the finished main cohort: only the new evaluations run, in real
+    # worker processes.
+    judged = {
+        **MAIN,
+        "axes": {**MAIN["axes"], "evaluation_llm": ["offline-small", "offline-large"]},
+    }
+    write_spec(tmp_path, "main", judged)
+    report = plan_cohort(conn, main_spec, "main")
+    assert report.stages["evaluation"].new == 9
+    conn.close()
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "daydream",
+            "run",
+            "main",
+            "--db",
+            str(path),
+            "--offline",
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    return path
+
+
+def _types(path: Path) -> dict[str, int]:
+    raw = sqlite3.connect(path)
+    try:
+        return dict(raw.execute("SELECT type, count(*) FROM events GROUP BY type").fetchall())
+    finally:
+        raw.close()
+
+
+def test_the_workload_exercises_every_kind_of_event(workload):
+    types = _types(workload)
+    for kind in (
+        "concept.defined",
+        "combo.defined",
+        "template.defined",
+        "model.defined",
+        "cohort.planned",
+        "generations.planned",
+        "attempt.started",
+        "leases.extended",
+        "lease.expired",
+        "lease.released",
+        "attempt.throttled",
+        "generation.responded",
+        "generation.completed",
+        "attempt.failed",
+        "generations.retried",
+        "cohort.cancelled",
+        "pool.limit_changed",
+    ):
+        assert types.get(kind, 0) > 0, f"the workload wrote no {kind} event"
+    conn = connect(workload)
+    statuses = dict(conn.execute("SELECT status, count(*) FROM generations GROUP BY 1").fetchall())
+    conn.close()
+    assert set(statuses) == {"done", "failed", "blocked", "cancelled"}
+    assert statuses["cancelled"] == 6
+
+
+def test_invariants_hold_after_the_workload(workload):
+    counts = check_invariants(workload)  # I1-I7, drained: no lease left anywhere
+    assert counts["generations"] == 43
+
+
+def test_check_passes_after_the_workload(workload):
+    results = check(workload)
+    assert [name for name, _, _ in results] == [
+        "integrity_check",
+        "foreign_key_check",
+        "migrations",
+        "append_only_guards",
+        "replay_equals_projections",
+    ]
+    assert all(ok for _, ok, _ in results), results
+
+
+def test_rebuild_reproduces_every_table_and_is_idempotent(workload, tmp_path):
+    copy = tmp_path / "copy.db"
+    source = sqlite3.connect(workload)
+    target = sqlite3.connect(copy)
+    source.backup(target)
+    source.close()
+    target.close()
+    conn = connect(copy)
+    live = projections.table_digests(conn)
+    assert live["generations"][0] == 43 and live["calls"][0] > 30
+    events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    applied = projections.rebuild(conn)
+    assert applied == events
+    assert projections.table_digests(conn) == live
+    projections.rebuild(conn)
+    assert projections.table_digests(conn) == live
+    assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == events
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    ("tamper", "table", "detail"),
+    [
+        (
+            "UPDATE generations SET score = score + 1 WHERE score IS NOT NULL"
+            " AND gen_id = (SELECT min(gen_id) FROM generations WHERE score IS NOT NULL)",
+            "generations",
+            "(same count, different content)",
+        ),
+        (
+            "DELETE FROM cohort_members WHERE (cohort_id, gen_id) ="
+            " (SELECT cohort_id, gen_id FROM cohort_members LIMIT 1)",
+            "cohort_members",
+            None,
+        ),
+        (
+            "UPDATE tasks SET status = 'ready' WHERE status = 'cancelled'",
+            "tasks",
+            "(same count, different content)",
+        ),
+    ],
+)
+def test_a_tampered_projection_fails_check_until_rebuilt(workload, tmp_path, tamper, table, detail):
+    copy = tmp_path / "copy.db"
+    source = sqlite3.connect(workload)
+    target = sqlite3.connect(copy)
+    source.backup(target)
+    source.close()
+    target.close()
+    raw = sqlite3.connect(copy)
+    assert raw.execute(tamper).rowcount >= 1
+    raw.commit()
+    raw.close()
+    results = {name: (ok, text) for name, ok, text in check(copy)}
+    ok, text = results["replay_equals_projections"]
+    assert not ok
+    assert text.startswith(f"{table}: live ")
+    if detail:
+        assert text.endswith(detail)
+    else:
+        counts = re.fullmatch(rf"{table}: live (\d+) rows, replay (\d+) rows", text)
+        assert counts and int(counts[1]) == int(counts[2]) - 1
+    assert all(ok for name, (ok, _) in results.items() if name != "replay_equals_projections")
+    conn = connect(copy)
+    projections.rebuild(conn)
+    conn.close()
+    assert all(ok for _, ok, _ in check(copy))
