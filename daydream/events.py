@@ -152,15 +152,15 @@ class ModelDefined(Event):
 class CohortPlanned(Event):
     """A cohort was planned from a spec (first time, or with new members).
 
-    ``spec_hash`` is the hash of the spec file's text (stored in ``texts``); ``counts`` the
-    per-stage membership. Followed by ``generations.planned`` events in the same transaction.
+    ``spec_hash`` is the hash of the spec file's text (stored in ``texts``), so a report can
+    show exactly what was planned. Followed by ``generations.planned`` events in the same
+    transaction; the per-stage membership counts in ``cohorts`` grow with those.
     """
 
     type: ClassVar[str] = "cohort.planned"
     cohort_id: str
     spec_path: str
     spec_hash: str
-    counts: dict[str, int]
 
     @property
     def subject(self) -> str:
@@ -249,7 +249,9 @@ class LeaseExpired(Event):
 
 
 class LeaseReleased(Event):
-    """A worker gave a task back without a result (clean shutdown): ready again at once."""
+    """A worker gave a task back without a result (clean shutdown): ready again at once.
+
+    The attempt does not count against the maximum (a stop is not a failure)."""
 
     type: ClassVar[str] = "lease.released"
     gen_id: str

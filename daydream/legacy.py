@@ -436,13 +436,11 @@ def _plan(
             "SELECT 1 FROM cohorts WHERE cohort_id = ?", (cohort.cohort_id,)
         ).fetchone():
             continue
-        counts = {s: sum(1 for g in members if stage_of[g] == s) for s in STAGES}
         events.append(
             ev.CohortPlanned(
                 cohort_id=cohort.cohort_id,
                 spec_path=cohort.spec_path,
                 spec_hash=put_text(conn, cohort.spec_text),
-                counts=counts,
             )
         )
         report.cohorts.append(cohort.cohort_id)

@@ -27,7 +27,8 @@ from typing import Any
 
 from . import events as ev
 from . import ids
-from .errors import PlanError
+from .errors import PlanError, TemplateError
+from .prompts import available_variables, template_variables
 from .registry import Registry
 from .store import append, put_text, transaction
 
@@ -91,6 +92,8 @@ class PlanReport:
     new_calls: dict[str, int] = field(default_factory=dict)  # model_id -> new llm generations
     events: int = 0
     notes: list[str] = field(default_factory=list)
+    # template id -> completed generations reused although made with an older version
+    stale: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -161,7 +164,11 @@ def derive(
         found = registry.models.get(str(model_id))
         if found is None:
             known = ", ".join(sorted(registry.models)) or "none"
-            problems.add(f'unknown model "{model_id}" (catalog has: {known})', row_number)
+            problems.add(
+                f'unknown model "{model_id}" (catalog has: {known}; add it to the catalog and'
+                " import it with: daydream catalog import DIR)",
+                row_number,
+            )
         return found
 
     if row.get("essay_id"):
@@ -180,7 +187,9 @@ def derive(
             return out
         if combo not in registry.combos:
             problems.add(
-                f'unknown combo "{combo}" (define it in the catalog\'s combos)', row_number
+                f'unknown combo "{combo}" (define it in the catalog\'s combos and import it'
+                " with: daydream catalog import DIR)",
+                row_number,
             )
         tpl = template("draft", row["draft_template"])
         mdl = model(row.get("draft_llm"), "draft")
@@ -191,6 +200,7 @@ def derive(
             )
         if tpl is None or mdl is None or tpl.generator == "copy":
             return out
+        _check_variables(tpl, False, registry, problems, row_number)
         signature = ids.draft_signature(
             combo, tpl.template_id, mdl.model_id, row["draft_replicate"]
         )
@@ -229,9 +239,13 @@ def derive(
                 return out
             if combo not in registry.combos:
                 problems.add(
-                    f'unknown combo "{combo}" (define it in the catalog\'s combos)', row_number
+                    f'unknown combo "{combo}" (define it in the catalog\'s combos and import it'
+                    " with: daydream catalog import DIR)",
+                    row_number,
                 )
                 return out
+        if not copy:
+            _check_variables(tpl, parent is not None, registry, problems, row_number)
         source = parent if parent is not None else f"combo:{combo}"
         if copy:
             model_id, pool, replicate = None, COPY_POOL, 1
@@ -270,6 +284,7 @@ def derive(
             return out
         if tpl is None or mdl is None:
             return out
+        _check_variables(tpl, True, registry, problems, row_number)
         signature = ids.evaluation_signature(
             essay_parent, tpl.template_id, mdl.model_id, row["evaluation_replicate"]
         )
@@ -295,6 +310,37 @@ def derive(
             row_number,
         )
     return out
+
+
+def _check_variables(
+    tpl: Any, has_parent: bool, registry: Registry, problems: _Problems, row_number: int
+) -> None:
+    """A template must only read variables its stage provides (checked once per version)."""
+    key = (tpl.version, has_parent)
+    if key not in registry.variable_checks:
+        problem = None
+        try:
+            used = template_variables(f"{tpl.stage}/{tpl.template_id}", tpl.body or "")
+        except TemplateError as exc:
+            problem = str(exc)
+        else:
+            allowed = available_variables(tpl.stage, has_parent=has_parent)
+            unknown = sorted(used - set(allowed))
+            if unknown:
+                kind = {
+                    "draft": "a draft",
+                    "essay": "an essay with a draft"
+                    if has_parent
+                    else "an essay written straight from a combination",
+                    "evaluation": "an evaluation",
+                }[tpl.stage]
+                problem = (
+                    f'{tpl.stage} template "{tpl.template_id}" uses {", ".join(unknown)}, which'
+                    f" {kind} does not have (it has: {', '.join(allowed)})"
+                )
+        registry.variable_checks[key] = problem
+    if registry.variable_checks[key]:
+        problems.add(registry.variable_checks[key], row_number)
 
 
 def plan_cohort(
@@ -326,6 +372,7 @@ def plan_cohort(
         _plan(conn, compiled, derived_combos, cohort_id, spec_path, spec_text, report, actor)
     except _NothingNew:
         report.events = 0
+    _note_stale(report)
     _estimate_cost(conn, report)
     return report
 
@@ -335,6 +382,11 @@ def _plan(conn, compiled, derived_combos, cohort_id, spec_path, spec_text, repor
     context = nullcontext() if dry_run else transaction(conn)
     with context:
         registry = Registry.load(conn)
+        if not registry.templates:
+            raise PlanError(
+                f"plan {spec_path}: the database has no catalog; import one first with:"
+                " daydream catalog import DIR"
+            )
         combo_events = _derived_combo_events(registry, derived_combos, spec_path)
         for event in combo_events:
             registry.combos[event.combo_id] = (event.level, tuple(event.concept_ids))
@@ -348,14 +400,13 @@ def _plan(conn, compiled, derived_combos, cohort_id, spec_path, spec_text, repor
                     cohort_id=cohort_id,
                     spec_path=spec_path,
                     spec_hash=put_text(conn, spec_text),
-                    counts={},
                 ),
             ]
             append(conn, head, actor=actor)
             report.events += len(head)
         writes = 0
         for batch_new, batch_members in _plan_batches(conn, compiled, registry, cohort_id, report):
-            if dry_run:
+            if dry_run or not (batch_new or batch_members):
                 continue
             event = ev.GenerationsPlanned(
                 cohort_id=cohort_id,
@@ -461,11 +512,11 @@ def _plan_batches(
         raise problems.error(report.spec_path)
     if pending:
         yield _split_batch(conn, pending, cohort_id, report, fresh_db)
-    for ref, stage in existing_cache.items():
-        # Existing generations named by the spec belong to the cohort too.
-        if stage and ref not in seen:
-            seen.add(ref)
-            yield _split_batch(conn, [_existing(conn, ref)], cohort_id, report, fresh_db)
+    # Existing generations named by the spec belong to the cohort too.
+    named = [ref for ref, stage in existing_cache.items() if stage and ref not in seen]
+    for start in range(0, len(named), BATCH):
+        batch = [_existing(conn, ref) for ref in named[start : start + BATCH]]
+        yield _split_batch(conn, batch, cohort_id, report, fresh_db)
 
 
 def _existing(conn: sqlite3.Connection, gen_id: str) -> Generation:
@@ -487,6 +538,7 @@ def _split_batch(
 ) -> tuple[list[Generation], list[str]]:
     """Split into new generations and existing ones; count them per stage."""
     status: dict[str, str] = {}
+    versions: dict[str, str | None] = {}
     others: set[str] = set()
     mine: set[str] = set()
     if not fresh_db:
@@ -494,11 +546,12 @@ def _split_batch(
         for start in range(0, len(ids_), 500):
             part = ids_[start : start + 500]
             marks = ", ".join("?" for _ in part)
-            status.update(
-                conn.execute(
-                    f"SELECT gen_id, status FROM generations WHERE gen_id IN ({marks})", part
-                )
-            )
+            for gen_id, state, version in conn.execute(
+                f"SELECT gen_id, status, template_version FROM generations WHERE gen_id IN ({marks})",
+                part,
+            ):
+                status[gen_id] = state
+                versions[gen_id] = version
             for gen_id, cohort in conn.execute(
                 f"SELECT gen_id, cohort_id FROM cohort_members WHERE gen_id IN ({marks})", part
             ):
@@ -515,6 +568,8 @@ def _split_batch(
                 counts.shared += 1
             if status[gen.gen_id] == "done":
                 counts.completed += 1
+                if versions[gen.gen_id] != gen.template_version:
+                    report.stale[gen.template_id] = report.stale.get(gen.template_id, 0) + 1
         else:
             new.append(gen)
             counts.new += 1
@@ -522,6 +577,15 @@ def _split_batch(
                 key = f"{gen.stage}\t{gen.template_id}\t{gen.model_id}"
                 report.new_calls[key] = report.new_calls.get(key, 0) + 1
     return new, members
+
+
+def _note_stale(report: PlanReport) -> None:
+    for template_id, count in sorted(report.stale.items()):
+        report.notes.append(
+            f"{count} completed generation(s) of template {template_id} were made with an older"
+            " version of it and are reused as they are (the id does not include the text);"
+            " to run the new text, give the template a new id"
+        )
 
 
 def _estimate_cost(conn: sqlite3.Connection, report: PlanReport) -> None:

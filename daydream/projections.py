@@ -135,6 +135,9 @@ CREATE TABLE generations (
 );
 CREATE INDEX generations_parent ON generations (parent_gen_id);
 CREATE INDEX generations_stage_status ON generations (stage, status);
+-- Covers the score views (top_essays, browse's cohort pivot): evaluations in essay order.
+CREATE INDEX generations_scores
+    ON generations (stage, parent_gen_id, template_id, model_id, state, score, gen_id);
 CREATE TABLE cohort_members (
     cohort_id TEXT NOT NULL REFERENCES cohorts(cohort_id),
     gen_id TEXT NOT NULL REFERENCES generations(gen_id),
@@ -150,6 +153,7 @@ CREATE TABLE tasks (
     status TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     throttles INTEGER NOT NULL DEFAULT 0,
+    releases INTEGER NOT NULL DEFAULT 0,
     not_before TEXT,
     lease_owner TEXT,
     lease_token INTEGER,
@@ -438,19 +442,11 @@ def _model_defined(conn, event_id, e: ev.ModelDefined, at):
 def _cohort_planned(conn, event_id, e: ev.CohortPlanned, at):
     conn.execute(
         "INSERT INTO cohorts (cohort_id, spec_path, spec_hash, drafts, essays, evaluations,"
-        " planned_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " planned_at) VALUES (?, ?, ?, 0, 0, 0, ?)"
         " ON CONFLICT (cohort_id) DO UPDATE SET spec_path = excluded.spec_path,"
         " spec_hash = excluded.spec_hash, replanned_at = excluded.planned_at,"
         " cancelled_at = NULL",
-        (
-            e.cohort_id,
-            e.spec_path,
-            e.spec_hash,
-            e.counts.get("draft", 0),
-            e.counts.get("essay", 0),
-            e.counts.get("evaluation", 0),
-            at,
-        ),
+        (e.cohort_id, e.spec_path, e.spec_hash, at),
     )
 
 
@@ -552,6 +548,11 @@ def _lease_expired(conn, event_id, e: ev.LeaseExpired, at):
 
 @_applies(ev.LeaseReleased)
 def _lease_released(conn, event_id, e: ev.LeaseReleased, at):
+    # A clean shutdown gave the task back unfinished: not a spent attempt (counted apart).
+    conn.execute(
+        "UPDATE tasks SET releases = releases + 1 WHERE gen_id = ? AND lease_token = ?",
+        (e.gen_id, e.token),
+    )
     _release(conn, e.gen_id, e.token)
 
 
@@ -671,7 +672,7 @@ def _generations_retried(conn, event_id, e: ev.GenerationsRetried, at):
             "UPDATE tasks SET status = CASE WHEN parent_gen_id IS NULL THEN 'ready' ELSE"
             f" {_PARENT_STATUS} END, attempts = 0, not_before = NULL, last_error = NULL,"
             " blocked_reason = NULL, lease_owner = NULL, lease_token = NULL,"
-            " lease_expires_at = NULL, throttles = 0 WHERE gen_id = ?",
+            " lease_expires_at = NULL, throttles = 0, releases = 0 WHERE gen_id = ?",
             (gen_id, gen_id),
         )
         conn.execute(

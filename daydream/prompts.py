@@ -26,12 +26,15 @@ from types import TracebackType
 from typing import Any, Protocol
 
 import jinja2
+from jinja2 import meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from daydream.errors import TemplateError
 
 __all__ = [
     "EXTRA_VARIABLES",
+    "available_variables",
+    "template_variables",
     "ConceptLike",
     "concept_contents",
     "render_prompt",
@@ -123,6 +126,30 @@ def stage_variables(
         )
     variables.update(extras or {})
     return variables
+
+
+def available_variables(stage: str, *, has_parent: bool) -> tuple[str, ...]:
+    """The variables a ``stage`` template can use (``has_parent``: the essay has a draft)."""
+    inputs = {
+        "draft": ("concepts",),
+        "essay": ("draft_block", "links_block") if has_parent else ("concepts",),
+        "evaluation": ("response",),
+    }[stage]
+    return inputs + EXTRA_VARIABLES
+
+
+def template_variables(template_id: str, body: str) -> set[str]:
+    """The variables a template body reads, found without rendering it (for planning checks).
+
+    A syntax error is a ``TemplateError`` naming the line, as at render time.
+    """
+    try:
+        tree = _ENVIRONMENT.parse(body, name=template_id, filename=_filename(template_id))
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(
+            f"template {template_id}: line {exc.lineno}: syntax error: {_one_line(exc.message)}"
+        ) from None
+    return set(meta.find_undeclared_variables(tree))
 
 
 def _description(concept: ConceptLike, level: str) -> str:

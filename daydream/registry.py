@@ -157,6 +157,7 @@ class TemplateRow:
     scale_min: float | None
     scale_max: float | None
     settings: dict[str, Any]
+    body: str | None = None
 
 
 @dataclass(frozen=True)
@@ -178,16 +179,19 @@ class Registry:
     models: dict[str, ModelRow]
     combos: dict[str, tuple[str, tuple[str, ...]]]  # combo_id -> (level, concept ids)
     concepts: dict[str, str]  # concept_id -> name
+    # (template version, has_parent) -> problem text or None, filled by planning checks
+    variable_checks: dict[tuple[str, bool], str | None] = field(default_factory=dict)
 
     @classmethod
     def load(cls, conn: sqlite3.Connection) -> Registry:
         templates = {}
         for row in conn.execute(
             "SELECT t.stage, t.template_id, t.version, t.parser, t.generator, v.body_hash,"
-            " t.scale_min, t.scale_max, v.settings FROM templates t"
+            " t.scale_min, t.scale_max, v.settings, x.text FROM templates t"
             " JOIN template_versions v ON v.version = t.version"
+            " LEFT JOIN texts x ON x.hash = v.body_hash"
         ):
-            templates[(row[0], row[1])] = TemplateRow(*row[:8], json.loads(row[8]))
+            templates[(row[0], row[1])] = TemplateRow(*row[:8], json.loads(row[8]), row[9])
         models = {
             row[0]: ModelRow(*row[:6], json.loads(row[6]))
             for row in conn.execute(

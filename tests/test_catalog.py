@@ -245,6 +245,7 @@ def test_example_catalog():
         ("draft", "rolling-idea", "essay_idea_last", "llm"),
         ("draft", "free-notes", "identity", "llm"),
         ("essay", "focused-essay", "identity", "llm"),
+        ("essay", "direct-essay", "identity", "llm"),
         ("essay", "idea-verbatim", "identity", "copy"),
         ("evaluation", "novelty-rubric", "score", "llm"),
         ("evaluation", "feasibility-rubric", "score", "llm"),
@@ -353,7 +354,7 @@ def test_lookup_of_an_unknown_id_names_the_known_ones():
     with pytest.raises(CatalogError) as info:
         catalog.template("essay", "nope")
     assert str(info.value) == (
-        f'catalog {EXAMPLE}: no essay template "nope" (known: focused-essay, idea-verbatim)'
+        f'catalog {EXAMPLE}: no essay template "nope" (known: direct-essay, focused-essay, idea-verbatim)'
     )
     with pytest.raises(CatalogError) as info:
         catalog.combo("nope")
@@ -603,7 +604,7 @@ DAYDREAM_ERRORS = [
         "templates.yaml",
         "    generator: copy",
         "    generator: paste",
-        'templates.yaml: essay[1] template "idea-verbatim": generator "paste" is unknown '
+        'templates.yaml: essay[2] template "idea-verbatim": generator "paste" is unknown '
         "(use llm or copy)",
     ),
     (

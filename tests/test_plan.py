@@ -273,7 +273,7 @@ def test_essays_straight_from_a_combination(db, tmp_path):
     spec = {
         "axes": {
             "combo_id": ["fungal-market", "memory-codes"],
-            "essay_template": ["focused-essay"],
+            "essay_template": ["direct-essay"],
             "essay_llm": ["offline-small"],
         }
     }
@@ -289,15 +289,36 @@ def test_essays_straight_from_a_combination(db, tmp_path):
     ).fetchall()
     assert [tuple(r) for r in rows] == [
         (
-            ids.essay_id(f"combo:{combo}", "focused-essay", "offline-small", 1, copy=False),
+            ids.essay_id(f"combo:{combo}", "direct-essay", "offline-small", 1, copy=False),
             None,
             combo,
-            f"v2|combo:{combo}|focused-essay|offline-small|1",
+            f"v2|combo:{combo}|direct-essay|offline-small|1",
             "ready",
         )
         for combo in ("fungal-market", "memory-codes")
     ]
 
+
+
+def test_an_essay_template_that_needs_a_draft_is_refused_without_one(db, tmp_path):
+    path, conn = db
+    before = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    spec = {
+        "axes": {
+            "combo_id": ["fungal-market"],
+            "essay_template": ["focused-essay"],
+            "essay_llm": ["offline-small"],
+        }
+    }
+    spec_path = write_spec(tmp_path, "needs-draft", spec)
+    with pytest.raises(PlanError) as caught:
+        plan_cohort(conn, spec_path, "needs-draft")
+    assert str(caught.value) == (
+        f'plan {spec_path}: essay template "focused-essay" uses links_block, which an essay'
+        " written straight from a combination does not have (it has: concepts, combo_id,"
+        " template_id, model_id, replicate, gen_id) (first in row 1)"
+    )
+    assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == before
 
 def test_evaluations_over_existing_essays(db, tmp_path):
     path, conn = db
