@@ -111,23 +111,34 @@ def retry(
     gen_ids: tuple[str, ...] = (),
     actor: str = "cli:retry",
 ) -> list[str]:
-    """Put failed (or cancelled/blocked-by-them) generations back to work. Returns their ids."""
+    """Put failed (or cancelled/blocked-by-them) generations back to work. Returns their ids.
+
+    A generation can run again only if its parent is done or comes back with it: ``failed``
+    skips those whose parent stays failed, blocked or cancelled, and naming one in
+    ``gen_ids`` is an error, as is naming a done generation (a completed generation is
+    never run again: exactly one result per id).
+    """
     with transaction(conn):
         _require_cohort(conn, cohort)
         chosen: list[str] = []
+        parents: dict[str, tuple[str, str]] = {}  # gen_id -> (parent id, parent status)
         if failed:
-            chosen += [
-                r[0]
-                for r in conn.execute(
-                    "SELECT g.gen_id FROM generations g JOIN cohort_members m USING (gen_id)"
-                    " WHERE m.cohort_id = ? AND g.status IN ('failed', 'cancelled')"
-                    " ORDER BY g.rowid",
-                    (cohort,),
-                )
-            ]
+            for gen_id, parent, parent_status in conn.execute(
+                "SELECT g.gen_id, g.parent_gen_id, p.status FROM generations g"
+                " JOIN cohort_members m USING (gen_id)"
+                " LEFT JOIN generations p ON p.gen_id = g.parent_gen_id"
+                " WHERE m.cohort_id = ? AND g.status IN ('failed', 'cancelled')"
+                " ORDER BY g.rowid",
+                (cohort,),
+            ):
+                chosen.append(gen_id)
+                if parent:
+                    parents[gen_id] = (parent, parent_status)
         for gen_id in gen_ids:
             row = conn.execute(
-                "SELECT g.status FROM generations g JOIN cohort_members m USING (gen_id)"
+                "SELECT g.status, g.parent_gen_id, p.status FROM generations g"
+                " JOIN cohort_members m USING (gen_id)"
+                " LEFT JOIN generations p ON p.gen_id = g.parent_gen_id"
                 " WHERE m.cohort_id = ? AND g.gen_id = ?",
                 (cohort, gen_id),
             ).fetchone()
@@ -135,8 +146,34 @@ def retry(
                 raise PlanError(f'generation "{gen_id}" is not in cohort "{cohort}"')
             if row[0] in ("running", "ready", "waiting"):
                 raise PlanError(f'generation "{gen_id}" is {row[0]}: nothing to retry')
+            if row[0] == "done":
+                raise PlanError(
+                    f'generation "{gen_id}" is done: a completed generation is never run'
+                    " again (plan another replicate for a new sample)"
+                )
             if gen_id not in chosen:
                 chosen.append(gen_id)
+            if row[1]:
+                parents[gen_id] = (row[1], row[2])
+        stuck = {
+            gen_id
+            for gen_id, (parent, status) in parents.items()
+            if status in ("failed", "blocked", "cancelled") and parent not in chosen
+        }
+        for gen_id in gen_ids:
+            if gen_id in stuck:
+                parent, status = parents[gen_id]
+                raise PlanError(
+                    f'generation "{gen_id}" cannot run: its parent "{parent}" is {status};'
+                    f" retry the parent instead (add --gen {parent}, or use --failed)"
+                )
+        while stuck:  # --failed: leave out what still could not run, and what depends on it
+            chosen = [gen_id for gen_id in chosen if gen_id not in stuck]
+            stuck = {
+                gen_id
+                for gen_id, (parent, _) in parents.items()
+                if gen_id in chosen and parent in parents and parent not in chosen
+            }
         if chosen:
             append(conn, [ev.GenerationsRetried(cohort_id=cohort, gen_ids=chosen)], actor=actor)
     return chosen

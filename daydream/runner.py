@@ -3,8 +3,11 @@
 ``run_cohort()`` launches ``python -m daydream worker`` processes (never forks a process
 holding a database connection), polls the projections read-only for progress, restarts a
 worker that died while work remains (at most ``max_restarts`` times), and returns when every
-worker has exited. Ctrl-C reaches the workers too (same process group): they finish or
-release their leases, so running again resumes exactly where this run stopped.
+worker has exited. Ctrl-C, SIGTERM and SIGHUP are forwarded to the workers exactly once
+(as SIGINT, SIGTERM, SIGTERM): they finish their in-flight calls within their grace period
+or release the leases, so running again resumes exactly where this run stopped. The workers
+run in their own session so that a terminal's Ctrl-C does not reach them directly as well: a
+second signal means "stop now, skip the grace period" (a second Ctrl-C does that on purpose).
 
 """
 
@@ -52,7 +55,9 @@ def run_cohort(
     base += worker_args or []
 
     def spawn(index: int) -> subprocess.Popen:
-        return subprocess.Popen([*base, "--name", f"run{os.getpid()}-{index}"])
+        return subprocess.Popen(
+            [*base, "--name", f"run{os.getpid()}-{index}"], start_new_session=True
+        )
 
     procs = {i: spawn(i) for i in range(workers)}
     restarts = 0
@@ -61,6 +66,7 @@ def run_cohort(
     first = cohort_status(conn, cohort)
     done_at_start = first.count("done", "failed", "blocked", "cancelled")
     previous = signal.getsignal(signal.SIGTERM)
+    previous_hup = signal.getsignal(signal.SIGHUP)
 
     def forward(signum: int, _frame: Any) -> None:
         for proc in procs.values():
@@ -68,6 +74,7 @@ def run_cohort(
                 proc.send_signal(signum)
 
     signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGHUP, lambda _signum, frame: forward(signal.SIGTERM, frame))
     try:
         while procs:
             try:
@@ -97,6 +104,7 @@ def run_cohort(
             proc.wait()
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGHUP, previous_hup)
     status = cohort_status(conn, cohort)
     conn.close()
     return RunSummary(status, time.monotonic() - started, restarts, interrupted)

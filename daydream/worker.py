@@ -947,11 +947,13 @@ class Worker:
 
     async def _shutdown(self) -> None:
         deadline = time.monotonic() + (0 if self._stop_now else self.config.grace_s)
+        last_beat = time.monotonic()
         while self._inflight and time.monotonic() < deadline and not self._stop_now:
             await self._wait_some(0.1)
             await self._flush()
-            if time.monotonic() - deadline > -self.config.grace_s + self.config.lease_s / 3:
+            if time.monotonic() - last_beat > self.config.lease_s / 3:  # not every 0.1 s
                 await self._heartbeat()
+                last_beat = time.monotonic()
         await self._flush()
         leftover = [task for task, _ in self._inflight.values()]
         for _, job in self._inflight.values():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -152,7 +153,7 @@ MAIN = {
 BROKEN = {
     "axes": {
         "combo_id": ["fungal-market", "drifting-tides"],
-        "essay_template": ["focused-essay"],
+        "essay_template": ["broken-essay"],
         "essay_llm": ["offline-small"],
         "evaluation_template": ["feasibility-rubric"],
         "evaluation_llm": ["offline-small"],
@@ -168,6 +169,20 @@ LATER = {
 }
 
 
+def _catalog_with_a_broken_essay(tmp_path):
+    """The example catalog plus an essay template that passes planning's checks (it only
+    reads ``concepts``) but fails when rendered (there is no 8th concept)."""
+    catalog = tmp_path / "catalog"
+    shutil.copytree(EXAMPLE, catalog)
+    (catalog / "templates" / "essay" / "broken-essay.j2").write_text("{{ concepts[7].name }}\n")
+    templates = yaml.safe_load((catalog / "templates.yaml").read_text())
+    templates["essay"].append(
+        {"id": "broken-essay", "name": "Broken", "description": "fails at render time", "parser": "identity"}
+    )
+    (catalog / "templates.yaml").write_text(yaml.safe_dump(templates, sort_keys=False))
+    return catalog
+
+
 @pytest.fixture(scope="module")
 def workload(tmp_path_factory):
     """A database after the whole workload; returns its path."""
@@ -175,7 +190,7 @@ def workload(tmp_path_factory):
     path = tmp_path / "replay.db"
     clock = Clock()
     conn = connect(path)
-    import_catalog(conn, load_catalog(EXAMPLE))
+    import_catalog(conn, load_catalog(_catalog_with_a_broken_essay(tmp_path)))
     set_pool_limit(conn, "offline", 64)
     main_spec = write_spec(tmp_path, "main", MAIN)
     plan_cohort(conn, main_spec, "main")

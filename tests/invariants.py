@@ -1,0 +1,187 @@
+"""The invariant checker every reliability test ends with (ARCHITECTURE §7, I1-I7).
+
+``check_invariants(db)`` reads the final database and raises ``AssertionError`` listing
+every violation; ``log_snapshot(db)`` captures the log so a later check can prove it only
+grew (I7).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+
+from daydream.store import check, isoformat
+
+TERMINAL = ("done", "failed", "blocked", "cancelled")
+# An attempt after the first must be explained by how the previous one ended.
+EXPLAINS_NEXT_ATTEMPT = ("attempt.failed", "attempt.throttled", "lease.expired", "lease.released")
+
+
+def log_snapshot(db: Path) -> list[tuple[int, str]]:
+    """(id, hash of the whole row) for every event, in id order."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return [
+            (row[0], hashlib.blake2b(json.dumps(row).encode(), digest_size=16).hexdigest())
+            for row in conn.execute(
+                "SELECT id, type, subject, data, recorded_at, actor FROM events ORDER BY id"
+            )
+        ]
+    finally:
+        conn.close()
+
+
+def check_invariants(
+    db: Path,
+    *,
+    drained: bool = True,
+    before: list[tuple[int, str]] | None = None,
+    now: datetime | None = None,
+) -> dict[str, int]:
+    """Check I1-I7 on ``db``; returns a few counts for the test's own assertions.
+
+    ``drained``: no worker is running any more, so no task may still be ``running`` (I3 in
+    its strict form: a clean drain leaves no lease at all). ``before``: an earlier
+    ``log_snapshot`` that must be a prefix of the log now (I7).
+    """
+    problems: list[str] = []
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        _check_terminal(conn, problems)
+        _check_single_completion(conn, problems)
+        _check_leases(conn, problems, drained, now or datetime.now(timezone.utc))
+        _check_attempts(conn, problems)
+        _check_log_grows(conn, db, problems, before)
+        counts = {
+            "generations": conn.execute("SELECT count(*) FROM generations").fetchone()[0],
+            "done": conn.execute(
+                "SELECT count(*) FROM generations WHERE status = 'done'"
+            ).fetchone()[0],
+            "events": conn.execute("SELECT count(*) FROM events").fetchone()[0],
+        }
+    finally:
+        conn.close()
+    # I4 (replay == projections) and I6 (integrity_check, foreign_key_check), plus guards.
+    for name, passed, detail in check(db):
+        if not passed:
+            problems.append(f"I4/I6 {name}: {detail}")
+    if problems:
+        raise AssertionError("invariants violated:\n  " + "\n  ".join(problems))
+    return counts
+
+
+def _check_terminal(conn: sqlite3.Connection, problems: list[str]) -> None:
+    """I1: every planned generation is done, failed (with a reason), blocked or cancelled."""
+    for gen_id, status, error, task_status, blocked_reason in conn.execute(
+        "SELECT g.gen_id, g.status, g.error, t.status, t.blocked_reason"
+        " FROM generations g LEFT JOIN tasks t USING (gen_id)"
+    ):
+        if status not in TERMINAL:
+            problems.append(f"I1 {gen_id} is {status}, not terminal")
+        if task_status != status:
+            problems.append(f"I1 {gen_id}: generation {status} but task {task_status}")
+        if status == "failed" and not error:
+            problems.append(f"I1 {gen_id} failed without a reason")
+        if status == "blocked" and not (error and blocked_reason):
+            problems.append(f"I1 {gen_id} blocked without a visible reason")
+
+
+def _check_single_completion(conn: sqlite3.Connection, problems: list[str]) -> None:
+    """I2: no generation has two generation.completed events."""
+    for gen_id, count in conn.execute(
+        "SELECT json_extract(data, '$.gen_id'), count(*) FROM events"
+        " WHERE type = 'generation.completed' GROUP BY 1 HAVING count(*) > 1"
+    ):
+        problems.append(f"I2 {gen_id} completed {count} times")
+    for (gen_id,) in conn.execute(
+        "SELECT g.gen_id FROM generations g WHERE g.status = 'done' AND NOT EXISTS"
+        " (SELECT 1 FROM events e WHERE e.type = 'generation.completed' AND e.subject = g.gen_id)"
+    ):
+        problems.append(f"I2 {gen_id} is done without a generation.completed event")
+
+
+def _check_leases(
+    conn: sqlite3.Connection, problems: list[str], drained: bool, now: datetime
+) -> None:
+    """I3: no running task with an expired lease (after a drain: no running task at all)."""
+    for gen_id, expires in conn.execute(
+        "SELECT gen_id, lease_expires_at FROM tasks WHERE status = 'running'"
+    ):
+        if drained:
+            problems.append(f"I3 {gen_id} is still running (lease until {expires}) after drain")
+        elif expires is None or expires < isoformat(now):
+            problems.append(f"I3 {gen_id} holds an expired lease ({expires})")
+    for (gen_id,) in conn.execute(
+        "SELECT gen_id FROM tasks WHERE status != 'running' AND (lease_token IS NOT NULL"
+        " OR lease_owner IS NOT NULL OR lease_expires_at IS NOT NULL)"
+    ):
+        problems.append(f"I3 {gen_id} is not running but still carries a lease")
+
+
+def _check_attempts(conn: sqlite3.Connection, problems: list[str]) -> None:
+    """I5: attempts == attempt.started events since the last retry, each one explained."""
+    history: dict[str, list[tuple[int, str, dict]]] = {}
+    for event_id, type_, data in conn.execute(
+        "SELECT id, type, data FROM events WHERE type IN ('attempt.started', 'attempt.failed',"
+        " 'attempt.throttled', 'lease.expired', 'lease.released', 'generation.completed',"
+        " 'generations.retried') ORDER BY id"
+    ):
+        payload = json.loads(data)
+        for gen_id in payload.get("gen_ids") or [payload.get("gen_id")]:
+            history.setdefault(gen_id, []).append((event_id, type_, payload))
+    for gen_id, task_attempts, gen_attempts in conn.execute(
+        "SELECT t.gen_id, t.attempts, g.attempts FROM tasks t JOIN generations g USING (gen_id)"
+    ):
+        started = 0
+        ended: dict[int, str] = {}  # token -> how that attempt ended
+        previous: int | None = None
+        for event_id, type_, payload in history.get(gen_id, []):
+            if type_ == "generations.retried":
+                started, ended, previous = 0, {}, None
+            elif type_ == "attempt.started":
+                started += 1
+                if payload["attempt"] != started:
+                    problems.append(
+                        f"I5 {gen_id}: attempt.started #{event_id} says attempt"
+                        f" {payload['attempt']}, but it is attempt {started} since the last retry"
+                    )
+                if previous is not None and ended.get(previous) not in EXPLAINS_NEXT_ATTEMPT:
+                    problems.append(
+                        f"I5 {gen_id}: attempt {started} (#{event_id}) follows attempt token"
+                        f" {previous}, which ended with {ended.get(previous, 'nothing')}"
+                    )
+                previous = event_id
+            else:
+                token = payload["token"]
+                if token in ended:
+                    problems.append(
+                        f"I5 {gen_id}: attempt token {token} ended twice"
+                        f" ({ended[token]}, then {type_} #{event_id})"
+                    )
+                ended.setdefault(token, type_)
+        if task_attempts != started or gen_attempts != started:
+            problems.append(
+                f"I5 {gen_id}: attempts {task_attempts} (generation {gen_attempts}) but"
+                f" {started} attempt.started event(s) since the last retry"
+            )
+
+
+def _check_log_grows(
+    conn: sqlite3.Connection,
+    db: Path,
+    problems: list[str],
+    before: list[tuple[int, str]] | None,
+) -> None:
+    """I7: ids run 1..N with no hole (nothing was deleted), and an older log is a prefix."""
+    ids = [row[0] for row in conn.execute("SELECT id FROM events ORDER BY id")]
+    if ids != list(range(1, len(ids) + 1)):
+        problems.append("I7 event ids are not 1..N: an event was removed or reordered")
+    if before is not None:
+        now = log_snapshot(db)
+        if now[: len(before)] != before:
+            changed = next((a[0] for a, b in zip(before, now, strict=False) if a != b), len(now))
+            problems.append(f"I7 the log changed at or after event {changed} since the snapshot")

@@ -1,0 +1,678 @@
+"""Workers end to end: a planned cohort, real worker processes, the loopback fake API.
+
+Each test plans a small cohort in a real SQLite file whose models call the ``vllm``
+provider, points it at ``FakeAPI`` (a real HTTP server on 127.0.0.1), runs
+``python -m daydream worker`` (or ``daydream run``) as a subprocess and reads the outcome
+from the database. The lease logic (claim, heartbeat, record) is also driven directly,
+with a fixed clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daydream.cohorts import retry
+from daydream.errors import PlanError
+from daydream.providers import render_offline_reply
+from daydream.store import connect, isoformat
+from daydream.worker import Executor, WorkerConfig, claim, heartbeat, record, set_pool_limit
+from tests.fakeapi import FAKE_LABEL, FakeAPI, Fault
+from tests.invariants import check_invariants
+from tests.scenario import (
+    TEMPLATES,
+    combo_ids,
+    daydream_cmd,
+    events_of,
+    gen_ids,
+    gen_of,
+    model,
+    plan,
+    query,
+    requests_per_gen,
+    run,
+    scalar,
+    script_by_gen,
+    start,
+    stop,
+    text,
+    wait_for,
+    worker_cmd,
+    write_catalog,
+    write_spec,
+)
+
+
+def cohort(
+    tmp_path: Path,
+    models: list[dict[str, Any]],
+    *,
+    combos: int = 2,
+    axes: dict[str, Any] | None = None,
+    templates: dict[str, list[dict[str, Any]]] | None = None,
+    bodies: dict[tuple[str, str], str] | None = None,
+) -> Path:
+    """Plan cohort ``k``: by default draft -> copy essay -> one judge, all by ``m1``."""
+    catalog = write_catalog(
+        tmp_path / "catalog", models=models, combos=combos, templates=templates, bodies=bodies
+    )
+    spec = {
+        "combo_id": combo_ids(combos),
+        "draft_template": ["notes"],
+        "draft_llm": ["m1"],
+        "essay_template": ["copy"],
+        "evaluation_template": ["judge"],
+        "evaluation_llm": ["m1"],
+        **(axes or {}),
+    }
+    db = tmp_path / "run.db"
+    plan(db, catalog, write_spec(tmp_path / "spec.yaml", spec))
+    return db
+
+
+def drafts_by_combo(db: Path) -> dict[str, str]:
+    return dict(query(db, "SELECT combo_id, gen_id FROM generations WHERE stage = 'draft'"))
+
+
+def descendants(db: Path, gen_id: str) -> list[str]:
+    found, frontier = [], [gen_id]
+    while frontier:
+        marks = ", ".join("?" for _ in frontier)
+        frontier = [
+            r[0]
+            for r in query(
+                db, f"SELECT gen_id FROM generations WHERE parent_gen_id IN ({marks})", frontier
+            )
+        ]
+        found += frontier
+    return found
+
+
+def generation(db: Path, gen_id: str) -> dict[str, Any]:
+    conn = connect(db, create=False, migrate=False)
+    try:
+        return dict(
+            conn.execute("SELECT * FROM generations WHERE gen_id = ?", (gen_id,)).fetchone()
+        )
+    finally:
+        conn.close()
+
+
+def at(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def attempt_events(db: Path, gen_id: str) -> list[dict[str, Any]]:
+    return [e for e in events_of(db, gen_id) if e["type"] != "leases.extended"]
+
+
+def status_json(db: Path) -> dict[str, Any]:
+    return json.loads(run(daydream_cmd("status", "k", "--db", str(db), "--json")).stdout)
+
+
+def fake_reply(body: dict[str, Any]) -> str:
+    """What FakeAPI answers to ``body`` by default."""
+    return render_offline_reply(
+        body["messages"][-1]["content"],
+        model=body["model"],
+        seed=body.get("seed"),
+        label=FAKE_LABEL,
+        origin=f"fakeapi/{body['model']}",
+    )
+
+
+def assert_clean_exit(done: Any) -> None:
+    assert "Traceback" not in done.stderr, done.stderr
+
+
+# -- end to end against the fake API --------------------------------------------------------
+
+
+def test_happy_path_records_texts_usage_cost_and_request_params(tmp_path):
+    with FakeAPI(latency_s=0.02) as api:
+        models = [
+            model(
+                "m1",
+                "fake-one",
+                base_url=api.base_url,
+                price_input_per_mtok=1.0,
+                price_output_per_mtok=2.0,
+                extra={"seed": 11},
+            ),
+            model(
+                "m2",
+                "fake-two",
+                base_url=api.base_url,
+                price_input_per_mtok=3.0,
+                price_output_per_mtok=4.0,
+            ),
+        ]
+        axes = {"essay_template": ["write"], "essay_llm": ["m1"], "evaluation_llm": ["m1", "m2"]}
+        db = cohort(tmp_path, models, axes=axes)
+        # No --base-url: each model's catalog base_url must bring its calls here.
+        done = run(worker_cmd(db))
+    assert_clean_exit(done)
+    bodies = {gen_of(r.body): r.body for r in api.requests}
+    assert len(api.requests) == len(bodies) == 8  # 2 drafts, 2 essays, 4 judgements: one call each
+    assert sorted(bodies) == sorted(gen_ids(db))
+    expected_settings = {
+        "draft": (0.3, 400),
+        "essay": (0.5, 600),
+        "evaluation": (0.0, 300),
+    }
+    prices = {"m1": (1e-6, 2e-6), "m2": (3e-6, 4e-6)}
+    for gen_id, body in bodies.items():
+        row = generation(db, gen_id)
+        prompt = body["messages"][-1]["content"]
+        raw = fake_reply(body)
+        assert (row["status"], row["state"], row["error"]) == ("done", "ok", None)
+        assert row["attempts"] == 1
+        # the request: the catalog's model string and the stage's settings, seed from extra
+        temperature, max_tokens = expected_settings[row["stage"]]
+        assert body["model"] == {"m1": "fake-one", "m2": "fake-two"}[row["model_id"]]
+        assert (body["temperature"], body["max_tokens"]) == (temperature, max_tokens)
+        assert body.get("seed") == (11 if row["model_id"] == "m1" else None)
+        # the three phases' texts
+        assert text(db, row["prompt_hash"]) == prompt
+        assert text(db, row["raw_hash"]) == raw
+        if row["stage"] == "evaluation":
+            score = int(raw.splitlines()[-1].removeprefix("SCORE:"))
+            assert row["score"] == score
+            assert text(db, row["parsed_hash"]) == f"{float(score)}\n"
+        else:
+            assert text(db, row["parsed_hash"]) == raw
+        # what the provider reported, and the cost from the catalog's prices
+        prompt_tokens = len(prompt) // 4
+        completion_tokens = len(raw) // 4
+        assert (row["prompt_tokens"], row["completion_tokens"]) == (
+            prompt_tokens,
+            completion_tokens,
+        )
+        price_in, price_out = prices[row["model_id"]]
+        assert row["cost"] == prompt_tokens * price_in + completion_tokens * price_out
+        assert row["provider"] == "vllm"
+        assert row["resolved_model"] == f"fakeapi/{body['model']}"
+        assert row["finish_reason"] == "stop"
+        assert row["latency_s"] >= 0.02
+        assert row["offline"] == 0
+        (responded,) = events_of(db, gen_id, ["generation.responded"])
+        expected_params: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens}
+        if row["model_id"] == "m1":
+            expected_params["extra"] = {"seed": 11}
+        assert responded["params"] == expected_params
+
+    status = status_json(db)
+    assert status["states"] == {"ok": 8}
+    assert {stage: counts["done"] for stage, counts in status["stages"].items()} == {
+        "draft": 2,
+        "essay": 2,
+        "evaluation": 4,
+    }
+    for entry in status["models"]:
+        rows = query(
+            db,
+            "SELECT count(*), sum(prompt_tokens), sum(completion_tokens), sum(cost)"
+            " FROM generations WHERE model_id = ?",
+            [entry["model_id"]],
+        )
+        calls, prompt_tokens, completion_tokens, cost = rows[0]
+        assert (entry["calls"], entry["ok"], entry["errors"]) == (calls, calls, 0)
+        assert (entry["prompt_tokens"], entry["completion_tokens"]) == (
+            prompt_tokens,
+            completion_tokens,
+        )
+        assert abs(entry["cost"] - cost) < 1e-12
+    assert [m["model_id"] for m in status["models"]] == ["m1", "m2"]
+    assert [m["calls"] for m in status["models"]] == [6, 2]
+    check_invariants(db)
+
+
+def test_rate_limit_is_throttled_not_counted_and_its_retry_after_honoured(tmp_path):
+    faults: dict[str, list[Any]] = {}
+    with FakeAPI(script=script_by_gen(faults)) as api:
+        db = cohort(tmp_path, [model("m1")], combos=1)
+        (draft,) = gen_ids(db, "draft")
+        # 429, then 500, then ok. With --max-attempts 2 the 500 is survivable only if the
+        # 429 did not count as an attempt.
+        faults[draft] = [Fault("429", retry_after="1"), "500"]
+        done = run(worker_cmd(db, "--max-attempts", "2", base_url=api.base_url))
+    assert_clean_exit(done)
+    row = generation(db, draft)
+    assert (row["status"], row["state"], row["attempts"]) == ("done", "ok", 3)
+    assert scalar(db, "SELECT throttles FROM tasks WHERE gen_id = ?", [draft]) == 1
+    history = attempt_events(db, draft)
+    assert [e["type"] for e in history] == [
+        "attempt.started",
+        "attempt.throttled",
+        "attempt.started",
+        "attempt.failed",
+        "attempt.started",
+        "generation.responded",
+        "generation.completed",
+    ]
+    throttled, failed = history[1], history[3]
+    assert throttled["retry_after"] == 1.0
+    assert (
+        throttled["error"]
+        == "provider vllm, model m1: HTTP 429: fakeapi: scripted 429 (retry after 1s)"
+    )
+    # honoured: the task was held back at least Retry-After, and not claimed before retry_at
+    assert at(throttled["retry_at"]) - at(throttled["recorded_at"]) >= timedelta(seconds=1)
+    assert at(history[2]["recorded_at"]) >= at(throttled["retry_at"])
+    times = [r.received_at for r in api.requests if gen_of(r.body) == draft]
+    assert len(times) == 3 and times[1] - times[0] >= 1.0
+    assert (failed["http_status"], failed["retryable"], failed["final"]) == (500, True, False)
+    # the pool's limit was cut (AIMD), visibly
+    assert query(db, 'SELECT pool, "limit", ceiling, reason FROM pools') == [
+        ("vllm", 12, 16, "cut: rate limited (429)")
+    ]
+    assert query(
+        db, "SELECT http_status, ok FROM calls WHERE gen_id = ? ORDER BY event_id", [draft]
+    ) == [
+        (429, 0),
+        (500, 0),
+        (None, 1),
+    ]
+    check_invariants(db)
+
+
+def test_transient_faults_are_retried_with_backoff_until_they_succeed(tmp_path):
+    faults: dict[str, list[Any]] = {}
+    with FakeAPI(script=script_by_gen(faults), hang_s=10) as api:
+        db = cohort(tmp_path, [model("m1")], combos=3)
+        d1, d2, d3 = (drafts_by_combo(db)[c] for c in combo_ids(3))
+        faults[d1] = ["500", "502"]
+        faults[d2] = ["timeout"]
+        faults[d3] = ["malformed_json"]
+        done = run(  # `daydream run` passes --timeout on to its workers
+            daydream_cmd(
+                "run",
+                "k",
+                "--db",
+                str(db),
+                "--max-attempts",
+                "3",
+                "--timeout",
+                "0.5",
+                "--base-url",
+                f"vllm={api.base_url}",
+            )
+        )
+    assert_clean_exit(done)
+    assert requests_per_gen(api)[d1] == 3
+    assert requests_per_gen(api)[d2] == requests_per_gen(api)[d3] == 2
+    expected = {
+        d1: [
+            (500, "provider vllm, model m1: HTTP 500: fakeapi: scripted 500"),
+            (502, "provider vllm, model m1: HTTP 502: fakeapi: scripted 502"),
+        ],
+        # httpx's read timeout or the whole-call deadline, whichever fires first
+        d2: [(None, "provider vllm, model m1: timed out after 0.5s (")],
+        d3: [
+            (
+                None,
+                "provider vllm, model m1: response is not valid JSON: '{\"choices\": [ oops'",
+            )
+        ],
+    }
+    for draft, errors in expected.items():
+        row = generation(db, draft)
+        assert (row["status"], row["state"], row["attempts"]) == ("done", "ok", len(errors) + 1)
+        history = attempt_events(db, draft)
+        failures = [e for e in history if e["type"] == "attempt.failed"]
+        assert len(failures) == len(errors)
+        seen = [
+            (f["http_status"], f["error"][: len(e)])
+            for f, (_, e) in zip(failures, errors, strict=True)
+        ]
+        assert seen == errors
+        for failure in failures:
+            assert (failure["state"], failure["retryable"], failure["final"]) == (
+                "provider_error",
+                True,
+                False,
+            )
+            # backoff: a retry time after the failure, and no attempt before it
+            assert at(failure["retry_at"]) >= at(failure["recorded_at"])
+            following = next(
+                e for e in history if e["id"] > failure["id"] and e["type"] == "attempt.started"
+            )
+            assert at(following["recorded_at"]) >= at(failure["retry_at"])
+    # full-jitter backoff stays within base * 2**(attempt-1): 1 s, then 2 s
+    delays = [
+        (at(f["retry_at"]) - at(f["recorded_at"])).total_seconds()
+        for f in attempt_events(db, d1)
+        if f["type"] == "attempt.failed"
+    ]
+    assert delays[0] <= 1.0 and delays[1] <= 2.0
+    check_invariants(db)
+
+
+def test_permanent_outcomes_fail_at_once_keep_the_raw_reply_and_block_children(tmp_path):
+    faults: dict[str, list[Any]] = {}
+    with FakeAPI(script=script_by_gen(faults)) as api:
+        db = cohort(tmp_path, [model("m1", "fake-one")], combos=4)
+        d1, d2, d3, d4 = (drafts_by_combo(db)[c] for c in combo_ids(4))
+        (judge4,) = [g for g in descendants(db, d4) if g.startswith("v_")]
+        faults[d1] = ["empty_content"]
+        faults[d2] = ["length"]
+        faults[d3] = [Fault("400", message="max_tokens is too large for fake-one")]
+        faults[judge4] = [Fault("ok", content="A fine essay.\nI would rate it highly.")]
+        done = run(worker_cmd(db, "--max-attempts", "3", base_url=api.base_url))
+        bodies = {gen_of(r.body): r.body for r in api.requests}
+    assert_clean_exit(done)
+    expected = {
+        d1: (
+            "refused",
+            "the model returned an empty reply (a refusal or a provider problem);"
+            " retry it or try another model",
+        ),
+        d2: (
+            "truncated",
+            "the reply was cut off at the token limit (finish_reason 'length');"
+            " raise the stage's max_tokens",
+        ),
+        d3: (
+            "provider_error",
+            "provider vllm, model fake-one: HTTP 400: max_tokens is too large for fake-one",
+        ),
+        judge4: (
+            "parse_failed",
+            None,  # the score grammar's own message, checked below
+        ),
+    }
+    calls = requests_per_gen(api)
+    for gen_id, (state, error) in expected.items():
+        row = generation(db, gen_id)
+        assert (row["status"], row["state"], row["attempts"]) == ("failed", state, 1)
+        assert calls[gen_id] == 1  # no retry
+        (failed,) = events_of(db, gen_id, ["attempt.failed"])
+        assert (failed["retryable"], failed["final"]) == (False, True)
+        if error is not None:
+            assert row["error"] == error == failed["error"]
+    # the raw reply is kept when there was one
+    assert text(db, generation(db, d1)["raw_hash"]) == ""
+    truncated = fake_reply(bodies[d2])
+    assert text(db, generation(db, d2)["raw_hash"]) == truncated[: len(truncated) // 2]
+    assert generation(db, d2)["finish_reason"] == "length"
+    assert generation(db, d3)["raw_hash"] is None
+    assert text(db, generation(db, judge4)["raw_hash"]) == "A fine essay.\nI would rate it highly."
+    assert "SCORE" in generation(db, judge4)["error"]
+    (failed,) = events_of(db, d3, ["attempt.failed"])
+    assert failed["http_status"] == 400
+    # a failed draft blocks its essay and evaluation with a visible reason
+    for draft, state in ((d1, "refused"), (d2, "truncated"), (d3, "provider_error")):
+        for child in descendants(db, draft):
+            row = generation(db, child)
+            assert (row["status"], row["error"]) == ("blocked", f"parent {draft} failed: {state}")
+            assert scalar(db, "SELECT blocked_reason FROM tasks WHERE gen_id = ?", [child]) == (
+                f"parent {draft} failed: {state}"
+            )
+    assert all(generation(db, g)["status"] == "done" for g in [d4, *descendants(db, d4)[:1]])
+    status = status_json(db)
+    assert status["stages"]["draft"]["failed"] == 3
+    assert status["stages"]["essay"]["blocked"] == 3
+    assert status["stages"]["evaluation"]["blocked"] == 3
+    assert status["stages"]["evaluation"]["failed"] == 1
+    check_invariants(db)
+
+
+def test_a_template_error_fails_its_generations_and_the_worker_carries_on(tmp_path):
+    templates = {
+        **TEMPLATES,
+        "draft": [*TEMPLATES["draft"], {"id": "broken", "parser": "identity"}],
+    }
+    # Planning rejects unknown variable names; this one is only undefined when rendered:
+    # every combo has two concepts, not three.
+    bodies = {("draft", "broken"): "[gen {{ gen_id }}]\nThird: {{ concepts[2].name }}.\n"}
+    with FakeAPI() as api:
+        db = cohort(
+            tmp_path,
+            [model("m1")],
+            axes={"draft_template": ["notes", "broken"]},
+            templates=templates,
+            bodies=bodies,
+        )
+        done = run(worker_cmd(db, base_url=api.base_url))
+    assert_clean_exit(done)
+    broken = [
+        r[0] for r in query(db, "SELECT gen_id FROM generations WHERE template_id = 'broken'")
+    ]
+    assert len(broken) == 2
+    variables = "combo_id, concepts, gen_id, model_id, replicate, template_id"
+    for gen_id in broken:
+        row = generation(db, gen_id)
+        assert (row["status"], row["state"], row["attempts"]) == ("failed", "template_error", 1)
+        assert row["error"] == (
+            f"template draft/broken: line 2: list object has no element 2 (variables: {variables})"
+        )
+        assert row["prompt_hash"] is None
+        assert gen_id not in requests_per_gen(api)
+    # the worker carried on: everything else completed in the same run
+    others = query(
+        db,
+        "SELECT status, count(*) FROM generations WHERE template_id != 'broken'"
+        " AND gen_id NOT IN (SELECT gen_id FROM generations WHERE status = 'blocked')"
+        " GROUP BY status",
+    )
+    assert others == [("done", 6)]
+    assert "2 failed" in done.stderr
+    check_invariants(db)
+
+
+def test_retry_failed_then_run_again_completes_them(tmp_path):
+    faults: dict[str, list[Any]] = {}
+    with FakeAPI(script=script_by_gen(faults)) as api:
+        db = cohort(tmp_path, [model("m1")], combos=2)
+        d1 = drafts_by_combo(db)["c1"]
+        faults[d1] = [Fault("401", message="invalid API key")]
+        run(worker_cmd(db, base_url=api.base_url))
+        assert generation(db, d1)["status"] == "failed"
+        children = descendants(db, d1)
+        assert [generation(db, c)["status"] for c in children] == ["blocked", "blocked"]
+        # what cannot be retried: a done generation (one result per id), and a child of a
+        # failed one on its own (it would wait forever for its parent)
+        d2 = drafts_by_combo(db)["c2"]
+        conn = connect(db, create=False)
+        try:
+            with pytest.raises(PlanError) as error:
+                retry(conn, "k", gen_ids=(d2,))
+            assert str(error.value) == (
+                f'generation "{d2}" is done: a completed generation is never run again'
+                " (plan another replicate for a new sample)"
+            )
+            with pytest.raises(PlanError) as error:
+                retry(conn, "k", gen_ids=(children[0],))
+            assert str(error.value) == (
+                f'generation "{children[0]}" cannot run: its parent "{d1}" is failed;'
+                f" retry the parent instead (add --gen {d1}, or use --failed)"
+            )
+        finally:
+            conn.close()
+        assert not events_of(db, types=["generations.retried"])
+
+        done = run(daydream_cmd("retry", "k", "--failed", "--db", str(db)))
+        assert done.stdout.strip() == "1 generation(s) queued again; run: daydream run k"
+        assert generation(db, d1)["status"] == "ready"
+        assert [generation(db, c)["status"] for c in children] == ["waiting", "waiting"]
+        assert [generation(db, c)["error"] for c in children] == [None, None]
+
+        run(daydream_cmd("run", "k", "--db", str(db), "--base-url", f"vllm={api.base_url}"))
+    assert [generation(db, g)["status"] for g in [d1, *children]] == ["done"] * 3
+    assert generation(db, d1)["attempts"] == 1  # counted again from zero after the retry
+    assert requests_per_gen(api)[d1] == 2
+    assert status_json(db)["states"] == {"ok": 6}
+    check_invariants(db)
+
+
+def test_cancel_stops_a_running_cohort_and_discards_in_flight_results(tmp_path):
+    with FakeAPI(latency_s=1.5) as api:
+        db = cohort(tmp_path, [model("m1")], combos=4)
+        log = tmp_path / "worker.log"
+        proc = start(worker_cmd(db, "--concurrency", "2", base_url=api.base_url), log)
+        try:
+            wait_for(lambda: api.calls >= 2, what="two calls in flight")
+            done = run(daydream_cmd("cancel", "k", "--db", str(db)))
+            assert done.stdout.strip() == "12 generation(s) cancelled"
+            assert proc.wait(30) == 0
+        finally:
+            stop([proc])
+    output = log.read_text()
+    assert "Traceback" not in output
+    assert query(db, "SELECT status, state, count(*) FROM generations GROUP BY 1, 2") == [
+        ("cancelled", "cancelled", 12)
+    ]
+    (cancelled,) = events_of(db, types=["cohort.cancelled"])
+    assert events_of(db, types=["generation.completed"]) == []
+    assert all(e["id"] < cancelled["id"] for e in events_of(db, types=["attempt.started"]))
+    assert api.calls == 2  # nothing was claimed after the cancel
+    status = status_json(db)
+    assert sum(c["cancelled"] for c in status["stages"].values()) == 12
+    check_invariants(db)
+
+
+# -- the lease logic, driven directly with a fixed clock ------------------------------------
+
+T0 = datetime(2031, 1, 1, 12, 0, tzinfo=timezone.utc)
+
+
+class FixedClock:
+    def __init__(self, moment: datetime = T0) -> None:
+        self.moment = moment
+
+    def __call__(self) -> datetime:
+        return self.moment
+
+    def advance(self, seconds: float) -> None:
+        self.moment += timedelta(seconds=seconds)
+
+
+def offline_cohort(tmp_path: Path, combos: int = 2, pool: str | None = None) -> Path:
+    entry = {"id": "m1", "provider": "offline", "model": "small"}
+    if pool:
+        entry["pool"] = pool
+    return cohort(tmp_path, [entry], combos=combos)
+
+
+def execute(config: WorkerConfig, tasks: list[Any], clock: FixedClock) -> list[Any]:
+    async def go() -> list[Any]:
+        executor = Executor(config, clock=clock)
+        try:
+            return [await executor.run(task) for task in tasks]
+        finally:
+            await executor.aclose()
+
+    return asyncio.run(go())
+
+
+def lease(db: Path, gen_id: str) -> tuple:
+    return query(
+        db,
+        "SELECT status, lease_owner, lease_token, lease_expires_at, attempts FROM tasks"
+        " WHERE gen_id = ?",
+        [gen_id],
+    )[0]
+
+
+def test_claim_heartbeat_record_and_expiry_with_a_fixed_clock(tmp_path):
+    db = offline_cohort(tmp_path)
+    drafts = sorted(gen_ids(db, "draft"))
+    clock = FixedClock()
+    a = WorkerConfig(db_path=db, name="A", lease_s=30)
+    b = WorkerConfig(db_path=db, name="B", lease_s=30)
+    conn = connect(db, create=False)
+    try:
+        tasks = claim(conn, a, 10, clock=clock)
+        assert sorted(t.gen_id for t in tasks) == drafts  # essays and judgements wait
+        started = events_of(db, types=["attempt.started"])
+        assert sorted(t.token for t in tasks) == [e["id"] for e in started]
+        for task in tasks:
+            assert lease(db, task.gen_id) == (
+                "running",
+                "A",
+                task.token,
+                isoformat(T0 + timedelta(seconds=30)),
+                1,
+            )
+        assert claim(conn, b, 10, clock=clock) == []  # leased tasks are not claimed twice
+
+        clock.advance(20)
+        assert heartbeat(conn, a, tasks, clock=clock) == set()
+        assert lease(db, tasks[0].gen_id)[3] == isoformat(T0 + timedelta(seconds=50))
+
+        clock.advance(25)  # t0+45: still within the extended lease
+        assert claim(conn, b, 10, clock=clock) == []
+        first, second = tasks
+        (outcome,) = execute(a, [first], clock)
+        assert outcome.ok
+        assert record(conn, [outcome], a, clock=clock) == (1, 0)
+        assert generation(db, first.gen_id)["status"] == "done"
+        assert generation(db, first.gen_id)["finished_at"] == isoformat(clock())
+
+        clock.advance(10)  # t0+55: the second lease (until t0+50) has expired
+        reclaimed = claim(conn, b, 10, clock=clock)
+        # B reaped A's expired lease and took the task over, plus the essay now ready
+        assert sorted(t.gen_id for t in reclaimed) == sorted(
+            [second.gen_id, *[c for c in descendants(db, first.gen_id) if c.startswith("e_")]]
+        )
+        (expired,) = events_of(db, types=["lease.expired"])
+        assert (expired["gen_id"], expired["token"], expired["worker"]) == (
+            second.gen_id,
+            second.token,
+            "A",
+        )
+        retaken = next(t for t in reclaimed if t.gen_id == second.gen_id)
+        assert retaken.attempt == 2 and retaken.token > second.token
+        assert lease(db, second.gen_id)[:3] == ("running", "B", retaken.token)
+    finally:
+        conn.close()
+
+
+def test_a_pool_limit_holds_across_workers(tmp_path):
+    db = offline_cohort(tmp_path, combos=3, pool="tiny")
+    clock = FixedClock()
+    a = WorkerConfig(db_path=db, name="A")
+    b = WorkerConfig(db_path=db, name="B")
+    conn_a = connect(db, create=False)
+    conn_b = connect(db, create=False)
+    try:
+        assert set_pool_limit(conn_a, "tiny", 1)
+        (task,) = claim(conn_a, a, 10, clock=clock)
+        assert claim(conn_b, b, 10, clock=clock) == []  # the pool's one slot is taken
+        assert record(conn_a, execute(a, [task], clock), a, clock=clock) == (1, 0)
+        claimed = claim(conn_b, b, 10, clock=clock)
+        # one more draft of the pool, plus the finished draft's essay (pool "copy")
+        assert sorted(t.pool for t in claimed) == ["copy", "tiny"]
+        assert task.gen_id not in [t.gen_id for t in claimed]
+    finally:
+        conn_a.close()
+        conn_b.close()
+
+
+def test_a_throttled_task_is_not_claimed_before_its_retry_time(tmp_path):
+    with FakeAPI(script=[Fault("429", retry_after="30")]) as api:
+        db = cohort(tmp_path, [model("m1")], combos=1)
+        clock = FixedClock()
+        config = WorkerConfig(db_path=db, name="A", base_urls={"vllm": api.base_url})
+        conn = connect(db, create=False)
+        try:
+            (task,) = claim(conn, config, 10, clock=clock)
+            (outcome,) = execute(config, [task], clock)
+            assert outcome.throttled
+            assert record(conn, [outcome], config, clock=clock) == (1, 0)
+            (throttled,) = events_of(db, types=["attempt.throttled"])
+            retry_at = at(throttled["retry_at"])
+            assert T0 + timedelta(seconds=30) <= retry_at <= T0 + timedelta(seconds=30.25)
+            clock.advance(29)
+            assert claim(conn, config, 10, clock=clock) == []
+            clock.moment = retry_at
+            (again,) = claim(conn, config, 10, clock=clock)
+            assert (again.gen_id, again.attempt, again.throttles) == (task.gen_id, 2, 1)
+        finally:
+            conn.close()
+    assert api.calls == 1
