@@ -28,12 +28,13 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ar
                 if line[:15].lower() == b"content-length:":
                     length = int(line[15:])
             body = json.loads(await reader.readexactly(length)) if length else {}
-            await asyncio.sleep(args.latency)
+            # A rate limiter answers at the edge, before any inference: 429s come back at once.
             if rng.random() < args.rate_429:
                 payload = b'{"error": {"message": "rate limited", "code": 429}}'
                 status = b"429 Too Many Requests"
                 extra = f"Retry-After: {args.retry_after}\r\n".encode()
             else:
+                await asyncio.sleep(args.latency)
                 prompt = body["messages"][-1]["content"]
                 text = render_offline_reply(prompt, model=body.get("model", "m"), seed=body.get("seed"), label="[loopback]")
                 payload = json.dumps(

@@ -862,7 +862,7 @@ class Worker:
             while not self._stopping:
                 # One transaction records what finished and claims what fits.
                 room = self.config.concurrency - len(self._inflight)
-                want = min(room, batch) if room >= min(batch, self.config.concurrency) // 2 or not self._inflight else 0
+                want = min(room, batch)
                 claimed = await self._exchange(want)
                 for task in claimed:
                     self.stats.claimed += 1
