@@ -365,29 +365,82 @@ def spec_compile(
 
 @cli.command()
 @db_option
-@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument(
+    "spec_path", metavar="[SPEC]", required=False, type=click.Path(dir_okay=False, path_type=Path)
+)
 @click.option("--cohort", "cohort_id", required=True, help="The cohort id to plan into.")
+@click.option(
+    "--from-list",
+    "list_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Instead of SPEC: a selection list (as `daydream top` writes) to curate a cohort from.",
+)
+@click.option(
+    "--judge",
+    "judges",
+    multiple=True,
+    metavar="TEMPLATE:MODEL",
+    help="With --from-list: judge each selected essay with this evaluation template and model"
+    " (repeatable; default: the list's evaluation_template x source_models).",
+)
 @click.option("--dry-run", is_flag=True, help="Compute and print the plan; write nothing.")
 @json_option
-def plan(db_path: Path, spec_path: Path, cohort_id: str, dry_run: bool, as_json: bool) -> None:
+def plan(
+    db_path: Path,
+    spec_path: Path | None,
+    cohort_id: str,
+    list_path: Path | None,
+    judges: tuple[str, ...],
+    dry_run: bool,
+    as_json: bool,
+) -> None:
     """Plan a cohort: compile the spec, check it against the catalog, record generations.
 
     All or nothing: a problem anywhere leaves the database unchanged. Planning the same
     spec again adds nothing; generations shared with other cohorts are linked, not copied.
 
+    With --from-list LIST instead of SPEC, plan a curated cohort: every selected essay of
+    the list (selected = true) judged by every --judge. Finished drafts, essays and
+    evaluations are reused; only the new judgements will run.
+
     Example:
 
+    \b
         daydream plan specs/demo.yaml --cohort demo-1 --dry-run
+        daydream plan --from-list top.csv --cohort best --judge novelty-rubric:sonnet-4.5
     """
     from .plan import plan_cohort
 
-    conn = _open(db_path, create=not dry_run)
-    report = plan_cohort(conn, spec_path, cohort_id, dry_run=dry_run)
+    if (spec_path is None) == (list_path is None):
+        raise click.UsageError("give exactly one of SPEC or --from-list LIST")
+    if judges and list_path is None:
+        raise click.UsageError("--judge goes with --from-list")
+    rows = None
+    if list_path is not None:
+        from .curation import curation_rows
+
+        rows = curation_rows(list_path, _parse_judges(judges))
+        spec_path = list_path
+    conn = _open(db_path)  # a plan needs a catalog, so never a new database
+    report = plan_cohort(conn, spec_path, cohort_id, dry_run=dry_run, rows=rows)
     conn.close()
     if as_json:
         _echo_json(report.to_dict())
     else:
         click.echo(format_plan(report))
+
+
+def _parse_judges(values: tuple[str, ...]) -> list[tuple[str, str]]:
+    judges = []
+    for value in values:
+        template, _, model = value.partition(":")
+        if not template.strip() or not model.strip():
+            raise click.BadParameter(
+                f"{value!r} should look like TEMPLATE:MODEL, e.g. novelty-rubric:sonnet-4.5",
+                param_hint="--judge",
+            )
+        judges.append((template.strip(), model.strip()))
+    return judges
 
 
 def format_plan(report: Any) -> str:
@@ -452,11 +505,12 @@ def _set_pool_limits(db_path: Path, limits: list[tuple[str, int]]) -> None:
 @click.option("--offline", is_flag=True, help="Answer every model call with the offline dry-run provider.")
 @click.option("--offline-latency", type=click.FloatRange(min=0), default=0.0, help="Simulated latency of the offline provider, seconds.")
 @click.option("--base-url", "base_urls", multiple=True, help="Override a provider's base URL: PROVIDER=URL (repeatable).")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), help="Deadline of one model call in seconds (default: the provider's, 300).")
 @click.option("--forever", is_flag=True, help="Keep polling when there is nothing to do (default: exit when idle).")
 def worker(
     db_path: Path, concurrency: int, pools: tuple[str, ...], cohort: str | None, name: str,
     lease_s: float, max_attempts: int, grace_s: float, offline: bool, offline_latency: float,
-    base_urls: tuple[str, ...], forever: bool,
+    base_urls: tuple[str, ...], timeout_s: float | None, forever: bool,
 ) -> None:
     """Run one worker process: claim ready tasks by lease, run them, record results.
 
@@ -479,7 +533,7 @@ def worker(
         db_path=db_path, name=name, concurrency=concurrency, pools=pools, cohort=cohort,
         lease_s=lease_s, max_attempts=max_attempts, grace_s=grace_s,
         provider_override="offline" if offline else None, offline_latency_s=offline_latency,
-        base_urls=urls, exit_when_idle=not forever,
+        base_urls=urls, timeout_s=timeout_s, exit_when_idle=not forever,
     )
     stats = run_worker(config, log=_err)
     _err(
@@ -498,11 +552,12 @@ def worker(
 @click.option("--offline", is_flag=True, help="Answer every model call with the offline dry-run provider.")
 @click.option("--rehearse", is_flag=True, help="Run everything offline in a scratch copy of the database and report what would break.")
 @click.option("--base-url", "base_urls", multiple=True, help="Override a provider's base URL: PROVIDER=URL.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), help="Deadline of one model call in seconds (default: the provider's, 300).")
 @json_option
 def run(
     db_path: Path, cohort: str | None, workers: int, concurrency: int, max_attempts: int,
     pool_limits: tuple[str, ...], offline: bool, rehearse: bool, base_urls: tuple[str, ...],
-    as_json: bool,
+    timeout_s: float | None, as_json: bool,
 ) -> None:
     """Run a cohort (or all planned work) with N worker processes until nothing is left.
 
@@ -539,6 +594,8 @@ def run(
         args.append("--offline")
     for value in base_urls:
         args += ["--base-url", value]
+    if timeout_s is not None:
+        args += ["--timeout", str(timeout_s)]
     tty = sys.stderr.isatty()
     last = [0.0]
 
@@ -689,10 +746,277 @@ def parse(parser: str, file: Any, scale: tuple[float, float] | None, as_json: bo
 # -- report: report, top (reports.py) ------------------------------------------------------
 
 
+@cli.command("report")
+@db_option
+@click.argument("cohort")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for the report files (default: reports/COHORT/).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json"]),
+    default="csv",
+    show_default=True,
+    help="File format of the tables.",
+)
+@click.option(
+    "--html", is_flag=True, help="Also write report.html: one self-contained page of charts."
+)
+@json_option
+def report_command(
+    db_path: Path, cohort: str, out_dir: Path | None, fmt: str, html: bool, as_json: bool
+) -> None:
+    """Write a cohort's score reports (CSV or JSON, optionally one HTML page).
+
+    Tables: evaluation_scores (every evaluation with lineage, state and error),
+    essay_pivot (one row per essay, per-judge mean/min/max/n, summary), final_results
+    (count, mean, std, high/low/top counts per axis), judge_agreement (spread across judge
+    models per essay and rubric, with a stability class) and top_of_scale. High, low and
+    top are measured on each template's declared scale; docs/reports.md defines them.
+
+    Example:
+
+        daydream report demo --html
+    """
+    from .reports import build_report, write_report
+
+    conn = _open(db_path)
+    result = build_report(conn, cohort)
+    conn.close()
+    written = write_report(result, out_dir or Path("reports") / cohort, fmt=fmt, html=html)
+    if as_json:
+        _echo_json({**result.summary, "files": [str(p) for p in written]})
+    else:
+        click.echo(format_report(result.summary, written))
+
+
+def format_report(summary: dict[str, Any], written: list[Path]) -> str:
+    s = summary
+    lines = [
+        f"cohort {s['cohort_id']}: {s['evaluations']} evaluation(s), {s['scored']} scored"
+        f" ({s['scored_pct'] if s['scored_pct'] is not None else 0}%), {s['failed']} failed,"
+        f" {s['blocked_or_cancelled']} blocked or cancelled, {s['unfinished']} unfinished",
+        f"  {s['essays']} essay(s) ({s['copy_essays']} copy-mode), {len(s['judges'])} judge(s)",
+    ]
+    if s["by_evaluation_template"]:
+        columns = ("scale", "count", "mean", "std", "min", "max", "high", "low", "top_of_scale")
+        width = max(
+            len("evaluation template"),
+            *(len(r["evaluation_template"]) for r in s["by_evaluation_template"]),
+        )
+        lines.append(
+            f"  {'evaluation template':<{width}}"
+            + "".join(f"{c.replace('top_of_scale', 'top'):>7}" for c in columns)
+        )
+        for row in s["by_evaluation_template"]:
+            cells = "".join(f"{'' if row[c] is None else row[c]:>7}" for c in columns)
+            lines.append(f"  {row['evaluation_template']:<{width}}{cells}")
+    agreement = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in s["agreement"].items())
+    lines.append(f"  judge agreement (essay x evaluation template): {agreement}")
+    lines.append(f"  top of scale: {s['top_of_scale']} evaluation(s)")
+    if written:
+        lines.append(
+            f"wrote {len(written)} file(s) to {written[0].parent}: {', '.join(p.name for p in written)}"
+        )
+    return "\n".join(lines)
+
+
+@cli.command("top")
+@db_option
+@click.argument("cohort")
+@click.option("--template", required=True, help="Rank by this evaluation template.")
+@click.option(
+    "-n",
+    "--top-n",
+    "top_n",
+    type=click.IntRange(min=1),
+    help="Keep the best N essays (default 10, or all within --span).",
+)
+@click.option(
+    "--span",
+    type=click.FloatRange(min=0),
+    help="Keep essays whose average is within X of the best one (then -n applies).",
+)
+@click.option(
+    "--models",
+    multiple=True,
+    help="Only these judge models (repeatable or comma-separated; default: all that judged).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The selection list CSV (default: reports/COHORT/top-TEMPLATE.csv).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing selection list.")
+@click.option(
+    "--export",
+    "export_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write each chosen essay to DIR/<rank>-<essay id>.md with its lineage and scores.",
+)
+@json_option
+def top_command(
+    db_path: Path,
+    cohort: str,
+    template: str,
+    top_n: int | None,
+    span: float | None,
+    models: tuple[str, ...],
+    out: Path | None,
+    overwrite: bool,
+    export_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Rank a cohort's essays by one evaluation template and write an editable list.
+
+    Per essay and judge model the best score counts; essays are ordered by the average
+    over judge models, then by id. Edit the list's selected column, then curate a new
+    cohort from it with: daydream plan --from-list LIST --cohort NEW --judge T:M.
+
+    Example:
+
+        daydream top demo --template novelty-rubric -n 5 --export reports/demo/top
+    """
+    from .curation import export_essays, rank_essays, write_ranking
+
+    chosen = [m.strip() for value in models for m in value.split(",") if m.strip()]
+    conn = _open(db_path)
+    ranking = rank_essays(conn, cohort, template, models=chosen, top_n=top_n, span=span)
+    path = write_ranking(
+        ranking, out or Path("reports") / cohort / f"top-{template}.csv", overwrite=overwrite
+    )
+    exported = export_essays(conn, ranking, export_dir) if export_dir else []
+    conn.close()
+    if as_json:
+        _echo_json(
+            {"list": str(path), "exported": [str(p) for p in exported], "rows": ranking.rows}
+        )
+        return
+    click.echo(format_ranking(ranking))
+    _err(f"wrote {len(ranking.rows)} essay(s) to {path}")
+    if exported:
+        _err(f"exported {len(exported)} essay(s) to {export_dir}")
+    _err(
+        f"next: edit its selected column, then: daydream plan --from-list {path}"
+        " --cohort NEW --judge TEMPLATE:MODEL"
+    )
+
+
+def format_ranking(ranking: Any) -> str:
+    keys = ["selection_rank", "essay_gen_id", "avg_score", "max_score", "models_covered"]
+    keys += [f"score__{m}" for m in ranking.models]
+    keys += ["combo_id", "essay_template", "generation_model"]
+    header = ["rank", "essay", "avg", "max", "models", *ranking.models]
+    header += ["combo", "essay template", "generation model"]
+    table = [header, *(["" if r[k] is None else str(r[k]) for k in keys] for r in ranking.rows)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in table
+    )
+
+
 # -- browse (browse.py) ---------------------------------------------------------------------
 
 
+@cli.command()
+@db_option
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=8001, show_default=True, help="Port on 127.0.0.1."
+)
+@click.option("--open", "open_browser", is_flag=True, help="Open the browser at the index page.")
+def browse(db_path: Path, port: int, open_browser: bool) -> None:
+    """Browse the database in Datasette on 127.0.0.1, read-only (safe while workers run).
+
+    Shows cohort progress, generations with their texts, lineage, failures, the score
+    pivot and top essays, with descriptions, facets and canned queries. The same views
+    work in plain `datasette DB` and `sqlite3`. Ctrl-C stops.
+
+    Example:
+
+        daydream browse --db demo.db --port 8001 --open
+    """
+    from .browse import serve
+
+    serve(db_path, port=port, open_browser=open_browser, log=_err)
+
+
 # -- import legacy (legacy.py) --------------------------------------------------------------
+
+
+@cli.group("import")
+def import_group() -> None:
+    """Import data from elsewhere (the upstream pipeline's store)."""
+
+
+@import_group.command("legacy")
+@db_option
+@click.argument("data_root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--cohort",
+    default="legacy",
+    show_default=True,
+    help="Cohort for imported generations that no cohorts/*/membership.csv lists.",
+)
+@json_option
+def import_legacy(db_path: Path, data_root: Path, cohort: str, as_json: bool) -> None:
+    """Import an upstream store (1_raw/, gens/, cohorts/) as events, keeping its ids.
+
+    Generations with a parsed.txt end done (evaluations with their score), with only a
+    raw.txt failed (truncated or parse_failed), with neither planned. Idempotent: ids
+    already in the database are left alone. Reports what was skipped and why.
+
+    Example:
+
+        daydream import legacy ../daydreaming/data --db experiments.db
+    """
+    from .legacy import import_legacy as run_import
+
+    conn = _open(db_path, create=True)
+    report = run_import(conn, data_root, cohort=cohort)
+    conn.close()
+    if as_json:
+        _echo_json(report.to_dict())
+        return
+    for warning in [*(report.catalog.warnings if report.catalog else ()), *report.warnings]:
+        _err(f"warning: {warning}")
+    click.echo(format_legacy(report))
+
+
+def format_legacy(report: Any) -> str:
+    lines = [f"legacy store {report.source}"]
+    if report.catalog:
+        added = ", ".join(f"{n} {k}" for k, n in report.catalog.added.items() if n)
+        changed = ", ".join(f"{n} {k}" for k, n in report.catalog.changed.items() if n)
+        lines.append(
+            f"  catalog: {added or 'nothing'} new"
+            + (f", {changed} changed" if changed else "")
+        )
+    lines.append(f"  {'stage':<11}{'done':>6}{'failed':>8}{'planned':>9}{'already imported':>18}")
+    for stage, counts in report.imported.items():
+        lines.append(
+            f"  {stage:<11}{counts['done']:>6}{counts['failed']:>8}{counts['planned']:>9}"
+            f"{report.already[stage]:>18}"
+        )
+    if report.cohorts:
+        lines.append(f"  cohorts created: {', '.join(report.cohorts)}")
+    if report.linked:
+        members = ", ".join(f"{c} {n}" for c, n in report.linked.items())
+        lines.append(f"  generations added to cohorts: {members}")
+    if report.models_added:
+        lines.append(
+            f"  models added (not in llm_models.csv; provider openrouter):"
+            f" {', '.join(report.models_added)}"
+        )
+    if report.skipped:
+        lines.append(f"  skipped {len(report.skipped)}:")
+        lines += [f"    {skip}" for skip in report.skipped]
+    lines.append(f"  {report.events} event(s) written")
+    return "\n".join(lines)
+
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -44,6 +44,401 @@ LEFT JOIN template_versions t ON t.version = v.template_version
 WHERE v.stage = 'evaluation'
 """
 
+# -- report views (reports.py computes the same numbers; tests/test_reports.py checks it) ---
+
+_LINEAGE = """
+    s.essay_gen_id AS essay_gen_id,
+    s.draft_gen_id AS draft_gen_id,
+    s.combo_id AS combo_id,
+    s.draft_template AS draft_template,
+    s.draft_model AS draft_model,
+    s.essay_template AS essay_template,
+    s.essay_mode AS essay_mode,
+    s.generation_model AS generation_model,
+    s.draft_replicate AS draft_replicate,
+    s.essay_replicate AS essay_replicate,"""
+
+# Long form of the essay pivot: one row per cohort x essay x judge (evaluation template x
+# judge model). n, mean, min and max count only scored evaluations (state ok); evaluation
+# replicates of one judge pool together; essay replicates and copy essays stay apart.
+VIEWS["essay_scores"] = f"""
+SELECT
+    m.cohort_id AS cohort_id,{_LINEAGE}
+    s.evaluation_template AS evaluation_template,
+    s.evaluation_model AS evaluation_model,
+    s.evaluation_template || '__' || s.evaluation_model AS judge,
+    s.scale_min AS scale_min,
+    s.scale_max AS scale_max,
+    count(*) AS evaluations,
+    count(CASE WHEN s.state = 'ok' THEN s.score END) AS n,
+    round(avg(CASE WHEN s.state = 'ok' THEN s.score END), 3) AS mean,
+    min(CASE WHEN s.state = 'ok' THEN s.score END) AS min,
+    max(CASE WHEN s.state = 'ok' THEN s.score END) AS max
+FROM evaluation_scores s
+JOIN cohort_members m ON m.gen_id = s.gen_id
+GROUP BY m.cohort_id, s.essay_gen_id, s.evaluation_template, s.evaluation_model
+"""
+
+# The essay pivot's summary columns: one row per cohort x essay over every scored
+# evaluation. mean_unit maps each score to 0-1 on its template's scale first.
+VIEWS["essay_score_summary"] = f"""
+SELECT
+    m.cohort_id AS cohort_id,{_LINEAGE}
+    count(*) AS evaluations,
+    count(DISTINCT CASE WHEN s.state = 'ok' AND s.score IS NOT NULL
+        THEN s.evaluation_template || '__' || s.evaluation_model END) AS judges,
+    count(CASE WHEN s.state = 'ok' THEN s.score END) AS n,
+    round(avg(CASE WHEN s.state = 'ok' THEN s.score END), 3) AS mean,
+    min(CASE WHEN s.state = 'ok' THEN s.score END) AS min,
+    max(CASE WHEN s.state = 'ok' THEN s.score END) AS max,
+    round(avg(CASE WHEN s.state = 'ok' AND s.scale_max > s.scale_min
+        THEN (s.score - s.scale_min) / (s.scale_max - s.scale_min) END), 3) AS mean_unit
+FROM evaluation_scores s
+JOIN cohort_members m ON m.gen_id = s.gen_id
+GROUP BY m.cohort_id, s.essay_gen_id
+"""
+
+# Judge agreement: per cohort x essay x evaluation template, the spread of the judge
+# models' mean scores. Upstream's classes (range <= 1 / 2 / 3 on its 0-9 scale) scaled to
+# the template's span: range * 9 <= k * span. Fewer than two judges: insufficient_data.
+# Windows over the per-model GROUP BY (not a second GROUP BY) let SQLite push a cohort_id
+# filter down to the cohort_members scan instead of aggregating every cohort first.
+_RANGE = "(j_max - j_min) * 9"
+_SPAN = "coalesce(scale_max - scale_min, 9)"
+VIEWS["judge_agreement"] = f"""
+SELECT
+    cohort_id, essay_gen_id, combo_id, draft_template, essay_template, generation_model,
+    draft_replicate, essay_replicate, evaluation_template, scale_min, scale_max,
+    judges,
+    judge_models,
+    round(j_mean, 3) AS mean,
+    round(j_min, 3) AS min,
+    round(j_max, 3) AS max,
+    CASE WHEN judges >= 2 THEN round(j_max - j_min, 3) END AS range,
+    CASE
+        WHEN judges < 2 THEN 'insufficient_data'
+        WHEN {_RANGE} <= 1 * {_SPAN} + 1e-9 THEN 'high_agreement'
+        WHEN {_RANGE} <= 2 * {_SPAN} + 1e-9 THEN 'moderate_agreement'
+        WHEN {_RANGE} <= 3 * {_SPAN} + 1e-9 THEN 'low_agreement'
+        ELSE 'poor_agreement'
+    END AS stability
+FROM (
+    SELECT
+        *,
+        count(judge_mean) OVER rubric AS judges,
+        group_concat(CASE WHEN judge_mean IS NOT NULL THEN evaluation_model END, ', ')
+            OVER rubric AS judge_models,
+        avg(judge_mean) OVER rubric AS j_mean,
+        min(judge_mean) OVER rubric AS j_min,
+        max(judge_mean) OVER rubric AS j_max,
+        row_number() OVER (
+            PARTITION BY cohort_id, essay_gen_id, evaluation_template
+            ORDER BY evaluation_model DESC
+        ) AS last
+    FROM (
+        SELECT
+            m.cohort_id AS cohort_id,{_LINEAGE}
+            s.evaluation_template AS evaluation_template,
+            s.evaluation_model AS evaluation_model,
+            s.scale_min AS scale_min,
+            s.scale_max AS scale_max,
+            avg(CASE WHEN s.state = 'ok' THEN s.score END) AS judge_mean
+        FROM evaluation_scores s
+        JOIN cohort_members m ON m.gen_id = s.gen_id
+        GROUP BY m.cohort_id, s.essay_gen_id, s.evaluation_template, s.evaluation_model
+    )
+    WINDOW rubric AS (
+        PARTITION BY cohort_id, essay_gen_id, evaluation_template
+        ORDER BY evaluation_model
+        ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
+    )
+)
+WHERE last = 1
+"""
+
+# Scored evaluations at their template's declared maximum (upstream looked for 10 on a
+# 0-9 scale and never found one).
+VIEWS["top_of_scale"] = """
+SELECT
+    m.cohort_id AS cohort_id,
+    s.gen_id AS gen_id,
+    s.essay_gen_id AS essay_gen_id,
+    s.combo_id AS combo_id,
+    s.draft_template AS draft_template,
+    s.essay_template AS essay_template,
+    s.generation_model AS generation_model,
+    s.evaluation_template AS evaluation_template,
+    s.evaluation_model AS evaluation_model,
+    s.evaluation_replicate AS evaluation_replicate,
+    s.score AS score,
+    s.scale_max AS scale_max
+FROM evaluation_scores s
+JOIN cohort_members m ON m.gen_id = s.gen_id
+WHERE s.state = 'ok' AND s.score >= s.scale_max
+"""
+
+# -- browsing views (browse.py describes them to Datasette; docs/browse.md) ---------------
+# Cohort-scoped views carry cohort_id and hold one row per cohort membership, so a filter
+# on cohort_id (Datasette: ?cohort_id=demo) is pushed down to cohort_members' primary key.
+# Lineage and context columns are correlated subqueries, not joins, so Datasette's
+# count(*) of a page never evaluates them.
+
+_CONCEPT_IDS = """(SELECT group_concat(concept_id, ', ') FROM (
+        SELECT cc.concept_id FROM combo_concepts cc
+        WHERE cc.combo_id = {combo} ORDER BY cc.position))"""
+_CONCEPT_NAMES = """(SELECT group_concat(name, ' + ') FROM (
+        SELECT k.name FROM combo_concepts cc JOIN concepts k ON k.concept_id = cc.concept_id
+        WHERE cc.combo_id = {combo} ORDER BY cc.position))"""
+
+# Progress per cohort and stage: generations by status, and the share done / finished.
+VIEWS["cohort_progress"] = """
+SELECT
+    m.cohort_id AS cohort_id,
+    m.stage AS stage,
+    count(*) AS generations,
+    sum(g.status = 'done') AS done,
+    sum(g.status = 'failed') AS failed,
+    sum(g.status = 'blocked') AS blocked,
+    sum(g.status = 'cancelled') AS cancelled,
+    sum(g.status = 'running') AS running,
+    sum(g.status = 'ready') AS ready,
+    sum(g.status = 'waiting') AS waiting,
+    round(100.0 * sum(g.status = 'done') / count(*), 1) AS pct_done,
+    round(100.0 * sum(g.status IN ('done', 'failed', 'blocked', 'cancelled')) / count(*), 1)
+        AS pct_finished
+FROM cohort_members m
+JOIN generations g ON g.gen_id = m.gen_id
+GROUP BY m.cohort_id, m.stage
+ORDER BY m.cohort_id, CASE m.stage WHEN 'draft' THEN 1 WHEN 'essay' THEN 2 ELSE 3 END
+"""
+
+# Every generation with its texts: parsed output, raw reply and the rendered prompt.
+VIEWS["generation_texts"] = """
+SELECT
+    m.cohort_id AS cohort_id,
+    g.gen_id AS gen_id,
+    g.stage AS stage,
+    g.status AS status,
+    g.state AS state,
+    g.template_id AS template_id,
+    g.model_id AS model_id,
+    g.combo_id AS combo_id,
+    g.parent_gen_id AS parent_gen_id,
+    g.replicate AS replicate,
+    g.mode AS mode,
+    g.score AS score,
+    g.error AS error,
+    (SELECT text FROM texts WHERE hash = g.parsed_hash) AS parsed_text,
+    (SELECT text FROM texts WHERE hash = g.raw_hash) AS raw_text,
+    (SELECT text FROM texts WHERE hash = g.prompt_hash) AS prompt_text,
+    g.finish_reason AS finish_reason,
+    g.prompt_tokens AS prompt_tokens,
+    g.completion_tokens AS completion_tokens,
+    g.cost AS cost,
+    g.offline AS offline,
+    g.finished_at AS finished_at
+FROM cohort_members m
+JOIN generations g ON g.gen_id = m.gen_id
+"""
+
+# A combination's concepts in order, by id and by name.
+VIEWS["combos_with_concepts"] = f"""
+SELECT
+    c.combo_id AS combo_id,
+    c.level AS level,
+    c.size AS size,
+    {_CONCEPT_IDS.format(combo="c.combo_id")} AS concept_ids,
+    {_CONCEPT_NAMES.format(combo="c.combo_id")} AS concept_names
+FROM combos c
+"""
+
+# Lineage of every generation: evaluation -> essay -> draft -> combination -> concepts.
+VIEWS["lineage"] = f"""
+SELECT
+    m.cohort_id AS cohort_id,
+    g.gen_id AS gen_id,
+    g.stage AS stage,
+    CASE g.stage WHEN 'evaluation' THEN g.gen_id END AS evaluation_gen_id,
+    CASE g.stage WHEN 'evaluation' THEN g.parent_gen_id WHEN 'essay' THEN g.gen_id END
+        AS essay_gen_id,
+    CASE g.stage
+        WHEN 'evaluation'
+            THEN (SELECT e.parent_gen_id FROM generations e WHERE e.gen_id = g.parent_gen_id)
+        WHEN 'essay' THEN g.parent_gen_id
+        ELSE g.gen_id
+    END AS draft_gen_id,
+    g.combo_id AS combo_id,
+    {_CONCEPT_IDS.format(combo="g.combo_id")} AS concept_ids,
+    {_CONCEPT_NAMES.format(combo="g.combo_id")} AS concept_names,
+    g.template_id AS template_id,
+    g.model_id AS model_id,
+    g.replicate AS replicate,
+    g.status AS status,
+    g.state AS state,
+    g.score AS score
+FROM cohort_members m
+JOIN generations g ON g.gen_id = m.gen_id
+"""
+
+# Generations that ended without a result (failed, blocked or cancelled), with the reason
+# and the raw reply when there was one (parse failures keep it).
+VIEWS["failures"] = """
+SELECT
+    m.cohort_id AS cohort_id,
+    g.gen_id AS gen_id,
+    g.stage AS stage,
+    g.status AS status,
+    g.state AS state,
+    g.error AS error,
+    g.attempts AS attempts,
+    g.template_id AS template_id,
+    g.model_id AS model_id,
+    g.combo_id AS combo_id,
+    g.parent_gen_id AS parent_gen_id,
+    g.finish_reason AS finish_reason,
+    (SELECT text FROM texts WHERE hash = g.raw_hash) AS raw_text,
+    g.finished_at AS finished_at
+FROM cohort_members m
+JOIN generations g ON g.gen_id = m.gen_id
+WHERE g.status IN ('failed', 'blocked', 'cancelled')
+"""
+
+# Failures grouped by cohort, stage, state and reason. The reason is the error's first
+# line; "parent <id> failed: X" becomes "parent failed: X" so blocked children group.
+VIEWS["failure_reasons"] = """
+SELECT
+    cohort_id,
+    stage,
+    status,
+    state,
+    reason,
+    count(*) AS generations,
+    group_concat(DISTINCT model_id) AS models,
+    min(gen_id) AS example_gen_id
+FROM (
+    SELECT
+        m.cohort_id AS cohort_id,
+        g.stage AS stage,
+        g.status AS status,
+        g.state AS state,
+        g.model_id AS model_id,
+        g.gen_id AS gen_id,
+        CASE
+            WHEN g.error IS NULL THEN g.state
+            WHEN g.error LIKE 'parent % %'
+                THEN 'parent' || substr(g.error, 7 + instr(substr(g.error, 8), ' '))
+            WHEN instr(g.error, char(10)) > 0
+                THEN substr(g.error, 1, instr(g.error, char(10)) - 1)
+            ELSE g.error
+        END AS reason
+    FROM cohort_members m
+    JOIN generations g ON g.gen_id = m.gen_id
+    WHERE g.status IN ('failed', 'blocked', 'cancelled')
+)
+GROUP BY cohort_id, stage, status, state, reason
+ORDER BY cohort_id, generations DESC, stage, reason
+"""
+
+# Top essays per cohort and evaluation template, ranked as `daydream` curation ranks them
+# (curation.rank_essays, upstream's select_top_essays): per judge model the best scored
+# evaluation counts, avg_score is the mean over the judge models, ties go by essay id.
+# Window functions instead of a second GROUP BY keep a cohort_id / evaluation_template
+# filter pushed down to the scan (SQLite stops pushing down at a nested aggregate).
+VIEWS["top_essays"] = """
+SELECT
+    r.cohort_id AS cohort_id,
+    r.evaluation_template AS evaluation_template,
+    r.rank AS rank,
+    r.essay_gen_id AS essay_gen_id,
+    round(r.avg_score, 3) AS avg_score,
+    r.max_score AS max_score,
+    r.models_covered AS models_covered,
+    r.judge_scores AS judge_scores,
+    (SELECT e.combo_id FROM generations e WHERE e.gen_id = r.essay_gen_id) AS combo_id,
+    (SELECT d.template_id FROM generations e JOIN generations d ON d.gen_id = e.parent_gen_id
+        WHERE e.gen_id = r.essay_gen_id) AS draft_template,
+    (SELECT e.template_id FROM generations e WHERE e.gen_id = r.essay_gen_id)
+        AS essay_template,
+    (SELECT coalesce(e.model_id, d.model_id) FROM generations e
+        LEFT JOIN generations d ON d.gen_id = e.parent_gen_id
+        WHERE e.gen_id = r.essay_gen_id) AS generation_model
+FROM (
+    SELECT
+        cohort_id, evaluation_template, essay_gen_id, avg_score, max_score, models_covered,
+        judge_scores,
+        row_number() OVER (
+            PARTITION BY cohort_id, evaluation_template ORDER BY avg_score DESC, essay_gen_id
+        ) AS rank
+    FROM (
+        SELECT
+            cohort_id,
+            evaluation_template,
+            essay_gen_id,
+            avg(best) OVER judges AS avg_score,
+            max(best) OVER judges AS max_score,
+            count(*) OVER judges AS models_covered,
+            group_concat(printf('%s %g', evaluation_model, best), ', ') OVER judges
+                AS judge_scores,
+            row_number() OVER judges AS first
+        FROM (
+            SELECT
+                m.cohort_id AS cohort_id,
+                v.template_id AS evaluation_template,
+                v.parent_gen_id AS essay_gen_id,
+                v.model_id AS evaluation_model,
+                max(v.score) AS best
+            FROM generations v
+            JOIN cohort_members m ON m.gen_id = v.gen_id
+            WHERE v.stage = 'evaluation' AND v.state = 'ok' AND v.score IS NOT NULL
+            GROUP BY m.cohort_id, v.template_id, v.parent_gen_id, v.model_id
+        )
+        WINDOW judges AS (
+            PARTITION BY cohort_id, evaluation_template, essay_gen_id
+            ORDER BY evaluation_model
+            ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
+        )
+    )
+    WHERE first = 1
+) r
+"""
+
+# Calls, tokens and cost per model over the whole database (from calls: one row per
+# model call, failed calls included, copy-mode essays excluded).
+VIEWS["model_usage"] = """
+SELECT
+    c.model_id AS model_id,
+    count(*) AS calls,
+    sum(c.ok) AS ok,
+    count(*) - sum(c.ok) AS errors,
+    coalesce(sum(c.prompt_tokens), 0) AS prompt_tokens,
+    coalesce(sum(c.completion_tokens), 0) AS completion_tokens,
+    round(coalesce(sum(c.cost), 0), 6) AS cost,
+    round(avg(c.latency_s), 3) AS mean_latency_s,
+    max(c.offline) AS offline
+FROM calls c
+GROUP BY c.model_id
+ORDER BY c.model_id
+"""
+
+# The same per cohort (a generation shared by two cohorts counts in both).
+VIEWS["cohort_model_usage"] = """
+SELECT
+    m.cohort_id AS cohort_id,
+    c.model_id AS model_id,
+    count(*) AS calls,
+    sum(c.ok) AS ok,
+    count(*) - sum(c.ok) AS errors,
+    coalesce(sum(c.prompt_tokens), 0) AS prompt_tokens,
+    coalesce(sum(c.completion_tokens), 0) AS completion_tokens,
+    round(coalesce(sum(c.cost), 0), 6) AS cost,
+    round(avg(c.latency_s), 3) AS mean_latency_s,
+    max(c.offline) AS offline
+FROM cohort_members m
+JOIN calls c ON c.gen_id = m.gen_id
+GROUP BY m.cohort_id, c.model_id
+ORDER BY m.cohort_id, c.model_id
+"""
+
 VIEWS_DDL = "\n".join(
     f'CREATE VIEW "{name}" AS {body.strip()};' for name, body in VIEWS.items()
 )
