@@ -124,6 +124,7 @@ class Template(_Entry):
     temperature: float | None = Field(None, ge=0)
     max_tokens: int | None = Field(None, ge=1)
     min_lines: int | None = Field(None, ge=1)
+    seed: int | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Template:
@@ -148,6 +149,7 @@ class Model(_Entry):
     price_output: float | None = Field(None, ge=0)  # USD per completion token
     temperature: float | None = Field(None, ge=0)
     max_tokens: int | None = Field(None, ge=1)
+    seed: int | None = None
     extra: dict[str, Any] = {}  # merged into the request body
     base_url: str | None = None  # overrides the provider's endpoint
 
@@ -380,6 +382,7 @@ class _TemplateIn(_In):
     temperature: float | None = Field(None, ge=0)
     max_tokens: int | None = Field(None, ge=1)
     min_lines: int | None = Field(None, ge=1)
+    seed: int | None = None
 
 
 class _ModelIn(_In):
@@ -394,6 +397,7 @@ class _ModelIn(_In):
     price_output_per_mtok: float | None = Field(None, ge=0)
     temperature: float | None = Field(None, ge=0)
     max_tokens: int | None = Field(None, ge=1)
+    seed: int | None = None
     extra: dict[str, Any] = {}
     base_url: str | None = Field(None, pattern=r"^https?://")
 
@@ -471,6 +475,7 @@ def _load_daydream(root: Path) -> Catalog:
             "price_output": _per_token(m.price_output_per_mtok),
             "temperature": m.temperature,
             "max_tokens": m.max_tokens,
+            "seed": m.seed,
             "extra": m.extra,
             "base_url": m.base_url or declared_url,
         }

@@ -553,11 +553,13 @@ def worker(
 @click.option("--rehearse", is_flag=True, help="Run everything offline in a scratch copy of the database and report what would break.")
 @click.option("--base-url", "base_urls", multiple=True, help="Override a provider's base URL: PROVIDER=URL.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), help="Deadline of one model call in seconds (default: the provider's, 300).")
+@click.option("--lease", "lease_s", type=click.FloatRange(min=1), default=120.0, show_default=True, help="Lease length in seconds (heartbeats extend it).")
+@click.option("--grace", "grace_s", type=click.FloatRange(min=0), default=10.0, show_default=True, help="Seconds workers give in-flight calls on Ctrl-C before releasing them.")
 @json_option
 def run(
     db_path: Path, cohort: str | None, workers: int, concurrency: int, max_attempts: int,
     pool_limits: tuple[str, ...], offline: bool, rehearse: bool, base_urls: tuple[str, ...],
-    timeout_s: float | None, as_json: bool,
+    timeout_s: float | None, lease_s: float, grace_s: float, as_json: bool,
 ) -> None:
     """Run a cohort (or all planned work) with N worker processes until nothing is left.
 
@@ -589,7 +591,7 @@ def run(
         _require_cohort(conn, cohort)
         conn.close()
     _set_pool_limits(db_path, _pool_limits(pool_limits))
-    args = ["--max-attempts", str(max_attempts)]
+    args = ["--max-attempts", str(max_attempts), "--lease", str(lease_s), "--grace", str(grace_s)]
     if offline:
         args.append("--offline")
     for value in base_urls:
@@ -618,6 +620,12 @@ def run(
     if summary.interrupted:
         _err("interrupted: run the same command again to resume")
         sys.exit(130)
+    if summary.status.remaining:
+        raise click.ClickException(
+            f"{summary.status.remaining} generation(s) are still pending: the workers kept"
+            f" dying ({summary.restarts} restarts; see their errors above); run the same"
+            " command again to resume"
+        )
 
 
 def format_status(status: Any) -> str:

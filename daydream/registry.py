@@ -104,7 +104,7 @@ def import_catalog(conn: sqlite3.Connection, catalog: Any, *, actor: str = "cli"
                         scale_min=scale[0] if scale else None,
                         scale_max=scale[1] if scale else None,
                         settings=_settings(
-                            template, ("temperature", "max_tokens", "min_lines", "extra")
+                            template, ("temperature", "max_tokens", "min_lines", "seed", "extra")
                         ),
                         source=source,
                     )
@@ -113,7 +113,7 @@ def import_catalog(conn: sqlite3.Connection, catalog: Any, *, actor: str = "cli"
             p.name: p.api_key_env for p in getattr(catalog, "providers", ()) if p.api_key_env
         }
         for model in catalog.models:
-            settings = _settings(model, ("temperature", "max_tokens", "extra", "base_url"))
+            settings = _settings(model, ("temperature", "max_tokens", "seed", "extra", "base_url"))
             if model.provider in key_envs:
                 settings["api_key_env"] = key_envs[model.provider]  # a variable NAME, never a key
             if note("models", model.model_id, model.version):

@@ -934,7 +934,10 @@ class Worker:
             else:
                 self.stats.failed += 1
         if stale:
-            self.log(f"{stale} result(s) discarded: their lease was lost to another worker")
+            self.log(
+                f"{stale} result(s) discarded: the lease was no longer held (the task was"
+                " cancelled, or taken over by another worker after the lease expired)"
+            )
 
     async def _heartbeat(self) -> None:
         tasks = [task for task, _ in self._inflight.values()]

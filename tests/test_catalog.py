@@ -641,7 +641,7 @@ DAYDREAM_ERRORS = [
         "    temperature: 0.9",
         "    temprature: 0.9",
         'templates.yaml: draft[0] template "rolling-idea": unknown key "temprature" (known: id, '
-        "name, description, parser, generator, scale, temperature, max_tokens, min_lines)",
+        "name, description, parser, generator, scale, temperature, max_tokens, min_lines, seed)",
     ),
     (
         "templates.yaml",
