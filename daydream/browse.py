@@ -199,26 +199,23 @@ def pivot_sql(judges: list[tuple[str, str]]) -> str:
 
     A judge column holds the mean of that judge's scored evaluations of the essay (its
     evaluation replicates pooled), as in ``essay_scores.mean``; ``n`` and ``mean`` cover
-    every judge. Datasette cannot bind column names, so the judges' ids are written into
+    every judge. It reads the ``essay_judge_scores`` cells of the cohort in essay order. Datasette cannot bind column names, so the judges' ids are written into
     the SQL as quoted identifiers and string literals.
     """
     cells = "".join(
-        f"\n    round(avg(CASE WHEN v.state = 'ok' AND v.template_id = {_literal(template)}"
-        f" AND v.model_id = {_literal(model)} THEN v.score END), 3)"
-        f" AS {_identifier(f'{template} / {model}')},"
+        f"\n    max(CASE WHEN j.evaluation_template = {_literal(template)}"
+        f" AND j.evaluation_model = {_literal(model)} AND j.n > 0"
+        f" THEN round(j.total / j.n, 3) END) AS {_identifier(f'{template} / {model}')},"
         for template, model in judges
     )
     return f"""SELECT
-    v.parent_gen_id AS essay_gen_id,{_ESSAY_CONTEXT.format(essay="v.parent_gen_id")},{cells}
-    count(CASE WHEN v.state = 'ok' THEN v.score END) AS n,
-    round(avg(CASE WHEN v.state = 'ok' THEN v.score END), 3) AS mean,
-    count(*) AS evaluations
-FROM generations v
-WHERE v.stage = 'evaluation'
-    AND EXISTS (
-        SELECT 1 FROM cohort_members m WHERE m.cohort_id = :cohort AND m.gen_id = v.gen_id
-    )
-GROUP BY v.parent_gen_id"""
+    j.essay_gen_id AS essay_gen_id,{_ESSAY_CONTEXT.format(essay="j.essay_gen_id")},{cells}
+    sum(j.n) AS n,
+    CASE WHEN sum(j.n) > 0 THEN round(sum(j.total) / sum(j.n), 3) END AS mean,
+    sum(j.evaluations) AS evaluations
+FROM essay_judge_scores j
+WHERE j.cohort_id = :cohort
+GROUP BY j.essay_gen_id"""
 
 
 _CONCEPTS = """(SELECT group_concat(name, ' + ') FROM (

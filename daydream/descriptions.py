@@ -82,6 +82,13 @@ TABLES: dict[str, dict[str, Any]] = {
         "facets": ["model_id", "ok", "http_status"],
     },
     "pools": {"description": "Concurrency limits of the model pools (set or adapted)."},
+    "essay_judge_scores": {
+        "description": (
+            "Score cells kept up to date as evaluations are planned and scored: per cohort,"
+            " essay and judge, the planned evaluations and n / total / min / max of their"
+            " scores. The essay_scores view adds lineage and the mean."
+        ),
+    },
     "schema_migrations": {"description": "Internal: the applied migrations."},
     "projection_meta": {"description": "Internal: the hash of the projections' DDL."},
     # report views (views.py)
@@ -279,6 +286,7 @@ COLUMNS: dict[str, str] = {
     "pct_finished": "Percent finished: done, failed, blocked or cancelled.",
     "models": "The models involved.",
     "n": "Scored evaluations.",
+    "total": "Sum of the scores (mean = total / n).",
     "mean": "Mean score of the scored evaluations.",
     "min": "Lowest score.",
     "max": "Highest score.",

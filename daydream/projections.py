@@ -179,6 +179,18 @@ CREATE TABLE calls (
     recorded_at TEXT NOT NULL
 );
 CREATE INDEX calls_model ON calls (model_id);
+CREATE TABLE essay_judge_scores (
+    cohort_id TEXT NOT NULL REFERENCES cohorts(cohort_id),
+    essay_gen_id TEXT NOT NULL REFERENCES generations(gen_id),
+    evaluation_template TEXT NOT NULL,
+    evaluation_model TEXT NOT NULL,
+    evaluations INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    total REAL NOT NULL,
+    min REAL,
+    max REAL,
+    PRIMARY KEY (cohort_id, essay_gen_id, evaluation_template, evaluation_model)
+) WITHOUT ROWID;
 CREATE TABLE pools (
     pool TEXT PRIMARY KEY,
     "limit" INTEGER NOT NULL,
@@ -190,6 +202,7 @@ CREATE TABLE pools (
 
 # Tables in drop/compare order (children first when dropping).
 PROJECTION_TABLES = (
+    "essay_judge_scores",
     "calls",
     "tasks",
     "cohort_members",
@@ -460,16 +473,16 @@ _PARENT_STATUS = (
 @_applies(ev.GenerationsPlanned)
 def _generations_planned(conn, event_id, e: ev.GenerationsPlanned, at):
     rows = e.generations
+    status = _first_status(conn, rows)
     conn.executemany(
         "INSERT INTO generations (gen_id, stage, parent_gen_id, combo_id, template_id,"
         " template_version, model_id, replicate, mode, signature, status, planned_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'planned', ?)",
-        [(*row[:10], at) for row in rows],
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(*row[:10], status[row[0]], at) for row in rows],
     )
     conn.executemany(
-        "INSERT INTO tasks (gen_id, stage, pool, parent_gen_id, status) VALUES (?, ?, ?, ?,"
-        f" CASE WHEN ? IS NULL THEN 'ready' ELSE {_PARENT_STATUS} END)",
-        [(row[0], row[1], row[10], row[2], row[2], row[2]) for row in rows],
+        "INSERT INTO tasks (gen_id, stage, pool, parent_gen_id, status) VALUES (?, ?, ?, ?, ?)",
+        [(row[0], row[1], row[10], row[2], status[row[0]]) for row in rows],
     )
     # The cohort's per-stage counts grow by the memberships actually added (a re-plan that
     # names an existing member again adds nothing), so they hold without recounting.
@@ -477,10 +490,20 @@ def _generations_planned(conn, event_id, e: ev.GenerationsPlanned, at):
     for row in rows:
         joined[row[1]].append(row[0])
     if e.members:
+        already = {
+            gen_id
+            for (gen_id,) in _select_in(
+                conn,
+                "SELECT gen_id FROM cohort_members WHERE cohort_id = ? AND gen_id IN",
+                e.members,
+                (e.cohort_id,),
+            )
+        }
         for gen_id, stage in _select_in(
             conn, "SELECT gen_id, stage FROM generations WHERE gen_id IN", e.members
         ):
-            joined[stage].append(gen_id)
+            if gen_id not in already:
+                joined[stage].append(gen_id)
     added = {
         stage: conn.executemany(
             "INSERT OR IGNORE INTO cohort_members (cohort_id, gen_id, stage) VALUES (?, ?, ?)",
@@ -494,8 +517,9 @@ def _generations_planned(conn, event_id, e: ev.GenerationsPlanned, at):
             " evaluations = evaluations + ? WHERE cohort_id = ?",
             (added["draft"], added["essay"], added["evaluation"], e.cohort_id),
         )
-    ids = [row[0] for row in rows]
-    _sync_status(conn, ids)
+    if joined["evaluation"]:
+        _join_score_cells(conn, e.cohort_id, joined["evaluation"])
+    ids = [row[0] for row in rows] if "blocked" in status.values() else []
     blocked = [
         gid
         for (gid,) in _select_in(
@@ -507,6 +531,31 @@ def _generations_planned(conn, event_id, e: ev.GenerationsPlanned, at):
             "SELECT parent_gen_id FROM tasks WHERE gen_id = ?", (gen_id,)
         ).fetchone()[0]
         _set_blocked(conn, [gen_id], f"parent {parent} did not complete")
+
+
+# A new task's first status from its parent's (_PARENT_STATUS, in Python).
+_CHILD_STATUS = {"done": "ready", "failed": "blocked", "blocked": "blocked", "cancelled": "blocked"}
+
+
+def _first_status(conn: sqlite3.Connection, rows: list[list[Any]]) -> dict[str, str]:
+    """gen_id -> the status its task starts in: ready without a parent, else from the parent.
+
+    Computed once per batch rather than by a subquery per row and a second pass over the
+    new generations (planning inserts millions): a parent planned earlier in the batch
+    gives its computed status, any other parent its status in ``tasks`` (waiting if none),
+    exactly what inserting the rows one by one would read.
+    """
+    batch = {row[0] for row in rows}
+    outside = list({row[2] for row in rows if row[2] is not None and row[2] not in batch})
+    stored = dict(_select_in(conn, "SELECT gen_id, status FROM tasks WHERE gen_id IN", outside))
+    status: dict[str, str] = {}
+    for gen_id, _stage, parent, *_ in rows:
+        if parent is None:
+            status[gen_id] = "ready"
+        else:
+            found = status[parent] if parent in status else stored.get(parent)
+            status[gen_id] = _CHILD_STATUS.get(found or "", "waiting")
+    return status
 
 
 @_applies(ev.AttemptStarted)
@@ -629,6 +678,8 @@ def _generation_completed(conn, event_id, e: ev.GenerationCompleted, at):
         " score = ?, written_scale = ?, finished_at = ? WHERE gen_id = ?",
         (e.parsed_hash, e.score, e.written_scale, at, e.gen_id),
     )
+    if e.score is not None:
+        _score_cells(conn, e.gen_id, e.score)
     children = [
         r[0]
         for r in conn.execute(
@@ -738,6 +789,44 @@ def _pool_limit_changed(conn, event_id, e: ev.PoolLimitChanged, at):
 
 
 # -- helpers -----------------------------------------------------------------------------
+
+# essay_judge_scores: per cohort, essay and judge (evaluation template x model), the count of
+# planned evaluations and the n / total / min / max of their scores. Scores never change once
+# recorded (a completed generation cannot be retried), so cells only grow: an evaluation adds
+# to a cell when it joins a cohort (with its score if it is already scored) and when it is
+# scored (in every cohort it belongs to).
+_CELL_MERGE = (
+    " ON CONFLICT (cohort_id, essay_gen_id, evaluation_template, evaluation_model) DO UPDATE"
+    " SET evaluations = evaluations + excluded.evaluations, n = n + excluded.n,"
+    " total = total + excluded.total,"
+    " min = CASE WHEN min IS NULL OR excluded.min < min THEN coalesce(excluded.min, min) ELSE min END,"
+    " max = CASE WHEN max IS NULL OR excluded.max > max THEN coalesce(excluded.max, max) ELSE max END"
+)
+
+
+def _join_score_cells(conn: sqlite3.Connection, cohort_id: str, gen_ids: list[str]) -> None:
+    conn.executemany(
+        "INSERT INTO essay_judge_scores (cohort_id, essay_gen_id, evaluation_template,"
+        " evaluation_model, evaluations, n, total, min, max)"
+        " SELECT ?, parent_gen_id, template_id, model_id, 1, scored, CASE WHEN scored THEN score"
+        " ELSE 0 END, CASE WHEN scored THEN score END, CASE WHEN scored THEN score END"
+        " FROM (SELECT *, (state = 'ok' AND score IS NOT NULL) AS scored FROM generations"
+        " WHERE gen_id = ? AND model_id IS NOT NULL) WHERE true" + _CELL_MERGE,
+        [(cohort_id, gen_id) for gen_id in gen_ids],
+    )
+
+
+def _score_cells(conn: sqlite3.Connection, gen_id: str, score: float) -> None:
+    conn.execute(
+        "UPDATE essay_judge_scores SET n = n + 1, total = total + ?,"
+        " min = CASE WHEN min IS NULL OR ? < min THEN ? ELSE min END,"
+        " max = CASE WHEN max IS NULL OR ? > max THEN ? ELSE max END"
+        " WHERE (cohort_id, essay_gen_id, evaluation_template, evaluation_model) IN"
+        " (SELECT m.cohort_id, g.parent_gen_id, g.template_id, g.model_id"
+        "  FROM generations g JOIN cohort_members m ON m.gen_id = g.gen_id"
+        "  WHERE g.gen_id = ? AND g.stage = 'evaluation')",
+        (score, score, score, score, score, gen_id),
+    )
 
 
 def _select_in(

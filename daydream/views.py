@@ -60,23 +60,36 @@ _LINEAGE = """
 
 # Long form of the essay pivot: one row per cohort x essay x judge (evaluation template x
 # judge model). n, mean, min and max count only scored evaluations (state ok); evaluation
-# replicates of one judge pool together; essay replicates and copy essays stay apart.
-VIEWS["essay_scores"] = f"""
+# replicates of one judge pool together; essay replicates and copy essays stay apart. Read
+# from the essay_judge_scores projection (kept up to date as evaluations are planned and
+# scored), so a page never aggregates every evaluation.
+VIEWS["essay_scores"] = """
 SELECT
-    m.cohort_id AS cohort_id,{_LINEAGE}
-    s.evaluation_template AS evaluation_template,
-    s.evaluation_model AS evaluation_model,
-    s.evaluation_template || '__' || s.evaluation_model AS judge,
-    s.scale_min AS scale_min,
-    s.scale_max AS scale_max,
-    count(*) AS evaluations,
-    count(CASE WHEN s.state = 'ok' THEN s.score END) AS n,
-    round(avg(CASE WHEN s.state = 'ok' THEN s.score END), 3) AS mean,
-    min(CASE WHEN s.state = 'ok' THEN s.score END) AS min,
-    max(CASE WHEN s.state = 'ok' THEN s.score END) AS max
-FROM evaluation_scores s
-JOIN cohort_members m ON m.gen_id = s.gen_id
-GROUP BY m.cohort_id, s.essay_gen_id, s.evaluation_template, s.evaluation_model
+    j.cohort_id AS cohort_id,
+    j.essay_gen_id AS essay_gen_id,
+    e.parent_gen_id AS draft_gen_id,
+    coalesce(d.combo_id, e.combo_id) AS combo_id,
+    d.template_id AS draft_template,
+    d.model_id AS draft_model,
+    e.template_id AS essay_template,
+    e.mode AS essay_mode,
+    coalesce(e.model_id, d.model_id) AS generation_model,
+    d.replicate AS draft_replicate,
+    e.replicate AS essay_replicate,
+    j.evaluation_template AS evaluation_template,
+    j.evaluation_model AS evaluation_model,
+    j.evaluation_template || '__' || j.evaluation_model AS judge,
+    t.scale_min AS scale_min,
+    t.scale_max AS scale_max,
+    j.evaluations AS evaluations,
+    j.n AS n,
+    CASE WHEN j.n > 0 THEN round(j.total / j.n, 3) END AS mean,
+    j.min AS min,
+    j.max AS max
+FROM essay_judge_scores j
+JOIN generations e ON e.gen_id = j.essay_gen_id
+LEFT JOIN generations d ON d.gen_id = e.parent_gen_id
+LEFT JOIN templates t ON t.stage = 'evaluation' AND t.template_id = j.evaluation_template
 """
 
 # The essay pivot's summary columns: one row per cohort x essay over every scored
@@ -381,16 +394,9 @@ FROM (
                 AS judge_scores,
             row_number() OVER judges AS first
         FROM (
-            SELECT
-                m.cohort_id AS cohort_id,
-                v.template_id AS evaluation_template,
-                v.parent_gen_id AS essay_gen_id,
-                v.model_id AS evaluation_model,
-                max(v.score) AS best
-            FROM generations v
-            JOIN cohort_members m ON m.gen_id = v.gen_id
-            WHERE v.stage = 'evaluation' AND v.state = 'ok' AND v.score IS NOT NULL
-            GROUP BY m.cohort_id, v.template_id, v.parent_gen_id, v.model_id
+            SELECT cohort_id, evaluation_template, essay_gen_id, evaluation_model, max AS best
+            FROM essay_judge_scores
+            WHERE n > 0
         )
         WINDOW judges AS (
             PARTITION BY cohort_id, evaluation_template, essay_gen_id
