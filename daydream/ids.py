@@ -23,17 +23,19 @@ import hashlib
 from .errors import PlanError
 
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+# Two base-36 digits per division: planning hashes a million ids, and this halves the work.
+_PAIRS = [high + low for high in _ALPHABET for low in _ALPHABET]
 PREFIX = {"draft": "d_", "essay": "e_", "evaluation": "v_"}
 
 
 def base36(number: int) -> str:
-    if number == 0:
-        return "0"
-    digits = []
-    while number:
-        number, rest = divmod(number, 36)
-        digits.append(_ALPHABET[rest])
-    return "".join(reversed(digits))
+    chunks = []
+    while number >= 1296:
+        number, rest = divmod(number, 1296)
+        chunks.append(_PAIRS[rest])
+    if number:
+        chunks.append(_PAIRS[number].lstrip("0"))
+    return "".join(reversed(chunks)) or "0"
 
 
 def _component(value: object, field: str) -> str:

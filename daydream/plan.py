@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import events as ev
 from . import ids
@@ -34,13 +34,17 @@ from .store import append, put_text, transaction
 
 STAGES = ("draft", "essay", "evaluation")
 BATCH = 5000
+PLAN_CACHE_KIB = 128 * 1024  # page cache while planning (see _page_cache)
+_MEMO_LIMIT = 10_000  # drafts and essays remembered by _plan_batches (bounds its memory)
 COPY_POOL = "copy"
 # Rough output sizes (tokens) per stage for the cost range: (low, high).
 _OUTPUT_TOKENS = {"draft": (400, 3000), "essay": (500, 2000), "evaluation": (150, 1200)}
 
 
-@dataclass(frozen=True)
-class Generation:
+class Generation(NamedTuple):
+    """A planned generation (a tuple: a plan makes a million of them), fields in
+    ``GenerationsPlanned.FIELDS`` order."""
+
     gen_id: str
     stage: str
     parent_gen_id: str | None
@@ -54,19 +58,7 @@ class Generation:
     pool: str
 
     def as_row(self) -> list[Any]:
-        return [
-            self.gen_id,
-            self.stage,
-            self.parent_gen_id,
-            self.combo_id,
-            self.template_id,
-            self.template_version,
-            self.model_id,
-            self.replicate,
-            self.mode,
-            self.signature,
-            self.pool,
-        ]
+        return list(self)
 
 
 @dataclass
@@ -137,10 +129,15 @@ def derive(
     existing: dict[str, str],
     problems: _Problems,
     row_number: int,
+    memo: dict[tuple[Any, ...], Generation] | None = None,
 ) -> list[Generation]:
     """The generations one normalised spec row needs, parents first.
 
     ``existing`` maps the ids named by ``draft_id``/``essay_id`` columns to their stage.
+    ``memo`` (optional, kept by the caller across rows) remembers the drafts and essays
+    already derived: most rows of a cohort share them with the rows before, and a draft or
+    essay depends only on the columns of its key, so a hit is exactly what deriving again
+    would give (its problems, if any, were recorded when it was first derived).
     """
     out: list[Generation] = []
     parent: str | None = None
@@ -181,6 +178,9 @@ def derive(
         if existing.get(parent) != "draft":
             problems.add(f'draft_id "{parent}" is not an existing draft generation', row_number)
             return out
+    elif memo is not None and (known := memo.get(_draft_key(row))) is not None:
+        parent = known.gen_id
+        out.append(known)
     elif row.get("draft_template"):
         if not combo:
             problems.add("draft row has no combo_id", row_number)
@@ -220,8 +220,17 @@ def derive(
                 mdl.pool,
             )
         )
+        if memo is not None:
+            memo[_draft_key(row)] = out[-1]
     essay_parent = parent if row.get("essay_id") else None
-    if row.get("essay_template") and not row.get("essay_id"):
+    if (
+        memo is not None
+        and not row.get("essay_id")
+        and (known := memo.get(_essay_key(row, parent))) is not None
+    ):
+        essay_parent = known.gen_id
+        out.append(known)
+    elif row.get("essay_template") and not row.get("essay_id"):
         tpl = template("essay", row["essay_template"])
         if tpl is None:
             return out
@@ -271,6 +280,8 @@ def derive(
                 pool,
             )
         )
+        if memo is not None:
+            memo[_essay_key(row, parent)] = out[-1]
     if row.get("evaluation_template"):
         if essay_parent is None:
             problems.add(
@@ -310,6 +321,27 @@ def derive(
             row_number,
         )
     return out
+
+
+def _draft_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        "draft",
+        row.get("combo_id"),
+        row.get("draft_template"),
+        row.get("draft_llm"),
+        row.get("draft_replicate"),
+    )
+
+
+def _essay_key(row: dict[str, Any], parent: str | None) -> tuple[Any, ...]:
+    return (
+        "essay",
+        parent,
+        row.get("combo_id"),
+        row.get("essay_template"),
+        row.get("essay_llm"),
+        row.get("essay_replicate"),
+    )
 
 
 def _check_variables(
@@ -380,7 +412,7 @@ def plan_cohort(
 def _plan(conn, compiled, derived_combos, cohort_id, spec_path, spec_text, report, actor) -> None:
     dry_run = report.dry_run
     context = nullcontext() if dry_run else transaction(conn)
-    with context:
+    with _page_cache(conn, PLAN_CACHE_KIB), context:
         registry = Registry.load(conn)
         if not registry.templates:
             raise PlanError(
@@ -425,6 +457,22 @@ def _plan(conn, compiled, derived_combos, cohort_id, spec_path, spec_text, repor
         ):
             # Nothing new: a re-plan of the same spec leaves the log untouched.
             raise _NothingNew
+
+
+@contextmanager
+def _page_cache(conn: sqlite3.Connection, kib: int) -> Iterator[None]:
+    """Give the connection a page cache of ``kib`` KiB for a while, then the old size back.
+
+    A plan inserts into six indexes keyed by random ids in one transaction; with SQLite's
+    default 2 MB cache their pages are evicted and re-read for every batch, which makes a
+    million-generation plan several times slower. The cache only grows as pages are used.
+    """
+    previous = int(conn.execute("PRAGMA cache_size").fetchone()[0])
+    conn.execute(f"PRAGMA cache_size = {-int(kib)}")
+    try:
+        yield
+    finally:
+        conn.execute(f"PRAGMA cache_size = {previous}")
 
 
 class _NothingNew(Exception):
@@ -479,12 +527,17 @@ def _plan_batches(
     from .spec import normalise_row
 
     problems = _Problems()
-    seen: set[str] = set()
+    # A dict, not a set: a dict of strings is invisible to the cyclic garbage collector,
+    # while a set of a million ids would be walked by every full collection.
+    seen: dict[str, None] = {}
     pending: list[Generation] = []
     fresh_db = conn.execute("SELECT 1 FROM generations LIMIT 1").fetchone() is None
     existing_cache: dict[str, str] = {}
+    memo: dict[tuple[Any, ...], Generation] = {}
     for number, raw in enumerate(rows, 1):
         report.rows = number
+        if len(memo) > _MEMO_LIMIT:
+            memo.clear()
         try:
             row = normalise_row(raw, row_number=number)
         except Exception as exc:  # SpecError: a bad replicate, conflicting aliases
@@ -497,10 +550,10 @@ def _plan_batches(
                     "SELECT stage FROM generations WHERE gen_id = ?", (ref,)
                 ).fetchone()
                 existing_cache[ref] = found[0] if found else ""
-        for gen in derive(row, registry, existing_cache, problems, number):
+        for gen in derive(row, registry, existing_cache, problems, number, memo):
             if gen.gen_id in seen:
                 continue
-            seen.add(gen.gen_id)
+            seen[gen.gen_id] = None
             pending.append(gen)
         if problems:
             pending.clear()

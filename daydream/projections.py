@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from . import events as ev
@@ -518,7 +518,7 @@ def _generations_planned(conn, event_id, e: ev.GenerationsPlanned, at):
             (added["draft"], added["essay"], added["evaluation"], e.cohort_id),
         )
     if joined["evaluation"]:
-        _join_score_cells(conn, e.cohort_id, joined["evaluation"])
+        _join_score_cells(conn, e.cohort_id, joined["evaluation"], planned=rows)
     ids = [row[0] for row in rows] if "blocked" in status.values() else []
     blocked = [
         gid
@@ -804,7 +804,27 @@ _CELL_MERGE = (
 )
 
 
-def _join_score_cells(conn: sqlite3.Connection, cohort_id: str, gen_ids: list[str]) -> None:
+def _join_score_cells(
+    conn: sqlite3.Connection, cohort_id: str, gen_ids: list[str], planned: Sequence[list[Any]] = ()
+) -> None:
+    """Add evaluations that joined ``cohort_id`` to their cells.
+
+    ``planned`` are the rows of generations created by the same event: unscored, so each
+    cell takes all of its new evaluations in one upsert (a plan adds a million).
+    """
+    fresh: dict[tuple[str, str, str], int] = {}
+    for row in planned:
+        if row[1] == "evaluation" and row[6] is not None:
+            cell = (row[2], row[4], row[6])
+            fresh[cell] = fresh.get(cell, 0) + 1
+    conn.executemany(
+        "INSERT INTO essay_judge_scores (cohort_id, essay_gen_id, evaluation_template,"
+        " evaluation_model, evaluations, n, total, min, max)"
+        " VALUES (?, ?, ?, ?, ?, 0, 0, NULL, NULL)" + _CELL_MERGE,
+        [(cohort_id, *cell, count) for cell, count in fresh.items()],
+    )
+    new = {row[0] for row in planned}
+    gen_ids = [gen_id for gen_id in gen_ids if gen_id not in new]
     conn.executemany(
         "INSERT INTO essay_judge_scores (cohort_id, essay_gen_id, evaluation_template,"
         " evaluation_model, evaluations, n, total, min, max)"

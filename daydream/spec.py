@@ -315,6 +315,57 @@ def normalise_row(row: Mapping[str, Any], *, row_number: int | None = None) -> d
     (default 1, always present). Other columns pass through. Two aliases of one column with
     different values, or a bad replicate, raise SpecError naming the row.
     """
+    kinds = _COLUMN_KINDS.get(keys := tuple(row))
+    if kinds is None:
+        kinds = _column_kinds(keys)
+    if not kinds:
+        return _normalise_aliased(row, row_number)
+    # The planner calls this for every one of up to millions of rows: one pass, no alias
+    # bookkeeping (no column has two aliases here), error text built only on error.
+    out: dict[str, Any] = {}
+    for (column, canonical, kind), raw in zip(kinds, row.values(), strict=True):
+        if kind == _TEXT:
+            if raw is None:
+                out[canonical] = None
+            else:
+                out[canonical] = (raw if type(raw) is str else str(raw)).strip() or None
+        elif kind == _PASS:
+            out[column] = raw
+        elif type(raw) is int and raw >= 1:
+            out[canonical] = raw
+        else:
+            at = f"row {row_number}: " if row_number is not None else ""
+            out[canonical] = _replicate(raw, f"{at}{column}")
+    for column in REPLICATE_COLUMNS:
+        if out.get(column) is None:
+            out[column] = 1
+    return out
+
+
+_PASS, _TEXT, _REPLICATE = 0, 1, 2
+_COLUMN_KINDS: dict[tuple[str, ...], tuple[tuple[str, str, int], ...]] = {}
+
+
+def _column_kinds(keys: tuple[str, ...]) -> tuple[tuple[str, str, int], ...]:
+    """Per column (column, canonical, kind); empty when two columns alias one canonical."""
+    canonicals = [_CANONICAL[key] for key in keys if key in _CANONICAL]
+    if len(set(canonicals)) < len(canonicals):
+        kinds: tuple[tuple[str, str, int], ...] = ()
+    else:
+        kinds = tuple((key, _CANONICAL.get(key, key), _kind(key)) for key in keys)
+    if len(_COLUMN_KINDS) > 64:
+        _COLUMN_KINDS.clear()
+    _COLUMN_KINDS[keys] = kinds
+    return kinds
+
+
+def _kind(column: str) -> int:
+    if column not in _CANONICAL:
+        return _PASS
+    return _REPLICATE if _CANONICAL[column] in REPLICATE_COLUMNS else _TEXT
+
+
+def _normalise_aliased(row: Mapping[str, Any], row_number: int | None) -> dict[str, Any]:
     at = f"row {row_number}: " if row_number is not None else ""
     out: dict[str, Any] = {}
     origin: dict[str, str] = {}

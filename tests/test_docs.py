@@ -34,9 +34,9 @@ def test_readme_opens_with_the_two_commands_ci_runs():
 
 
 def test_every_command_has_an_example():
-    from daydream.cli import cli
-
     import click
+
+    from daydream.cli import cli
 
     def walk(command, path):
         yield path, command
