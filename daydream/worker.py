@@ -34,6 +34,7 @@ import socket
 import sqlite3
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -70,6 +71,7 @@ DEFAULT_POOL_LIMITS = {"offline": 1024, "copy": 1024}
 DEFAULT_POOL_LIMIT = 16
 DEFAULT_MIN_LINES = {"draft": 3}
 CUT_COOLDOWN_S = 1.0
+CUT_SHARE = 0.4  # cut a pool when more than this share of its recent calls got 429
 
 
 @dataclass
@@ -613,7 +615,7 @@ def record(
     config: WorkerConfig,
     *,
     clock: Clock = utcnow,
-    growth: dict[str, int] | None = None,
+    signals: dict[str, Any] | None = None,
 ) -> tuple[int, int]:
     """Record outcomes in one transaction; a stale token writes nothing for its task.
 
@@ -635,7 +637,7 @@ def record(
             recorded += 1
         put_texts(conn, texts)
         append(conn, events, actor=actor, clock=clock)
-        _adapt_pools(conn, outcomes, actor, clock, growth if growth is not None else {})
+        _adapt_pools(conn, outcomes, actor, clock, signals if signals is not None else {})
     return recorded, stale
 
 
@@ -661,48 +663,83 @@ def exchange(
     limit: int,
     *,
     clock: Clock = utcnow,
-    growth: dict[str, int] | None = None,
+    signals: dict[str, Any] | None = None,
 ) -> tuple[int, int, list[Task]]:
     """Record finished outcomes and claim up to ``limit`` new tasks in ONE transaction.
 
     Returns (recorded, stale, claimed tasks).
     """
     with transaction(conn):
-        recorded, stale = record(conn, outcomes, config, clock=clock, growth=growth) if outcomes else (0, 0)
+        recorded, stale = record(conn, outcomes, config, clock=clock, signals=signals) if outcomes else (0, 0)
         tasks = claim(conn, config, limit, clock=clock) if limit > 0 else []
     return recorded, stale, tasks
 
 
-def _adapt_pools(conn, outcomes, actor, clock, growth: dict[str, int]) -> None:
-    """AIMD: cut a pool's limit on 429 (once per second), grow it by 1 per ``limit`` successes."""
-    throttled = {o.task.pool for o in outcomes if o.throttled}
-    for o in outcomes:
-        if o.ok and o.task.mode == "llm":
-            growth[o.task.pool] = growth.get(o.task.pool, 0) + 1
+class _PoolSignal:
+    """What one worker saw of a pool's recent calls: a window of rate-limited or not."""
+
+    __slots__ = ("window", "successes")
+
+    def __init__(self) -> None:
+        self.window: deque[bool] = deque()
+        self.successes = 0
+
+    def add(self, limited: bool, size: int) -> None:
+        self.window.append(limited)
+        while len(self.window) > size:
+            self.window.popleft()
+
+    @property
+    def limited_share(self) -> float:
+        return sum(self.window) / len(self.window) if self.window else 0.0
+
+
+def _adapt_pools(conn, outcomes, actor, clock, signals: dict[str, Any]) -> None:
+    """Adapt pool limits to rate limiting (AIMD), recording every change as an event.
+
+    Cut by a quarter (at most once per second per pool) when more than ``CUT_SHARE`` of the
+    pool's recent calls (a full window of the last ``2 x limit``) were answered
+    429: a provider rejecting a
+    share of calls that does not grow with concurrency is paced by Retry-After alone (the
+    429s come back fast and their tasks wait), while a pool over its provider's limit sees
+    most calls rejected and is cut. Grow by one per ``limit`` successes, up to the ceiling.
+    """
+    calls = [o for o in outcomes if o.task.mode == "llm" and (o.ok or o.throttled)]
+    if not calls:
+        return
     changes = []
     now = clock()
-    for pool in throttled | set(growth):
+    for pool in {o.task.pool for o in calls}:
         row = conn.execute(
             'SELECT "limit", ceiling, changed_at FROM pools WHERE pool = ?', (pool,)
         ).fetchone()
         limit, ceiling, changed_at = (
             row if row else (_default_limit(pool), _default_limit(pool), None)
         )
-        if pool in throttled:
-            growth[pool] = 0
-            recent = (
-                changed_at is not None
-                and (now - _parse_time(changed_at)).total_seconds() < CUT_COOLDOWN_S
-            )
-            if not recent and limit > 1:
-                new = max(1, int(limit * 0.75))
-                changes.append(
-                    ev.PoolLimitChanged(
-                        pool=pool, limit=new, ceiling=ceiling, reason="cut: rate limited (429)"
-                    )
+        signal_ = signals.setdefault(pool, _PoolSignal())
+        for o in calls:
+            if o.task.pool == pool:
+                signal_.add(o.throttled, max(10, 2 * limit))
+                signal_.successes += o.ok
+        recent = (
+            changed_at is not None
+            and (now - _parse_time(changed_at)).total_seconds() < CUT_COOLDOWN_S
+        )
+        enough = len(signal_.window) >= max(10, 2 * limit)  # a full window: 429s come back first
+        if enough and signal_.limited_share > CUT_SHARE and not recent and limit > 1:
+            share = signal_.limited_share
+            signal_.window.clear()
+            signal_.successes = 0
+            changes.append(
+                ev.PoolLimitChanged(
+                    pool=pool,
+                    limit=max(1, int(limit * 0.75)),
+                    ceiling=ceiling,
+                    reason=f"cut: rate limited (429 on {share:.0%} of recent calls)",
                 )
-        elif growth.get(pool, 0) >= limit and limit < ceiling:
-            growth[pool] = 0
+            )
+        elif signal_.successes >= limit and limit < ceiling and not any(signal_.window):
+            signal_.successes = 0
             changes.append(
                 ev.PoolLimitChanged(
                     pool=pool,
@@ -829,7 +866,7 @@ class Worker:
         self._stop_now = False
         self._inflight: dict[str, tuple[Task, asyncio.Task]] = {}
         self._done: list[Outcome] = []
-        self._growth: dict[str, int] = {}
+        self._signals: dict[str, Any] = {}
 
     async def _db_call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -911,7 +948,7 @@ class Worker:
         if not outcomes and want <= 0:
             return []
         recorded, stale, claimed = await self._db_call(
-            exchange, outcomes, self.config, want, clock=self.clock, growth=self._growth
+            exchange, outcomes, self.config, want, clock=self.clock, signals=self._signals
         )
         self._count(outcomes, recorded, stale)
         return claimed
@@ -920,7 +957,7 @@ class Worker:
         if not self._done:
             return
         outcomes, self._done = self._done, []
-        recorded, stale = await self._db_call(record, outcomes, self.config, clock=self.clock, growth=self._growth)
+        recorded, stale = await self._db_call(record, outcomes, self.config, clock=self.clock, signals=self._signals)
         self._count(outcomes, recorded, stale)
 
     def _count(self, outcomes: list[Outcome], recorded: int, stale: int) -> None:
