@@ -1,10 +1,14 @@
 """daydream: structured LLM idea-generation experiments on an append-only SQLite event log.
 
 The public API mirrors the CLI: open a database, import a catalog, compile and plan a
-cohort spec, run workers, report.
+cohort spec, run workers, report. Names are imported on first use, so a worker process
+(or ``daydream --help``) does not pay for modules it never touches.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -19,11 +23,27 @@ from .errors import (  # noqa: E402
     StoreError,
     TemplateError,
 )
-from .legacy import import_legacy  # noqa: E402
-from .plan import plan_cohort  # noqa: E402
-from .projections import rebuild  # noqa: E402
-from .registry import import_catalog  # noqa: E402
-from .store import append, check, connect, read_events, transaction  # noqa: E402
+
+_LAZY = {
+    "append": "store",
+    "check": "store",
+    "connect": "store",
+    "read_events": "store",
+    "transaction": "store",
+    "rebuild": "projections",
+    "import_catalog": "registry",
+    "load_catalog": "catalog",
+    "load_spec": "spec",
+    "compile_rows": "spec",
+    "plan_cohort": "plan",
+    "run_cohort": "runner",
+    "run_worker": "worker",
+    "cohort_status": "cohorts",
+    "retry": "cohorts",
+    "cancel": "cohorts",
+    "write_report": "reports",
+    "import_legacy": "legacy",
+}
 
 __all__ = [
     "__version__",
@@ -36,13 +56,18 @@ __all__ = [
     "SpecError",
     "StoreError",
     "TemplateError",
-    "append",
-    "check",
-    "connect",
-    "import_catalog",
-    "import_legacy",
-    "plan_cohort",
-    "read_events",
-    "rebuild",
-    "transaction",
+    *sorted(_LAZY),
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'daydream' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -78,7 +78,7 @@ def run_cohort(
     try:
         while procs:
             try:
-                time.sleep(interval_s)
+                _wait_for_exit(procs, interval_s)
             except KeyboardInterrupt:
                 interrupted = True
                 forward(signal.SIGINT, None)
@@ -108,6 +108,15 @@ def run_cohort(
     status = cohort_status(conn, cohort)
     conn.close()
     return RunSummary(status, time.monotonic() - started, restarts, interrupted)
+
+
+def _wait_for_exit(procs: dict, timeout_s: float) -> None:
+    """Sleep up to ``timeout_s``, returning early when a worker process exits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(proc.poll() is not None for proc in procs.values()):
+            return
+        time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
 
 
 def format_progress(status: Status, elapsed: float, rate: float) -> str:

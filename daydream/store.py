@@ -233,23 +233,30 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 def _begin_immediate(conn: sqlite3.Connection) -> None:
-    # busy_timeout covers BEGIN IMMEDIATE; this loop only guards against the rare BUSY that
-    # SQLite returns without invoking the busy handler (e.g. during WAL recovery).
-    delay = 0.005
+    # SQLite's own busy handler sleeps 1, 2, 5, 10... ms between tries, so with several
+    # workers taking turns at a lock held for a few milliseconds, most of the time goes to
+    # sleeping. Waiting for the write lock is polled here instead, at sub-millisecond
+    # intervals (busy_timeout is off only for BEGIN; every other statement keeps it).
+    delay = 0.0002
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    while True:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise
-            if time.monotonic() > deadline:
-                raise StoreError(
-                    "the database stayed locked for 30 s; another process holds a long write"
-                ) from None
-            time.sleep(delay)
-            delay = min(delay * 2, 0.2)
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() > deadline:
+                    raise StoreError(
+                        "the database stayed locked for 30 s; another process holds a long"
+                        " write (a plan of millions of generations?); try again"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 1.5, 0.005)
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
 
 def text_hash(text: str) -> str:
@@ -270,6 +277,14 @@ def put_texts(conn: sqlite3.Connection, texts: Iterable[str]) -> list[str]:
     rows = [(text_hash(text), text, len(text)) for text in texts]
     conn.executemany("INSERT OR IGNORE INTO texts (hash, text, length) VALUES (?, ?, ?)", rows)
     return [row[0] for row in rows]
+
+
+def put_hashed_texts(conn: sqlite3.Connection, items: Iterable[tuple[str, str]]) -> None:
+    """Store texts whose hashes (``text_hash``) the caller already computed."""
+    conn.executemany(
+        "INSERT OR IGNORE INTO texts (hash, text, length) VALUES (?, ?, ?)",
+        [(digest, text, len(text)) for digest, text in items],
+    )
 
 
 def get_text(conn: sqlite3.Connection, digest: str | None) -> str | None:

@@ -58,7 +58,7 @@ from .store import (
     append,
     connect,
     isoformat,
-    put_texts,
+    put_hashed_texts,
     text_hash,
     transaction,
     utcnow,
@@ -125,6 +125,7 @@ class Outcome:
     events: list[ev.Event]
     ok: bool
     throttled: bool = False
+    texts: dict[str, str] = field(default_factory=dict)  # hash -> text, stored with the events
 
 
 # -- claiming -----------------------------------------------------------------------------
@@ -170,7 +171,10 @@ def claim(
             params.extend(full)
         if config.cohort:
             sql += (
-                " AND t.gen_id IN (SELECT gen_id FROM cohort_members WHERE cohort_id = ?)"
+                # EXISTS probes the membership key per candidate; IN (SELECT ...) would build
+                # the whole cohort's id list on every claim.
+                " AND EXISTS (SELECT 1 FROM cohort_members m"
+                " WHERE m.cohort_id = ? AND m.gen_id = t.gen_id)"
             )
             params.append(config.cohort)
         sql += " ORDER BY t.rowid LIMIT ?"
@@ -432,7 +436,6 @@ class Executor:
                 return self._failed(task, state="template_error", error=str(exc), retryable=False)
         # raw
         events: list[ev.Event] = []
-        prompt_hash_text = prompt
         if task.mode == "copy":
             raw = task.parent_text or ""
             responded = dict(mode="copy", finish_reason="copy")
@@ -490,16 +493,14 @@ class Executor:
                 params=params,
                 offline=bool(getattr(completion, "offline", False)),
             )
+        prompt_hash, raw_hash = _hash(prompt), _hash(raw)
+        texts = {prompt_hash: prompt, raw_hash: raw}
         events.append(
             ev.GenerationResponded(
-                gen_id=task.gen_id,
-                token=task.token,
-                prompt_hash=_hash(prompt_hash_text),
-                raw_hash=_hash(raw),
+                gen_id=task.gen_id, token=task.token, prompt_hash=prompt_hash, raw_hash=raw_hash,
                 **responded,
             )
         )
-        texts = [prompt, raw]
         # parsed
         settings = task.template.get("settings", {})
         min_lines = settings.get("min_lines", DEFAULT_MIN_LINES.get(task.stage))
@@ -512,21 +513,20 @@ class Executor:
         except ParseError as exc:
             outcome = self._failed(task, state=exc.state, error=str(exc), retryable=False)
             outcome.events[:0] = events
-            outcome.texts = texts  # type: ignore[attr-defined]
+            outcome.texts = texts
             return outcome
-        texts.append(parsed.text)
+        parsed_hash = _hash(parsed.text)
+        texts[parsed_hash] = parsed.text
         events.append(
             ev.GenerationCompleted(
                 gen_id=task.gen_id,
                 token=task.token,
-                parsed_hash=_hash(parsed.text),
+                parsed_hash=parsed_hash,
                 score=parsed.score,
                 written_scale=parsed.scale_max,
             )
         )
-        outcome = Outcome(task, events, ok=True)
-        outcome.texts = texts  # type: ignore[attr-defined]
-        return outcome
+        return Outcome(task, events, ok=True, texts=texts)
 
     def _variables(self, task: Task, stage_variables: Callable[..., dict]) -> dict[str, Any]:
         concepts = None
@@ -597,9 +597,7 @@ class Executor:
             http_status=http_status,
             error_class=error_class,
         )
-        outcome = Outcome(task, [event], ok=False)
-        outcome.texts = []  # type: ignore[attr-defined]
-        return outcome
+        return Outcome(task, [event], ok=False)
 
 
 def _hash(text: str) -> str:
@@ -625,17 +623,17 @@ def record(
     recorded = stale = 0
     with transaction(conn):
         held = _held_tokens(conn, [o.task.gen_id for o in outcomes])
-        texts: list[str] = []
+        texts: dict[str, str] = {}
         events: list[ev.Event] = []
         for outcome in outcomes:
             task = outcome.task
             if held.get(task.gen_id) != task.token:
                 stale += 1
                 continue
-            texts.extend(getattr(outcome, "texts", []))
+            texts.update(outcome.texts)
             events.extend(outcome.events)
             recorded += 1
-        put_texts(conn, texts)
+        put_hashed_texts(conn, texts.items())
         append(conn, events, actor=actor, clock=clock)
         _adapt_pools(conn, outcomes, actor, clock, signals if signals is not None else {})
     return recorded, stale
@@ -827,7 +825,10 @@ def has_pending(conn: sqlite3.Connection, cohort: str | None) -> bool:
     sql = "SELECT 1 FROM tasks WHERE status IN ('ready', 'running', 'waiting')"
     params: list[Any] = []
     if cohort:
-        sql += " AND gen_id IN (SELECT gen_id FROM cohort_members WHERE cohort_id = ?)"
+        sql += (
+            " AND EXISTS (SELECT 1 FROM cohort_members m"
+            " WHERE m.cohort_id = ? AND m.gen_id = tasks.gen_id)"
+        )
         params.append(cohort)
     return conn.execute(sql + " LIMIT 1", params).fetchone() is not None
 
