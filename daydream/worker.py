@@ -547,8 +547,11 @@ class Executor:
     def _provider_failed(self, task: Task, exc: ProviderError) -> Outcome:
         now = self.clock()
         if exc.status == 429 and task.throttles < MAX_THROTTLES:
+            # The server said when to come back: honour exactly that (plus jitter). Without
+            # Retry-After, back off exponentially over consecutive throttles.
+            step = 1 if exc.retry_after is not None else task.throttles + 1
             delay = backoff_delay(
-                task.throttles + 1, retry_after=exc.retry_after, rng=self.rng, base=0.25, cap=30.0
+                step, retry_after=exc.retry_after, rng=self.rng, base=0.25, cap=30.0
             )
             event = ev.AttemptThrottled(
                 gen_id=task.gen_id,
