@@ -33,6 +33,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from synthetic import synthetic_catalog
+
 from daydream.store import connect
 
 COHORT = "bench"
@@ -99,7 +101,7 @@ def build(db_path: Path, generations: int) -> float:
     combos = max(1, -(-generations // (DRAFTS_PER_COMBO * PER_DRAFT)))
     work = db_path.parent
     conn = connect(db_path)
-    import_catalog(conn, synthetic_catalog(work, combos), actor="bench")
+    import_catalog(conn, synthetic_catalog(work, combos, priced=True), actor="bench")
     (work / "combos.txt").write_text("".join(f"combo-{i:06d}\n" for i in range(combos)))
     (work / "spec.yaml").write_text(SPEC)
     plan_cohort(conn, work / "spec.yaml", COHORT, actor="bench")
@@ -108,64 +110,6 @@ def build(db_path: Path, generations: int) -> float:
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     return round(time.perf_counter() - start, 1)
-
-
-def synthetic_catalog(work: Path, combos: int):
-    from daydream.catalog import Catalog, Combo, Concept, Model, Template
-
-    concepts = [
-        Concept(
-            concept_id=f"concept-{i:04d}",
-            name=f"Concept {i}",
-            descriptions={"paragraph": f"A paragraph about concept {i}."},
-        )
-        for i in range(200)
-    ]
-    combo_entries = [
-        Combo(
-            combo_id=f"combo-{i:06d}",
-            concept_ids=(f"concept-{i % 200:04d}", f"concept-{(i // 200 + i + 1) % 200:04d}"),
-        )
-        for i in range(combos)
-    ]
-    templates = [
-        Template(stage="draft", template_id=f"draft-{i}", name=f"Draft {i}", body="{{ concepts }}")
-        for i in range(5)
-    ]
-    templates.append(
-        Template(stage="essay", template_id="essay-0", name="Essay", body="{{ draft_block }}")
-    )
-    templates += [
-        Template(
-            stage="evaluation",
-            template_id=f"rubric-{i}",
-            name=f"Rubric {i}",
-            body="{{ response }}",
-            parser="score",
-            scale=(0, 9),
-        )
-        for i in range(2)
-    ]
-    models = [
-        Model(
-            model_id=name,
-            provider="offline",
-            provider_model=name,
-            display_name=name,
-            pool="offline",
-            price_input=1e-6,
-            price_output=4e-6,
-        )
-        for name in ("writer-0", "writer-1", "writer-2", "writer-3", "judge-0", "judge-1")
-    ]
-    return Catalog(
-        concepts=tuple(concepts),
-        combos=tuple(combo_entries),
-        templates=tuple(templates),
-        models=tuple(models),
-        source=work / "catalog",
-        layout="daydream",
-    )
 
 
 def complete_stage(conn, stage: str) -> None:

@@ -102,6 +102,8 @@ def cpu_seconds() -> float:
 
 def setup(work: Path, combos: int) -> dict:
     """A database holding the synthetic catalog, and the spec that plans N generations."""
+    from synthetic import synthetic_catalog
+
     from daydream.registry import import_catalog
     from daydream.store import connect
 
@@ -238,62 +240,6 @@ axes:
   evaluation_llm: [judge-0, judge-1]
   evaluation_replicate: [1, 2]
 """
-
-
-def synthetic_catalog(work: Path, combos: int):
-    from daydream.catalog import Catalog, Combo, Concept, Model, Template
-
-    concepts = [
-        Concept(
-            concept_id=f"concept-{i:04d}",
-            name=f"Concept {i}",
-            descriptions={"paragraph": f"A paragraph about concept {i}."},
-        )
-        for i in range(200)
-    ]
-    combo_entries = [
-        Combo(
-            combo_id=f"combo-{i:06d}",
-            concept_ids=(f"concept-{i % 200:04d}", f"concept-{(i // 200 + i + 1) % 200:04d}"),
-        )
-        for i in range(combos)
-    ]
-    templates = [
-        Template(stage="draft", template_id=f"draft-{i}", name=f"Draft {i}", body="{{ concepts }}")
-        for i in range(5)
-    ]
-    templates.append(
-        Template(stage="essay", template_id="essay-0", name="Essay", body="{{ draft_block }}")
-    )
-    templates += [
-        Template(
-            stage="evaluation",
-            template_id=f"rubric-{i}",
-            name=f"Rubric {i}",
-            body="{{ response }}",
-            parser="score",
-            scale=(0, 9),
-        )
-        for i in range(2)
-    ]
-    models = [
-        Model(
-            model_id=name,
-            provider="offline",
-            provider_model=name,
-            display_name=name,
-            pool="offline",
-        )
-        for name in ("writer-0", "writer-1", "writer-2", "writer-3", "judge-0", "judge-1")
-    ]
-    return Catalog(
-        concepts=tuple(concepts),
-        combos=tuple(combo_entries),
-        templates=tuple(templates),
-        models=tuple(models),
-        source=work / "catalog",
-        layout="daydream",
-    )
 
 
 def synthetic_rows(generations: int):

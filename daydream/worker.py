@@ -773,19 +773,15 @@ def set_pool_limit(conn: sqlite3.Connection, pool: str, limit: int, *, actor: st
 
 def release(conn: sqlite3.Connection, tasks: list[Task], reason: str, *, actor: str) -> int:
     """Give leases back (clean shutdown); only leases still held are released."""
-    released = 0
     with transaction(conn):
-        events = []
-        for task in tasks:
-            row = conn.execute(
-                "SELECT lease_token FROM tasks WHERE gen_id = ? AND status = 'running'",
-                (task.gen_id,),
-            ).fetchone()
-            if row and row[0] == task.token:
-                events.append(ev.LeaseReleased(gen_id=task.gen_id, token=task.token, reason=reason))
+        held = _held_tokens(conn, [task.gen_id for task in tasks])
+        events = [
+            ev.LeaseReleased(gen_id=task.gen_id, token=task.token, reason=reason)
+            for task in tasks
+            if held.get(task.gen_id) == task.token
+        ]
         append(conn, events, actor=actor)
-        released = len(events)
-    return released
+    return len(events)
 
 
 def heartbeat(
@@ -796,17 +792,9 @@ def heartbeat(
         return set()
     now = clock()
     with transaction(conn):
-        held = []
-        lost = set()
-        for task in tasks:
-            row = conn.execute(
-                "SELECT lease_token FROM tasks WHERE gen_id = ? AND status = 'running'",
-                (task.gen_id,),
-            ).fetchone()
-            if row and row[0] == task.token:
-                held.append([task.gen_id, task.token])
-            else:
-                lost.add(task.gen_id)
+        tokens = _held_tokens(conn, [task.gen_id for task in tasks])
+        held = [[t.gen_id, t.token] for t in tasks if tokens.get(t.gen_id) == t.token]
+        lost = {t.gen_id for t in tasks if tokens.get(t.gen_id) != t.token}
         if held:
             append(
                 conn,
