@@ -712,7 +712,7 @@ def test_load_dotenv_sets_missing_variables_only(tmp_path):
     env_file.write_text(
         "# keys for daydream\n"
         "\n"
-        "OPENROUTER_API_KEY=sk-or-v1-abc\n"
+        "OPENROUTER_API_KEY=abc\n"
         "export OPENAI_API_KEY = 'sk-open #not-a-comment'\n"
         'QUOTED="line one\\nline two" # comment\n'
         "PLAIN=value # trailing comment\n"
@@ -725,7 +725,7 @@ def test_load_dotenv_sets_missing_variables_only(tmp_path):
     assert loaded == ["OPENROUTER_API_KEY", "OPENAI_API_KEY", "QUOTED", "PLAIN", "EMPTY"]
     assert environ == {
         "ALREADY": "from-shell",
-        "OPENROUTER_API_KEY": "sk-or-v1-abc",
+        "OPENROUTER_API_KEY": "abc",
         "OPENAI_API_KEY": "sk-open #not-a-comment",
         "QUOTED": "line one\nline two",
         "PLAIN": "later wins",
