@@ -483,7 +483,7 @@ def _pool_limits(values: tuple[str, ...]) -> list[tuple[str, int]]:
 
 
 def _set_pool_limits(db_path: Path, limits: list[tuple[str, int]]) -> None:
-    from .worker import set_pool_limit
+    from .leases import set_pool_limit
 
     if not limits:
         return

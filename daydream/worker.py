@@ -1,17 +1,16 @@
 """The worker: claim ready tasks by lease, run one stage each, record the result.
 
-One worker is one process running an asyncio loop: a batch of tasks is claimed in one short
-``BEGIN IMMEDIATE`` transaction, up to ``concurrency`` stages run at once (render -> model
-call or copy -> validate -> parse), and results are recorded in small group commits.
+One worker is one process running an asyncio loop: ``Executor`` runs one claimed task
+(render -> model call or copy -> validate -> parse) and returns the events to record;
+``Worker`` is the loop around it: one transaction records what finished and claims what
+fits (``leases.exchange``), up to ``concurrency`` stages run at once, heartbeats extend the
+leases. The database side (claims, fencing tokens, pool limits) is ``daydream/leases.py``.
 
 Invariants:
 
-- A claim appends ``attempt.started``; the event id is the attempt's fencing token. A
-  result is recorded only if the task still carries that token (a worker whose lease
-  expired, and whose task was claimed by someone else, writes nothing).
-- Pool limits hold across processes: a claim counts running tasks of each pool inside the
-  claim transaction. 429s cut a pool's limit (at most once per second), successes grow it
-  back towards its ceiling; each change is a ``pool.limit_changed`` event.
+- A result is recorded only if the task still carries its attempt's fencing token (a
+  worker whose lease expired, and whose task was claimed by someone else, writes nothing).
+- Pool limits hold across processes and adapt to rate limiting (see ``leases``).
 - Rate-limited calls (429) are requeued with ``not_before`` (honouring Retry-After) and do
   not count as attempts; other retryable failures are attempts with exponential backoff;
   after ``max_attempts`` the generation fails with its last error and blocks its children.
@@ -26,7 +25,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import signal
@@ -34,16 +32,24 @@ import socket
 import sqlite3
 import time
 import traceback
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from . import events as ev
 from .errors import DaydreamError, ParseError, ProviderError, TemplateError
+from .leases import (
+    Outcome,
+    Task,
+    exchange,
+    has_pending,
+    heartbeat,
+    record,
+    release,
+)
 from .parsers import parse_output, validate_output
 from .prompts import concept_contents, render_prompt, stage_variables
 from .providers import (
@@ -55,23 +61,16 @@ from .providers import (
 )
 from .store import (
     Clock,
-    append,
     connect,
     isoformat,
-    put_hashed_texts,
     text_hash,
-    transaction,
     utcnow,
 )
 
 DEFAULT_LEASE_S = 120.0
 DEFAULT_MAX_ATTEMPTS = 3
 MAX_THROTTLES = 100
-DEFAULT_POOL_LIMITS = {"offline": 1024, "copy": 1024}
-DEFAULT_POOL_LIMIT = 16
 DEFAULT_MIN_LINES = {"draft": 3}
-CUT_COOLDOWN_S = 1.0
-CUT_SHARE = 0.4  # cut a pool when more than this share of its recent calls got 429
 
 
 @dataclass
@@ -95,266 +94,6 @@ class WorkerConfig:
     def __post_init__(self) -> None:
         if not self.name:
             self.name = f"{socket.gethostname()}:{os.getpid()}"
-
-
-@dataclass
-class Task:
-    """A claimed task with everything needed to run it."""
-
-    gen_id: str
-    token: int
-    attempt: int
-    throttles: int
-    stage: str
-    mode: str
-    pool: str
-    template_id: str
-    template: dict[str, Any]
-    model: dict[str, Any] | None
-    parent_gen_id: str | None
-    parent_text: str | None
-    combo_id: str | None
-    concepts: list[Any]
-    replicate: int
-    released: int = 0  # attempts given back by a clean shutdown: not counted, like throttles
-
-
-@dataclass
-class Outcome:
-    task: Task
-    events: list[ev.Event]
-    ok: bool
-    throttled: bool = False
-    texts: dict[str, str] = field(default_factory=dict)  # hash -> text, stored with the events
-
-
-# -- claiming -----------------------------------------------------------------------------
-
-
-def claim(
-    conn: sqlite3.Connection,
-    config: WorkerConfig,
-    limit: int,
-    *,
-    clock: Clock = utcnow,
-) -> list[Task]:
-    """Claim up to ``limit`` ready tasks in one transaction (reaping expired leases first)."""
-    now = clock()
-    now_s = isoformat(now)
-    expires = isoformat(now + timedelta(seconds=config.lease_s))
-    actor = f"worker:{config.name}"
-    with transaction(conn):
-        expired = conn.execute(
-            "SELECT gen_id, lease_token, lease_owner, attempts - throttles - releases FROM tasks"
-            " WHERE status = 'running' AND lease_expires_at < ? LIMIT 1000",
-            (now_s,),
-        ).fetchall()
-        if expired:
-            append(
-                conn,
-                [_reap(g, t, o or "?", counted, config) for g, t, o, counted in expired],
-                actor=actor,
-                clock=lambda: now,
-            )
-        capacity = _pool_capacity(conn)
-        full = sorted(pool for pool, room in capacity.items() if room <= 0)
-        sql = (
-            "SELECT t.gen_id, t.pool, t.attempts, t.throttles FROM tasks t"
-            " WHERE t.status = 'ready' AND (t.not_before IS NULL OR t.not_before <= ?)"
-        )
-        params: list[Any] = [now_s]
-        if config.pools:
-            sql += f" AND t.pool IN ({', '.join('?' for _ in config.pools)})"
-            params.extend(config.pools)
-        if full:
-            sql += f" AND t.pool NOT IN ({', '.join('?' for _ in full)})"
-            params.extend(full)
-        if config.cohort:
-            sql += (
-                # EXISTS probes the membership key per candidate; IN (SELECT ...) would build
-                # the whole cohort's id list on every claim.
-                " AND EXISTS (SELECT 1 FROM cohort_members m"
-                " WHERE m.cohort_id = ? AND m.gen_id = t.gen_id)"
-            )
-            params.append(config.cohort)
-        sql += " ORDER BY t.rowid LIMIT ?"
-        params.append(limit * 4)
-        chosen: list[tuple[str, str, int, int]] = []
-        for gen_id, pool, attempts, throttles in conn.execute(sql, params):
-            room = capacity[pool] if pool in capacity else _default_limit(pool)
-            if room <= 0:
-                continue
-            capacity[pool] = room - 1
-            chosen.append((gen_id, pool, attempts, throttles))
-            if len(chosen) >= limit:
-                break
-        if not chosen:
-            return []
-        started = [
-            ev.AttemptStarted(
-                gen_id=gen_id, attempt=attempts + 1, worker=config.name, lease_expires_at=expires
-            )
-            for gen_id, _, attempts, _ in chosen
-        ]
-        tokens = append(conn, started, actor=actor, clock=lambda: now)
-    return [
-        _load_task(conn, gen_id, token, attempts + 1, throttles)
-        for (gen_id, _, attempts, throttles), token in zip(chosen, tokens, strict=True)
-    ]
-
-
-def _reap(gen_id: str, token: int, owner: str, counted: int, config: WorkerConfig) -> ev.Event:
-    """An expired lease makes its task claimable again, unless that was its last attempt:
-    a task whose worker dies (or stalls) every time is a poison pill, and fails."""
-    if counted < config.max_attempts:
-        return ev.LeaseExpired(gen_id=gen_id, token=token, worker=owner)
-    return ev.AttemptFailed(
-        gen_id=gen_id,
-        token=token,
-        state="error",
-        error=(
-            f"the lease of worker {owner} expired on attempt {counted} of"
-            f" {config.max_attempts}: the worker died or stalled while running it, every"
-            " time (see the workers' logs); gave up"
-        ),
-        retryable=True,
-        final=True,
-    )
-
-
-def _default_limit(pool: str) -> int:
-    return DEFAULT_POOL_LIMITS.get(pool, DEFAULT_POOL_LIMIT)
-
-
-def _pool_capacity(conn: sqlite3.Connection) -> dict[str, int]:
-    limits = {pool: limit for pool, limit in conn.execute('SELECT pool, "limit" FROM pools')}
-    running = dict(
-        conn.execute("SELECT pool, count(*) FROM tasks WHERE status = 'running' GROUP BY pool")
-    )
-    pools = set(limits) | set(running)
-    return {p: limits.get(p, _default_limit(p)) - running.get(p, 0) for p in pools}
-
-
-_TEMPLATE_CACHE: dict[str, dict[str, Any]] = {}
-_MODEL_CACHE: dict[tuple[str, str], dict[str, Any]] = {}
-_CONCEPT_CACHE: dict[str, list[Any]] = {}
-
-
-@dataclass(frozen=True)
-class _Concept:
-    concept_id: str
-    name: str
-    descriptions: dict[str, str]
-
-
-def _load_task(
-    conn: sqlite3.Connection, gen_id: str, token: int, attempt: int, throttles: int
-) -> Task:
-    g = conn.execute(
-        "SELECT g.stage, g.mode, t.pool, g.template_id, g.template_version, g.model_id,"
-        " g.parent_gen_id, g.combo_id, g.replicate, x.text, t.releases"
-        " FROM generations g JOIN tasks t ON t.gen_id = g.gen_id"
-        " LEFT JOIN generations p ON p.gen_id = g.parent_gen_id"
-        " LEFT JOIN texts x ON x.hash = p.parsed_hash WHERE g.gen_id = ?",
-        (gen_id,),
-    ).fetchone()
-    stage, mode, pool, template_id, version, model_id, parent, combo, replicate = g[:9]
-    parent_text, released = g[9], g[10]
-    template = _TEMPLATE_CACHE.get(version) if version else _missing_template(version)
-    if template is None:
-        row = conn.execute(
-            "SELECT v.parser, v.generator, v.scale_min, v.scale_max, v.settings, x.text"
-            " FROM template_versions v LEFT JOIN texts x ON x.hash = v.body_hash"
-            " WHERE v.version = ?",
-            (version,),
-        ).fetchone()
-        if row is None:  # e.g. a legacy generation whose template was never imported
-            return _missing_template(version)
-        template = {
-            "parser": row[0],
-            "generator": row[1],
-            "scale": (row[2], row[3]) if row[3] is not None else None,
-            "settings": json.loads(row[4]),
-            "body": row[5],
-            "version": version,
-        }
-        _TEMPLATE_CACHE[version] = template
-    model = None
-    if model_id:
-        row = conn.execute(
-            "SELECT version, provider, provider_model, price_input, price_output, settings"
-            " FROM models WHERE model_id = ?",
-            (model_id,),
-        ).fetchone()
-        key = (model_id, row[0])
-        model = _MODEL_CACHE.get(key)
-        if model is None:
-            model = {
-                "model_id": model_id,
-                "provider": row[1],
-                "provider_model": row[2],
-                "price_input": row[3],
-                "price_output": row[4],
-                "settings": json.loads(row[5]),
-            }
-            _MODEL_CACHE[key] = model
-    concepts: list[Any] = []
-    if combo and (stage == "draft" or (stage == "essay" and parent is None)):
-        concepts = _combo_concepts(conn, combo)
-    return Task(
-        gen_id=gen_id,
-        token=token,
-        attempt=attempt,
-        throttles=throttles,
-        stage=stage,
-        mode=mode,
-        pool=pool,
-        template_id=template_id,
-        template=template,
-        model=model,
-        parent_gen_id=parent,
-        parent_text=parent_text,
-        combo_id=combo,
-        concepts=concepts,
-        replicate=replicate,
-        released=released,
-    )
-
-
-def _missing_template(version: str | None) -> dict[str, Any]:
-    return {
-        "parser": "identity",
-        "generator": "llm",
-        "scale": None,
-        "settings": {},
-        "body": None,
-        "version": version,
-        "missing": True,
-    }
-
-
-def _combo_concepts(conn: sqlite3.Connection, combo_id: str) -> list[Any]:
-    cached = _CONCEPT_CACHE.get(combo_id)
-    if cached is not None:
-        return cached
-    level = conn.execute("SELECT level FROM combos WHERE combo_id = ?", (combo_id,)).fetchone()[0]
-    concepts = []
-    for concept_id, name in conn.execute(
-        "SELECT c.concept_id, c.name FROM combo_concepts cc JOIN concepts c USING (concept_id)"
-        " WHERE cc.combo_id = ? ORDER BY cc.position",
-        (combo_id,),
-    ):
-        descriptions = dict(
-            conn.execute(
-                "SELECT d.level, x.text FROM concept_descriptions d JOIN texts x"
-                " ON x.hash = d.text_hash WHERE d.concept_id = ?",
-                (concept_id,),
-            )
-        )
-        concepts.append(_Concept(concept_id, name, descriptions))
-    result = [level, concepts]
-    _CONCEPT_CACHE[combo_id] = result
-    return result
 
 
 # -- executing ----------------------------------------------------------------------------
@@ -497,7 +236,10 @@ class Executor:
         texts = {prompt_hash: prompt, raw_hash: raw}
         events.append(
             ev.GenerationResponded(
-                gen_id=task.gen_id, token=task.token, prompt_hash=prompt_hash, raw_hash=raw_hash,
+                gen_id=task.gen_id,
+                token=task.token,
+                prompt_hash=prompt_hash,
+                raw_hash=raw_hash,
                 **responded,
             )
         )
@@ -607,223 +349,6 @@ def _hash(text: str) -> str:
     return text_hash(text)
 
 
-# -- recording ----------------------------------------------------------------------------
-
-
-def record(
-    conn: sqlite3.Connection,
-    outcomes: list[Outcome],
-    config: WorkerConfig,
-    *,
-    clock: Clock = utcnow,
-    signals: dict[str, Any] | None = None,
-) -> tuple[int, int]:
-    """Record outcomes in one transaction; a stale token writes nothing for its task.
-
-    Returns (recorded, stale).
-    """
-    actor = f"worker:{config.name}"
-    recorded = stale = 0
-    with transaction(conn):
-        held = _held_tokens(conn, [o.task.gen_id for o in outcomes])
-        texts: dict[str, str] = {}
-        events: list[ev.Event] = []
-        for outcome in outcomes:
-            task = outcome.task
-            if held.get(task.gen_id) != task.token:
-                stale += 1
-                continue
-            texts.update(outcome.texts)
-            events.extend(outcome.events)
-            recorded += 1
-        put_hashed_texts(conn, texts.items())
-        append(conn, events, actor=actor, clock=clock)
-        _adapt_pools(conn, outcomes, actor, clock, signals if signals is not None else {})
-    return recorded, stale
-
-
-def _held_tokens(conn: sqlite3.Connection, gen_ids: list[str]) -> dict[str, int]:
-    """gen_id -> the token of its current lease, for the running tasks among ``gen_ids``."""
-    held: dict[str, int] = {}
-    for start in range(0, len(gen_ids), 500):
-        part = gen_ids[start : start + 500]
-        marks = ", ".join("?" for _ in part)
-        held.update(
-            conn.execute(
-                f"SELECT gen_id, lease_token FROM tasks WHERE status = 'running' AND gen_id IN ({marks})",
-                part,
-            )
-        )
-    return held
-
-
-def exchange(
-    conn: sqlite3.Connection,
-    outcomes: list[Outcome],
-    config: WorkerConfig,
-    limit: int,
-    *,
-    clock: Clock = utcnow,
-    signals: dict[str, Any] | None = None,
-) -> tuple[int, int, list[Task]]:
-    """Record finished outcomes and claim up to ``limit`` new tasks in ONE transaction.
-
-    Returns (recorded, stale, claimed tasks).
-    """
-    with transaction(conn):
-        recorded, stale = record(conn, outcomes, config, clock=clock, signals=signals) if outcomes else (0, 0)
-        tasks = claim(conn, config, limit, clock=clock) if limit > 0 else []
-    return recorded, stale, tasks
-
-
-class _PoolSignal:
-    """What one worker saw of a pool's recent calls: a window of rate-limited or not."""
-
-    __slots__ = ("window", "successes")
-
-    def __init__(self) -> None:
-        self.window: deque[bool] = deque()
-        self.successes = 0
-
-    def add(self, limited: bool, size: int) -> None:
-        self.window.append(limited)
-        while len(self.window) > size:
-            self.window.popleft()
-
-    @property
-    def limited_share(self) -> float:
-        return sum(self.window) / len(self.window) if self.window else 0.0
-
-
-def _adapt_pools(conn, outcomes, actor, clock, signals: dict[str, Any]) -> None:
-    """Adapt pool limits to rate limiting (AIMD), recording every change as an event.
-
-    Cut by a quarter (at most once per second per pool) when more than ``CUT_SHARE`` of the
-    pool's recent calls (a full window of the last ``2 x limit``) were answered
-    429: a provider rejecting a
-    share of calls that does not grow with concurrency is paced by Retry-After alone (the
-    429s come back fast and their tasks wait), while a pool over its provider's limit sees
-    most calls rejected and is cut. Grow by one per ``limit`` successes, up to the ceiling.
-    """
-    calls = [o for o in outcomes if o.task.mode == "llm" and (o.ok or o.throttled)]
-    if not calls:
-        return
-    changes = []
-    now = clock()
-    for pool in {o.task.pool for o in calls}:
-        row = conn.execute(
-            'SELECT "limit", ceiling, changed_at FROM pools WHERE pool = ?', (pool,)
-        ).fetchone()
-        limit, ceiling, changed_at = (
-            row if row else (_default_limit(pool), _default_limit(pool), None)
-        )
-        signal_ = signals.setdefault(pool, _PoolSignal())
-        for o in calls:
-            if o.task.pool == pool:
-                signal_.add(o.throttled, max(10, 2 * limit))
-                signal_.successes += o.ok
-        recent = (
-            changed_at is not None
-            and (now - _parse_time(changed_at)).total_seconds() < CUT_COOLDOWN_S
-        )
-        enough = len(signal_.window) >= max(10, 2 * limit)  # a full window: 429s come back first
-        if enough and signal_.limited_share > CUT_SHARE and not recent and limit > 1:
-            share = signal_.limited_share
-            signal_.window.clear()
-            signal_.successes = 0
-            changes.append(
-                ev.PoolLimitChanged(
-                    pool=pool,
-                    limit=max(1, int(limit * 0.75)),
-                    ceiling=ceiling,
-                    reason=f"cut: rate limited (429 on {share:.0%} of recent calls)",
-                )
-            )
-        elif signal_.successes >= limit and limit < ceiling and not any(signal_.window):
-            signal_.successes = 0
-            changes.append(
-                ev.PoolLimitChanged(
-                    pool=pool,
-                    limit=limit + 1,
-                    ceiling=ceiling,
-                    reason=f"grow: {limit} calls without 429",
-                )
-            )
-    if changes:
-        append(conn, changes, actor=actor, clock=clock)
-
-
-def _parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def set_pool_limit(conn: sqlite3.Connection, pool: str, limit: int, *, actor: str = "cli") -> bool:
-    """Set a pool's concurrency limit and ceiling; returns False when already set so."""
-    with transaction(conn):
-        row = conn.execute('SELECT "limit", ceiling FROM pools WHERE pool = ?', (pool,)).fetchone()
-        if row and row[1] == limit:
-            return False
-        append(
-            conn,
-            [ev.PoolLimitChanged(pool=pool, limit=limit, ceiling=limit, reason="set by user")],
-            actor=actor,
-        )
-    return True
-
-
-def release(conn: sqlite3.Connection, tasks: list[Task], reason: str, *, actor: str) -> int:
-    """Give leases back (clean shutdown); only leases still held are released."""
-    with transaction(conn):
-        held = _held_tokens(conn, [task.gen_id for task in tasks])
-        events = [
-            ev.LeaseReleased(gen_id=task.gen_id, token=task.token, reason=reason)
-            for task in tasks
-            if held.get(task.gen_id) == task.token
-        ]
-        append(conn, events, actor=actor)
-    return len(events)
-
-
-def heartbeat(
-    conn: sqlite3.Connection, config: WorkerConfig, tasks: list[Task], *, clock: Clock = utcnow
-) -> set[str]:
-    """Extend our leases; returns the gen ids whose lease we no longer hold."""
-    if not tasks:
-        return set()
-    now = clock()
-    with transaction(conn):
-        tokens = _held_tokens(conn, [task.gen_id for task in tasks])
-        held = [[t.gen_id, t.token] for t in tasks if tokens.get(t.gen_id) == t.token]
-        lost = {t.gen_id for t in tasks if tokens.get(t.gen_id) != t.token}
-        if held:
-            append(
-                conn,
-                [
-                    ev.LeasesExtended(
-                        worker=config.name,
-                        leases=held,
-                        lease_expires_at=isoformat(now + timedelta(seconds=config.lease_s)),
-                    )
-                ],
-                actor=f"worker:{config.name}",
-                clock=clock,
-            )
-    return lost
-
-
-def has_pending(conn: sqlite3.Connection, cohort: str | None) -> bool:
-    """Is there anything left that a worker could eventually run?"""
-    sql = "SELECT 1 FROM tasks WHERE status IN ('ready', 'running', 'waiting')"
-    params: list[Any] = []
-    if cohort:
-        sql += (
-            " AND EXISTS (SELECT 1 FROM cohort_members m"
-            " WHERE m.cohort_id = ? AND m.gen_id = tasks.gen_id)"
-        )
-        params.append(cohort)
-    return conn.execute(sql + " LIMIT 1", params).fetchone() is not None
-
-
 # -- the loop -----------------------------------------------------------------------------
 
 
@@ -931,7 +456,9 @@ class Worker:
         jobs = [job for _, job in self._inflight.values()]
         if not jobs:
             return
-        done, pending = await asyncio.wait(jobs, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        done, pending = await asyncio.wait(
+            jobs, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
         if done and pending and len(self._done) < len(jobs) // 2:
             await asyncio.wait(pending, timeout=0.002)
 
@@ -949,7 +476,9 @@ class Worker:
         if not self._done:
             return
         outcomes, self._done = self._done, []
-        recorded, stale = await self._db_call(record, outcomes, self.config, clock=self.clock, signals=self._signals)
+        recorded, stale = await self._db_call(
+            record, outcomes, self.config, clock=self.clock, signals=self._signals
+        )
         self._count(outcomes, recorded, stale)
 
     def _count(self, outcomes: list[Outcome], recorded: int, stale: int) -> None:

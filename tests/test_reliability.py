@@ -24,8 +24,9 @@ from typing import Any
 import pytest
 
 from daydream import events as ev
+from daydream.leases import claim, heartbeat, record, release
 from daydream.store import append, connect, utcnow
-from daydream.worker import Executor, WorkerConfig, claim, heartbeat, record, release
+from daydream.worker import Executor, WorkerConfig
 from tests.fakeapi import FakeAPI, Fault
 from tests.invariants import check_invariants, log_snapshot
 from tests.scenario import (

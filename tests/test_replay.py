@@ -26,20 +26,12 @@ from daydream import projections
 from daydream.catalog import load_catalog
 from daydream.cohorts import cancel, retry
 from daydream.errors import ProviderError
+from daydream.leases import claim, has_pending, heartbeat, record, release, set_pool_limit
 from daydream.plan import plan_cohort
 from daydream.providers import OfflineProvider
 from daydream.registry import import_catalog
 from daydream.store import check, connect
-from daydream.worker import (
-    Executor,
-    WorkerConfig,
-    claim,
-    has_pending,
-    heartbeat,
-    record,
-    release,
-    set_pool_limit,
-)
+from daydream.worker import Executor, WorkerConfig
 from tests.invariants import check_invariants
 
 REPO = Path(__file__).resolve().parents[1]

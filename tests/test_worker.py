@@ -19,9 +19,10 @@ import pytest
 
 from daydream.cohorts import retry
 from daydream.errors import PlanError
+from daydream.leases import claim, heartbeat, record, set_pool_limit
 from daydream.providers import render_offline_reply
 from daydream.store import connect, isoformat, transaction
-from daydream.worker import Executor, WorkerConfig, claim, heartbeat, record, set_pool_limit
+from daydream.worker import Executor, WorkerConfig
 from tests.fakeapi import FAKE_LABEL, FakeAPI, Fault
 from tests.invariants import check_invariants
 from tests.scenario import (
@@ -678,7 +679,7 @@ def test_a_throttled_task_is_not_claimed_before_its_retry_time(tmp_path):
 
 def _outcomes(pool: str, pattern: str) -> list[Any]:
     """Fake outcomes of model calls on ``pool``: one per character, "4" a 429, "." a success."""
-    from daydream.worker import Outcome
+    from daydream.leases import Outcome
 
     class _Task:
         def __init__(self, n: int) -> None:
@@ -690,7 +691,7 @@ def _outcomes(pool: str, pattern: str) -> list[Any]:
 
 
 def test_pool_limits_adapt_to_rate_limiting_and_each_change_is_an_event(tmp_path):
-    from daydream.worker import _adapt_pools
+    from daydream.leases import _adapt_pools
 
     db = offline_cohort(tmp_path)
     conn = connect(db, create=False)
