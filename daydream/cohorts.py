@@ -74,12 +74,16 @@ def cohort_status(conn: sqlite3.Connection, cohort: str | None) -> Status:
             params,
         )
     }
-    usage = (  # the same views Datasette shows
-        "SELECT model_id, calls, ok, errors, prompt_tokens, completion_tokens, cost, offline,"
-        " mean_latency_s FROM "
-        + ("cohort_model_usage WHERE cohort_id = ?" if cohort else "model_usage")
-    )
-    for row in conn.execute(usage, params):
+    call_scope = scope.replace("g.gen_id", "c.gen_id")
+    for row in conn.execute(
+        "SELECT c.model_id, count(*) AS calls, sum(c.ok) AS ok, sum(1 - c.ok) AS errors,"
+        " coalesce(sum(c.prompt_tokens), 0) AS prompt_tokens,"
+        " coalesce(sum(c.completion_tokens), 0) AS completion_tokens,"
+        " coalesce(sum(c.cost), 0) AS cost, max(c.offline) AS offline,"
+        f" avg(c.latency_s) AS mean_latency_s FROM calls c{call_scope}"
+        " GROUP BY c.model_id ORDER BY c.model_id",
+        params,
+    ):
         model = dict(row)
         status.models.append(model)
         status.prompt_tokens += model["prompt_tokens"]
