@@ -48,9 +48,24 @@ def run_demo(
     conn.close()
     out("")
     out("All outputs come from the offline dry-run provider (deterministic, labelled [offline]).")
+    prog = _program()
     out("Browse the results:")
-    out(f"  daydream browse --db {db_path}      (or: datasette {db_path})")
-    out(f"  daydream status {COHORT} --db {db_path}")
+    out(f"  {prog} browse --db {db_path}      (or: datasette {db_path})")
+    out(f"  {prog} report {COHORT} --db {db_path} --html")
+    out(f"  {prog} status {COHORT} --db {db_path}")
+
+
+def _program() -> str:
+    """How the user can run daydream again: ``daydream`` when it is on PATH, else the path
+    they used (``.venv/bin/daydream`` right after the README's install command)."""
+    import os
+    import shutil
+    import sys
+
+    used = sys.argv[0] if sys.argv else ""
+    if os.path.basename(used) == "daydream" and not shutil.which("daydream"):
+        return os.path.relpath(used)
+    return "daydream"
 
 
 def _top_scores(conn) -> str:
