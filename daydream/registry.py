@@ -127,9 +127,7 @@ def import_catalog(conn: sqlite3.Connection, catalog: Any, *, actor: str = "cli"
                         pool=model.pool,
                         price_input=model.price_input,
                         price_output=model.price_output,
-                        settings=_settings(
-                            model, ("temperature", "max_tokens", "extra", "base_url")
-                        ),
+                        settings=settings,
                         source=source,
                     )
                 )

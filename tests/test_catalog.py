@@ -762,3 +762,31 @@ def test_daydream_unlisted_body_and_copy_body_are_warnings(tmp_path):
         f"catalog {root}/templates/essay/idea-verbatim.j2: ignored, template idea-verbatim is a copy",
     )
     assert catalog.template("essay", "idea-verbatim").body is None
+
+
+def test_imported_models_carry_their_settings_and_key_variable_name(tmp_path):
+    """What the worker reads from `models.settings`: generation settings, the endpoint, and
+    the NAME of the provider's key variable from providers.yaml (never a key)."""
+    import json
+
+    from daydream.registry import import_catalog
+    from daydream.store import connect
+
+    root = copy_example(tmp_path)
+    models = root / "models.yaml"
+    models.write_text(
+        models.read_text(encoding="utf-8")
+        + "\n- id: lab-model\n  provider: lab-vllm\n  model: org/lab\n  seed: 7\n  max_tokens: 900\n",
+        encoding="utf-8",
+    )
+    conn = connect(tmp_path / "x.db")
+    import_catalog(conn, load_catalog(root))
+    settings = json.loads(
+        conn.execute("SELECT settings FROM models WHERE model_id = 'lab-model'").fetchone()[0]
+    )
+    assert settings == {
+        "api_key_env": "LAB_VLLM_API_KEY",
+        "base_url": "http://localhost:8000/v1",
+        "max_tokens": 900,
+        "seed": 7,
+    }
