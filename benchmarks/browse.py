@@ -33,7 +33,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from synthetic import synthetic_catalog
+from synthetic import SPEC, synthetic_catalog
 
 from daydream.store import connect
 
@@ -44,17 +44,6 @@ BATCH = 2000
 PAGE_TARGET_MS = 200.0
 REPORT_TARGET_S = 10.0
 
-SPEC = """\
-axes:
-  combo_id: "@file:combos.txt"
-  draft_template: [draft-0, draft-1, draft-2, draft-3, draft-4]
-  draft_llm: [writer-0, writer-1, writer-2, writer-3]
-  essay_template: [essay-0]
-  essay_llm: [writer-0]
-  evaluation_template: [rubric-0, rubric-1]
-  evaluation_llm: [judge-0, judge-1]
-  evaluation_replicate: [1, 2]
-"""
 
 
 def main(argv: list[str] | None = None) -> int:

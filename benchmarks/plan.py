@@ -102,7 +102,7 @@ def cpu_seconds() -> float:
 
 def setup(work: Path, combos: int) -> dict:
     """A database holding the synthetic catalog, and the spec that plans N generations."""
-    from synthetic import synthetic_catalog
+    from synthetic import SPEC, synthetic_catalog
 
     from daydream.registry import import_catalog
     from daydream.store import connect
@@ -227,19 +227,6 @@ PHASES = {"setup": setup, "plan": plan, "ceiling": ceiling, "floor": floor}
 
 # -- the synthetic cohort -------------------------------------------------------------------
 
-SPEC = """\
-name: bench
-description: synthetic planning benchmark (benchmarks/plan.py)
-axes:
-  combo_id: "@file:combos.txt"
-  draft_template: [draft-0, draft-1, draft-2, draft-3, draft-4]
-  draft_llm: [writer-0, writer-1, writer-2, writer-3]
-  essay_template: [essay-0]
-  essay_llm: [writer-0]
-  evaluation_template: [rubric-0, rubric-1]
-  evaluation_llm: [judge-0, judge-1]
-  evaluation_replicate: [1, 2]
-"""
 
 
 def synthetic_rows(generations: int):

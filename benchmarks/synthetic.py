@@ -5,6 +5,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# The cohort both benchmarks plan; combos.txt (written beside it) lists the combination ids.
+SPEC = """\
+name: bench
+description: synthetic benchmark cohort (benchmarks/synthetic.py)
+axes:
+  combo_id: "@file:combos.txt"
+  draft_template: [draft-0, draft-1, draft-2, draft-3, draft-4]
+  draft_llm: [writer-0, writer-1, writer-2, writer-3]
+  essay_template: [essay-0]
+  essay_llm: [writer-0]
+  evaluation_template: [rubric-0, rubric-1]
+  evaluation_llm: [judge-0, judge-1]
+  evaluation_replicate: [1, 2]
+"""
+
 
 def synthetic_catalog(work: Path, combos: int, *, priced: bool = False):
     from daydream.catalog import Catalog, Combo, Concept, Model, Template
