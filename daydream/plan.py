@@ -661,7 +661,7 @@ def _estimate_cost(conn: sqlite3.Connection, report: PlanReport) -> None:
                 unpriced.add(model_id)
             continue
         template = registry.templates.get((stage, template_id))
-        body = len(_text(conn, template.body_hash)) // 4 if template else 500
+        body = len(template.body or "") // 4 if template else 500
         parent_low, parent_high = _OUTPUT_TOKENS.get(
             {"essay": "draft", "evaluation": "essay"}.get(stage, ""), (300, 600)
         )
@@ -671,10 +671,3 @@ def _estimate_cost(conn: sqlite3.Connection, report: PlanReport) -> None:
     report.new_calls = dict(sorted(by_model.items()))
     report.cost_low, report.cost_high = low, high
     report.unpriced_models = sorted(unpriced)
-
-
-def _text(conn: sqlite3.Connection, digest: str | None) -> str:
-    if digest is None:
-        return ""
-    row = conn.execute("SELECT text FROM texts WHERE hash = ?", (digest,)).fetchone()
-    return row[0] if row else ""
