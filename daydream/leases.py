@@ -61,6 +61,9 @@ class Outcome:
     ok: bool
     throttled: bool = False
     texts: dict[str, str] = field(default_factory=dict)  # hash -> text, stored with the events
+    # Backoff before the task may run again; its retry_at is set when the outcome is
+    # recorded, so the wait counts from the record (the task cannot run before it anyway).
+    retry_delay: float | None = None
 
 
 def claim(
@@ -304,6 +307,7 @@ def record(
     actor = f"worker:{config.name}"
     recorded = stale = 0
     with transaction(conn):
+        now = clock()
         held = _held_tokens(conn, [o.task.gen_id for o in outcomes])
         texts: dict[str, str] = {}
         events: list[ev.Event] = []
@@ -313,12 +317,25 @@ def record(
                 stale += 1
                 continue
             texts.update(outcome.texts)
-            events.extend(outcome.events)
+            events.extend(_retry_from(now, outcome))
             recorded += 1
         put_hashed_texts(conn, texts.items())
-        append(conn, events, actor=actor, clock=clock)
+        append(conn, events, actor=actor, clock=lambda: now)
         _adapt_pools(conn, outcomes, actor, clock, signals if signals is not None else {})
     return recorded, stale
+
+
+def _retry_from(now: datetime, outcome: Outcome) -> list[ev.Event]:
+    """The outcome's events, with retry_at counted from ``now`` (the recording time)."""
+    if outcome.retry_delay is None:
+        return outcome.events
+    retry_at = isoformat(now + timedelta(seconds=outcome.retry_delay))
+    return [
+        e.model_copy(update={"retry_at": retry_at})
+        if isinstance(e, (ev.AttemptFailed, ev.AttemptThrottled))
+        else e
+        for e in outcome.events
+    ]
 
 
 def _held_tokens(conn: sqlite3.Connection, gen_ids: list[str]) -> dict[str, int]:

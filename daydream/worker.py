@@ -302,7 +302,7 @@ class Executor:
                 retry_after=exc.retry_after,
                 retry_at=isoformat(now + timedelta(seconds=delay)),
             )
-            return Outcome(task, [event], ok=False, throttled=True)
+            return Outcome(task, [event], ok=False, throttled=True, retry_delay=delay)
         return self._failed(
             task,
             state=exc.state,
@@ -325,7 +325,7 @@ class Executor:
     ) -> Outcome:
         counted = task.attempt - task.throttles - task.released
         final = not retryable or counted >= self.config.max_attempts
-        retry_at = None
+        retry_at, delay = None, None
         if not final:
             delay = backoff_delay(counted, retry_after=retry_after, rng=self.rng)
             retry_at = isoformat(self.clock() + timedelta(seconds=delay))
@@ -342,7 +342,7 @@ class Executor:
             http_status=http_status,
             error_class=error_class,
         )
-        return Outcome(task, [event], ok=False)
+        return Outcome(task, [event], ok=False, retry_delay=delay)
 
 
 def _hash(text: str) -> str:
