@@ -220,7 +220,7 @@ class FakeAPI:
         )
         self._thread.start()
 
-    def stop(self, *, join_timeout: float = 5.0) -> None:
+    def stop(self, *, join_timeout: float = 10.0) -> None:
         """Stop serving, wake hanging handlers, close connections, join threads."""
         if self._server is None:
             return
@@ -236,8 +236,19 @@ class FakeAPI:
                 pass
         self._server.server_close()
         deadline = time.monotonic() + join_timeout
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        # Join in short steps, shutting down whatever connections are still tracked each
+        # time: a handler that was between two reads when the first shutdown went out (seen
+        # under CI load) is woken by the next one instead of outliving the server.
+        while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+            with self._lock:
+                connections = list(self._connections)
+            for connection in connections:
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            for thread in threads:
+                thread.join(min(0.2, max(0.0, deadline - time.monotonic())))
         if self._thread is not None:
             self._thread.join(max(0.0, deadline - time.monotonic()))
         if self._log_file is not None:
