@@ -7,6 +7,7 @@ connection pool are exercised; header-parsing details use ``httpx.MockTransport`
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import logging
 import os
@@ -14,6 +15,7 @@ import random
 import re
 import socket
 import statistics
+import zlib
 from dataclasses import replace
 from datetime import datetime, timezone
 from email.utils import format_datetime
@@ -41,6 +43,7 @@ from daydream.providers import (
     render_offline_reply,
     resolve_provider_config,
 )
+from daydream.providers.transport import ResponseTooLarge, decode_body
 from tests.fakeapi import FAKE_LABEL, FakeAPI, Fault
 
 KEY = "sk-test-SECRET123"
@@ -942,3 +945,47 @@ def test_fakeapi_stops_when_the_block_exits_even_with_a_hanging_request():
 def test_fakeapi_rejects_unknown_fault_names():
     with pytest.raises(ValueError):
         Fault("teapot")
+
+
+def test_requests_carry_the_provider_headers_and_a_daydream_user_agent():
+    with FakeAPI() as api:
+        complete(api.base_url, REQUEST, headers={"X-Title": "my study"})
+        (received,) = api.requests
+    assert received.headers["x-title"] == "my study"
+    assert received.headers["user-agent"].startswith("daydream/")
+    assert received.headers["content-type"] == "application/json"
+    assert received.headers["content-length"] == str(
+        len(json.dumps(received.body, ensure_ascii=False).encode())
+    )
+
+
+def test_a_provider_header_with_a_line_break_is_refused_before_any_call():
+    config = ProviderConfig(
+        name="fake", base_url="http://127.0.0.1:9/v1", headers={"X-Title": "a\r\nX-Evil: 1"}
+    )
+    with pytest.raises(ConfigError, match="X-Title.*line break"):
+        OpenAICompatibleProvider(config, api_key=None)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "raw-deflate"])
+def test_compressed_bodies_are_decoded(encoding):
+    body = b'{"choices": []}' * 50
+    if encoding == "gzip":
+        packed, header = gzip.compress(body), "gzip"
+    elif encoding == "deflate":
+        packed, header = zlib.compress(body), "deflate"
+    else:
+        squeezer = zlib.compressobj(wbits=-15)
+        packed, header = squeezer.compress(body) + squeezer.flush(), "deflate"
+    assert decode_body([("Content-Encoding", header)], packed, 10_000) == body
+    assert decode_body([], body, 10_000) == body
+
+
+def test_a_compressed_body_is_capped_and_unknown_encodings_fail_clearly():
+    packed = gzip.compress(b"x" * 5_000)
+    with pytest.raises(ResponseTooLarge):
+        decode_body([("content-encoding", "gzip")], packed, 1_000)
+    with pytest.raises(httpx.DecodingError, match="unsupported Content-Encoding 'br'"):
+        decode_body([("content-encoding", "br")], b"...", 1_000)
+    with pytest.raises(httpx.DecodingError, match="cannot decode the gzip body"):
+        decode_body([("content-encoding", "gzip")], b"not gzip", 1_000)

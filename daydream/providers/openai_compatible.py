@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import timezone
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -30,7 +30,12 @@ from daydream.errors import ConfigError, ProviderError
 from daydream.providers.config import ProviderConfig, display_url
 from daydream.providers.protocol import Completion, CompletionRequest
 from daydream.providers.retry import is_retryable_status
-from daydream.providers.transport import ResponseTooLarge, make_transport
+from daydream.providers.transport import (
+    ResponseTooLarge,
+    StreamTransport,
+    decode_body,
+    make_transport,
+)
 
 BODY_EXCERPT_CHARS = 200
 
@@ -63,11 +68,20 @@ class OpenAICompatibleProvider:
                 f"provider {config.name}: {source} contains spaces or control characters; "
                 "copy the key again without them"
             )
+        for header, value in config.headers.items():
+            if any(c in f"{header}{value}" for c in "\r\n") or not header.strip():
+                raise ConfigError(
+                    f"provider {config.name}: header {header!r} has an empty name or a line"
+                    " break; write each header on one line"
+                )
         self.name = config.name
         self.config = config
         self._api_key = api_key
         self._shared_client = client
         self._shards: list[_ClientShard] = []
+        self._lean: StreamTransport | Literal[False] | None = None  # None: not made yet
+        self._head_prefix: bytes | None = None
+        self._target: tuple[str, str, int] = ("", "", 0)
         self._clock = clock
         self._url = config.base_url.rstrip("/") + "/chat/completions"
 
@@ -89,6 +103,9 @@ class OpenAICompatibleProvider:
         shards, self._shards = self._shards, []
         for shard in shards:
             await shard.client.aclose()
+        lean, self._lean = self._lean, None
+        if lean:
+            await lean.aclose()
 
     async def complete(self, request: CompletionRequest) -> Completion:
         """Make one HTTP attempt; return the reply or raise a classified ``ProviderError``."""
@@ -102,7 +119,7 @@ class OpenAICompatibleProvider:
         started = time.perf_counter()
         try:
             status, headers, body = await asyncio.wait_for(
-                self._post(content.encode("utf-8"), self._headers(request), timeout), timeout
+                self._post(content.encode("utf-8"), request, timeout), timeout
             )
         except (_ResponseTooLarge, ResponseTooLarge):
             raise self._error(
@@ -126,22 +143,18 @@ class OpenAICompatibleProvider:
     def _acquire_shard(self) -> _ClientShard:
         # httpcore's pool does O(connections**2) work each time a request starts or ends
         # (encode/httpx#3215): one client with 256 calls in flight burns ~10 ms of CPU per
-        # call. Clients that each carry at most _SHARD_SIZE calls keep that cost flat.
+        # call. Clients that each carry at most _SHARD_SIZE calls keep that cost flat. Only
+        # used when a proxy is configured (the lean transport does not do proxies).
         for shard in self._shards:
             if shard.in_flight < shard.capacity:
                 shard.in_flight += 1
                 return shard
-        # The lean transport has no O(n^2) pool, so one client carries every call; with a
-        # proxy configured we fall back to httpx's transport, sharded.
-        transport = make_transport(max_body=self.config.max_response_bytes)
         client = httpx.AsyncClient(
             timeout=httpx.Timeout(self.config.timeout, connect=self.config.connect_timeout),
             # Pools are governed through the database; no hidden per-process cap here.
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=_SHARD_SIZE),
-            transport=transport,
         )
         shard = _ClientShard(client)
-        shard.capacity = _SHARD_SIZE if transport is None else 1 << 30
         self._shards.append(shard)
         shard.in_flight = 1
         return shard
@@ -155,15 +168,32 @@ class OpenAICompatibleProvider:
         return headers
 
     async def _post(
-        self, content: bytes, headers: dict[str, str], timeout: float
-    ) -> tuple[int, httpx.Headers, bytes]:
+        self, content: bytes, request: CompletionRequest, timeout: float
+    ) -> tuple[int, Any, bytes]:
+        connect = min(self.config.connect_timeout, timeout)
+        if self._shared_client is None:
+            if self._lean is None:
+                self._lean = make_transport(max_body=self.config.max_response_bytes) or False
+            if self._lean:
+                # The common path: straight to the lean transport with a head encoded once
+                # per provider. httpx's client layer (URL parsing, cookies, Request and
+                # Response objects) cost several times the wire work per call.
+                head = self._head(len(content), request)  # sets self._target on first use
+                status, headers, body = await self._lean.exchange(
+                    self._target, head, content, connect_timeout=connect
+                )
+                return status, headers, decode_body(headers, body, self.config.max_response_bytes)
         shard = None if self._shared_client is not None else self._acquire_shard()
         client = self._shared_client if shard is None else shard.client
-        per_phase = httpx.Timeout(timeout, connect=min(self.config.connect_timeout, timeout))
+        per_phase = httpx.Timeout(timeout, connect=connect)
         limit = self.config.max_response_bytes
         try:
             async with client.stream(
-                "POST", self._url, content=content, headers=headers, timeout=per_phase
+                "POST",
+                self._url,
+                content=content,
+                headers=self._headers(request),
+                timeout=per_phase,
             ) as response:
                 chunks: list[bytes] = []
                 size = 0
@@ -176,6 +206,32 @@ class OpenAICompatibleProvider:
         finally:
             if shard is not None:
                 shard.in_flight -= 1
+
+    def _head(self, length: int, request: CompletionRequest) -> bytes:
+        """The request head for the lean transport: fixed lines encoded once, then the
+        per-call ones."""
+        if self._head_prefix is None:
+            url = httpx.URL(self._url)
+            https = url.scheme == "https"
+            port = url.port or (443 if https else 80)
+            self._target = (url.scheme, url.host, port)
+            host = url.host if url.port is None else f"{url.host}:{url.port}"
+            lines = [
+                f"POST {url.raw_path.decode('ascii')} HTTP/1.1",
+                f"Host: {host}",
+                f"User-Agent: daydream/{_version()}",
+                "Accept: application/json",
+                "Accept-Encoding: gzip, deflate",
+                *(f"{name}: {value}" for name, value in self.config.headers.items()),
+                "Content-Type: application/json",
+            ]
+            if self._api_key:
+                lines.append(f"Authorization: Bearer {self._api_key}")
+            self._head_prefix = ("\r\n".join(lines) + "\r\n").encode("latin-1")
+        tail = f"Content-Length: {length}\r\n"
+        if request.idempotency_key:
+            tail += f"Idempotency-Key: {_header_value(request.idempotency_key)}\r\n"
+        return self._head_prefix + (tail + "\r\n").encode("latin-1")
 
     def _completion(self, request: CompletionRequest, body: bytes, latency: float) -> Completion:
         try:
@@ -227,8 +283,9 @@ class OpenAICompatibleProvider:
         )
 
     def _status_error(
-        self, request: CompletionRequest, status: int, headers: httpx.Headers, body: bytes
+        self, request: CompletionRequest, status: int, headers: Any, body: bytes
     ) -> ProviderError:
+        headers = httpx.Headers(headers)
         retryable = is_retryable_status(status)
         retry_after = _retry_after(headers, now=self._clock()) if retryable else None
         try:
@@ -296,6 +353,18 @@ _SHARD_SIZE = 16
 
 class _ResponseTooLarge(Exception):
     pass
+
+
+def _version() -> str:
+    from daydream import __version__
+
+    return __version__
+
+
+def _header_value(value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"header value {value!r} contains a line break")
+    return value
 
 
 class _ClientShard:

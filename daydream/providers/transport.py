@@ -2,9 +2,10 @@
 
 httpx's default transport (httpcore + anyio) costs about 2 ms of CPU per request and its
 pool does O(connections^2) work per request (encode/httpx#3215); a worker driving hundreds
-of concurrent model calls spends more time in it than in everything else together. This
-transport plugs into ``httpx.AsyncClient(transport=...)``: requests, responses, headers and
-exceptions stay httpx's, only the wire work is done here, in a few tens of microseconds.
+of concurrent model calls spends more time in it than in everything else together. The
+provider calls ``StreamTransport.exchange`` directly with a request head it encoded once
+(httpx's client layer costs more than the wire work); the transport also plugs into
+``httpx.AsyncClient(transport=...)``. Exceptions stay httpx's.
 
 Scope, on purpose: HTTP/1.1 POST/GET with a body in memory, responses with Content-Length,
 chunked encoding or read-to-close; http and https (certifi's CA bundle, as httpx). No
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
+import zlib
 from collections.abc import Iterable
 
 import httpx
@@ -66,10 +68,32 @@ class StreamTransport(httpx.AsyncBaseTransport):
         https = url.scheme == "https"
         key = (url.scheme, url.host, url.port or (443 if https else 80))
         timeouts = request.extensions.get("timeout", {})
-        head = _request_head(request, url)
-        body = request.content
+        status, headers, content = await self.exchange(
+            key,
+            _request_head(request, url),
+            request.content,
+            connect_timeout=timeouts.get("connect"),
+        )
+        return httpx.Response(
+            status,
+            headers=headers,
+            content=content,
+            request=request,
+            extensions={"http_version": b"HTTP/1.1"},
+        )
+
+    async def exchange(
+        self, key: tuple[str, str, int], head: bytes, body: bytes, *, connect_timeout: float | None
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Send one request (its head already encoded) and read the whole response.
+
+        The content comes back as sent (a ``Content-Encoding`` is not undone here; see
+        ``decode_body``). ``key`` is (scheme, host, port): the idle pool's key.
+        """
         connection = self._take(key)
-        reader, writer = connection or await self._connect(key, https, timeouts)
+        reader, writer = connection or await self._connect(
+            key, key[0] == "https", {"connect": connect_timeout}
+        )
         try:
             writer.write(head + body)
             await writer.drain()
@@ -81,13 +105,7 @@ class StreamTransport(httpx.AsyncBaseTransport):
             self._give_back(key, reader, writer)
         else:
             writer.close()
-        return httpx.Response(
-            status,
-            headers=headers,
-            content=content,
-            request=request,
-            extensions={"http_version": b"HTTP/1.1"},
-        )
+        return status, headers, content
 
     async def aclose(self) -> None:
         pools, self._idle = self._idle, {}
@@ -201,6 +219,28 @@ async def _read_response(reader: asyncio.StreamReader, max_body: int):
     except ConnectionError as exc:
         raise httpx.ReadError(str(exc)) from None
     return status, headers, content, not close
+
+
+def decode_body(headers: list[tuple[str, str]], content: bytes, max_body: int) -> bytes:
+    """Undo a gzip or deflate ``Content-Encoding`` (at most ``max_body`` bytes out)."""
+    encoding = ""
+    for name, value in headers:
+        if name.lower() == "content-encoding":
+            encoding = value.strip().lower()
+    if encoding in ("", "identity"):
+        return content
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise httpx.DecodingError(f"unsupported Content-Encoding {encoding!r}")
+    # wbits 47 reads gzip or zlib headers; raw deflate (no header) needs -15.
+    wbits = 47 if encoding != "deflate" or content[:1] == b"\x78" else -15
+    decoder = zlib.decompressobj(wbits)
+    try:
+        out = decoder.decompress(content, max_body + 1)
+    except zlib.error as exc:
+        raise httpx.DecodingError(f"cannot decode the {encoding} body: {exc}") from None
+    if len(out) > max_body:
+        raise ResponseTooLarge(f"response body exceeds {max_body} bytes")
+    return out
 
 
 async def _read_chunked(reader: asyncio.StreamReader, max_body: int) -> bytes:
