@@ -20,6 +20,7 @@ from daydream.providers import render_offline_reply
 
 
 async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, args, rng) -> None:
+    loop = asyncio.get_running_loop()
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -28,13 +29,13 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ar
                 if line[:15].lower() == b"content-length:":
                     length = int(line[15:])
             body = json.loads(await reader.readexactly(length)) if length else {}
+            arrived = loop.time()
             # A rate limiter answers at the edge, before any inference: 429s come back at once.
             if rng.random() < args.rate_429:
                 payload = b'{"error": {"message": "rate limited", "code": 429}}'
                 status = b"429 Too Many Requests"
                 extra = f"Retry-After: {args.retry_after}\r\n".encode()
             else:
-                await asyncio.sleep(args.latency)
                 prompt = body["messages"][-1]["content"]
                 text = render_offline_reply(prompt, model=body.get("model", "m"), seed=body.get("seed"), label="[loopback]")
                 payload = json.dumps(
@@ -47,6 +48,9 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ar
                 ).encode()
                 status = b"200 OK"
                 extra = b""
+                # The reply leaves `latency` after the request arrived: the server's own
+                # work is part of the latency, not added to it.
+                await asyncio.sleep(max(0.0, arrived + args.latency - loop.time()))
             writer.write(
                 b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\nContent-Length: "
                 + str(len(payload)).encode() + b"\r\n" + extra + b"\r\n" + payload

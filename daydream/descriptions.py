@@ -261,6 +261,7 @@ COLUMNS: dict[str, str] = {
     "lease_owner": "The worker holding the lease.",
     "lease_token": "Fencing token of the current attempt.",
     "lease_expires_at": "When the lease expires (UTC).",
+    "slot": "1 while the running lease holds a slot of its pool; 0 while it is queued in its worker.",
     "last_error": "The last attempt's error.",
     "blocked_reason": "Why it is blocked.",
     "limit": "Current concurrency limit.",

@@ -205,7 +205,9 @@ class AttemptStarted(Event):
     """A worker claimed a ready task: one attempt begins.
 
     The fencing token of the attempt is this event's id: a worker may record a result only
-    while the task still carries its token. ``lease_expires_at`` is UTC.
+    while the task still carries its token. ``lease_expires_at`` is UTC. A ``queued`` lease
+    is claimed ahead, to start the moment one of the worker's calls in the same pool ends:
+    it holds no pool slot until ``slots.taken`` says so.
     """
 
     type: ClassVar[str] = "attempt.started"
@@ -213,6 +215,7 @@ class AttemptStarted(Event):
     attempt: int
     worker: str
     lease_expires_at: str
+    queued: bool = False
 
     @property
     def subject(self) -> str:
@@ -226,6 +229,22 @@ class LeasesExtended(Event):
     worker: str
     leases: list[list[Any]]
     lease_expires_at: str
+
+    @property
+    def subject(self) -> str:
+        return f"worker:{self.worker}"
+
+
+class SlotsTaken(Event):
+    """Queued leases (``[gen_id, token]`` pairs) now hold pool slots.
+
+    Either each started its call in the slot of a call of the same worker that had just
+    ended (whose result is recorded in the same transaction), or the pool had room.
+    """
+
+    type: ClassVar[str] = "slots.taken"
+    worker: str
+    leases: list[list[Any]]
 
     @property
     def subject(self) -> str:

@@ -4,9 +4,11 @@ A claim appends ``attempt.started`` for each task it takes, in one short ``BEGIN
 IMMEDIATE`` transaction; the event's id is the attempt's fencing token. A result is
 recorded only while the task still carries that token, so a worker whose lease expired and
 whose task was taken over writes nothing. Expired leases are reaped by whichever worker
-claims next. Pool limits hold across processes because a claim counts the running tasks
-of each pool inside the claim transaction; ``_adapt_pools`` adapts them to rate limiting
-(see docs/running.md). Everything here is a plain function of a connection, a worker
+claims next. Pool limits hold across processes because a claim counts the slots held in
+each pool (``tasks.slot``) inside the claim transaction. A queued lease holds no slot
+until ``take_slots`` gives it the slot of a finished call of its worker, in the
+transaction that records that call's result, so the count never falls below the calls in
+flight; ``_adapt_pools`` adapts the limits to rate limiting (see docs/running.md). Everything here is a plain function of a connection, a worker
 configuration and a clock, so tests drive it directly with a fixed clock.
 """
 
@@ -52,6 +54,7 @@ class Task:
     concepts: list[Any]
     replicate: int
     released: int = 0  # attempts given back by a clean shutdown: not counted, like throttles
+    slot: bool = True  # the lease holds a pool slot (False: queued in its worker)
 
 
 @dataclass
@@ -72,8 +75,19 @@ def claim(
     limit: int,
     *,
     clock: Clock = utcnow,
+    queue: int = 0,
+    held: dict[str, int] | None = None,
+    promote: list[Task] | None = None,
 ) -> list[Task]:
-    """Claim up to ``limit`` ready tasks in one transaction (reaping expired leases first)."""
+    """Claim up to ``limit`` ready tasks in one transaction (reaping expired leases first).
+
+    Each claimed task takes a slot of its pool. With ``queue``, up to that many more are
+    claimed as queued leases (``Task.slot`` False): they hold no slot, and are taken only in
+    pools where the worker will hold slots (``held``: its slots per pool before this claim),
+    to start the moment one of its calls ends there. ``promote``: queued leases of this
+    worker to give slots to, where the pool has room, before any new task; each promoted
+    task comes back in the result with ``slot`` True (the same Task object).
+    """
     now = clock()
     now_s = isoformat(now)
     expires = isoformat(now + timedelta(seconds=config.lease_s))
@@ -92,7 +106,21 @@ def claim(
                 clock=lambda: now,
             )
         capacity = _pool_capacity(conn)
-        full = sorted(pool for pool, room in capacity.items() if room <= 0)
+        promoted: list[Task] = []
+        if promote and limit > 0:
+            tokens = _held_tokens(conn, [task.gen_id for task in promote])
+            for task in promote:
+                room = capacity[task.pool] if task.pool in capacity else _default_limit(task.pool)
+                if room > 0 and tokens.get(task.gen_id) == task.token and len(promoted) < limit:
+                    capacity[task.pool] = room - 1
+                    promoted.append(task)
+            take_slots(conn, config, promoted, clock=lambda: now)
+        limit -= len(promoted)
+        holding = {pool for pool, n in (held or {}).items() if n > 0}
+        holding.update(task.pool for task in promoted)
+        full = sorted(
+            pool for pool, room in capacity.items() if room <= 0 and not (queue and pool in holding)
+        )
         sql = (
             "SELECT t.gen_id, t.pool, t.attempts, t.throttles FROM tasks t"
             " WHERE t.status = 'ready' AND (t.not_before IS NULL OR t.not_before <= ?)"
@@ -112,30 +140,69 @@ def claim(
                 " WHERE m.cohort_id = ? AND m.gen_id = t.gen_id)"
             )
             params.append(config.cohort)
-        sql += " ORDER BY t.rowid LIMIT ?"
-        params.append(limit * 4)
-        chosen: list[tuple[str, str, int, int]] = []
+        # Upstream stages first (stage names sort in pipeline order: draft < essay <
+        # evaluation), oldest first within a stage: the work that unlocks more work, and
+        # the longest waits before the run can end (a rate-limited draft still has an
+        # essay and its evaluations to go), start earliest. Served by tasks_status.
+        sql += " ORDER BY t.stage, t.rowid LIMIT ?"
+        params.append((max(limit, 0) + queue) * 4)
+        chosen: list[tuple[str, str, int, int, bool]] = []
+        queued = 0
         for gen_id, pool, attempts, throttles in conn.execute(sql, params):
             room = capacity[pool] if pool in capacity else _default_limit(pool)
-            if room <= 0:
-                continue
-            capacity[pool] = room - 1
-            chosen.append((gen_id, pool, attempts, throttles))
-            if len(chosen) >= limit:
+            if room > 0 and len(chosen) - queued < limit:
+                capacity[pool] = room - 1
+                holding.add(pool)
+                chosen.append((gen_id, pool, attempts, throttles, True))
+            elif queued < queue and pool in holding:
+                queued += 1
+                chosen.append((gen_id, pool, attempts, throttles, False))
+            if len(chosen) - queued >= limit and queued >= queue:
                 break
+        for task in promoted:
+            task.slot = True
         if not chosen:
-            return []
+            return promoted
         started = [
             ev.AttemptStarted(
-                gen_id=gen_id, attempt=attempts + 1, worker=config.name, lease_expires_at=expires
+                gen_id=gen_id,
+                attempt=attempts + 1,
+                worker=config.name,
+                lease_expires_at=expires,
+                queued=not slot,
             )
-            for gen_id, _, attempts, _ in chosen
+            for gen_id, _, attempts, _, slot in chosen
         ]
         tokens = append(conn, started, actor=actor, clock=lambda: now)
-    return [
+    tasks = [
         _load_task(conn, gen_id, token, attempts + 1, throttles)
-        for (gen_id, _, attempts, throttles), token in zip(chosen, tokens, strict=True)
+        for (gen_id, _, attempts, throttles, _), token in zip(chosen, tokens, strict=True)
     ]
+    for task, row in zip(tasks, chosen, strict=True):
+        task.slot = row[4]
+    return promoted + tasks
+
+
+def take_slots(
+    conn: sqlite3.Connection, config: WorkerConfig, tasks: list[Task], *, clock: Clock = utcnow
+) -> list[Task]:
+    """Give queued leases pool slots (``slots.taken``); returns those whose lease still holds.
+
+    Called for tasks already running in slots of this worker's finished calls (recorded in
+    the same transaction), and by ``claim`` for promotions it has checked against capacity.
+    """
+    if not tasks:
+        return []
+    tokens = _held_tokens(conn, [task.gen_id for task in tasks])
+    taken = [task for task in tasks if tokens.get(task.gen_id) == task.token]
+    if taken:
+        append(
+            conn,
+            [ev.SlotsTaken(worker=config.name, leases=[[t.gen_id, t.token] for t in taken])],
+            actor=f"worker:{config.name}",
+            clock=clock,
+        )
+    return taken
 
 
 def _reap(gen_id: str, token: int, owner: str, counted: int, config: WorkerConfig) -> ev.Event:
@@ -164,7 +231,9 @@ def _default_limit(pool: str) -> int:
 def _pool_capacity(conn: sqlite3.Connection) -> dict[str, int]:
     limits = {pool: limit for pool, limit in conn.execute('SELECT pool, "limit" FROM pools')}
     running = dict(
-        conn.execute("SELECT pool, count(*) FROM tasks WHERE status = 'running' GROUP BY pool")
+        conn.execute(
+            "SELECT pool, count(*) FROM tasks WHERE status = 'running' AND slot = 1 GROUP BY pool"
+        )
     )
     pools = set(limits) | set(running)
     return {p: limits.get(p, _default_limit(p)) - running.get(p, 0) for p in pools}
@@ -353,6 +422,17 @@ def _held_tokens(conn: sqlite3.Connection, gen_ids: list[str]) -> dict[str, int]
     return held
 
 
+@dataclass
+class Exchanged:
+    recorded: int
+    stale: int
+    tasks: list[Task]  # promoted queued tasks first (the same objects), then new claims
+    lost: set[str] = field(default_factory=set)  # queued leases no longer held (cancelled...)
+    # pool -> slots this worker should give up as its calls end: the pool holds more slots
+    # than its limit (the limit was cut); this worker's share of the excess.
+    shed: dict[str, int] = field(default_factory=dict)
+
+
 def exchange(
     conn: sqlite3.Connection,
     outcomes: list[Outcome],
@@ -361,17 +441,60 @@ def exchange(
     *,
     clock: Clock = utcnow,
     signals: dict[str, Any] | None = None,
-) -> tuple[int, int, list[Task]]:
-    """Record finished outcomes and claim up to ``limit`` new tasks in ONE transaction.
+    taken: list[Task] | None = None,
+    queue: int = 0,
+    held: dict[str, int] | None = None,
+    promote: list[Task] | None = None,
+    queued: list[Task] | None = None,
+) -> Exchanged:
+    """Record finished outcomes, hand their slots on, and claim, in ONE transaction.
 
-    Returns (recorded, stale, claimed tasks).
+    ``taken``: queued tasks that started calls in the slots of finished ones (the slots
+    pass from the outcomes to them here, so the pool's count never drops below the calls
+    really in flight). ``queue``, ``held``, ``promote``: as ``claim``. ``queued``: the
+    worker's other queued leases, checked so that a cancelled one is dropped before its call.
     """
     with transaction(conn):
         recorded, stale = (
             record(conn, outcomes, config, clock=clock, signals=signals) if outcomes else (0, 0)
         )
-        tasks = claim(conn, config, limit, clock=clock) if limit > 0 else []
-    return recorded, stale, tasks
+        take_slots(conn, config, taken or [], clock=clock)
+        tasks = (
+            claim(conn, config, limit, clock=clock, queue=queue, held=held, promote=promote)
+            if limit > 0 or queue > 0
+            else []
+        )
+        lost = set()
+        if queued:
+            tokens = _held_tokens(conn, [task.gen_id for task in queued])
+            lost = {task.gen_id for task in queued if tokens.get(task.gen_id) != task.token}
+        shed = _excess_shares(conn, held) if held else {}
+    return Exchanged(recorded, stale, tasks, lost, shed)
+
+
+def _excess_shares(conn: sqlite3.Connection, held: dict[str, int]) -> dict[str, int]:
+    """Pools holding more slots than their limit -> this worker's share of the excess.
+
+    Slots passed from a finished call to a queued task ignore the limit (the task is
+    already calling), so after a cut a pool can be over it; each worker then lets its
+    share of the excess go as its calls end (rounded up), and the pool comes down to the
+    limit without any call being interrupted. ``held``: the worker's slots per pool.
+    """
+    shares: dict[str, int] = {}
+    for pool, room in _pool_capacity(conn).items():
+        mine = held.get(pool, 0)
+        if room < 0 and mine > 0:
+            total = mine + _others(conn, pool, mine, room)
+            shares[pool] = -(room * mine // total)  # ceil(excess * mine / total)
+    return shares
+
+
+def _others(conn: sqlite3.Connection, pool: str, mine: int, room: int) -> int:
+    """Slots held in ``pool`` by other workers (only read when the pool is over its limit)."""
+    row = conn.execute(
+        "SELECT count(*) FROM tasks WHERE status = 'running' AND slot = 1 AND pool = ?", (pool,)
+    ).fetchone()
+    return max(0, row[0] - mine)
 
 
 class _PoolSignal:

@@ -12,7 +12,8 @@ Invariants:
   so replay is deterministic.
 
 The queue lives in ``tasks``: status ``waiting`` (parent not done), ``ready``, ``running``
-(leased: owner, fencing token, expiry), ``done``, ``failed``, ``blocked`` (an ancestor
+(leased: owner, fencing token, expiry; ``slot`` 1 while the lease holds a pool slot, 0
+while it is queued in its worker), ``done``, ``failed``, ``blocked`` (an ancestor
 failed or was cancelled), ``cancelled``. ``generations`` mirrors the status and holds the
 results.
 """
@@ -158,10 +159,11 @@ CREATE TABLE tasks (
     lease_owner TEXT,
     lease_token INTEGER,
     lease_expires_at TEXT,
+    slot INTEGER NOT NULL DEFAULT 0, -- 1: the lease holds a pool slot (0: queued, or not running)
     last_error TEXT,
     blocked_reason TEXT
 );
-CREATE INDEX tasks_status ON tasks (status);
+CREATE INDEX tasks_status ON tasks (status, stage); -- claims: ready tasks by stage, then rowid
 CREATE INDEX tasks_parent ON tasks (parent_gen_id) WHERE parent_gen_id IS NOT NULL;
 CREATE TABLE calls (
     event_id INTEGER PRIMARY KEY,
@@ -562,8 +564,8 @@ def _first_status(conn: sqlite3.Connection, rows: list[list[Any]]) -> dict[str, 
 def _attempt_started(conn, event_id, e: ev.AttemptStarted, at):
     conn.execute(
         "UPDATE tasks SET status = 'running', attempts = ?, lease_owner = ?, lease_token = ?,"
-        " lease_expires_at = ?, not_before = NULL WHERE gen_id = ?",
-        (e.attempt, e.worker, event_id, e.lease_expires_at, e.gen_id),
+        " lease_expires_at = ?, not_before = NULL, slot = ? WHERE gen_id = ?",
+        (e.attempt, e.worker, event_id, e.lease_expires_at, int(not e.queued), e.gen_id),
     )
     conn.execute(
         "UPDATE generations SET status = 'running', attempts = ? WHERE gen_id = ?",
@@ -577,6 +579,14 @@ def _leases_extended(conn, event_id, e: ev.LeasesExtended, at):
         "UPDATE tasks SET lease_expires_at = ? WHERE gen_id = ? AND lease_token = ?"
         " AND status = 'running'",
         [(e.lease_expires_at, gen_id, token) for gen_id, token in e.leases],
+    )
+
+
+@_applies(ev.SlotsTaken)
+def _slots_taken(conn, event_id, e: ev.SlotsTaken, at):
+    conn.executemany(
+        "UPDATE tasks SET slot = 1 WHERE gen_id = ? AND lease_token = ? AND status = 'running'",
+        [(gen_id, token) for gen_id, token in e.leases],
     )
 
 

@@ -82,8 +82,11 @@ def run_cohort(
             except KeyboardInterrupt:
                 interrupted = True
                 forward(signal.SIGINT, None)
-            status = cohort_status(conn, cohort)
+            # The status costs a scan of the cohort: only read it for the progress line or
+            # to decide about restarting a worker that died.
+            status = None
             if progress:
+                status = cohort_status(conn, cohort)
                 elapsed = time.monotonic() - started
                 finished = status.count("done", "failed", "blocked", "cancelled") - done_at_start
                 progress(status, elapsed, finished / elapsed if elapsed > 0 else 0.0)
@@ -93,6 +96,7 @@ def run_cohort(
                     continue
                 del procs[index]
                 if code not in (0, -signal.SIGINT, -signal.SIGTERM, 130) and not interrupted:
+                    status = status or cohort_status(conn, cohort)
                     if status.remaining and restarts < max_restarts:
                         restarts += 1
                         time.sleep(min(2.0, 0.1 * 2**restarts))

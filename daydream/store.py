@@ -79,13 +79,19 @@ def list_migrations(directory: Path | None = None) -> list[tuple[int, str, Path]
     return found
 
 
+_PID = [os.getpid()]
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
+
+
 class Connection(sqlite3.Connection):
     """A sqlite3 connection that refuses to be used in a process other than its opener's."""
 
     owner_pid: int = 0
 
     def _check_pid(self) -> None:
-        if self.owner_pid and os.getpid() != self.owner_pid:
+        # _PID is refreshed in a forked child (os.register_at_fork): no syscall per statement.
+        if self.owner_pid and _PID[0] != self.owner_pid:
             raise StoreError(
                 "a database connection was used after fork(); open a new one in the child process"
             )

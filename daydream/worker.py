@@ -10,7 +10,9 @@ Invariants:
 
 - A result is recorded only if the task still carries its attempt's fencing token (a
   worker whose lease expired, and whose task was claimed by someone else, writes nothing).
-- Pool limits hold across processes and adapt to rate limiting (see ``leases``).
+- Pool limits hold across processes and adapt to rate limiting (see ``leases``). A worker
+  runs at most as many calls in a pool as its leases there hold slots; its queued leases
+  start in the slots of its finished calls (``Worker`` below).
 - Rate-limited calls (429) are requeued with ``not_before`` (honouring Retry-After) and do
   not count as attempts; other retryable failures are attempts with exponential backoff;
   after ``max_attempts`` the generation fails with its last error and blocks its children.
@@ -32,6 +34,7 @@ import socket
 import sqlite3
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -47,7 +50,6 @@ from .leases import (
     exchange,
     has_pending,
     heartbeat,
-    record,
     release,
 )
 from .parsers import parse_output, validate_output
@@ -71,6 +73,7 @@ DEFAULT_LEASE_S = 120.0
 DEFAULT_MAX_ATTEMPTS = 3
 MAX_THROTTLES = 100
 DEFAULT_MIN_LINES = {"draft": 3}
+IDLE_POLL_S = 0.1  # longest sleep of an idle worker between looks at the queue
 
 
 @dataclass
@@ -89,6 +92,7 @@ class WorkerConfig:
     base_urls: dict[str, str] = field(default_factory=dict)
     timeout_s: float | None = None  # whole-call deadline per model call; None = provider's
     batch: int = 0  # tasks per claim; 0 = concurrency
+    queue: int | None = None  # queued leases to start as calls end; None = concurrency // 4
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -364,7 +368,15 @@ class WorkerStats:
 
 
 class Worker:
-    """The loop around claim -> run -> record, with heartbeats and clean shutdown."""
+    """The loop around claim -> run -> record, with heartbeats and clean shutdown.
+
+    Slots: the worker runs at most as many calls in a pool as its leases there hold pool
+    slots (``_slots``, mirroring ``tasks.slot``). It also keeps a few queued leases per pool
+    (``_queue``): when a call ends, a queued task starts at once in its slot, without waiting
+    for the result to be recorded; the next exchange records the result and moves the slot
+    to the new task in one transaction (``slots.taken``), so the pool's count in the
+    database never falls below the calls really in flight.
+    """
 
     def __init__(
         self,
@@ -382,8 +394,16 @@ class Worker:
         self._stopping = False
         self._stop_now = False
         self._inflight: dict[str, tuple[Task, asyncio.Task]] = {}
+        self._queue: dict[str, deque[Task]] = {}  # pool -> queued leases (no slot yet)
+        self._slots: dict[str, int] = {}  # pool -> slots our leases hold (calls + unrecorded)
+        self._running: dict[str, int] = {}  # pool -> calls in flight
         self._done: list[Outcome] = []
         self._signals: dict[str, Any] = {}
+        self._wake: asyncio.Event | None = None
+        self._checked = 0.0  # when the last exchange ran (monotonic)
+        self._due: list[float] = []  # when our backed-off tasks may run again (monotonic)
+        self._shed: dict[str, int] = {}  # pool -> slots to let go as calls end (limit cut)
+        self._executor: Executor | None = None
 
     async def _db_call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -400,6 +420,16 @@ class Worker:
         if self._stopping:
             self._stop_now = True
         self._stopping = True
+        if self._wake is not None:
+            self._wake.set()
+
+    @property
+    def queue_size(self) -> int:
+        """Queued leases wanted per worker: enough to refill the slots that end between
+        two exchanges (0 with ``--queue 0``)."""
+        if self.config.queue is not None:
+            return self.config.queue
+        return max(1, self.config.concurrency // 4)
 
     async def run(self) -> WorkerStats:
         loop = asyncio.get_running_loop()
@@ -408,21 +438,14 @@ class Worker:
                 loop.add_signal_handler(sig, self.request_stop)
             except (NotImplementedError, RuntimeError):  # pragma: no cover - not main thread
                 pass
-        executor = Executor(self.config, clock=self.clock)
-        batch = self.config.batch or self.config.concurrency
+        self._wake = asyncio.Event()
+        self._executor = Executor(self.config, clock=self.clock)
         idle_sleep = 0.02
         last_beat = time.monotonic()
         try:
             while not self._stopping:
                 # One transaction records what finished and claims what fits.
-                room = self.config.concurrency - len(self._inflight)
-                want = min(room, batch)
-                claimed = await self._exchange(want)
-                for task in claimed:
-                    self.stats.claimed += 1
-                    job = asyncio.ensure_future(executor.run(task))
-                    job.add_done_callback(self._finished)
-                    self._inflight[task.gen_id] = (task, job)
+                claimed = await self._exchange()
                 if time.monotonic() - last_beat > self.config.lease_s / 3:
                     await self._heartbeat()
                     last_beat = time.monotonic()
@@ -430,56 +453,151 @@ class Worker:
                     idle_sleep = 0.005
                     await self._wait_some(0.05)
                 elif not claimed:
+                    if self._queued():
+                        await asyncio.sleep(idle_sleep)  # waiting for a slot in a full pool
+                        idle_sleep = min(idle_sleep * 2, 0.2)
+                        continue
                     if self.config.exit_when_idle and not await self._db_call(
                         has_pending, self.config.cohort
                     ):
                         break
-                    await asyncio.sleep(idle_sleep)
-                    idle_sleep = min(idle_sleep * 2, 0.5)
+                    # Back off while others hold the work, but wake for our own backoffs
+                    # (a rate-limited task is due again after its Retry-After).
+                    await asyncio.sleep(min(idle_sleep, self._until_due()))
+                    idle_sleep = min(idle_sleep * 2, IDLE_POLL_S)
             await self._shutdown()
         finally:
-            await executor.aclose()
+            await self._executor.aclose()
             await self._db_call(lambda conn: conn.close())
             self._conn = None
             self._db.shutdown(wait=True)
         return self.stats
 
+    def _until_due(self) -> float:
+        """Seconds until the next of our own retried tasks may be claimed (or inf)."""
+        now = time.monotonic()
+        self._due = [due for due in self._due if due > now - 1.0]
+        ahead = [due - now for due in self._due if due > now]
+        return min(ahead) + 0.005 if ahead else float("inf")
+
+    def _queued(self) -> list[Task]:
+        return [task for queue in self._queue.values() for task in queue]
+
+    def _start(self, task: Task) -> None:
+        assert self._executor is not None
+        job = asyncio.ensure_future(self._executor.run(task))
+        job.add_done_callback(self._finished)
+        self._inflight[task.gen_id] = (task, job)
+        self._running[task.pool] = self._running.get(task.pool, 0) + 1
+
+    def _allowed(self, pool: str) -> int:
+        """Calls we may run in ``pool``: our slots there, less our share of any excess."""
+        return self._slots.get(pool, 0) - self._shed.get(pool, 0)
+
+    def _fill(self, pool: str) -> None:
+        """Start queued tasks of ``pool`` while our slots there outnumber our calls."""
+        queue = self._queue.get(pool)
+        allowed = self._allowed(pool)
+        while queue and self._running.get(pool, 0) < allowed:
+            if self._stopping:
+                return
+            self._start(queue.popleft())
+
     def _finished(self, job: asyncio.Task) -> None:
         if job.cancelled():
             return
         outcome = job.result()
-        self._inflight.pop(outcome.task.gen_id, None)
+        task = outcome.task
+        if self._inflight.pop(task.gen_id, None) is not None:
+            self._running[task.pool] -= 1
         self._done.append(outcome)
+        self._fill(task.pool)
+        if self._wake is not None:
+            self._wake.set()
 
     async def _wait_some(self, timeout: float) -> None:
-        """Wait until a job finishes (at most ``timeout``), then briefly for more to batch."""
-        jobs = [job for _, job in self._inflight.values()]
-        if not jobs:
-            return
-        done, pending = await asyncio.wait(
-            jobs, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-        )
-        if done and pending and len(self._done) < len(jobs) // 2:
-            await asyncio.wait(pending, timeout=0.002)
-
-    async def _exchange(self, want: int) -> list[Task]:
-        outcomes, self._done = self._done, []
-        if not outcomes and want <= 0:
-            return []
-        recorded, stale, claimed = await self._db_call(
-            exchange, outcomes, self.config, want, clock=self.clock, signals=self._signals
-        )
-        self._count(outcomes, recorded, stale)
-        return claimed
-
-    async def _flush(self) -> None:
+        """Wait until a call ends (at most ``timeout``), then briefly for more to batch."""
+        assert self._wake is not None
         if not self._done:
-            return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), min(timeout, self._until_due()))
+            except asyncio.TimeoutError:
+                return
+        if len(self._done) < max(1, len(self._inflight) // 8):
+            await asyncio.sleep(0.002)
+
+    async def _exchange(self) -> bool:
+        """Record what finished, pass slots to queued tasks that took them, claim; returns
+        whether anything new could start."""
         outcomes, self._done = self._done, []
-        recorded, stale = await self._db_call(
-            record, outcomes, self.config, clock=self.clock, signals=self._signals
+        for outcome in outcomes:
+            if outcome.task.slot:  # its slot is freed (or passed on) by this exchange
+                self._slots[outcome.task.pool] -= 1
+        taken = [task for task, _ in self._inflight.values() if not task.slot]
+        for task in taken:
+            task.slot = True
+            self._slots[task.pool] = self._slots.get(task.pool, 0) + 1
+        room = 0 if self._stopping else self.config.concurrency - len(self._inflight)
+        batch = self.config.batch or self.config.concurrency
+        want = min(room, batch)
+        # Queued tasks that could use a new slot (their pool's slots are all busy here) are
+        # offered for promotion; they stay queued meanwhile, so a call ending during the
+        # exchange can still hand its slot to one (a task promoted after that holds one
+        # slot more than it uses until the next exchange: safe, and brief).
+        promote: list[Task] = []
+        for pool, queue in self._queue.items():
+            if want > len(promote) and self._running.get(pool, 0) >= self._allowed(pool):
+                promote.extend(list(queue)[: want - len(promote)])
+        queued = len(self._queued())
+        extra = 0 if self._stopping else max(0, self.queue_size - queued)
+        if not outcomes and not taken and want <= 0 and extra <= 0:
+            # Nothing to write; still look at the queued leases now and then, so that a
+            # cancelled one is dropped before a slot frees for it.
+            if not self._queued() or time.monotonic() - self._checked < 0.25:
+                return False
+        self._checked = time.monotonic()
+        result = await self._db_call(
+            exchange,
+            outcomes,
+            self.config,
+            want,
+            clock=self.clock,
+            signals=self._signals,
+            taken=taken,
+            queue=extra,
+            held=dict(self._slots),
+            promote=promote,
+            queued=self._queued(),
         )
-        self._count(outcomes, recorded, stale)
+        self._count(outcomes, result.recorded, result.stale)
+        self._shed = result.shed
+        recorded_at = time.monotonic()
+        self._due.extend(recorded_at + o.retry_delay for o in outcomes if o.retry_delay is not None)
+        if result.lost:  # e.g. the cohort was cancelled: never call these
+            for pool, queue in self._queue.items():
+                self._queue[pool] = deque(t for t in queue if t.gen_id not in result.lost)
+        started = False
+        promoted = {id(task) for task in promote}
+        for task in result.tasks:
+            if id(task) in promoted:
+                self._slots[task.pool] = self._slots.get(task.pool, 0) + 1
+                queue = self._queue[task.pool]
+                if any(t is task for t in queue):  # not started in a handed-on slot meanwhile
+                    self._queue[task.pool] = deque(t for t in queue if t is not task)
+                    self._start(task)
+                    started = True
+            elif task.slot:
+                self.stats.claimed += 1
+                self._slots[task.pool] = self._slots.get(task.pool, 0) + 1
+                self._start(task)
+                started = True
+            else:
+                self.stats.claimed += 1
+                self._queue.setdefault(task.pool, deque()).append(task)
+        for pool in list(self._queue):
+            self._fill(pool)
+        return started or bool(result.tasks)
 
     def _count(self, outcomes: list[Outcome], recorded: int, stale: int) -> None:
         self.stats.recorded += recorded
@@ -498,24 +616,36 @@ class Worker:
             )
 
     async def _heartbeat(self) -> None:
-        tasks = [task for task, _ in self._inflight.values()]
+        tasks = [task for task, _ in self._inflight.values()] + self._queued()
         lost = await self._db_call(heartbeat, self.config, tasks, clock=self.clock)
         for gen_id in lost:
             entry = self._inflight.pop(gen_id, None)
             if entry:
+                self._running[entry[0].pool] -= 1
+                if entry[0].slot:
+                    self._slots[entry[0].pool] -= 1
                 entry[1].cancel()
                 self.log(f"lease on {gen_id} lost; abandoning it")
+        for pool, queue in self._queue.items():
+            self._queue[pool] = deque(task for task in queue if task.gen_id not in lost)
 
     async def _shutdown(self) -> None:
+        # Queued tasks have not started: give them back at once.
+        queued = self._queued()
+        self._queue.clear()
+        if queued:
+            self.stats.released += await self._db_call(
+                release, queued, "worker stopped", actor=f"worker:{self.config.name}"
+            )
         deadline = time.monotonic() + (0 if self._stop_now else self.config.grace_s)
         last_beat = time.monotonic()
         while self._inflight and time.monotonic() < deadline and not self._stop_now:
             await self._wait_some(0.1)
-            await self._flush()
+            await self._exchange()  # records; claims nothing once stopping
             if time.monotonic() - last_beat > self.config.lease_s / 3:  # not every 0.1 s
                 await self._heartbeat()
                 last_beat = time.monotonic()
-        await self._flush()
+        await self._exchange()  # records; claims nothing once stopping
         leftover = [task for task, _ in self._inflight.values()]
         for _, job in self._inflight.values():
             job.cancel()

@@ -280,6 +280,11 @@ class FakeAPI:
             return self._calls
 
     @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return self._in_flight
+
+    @property
     def max_in_flight(self) -> int:
         with self._lock:
             return self._max_in_flight

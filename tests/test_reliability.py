@@ -95,12 +95,27 @@ def count_done(db: Path) -> int:
 
 
 def leased_by(db: Path, worker: str) -> set[str]:
+    """The worker's leases: its calls and its queued tasks."""
     return {
         r[0]
         for r in query(
             db, "SELECT gen_id FROM tasks WHERE status = 'running' AND lease_owner = ?", [worker]
         )
     }
+
+
+def query_set(db: Path, sql: str) -> set[str]:
+    return {r[0] for r in query(db, sql)}
+
+
+def calling(db: Path, worker: str | None = None) -> set[str]:
+    """Leases that hold pool slots (calls in flight, or ended and not yet recorded)."""
+    sql = "SELECT gen_id FROM tasks WHERE status = 'running' AND slot = 1"
+    params = []
+    if worker is not None:
+        sql += " AND lease_owner = ?"
+        params.append(worker)
+    return {r[0] for r in query(db, sql, params)}
 
 
 def duplicate_calls(api: FakeAPI) -> dict[str, int]:
@@ -256,7 +271,7 @@ def test_t3_a_frozen_worker_process_is_fenced_after_its_lease_expires(tmp_path, 
             wait_for(lambda: api.calls >= 2, what="A's calls in flight")
             a.send_signal(signal.SIGSTOP)
             frozen = leased_by(db, "A")
-            assert len(frozen) == 2
+            assert len(calling(db, "A")) == 2 and len(frozen) == 3  # 2 calls + 1 queued
             time.sleep(1.6)  # past the lease (A's heartbeats are frozen too)
             run(worker_cmd(db, "--name", "B", base_url=api.base_url))  # B finishes everything
             assert count_done(db) == len(gen_ids(db))
@@ -492,14 +507,16 @@ def test_t11_sigterm_and_ctrl_c_shut_down_cleanly_and_running_again_resumes(tmp_
         try:
             wait_for(lambda: api.calls >= 5, what="five calls in flight")
             held = leased_by(db, "T")
+            cut_off = calling(db, "T")  # calls released mid-flight
+            assert len(held) == 6 and len(cut_off) == 5  # 5 calls + 1 queued
             worker.send_signal(signal.SIGTERM)
             assert worker.wait(10) == 0
         finally:
             stop([worker])
         assert "Traceback" not in log.read_text()
-        assert "5 released" in log.read_text()
+        assert "6 released" in log.read_text()
         released = {e["gen_id"] for e in events_of(db, types=["lease.released"])}
-        assert released == held and len(held) == 5
+        assert released == held
         assert scalar(db, "SELECT count(*) FROM tasks WHERE status = 'running'") == 0
         assert not events_of(db, types=["generation.completed"])
 
@@ -526,15 +543,18 @@ def test_t11_sigterm_and_ctrl_c_shut_down_cleanly_and_running_again_resumes(tmp_
         )
         try:
             wait_for(lambda: api.calls >= calls_before + 2, what="two calls in flight")
-            graced = leased_by(db, "G")
+            graced = calling(db, "G")
+            queued_g = leased_by(db, "G") - graced
             stopped_at = scalar(db, "SELECT max(id) FROM events")
             worker.send_signal(signal.SIGTERM)
             assert worker.wait(20) == 0
         finally:
             stop([worker])
-        assert "2 ok" in log.read_text() and "0 released" in log.read_text()
+        # The queued lease is given back at once; the two calls finish within the grace.
+        assert "2 ok" in log.read_text() and "1 released" in log.read_text()
         finished = {e["gen_id"] for e in events_of(db, types=["generation.completed"])}
-        assert finished == graced and len(graced) == 2
+        assert finished == graced and len(graced) == 2 and len(queued_g) == 1
+        released |= queued_g
         beats = query(
             db,
             "SELECT count(*) FROM events WHERE type = 'leases.extended' AND id > ?",
@@ -568,6 +588,10 @@ def test_t11_sigterm_and_ctrl_c_shut_down_cleanly_and_running_again_resumes(tmp_
             wait_for(lambda: api.calls >= calls_before + 2, what="the run's calls in flight")
             time.sleep(0.2)
             in_flight = {gen_of(r.body) for r in api.requests[calls_before:]}
+            queued_r = query_set(
+                db, "SELECT gen_id FROM tasks WHERE status = 'running' AND slot = 0"
+            )
+            released |= queued_r
             os.killpg(runner.pid, signal.SIGINT)
             assert runner.wait(20) == 130
         finally:
@@ -602,11 +626,14 @@ def test_t11_sigterm_and_ctrl_c_shut_down_cleanly_and_running_again_resumes(tmp_
         )
     counts = check_invariants(db)
     assert counts["done"] == counts["generations"] == 24
-    # A released task was called again once (three times if step 3 made it fail once);
-    # every other generation exactly once.
+    # A task released mid-call was called again once (once more if step 4 made it fail
+    # once); a queued lease released before its call costs no call; every other
+    # generation was called exactly once.
     calls = requests_per_gen(api)
-    expected = {gen: 3 if gen in pending else 2 for gen in released}
-    assert {gen: n for gen, n in calls.items() if n != 1} == expected
+    expected = {gen: (gen in cut_off) + 1 + (gen in pending) for gen in released}
+    assert {gen: n for gen, n in calls.items() if n != 1} == {
+        gen: n for gen, n in expected.items() if n != 1
+    }
 
 
 # -- API keys never reach the database or the logs -------------------------------------------

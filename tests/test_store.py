@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import subprocess
@@ -151,6 +152,21 @@ def test_connection_refuses_use_after_fork(tmp_path):
     conn.owner_pid = -1  # what a forked child sees: a pid other than the opener's
     with pytest.raises(StoreError, match="after fork"):
         conn.execute("SELECT 1")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_really_forked_child_is_refused_and_the_parent_is_not(tmp_path):
+    conn = connect(tmp_path / "x.db")
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if the connection refuses it
+        try:
+            conn.execute("SELECT 1")
+        except StoreError:
+            os._exit(0)
+        os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert conn.execute("SELECT 1").fetchone()[0] == 1
 
 
 def test_non_editable_install_finds_migrations(tmp_path):

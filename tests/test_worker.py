@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,8 @@ import pytest
 
 from daydream.cohorts import retry
 from daydream.errors import PlanError
-from daydream.leases import claim, heartbeat, record, set_pool_limit
+from daydream.leases import claim, exchange, heartbeat, record, set_pool_limit
+from daydream.projections import compare_with_replay
 from daydream.providers import render_offline_reply
 from daydream.store import connect, isoformat, transaction
 from daydream.worker import Executor, WorkerConfig
@@ -632,14 +635,24 @@ def test_claim_heartbeat_record_and_expiry_with_a_fixed_clock(tmp_path):
         conn.close()
 
 
-def test_a_pool_limit_holds_across_workers(tmp_path):
-    db = offline_cohort(tmp_path, combos=3, pool="tiny")
-    clock = FixedClock()
+@contextmanager
+def two_workers(tmp_path: Path, combos: int = 3, pool: str = "tiny"):
+    """An offline cohort on ``pool``, a fixed clock, and workers A and B with a connection
+    each: (db, clock, a, conn_a, b, conn_b)."""
+    db = offline_cohort(tmp_path, combos=combos, pool=pool)
     a = WorkerConfig(db_path=db, name="A")
     b = WorkerConfig(db_path=db, name="B")
     conn_a = connect(db, create=False)
     conn_b = connect(db, create=False)
     try:
+        yield db, FixedClock(), a, conn_a, b, conn_b
+    finally:
+        conn_a.close()
+        conn_b.close()
+
+
+def test_a_pool_limit_holds_across_workers(tmp_path):
+    with two_workers(tmp_path) as (db, clock, a, conn_a, b, conn_b):
         assert set_pool_limit(conn_a, "tiny", 1)
         (task,) = claim(conn_a, a, 10, clock=clock)
         assert claim(conn_b, b, 10, clock=clock) == []  # the pool's one slot is taken
@@ -648,9 +661,132 @@ def test_a_pool_limit_holds_across_workers(tmp_path):
         # one more draft of the pool, plus the finished draft's essay (pool "copy")
         assert sorted(t.pool for t in claimed) == ["copy", "tiny"]
         assert task.gen_id not in [t.gen_id for t in claimed]
+
+
+def test_queued_leases_hold_no_slot_until_a_finished_call_hands_its_slot_on(tmp_path):
+    def slots() -> dict[str, int]:
+        return dict(query(db, "SELECT gen_id, slot FROM tasks WHERE status = 'running'"))
+
+    with two_workers(tmp_path) as (db, clock, a, conn_a, b, conn_b):
+        assert set_pool_limit(conn_a, "tiny", 1)
+        first, q1, q2 = claim(conn_a, a, 1, clock=clock, queue=2)
+        assert [t.slot for t in (first, q1, q2)] == [True, False, False]
+        assert slots() == {first.gen_id: 1, q1.gen_id: 0, q2.gen_id: 0}
+        (started, *queued) = events_of(db, types=["attempt.started"])
+        assert [started["queued"], *(e["queued"] for e in queued)] == [False, True, True]
+        # B holds no slot of the pool, so it may neither claim nor queue there.
+        assert claim(conn_b, b, 10, clock=clock, queue=5) == []
+
+        # A's call ends; q1 starts in its slot. The exchange records the result and moves
+        # the slot to q1 in one transaction: the pool stays full for B.
+        (outcome,) = execute(a, [first], clock)
+        result = exchange(conn_a, [outcome], a, 0, clock=clock, taken=[q1])
+        assert (result.recorded, result.stale, result.tasks) == (1, 0, [])
+        (taken,) = events_of(db, types=["slots.taken"])
+        assert taken["leases"] == [[q1.gen_id, q1.token]] and taken["actor"] == "worker:A"
+        assert slots() == {q1.gen_id: 1, q2.gen_id: 0}
+        assert [t.pool for t in claim(conn_b, b, 10, clock=clock)] == ["copy"]  # first's essay
+
+        # A promotion waits for room: none while q1 holds the slot...
+        result = exchange(conn_a, [], a, 1, clock=clock, promote=[q2])
+        assert result.tasks == [] and not q2.slot
+        # ...and q2 gets it once q1's result is recorded.
+        (outcome,) = execute(a, [q1], clock)
+        result = exchange(conn_a, [outcome], a, 1, clock=clock, promote=[q2])
+        assert result.tasks == [q2] and q2.slot
+        assert slots()[q2.gen_id] == 1
+    assert compare_with_replay(str(db)) == {}  # slot columns included
+
+
+def test_a_pool_limit_holds_for_real_calls_across_worker_processes(tmp_path):
+    """Three workers, each with calls and queued leases, never exceed the pool's limit;
+    queued tasks take over the slots of finished calls (slots.taken)."""
+    with FakeAPI(latency_s=(0.02, 0.08), seed=7) as api:
+        db = cohort(
+            tmp_path,
+            [model("m1", pool="api")],
+            combos=6,
+            axes={"draft_replicate": list(range(1, 9))},
+        )
+        total_calls = scalar(db, "SELECT count(*) FROM generations WHERE mode = 'llm'")
+        done = run(
+            daydream_cmd(
+                "run",
+                "k",
+                "--db",
+                str(db),
+                "--workers",
+                "3",
+                "--concurrency",
+                "4",
+                "--pool-limit",
+                "api=5",
+                "--base-url",
+                f"vllm={api.base_url}",
+            ),
+            timeout=120,
+        )
+        assert "Traceback" not in done.stderr
+    assert api.calls == total_calls == 96
+    assert api.max_in_flight <= 5
+    assert events_of(db, types=["slots.taken"]), "no queued lease ever took a slot"
+    assert scalar(db, "SELECT count(*) FROM tasks WHERE status = 'running'") == 0
+    counts = check_invariants(db)
+    assert counts["done"] == counts["generations"]
+
+
+def test_after_a_limit_cut_each_worker_lets_its_share_of_the_excess_go(tmp_path):
+    db = offline_cohort(tmp_path, combos=4, pool="tiny")
+    clock = FixedClock()
+    a = WorkerConfig(db_path=db, name="A")
+    conn = connect(db, create=False)
+    try:
+        assert set_pool_limit(conn, "tiny", 2)
+        first, second, q1 = claim(conn, a, 2, clock=clock, queue=1)
+        assert [t.slot for t in (first, second, q1)] == [True, True, False]
+        assert set_pool_limit(conn, "tiny", 1)
+        # first ends and q1 takes its slot: two slots held against a limit of one.
+        (outcome,) = execute(a, [first], clock)
+        result = exchange(conn, [outcome], a, 0, clock=clock, taken=[q1], held={"tiny": 2})
+        assert result.shed == {"tiny": 1}
+        # second ends and nobody takes its slot: back at the limit, nothing more to shed.
+        (outcome,) = execute(a, [second], clock)
+        result = exchange(conn, [outcome], a, 0, clock=clock, held={"tiny": 1})
+        assert result.shed == {}
     finally:
-        conn_a.close()
-        conn_b.close()
+        conn.close()
+
+
+def test_a_cut_pool_limit_takes_effect_as_calls_end_even_with_queued_leases(tmp_path):
+    with FakeAPI(latency_s=0.15) as api:
+        db = cohort(
+            tmp_path,
+            [model("m1", pool="api")],
+            combos=6,
+            axes={"draft_replicate": list(range(1, 9))},
+        )
+        conn = connect(db, create=False)
+        set_pool_limit(conn, "api", 4)
+        procs = [
+            start(
+                worker_cmd(db, "--name", f"w{i}", "--concurrency", "4", base_url=api.base_url),
+                tmp_path / f"w{i}.log",
+            )
+            for i in range(2)
+        ]
+        try:
+            wait_for(lambda: api.calls >= 8, what="calls at the first limit")
+            set_pool_limit(conn, "api", 1)
+            time.sleep(0.6)  # every call started before the cut has ended
+            seen = []
+            for _ in range(60):
+                seen.append(api.in_flight)
+                time.sleep(0.01)
+            assert max(seen) <= 1, seen
+            assert max(seen) == 1  # the work goes on, one call at a time
+        finally:
+            stop(procs)
+            conn.close()
 
 
 def test_a_throttled_task_is_not_claimed_before_its_retry_time(tmp_path):
@@ -685,9 +821,7 @@ def _outcomes(pool: str, pattern: str) -> list[Any]:
         def __init__(self, n: int) -> None:
             self.pool, self.mode, self.gen_id = pool, "llm", f"g{n}"
 
-    return [
-        Outcome(_Task(n), [], ok=c == ".", throttled=c == "4") for n, c in enumerate(pattern)
-    ]
+    return [Outcome(_Task(n), [], ok=c == ".", throttled=c == "4") for n, c in enumerate(pattern)]
 
 
 def test_pool_limits_adapt_to_rate_limiting_and_each_change_is_an_event(tmp_path):

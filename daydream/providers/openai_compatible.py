@@ -118,7 +118,7 @@ class OpenAICompatibleProvider:
         timeout = request.timeout or self.config.timeout
         started = time.perf_counter()
         try:
-            status, headers, body = await asyncio.wait_for(
+            status, headers, body = await _deadline(
                 self._post(content.encode("utf-8"), request, timeout), timeout
             )
         except (_ResponseTooLarge, ResponseTooLarge):
@@ -353,6 +353,15 @@ _SHARD_SIZE = 16
 
 class _ResponseTooLarge(Exception):
     pass
+
+
+async def _deadline(call: Any, timeout: float) -> Any:
+    """``asyncio.wait_for`` without its extra task where ``asyncio.timeout`` exists (3.11+):
+    one scheduling hop less per model call, which counts at thousands of calls a second."""
+    if hasattr(asyncio, "timeout"):
+        async with asyncio.timeout(timeout):
+            return await call
+    return await asyncio.wait_for(call, timeout)
 
 
 def _version() -> str:
