@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
+from .crashpoints import crash_point
 from .store import Clock, append, isoformat, put_hashed_texts, transaction, utcnow
 
 if TYPE_CHECKING:
@@ -105,6 +106,7 @@ def claim(
                 actor=actor,
                 clock=lambda: now,
             )
+            crash_point("reap")
         capacity = _pool_capacity(conn)
         promoted: list[Task] = []
         if promote and limit > 0:
@@ -469,6 +471,8 @@ def exchange(
             tokens = _held_tokens(conn, [task.gen_id for task in queued])
             lost = {task.gen_id for task in queued if tokens.get(task.gen_id) != task.token}
         shed = _excess_shares(conn, held) if held else {}
+        if outcomes:
+            crash_point("before_commit")
     return Exchanged(recorded, stale, tasks, lost, shed)
 
 
@@ -629,6 +633,7 @@ def heartbeat(
                 actor=f"worker:{config.name}",
                 clock=clock,
             )
+        crash_point("heartbeat")
     return lost
 
 

@@ -42,7 +42,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from . import crashpoints
 from . import events as ev
+from .crashpoints import crash_point
 from .errors import DaydreamError, ParseError, ProviderError, TemplateError
 from .leases import (
     Outcome,
@@ -207,10 +209,12 @@ class Executor:
                 extra=extra,
                 timeout=self.config.timeout_s,
             )
+            crash_point("before_call")
             try:
                 completion = await provider.complete(request)
             except ProviderError as exc:
                 return self._provider_failed(task, exc)
+            crash_point("after_response")
             raw = completion.text
             cost = completion.cost
             if (
@@ -570,6 +574,10 @@ class Worker:
             promote=promote,
             queued=self._queued(),
         )
+        if outcomes:
+            crash_point("after_commit")
+        if result.tasks:
+            crash_point("after_claim")
         self._count(outcomes, result.recorded, result.stale)
         self._shed = result.shed
         recorded_at = time.monotonic()
@@ -660,4 +668,5 @@ def run_worker(config: WorkerConfig, *, log: Callable[[str], None] | None = None
     """Run one worker until idle (or stopped by a signal)."""
     if not Path(config.db_path).exists():
         raise DaydreamError(f"database {config.db_path} does not exist (plan a cohort first)")
+    crashpoints.check()
     return asyncio.run(Worker(config, log=log).run())

@@ -939,13 +939,26 @@ def test_fakeapi_answers_unknown_paths_with_404():
     assert response.status_code == 404
 
 
+def _stacks(threads: list[Any]) -> str:
+    import sys
+    import traceback
+
+    frames = sys._current_frames()
+    return "\n".join(
+        f"{thread.name}:\n" + "".join(traceback.format_stack(frames[thread.ident]))
+        for thread in threads
+        if thread.ident in frames
+    )
+
+
 def test_fakeapi_stops_when_the_block_exits_even_with_a_hanging_request():
     with FakeAPI(script=["timeout"], hang_s=60.0) as api:
         base_url = api.base_url
         assert failure(base_url, timeout=0.2).retryable
         hanging = list(api._threads)
         assert hanging
-    assert not [thread for thread in hanging if thread.is_alive()]
+    alive = [thread for thread in hanging if thread.is_alive()]
+    assert not alive, "handler threads outlived stop():\n" + _stacks(alive)
     with pytest.raises(httpx.ConnectError):
         httpx.post(base_url + "/chat/completions", json={}, timeout=1.0)
 

@@ -292,6 +292,133 @@ def test_t3_a_frozen_worker_process_is_fenced_after_its_lease_expires(tmp_path, 
     check_invariants(db)
 
 
+# -- T2: deterministic crash points -----------------------------------------------------------
+
+
+def crash(db: Path, point: str, api: FakeAPI, *, name: str = "crash", **extra: str) -> None:
+    """Run a worker that dies (exit 137, like SIGKILL) at crash point ``point``."""
+    done = run(
+        worker_cmd(db, "--name", name, "--lease", "1", "--concurrency", "4", base_url=api.base_url),
+        environ=env(DAYDREAM_CRASH_AT=point, **extra),
+        check=False,
+    )
+    assert done.returncode == 137, f"no crash at {point}: {done.returncode}\n{done.stderr}"
+
+
+def by_actor(db: Path, actor: str, types: list[str]) -> set[str]:
+    return {e["gen_id"] for e in events_of(db, types=types) if e["actor"] == f"worker:{actor}"}
+
+
+@pytest.mark.parametrize(
+    "point",
+    # The first claim and the first call come before anything is recorded; the others crash
+    # on their second visit, mid-run, with results committed before.
+    ["after_claim:1", "before_call:1", "after_response:2", "before_commit:2", "after_commit:2"],
+)
+def test_t2_a_crash_at_each_step_of_a_task_loses_nothing_and_duplicates_nothing(
+    tmp_path, seed, point
+):
+    with FakeAPI(latency_s=0.05, seed=seed) as api:
+        db = cohort(tmp_path, [model("m1")], combos=5, drafts=["m1"], judges=["m1"], replicates=4)
+        crash(db, point, api)
+        called_by_crash = {gen_of(r.body) for r in api.requests}
+        recorded = by_actor(db, "crash", ["generation.completed", "attempt.failed"])
+        run(worker_cmd(db, "--name", "drain", base_url=api.base_url), timeout=60)
+    counts = check_invariants(db)  # I1-I7: all done, none twice, no lease left, replay equal
+    assert counts["done"] == counts["generations"] == 60
+    calls = requests_per_gen(api)
+    twice = {gen for gen, n in calls.items() if n > 1}
+    # A result committed before the crash is never asked for again...
+    assert not (twice & recorded)
+    # ...and only calls the crash cut off before their results were committed are repeated.
+    assert twice <= called_by_crash - recorded
+    name = point.partition(":")[0]
+    if name in ("after_claim", "before_call"):
+        assert not called_by_crash and not twice  # the crash came before any call went out
+    # The recording transactions the crashed worker committed (one clock reading each).
+    commits = {
+        e["recorded_at"]
+        for e in events_of(db, types=["generation.responded"])
+        if e["actor"] == "worker:crash"
+    }
+    if name in ("after_response", "before_commit"):
+        assert twice  # replies were in memory, not in the database: asked again
+    if name == "before_commit":
+        assert len(commits) == 1  # the second recording transaction left no trace
+    if name == "after_commit":
+        assert len(commits) == 2 and recorded  # the second one survived the crash
+
+
+def test_t2_a_crash_inside_a_heartbeat_or_a_reap_rolls_it_back(tmp_path, seed):
+    with FakeAPI(latency_s=0.6, seed=seed) as api:
+        db = cohort(tmp_path, [model("m1")], combos=3, drafts=["m1"], judges=["m1"])
+        # Inside a heartbeat (every lease / 3 = 0.33 s; calls take 0.6 s): the extension is
+        # rolled back, so the leases run out at their old expiry.
+        crash(db, "heartbeat", api, name="beat")
+        assert not events_of(db, types=["leases.extended"])
+        held = leased_by(db, "beat")
+        assert held
+        # Inside a reap: the next worker expires beat's leases, then dies before COMMIT.
+        time.sleep(1.1)
+        crash(db, "reap", api, name="reaper")
+        assert not events_of(db, types=["lease.expired"])
+        assert leased_by(db, "beat") == held
+        run(worker_cmd(db, "--name", "drain", base_url=api.base_url), timeout=60)
+    expired = [e["gen_id"] for e in events_of(db, types=["lease.expired"])]
+    assert sorted(expired) == sorted(held)  # reaped once, by the drain
+    counts = check_invariants(db)
+    assert counts["done"] == counts["generations"]
+
+
+def test_a_misspelt_crash_point_is_refused(tmp_path):
+    db = cohort(tmp_path, [model("m1")], combos=1, drafts=["m1"], judges=["m1"])
+    done = run(worker_cmd(db), environ=env(DAYDREAM_CRASH_AT="before_cal"), check=False)
+    assert done.returncode == 1
+    assert "DAYDREAM_CRASH_AT='before_cal' is not a crash point" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+# -- T6(c): a crash-consistent snapshot ------------------------------------------------------
+
+
+def test_t6c_a_snapshot_taken_with_the_workers_frozen_opens_checks_and_resumes(tmp_path, seed):
+    """The database, its WAL and its shared-memory file copied while every writer is
+    frozen mid-run (what a power cut leaves with synchronous=FULL) open as a sound
+    database that replays to the same tables and runs to the end."""
+    with FakeAPI(latency_s=(0.01, 0.05), seed=seed) as api:
+        db = cohort(tmp_path, [model("m1")], combos=5, drafts=["m1"], judges=["m1"], replicates=4)
+        procs = [
+            start(
+                worker_cmd(db, "--name", f"w{i}", "--lease", "1", base_url=api.base_url),
+                tmp_path / f"w{i}.log",
+            )
+            for i in range(2)
+        ]
+        snapshot = tmp_path / "snapshot"
+        snapshot.mkdir()
+        try:
+            wait_for(lambda: count_done(db) >= 10, what="work under way")
+            for proc in procs:
+                proc.send_signal(signal.SIGSTOP)
+            for suffix in ("", "-wal", "-shm"):
+                source = Path(f"{db}{suffix}")
+                if source.exists():
+                    (snapshot / f"run.db{suffix}").write_bytes(source.read_bytes())
+            for proc in procs:
+                proc.send_signal(signal.SIGCONT)
+            assert [proc.wait(60) for proc in procs] == [0, 0]
+        finally:
+            stop(procs)
+        copy = snapshot / "run.db"
+        assert count_done(copy) < 60  # taken mid-run
+        checked = run(daydream_cmd("db", "check", "--db", str(copy)))
+        assert "replay_equals_projections" in checked.stdout
+        time.sleep(1.1)  # the frozen workers' leases in the copy run out
+        run(worker_cmd(copy, "--name", "resume", base_url=api.base_url), timeout=60)
+    counts = check_invariants(copy)
+    assert counts["done"] == counts["generations"] == 60
+
+
 # -- T4: writer contention ------------------------------------------------------------------
 
 

@@ -1,0 +1,68 @@
+"""Deterministic crash points, for the crash tests (reliability reference, T2).
+
+``DAYDREAM_CRASH_AT=NAME`` (or ``NAME:N``) makes a worker process exit at once with status
+137, as SIGKILL would, the first (or N-th) time it reaches the crash point ``NAME``: no
+cleanup, no flush, no lease released. The tests use it to prove that a crash at each step
+of the claim -> call -> record cycle loses nothing and duplicates nothing. Unset, as in
+normal use, a crash point is one comparison.
+
+Points, in the order a task meets them:
+
+- ``after_claim``: a claim has committed; the tasks are leased but not started.
+- ``before_call``: the prompt is rendered; the model call is about to go out.
+- ``after_response``: the reply is in memory; nothing about it is written yet.
+- ``before_commit``: inside the recording transaction, every event appended (projections
+  updated), before COMMIT.
+- ``after_commit``: the results are committed; the worker has not noted it yet.
+- ``heartbeat``: inside the heartbeat transaction, before COMMIT.
+- ``reap``: inside a claim transaction that has just expired a dead worker's leases.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .errors import DaydreamError
+
+POINTS = (
+    "after_claim",
+    "before_call",
+    "after_response",
+    "before_commit",
+    "after_commit",
+    "heartbeat",
+    "reap",
+)
+
+
+def _parse(spec: str | None) -> tuple[str | None, int, str | None]:
+    """(point, nth, error) from the variable's value."""
+    if not spec:
+        return None, 0, None
+    name, _, nth = spec.partition(":")
+    if name not in POINTS or (nth and not (nth.isdigit() and int(nth) >= 1)):
+        return None, 0, (
+            f"DAYDREAM_CRASH_AT={spec!r} is not a crash point: use one of"
+            f" {', '.join(POINTS)}, optionally followed by :N (N >= 1)"
+        )
+    return name, int(nth or 1), None
+
+
+_TARGET, _NTH, ERROR = _parse(os.environ.get("DAYDREAM_CRASH_AT"))
+_seen = 0
+
+
+def check() -> None:
+    """Refuse a misspelt crash point (a test would otherwise pass without crashing)."""
+    if ERROR:
+        raise DaydreamError(ERROR)
+
+
+def crash_point(name: str) -> None:
+    """Exit the process with status 137 if this is the configured crash point's N-th visit."""
+    global _seen
+    if name != _TARGET:
+        return
+    _seen += 1
+    if _seen == _NTH:
+        os._exit(137)
