@@ -1,0 +1,22 @@
+"""The ``daydream`` command line: parse options, call one library function, print.
+
+Results go to stdout (human text, or JSON with ``--json``); progress and logs to stderr.
+Every expected failure is a ``DaydreamError``, printed as one ``Error: ...`` line, exit 1.
+The group and shared options are in ``base``; the commands in ``core`` (database, catalog,
+specs, planning), ``running`` (workers and cohorts) and ``results`` (reports, browsing,
+legacy import), each registering itself on import.
+"""
+
+from __future__ import annotations
+
+from . import core, results, running  # noqa: F401 - importing registers the commands
+from .base import cli
+from .core import format_plan
+from .running import format_status
+
+
+def main() -> None:  # pragma: no cover - console entry
+    cli()
+
+
+__all__ = ["cli", "format_plan", "format_status", "main"]
