@@ -80,7 +80,7 @@ def make_datasette(db_path: str | Path, *, settings: dict[str, Any] | None = Non
         metadata=metadata(path),
         settings={**SETTINGS, **(settings or {})},
     )
-    ds._daydream_database = database_name(path)  # type: ignore[attr-defined]
+    ds._daydream_database = database_name(path)
     return ds
 
 

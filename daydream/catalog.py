@@ -102,7 +102,7 @@ class Concept(_Entry):
         """The text shown at ``level``: that level, else paragraph, else sentence, else the name."""
         for key in (level, "paragraph", "sentence"):
             if key in self.descriptions:
-                return self.descriptions[key]  # type: ignore[index]
+                return self.descriptions[key]
         return self.name
 
 
@@ -121,9 +121,9 @@ class Template(_Entry):
     parser: Parser = "identity"
     generator: Literal["llm", "copy"] = "llm"
     scale: tuple[float, float] | None = None
-    temperature: float | None = Field(None, ge=0)
-    max_tokens: int | None = Field(None, ge=1)
-    min_lines: int | None = Field(None, ge=1)
+    temperature: float | None = Field(default=None, ge=0)
+    max_tokens: int | None = Field(default=None, ge=1)
+    min_lines: int | None = Field(default=None, ge=1)
     seed: int | None = None
 
     @model_validator(mode="after")
@@ -145,10 +145,10 @@ class Model(_Entry):
     pool: Text
     vendor: str | None = None
     specialization: str | None = None
-    price_input: float | None = Field(None, ge=0)  # USD per prompt token
-    price_output: float | None = Field(None, ge=0)  # USD per completion token
-    temperature: float | None = Field(None, ge=0)
-    max_tokens: int | None = Field(None, ge=1)
+    price_input: float | None = Field(default=None, ge=0)  # USD per prompt token
+    price_output: float | None = Field(default=None, ge=0)  # USD per completion token
+    temperature: float | None = Field(default=None, ge=0)
+    max_tokens: int | None = Field(default=None, ge=1)
     seed: int | None = None
     extra: dict[str, Any] = {}  # merged into the request body
     base_url: str | None = None  # overrides the provider's endpoint
@@ -262,7 +262,11 @@ def _load_upstream(raw: Path) -> Catalog:
         texts = {k: _read_text(p).strip() for k, p in paths.items() if p.is_file()}
         if not any(texts.values()):
             warnings.append(f"catalog {file}: {where} has no text; drafts will show only its name")
-        data = {"concept_id": cid, "name": row["name"], "descriptions": _nonblank(texts)}
+        data: dict[str, Any] = {
+            "concept_id": cid,
+            "name": row["name"],
+            "descriptions": _nonblank(texts),
+        }
         concepts.append(_validate(Concept, file, where, data))
     _check_unique(file, "concept", seen)
     for d in dirs:
@@ -378,10 +382,10 @@ class _TemplateIn(_In):
     description: str = ""
     parser: str = "identity"
     generator: str = "llm"
-    scale: tuple[float, float] | None = Field(None, strict=False)
-    temperature: float | None = Field(None, ge=0)
-    max_tokens: int | None = Field(None, ge=1)
-    min_lines: int | None = Field(None, ge=1)
+    scale: tuple[float, float] | None = Field(default=None, strict=False)
+    temperature: float | None = Field(default=None, ge=0)
+    max_tokens: int | None = Field(default=None, ge=1)
+    min_lines: int | None = Field(default=None, ge=1)
     seed: int | None = None
 
 
@@ -393,18 +397,18 @@ class _ModelIn(_In):
     pool: str = ""
     vendor: str | None = None
     specialization: str | None = None
-    price_input_per_mtok: float | None = Field(None, ge=0)
-    price_output_per_mtok: float | None = Field(None, ge=0)
-    temperature: float | None = Field(None, ge=0)
-    max_tokens: int | None = Field(None, ge=1)
+    price_input_per_mtok: float | None = Field(default=None, ge=0)
+    price_output_per_mtok: float | None = Field(default=None, ge=0)
+    temperature: float | None = Field(default=None, ge=0)
+    max_tokens: int | None = Field(default=None, ge=1)
     seed: int | None = None
     extra: dict[str, Any] = {}
-    base_url: str | None = Field(None, pattern=r"^https?://")
+    base_url: str | None = Field(default=None, pattern=r"^https?://")
 
 
 class _ProviderIn(_In):
     base_url: str = Field(pattern=r"^https?://")
-    api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def _load_daydream(root: Path) -> Catalog:
@@ -459,9 +463,9 @@ def _load_daydream(root: Path) -> Catalog:
     for where, item in _yaml_items(file, _read_yaml(file), "model"):
         m = _validate(_ModelIn, file, where, item)
         if m.provider not in builtin | set(providers) and m.base_url is None:
-            known = ", ".join(sorted(builtin | set(providers)))
+            choices = ", ".join(sorted(builtin | set(providers)))
             hint = "declare it in providers.yaml or give the model a base_url"
-            raise _error(file, where, f'unknown provider "{m.provider}" (known: {known}; {hint})')
+            raise _error(file, where, f'unknown provider "{m.provider}" (known: {choices}; {hint})')
         declared_url = providers[m.provider].base_url if m.provider in providers else None
         data = {
             "model_id": m.id,

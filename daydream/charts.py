@@ -217,7 +217,7 @@ def _agreement(rows: list[dict[str, Any]]) -> str:
     height = 30 + (bar_h + 8) * len(per_template)
     legend_w = sum(14 + 7 * len(name) + 8 for name in STABILITY_CLASSES)
     out = [_svg_open(max(label_w + bar_w, label_w + legend_w) + 10, height)]
-    x = label_w
+    x = float(label_w)
     for name in STABILITY_CLASSES:
         out.append(
             f'<rect x="{x}" y="4" width="10" height="10" fill="{_AGREEMENT_COLOURS[name]}"/>'

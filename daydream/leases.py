@@ -110,10 +110,10 @@ def claim(
         capacity = _pool_capacity(conn)
         promoted: list[Task] = []
         if promote and limit > 0:
-            tokens = _held_tokens(conn, [task.gen_id for task in promote])
+            still_held = _held_tokens(conn, [task.gen_id for task in promote])
             for task in promote:
                 room = capacity[task.pool] if task.pool in capacity else _default_limit(task.pool)
-                if room > 0 and tokens.get(task.gen_id) == task.token and len(promoted) < limit:
+                if room > 0 and still_held.get(task.gen_id) == task.token and len(promoted) < limit:
                     capacity[task.pool] = room - 1
                     promoted.append(task)
             take_slots(conn, config, promoted, clock=lambda: now)
@@ -274,17 +274,18 @@ def _load_task(
             " WHERE v.version = ?",
             (version,),
         ).fetchone()
-        if row is None:  # e.g. a legacy generation whose template was never imported
-            return _missing_template(version)
-        template = {
-            "parser": row[0],
-            "generator": row[1],
-            "scale": (row[2], row[3]) if row[3] is not None else None,
-            "settings": json.loads(row[4]),
-            "body": row[5],
-            "version": version,
-        }
-        _TEMPLATE_CACHE[version] = template
+        if row is None:  # a template version the catalog no longer has
+            template = _missing_template(version)
+        else:
+            template = {
+                "parser": row[0],
+                "generator": row[1],
+                "scale": (row[2], row[3]) if row[3] is not None else None,
+                "settings": json.loads(row[4]),
+                "body": row[5],
+                "version": version,
+            }
+            _TEMPLATE_CACHE[version] = template
     model = None
     if model_id:
         row = conn.execute(

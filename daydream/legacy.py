@@ -486,7 +486,9 @@ def _record_results(
         )
         (token,) = append(conn, [started], actor=actor, clock=clock)
         meta = result.raw_meta
-        usage = meta.get("usage") if isinstance(meta.get("usage"), dict) else {}
+        usage = meta.get("usage")
+        if not isinstance(usage, dict):
+            usage = {}
         max_tokens = _integer(usage.get("max_tokens"))
         events: list[ev.Event] = [
             ev.GenerationResponded(

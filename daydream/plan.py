@@ -371,8 +371,9 @@ def _check_variables(
                     f" {kind} does not have (it has: {', '.join(allowed)})"
                 )
         registry.variable_checks[key] = problem
-    if registry.variable_checks[key]:
-        problems.add(registry.variable_checks[key], row_number)
+    found = registry.variable_checks[key]
+    if found:
+        problems.add(found, row_number)
 
 
 def plan_cohort(
@@ -426,26 +427,24 @@ def _plan(conn, compiled, derived_combos, cohort_id, spec_path, spec_text, repor
             prior = conn.execute(
                 "SELECT spec_hash FROM cohorts WHERE cohort_id = ?", (cohort_id,)
             ).fetchone()
-            head = [
-                *combo_events,
-                ev.CohortPlanned(
-                    cohort_id=cohort_id,
-                    spec_path=spec_path,
-                    spec_hash=put_text(conn, spec_text),
-                ),
-            ]
+            planned = ev.CohortPlanned(
+                cohort_id=cohort_id,
+                spec_path=spec_path,
+                spec_hash=put_text(conn, spec_text),
+            )
+            head: list[ev.Event] = [*combo_events, planned]
             append(conn, head, actor=actor)
             report.events += len(head)
         writes = 0
         for batch_new, batch_members in _plan_batches(conn, compiled, registry, cohort_id, report):
             if dry_run or not (batch_new or batch_members):
                 continue
-            event = ev.GenerationsPlanned(
+            batch = ev.GenerationsPlanned(
                 cohort_id=cohort_id,
                 generations=[g.as_row() for g in batch_new],
                 members=batch_members,
             )
-            append(conn, [event], actor=actor)
+            append(conn, [batch], actor=actor)
             report.events += 1
             writes += 1
         if (
@@ -453,7 +452,7 @@ def _plan(conn, compiled, derived_combos, cohort_id, spec_path, spec_text, repor
             and writes == 0
             and not combo_events
             and prior
-            and prior[0] == head[-1].spec_hash
+            and prior[0] == planned.spec_hash
         ):
             # Nothing new: a re-plan of the same spec leaves the log untouched.
             raise _NothingNew

@@ -189,9 +189,13 @@ class Registry:
             " JOIN template_versions v ON v.version = t.version"
             " LEFT JOIN texts x ON x.hash = v.body_hash"
         ):
-            templates[(row[0], row[1])] = TemplateRow(*row[:8], json.loads(row[8]), row[9])
+            stage, template_id, version, parser, generator, body_hash, low, high = row[:8]
+            templates[(stage, template_id)] = TemplateRow(
+                stage, template_id, version, parser, generator, body_hash, low, high,
+                json.loads(row[8]), row[9],
+            )
         models = {
-            row[0]: ModelRow(*row[:6], json.loads(row[6]))
+            row[0]: ModelRow(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]))
             for row in conn.execute(
                 "SELECT model_id, provider, provider_model, pool, price_input, price_output,"
                 " settings FROM models"

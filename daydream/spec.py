@@ -188,8 +188,11 @@ class _Node:
         if self.kind == "tie":
             return tuple(chain.from_iterable(m.flatten(value) for m in self.members))
         return tuple(
-            chain.from_iterable(m.flatten(v) for m, v in zip(self.members, value, strict=True))
-        )  # type: ignore[arg-type]
+            chain.from_iterable(
+                m.flatten(v)
+                for m, v in zip(self.members, value, strict=True)  # type: ignore[arg-type]
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -369,6 +372,7 @@ def _normalise_aliased(row: Mapping[str, Any], row_number: int | None) -> dict[s
     at = f"row {row_number}: " if row_number is not None else ""
     out: dict[str, Any] = {}
     origin: dict[str, str] = {}
+    value: Any
     for column, raw in row.items():
         canonical = _CANONICAL.get(column)
         if canonical is None:
@@ -783,7 +787,7 @@ class _Parser:
         listing = self._listing(payload["allowed"], f"{key}.allowed")
         allowed = self._rows(listing, (left, right), "pair")
         labels = tuple(listing.at(i) for i in range(len(allowed)))
-        return _Entry(PairRule(name, left, right, allowed, balance), key, labels)  # type: ignore[arg-type]
+        return _Entry(PairRule(name, left, right, allowed, balance), key, labels)
 
     def _tuple(self, name: str, payload: Any, key: str) -> _Entry:
         payload = self._payload(payload, "tuples", key)
@@ -859,7 +863,7 @@ class _Parser:
         if nested and isinstance(value, (list, tuple)):
             return tuple(self._freeze(v, where, nested=True) for v in value)
         self._check_level(where, value)
-        return value  # type: ignore[no-any-return]
+        return value
 
     def _tuple_owners(self, entries: list[_Entry]) -> dict[str, str]:
         owners: dict[str, str] = {}

@@ -96,11 +96,11 @@ class Connection(sqlite3.Connection):
                 "a database connection was used after fork(); open a new one in the child process"
             )
 
-    def execute(self, *args, **kwargs):  # type: ignore[override]
+    def execute(self, *args, **kwargs):
         self._check_pid()
         return super().execute(*args, **kwargs)
 
-    def executemany(self, *args, **kwargs):  # type: ignore[override]
+    def executemany(self, *args, **kwargs):
         self._check_pid()
         return super().executemany(*args, **kwargs)
 
@@ -314,7 +314,7 @@ def append(
     from .projections import apply_event
 
     recorded_at = isoformat(clock())
-    ids = []
+    ids: list[int] = []
     with transaction(conn):
         for event in events:
             data = event.model_dump_json()
@@ -324,6 +324,7 @@ def append(
                 (event.type, event.subject, data, recorded_at, actor),
             )
             event_id = cursor.lastrowid
+            assert event_id is not None  # an INSERT into a rowid table always sets it
             apply_event(conn, event_id, event, recorded_at)
             ids.append(event_id)
     return ids

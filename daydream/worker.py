@@ -114,7 +114,7 @@ class Executor:
         self.config = config
         self.clock = clock
         self.rng = rng or random.Random(config.seed)
-        self._providers: dict[str, Any] = {}
+        self._providers: dict[tuple[str, str | None, str | None], Any] = {}
 
     def provider(self, model: dict[str, Any]) -> Any:
         """The provider for a model, one per (provider, base URL, key variable) per worker."""
@@ -183,7 +183,7 @@ class Executor:
         events: list[ev.Event] = []
         if task.mode == "copy":
             raw = task.parent_text or ""
-            responded = dict(mode="copy", finish_reason="copy")
+            responded: dict[str, Any] = dict(mode="copy", finish_reason="copy")
         else:
             model = task.model or {}
             settings = {**model.get("settings", {}), **task.template.get("settings", {})}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -787,6 +788,33 @@ def test_a_cut_pool_limit_takes_effect_as_calls_end_even_with_queued_leases(tmp_
         finally:
             stop(procs)
             conn.close()
+
+
+def test_a_task_whose_template_version_is_gone_fails_as_a_template_error(tmp_path):
+    """A generation pointing at a template version the database no longer has (possible
+    only with foreign keys off, e.g. a hand-edited file) fails cleanly, never crashes."""
+    db = offline_cohort(tmp_path, combos=1)
+    draft = gen_ids(db, "draft")[0]
+    raw = sqlite3.connect(db)
+    raw.execute("PRAGMA foreign_keys = OFF")
+    raw.execute("UPDATE generations SET template_version = 'gone' WHERE gen_id = ?", (draft,))
+    raw.commit()
+    raw.close()
+    config = WorkerConfig(db_path=db, name="A")
+    clock = FixedClock()
+    conn = connect(db, create=False)
+    try:
+        (task,) = claim(conn, config, 1, clock=clock)
+        assert task.gen_id == draft and task.template["missing"]
+        (outcome,) = execute(config, [task], clock)
+    finally:
+        conn.close()
+    (failed,) = outcome.events
+    assert (failed.state, failed.retryable) == ("template_error", False)
+    assert failed.error == (
+        "template draft/notes (version gone) is not in the catalog: import the catalog that"
+        " defines it, then retry"
+    )
 
 
 def test_a_throttled_task_is_not_claimed_before_its_retry_time(tmp_path):

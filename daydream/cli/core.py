@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 
@@ -272,14 +272,14 @@ def spec_compile(
 
     loaded = load_spec(spec_path)
     rows = compile_rows(loaded, seed=seed)
-    if fmt is None:
-        fmt = "jsonl" if out is not None and out.suffix == ".jsonl" else "csv"
+    jsonl = fmt == "jsonl" or (fmt is None and out is not None and out.suffix == ".jsonl")
+    form: Literal["csv", "jsonl"] = "jsonl" if jsonl else "csv"
     limit = None if not limit else limit
     if out is None:
-        written = write_rows(rows, sys.stdout, fmt, limit=limit)
+        written = write_rows(rows, sys.stdout, form, limit=limit)
     else:
         with out.open("w", encoding="utf-8", newline="") as handle:
-            written = write_rows(rows, handle, fmt, limit=limit)
+            written = write_rows(rows, handle, form, limit=limit)
         _err(f"{written} row(s) written to {out}")
     if limit is not None and rows.count > written:
         _err(f"... {rows.count - written} more row(s) not shown (--limit {limit})")
@@ -346,6 +346,7 @@ def plan(
 
         rows = curation_rows(list_path, _parse_judges(judges))
         spec_path = list_path
+    assert spec_path is not None  # one of SPEC or --from-list, checked above
     conn = _open(db_path)  # a plan needs a catalog, so never a new database
     report = plan_cohort(conn, spec_path, cohort_id, dry_run=dry_run, rows=rows)
     conn.close()

@@ -269,7 +269,7 @@ def parse(parser: str, file: Any, scale: tuple[float, float] | None, as_json: bo
     from ..parsers import parse_output
 
     text = file.read()
-    result = parse_output(parser, text, scale=tuple(scale) if scale else None)
+    result = parse_output(parser, text, scale=(scale[0], scale[1]) if scale else None)
     if as_json:
         _echo_json(
             {

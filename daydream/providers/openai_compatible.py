@@ -184,7 +184,8 @@ class OpenAICompatibleProvider:
                 )
                 return status, headers, decode_body(headers, body, self.config.max_response_bytes)
         shard = None if self._shared_client is not None else self._acquire_shard()
-        client = self._shared_client if shard is None else shard.client
+        client = shard.client if shard is not None else self._shared_client
+        assert client is not None
         per_phase = httpx.Timeout(timeout, connect=connect)
         limit = self.config.max_response_bytes
         try:

@@ -44,9 +44,7 @@ class ResponseTooLarge(httpx.TransportError):
     """The response body exceeded the configured maximum."""
 
 
-def make_transport(
-    *, max_body: int, environ: dict | None = None
-) -> httpx.AsyncBaseTransport | None:
+def make_transport(*, max_body: int, environ: dict | None = None) -> StreamTransport | None:
     """The lean transport, or None (use httpx's default) when a proxy is configured."""
     env = os.environ if environ is None else environ
     if any(env.get(name) for name in _PROXY_VARIABLES):
@@ -244,7 +242,7 @@ def decode_body(headers: list[tuple[str, str]], content: bytes, max_body: int) -
 
 
 async def _read_chunked(reader: asyncio.StreamReader, max_body: int) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     size = 0
     while True:
         line = await reader.readuntil(b"\r\n")
@@ -264,7 +262,7 @@ async def _read_chunked(reader: asyncio.StreamReader, max_body: int) -> bytes:
 
 
 async def _read_to_close(reader: asyncio.StreamReader, max_body: int) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     size = 0
     while True:
         chunk = await reader.read(65536)
