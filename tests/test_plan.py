@@ -299,7 +299,6 @@ def test_essays_straight_from_a_combination(db, tmp_path):
     ]
 
 
-
 def test_an_essay_template_that_needs_a_draft_is_refused_without_one(db, tmp_path):
     path, conn = db
     before = conn.execute("SELECT count(*) FROM events").fetchone()[0]
@@ -319,6 +318,7 @@ def test_an_essay_template_that_needs_a_draft_is_refused_without_one(db, tmp_pat
         " template_id, model_id, replicate, gen_id) (first in row 1)"
     )
     assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == before
+
 
 def test_evaluations_over_existing_essays(db, tmp_path):
     path, conn = db
@@ -934,3 +934,51 @@ def test_catalog_import_twice_then_an_edited_template(tmp_path):
         (new_version, True),
     }
     conn2.close()
+
+
+def test_sixteen_processes_planning_the_same_spec_at_once_make_one_set_of_generations(db, tmp_path):
+    """Reference T13: concurrent submissions of the same work create it exactly once."""
+    import subprocess
+
+    from tests.scenario import daydream_cmd, env
+
+    path, conn = db
+    conn.close()
+    spec = write_spec(tmp_path, "full", FULL)
+    cohorts = ["same"] * 12 + ["other"] * 4  # "other" shares every generation with "same"
+    procs = [
+        subprocess.Popen(
+            daydream_cmd("plan", str(spec), "--cohort", cohort, "--db", str(path)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env(),
+        )
+        for cohort in cohorts
+    ]
+    results = [(proc.wait(60), *proc.communicate()) for proc in procs]
+    assert [code for code, _, _ in results] == [0] * 16, results
+    assert not [err for _, _, err in results if "Traceback" in err or "IntegrityError" in err]
+    check = sqlite3.connect(path)
+    try:
+        assert check.execute("SELECT count(*) FROM generations").fetchone()[0] == 44
+        planned = check.execute(
+            "SELECT subject, count(*) FROM events WHERE type = 'cohort.planned' GROUP BY 1"
+        ).fetchall()
+        assert sorted(planned) == [("cohort:other", 1), ("cohort:same", 1)]
+        assert (
+            check.execute(
+                "SELECT count(*) FROM events WHERE type = 'generations.planned'"
+            ).fetchone()[0]
+            == 2
+        )  # the first plan creates them, the other cohort links them
+        members = check.execute(
+            "SELECT cohort_id, count(*) FROM cohort_members GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        assert members == [("other", 44), ("same", 44)]
+    finally:
+        check.close()
+    checked = subprocess.run(
+        daydream_cmd("db", "check", "--db", str(path)), capture_output=True, text=True, env=env()
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
