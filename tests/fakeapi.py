@@ -516,12 +516,15 @@ class FakeAPI:
     def _track(self, connection: socket.socket) -> None:
         with self._lock:
             self._connections.add(connection)
+            # A handler thread stays tracked until it has exited, not just until its
+            # finish(): socketserver still closes the socket after that, and stop() must
+            # wait for it (a thread dropped at finish() outlived stop() now and then).
+            self._threads = {t for t in self._threads if t.is_alive()}
             self._threads.add(threading.current_thread())
 
     def _untrack(self, connection: socket.socket) -> None:
         with self._lock:
             self._connections.discard(connection)
-            self._threads.discard(threading.current_thread())
 
     def _record_error(self, message: str) -> None:
         with self._lock:
