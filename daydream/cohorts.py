@@ -15,7 +15,9 @@ from . import events as ev
 from .errors import PlanError
 from .store import append, transaction
 
-STATUSES = ("done", "failed", "blocked", "cancelled", "running", "ready", "waiting")
+# "running" counts calls (leases holding a pool slot); "queued" counts leases a worker holds
+# ahead, to start when one of its calls ends (tasks.status 'running' with slot 0).
+STATUSES = ("done", "failed", "blocked", "cancelled", "running", "queued", "ready", "waiting")
 
 
 @dataclass
@@ -38,7 +40,7 @@ class Status:
 
     @property
     def remaining(self) -> int:
-        return self.count("running", "ready", "waiting")
+        return self.count("running", "queued", "ready", "waiting")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +68,15 @@ def cohort_status(conn: sqlite3.Connection, cohort: str | None) -> Status:
         f"SELECT g.stage, g.status, count(*) FROM generations g{scope} GROUP BY 1, 2", params
     ):
         status.stages.setdefault(stage, dict.fromkeys(STATUSES, 0))[state] = count
+    task_scope = scope.replace("g.gen_id", "t.gen_id").replace(" WHERE", " AND", 1)
+    for stage, count in conn.execute(
+        "SELECT t.stage, count(*) FROM tasks t WHERE t.status = 'running' AND t.slot = 0"
+        f"{task_scope} GROUP BY 1",
+        params,
+    ):
+        counts = status.stages[stage]
+        counts["running"] -= count
+        counts["queued"] = count
     status.states = {
         state: count
         for state, count in conn.execute(

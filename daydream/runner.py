@@ -133,6 +133,7 @@ def format_progress(status: Status, elapsed: float, rate: float) -> str:
             f"{stage} {counts['done']}/{total}"
             + (f" ({counts['failed']} failed)" if counts["failed"] else "")
             + (f" ({counts['running']} running)" if counts["running"] else "")
+            + (f" ({counts['queued']} queued)" if counts["queued"] else "")
         )
     remaining = status.remaining
     eta = f"ETA {remaining / rate:,.0f}s" if rate > 0 and remaining else ""

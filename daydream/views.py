@@ -213,7 +213,12 @@ SELECT
     sum(g.status = 'failed') AS failed,
     sum(g.status = 'blocked') AS blocked,
     sum(g.status = 'cancelled') AS cancelled,
-    sum(g.status = 'running') AS running,
+    -- running: calls in flight (leases holding a pool slot); queued: leases held ahead.
+    -- The slot is looked up for running generations only (a handful).
+    sum(CASE WHEN g.status = 'running'
+        THEN (SELECT t.slot FROM tasks t WHERE t.gen_id = g.gen_id) ELSE 0 END) AS running,
+    sum(CASE WHEN g.status = 'running'
+        THEN 1 - (SELECT t.slot FROM tasks t WHERE t.gen_id = g.gen_id) ELSE 0 END) AS queued,
     sum(g.status = 'ready') AS ready,
     sum(g.status = 'waiting') AS waiting,
     round(100.0 * sum(g.status = 'done') / count(*), 1) AS pct_done,

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from daydream.cohorts import retry
+from daydream.cohorts import cohort_status, retry
 from daydream.errors import PlanError
 from daydream.leases import claim, exchange, heartbeat, record, set_pool_limit
 from daydream.projections import compare_with_replay
@@ -673,6 +673,8 @@ def test_queued_leases_hold_no_slot_until_a_finished_call_hands_its_slot_on(tmp_
         first, q1, q2 = claim(conn_a, a, 1, clock=clock, queue=2)
         assert [t.slot for t in (first, q1, q2)] == [True, False, False]
         assert slots() == {first.gen_id: 1, q1.gen_id: 0, q2.gen_id: 0}
+        drafts = cohort_status(conn_a, "k").stages["draft"]  # calls and queued apart
+        assert (drafts["running"], drafts["queued"], drafts["ready"]) == (1, 2, 0)
         (started, *queued) = events_of(db, types=["attempt.started"])
         assert [started["queued"], *(e["queued"] for e in queued)] == [False, True, True]
         # B holds no slot of the pool, so it may neither claim nor queue there.

@@ -171,10 +171,10 @@ def run(
 
 def format_status(status: Any) -> str:
     lines = [f"cohort {status.cohort or '(all)'}:"]
-    lines.append(f"  {'stage':<11}" + "".join(f"{s:>10}" for s in ("done", "failed", "blocked", "cancelled", "running", "ready", "waiting")))
+    lines.append(f"  {'stage':<11}" + "".join(f"{s:>10}" for s in ("done", "failed", "blocked", "cancelled", "running", "queued", "ready", "waiting")))
     for stage, counts in status.stages.items():
         if sum(counts.values()):
-            lines.append(f"  {stage:<11}" + "".join(f"{counts[s]:>10}" for s in ("done", "failed", "blocked", "cancelled", "running", "ready", "waiting")))
+            lines.append(f"  {stage:<11}" + "".join(f"{counts[s]:>10}" for s in ("done", "failed", "blocked", "cancelled", "running", "queued", "ready", "waiting")))
     if status.states:
         lines.append("  states: " + ", ".join(f"{k} {v}" for k, v in status.states.items()))
     for m in status.models:
