@@ -430,7 +430,7 @@ class Exchanged:
     recorded: int
     stale: int
     tasks: list[Task]  # promoted queued tasks first (the same objects), then new claims
-    lost: set[str] = field(default_factory=set)  # queued leases no longer held (cancelled...)
+    lost: set[str] = field(default_factory=set)  # queued/taken leases no longer held
     # pool -> slots this worker should give up as its calls end: the pool holds more slots
     # than its limit (the limit was cut); this worker's share of the excess.
     shed: dict[str, int] = field(default_factory=dict)
@@ -449,28 +449,35 @@ def exchange(
     held: dict[str, int] | None = None,
     promote: list[Task] | None = None,
     queued: list[Task] | None = None,
+    shedding: dict[str, int] | None = None,
 ) -> Exchanged:
     """Record finished outcomes, hand their slots on, and claim, in ONE transaction.
 
     ``taken``: queued tasks that started calls in the slots of finished ones (the slots
     pass from the outcomes to them here, so the pool's count never drops below the calls
-    really in flight). ``queue``, ``held``, ``promote``: as ``claim``. ``queued``: the
-    worker's other queued leases, checked so that a cancelled one is dropped before its call.
+    really in flight). ``queue``, ``held``, ``promote``: as ``claim``; ``shedding``: the
+    slots per pool the worker is letting go (no new queued leases where that is all of
+    them). ``queued``: the
+    worker's other queued leases. ``lost`` in the result names the queued and taken tasks
+    whose leases no longer hold (a cancelled cohort): the worker drops or stops them.
     """
     with transaction(conn):
         recorded, stale = (
             record(conn, outcomes, config, clock=clock, signals=signals) if outcomes else (0, 0)
         )
         take_slots(conn, config, taken or [], clock=clock)
+        # Queue only where the worker may still start calls (not where it sheds them all).
+        usable = {p: n - (shedding or {}).get(p, 0) for p, n in (held or {}).items()}
         tasks = (
-            claim(conn, config, limit, clock=clock, queue=queue, held=held, promote=promote)
+            claim(conn, config, limit, clock=clock, queue=queue, held=usable, promote=promote)
             if limit > 0 or queue > 0
             else []
         )
         lost = set()
-        if queued:
-            tokens = _held_tokens(conn, [task.gen_id for task in queued])
-            lost = {task.gen_id for task in queued if tokens.get(task.gen_id) != task.token}
+        check = [*(queued or []), *(taken or [])]
+        if check:
+            tokens = _held_tokens(conn, [task.gen_id for task in check])
+            lost = {task.gen_id for task in check if tokens.get(task.gen_id) != task.token}
         shed = _excess_shares(conn, held) if held else {}
         if outcomes:
             crash_point("before_commit")

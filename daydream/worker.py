@@ -573,6 +573,7 @@ class Worker:
             held=dict(self._slots),
             promote=promote,
             queued=self._queued(),
+            shedding=dict(self._shed),
         )
         if outcomes:
             crash_point("after_commit")
@@ -582,9 +583,8 @@ class Worker:
         self._shed = result.shed
         recorded_at = time.monotonic()
         self._due.extend(recorded_at + o.retry_delay for o in outcomes if o.retry_delay is not None)
-        if result.lost:  # e.g. the cohort was cancelled: never call these
-            for pool, queue in self._queue.items():
-                self._queue[pool] = deque(t for t in queue if t.gen_id not in result.lost)
+        if result.lost:  # e.g. the cohort was cancelled: drop or stop these
+            self._abandon(result.lost)
         started = False
         promoted = {id(task) for task in promote}
         for task in result.tasks:
@@ -605,7 +605,30 @@ class Worker:
                 self._queue.setdefault(task.pool, deque()).append(task)
         for pool in list(self._queue):
             self._fill(pool)
+        await self._release_stranded()
         return started or bool(result.tasks)
+
+    async def _release_stranded(self) -> None:
+        """Give back queued leases in pools where we may run no call (our slots there are
+        gone, or all to be shed after a limit cut) and no promotion got them one: other
+        workers hand their slots to their own queued tasks, so these could wait for the
+        rest of the run."""
+        stranded = [
+            task
+            for pool, queue in self._queue.items()
+            if queue and self._allowed(pool) <= 0
+            for task in queue
+        ]
+        if not stranded:
+            return
+        for task in stranded:
+            self._queue[task.pool].clear()
+        self.stats.released += await self._db_call(
+            release,
+            stranded,
+            "no pool slot left in this worker",
+            actor=f"worker:{self.config.name}",
+        )
 
     def _count(self, outcomes: list[Outcome], recorded: int, stale: int) -> None:
         self.stats.recorded += recorded
@@ -626,14 +649,20 @@ class Worker:
     async def _heartbeat(self) -> None:
         tasks = [task for task, _ in self._inflight.values()] + self._queued()
         lost = await self._db_call(heartbeat, self.config, tasks, clock=self.clock)
+        self._abandon(lost)
+
+    def _abandon(self, lost: set[str]) -> None:
+        """Stop the calls and drop the queued tasks whose leases we no longer hold."""
         for gen_id in lost:
-            entry = self._inflight.pop(gen_id, None)
-            if entry:
-                self._running[entry[0].pool] -= 1
-                if entry[0].slot:
-                    self._slots[entry[0].pool] -= 1
-                entry[1].cancel()
-                self.log(f"lease on {gen_id} lost; abandoning it")
+            entry = self._inflight.get(gen_id)
+            if entry is None or entry[1].done():
+                continue  # ended already: _finished counts it, its result is discarded
+            del self._inflight[gen_id]
+            self._running[entry[0].pool] -= 1
+            if entry[0].slot:
+                self._slots[entry[0].pool] -= 1
+            entry[1].cancel()
+            self.log(f"lease on {gen_id} lost; abandoning it")
         for pool, queue in self._queue.items():
             self._queue[pool] = deque(task for task in queue if task.gen_id not in lost)
 
@@ -653,11 +682,13 @@ class Worker:
             if time.monotonic() - last_beat > self.config.lease_s / 3:  # not every 0.1 s
                 await self._heartbeat()
                 last_beat = time.monotonic()
-        await self._exchange()  # records; claims nothing once stopping
         leftover = [task for task, _ in self._inflight.values()]
         for _, job in self._inflight.values():
             job.cancel()
         self._inflight.clear()
+        await asyncio.sleep(0)  # callbacks of calls that ended before the cancel run now
+        while self._done:  # record them (a recorded lease is not released below)
+            await self._exchange()
         if leftover:
             self.stats.released += await self._db_call(
                 release, leftover, "worker stopped", actor=f"worker:{self.config.name}"

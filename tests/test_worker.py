@@ -819,6 +819,38 @@ def test_a_task_whose_template_version_is_gone_fails_as_a_template_error(tmp_pat
     )
 
 
+def test_queued_leases_a_worker_cannot_start_after_a_cut_are_given_back(tmp_path):
+    """Two workers with 2 slots each; the limit drops from 4 to 1: each must shed both its
+    slots, so its queued lease could only wait; it is released for whoever gets the slot."""
+    with FakeAPI(latency_s=0.2) as api:
+        db = cohort(
+            tmp_path, [model("m1", pool="api")], combos=2, axes={"draft_replicate": [1, 2, 3, 4]}
+        )
+        conn = connect(db, create=False)
+        set_pool_limit(conn, "api", 4)
+        procs = [
+            start(
+                worker_cmd(db, "--name", name, "--concurrency", "2", base_url=api.base_url),
+                tmp_path / f"{name}.log",
+            )
+            for name in ("A", "B")
+        ]
+        try:
+            wait_for(lambda: api.calls >= 4, what="two calls per worker")
+            set_pool_limit(conn, "api", 1)
+            assert [proc.wait(60) for proc in procs] == [0, 0]
+        finally:
+            stop(procs)
+            conn.close()
+    released = [
+        e for e in events_of(db, types=["lease.released"]) if e["reason"].startswith("no pool slot")
+    ]
+    assert sorted(e["actor"] for e in released) == ["worker:A", "worker:B"]
+    assert api.max_in_flight <= 4
+    counts = check_invariants(db)
+    assert counts["done"] == counts["generations"]
+
+
 def test_a_throttled_task_is_not_claimed_before_its_retry_time(tmp_path):
     with FakeAPI(script=[Fault("429", retry_after="30")]) as api:
         db = cohort(tmp_path, [model("m1")], combos=1)
