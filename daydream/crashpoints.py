@@ -1,10 +1,15 @@
-"""Deterministic crash points, for the crash tests (reliability reference, T2).
+"""Deterministic crash and failure points, for the crash tests (reliability reference, T2,
+T7, T12).
 
 ``DAYDREAM_CRASH_AT=NAME`` (or ``NAME:N``) makes a worker process exit at once with status
 137, as SIGKILL would, the first (or N-th) time it reaches the crash point ``NAME``: no
 cleanup, no flush, no lease released. The tests use it to prove that a crash at each step
 of the claim -> call -> record cycle loses nothing and duplicates nothing. Unset, as in
 normal use, a crash point is one comparison.
+
+``DAYDREAM_FAIL_AT=NAME:N`` instead makes the first N visits raise
+``sqlite3.OperationalError`` (as a full disk or an I/O error would): the transaction it is
+in rolls back, and the worker must keep its results and write them later.
 
 Points, in the order a task meets them:
 
@@ -21,6 +26,7 @@ Points, in the order a task meets them:
 from __future__ import annotations
 
 import os
+import sqlite3
 
 from .errors import DaydreamError
 
@@ -41,21 +47,29 @@ def _parse(spec: str | None) -> tuple[str | None, int, str | None]:
         return None, 0, None
     name, _, nth = spec.partition(":")
     if name not in POINTS or (nth and not (nth.isdigit() and int(nth) >= 1)):
-        return None, 0, (
-            f"DAYDREAM_CRASH_AT={spec!r} is not a crash point: use one of"
-            f" {', '.join(POINTS)}, optionally followed by :N (N >= 1)"
+        return (
+            None,
+            0,
+            (
+                f"DAYDREAM_CRASH_AT={spec!r} is not a crash point: use one of"
+                f" {', '.join(POINTS)}, optionally followed by :N (N >= 1)"
+            ),
         )
     return name, int(nth or 1), None
 
 
 _TARGET, _NTH, ERROR = _parse(os.environ.get("DAYDREAM_CRASH_AT"))
+_FAIL_TARGET, _FAIL_TIMES, FAIL_ERROR = _parse(os.environ.get("DAYDREAM_FAIL_AT"))
+if FAIL_ERROR:
+    FAIL_ERROR = FAIL_ERROR.replace("DAYDREAM_CRASH_AT", "DAYDREAM_FAIL_AT")
 _seen = 0
+_failed = 0
 
 
 def check() -> None:
     """Refuse a misspelt crash point (a test would otherwise pass without crashing)."""
-    if ERROR:
-        raise DaydreamError(ERROR)
+    if ERROR or FAIL_ERROR:
+        raise DaydreamError(ERROR or FAIL_ERROR or "")
 
 
 def crash_point(name: str) -> None:
@@ -66,3 +80,12 @@ def crash_point(name: str) -> None:
     _seen += 1
     if _seen == _NTH:
         os._exit(137)
+
+
+def fail_point(name: str) -> None:
+    """Raise ``sqlite3.OperationalError`` on the first N visits of the configured point."""
+    global _failed
+    if name != _FAIL_TARGET or _failed >= _FAIL_TIMES:
+        return
+    _failed += 1
+    raise sqlite3.OperationalError(f"disk I/O error (injected by DAYDREAM_FAIL_AT={name})")

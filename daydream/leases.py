@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
-from .crashpoints import crash_point
+from .crashpoints import crash_point, fail_point
 from .store import Clock, append, isoformat, put_hashed_texts, transaction, utcnow
 
 if TYPE_CHECKING:
@@ -161,10 +161,6 @@ def claim(
                 chosen.append((gen_id, pool, attempts, throttles, False))
             if len(chosen) - queued >= limit and queued >= queue:
                 break
-        for task in promoted:
-            task.slot = True
-        if not chosen:
-            return promoted
         started = [
             ev.AttemptStarted(
                 gen_id=gen_id,
@@ -175,14 +171,23 @@ def claim(
             )
             for gen_id, _, attempts, _, slot in chosen
         ]
-        tokens = append(conn, started, actor=actor, clock=lambda: now)
+        tokens = append(conn, started, actor=actor, clock=lambda: now) if started else []
     tasks = [
         _load_task(conn, gen_id, token, attempts + 1, throttles)
         for (gen_id, _, attempts, throttles, _), token in zip(chosen, tokens, strict=True)
     ]
     for task, row in zip(tasks, chosen, strict=True):
         task.slot = row[4]
-    return promoted + tasks
+    return _promoted(conn, promoted) + tasks
+
+
+def _promoted(conn: sqlite3.Connection, promoted: list[Task]) -> list[Task]:
+    """Mark promoted tasks as holding slots, once their transaction has committed (inside
+    ``exchange``, which marks them itself after its own commit)."""
+    if not conn.in_transaction:
+        for task in promoted:
+            task.slot = True
+    return promoted
 
 
 def take_slots(
@@ -480,7 +485,11 @@ def exchange(
             lost = {task.gen_id for task in check if tokens.get(task.gen_id) != task.token}
         shed = _excess_shares(conn, held) if held else {}
         if outcomes:
+            fail_point("before_commit")
             crash_point("before_commit")
+    for task in promote or []:  # only now that the transaction has committed
+        if any(t is task for t in tasks):
+            task.slot = True
     return Exchanged(recorded, stale, tasks, lost, shed)
 
 

@@ -406,6 +406,7 @@ class Worker:
         self._wake: asyncio.Event | None = None
         self._checked = 0.0  # when the last exchange ran (monotonic)
         self._due: list[float] = []  # when our backed-off tasks may run again (monotonic)
+        self._write_failures = 0  # consecutive failed writes (full disk, I/O errors)
         self._shed: dict[str, int] = {}  # pool -> slots to let go as calls end (limit cut)
         self._executor: Executor | None = None
 
@@ -461,9 +462,7 @@ class Worker:
                         await asyncio.sleep(idle_sleep)  # waiting for a slot in a full pool
                         idle_sleep = min(idle_sleep * 2, 0.2)
                         continue
-                    if self.config.exit_when_idle and not await self._db_call(
-                        has_pending, self.config.cohort
-                    ):
+                    if self.config.exit_when_idle and not await self._pending():
                         break
                     # Back off while others hold the work, but wake for our own backoffs
                     # (a rate-limited task is due again after its Retry-After).
@@ -561,20 +560,34 @@ class Worker:
             if not self._queued() or time.monotonic() - self._checked < 0.25:
                 return False
         self._checked = time.monotonic()
-        result = await self._db_call(
-            exchange,
-            outcomes,
-            self.config,
-            want,
-            clock=self.clock,
-            signals=self._signals,
-            taken=taken,
-            queue=extra,
-            held=dict(self._slots),
-            promote=promote,
-            queued=self._queued(),
-            shedding=dict(self._shed),
-        )
+        try:
+            result = await self._db_call(
+                exchange,
+                outcomes,
+                self.config,
+                want,
+                clock=self.clock,
+                signals=self._signals,
+                taken=taken,
+                queue=extra,
+                held=dict(self._slots),
+                promote=promote,
+                queued=self._queued(),
+                shedding=dict(self._shed),
+            )
+        except sqlite3.OperationalError as exc:
+            # The transaction rolled back: nothing was written. Undo the snapshot, keep the
+            # results in memory and write them later (a full disk, an I/O error).
+            for outcome in outcomes:
+                if outcome.task.slot:
+                    self._slots[outcome.task.pool] += 1
+            for task in taken:
+                task.slot = False
+                self._slots[task.pool] -= 1
+            self._done[:0] = outcomes
+            await self._write_failed(exc)
+            return False
+        self._write_failures = 0
         if outcomes:
             crash_point("after_commit")
         if result.tasks:
@@ -608,6 +621,17 @@ class Worker:
         await self._release_stranded()
         return started or bool(result.tasks)
 
+    async def _write_failed(self, exc: sqlite3.OperationalError) -> None:
+        """Log a failed database write and back off before the next one (0.5 s, doubling
+        to 30 s). Calls in flight go on; their results wait in memory."""
+        self._write_failures += 1
+        delay = min(30.0, 0.5 * 2 ** (self._write_failures - 1))
+        self.log(
+            f"worker {self.config.name}: writing to the database failed ({exc});"
+            f" {len(self._done)} result(s) kept in memory, trying again in {delay:g}s"
+        )
+        await asyncio.sleep(delay)
+
     async def _release_stranded(self) -> None:
         """Give back queued leases in pools where we may run no call (our slots there are
         gone, or all to be shed after a limit cut) and no promotion got them one: other
@@ -623,12 +647,7 @@ class Worker:
             return
         for task in stranded:
             self._queue[task.pool].clear()
-        self.stats.released += await self._db_call(
-            release,
-            stranded,
-            "no pool slot left in this worker",
-            actor=f"worker:{self.config.name}",
-        )
+        await self._give_back(stranded, "no pool slot left in this worker")
 
     def _count(self, outcomes: list[Outcome], recorded: int, stale: int) -> None:
         self.stats.recorded += recorded
@@ -648,7 +667,11 @@ class Worker:
 
     async def _heartbeat(self) -> None:
         tasks = [task for task, _ in self._inflight.values()] + self._queued()
-        lost = await self._db_call(heartbeat, self.config, tasks, clock=self.clock)
+        try:
+            lost = await self._db_call(heartbeat, self.config, tasks, clock=self.clock)
+        except sqlite3.OperationalError as exc:
+            self.log(f"worker {self.config.name}: heartbeat not written ({exc}); next one soon")
+            return
         self._abandon(lost)
 
     def _abandon(self, lost: set[str]) -> None:
@@ -670,10 +693,7 @@ class Worker:
         # Queued tasks have not started: give them back at once.
         queued = self._queued()
         self._queue.clear()
-        if queued:
-            self.stats.released += await self._db_call(
-                release, queued, "worker stopped", actor=f"worker:{self.config.name}"
-            )
+        await self._give_back(queued, "worker stopped")
         deadline = time.monotonic() + (0 if self._stop_now else self.config.grace_s)
         last_beat = time.monotonic()
         while self._inflight and time.monotonic() < deadline and not self._stop_now:
@@ -687,12 +707,35 @@ class Worker:
             job.cancel()
         self._inflight.clear()
         await asyncio.sleep(0)  # callbacks of calls that ended before the cancel run now
-        while self._done:  # record them (a recorded lease is not released below)
+        for _ in range(4):  # record them (a recorded lease is not released below)
+            if not self._done:
+                break
             await self._exchange()
-        if leftover:
-            self.stats.released += await self._db_call(
-                release, leftover, "worker stopped", actor=f"worker:{self.config.name}"
+        if self._done:
+            self.log(
+                f"worker {self.config.name}: {len(self._done)} result(s) could not be written"
+                " (the database is not writable); their leases expire and they run again"
             )
+        await self._give_back(leftover, "worker stopped")
+
+    async def _pending(self) -> bool:
+        """Is anything left to run? (Yes while the database cannot be read.)"""
+        try:
+            return bool(await self._db_call(has_pending, self.config.cohort))
+        except sqlite3.OperationalError as exc:
+            self.log(f"worker {self.config.name}: reading the queue failed ({exc})")
+            return True
+
+    async def _give_back(self, tasks: list[Task], reason: str) -> None:
+        """Release leases (lease.released); if the database is not writable, they expire."""
+        if not tasks:
+            return
+        try:
+            self.stats.released += await self._db_call(
+                release, tasks, reason, actor=f"worker:{self.config.name}"
+            )
+        except sqlite3.OperationalError as exc:
+            self.log(f"worker {self.config.name}: leases not released ({exc}); they expire")
 
 
 def run_worker(config: WorkerConfig, *, log: Callable[[str], None] | None = None) -> WorkerStats:

@@ -370,6 +370,29 @@ def test_t2_a_crash_inside_a_heartbeat_or_a_reap_rolls_it_back(tmp_path, seed):
     assert counts["done"] == counts["generations"]
 
 
+def test_t12_failed_result_writes_are_kept_and_retried_without_calling_again(tmp_path, seed):
+    """A recording transaction that fails (a full disk, an I/O error: DAYDREAM_FAIL_AT)
+    rolls back; the worker keeps the results in memory, backs off, writes them later, and
+    never asks the model again for a result it already has."""
+    with FakeAPI(latency_s=0.02, seed=seed) as api:
+        db = cohort(tmp_path, [model("m1")], combos=5, drafts=["m1"], judges=["m1"], replicates=4)
+        done = run(
+            worker_cmd(db, "--name", "w", base_url=api.base_url),
+            environ=env(DAYDREAM_FAIL_AT="before_commit:3"),
+            timeout=60,
+        )
+    failures = [
+        line for line in done.stderr.splitlines() if "writing to the database failed" in line
+    ]
+    assert len(failures) == 3, done.stderr
+    assert "disk I/O error (injected by DAYDREAM_FAIL_AT=before_commit)" in failures[0]
+    assert "result(s) kept in memory, trying again in 0.5s" in failures[0]
+    assert "Traceback" not in done.stderr
+    assert not duplicate_calls(api)  # each generation asked for once
+    counts = check_invariants(db)
+    assert counts["done"] == counts["generations"] == 60
+
+
 def test_a_misspelt_crash_point_is_refused(tmp_path):
     db = cohort(tmp_path, [model("m1")], combos=1, drafts=["m1"], judges=["m1"])
     done = run(worker_cmd(db), environ=env(DAYDREAM_CRASH_AT="before_cal"), check=False)
