@@ -439,6 +439,9 @@ class Exchanged:
     # pool -> slots this worker should give up as its calls end: the pool holds more slots
     # than its limit (the limit was cut); this worker's share of the excess.
     shed: dict[str, int] = field(default_factory=dict)
+    # taken tasks refused a slot (none was freed for them and the pool had no room): the
+    # worker stops their calls and gives their leases back.
+    untaken: set[str] = field(default_factory=set)
 
 
 def exchange(
@@ -467,10 +470,24 @@ def exchange(
     whose leases no longer hold (a cancelled cohort): the worker drops or stops them.
     """
     with transaction(conn):
+        freed = _slots_freed(conn, outcomes)
         recorded, stale = (
             record(conn, outcomes, config, clock=clock, signals=signals) if outcomes else (0, 0)
         )
-        take_slots(conn, config, taken or [], clock=clock)
+        # A hand-over needs a slot to hand over: a recorded outcome's that held one, or room
+        # in the pool (an outcome whose lease had expired and been reaped frees nothing).
+        room = _pool_capacity(conn) if taken else {}
+        accepted, untaken = [], set()
+        for task in taken or []:
+            if freed.get(task.pool, 0) > 0:
+                freed[task.pool] -= 1
+            elif room.get(task.pool, _default_limit(task.pool)) > 0:
+                room[task.pool] = room.get(task.pool, _default_limit(task.pool)) - 1
+            else:
+                untaken.add(task.gen_id)
+                continue
+            accepted.append(task)
+        take_slots(conn, config, accepted, clock=clock)
         # Queue only where the worker may still start calls (not where it sheds them all).
         usable = {p: n - (shedding or {}).get(p, 0) for p, n in (held or {}).items()}
         tasks = (
@@ -490,7 +507,29 @@ def exchange(
     for task in promote or []:  # only now that the transaction has committed
         if any(t is task for t in tasks):
             task.slot = True
-    return Exchanged(recorded, stale, tasks, lost, shed)
+    return Exchanged(recorded, stale, tasks, lost, shed, untaken - lost)
+
+
+def _slots_freed(conn: sqlite3.Connection, outcomes: list[Outcome]) -> dict[str, int]:
+    """pool -> slots that recording ``outcomes`` frees (outcomes whose lease, still held,
+    holds a slot)."""
+    freed: dict[str, int] = {}
+    ids = [o.task.gen_id for o in outcomes]
+    rows: dict[str, tuple[int, int]] = {}
+    for start in range(0, len(ids), 500):
+        part = ids[start : start + 500]
+        marks = ", ".join("?" for _ in part)
+        for gen_id, token, slot in conn.execute(
+            "SELECT gen_id, lease_token, slot FROM tasks"
+            f" WHERE status = 'running' AND gen_id IN ({marks})",
+            part,
+        ):
+            rows[gen_id] = (token, slot)
+    for outcome in outcomes:
+        token, slot = rows.get(outcome.task.gen_id, (None, 0))
+        if token == outcome.task.token and slot:
+            freed[outcome.task.pool] = freed.get(outcome.task.pool, 0) + 1
+    return freed
 
 
 def _excess_shares(conn: sqlite3.Connection, held: dict[str, int]) -> dict[str, int]:

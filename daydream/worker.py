@@ -598,6 +598,8 @@ class Worker:
         self._due.extend(recorded_at + o.retry_delay for o in outcomes if o.retry_delay is not None)
         if result.lost:  # e.g. the cohort was cancelled: drop or stop these
             self._abandon(result.lost)
+        if result.untaken:  # no slot for them after all (a lease of ours had expired)
+            await self._unslot(result.untaken)
         started = False
         promoted = {id(task) for task in promote}
         for task in result.tasks:
@@ -620,6 +622,31 @@ class Worker:
             self._fill(pool)
         await self._release_stranded()
         return started or bool(result.tasks)
+
+    async def _unslot(self, gen_ids: set[str]) -> None:
+        """Tasks that started in a handed-on slot the database did not grant: stop their
+        calls and give their leases back (a result already in is recorded as usual)."""
+        stopped = []
+        for task, job in list(self._inflight.values()):
+            if task.gen_id not in gen_ids:
+                continue
+            task.slot = False
+            self._slots[task.pool] -= 1
+            if not job.done():
+                del self._inflight[task.gen_id]
+                self._running[task.pool] -= 1
+                job.cancel()
+                stopped.append(task)
+        for outcome in self._done:
+            if outcome.task.gen_id in gen_ids and outcome.task.slot:
+                outcome.task.slot = False
+                self._slots[outcome.task.pool] -= 1
+        if stopped:
+            self.log(
+                f"worker {self.config.name}: {len(stopped)} call(s) stopped: the slot they"
+                " took was no longer ours (a lease had expired)"
+            )
+            await self._give_back(stopped, "no pool slot for it")
 
     async def _write_failed(self, exc: sqlite3.OperationalError) -> None:
         """Log a failed database write and back off before the next one (0.5 s, doubling

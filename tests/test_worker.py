@@ -738,6 +738,26 @@ def test_a_pool_limit_holds_for_real_calls_across_worker_processes(tmp_path):
     assert counts["done"] == counts["generations"]
 
 
+def test_a_stale_result_hands_on_no_slot(tmp_path):
+    """A's lease expired and B took the task (and the pool's one slot): when A's call ends,
+    the queued task A started in its place is refused a slot instead of going over."""
+    with two_workers(tmp_path) as (db, clock, a, conn_a, b, conn_b):
+        assert set_pool_limit(conn_a, "tiny", 1)
+        first, queued = claim(conn_a, a, 1, clock=clock, queue=1)
+        clock.advance(a.lease_s / 2)
+        assert heartbeat(conn_a, a, [queued], clock=clock) == set()  # only the queued lease
+        clock.advance(a.lease_s / 2 + 1)
+        (retaken,) = [t for t in claim(conn_b, b, 1, clock=clock) if t.pool == "tiny"]
+        assert retaken.gen_id == first.gen_id  # reaped, then claimed by B
+        (outcome,) = execute(a, [first], clock)
+        result = exchange(conn_a, [outcome], a, 0, clock=clock, taken=[queued])
+        assert (result.recorded, result.stale) == (0, 1)
+        assert result.untaken == {queued.gen_id}
+        assert not events_of(db, types=["slots.taken"])
+        slots = query(db, "SELECT count(*) FROM tasks WHERE status = 'running' AND slot = 1")
+        assert slots == [(1,)]  # B's call only: the limit holds
+
+
 def test_after_a_limit_cut_each_worker_lets_its_share_of_the_excess_go(tmp_path):
     db = offline_cohort(tmp_path, combos=4, pool="tiny")
     clock = FixedClock()
