@@ -63,8 +63,9 @@ def run_cohort(
     restarts = 0
     interrupted = False
     conn = connect(db_path, create=False)
-    first = cohort_status(conn, cohort)
-    done_at_start = first.count("done", "failed", "blocked", "cancelled")
+    done_at_start = 0  # for the progress rate; the status scan is skipped without progress
+    if progress:
+        done_at_start = cohort_status(conn, cohort).count("done", "failed", "blocked", "cancelled")
     previous = signal.getsignal(signal.SIGTERM)
     previous_hup = signal.getsignal(signal.SIGHUP)
 
