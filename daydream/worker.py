@@ -431,7 +431,7 @@ class Worker:
     @property
     def queue_size(self) -> int:
         """Queued leases wanted per worker: enough to refill the slots that end between
-        two exchanges (0 with ``--queue 0``)."""
+        two exchanges (``WorkerConfig.queue`` overrides it; 0 turns queueing off)."""
         if self.config.queue is not None:
             return self.config.queue
         return max(1, self.config.concurrency // 4)
