@@ -8,8 +8,9 @@ of the claim -> call -> record cycle loses nothing and duplicates nothing. Unset
 normal use, a crash point is one comparison.
 
 ``DAYDREAM_FAIL_AT=NAME:N`` instead makes the first N visits raise
-``sqlite3.OperationalError`` (as a full disk or an I/O error would): the transaction it is
-in rolls back, and the worker must keep its results and write them later.
+``sqlite3.OperationalError`` (as a full disk or an I/O error would) at the points that
+have one (``before_commit``, ``heartbeat``): the transaction it is in rolls back, and the
+worker must keep its results and write them later, or skip that heartbeat.
 
 Points, in the order a task meets them:
 

@@ -689,6 +689,7 @@ def heartbeat(
                 actor=f"worker:{config.name}",
                 clock=clock,
             )
+        fail_point("heartbeat")
         crash_point("heartbeat")
     return lost
 

@@ -393,6 +393,22 @@ def test_t12_failed_result_writes_are_kept_and_retried_without_calling_again(tmp
     assert counts["done"] == counts["generations"] == 60
 
 
+def test_a_failed_heartbeat_is_skipped_and_the_next_one_keeps_the_leases(tmp_path, seed):
+    with FakeAPI(latency_s=1.2, seed=seed) as api:
+        db = cohort(tmp_path, [model("m1")], combos=2, drafts=["m1"], judges=["m1"])
+        done = run(
+            worker_cmd(db, "--name", "w", "--lease", "1.5", base_url=api.base_url),
+            environ=env(DAYDREAM_FAIL_AT="heartbeat:1"),
+            timeout=60,
+        )
+    assert "heartbeat not written (disk I/O error (injected" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not events_of(db, types=["lease.expired"])  # the next beat came in time
+    assert not duplicate_calls(api)
+    counts = check_invariants(db)
+    assert counts["done"] == counts["generations"]
+
+
 def test_a_misspelt_crash_point_is_refused(tmp_path):
     db = cohort(tmp_path, [model("m1")], combos=1, drafts=["m1"], judges=["m1"])
     done = run(worker_cmd(db), environ=env(DAYDREAM_CRASH_AT="before_cal"), check=False)
