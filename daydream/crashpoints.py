@@ -42,27 +42,25 @@ POINTS = (
 )
 
 
-def _parse(spec: str | None) -> tuple[str | None, int, str | None]:
-    """(point, nth, error) from the variable's value."""
+FAIL_POINTS = ("before_commit", "heartbeat")
+
+
+def _parse(variable: str, points: tuple[str, ...]) -> tuple[str | None, int, str | None]:
+    """(point, nth, error) from the environment variable ``variable``."""
+    spec = os.environ.get(variable)
     if not spec:
         return None, 0, None
     name, _, nth = spec.partition(":")
-    if name not in POINTS or (nth and not (nth.isdigit() and int(nth) >= 1)):
-        return (
-            None,
-            0,
-            (
-                f"DAYDREAM_CRASH_AT={spec!r} is not a crash point: use one of"
-                f" {', '.join(POINTS)}, optionally followed by :N (N >= 1)"
-            ),
-        )
-    return name, int(nth or 1), None
+    if name in points and (not nth or (nth.isdigit() and int(nth) >= 1)):
+        return name, int(nth or 1), None
+    kind = "crash" if variable == "DAYDREAM_CRASH_AT" else "failure"
+    choices = ", ".join(points)
+    error = f"{variable}={spec!r} is not a {kind} point: use one of {choices}, optionally :N"
+    return None, 0, error
 
 
-_TARGET, _NTH, ERROR = _parse(os.environ.get("DAYDREAM_CRASH_AT"))
-_FAIL_TARGET, _FAIL_TIMES, FAIL_ERROR = _parse(os.environ.get("DAYDREAM_FAIL_AT"))
-if FAIL_ERROR:
-    FAIL_ERROR = FAIL_ERROR.replace("DAYDREAM_CRASH_AT", "DAYDREAM_FAIL_AT")
+_TARGET, _NTH, ERROR = _parse("DAYDREAM_CRASH_AT", POINTS)
+_FAIL_TARGET, _FAIL_TIMES, FAIL_ERROR = _parse("DAYDREAM_FAIL_AT", FAIL_POINTS)
 _seen = 0
 _failed = 0
 

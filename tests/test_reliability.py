@@ -415,6 +415,13 @@ def test_a_misspelt_crash_point_is_refused(tmp_path):
     assert done.returncode == 1
     assert "DAYDREAM_CRASH_AT='before_cal' is not a crash point" in done.stderr
     assert "Traceback" not in done.stderr
+    # A failure point exists only where a write can fail (not, say, after a claim).
+    done = run(worker_cmd(db), environ=env(DAYDREAM_FAIL_AT="after_claim"), check=False)
+    assert done.returncode == 1
+    assert (
+        "DAYDREAM_FAIL_AT='after_claim' is not a failure point: use one of before_commit,"
+        " heartbeat" in done.stderr
+    )
 
 
 # -- T6(c): a crash-consistent snapshot ------------------------------------------------------
