@@ -26,6 +26,8 @@ class Status:
     stages: dict[str, dict[str, int]] = field(default_factory=dict)
     states: dict[str, int] = field(default_factory=dict)
     models: list[dict[str, Any]] = field(default_factory=list)
+    # Every pool with a set limit or a lease, across all cohorts and workers.
+    pools: list[dict[str, Any]] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
@@ -48,6 +50,7 @@ class Status:
             "stages": self.stages,
             "states": self.states,
             "models": self.models,
+            "pools": self.pools,
             "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens},
             "cost_usd": round(self.cost, 6),
             "offline_calls": self.offline_calls,
@@ -102,7 +105,33 @@ def cohort_status(conn: sqlite3.Connection, cohort: str | None) -> Status:
         status.cost += model["cost"]
         if model["offline"]:
             status.offline_calls += model["ok"] or 0
+    status.pools = pool_usage(conn)
     return status
+
+
+def pool_usage(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Each pool with a set limit or a lease: its limit and ceiling, the calls in flight
+    (slots held) and the leases queued in workers, across all cohorts and workers."""
+    from .leases import _default_limit
+
+    usage: dict[str, dict[str, Any]] = {}
+    for pool, limit, ceiling in conn.execute('SELECT pool, "limit", ceiling FROM pools'):
+        usage[pool] = {
+            "pool": pool,
+            "limit": limit,
+            "ceiling": ceiling,
+            "in_flight": 0,
+            "queued": 0,
+        }
+    for pool, slot, count in conn.execute(
+        "SELECT pool, slot, count(*) FROM tasks WHERE status = 'running' GROUP BY 1, 2"
+    ):
+        default = _default_limit(pool)
+        entry = usage.setdefault(
+            pool, {"pool": pool, "limit": default, "ceiling": default, "in_flight": 0, "queued": 0}
+        )
+        entry["in_flight" if slot else "queued"] += count
+    return [usage[pool] for pool in sorted(usage)]
 
 
 def _require_cohort(conn: sqlite3.Connection, cohort: str) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from daydream.cli import format_status
 from daydream.cohorts import cohort_status, retry
 from daydream.errors import PlanError
 from daydream.leases import claim, exchange, heartbeat, record, set_pool_limit
@@ -673,8 +674,15 @@ def test_queued_leases_hold_no_slot_until_a_finished_call_hands_its_slot_on(tmp_
         first, q1, q2 = claim(conn_a, a, 1, clock=clock, queue=2)
         assert [t.slot for t in (first, q1, q2)] == [True, False, False]
         assert slots() == {first.gen_id: 1, q1.gen_id: 0, q2.gen_id: 0}
-        drafts = cohort_status(conn_a, "k").stages["draft"]  # calls and queued apart
+        status = cohort_status(conn_a, "k")
+        drafts = status.stages["draft"]  # calls and queued apart
         assert (drafts["running"], drafts["queued"], drafts["ready"]) == (1, 2, 0)
+        assert status.pools == [
+            {"pool": "tiny", "limit": 1, "ceiling": 1, "in_flight": 1, "queued": 2}
+        ]
+        assert "  pool tiny: 1 call(s) in flight of a limit of 1, 2 queued (all cohorts)" in (
+            format_status(status).splitlines()
+        )
         (started, *queued) = events_of(db, types=["attempt.started"])
         assert [started["queued"], *(e["queued"] for e in queued)] == [False, True, True]
         # B holds no slot of the pool, so it may neither claim nor queue there.

@@ -184,6 +184,12 @@ def format_status(status: Any) -> str:
             f"  model {m['model_id']}{label}: {m['ok'] or 0} ok, {m['errors'] or 0} errors,"
             f" {m['prompt_tokens']:,} prompt + {m['completion_tokens']:,} completion tokens, {cost}"
         )
+    for p in status.pools:
+        grows = f", grows back to {p['ceiling']}" if p["ceiling"] > p["limit"] else ""
+        lines.append(
+            f"  pool {p['pool']}: {p['in_flight']} call(s) in flight of a limit of {p['limit']}"
+            f"{grows}, {p['queued']} queued (all cohorts)"
+        )
     return "\n".join(lines)
 
 
