@@ -476,16 +476,19 @@ def exchange(
         )
         # A hand-over needs a slot to hand over: a recorded outcome's that held one, or room
         # in the pool (an outcome whose lease had expired and been reaped frees nothing).
+        # ``room`` is counted after the recording, so it already includes the freed slots:
+        # every hand-over uses up room too (it may go below zero after a limit cut, when a
+        # freed slot is handed on regardless: the shed shares bring the pool down).
         room = _pool_capacity(conn) if taken else {}
         accepted, untaken = [], set()
         for task in taken or []:
+            left = room.get(task.pool, _default_limit(task.pool))
             if freed.get(task.pool, 0) > 0:
                 freed[task.pool] -= 1
-            elif room.get(task.pool, _default_limit(task.pool)) > 0:
-                room[task.pool] = room.get(task.pool, _default_limit(task.pool)) - 1
-            else:
+            elif left <= 0:
                 untaken.add(task.gen_id)
                 continue
+            room[task.pool] = left - 1
             accepted.append(task)
         take_slots(conn, config, accepted, clock=clock)
         # Queue only where the worker may still start calls (not where it sheds them all).

@@ -766,6 +766,19 @@ def test_a_stale_result_hands_on_no_slot(tmp_path):
         assert slots == [(1,)]  # B's call only: the limit holds
 
 
+def test_one_finished_call_hands_on_one_slot_however_many_ask(tmp_path):
+    """The pool's room after a recording already counts the slots it freed: one finished
+    call lets one queued task take its slot, not two."""
+    with two_workers(tmp_path, combos=4) as (db, clock, a, conn_a, b, conn_b):
+        assert set_pool_limit(conn_a, "tiny", 2)
+        first, _, q1, q2 = claim(conn_a, a, 2, clock=clock, queue=2)
+        (outcome,) = execute(a, [first], clock)
+        result = exchange(conn_a, [outcome], a, 0, clock=clock, taken=[q1, q2])
+        assert result.untaken == {q2.gen_id}
+        slots = query(db, "SELECT count(*) FROM tasks WHERE status = 'running' AND slot = 1")
+        assert slots == [(2,)]
+
+
 def test_after_a_limit_cut_each_worker_lets_its_share_of_the_excess_go(tmp_path):
     db = offline_cohort(tmp_path, combos=4, pool="tiny")
     clock = FixedClock()
