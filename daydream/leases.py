@@ -87,7 +87,8 @@ def claim(
     pools where the worker will hold slots (``held``: its slots per pool before this claim),
     to start the moment one of its calls ends there. ``promote``: queued leases of this
     worker to give slots to, where the pool has room, before any new task; each promoted
-    task comes back in the result with ``slot`` True (the same Task object).
+    task comes back first in the result (the same Task object), its ``slot`` set True once
+    the transaction has committed (by ``exchange`` when the claim runs inside it).
     """
     now = clock()
     now_s = isoformat(now)
