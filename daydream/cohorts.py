@@ -112,7 +112,7 @@ def cohort_status(conn: sqlite3.Connection, cohort: str | None) -> Status:
 def pool_usage(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """Each pool with a set limit or a lease: its limit and ceiling, the calls in flight
     (slots held) and the leases queued in workers, across all cohorts and workers."""
-    from .leases import _default_limit
+    from .leases import default_pool_limit
 
     usage: dict[str, dict[str, Any]] = {}
     for pool, limit, ceiling in conn.execute('SELECT pool, "limit", ceiling FROM pools'):
@@ -126,7 +126,7 @@ def pool_usage(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     for pool, slot, count in conn.execute(
         "SELECT pool, slot, count(*) FROM tasks WHERE status = 'running' GROUP BY 1, 2"
     ):
-        default = _default_limit(pool)
+        default = default_pool_limit(pool)
         entry = usage.setdefault(
             pool, {"pool": pool, "limit": default, "ceiling": default, "in_flight": 0, "queued": 0}
         )

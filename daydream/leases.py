@@ -113,7 +113,7 @@ def claim(
         if promote and limit > 0:
             still_held = _held_tokens(conn, [task.gen_id for task in promote])
             for task in promote:
-                room = capacity[task.pool] if task.pool in capacity else _default_limit(task.pool)
+                room = capacity[task.pool] if task.pool in capacity else default_pool_limit(task.pool)
                 if room > 0 and still_held.get(task.gen_id) == task.token and len(promoted) < limit:
                     capacity[task.pool] = room - 1
                     promoted.append(task)
@@ -152,7 +152,7 @@ def claim(
         chosen: list[tuple[str, str, int, int, bool]] = []
         queued = 0
         for gen_id, pool, attempts, throttles in conn.execute(sql, params):
-            room = capacity[pool] if pool in capacity else _default_limit(pool)
+            room = capacity[pool] if pool in capacity else default_pool_limit(pool)
             if room > 0 and len(chosen) - queued < limit:
                 capacity[pool] = room - 1
                 holding.add(pool)
@@ -232,19 +232,25 @@ def _reap(gen_id: str, token: int, owner: str, counted: int, config: WorkerConfi
     )
 
 
-def _default_limit(pool: str) -> int:
+def default_pool_limit(pool: str) -> int:
+    """A pool's limit until one is set: 16, or 1024 for the offline and copy pools."""
     return DEFAULT_POOL_LIMITS.get(pool, DEFAULT_POOL_LIMIT)
 
 
-def _pool_capacity(conn: sqlite3.Connection) -> dict[str, int]:
+def _pool_slots(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
+    """pool -> (limit, slots held), for every pool with a set limit or a slot held."""
     limits = {pool: limit for pool, limit in conn.execute('SELECT pool, "limit" FROM pools')}
-    running = dict(
+    held = dict(
         conn.execute(
             "SELECT pool, count(*) FROM tasks WHERE status = 'running' AND slot = 1 GROUP BY pool"
         )
     )
-    pools = set(limits) | set(running)
-    return {p: limits.get(p, _default_limit(p)) - running.get(p, 0) for p in pools}
+    return {p: (limits.get(p, default_pool_limit(p)), held.get(p, 0)) for p in set(limits) | set(held)}
+
+
+def _pool_capacity(conn: sqlite3.Connection) -> dict[str, int]:
+    """pool -> free slots (negative when a cut left the pool over its limit)."""
+    return {pool: limit - held for pool, (limit, held) in _pool_slots(conn).items()}
 
 
 _TEMPLATE_CACHE: dict[str, dict[str, Any]] = {}
@@ -377,16 +383,21 @@ def record(
     *,
     clock: Clock = utcnow,
     signals: dict[str, Any] | None = None,
+    leases: dict[str, tuple[int, int]] | None = None,
 ) -> tuple[int, int]:
     """Record outcomes in one transaction; a stale token writes nothing for its task.
 
-    Returns (recorded, stale).
+    ``leases``: the tasks' running leases (``_running_leases``) when the caller has just
+    read them in the same transaction. Returns (recorded, stale).
     """
     actor = f"worker:{config.name}"
     recorded = stale = 0
     with transaction(conn):
         now = clock()
-        held = _held_tokens(conn, [o.task.gen_id for o in outcomes])
+        ids = [o.task.gen_id for o in outcomes]
+        if leases is None:
+            leases = _running_leases(conn, ids)
+        held = {gen_id: token for gen_id, (token, _) in leases.items()}
         texts: dict[str, str] = {}
         events: list[ev.Event] = []
         for outcome in outcomes:
@@ -416,19 +427,24 @@ def _retry_from(now: datetime, outcome: Outcome) -> list[ev.Event]:
     ]
 
 
-def _held_tokens(conn: sqlite3.Connection, gen_ids: list[str]) -> dict[str, int]:
-    """gen_id -> the token of its current lease, for the running tasks among ``gen_ids``."""
-    held: dict[str, int] = {}
+def _running_leases(conn: sqlite3.Connection, gen_ids: list[str]) -> dict[str, tuple[int, int]]:
+    """gen_id -> (token, slot) of its current lease, for the running tasks among ``gen_ids``."""
+    leases: dict[str, tuple[int, int]] = {}
     for start in range(0, len(gen_ids), 500):
         part = gen_ids[start : start + 500]
         marks = ", ".join("?" for _ in part)
-        held.update(
-            conn.execute(
-                f"SELECT gen_id, lease_token FROM tasks WHERE status = 'running' AND gen_id IN ({marks})",
-                part,
-            )
-        )
-    return held
+        for gen_id, token, slot in conn.execute(
+            "SELECT gen_id, lease_token, slot FROM tasks"
+            f" WHERE status = 'running' AND gen_id IN ({marks})",
+            part,
+        ):
+            leases[gen_id] = (token, slot)
+    return leases
+
+
+def _held_tokens(conn: sqlite3.Connection, gen_ids: list[str]) -> dict[str, int]:
+    """gen_id -> the token of its current lease, for the running tasks among ``gen_ids``."""
+    return {gen_id: token for gen_id, (token, _) in _running_leases(conn, gen_ids).items()}
 
 
 @dataclass
@@ -471,9 +487,12 @@ def exchange(
     whose leases no longer hold (a cancelled cohort): the worker drops or stops them.
     """
     with transaction(conn):
-        freed = _slots_freed(conn, outcomes)
+        leases = _running_leases(conn, [o.task.gen_id for o in outcomes])
+        freed = _slots_freed(outcomes, leases)
         recorded, stale = (
-            record(conn, outcomes, config, clock=clock, signals=signals) if outcomes else (0, 0)
+            record(conn, outcomes, config, clock=clock, signals=signals, leases=leases)
+            if outcomes
+            else (0, 0)
         )
         # A hand-over needs a slot to hand over: a recorded outcome's that held one, or room
         # in the pool (an outcome whose lease had expired and been reaped frees nothing).
@@ -483,7 +502,7 @@ def exchange(
         room = _pool_capacity(conn) if taken else {}
         accepted, untaken = [], set()
         for task in taken or []:
-            left = room.get(task.pool, _default_limit(task.pool))
+            left = room.get(task.pool, default_pool_limit(task.pool))
             if freed.get(task.pool, 0) > 0:
                 freed[task.pool] -= 1
             elif left <= 0:
@@ -514,23 +533,12 @@ def exchange(
     return Exchanged(recorded, stale, tasks, lost, shed, untaken - lost)
 
 
-def _slots_freed(conn: sqlite3.Connection, outcomes: list[Outcome]) -> dict[str, int]:
+def _slots_freed(outcomes: list[Outcome], leases: dict[str, tuple[int, int]]) -> dict[str, int]:
     """pool -> slots that recording ``outcomes`` frees (outcomes whose lease, still held,
-    holds a slot)."""
+    holds a slot); ``leases`` as ``_running_leases``."""
     freed: dict[str, int] = {}
-    ids = [o.task.gen_id for o in outcomes]
-    rows: dict[str, tuple[int, int]] = {}
-    for start in range(0, len(ids), 500):
-        part = ids[start : start + 500]
-        marks = ", ".join("?" for _ in part)
-        for gen_id, token, slot in conn.execute(
-            "SELECT gen_id, lease_token, slot FROM tasks"
-            f" WHERE status = 'running' AND gen_id IN ({marks})",
-            part,
-        ):
-            rows[gen_id] = (token, slot)
     for outcome in outcomes:
-        token, slot = rows.get(outcome.task.gen_id, (None, 0))
+        token, slot = leases.get(outcome.task.gen_id, (None, 0))
         if token == outcome.task.token and slot:
             freed[outcome.task.pool] = freed.get(outcome.task.pool, 0) + 1
     return freed
@@ -545,20 +553,11 @@ def _excess_shares(conn: sqlite3.Connection, held: dict[str, int]) -> dict[str, 
     limit without any call being interrupted. ``held``: the worker's slots per pool.
     """
     shares: dict[str, int] = {}
-    for pool, room in _pool_capacity(conn).items():
-        mine = held.get(pool, 0)
-        if room < 0 and mine > 0:
-            total = mine + _others(conn, pool, mine, room)
-            shares[pool] = -(room * mine // total)  # ceil(excess * mine / total)
+    for pool, (limit, total) in _pool_slots(conn).items():
+        mine = min(held.get(pool, 0), total)
+        if total > limit and mine > 0:
+            shares[pool] = -(-(total - limit) * mine // total)  # ceil(excess * mine / total)
     return shares
-
-
-def _others(conn: sqlite3.Connection, pool: str, mine: int, room: int) -> int:
-    """Slots held in ``pool`` by other workers (only read when the pool is over its limit)."""
-    row = conn.execute(
-        "SELECT count(*) FROM tasks WHERE status = 'running' AND slot = 1 AND pool = ?", (pool,)
-    ).fetchone()
-    return max(0, row[0] - mine)
 
 
 class _PoolSignal:
@@ -600,7 +599,7 @@ def _adapt_pools(conn, outcomes, actor, clock, signals: dict[str, Any]) -> None:
             'SELECT "limit", ceiling, changed_at FROM pools WHERE pool = ?', (pool,)
         ).fetchone()
         limit, ceiling, changed_at = (
-            row if row else (_default_limit(pool), _default_limit(pool), None)
+            row if row else (default_pool_limit(pool), default_pool_limit(pool), None)
         )
         signal_ = signals.setdefault(pool, _PoolSignal())
         for o in calls:

@@ -626,21 +626,12 @@ class Worker:
     async def _unslot(self, gen_ids: set[str]) -> None:
         """Tasks that started in a handed-on slot the database did not grant: stop their
         calls and give their leases back (a result already in is recorded as usual)."""
-        stopped = []
-        for task, job in list(self._inflight.values()):
-            if task.gen_id not in gen_ids:
-                continue
-            task.slot = False
-            self._slots[task.pool] -= 1
-            if not job.done():
-                del self._inflight[task.gen_id]
-                self._running[task.pool] -= 1
-                job.cancel()
-                stopped.append(task)
-        for outcome in self._done:
-            if outcome.task.gen_id in gen_ids and outcome.task.slot:
-                outcome.task.slot = False
-                self._slots[outcome.task.pool] -= 1
+        held = [task for task, _ in self._inflight.values()] + [o.task for o in self._done]
+        for task in held:
+            if task.gen_id in gen_ids and task.slot:
+                task.slot = False
+                self._slots[task.pool] -= 1
+        stopped = [t for t in map(self._stop_call, gen_ids) if t is not None]
         if stopped:
             self.log(
                 f"worker {self.config.name}: {len(stopped)} call(s) stopped: the slot they"
@@ -701,18 +692,25 @@ class Worker:
             return
         self._abandon(lost)
 
+    def _stop_call(self, gen_id: str) -> Task | None:
+        """Cancel a call still in flight and stop counting it (and its slot, if it holds
+        one). A call that has ended already is left to ``_finished``: its result goes
+        through the next exchange, which discards it if the lease is gone."""
+        entry = self._inflight.get(gen_id)
+        if entry is None or entry[1].done():
+            return None
+        task, job = self._inflight.pop(gen_id)
+        self._running[task.pool] -= 1
+        if task.slot:
+            self._slots[task.pool] -= 1
+        job.cancel()
+        return task
+
     def _abandon(self, lost: set[str]) -> None:
         """Stop the calls and drop the queued tasks whose leases we no longer hold."""
         for gen_id in lost:
-            entry = self._inflight.get(gen_id)
-            if entry is None or entry[1].done():
-                continue  # ended already: _finished counts it, its result is discarded
-            del self._inflight[gen_id]
-            self._running[entry[0].pool] -= 1
-            if entry[0].slot:
-                self._slots[entry[0].pool] -= 1
-            entry[1].cancel()
-            self.log(f"lease on {gen_id} lost; abandoning it")
+            if self._stop_call(gen_id):
+                self.log(f"lease on {gen_id} lost; abandoning it")
         for pool, queue in self._queue.items():
             self._queue[pool] = deque(task for task in queue if task.gen_id not in lost)
 

@@ -227,26 +227,15 @@ class FakeAPI:
         self._stopping.set()
         self._server.shutdown()
         with self._lock:
-            connections = list(self._connections)
             threads = list(self._threads)
-        for connection in connections:
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        self._shut_connections()
         self._server.server_close()
         deadline = time.monotonic() + join_timeout
         # Join in short steps, shutting down whatever connections are still tracked each
         # time: a handler that was between two reads when the first shutdown went out (seen
         # under CI load) is woken by the next one instead of outliving the server.
         while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
-            with self._lock:
-                connections = list(self._connections)
-            for connection in connections:
-                try:
-                    connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            self._shut_connections()
             for thread in threads:
                 thread.join(min(0.2, max(0.0, deadline - time.monotonic())))
         if self._thread is not None:
@@ -255,6 +244,16 @@ class FakeAPI:
             self._log_file.close()
             self._log_file = None
         self._server = None
+
+    def _shut_connections(self) -> None:
+        """Shut down every tracked connection, waking handlers blocked on them."""
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     # --- what tests look at -------------------------------------------------------------
 

@@ -159,10 +159,15 @@ class OpenAICompatibleProvider:
         shard.in_flight = 1
         return shard
 
-    def _headers(self, request: CompletionRequest) -> dict[str, str]:
+    def _fixed_headers(self) -> dict[str, str]:
+        """The headers every call of this provider sends (both paths)."""
         headers = {**self.config.headers, "Content-Type": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
+        return headers
+
+    def _headers(self, request: CompletionRequest) -> dict[str, str]:
+        headers = self._fixed_headers()
         if request.idempotency_key:
             headers["Idempotency-Key"] = request.idempotency_key
         return headers
@@ -223,11 +228,8 @@ class OpenAICompatibleProvider:
                 f"User-Agent: daydream/{_version()}",
                 "Accept: application/json",
                 "Accept-Encoding: gzip, deflate",
-                *(f"{name}: {value}" for name, value in self.config.headers.items()),
-                "Content-Type: application/json",
+                *(f"{name}: {value}" for name, value in self._fixed_headers().items()),
             ]
-            if self._api_key:
-                lines.append(f"Authorization: Bearer {self._api_key}")
             self._head_prefix = ("\r\n".join(lines) + "\r\n").encode("latin-1")
         tail = f"Content-Length: {length}\r\n"
         if request.idempotency_key:
