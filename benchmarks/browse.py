@@ -109,8 +109,8 @@ def complete_stage(conn, stage: str) -> None:
     clock = _clock()
     while True:
         ready = conn.execute(
-            "SELECT t.gen_id, g.model_id FROM tasks t JOIN generations g USING (gen_id)"
-            " WHERE t.status = 'ready' AND t.stage = ? ORDER BY t.gen_id LIMIT ?",
+            "SELECT gen_id, model_id FROM generations"
+            " WHERE status = 'ready' AND stage = ? ORDER BY gen_id LIMIT ?",
             (stage, BATCH),
         ).fetchall()
         if not ready:

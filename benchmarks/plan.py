@@ -10,7 +10,7 @@ a plain table, in one transaction, on a fresh file with the store's pragmas. It 
 before and after the plan and the faster run is used, so noise from other processes makes
 the ratio worse, never better. Each phase runs in its own subprocess so that its peak RSS
 (``ru_maxrss``) is its own. ``--floor`` adds the projection floor: the same generations
-inserted straight into the projection tables (generations, tasks, cohort_members and the
+inserted straight into the projection tables (generations, cohort_members and the
 essay_judge_scores cells, with their indexes and foreign keys), no planning and no event
 log: what the projection schema alone costs.
 
@@ -175,8 +175,8 @@ def floor(work: Path, combos: int) -> dict:
     source.row_factory = None  # plain tuples: a million sqlite3.Row objects double the RSS
     rows = source.execute(
         "SELECT g.gen_id, g.stage, g.parent_gen_id, g.combo_id, g.template_id,"
-        " g.template_version, g.model_id, g.replicate, g.mode, g.signature, t.pool, t.status"
-        " FROM generations g JOIN tasks t ON t.gen_id = g.gen_id ORDER BY g.rowid"
+        " g.template_version, g.model_id, g.replicate, g.mode, g.signature, g.pool, g.status"
+        " FROM generations g ORDER BY g.rowid"
     ).fetchall()
     source.close()
     cells: dict[tuple, int] = {}  # essay_judge_scores: unscored evaluations per cell
@@ -198,13 +198,9 @@ def floor(work: Path, combos: int) -> dict:
         batch = rows[first : first + BATCH]
         conn.executemany(
             "INSERT INTO generations (gen_id, stage, parent_gen_id, combo_id, template_id,"
-            " template_version, model_id, replicate, mode, signature, status, planned_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(*row[:10], row[11], at) for row in batch],
-        )
-        conn.executemany(
-            "INSERT INTO tasks (gen_id, stage, pool, parent_gen_id, status) VALUES (?, ?, ?, ?, ?)",
-            [(row[0], row[1], row[10], row[2], row[11]) for row in batch],
+            " template_version, model_id, replicate, mode, signature, pool, status, planned_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(*row, at) for row in batch],
         )
         conn.executemany(
             "INSERT INTO cohort_members (cohort_id, gen_id, stage) VALUES (?, ?, ?)",

@@ -16,7 +16,7 @@ from .errors import PlanError
 from .store import append, transaction
 
 # "running" counts calls (leases holding a pool slot); "queued" counts leases a worker holds
-# ahead, to start when one of its calls ends (tasks.status 'running' with slot 0).
+# ahead, to start when one of its calls ends (status 'running' with slot 0).
 STATUSES = ("done", "failed", "blocked", "cancelled", "running", "queued", "ready", "waiting")
 
 
@@ -71,10 +71,10 @@ def cohort_status(conn: sqlite3.Connection, cohort: str | None) -> Status:
         f"SELECT g.stage, g.status, count(*) FROM generations g{scope} GROUP BY 1, 2", params
     ):
         status.stages.setdefault(stage, dict.fromkeys(STATUSES, 0))[state] = count
-    task_scope = scope.replace("g.gen_id", "t.gen_id").replace(" WHERE", " AND", 1)
+    running_scope = scope.replace(" WHERE", " AND", 1)
     for stage, count in conn.execute(
-        "SELECT t.stage, count(*) FROM tasks t WHERE t.status = 'running' AND t.slot = 0"
-        f"{task_scope} GROUP BY 1",
+        "SELECT g.stage, count(*) FROM generations g WHERE g.status = 'running' AND g.slot = 0"
+        f"{running_scope} GROUP BY 1",
         params,
     ):
         counts = status.stages[stage]
@@ -124,7 +124,7 @@ def pool_usage(conn: sqlite3.Connection) -> list[dict[str, Any]]:
             "queued": 0,
         }
     for pool, slot, count in conn.execute(
-        "SELECT pool, slot, count(*) FROM tasks WHERE status = 'running' GROUP BY 1, 2"
+        "SELECT pool, slot, count(*) FROM generations WHERE status = 'running' GROUP BY 1, 2"
     ):
         default = default_pool_limit(pool)
         entry = usage.setdefault(

@@ -5,7 +5,7 @@ IMMEDIATE`` transaction; the event's id is the attempt's fencing token. A result
 recorded only while the task still carries that token, so a worker whose lease expired and
 whose task was taken over writes nothing. Expired leases are reaped by whichever worker
 claims next. Pool limits hold across processes because a claim counts the slots held in
-each pool (``tasks.slot``) inside the claim transaction. A queued lease holds no slot
+each pool (``generations.slot``) inside the claim transaction. A queued lease holds no slot
 until ``take_slots`` gives it the slot of a finished call of its worker, in the
 transaction that records that call's result, so the count never falls below the calls in
 flight; ``_adapt_pools`` adapts the limits to rate limiting (see docs/running.md). Everything here is a plain function of a connection, a worker
@@ -96,7 +96,8 @@ def claim(
     actor = f"worker:{config.name}"
     with transaction(conn):
         expired = conn.execute(
-            "SELECT gen_id, lease_token, lease_owner, attempts - throttles - releases FROM tasks"
+            "SELECT gen_id, lease_token, lease_owner, attempts - throttles - releases"
+            " FROM generations"
             " WHERE status = 'running' AND lease_expires_at < ? LIMIT 1000",
             (now_s,),
         ).fetchall()
@@ -125,7 +126,7 @@ def claim(
             pool for pool, room in capacity.items() if room <= 0 and not (queue and pool in holding)
         )
         sql = (
-            "SELECT t.gen_id, t.pool, t.attempts, t.throttles FROM tasks t"
+            "SELECT t.gen_id, t.pool, t.attempts, t.throttles FROM generations t"
             " WHERE t.status = 'ready' AND (t.not_before IS NULL OR t.not_before <= ?)"
         )
         params: list[Any] = [now_s]
@@ -146,7 +147,7 @@ def claim(
         # Upstream stages first (stage names sort in pipeline order: draft < essay <
         # evaluation), oldest first within a stage: the work that unlocks more work, and
         # the longest waits before the run can end (a rate-limited draft still has an
-        # essay and its evaluations to go), start earliest. Served by tasks_status.
+        # essay and its evaluations to go), start earliest. Served by generations_queue.
         sql += " ORDER BY t.stage, t.rowid LIMIT ?"
         params.append((max(limit, 0) + queue) * 4)
         chosen: list[tuple[str, str, int, int, bool]] = []
@@ -242,7 +243,8 @@ def _pool_slots(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
     limits = {pool: limit for pool, limit in conn.execute('SELECT pool, "limit" FROM pools')}
     held = dict(
         conn.execute(
-            "SELECT pool, count(*) FROM tasks WHERE status = 'running' AND slot = 1 GROUP BY pool"
+            "SELECT pool, count(*) FROM generations WHERE status = 'running' AND slot = 1"
+            " GROUP BY pool"
         )
     )
     return {p: (limits.get(p, default_pool_limit(p)), held.get(p, 0)) for p in set(limits) | set(held)}
@@ -269,9 +271,9 @@ def _load_task(
     conn: sqlite3.Connection, gen_id: str, token: int, attempt: int, throttles: int
 ) -> Task:
     g = conn.execute(
-        "SELECT g.stage, g.mode, t.pool, g.template_id, g.template_version, g.model_id,"
-        " g.parent_gen_id, g.combo_id, g.replicate, x.text, t.releases"
-        " FROM generations g JOIN tasks t ON t.gen_id = g.gen_id"
+        "SELECT g.stage, g.mode, g.pool, g.template_id, g.template_version, g.model_id,"
+        " g.parent_gen_id, g.combo_id, g.replicate, x.text, g.releases"
+        " FROM generations g"
         " LEFT JOIN generations p ON p.gen_id = g.parent_gen_id"
         " LEFT JOIN texts x ON x.hash = p.parsed_hash WHERE g.gen_id = ?",
         (gen_id,),
@@ -434,7 +436,7 @@ def _running_leases(conn: sqlite3.Connection, gen_ids: list[str]) -> dict[str, t
         part = gen_ids[start : start + 500]
         marks = ", ".join("?" for _ in part)
         for gen_id, token, slot in conn.execute(
-            "SELECT gen_id, lease_token, slot FROM tasks"
+            "SELECT gen_id, lease_token, slot FROM generations"
             f" WHERE status = 'running' AND gen_id IN ({marks})",
             part,
         ):
@@ -699,12 +701,12 @@ def heartbeat(
 
 def has_pending(conn: sqlite3.Connection, cohort: str | None) -> bool:
     """Is there anything left that a worker could eventually run?"""
-    sql = "SELECT 1 FROM tasks WHERE status IN ('ready', 'running', 'waiting')"
+    sql = "SELECT 1 FROM generations g WHERE status IN ('ready', 'running', 'waiting')"
     params: list[Any] = []
     if cohort:
         sql += (
             " AND EXISTS (SELECT 1 FROM cohort_members m"
-            " WHERE m.cohort_id = ? AND m.gen_id = tasks.gen_id)"
+            " WHERE m.cohort_id = ? AND m.gen_id = g.gen_id)"
         )
         params.append(cohort)
     return conn.execute(sql + " LIMIT 1", params).fetchone() is not None

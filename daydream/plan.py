@@ -574,8 +574,8 @@ def _plan_batches(
 def _existing(conn: sqlite3.Connection, gen_id: str) -> Generation:
     row = conn.execute(
         "SELECT g.gen_id, g.stage, g.parent_gen_id, g.combo_id, g.template_id,"
-        " g.template_version, g.model_id, g.replicate, g.mode, g.signature, t.pool"
-        " FROM generations g JOIN tasks t ON t.gen_id = g.gen_id WHERE g.gen_id = ?",
+        " g.template_version, g.model_id, g.replicate, g.mode, g.signature, g.pool"
+        " FROM generations g WHERE g.gen_id = ?",
         (gen_id,),
     ).fetchone()
     return Generation(*row)

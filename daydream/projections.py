@@ -11,11 +11,12 @@ Invariants:
 - ``apply_event()`` never reads the clock or anything outside the event and the database,
   so replay is deterministic.
 
-The queue lives in ``tasks``: status ``waiting`` (parent not done), ``ready``, ``running``
-(leased: owner, fencing token, expiry; ``slot`` 1 while the lease holds a pool slot, 0
-while it is queued in its worker), ``done``, ``failed``, ``blocked`` (an ancestor
-failed or was cancelled), ``cancelled``. ``generations`` mirrors the status and holds the
-results.
+The queue lives in ``generations`` itself (one row per generation is one task; the
+``tasks`` view shows just its queue columns): status ``waiting`` (parent not done),
+``ready``, ``running`` (leased: owner, fencing token, expiry; ``slot`` 1 while the lease
+holds a pool slot, 0 while it is queued in its worker), ``done``, ``failed``, ``blocked``
+(an ancestor failed or was cancelled), ``cancelled``. One row, not a generation and a task
+apart: a plan writes a million of them, and each result updates one row.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import events as ev
@@ -114,6 +115,7 @@ CREATE TABLE generations (
     replicate INTEGER NOT NULL,
     mode TEXT NOT NULL,
     signature TEXT NOT NULL,
+    pool TEXT NOT NULL,
     status TEXT NOT NULL,
     state TEXT,
     error TEXT,
@@ -132,27 +134,8 @@ CREATE TABLE generations (
     latency_s REAL,
     offline INTEGER,
     planned_at TEXT NOT NULL,
-    finished_at TEXT
-);
-CREATE INDEX generations_parent ON generations (parent_gen_id);
-CREATE INDEX generations_stage_status ON generations (stage, status);
--- Covers the score views (top_essays, browse's cohort pivot): evaluations in essay order.
-CREATE INDEX generations_scores
-    ON generations (stage, parent_gen_id, template_id, model_id, state, score, gen_id);
-CREATE TABLE cohort_members (
-    cohort_id TEXT NOT NULL REFERENCES cohorts(cohort_id),
-    gen_id TEXT NOT NULL REFERENCES generations(gen_id),
-    stage TEXT NOT NULL,
-    PRIMARY KEY (cohort_id, gen_id)
-) WITHOUT ROWID;
-CREATE INDEX cohort_members_gen ON cohort_members (gen_id);
-CREATE TABLE tasks (
-    gen_id TEXT PRIMARY KEY REFERENCES generations(gen_id),
-    stage TEXT NOT NULL,
-    pool TEXT NOT NULL,
-    parent_gen_id TEXT,
-    status TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
+    finished_at TEXT,
+    -- the queue: the lease of a running generation, retries and why it waits or failed
     throttles INTEGER NOT NULL DEFAULT 0,
     releases INTEGER NOT NULL DEFAULT 0,
     not_before TEXT,
@@ -163,8 +146,20 @@ CREATE TABLE tasks (
     last_error TEXT,
     blocked_reason TEXT
 );
-CREATE INDEX tasks_status ON tasks (status, stage); -- claims: ready tasks by stage, then rowid
-CREATE INDEX tasks_parent ON tasks (parent_gen_id) WHERE parent_gen_id IS NOT NULL;
+-- Claims read ready generations by stage, then rowid (plan order). Status counts use it too.
+CREATE INDEX generations_queue ON generations (status, stage);
+CREATE INDEX generations_parent ON generations (parent_gen_id) WHERE parent_gen_id IS NOT NULL;
+-- Covers the score views (top_essays, browse's cohort pivot): evaluations in essay order.
+CREATE INDEX generations_scores
+    ON generations (parent_gen_id, template_id, model_id, state, score, gen_id)
+    WHERE stage = 'evaluation';
+CREATE TABLE cohort_members (
+    cohort_id TEXT NOT NULL REFERENCES cohorts(cohort_id),
+    gen_id TEXT NOT NULL REFERENCES generations(gen_id),
+    stage TEXT NOT NULL,
+    PRIMARY KEY (cohort_id, gen_id)
+) WITHOUT ROWID;
+CREATE INDEX cohort_members_gen ON cohort_members (gen_id);
 CREATE TABLE calls (
     event_id INTEGER PRIMARY KEY,
     gen_id TEXT NOT NULL REFERENCES generations(gen_id),
@@ -206,7 +201,6 @@ CREATE TABLE pools (
 PROJECTION_TABLES = (
     "essay_judge_scores",
     "calls",
-    "tasks",
     "cohort_members",
     "generations",
     "cohorts",
@@ -468,7 +462,7 @@ def _cohort_planned(conn, event_id, e: ev.CohortPlanned, at):
 _PARENT_STATUS = (
     "COALESCE((SELECT CASE status WHEN 'done' THEN 'ready' WHEN 'failed' THEN 'blocked'"
     " WHEN 'blocked' THEN 'blocked' WHEN 'cancelled' THEN 'blocked' ELSE 'waiting' END"
-    " FROM tasks WHERE gen_id = ?), 'waiting')"
+    " FROM generations WHERE gen_id = ?), 'waiting')"
 )
 
 
@@ -478,13 +472,9 @@ def _generations_planned(conn, event_id, e: ev.GenerationsPlanned, at):
     status = _first_status(conn, rows)
     conn.executemany(
         "INSERT INTO generations (gen_id, stage, parent_gen_id, combo_id, template_id,"
-        " template_version, model_id, replicate, mode, signature, status, planned_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(*row[:10], status[row[0]], at) for row in rows],
-    )
-    conn.executemany(
-        "INSERT INTO tasks (gen_id, stage, pool, parent_gen_id, status) VALUES (?, ?, ?, ?, ?)",
-        [(row[0], row[1], row[10], row[2], status[row[0]]) for row in rows],
+        " template_version, model_id, replicate, mode, signature, pool, status, planned_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(*row[:11], status[row[0]], at) for row in rows],
     )
     # The cohort's per-stage counts grow by the memberships actually added (a re-plan that
     # names an existing member again adds nothing), so they hold without recounting.
@@ -525,12 +515,12 @@ def _generations_planned(conn, event_id, e: ev.GenerationsPlanned, at):
     blocked = [
         gid
         for (gid,) in _select_in(
-            conn, "SELECT gen_id FROM tasks WHERE status = 'blocked' AND gen_id IN", ids
+            conn, "SELECT gen_id FROM generations WHERE status = 'blocked' AND gen_id IN", ids
         )
     ]
     for gen_id in blocked:
         parent = conn.execute(
-            "SELECT parent_gen_id FROM tasks WHERE gen_id = ?", (gen_id,)
+            "SELECT parent_gen_id FROM generations WHERE gen_id = ?", (gen_id,)
         ).fetchone()[0]
         _set_blocked(conn, [gen_id], f"parent {parent} did not complete")
 
@@ -544,12 +534,12 @@ def _first_status(conn: sqlite3.Connection, rows: list[list[Any]]) -> dict[str, 
 
     Computed once per batch rather than by a subquery per row and a second pass over the
     new generations (planning inserts millions): a parent planned earlier in the batch
-    gives its computed status, any other parent its status in ``tasks`` (waiting if none),
+    gives its computed status, any other parent its stored status (waiting if none),
     exactly what inserting the rows one by one would read.
     """
     batch = {row[0] for row in rows}
     outside = list({row[2] for row in rows if row[2] is not None and row[2] not in batch})
-    stored = dict(_select_in(conn, "SELECT gen_id, status FROM tasks WHERE gen_id IN", outside))
+    stored = dict(_select_in(conn, "SELECT gen_id, status FROM generations WHERE gen_id IN", outside))
     status: dict[str, str] = {}
     for gen_id, _stage, parent, *_ in rows:
         if parent is None:
@@ -563,20 +553,16 @@ def _first_status(conn: sqlite3.Connection, rows: list[list[Any]]) -> dict[str, 
 @_applies(ev.AttemptStarted)
 def _attempt_started(conn, event_id, e: ev.AttemptStarted, at):
     conn.execute(
-        "UPDATE tasks SET status = 'running', attempts = ?, lease_owner = ?, lease_token = ?,"
-        " lease_expires_at = ?, not_before = NULL, slot = ? WHERE gen_id = ?",
+        "UPDATE generations SET status = 'running', attempts = ?, lease_owner = ?,"
+        " lease_token = ?, lease_expires_at = ?, not_before = NULL, slot = ? WHERE gen_id = ?",
         (e.attempt, e.worker, event_id, e.lease_expires_at, int(not e.queued), e.gen_id),
-    )
-    conn.execute(
-        "UPDATE generations SET status = 'running', attempts = ? WHERE gen_id = ?",
-        (e.attempt, e.gen_id),
     )
 
 
 @_applies(ev.LeasesExtended)
 def _leases_extended(conn, event_id, e: ev.LeasesExtended, at):
     conn.executemany(
-        "UPDATE tasks SET lease_expires_at = ? WHERE gen_id = ? AND lease_token = ?"
+        "UPDATE generations SET lease_expires_at = ? WHERE gen_id = ? AND lease_token = ?"
         " AND status = 'running'",
         [(e.lease_expires_at, gen_id, token) for gen_id, token in e.leases],
     )
@@ -585,19 +571,19 @@ def _leases_extended(conn, event_id, e: ev.LeasesExtended, at):
 @_applies(ev.SlotsTaken)
 def _slots_taken(conn, event_id, e: ev.SlotsTaken, at):
     conn.executemany(
-        "UPDATE tasks SET slot = 1 WHERE gen_id = ? AND lease_token = ? AND status = 'running'",
+        "UPDATE generations SET slot = 1 WHERE gen_id = ? AND lease_token = ?"
+        " AND status = 'running'",
         [(gen_id, token) for gen_id, token in e.leases],
     )
 
 
 def _release(conn, gen_id: str, token: int, error: str | None = None) -> None:
     conn.execute(
-        "UPDATE tasks SET status = 'ready', lease_owner = NULL, lease_token = NULL,"
+        "UPDATE generations SET status = 'ready', lease_owner = NULL, lease_token = NULL,"
         " lease_expires_at = NULL, last_error = COALESCE(?, last_error)"
         " WHERE gen_id = ? AND lease_token = ?",
         (error, gen_id, token),
     )
-    _sync_status(conn, [gen_id])
 
 
 @_applies(ev.LeaseExpired)
@@ -609,7 +595,7 @@ def _lease_expired(conn, event_id, e: ev.LeaseExpired, at):
 def _lease_released(conn, event_id, e: ev.LeaseReleased, at):
     # A clean shutdown gave the task back unfinished: not a spent attempt (counted apart).
     conn.execute(
-        "UPDATE tasks SET releases = releases + 1 WHERE gen_id = ? AND lease_token = ?",
+        "UPDATE generations SET releases = releases + 1 WHERE gen_id = ? AND lease_token = ?",
         (e.gen_id, e.token),
     )
     _release(conn, e.gen_id, e.token)
@@ -618,20 +604,19 @@ def _lease_released(conn, event_id, e: ev.LeaseReleased, at):
 @_applies(ev.AttemptThrottled)
 def _attempt_throttled(conn, event_id, e: ev.AttemptThrottled, at):
     conn.execute(
-        "UPDATE tasks SET status = 'ready', lease_owner = NULL, lease_token = NULL,"
+        "UPDATE generations SET status = 'ready', lease_owner = NULL, lease_token = NULL,"
         " lease_expires_at = NULL, not_before = ?, throttles = throttles + 1, last_error = ?"
         " WHERE gen_id = ?",
         (e.retry_at, e.error, e.gen_id),
     )
-    _sync_status(conn, [e.gen_id])
     _record_failed_call(conn, event_id, e.gen_id, 429, e.error, at)
 
 
 def _record_failed_call(conn, event_id, gen_id, http_status, error, at) -> None:
     conn.execute(
         "INSERT INTO calls (event_id, gen_id, model_id, pool, ok, http_status, error,"
-        " recorded_at) SELECT ?, g.gen_id, g.model_id, t.pool, 0, ?, ?, ? FROM generations g"
-        " JOIN tasks t ON t.gen_id = g.gen_id WHERE g.gen_id = ?",
+        " recorded_at) SELECT ?, gen_id, model_id, pool, 0, ?, ?, ? FROM generations"
+        " WHERE gen_id = ?",
         (event_id, http_status, error, at, gen_id),
     )
 
@@ -660,7 +645,7 @@ def _generation_responded(conn, event_id, e: ev.GenerationResponded, at):
         conn.execute(
             "INSERT INTO calls (event_id, gen_id, model_id, pool, ok, prompt_tokens,"
             " completion_tokens, cost, latency_s, offline, recorded_at)"
-            " SELECT ?, ?, ?, pool, 1, ?, ?, ?, ?, ?, ? FROM tasks WHERE gen_id = ?",
+            " SELECT ?, ?, ?, pool, 1, ?, ?, ?, ?, ?, ? FROM generations WHERE gen_id = ?",
             (
                 event_id,
                 e.gen_id,
@@ -679,13 +664,9 @@ def _generation_responded(conn, event_id, e: ev.GenerationResponded, at):
 @_applies(ev.GenerationCompleted)
 def _generation_completed(conn, event_id, e: ev.GenerationCompleted, at):
     conn.execute(
-        "UPDATE tasks SET status = 'done', lease_owner = NULL, lease_token = NULL,"
-        " lease_expires_at = NULL, last_error = NULL WHERE gen_id = ?",
-        (e.gen_id,),
-    )
-    conn.execute(
-        "UPDATE generations SET status = 'done', state = 'ok', error = NULL, parsed_hash = ?,"
-        " score = ?, written_scale = ?, finished_at = ? WHERE gen_id = ?",
+        "UPDATE generations SET status = 'done', lease_owner = NULL, lease_token = NULL,"
+        " lease_expires_at = NULL, last_error = NULL, state = 'ok', error = NULL,"
+        " parsed_hash = ?, score = ?, written_scale = ?, finished_at = ? WHERE gen_id = ?",
         (e.parsed_hash, e.score, e.written_scale, at, e.gen_id),
     )
     if e.score is not None:
@@ -693,12 +674,12 @@ def _generation_completed(conn, event_id, e: ev.GenerationCompleted, at):
     children = [
         r[0]
         for r in conn.execute(
-            "SELECT gen_id FROM tasks WHERE parent_gen_id = ? AND status = 'waiting'", (e.gen_id,)
+            "SELECT gen_id FROM generations WHERE parent_gen_id = ? AND status = 'waiting'",
+            (e.gen_id,),
         )
     ]
     if children:
-        _select_in(conn, "UPDATE tasks SET status = 'ready' WHERE gen_id IN", children)
-        _sync_status(conn, children)
+        _select_in(conn, "UPDATE generations SET status = 'ready' WHERE gen_id IN", children)
 
 
 @_applies(ev.AttemptFailed)
@@ -707,21 +688,16 @@ def _attempt_failed(conn, event_id, e: ev.AttemptFailed, at):
         _record_failed_call(conn, event_id, e.gen_id, e.http_status, e.error, at)
     if not e.final:
         conn.execute(
-            "UPDATE tasks SET status = 'ready', lease_owner = NULL, lease_token = NULL,"
+            "UPDATE generations SET status = 'ready', lease_owner = NULL, lease_token = NULL,"
             " lease_expires_at = NULL, not_before = ?, last_error = ? WHERE gen_id = ?",
             (e.retry_at, e.error, e.gen_id),
         )
-        _sync_status(conn, [e.gen_id])
         return
     conn.execute(
-        "UPDATE tasks SET status = 'failed', lease_owner = NULL, lease_token = NULL,"
-        " lease_expires_at = NULL, not_before = NULL, last_error = ? WHERE gen_id = ?",
-        (e.error, e.gen_id),
-    )
-    conn.execute(
-        "UPDATE generations SET status = 'failed', state = ?, error = ?, finished_at = ?"
-        " WHERE gen_id = ?",
-        (e.state, e.error, at, e.gen_id),
+        "UPDATE generations SET status = 'failed', lease_owner = NULL, lease_token = NULL,"
+        " lease_expires_at = NULL, not_before = NULL, last_error = ?, state = ?, error = ?,"
+        " finished_at = ? WHERE gen_id = ?",
+        (e.error, e.state, e.error, at, e.gen_id),
     )
     _set_blocked(conn, _children(conn, [e.gen_id]), f"parent {e.gen_id} failed: {e.state}")
 
@@ -730,18 +706,13 @@ def _attempt_failed(conn, event_id, e: ev.AttemptFailed, at):
 def _generations_retried(conn, event_id, e: ev.GenerationsRetried, at):
     for gen_id in e.gen_ids:
         conn.execute(
-            "UPDATE tasks SET status = CASE WHEN parent_gen_id IS NULL THEN 'ready' ELSE"
+            "UPDATE generations SET status = CASE WHEN parent_gen_id IS NULL THEN 'ready' ELSE"
             f" {_PARENT_STATUS} END, attempts = 0, not_before = NULL, last_error = NULL,"
             " blocked_reason = NULL, lease_owner = NULL, lease_token = NULL,"
-            " lease_expires_at = NULL, throttles = 0, releases = 0 WHERE gen_id = ?",
+            " lease_expires_at = NULL, throttles = 0, releases = 0, state = NULL, error = NULL,"
+            " finished_at = NULL WHERE gen_id = ?",
             (gen_id, gen_id),
         )
-        conn.execute(
-            "UPDATE generations SET state = NULL, error = NULL, attempts = 0, finished_at = NULL"
-            " WHERE gen_id = ?",
-            (gen_id,),
-        )
-        _sync_status(conn, [gen_id])
         # Descendants blocked by this generation wait for it again.
         frontier = [gen_id]
         while frontier:
@@ -749,23 +720,18 @@ def _generations_retried(conn, event_id, e: ev.GenerationsRetried, at):
                 gid
                 for (gid,) in _select_in(
                     conn,
-                    "SELECT gen_id FROM tasks WHERE status = 'blocked' AND parent_gen_id IN",
+                    "SELECT gen_id FROM generations WHERE status = 'blocked'"
+                    " AND parent_gen_id IN",
                     frontier,
                 )
             ]
             if children:
                 _select_in(
                     conn,
-                    "UPDATE tasks SET status = 'waiting', blocked_reason = NULL WHERE gen_id IN",
+                    "UPDATE generations SET status = 'waiting', blocked_reason = NULL,"
+                    " state = NULL, error = NULL, finished_at = NULL WHERE gen_id IN",
                     children,
                 )
-                _select_in(
-                    conn,
-                    "UPDATE generations SET state = NULL, error = NULL, finished_at = NULL"
-                    " WHERE gen_id IN",
-                    children,
-                )
-                _sync_status(conn, children)
             frontier = children
 
 
@@ -776,13 +742,8 @@ def _cohort_cancelled(conn, event_id, e: ev.CohortCancelled, at):
         return
     _select_in(
         conn,
-        "UPDATE tasks SET status = 'cancelled', lease_owner = NULL, lease_token = NULL,"
-        " lease_expires_at = NULL WHERE status NOT IN ('done', 'failed') AND gen_id IN",
-        e.gen_ids,
-    )
-    _select_in(
-        conn,
-        "UPDATE generations SET status = 'cancelled', state = 'cancelled', finished_at = ?"
+        "UPDATE generations SET status = 'cancelled', lease_owner = NULL, lease_token = NULL,"
+        " lease_expires_at = NULL, state = 'cancelled', finished_at = ?"
         " WHERE status NOT IN ('done', 'failed') AND gen_id IN",
         e.gen_ids,
         (at,),
@@ -871,22 +832,13 @@ def _select_in(
     return out
 
 
-def _sync_status(conn: sqlite3.Connection, gen_ids: Iterable[str]) -> None:
-    ids = list(gen_ids)
-    _select_in(
-        conn,
-        "UPDATE generations SET status = (SELECT status FROM tasks WHERE tasks.gen_id ="
-        " generations.gen_id) WHERE gen_id IN",
-        ids,
-    )
-
-
 def _children(conn: sqlite3.Connection, gen_ids: list[str]) -> list[str]:
     return [
         gid
         for (gid,) in _select_in(
             conn,
-            "SELECT gen_id FROM tasks WHERE status IN ('waiting', 'ready') AND parent_gen_id IN",
+            "SELECT gen_id FROM generations WHERE status IN ('waiting', 'ready')"
+            " AND parent_gen_id IN",
             gen_ids,
         )
     ]
@@ -897,15 +849,9 @@ def _set_blocked(conn: sqlite3.Connection, gen_ids: list[str], reason: str) -> N
     while gen_ids:
         _select_in(
             conn,
-            "UPDATE tasks SET status = 'blocked', blocked_reason = ? WHERE gen_id IN",
+            "UPDATE generations SET status = 'blocked', blocked_reason = ?, state = 'blocked',"
+            " error = ? WHERE gen_id IN",
             gen_ids,
-            (reason,),
-        )
-        _select_in(
-            conn,
-            "UPDATE generations SET status = 'blocked', state = 'blocked', error = ?"
-            " WHERE gen_id IN",
-            gen_ids,
-            (reason,),
+            (reason, reason),
         )
         gen_ids = _children(conn, gen_ids)

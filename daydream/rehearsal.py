@@ -73,7 +73,7 @@ def rehearse(db_path: Path, cohort: str | None, *, workers: int = 2, concurrency
 
 
 def _pending(conn: sqlite3.Connection, cohort: str | None) -> list[str]:
-    sql = "SELECT gen_id FROM tasks WHERE status IN ('ready', 'waiting', 'running')"
+    sql = "SELECT gen_id FROM generations WHERE status IN ('ready', 'waiting', 'running')"
     params: list[Any] = []
     if cohort:
         sql += " AND gen_id IN (SELECT gen_id FROM cohort_members WHERE cohort_id = ?)"

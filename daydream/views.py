@@ -13,6 +13,13 @@ from __future__ import annotations
 
 VIEWS: dict[str, str] = {}
 
+# The work queue: each generation is its own task (the queue columns live in generations).
+VIEWS["tasks"] = """
+SELECT gen_id, stage, pool, parent_gen_id, status, attempts, throttles, releases, not_before,
+    lease_owner, lease_token, lease_expires_at, slot, last_error, blocked_reason
+FROM generations
+"""
+
 VIEWS["evaluation_scores"] = """
 SELECT
     v.gen_id AS gen_id,
@@ -214,11 +221,8 @@ SELECT
     sum(g.status = 'blocked') AS blocked,
     sum(g.status = 'cancelled') AS cancelled,
     -- running: calls in flight (leases holding a pool slot); queued: leases held ahead.
-    -- The slot is looked up for running generations only (a handful).
-    sum(CASE WHEN g.status = 'running'
-        THEN (SELECT t.slot FROM tasks t WHERE t.gen_id = g.gen_id) ELSE 0 END) AS running,
-    sum(CASE WHEN g.status = 'running'
-        THEN 1 - (SELECT t.slot FROM tasks t WHERE t.gen_id = g.gen_id) ELSE 0 END) AS queued,
+    sum(g.status = 'running' AND g.slot = 1) AS running,
+    sum(g.status = 'running' AND g.slot = 0) AS queued,
     sum(g.status = 'ready') AS ready,
     sum(g.status = 'waiting') AS waiting,
     round(100.0 * sum(g.status = 'done') / count(*), 1) AS pct_done,

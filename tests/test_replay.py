@@ -347,8 +347,8 @@ def test_rebuild_reproduces_every_table_and_is_idempotent(workload, tmp_path):
             None,
         ),
         (
-            "UPDATE tasks SET status = 'ready' WHERE status = 'cancelled'",
-            "tasks",
+            "UPDATE generations SET lease_owner = 'ghost' WHERE status = 'cancelled'",
+            "generations",
             "(same count, different content)",
         ),
     ],
