@@ -273,11 +273,15 @@ def replay(conn: sqlite3.Connection, *, source: str = "main", batch: int = 5000)
         last = rows[-1][0]
 
 
+# Projection tables of earlier versions, dropped by a rebuild (``tasks`` is now a view).
+RETIRED_TABLES = ("tasks",)
+
+
 def _drop(conn: sqlite3.Connection) -> None:
     views = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'view'")]
     for view in views:
         conn.execute(f'DROP VIEW IF EXISTS "{view}"')
-    for table in PROJECTION_TABLES:
+    for table in (*RETIRED_TABLES, *PROJECTION_TABLES):
         conn.execute(f"DROP TABLE IF EXISTS {table}")
 
 

@@ -331,6 +331,36 @@ def test_rebuild_reproduces_every_table_and_is_idempotent(workload, tmp_path):
     conn.close()
 
 
+def test_projections_of_an_earlier_layout_are_rebuilt_when_the_database_is_opened(
+    workload, tmp_path
+):
+    """An older daydream kept the queue in a tasks table; opening its database with this
+    version replays the log into the current projections (tasks becomes a view)."""
+    copy = tmp_path / "old.db"
+    source = sqlite3.connect(workload)
+    target = sqlite3.connect(copy)
+    source.backup(target)
+    source.close()
+    target.close()
+    conn = connect(copy)
+    live = projections.table_digests(conn)
+    conn.close()
+    raw = sqlite3.connect(copy)
+    raw.execute("DROP VIEW tasks")
+    raw.execute("CREATE TABLE tasks (gen_id TEXT PRIMARY KEY, status TEXT NOT NULL)")
+    raw.execute("INSERT INTO tasks SELECT gen_id, status FROM generations")
+    raw.execute("UPDATE projection_meta SET value = 'earlier' WHERE key = 'ddl_hash'")
+    raw.execute("DELETE FROM essay_judge_scores")  # stale content is replaced, not kept
+    raw.commit()
+    raw.close()
+    conn = connect(copy)
+    assert projections.table_digests(conn) == live
+    kinds = dict(conn.execute("SELECT name, type FROM sqlite_master WHERE name = 'tasks'"))
+    assert kinds == {"tasks": "view"}
+    conn.close()
+    assert all(ok for _, ok, _ in check(copy))
+
+
 @pytest.mark.parametrize(
     ("tamper", "table", "detail"),
     [
