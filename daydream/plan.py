@@ -35,6 +35,15 @@ from .store import append, put_text, transaction
 STAGES = ("draft", "essay", "evaluation")
 BATCH = 5000
 PLAN_CACHE_KIB = 128 * 1024  # page cache while planning (see _page_cache)
+# Below this many generations already planned, a plan builds the secondary indexes of
+# generations and cohort_members after its inserts (see _indexes_built_after).
+BULK_BELOW = 50_000
+LATE_INDEXES = (
+    "generations_queue",
+    "generations_parent",
+    "generations_scores",
+    "cohort_members_gen",
+)
 _MEMO_LIMIT = 10_000  # drafts and essays remembered by _plan_batches (bounds its memory)
 COPY_POOL = "copy"
 # Rough output sizes (tokens) per stage for the cost range: (low, high).
@@ -436,17 +445,23 @@ def _plan(conn, compiled, derived_combos, cohort_id, spec_path, spec_text, repor
             append(conn, head, actor=actor)
             report.events += len(head)
         writes = 0
-        for batch_new, batch_members in _plan_batches(conn, compiled, registry, cohort_id, report):
-            if dry_run or not (batch_new or batch_members):
-                continue
-            batch = ev.GenerationsPlanned(
-                cohort_id=cohort_id,
-                generations=[g.as_row() for g in batch_new],
-                members=batch_members,
-            )
-            append(conn, [batch], actor=actor)
-            report.events += 1
-            writes += 1
+        with nullcontext(False) if dry_run else _indexes_built_after(conn) as bulk:
+            # Without cohort_members_gen, the memberships of the generations that exist
+            # are read once, up front (there are few of them: see _indexes_built_after).
+            members = _memberships(conn) if bulk else None
+            for batch_new, batch_members in _plan_batches(
+                conn, compiled, registry, cohort_id, report, members
+            ):
+                if dry_run or not (batch_new or batch_members):
+                    continue
+                batch = ev.GenerationsPlanned(
+                    cohort_id=cohort_id,
+                    generations=[g.as_row() for g in batch_new],
+                    members=batch_members,
+                )
+                append(conn, [batch], actor=actor)
+                report.events += 1
+                writes += 1
         if (
             not dry_run
             and writes == 0
@@ -472,6 +487,45 @@ def _page_cache(conn: sqlite3.Connection, kib: int) -> Iterator[None]:
         yield
     finally:
         conn.execute(f"PRAGMA cache_size = {previous}")
+
+
+@contextmanager
+def _indexes_built_after(conn: sqlite3.Connection) -> Iterator[bool]:
+    """Build the secondary indexes of ``generations`` and ``cohort_members`` after the
+    plan's inserts when few generations exist yet (a first big plan), inside the planning
+    transaction. Yields whether it does.
+
+    Inserting a million rows into indexes keyed by random ids costs far more than sorting
+    them once afterwards. Nothing the plan reads needs these indexes (it looks generations
+    up by id, and memberships in ``_memberships``), and they are recreated from their own
+    SQL before the transaction commits; if the plan fails, the rollback restores them with
+    everything else. Once ``BULK_BELOW`` generations exist the indexes stay (rebuilding
+    them would cost more than a small plan saves).
+    """
+    held = conn.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM generations LIMIT ?)", (BULK_BELOW,)
+    ).fetchone()[0]
+    if held >= BULK_BELOW:
+        yield False
+        return
+    marks = ", ".join("?" for _ in LATE_INDEXES)
+    definitions = conn.execute(
+        f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND name IN ({marks})",
+        LATE_INDEXES,
+    ).fetchall()
+    for name, _ in definitions:
+        conn.execute(f'DROP INDEX "{name}"')
+    yield True
+    for _, sql in definitions:
+        conn.execute(sql)
+
+
+def _memberships(conn: sqlite3.Connection) -> dict[str, list[str]]:
+    """gen_id -> the cohorts it belongs to, for every generation in the database."""
+    members: dict[str, list[str]] = {}
+    for gen_id, cohort in conn.execute("SELECT gen_id, cohort_id FROM cohort_members"):
+        members.setdefault(gen_id, []).append(cohort)
+    return members
 
 
 class _NothingNew(Exception):
@@ -522,7 +576,13 @@ def _plan_batches(
     registry: Registry,
     cohort_id: str,
     report: PlanReport,
+    members: dict[str, list[str]] | None = None,
 ) -> Iterator[tuple[list[Generation], list[str]]]:
+    """Derive the rows' generations, de-duplicated, in batches of (new, joining existing).
+
+    ``members``: the memberships of every existing generation, when cohort_members cannot
+    be searched by generation during the plan (``_indexes_built_after``).
+    """
     from .spec import normalise_row
 
     problems = _Problems()
@@ -558,17 +618,17 @@ def _plan_batches(
             pending.clear()
             continue
         if len(pending) >= BATCH:
-            yield _split_batch(conn, pending, cohort_id, report, fresh_db)
+            yield _split_batch(conn, pending, cohort_id, report, fresh_db, members)
             pending = []
     if problems:
         raise problems.error(report.spec_path)
     if pending:
-        yield _split_batch(conn, pending, cohort_id, report, fresh_db)
+        yield _split_batch(conn, pending, cohort_id, report, fresh_db, members)
     # Existing generations named by the spec belong to the cohort too.
     named = [ref for ref, stage in existing_cache.items() if stage and ref not in seen]
     for start in range(0, len(named), BATCH):
         batch = [_existing(conn, ref) for ref in named[start : start + BATCH]]
-        yield _split_batch(conn, batch, cohort_id, report, fresh_db)
+        yield _split_batch(conn, batch, cohort_id, report, fresh_db, members)
 
 
 def _existing(conn: sqlite3.Connection, gen_id: str) -> Generation:
@@ -587,6 +647,7 @@ def _split_batch(
     cohort_id: str,
     report: PlanReport,
     fresh_db: bool,
+    members: dict[str, list[str]] | None = None,
 ) -> tuple[list[Generation], list[str]]:
     """Split into new generations and existing ones; count them per stage."""
     status: dict[str, str] = {}
@@ -598,24 +659,35 @@ def _split_batch(
         for start in range(0, len(ids_), 500):
             part = ids_[start : start + 500]
             marks = ", ".join("?" for _ in part)
-            for gen_id, state, version in conn.execute(
+            found = conn.execute(
                 f"SELECT gen_id, status, template_version FROM generations WHERE gen_id IN ({marks})",
                 part,
-            ):
+            ).fetchall()
+            for gen_id, state, version in found:
                 status[gen_id] = state
                 versions[gen_id] = version
-            for gen_id, cohort in conn.execute(
-                f"SELECT gen_id, cohort_id FROM cohort_members WHERE gen_id IN ({marks})", part
-            ):
+            # Only generations that exist can belong to cohorts.
+            if members is not None:
+                pairs = [(gen_id, c) for gen_id, *_ in found for c in members.get(gen_id, ())]
+            elif found:
+                existing = [gen_id for gen_id, *_ in found]
+                marks = ", ".join("?" for _ in existing)
+                pairs = conn.execute(
+                    f"SELECT gen_id, cohort_id FROM cohort_members WHERE gen_id IN ({marks})",
+                    existing,
+                ).fetchall()
+            else:
+                pairs = []
+            for gen_id, cohort in pairs:
                 (mine if cohort == cohort_id else others).add(gen_id)
     new: list[Generation] = []
-    members: list[str] = []
+    joining: list[str] = []
     for gen in batch:
         counts = report.stages[gen.stage]
         counts.in_cohort += 1
         if gen.gen_id in status:
             if gen.gen_id not in mine:
-                members.append(gen.gen_id)
+                joining.append(gen.gen_id)
             if gen.gen_id in others:
                 counts.shared += 1
             if status[gen.gen_id] == "done":
@@ -628,7 +700,7 @@ def _split_batch(
             if gen.mode == "llm" and gen.model_id:
                 key = f"{gen.stage}\t{gen.template_id}\t{gen.model_id}"
                 report.new_calls[key] = report.new_calls.get(key, 0) + 1
-    return new, members
+    return new, joining
 
 
 def _note_stale(report: PlanReport) -> None:

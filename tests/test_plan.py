@@ -498,8 +498,13 @@ def test_replanning_an_edited_spec_adds_only_the_new_work(db, tmp_path):
 # ------------------------------------------------------------------ (d) sharing across cohorts
 
 
-def test_a_second_cohort_links_shared_generations_and_reports_completed(db, tmp_path):
+@pytest.mark.parametrize("late_indexes", [True, False], ids=["indexes-after", "indexes-live"])
+def test_a_second_cohort_links_shared_generations_and_reports_completed(
+    db, tmp_path, monkeypatch, late_indexes
+):
     path, conn = db
+    if not late_indexes:  # memberships are then looked up through cohort_members_gen
+        monkeypatch.setattr(plan_module, "BULK_BELOW", 0)
     warmup = {
         "axes": {
             "combo_id": ["fungal-market", "memory-codes"],
@@ -559,6 +564,55 @@ def test_a_second_cohort_links_shared_generations_and_reports_completed(db, tmp_
     assert third.new_calls == {}
     assert conn.execute("SELECT count(*) FROM generations").fetchone()[0] == before
     assert members(conn, "again") == {"draft": 4, "essay": 8, "evaluation": 32}
+
+
+def _index_sql(conn) -> dict[str, str]:
+    return dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql"))
+
+
+@pytest.mark.parametrize("held", [0, 1], ids=["few-generations", "many-generations"])
+def test_a_plan_builds_the_indexes_after_its_inserts_only_while_few_generations_exist(
+    db, tmp_path, monkeypatch, held
+):
+    path, conn = db
+    plan_cohort(
+        conn,
+        write_spec(
+            tmp_path,
+            "warmup",
+            {
+                "axes": {
+                    "combo_id": ["fungal-market"],
+                    "draft_template": ["rolling-idea"],
+                    "draft_llm": ["offline-small"],
+                }
+            },
+        ),
+        "warmup",
+    )
+    # With BULK_BELOW = 1 the one generation planned above counts as "many".
+    monkeypatch.setattr(plan_module, "BULK_BELOW", 1 if held else 100)
+    before = _index_sql(conn)
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    report = plan_cohort(conn, write_spec(tmp_path, "full", FULL), "full")
+    conn.set_trace_callback(None)
+    dropped = sorted(s.split('"')[1] for s in statements if s.startswith("DROP INDEX"))
+    assert dropped == ([] if held else sorted(plan_module.LATE_INDEXES))
+    # The same indexes, from the same SQL, and consistent with the rows.
+    assert _index_sql(conn) == before
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert report.stages["evaluation"].new == 32
+    # The queries that need them use them.
+    plan = " ".join(
+        r[3]
+        for r in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT gen_id FROM generations WHERE status = 'ready'"
+            " ORDER BY stage, rowid LIMIT 5"
+        )
+    )
+    assert "generations_queue" in plan
+    assert run_offline(path, "full").ok == 4 + 8 + 32
 
 
 # ------------------------------------------------------------------ (e) all or nothing
