@@ -1,6 +1,6 @@
 """Reliability: crashes, stale workers, contention, poison tasks, shutdown, key hygiene.
 
-The tests of ``/work/shared/reference/reliability-tests.md`` (T1, T3, T4, T10, T11), scaled
+The tests of ``/work/shared/reference/reliability-tests.md`` (T1-T4, T6c, T7, T10-T12), scaled
 to run in CI: real SQLite files, real worker processes (``python -m daydream worker`` and
 ``daydream run``), and the loopback ``FakeAPI`` standing in for the model API. Each test
 takes a ``seed`` (``DAYDREAM_TEST_SEED`` overrides it; it is printed, so a failure shows it)
@@ -391,6 +391,74 @@ def test_t12_failed_result_writes_are_kept_and_retried_without_calling_again(tmp
     assert not duplicate_calls(api)  # each generation asked for once
     counts = check_invariants(db)
     assert counts["done"] == counts["generations"] == 60
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 24 MB tmpfs of its own (T7 needs a disk that really fills up)."""
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"T7 needs to mount a small tmpfs: {done.stderr.strip() or 'mount failed'}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def _padded_reply(body: Any) -> str:
+    """The default reply after 32 KB of filler lines: big results that fill a small disk."""
+    from daydream.providers import render_offline_reply
+
+    prompt = body["messages"][-1]["content"]
+    filler = "".join(f"filler line {i} of a long reply\n" for i in range(1000))
+    return filler + render_offline_reply(prompt, model=body["model"], label="[fakeapi]")
+
+
+def test_t7_a_full_disk_stops_the_worker_writing_until_space_is_freed(tmp_path, small_disk, seed):
+    """The database's disk fills up during a run (SQLITE_FULL on a real tmpfs): the worker
+    keeps its results, backs off without a crash loop, and once space is freed it writes
+    them and finishes by itself; nothing is lost or half-written, nothing asked twice, and
+    a checkpoint empties the WAL."""
+    with FakeAPI(latency_s=0.02, seed=seed, reply=_padded_reply) as api:
+        db = cohort(small_disk, [model("m1")], combos=5, drafts=["m1"], judges=["m1"], replicates=4)
+        filler = small_disk / "filler"
+        free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+        filler.write_bytes(b"\0" * (free - 768 * 1024))  # leave 768 KB
+        log = tmp_path / "worker.log"
+        worker = start(worker_cmd(db, "--name", "w", base_url=api.base_url), log)
+        try:
+            full = "writing to the database failed (database or disk is full)"
+            wait_for(lambda: log.read_text().count(full) >= 2, timeout=60, what="a full disk")
+            assert worker.poll() is None  # backing off, not dead
+            done_while_full = count_done(db)
+            filler.unlink()
+            assert worker.wait(60) == 0, log.read_text()
+        finally:
+            stop([worker])
+    output = log.read_text()
+    assert "Traceback" not in output, output
+    failures = output.count(full)
+    # Backoff (0.5 s, doubling): a couple of failures a second at most, never a loop.
+    assert 2 <= failures <= 8, output
+    assert "result(s) kept in memory" in output
+    assert not duplicate_calls(api)  # results kept in memory were not asked for again
+    counts = check_invariants(db)
+    assert counts["done"] == counts["generations"] == 60 > done_while_full
+    conn = connect(db, create=False)
+    try:
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        wal_bytes = Path(f"{db}-wal").stat().st_size
+    finally:
+        conn.close()
+    assert busy == 0 and wal_bytes == 0
 
 
 def test_a_failed_heartbeat_is_skipped_and_the_next_one_keeps_the_leases(tmp_path, seed):
