@@ -583,7 +583,7 @@ def _plan_batches(
     ``members``: the memberships of every existing generation, when cohort_members cannot
     be searched by generation during the plan (``_indexes_built_after``).
     """
-    from .spec import normalise_row
+    from .spec import CompiledRows, normalise_row
 
     problems = _Problems()
     # A dict, not a set: a dict of strings is invisible to the cyclic garbage collector,
@@ -593,16 +593,25 @@ def _plan_batches(
     fresh_db = conn.execute("SELECT 1 FROM generations LIMIT 1").fetchone() is None
     existing_cache: dict[str, str] = {}
     memo: dict[tuple[Any, ...], Generation] = {}
-    for number, raw in enumerate(rows, 1):
+    # A compiled spec's rows come normalised when they can (each level once, not per row).
+    compiled = rows if isinstance(rows, CompiledRows) else None
+    ready = compiled.normalised() if compiled is not None else None
+    references: tuple[str, ...] = ("draft_id", "essay_id")
+    if compiled is not None and ready is not None:
+        references = tuple(k for k in references if k in compiled.columns)
+    for number, raw in enumerate(rows if ready is None else ready, 1):
         report.rows = number
         if len(memo) > _MEMO_LIMIT:
             memo.clear()
-        try:
-            row = normalise_row(raw, row_number=number)
-        except Exception as exc:  # SpecError: a bad replicate, conflicting aliases
-            problems.add(str(exc), number)
-            continue
-        for key in ("draft_id", "essay_id"):
+        if ready is None:
+            try:
+                row = normalise_row(raw, row_number=number)
+            except Exception as exc:  # SpecError: a bad replicate, conflicting aliases
+                problems.add(str(exc), number)
+                continue
+        else:
+            row = raw
+        for key in references:
             ref = row.get(key)
             if ref and ref not in existing_cache:
                 found = conn.execute(

@@ -181,20 +181,57 @@ class CompiledRows:
         return self.count
 
     def __iter__(self) -> Iterator[Row]:
-        points: Iterable[tuple[tuple[Level, ...], ...]] = product(*self._slot_values)
+        return self._rows(self.columns, self._slot_values, ())
+
+    def normalised(self) -> Iterator[dict[str, Any]] | None:
+        """The rows exactly as ``normalise_row`` would make them, each level normalised once
+        instead of in every row (a plan reads up to millions of rows). None when that is not
+        exact: two columns alias one, or a value ``normalise_row`` would refuse (its error
+        names the row, so the caller normalises row by row and gets it)."""
+        kinds = _column_kinds(tuple(self.columns))
+        if not kinds:
+            return None
+        leaves = [leaf for slot in self.spec._slots for leaf in slot.node.leaves()]
+        kind_of = {self._positions[i]: kind for i, (_, _, kind) in enumerate(kinds)}
+        slot_values = []
+        first = 0
+        try:
+            for values in self._slot_values:
+                width = len(values[0]) if values else 0
+                slot_values.append(
+                    tuple(
+                        tuple(_normal(v, kind_of.get(first + i, _PASS)) for i, v in enumerate(level))
+                        for level in values
+                    )
+                )
+                first += width
+        except SpecError:
+            return None
+        if first != len(leaves):  # levels of uneven width: not a shape to take apart
+            return None
+        names = [canonical for _, canonical, _ in kinds]
+        missing = tuple(column for column in REPLICATE_COLUMNS if column not in names)
+        return self._rows(names + list(missing), slot_values, (1,) * len(missing))
+
+    def _rows(
+        self, columns: list[str], slot_values: list[tuple[Any, ...]], extra: tuple[Any, ...]
+    ) -> Iterator[dict[str, Any]]:
+        points: Iterable[tuple[tuple[Level, ...], ...]] = product(*slot_values)
         if self.seed is not None:
             # Upstream shuffles the product list itself; the permutation depends only on
             # its length, so this reproduces its order exactly.
             points = list(points)
             random.Random(self.seed).shuffle(points)
-        columns = self.columns
-        if self._positions == list(range(len(columns))):
+        if self._positions == list(range(len(self.columns))):
             for point in points:
-                yield dict(zip(columns, chain.from_iterable(point), strict=True))
+                yield dict(zip(columns, (*chain.from_iterable(point), *extra), strict=True))
             return
         pick = itemgetter(*self._positions)
         for point in points:
-            yield dict(zip(columns, pick(tuple(chain.from_iterable(point))), strict=True))
+            values = pick(tuple(chain.from_iterable(point)))
+            if len(self._positions) == 1:
+                values = (values,)
+            yield dict(zip(columns, (*values, *extra), strict=True))
 
 
 def normalise_row(row: Mapping[str, Any], *, row_number: int | None = None) -> dict[str, Any]:
@@ -232,6 +269,18 @@ def normalise_row(row: Mapping[str, Any], *, row_number: int | None = None) -> d
 
 
 _PASS, _TEXT, _REPLICATE = 0, 1, 2
+
+
+def _normal(raw: Any, kind: int) -> Any:
+    """One value as ``normalise_row`` makes it (a blank replicate becomes 1)."""
+    if kind == _PASS:
+        return raw
+    if kind == _TEXT:
+        return None if raw is None else (raw if type(raw) is str else str(raw)).strip() or None
+    if type(raw) is int and raw >= 1:
+        return raw
+    value = _replicate(raw, "")
+    return 1 if value is None else value
 _COLUMN_KINDS: dict[tuple[str, ...], tuple[tuple[str, str, int], ...]] = {}
 
 
