@@ -97,14 +97,22 @@ def essay_signature(
 
 
 def evaluation_signature(essay_id: str, template_id: str, model_id: str, replicate: object) -> str:
+    return evaluation_signature_with(essay_id, evaluation_suffix(template_id, model_id, replicate))
+
+
+def evaluation_suffix(template_id: str, model_id: str, replicate: object) -> str:
+    """The part of an evaluation signature after the essay (the same for many essays)."""
     return "|".join(
         (
-            _component(essay_id, "essay_gen_id"),
             _component(template_id, "evaluation_template_id"),
             _component(model_id, "llm_model_id"),
             str(_replicate(replicate)),
         )
     )
+
+
+def evaluation_signature_with(essay_id: str, suffix: str) -> str:
+    return _component(essay_id, "essay_gen_id") + "|" + suffix
 
 
 def draft_id(combo_id: str, template_id: str, model_id: str, replicate: object = 1) -> str:

@@ -44,7 +44,7 @@ LATE_INDEXES = (
     "generations_scores",
     "cohort_members_gen",
 )
-_MEMO_LIMIT = 10_000  # drafts and essays remembered by _plan_batches (bounds its memory)
+_MEMO_LIMIT = 10_000  # drafts, essays, judges remembered by _plan_batches (bounds memory)
 COPY_POOL = "copy"
 # Rough output sizes (tokens) per stage for the cost range: (low, high).
 _OUTPUT_TOKENS = {"draft": (400, 3000), "essay": (500, 2000), "evaluation": (150, 1200)}
@@ -138,15 +138,16 @@ def derive(
     existing: dict[str, str],
     problems: _Problems,
     row_number: int,
-    memo: dict[tuple[Any, ...], Generation] | None = None,
+    memo: dict[tuple[Any, ...], Any] | None = None,
 ) -> list[Generation]:
     """The generations one normalised spec row needs, parents first.
 
     ``existing`` maps the ids named by ``draft_id``/``essay_id`` columns to their stage.
     ``memo`` (optional, kept by the caller across rows) remembers the drafts and essays
-    already derived: most rows of a cohort share them with the rows before, and a draft or
-    essay depends only on the columns of its key, so a hit is exactly what deriving again
-    would give (its problems, if any, were recorded when it was first derived).
+    already derived, and each judge's checked template, model and signature suffix: most
+    rows of a cohort share them with the rows before, and each depends only on the columns
+    of its key, so a hit is exactly what deriving again would give (its problems, if any,
+    were recorded when it was first derived).
     """
     out: list[Generation] = []
     parent: str | None = None
@@ -297,30 +298,40 @@ def derive(
                 "evaluation columns need an essay (essay_template) or an essay_id", row_number
             )
             return out
-        tpl = template("evaluation", row["evaluation_template"])
-        mdl = model(row.get("evaluation_llm"), "evaluation")
-        if tpl is not None and tpl.generator == "copy":
-            problems.add(f'evaluation template "{tpl.template_id}" cannot be copy-mode', row_number)
-            return out
-        if tpl is None or mdl is None:
-            return out
-        _check_variables(tpl, True, registry, problems, row_number)
-        signature = ids.evaluation_signature(
-            essay_parent, tpl.template_id, mdl.model_id, row["evaluation_replicate"]
-        )
+        replicate = row["evaluation_replicate"]
+        # Checked once per judge (template, model, replicate): most rows repeat one.
+        judge_key = ("evaluation", row["evaluation_template"], row.get("evaluation_llm"), replicate)
+        judge = memo.get(judge_key) if memo is not None else None
+        if judge is None:
+            tpl = template("evaluation", row["evaluation_template"])
+            mdl = model(row.get("evaluation_llm"), "evaluation")
+            if tpl is not None and tpl.generator == "copy":
+                problems.add(
+                    f'evaluation template "{tpl.template_id}" cannot be copy-mode', row_number
+                )
+                return out
+            if tpl is None or mdl is None:
+                return out
+            _check_variables(tpl, True, registry, problems, row_number)
+            suffix = ids.evaluation_suffix(tpl.template_id, mdl.model_id, replicate)
+            judge = (tpl.template_id, tpl.version, mdl.model_id, mdl.pool, suffix)
+            if memo is not None:
+                memo[judge_key] = judge
+        template_id, version, model_id, pool, suffix = judge
+        signature = ids.evaluation_signature_with(essay_parent, suffix)
         out.append(
             Generation(
                 ids.gen_id("evaluation", signature),
                 "evaluation",
                 essay_parent,
                 combo,
-                tpl.template_id,
-                tpl.version,
-                mdl.model_id,
-                row["evaluation_replicate"],
+                template_id,
+                version,
+                model_id,
+                replicate,
                 "llm",
                 signature,
-                mdl.pool,
+                pool,
             )
         )
     if not out and not problems:
@@ -592,7 +603,7 @@ def _plan_batches(
     pending: list[Generation] = []
     fresh_db = conn.execute("SELECT 1 FROM generations LIMIT 1").fetchone() is None
     existing_cache: dict[str, str] = {}
-    memo: dict[tuple[Any, ...], Generation] = {}
+    memo: dict[tuple[Any, ...], Any] = {}
     # A compiled spec's rows come normalised when they can (each level once, not per row).
     compiled = rows if isinstance(rows, CompiledRows) else None
     ready = compiled.normalised() if compiled is not None else None
