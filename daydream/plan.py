@@ -19,7 +19,8 @@ because replicates of a verbatim copy would be identical texts counted as indepe
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,9 +66,6 @@ class Generation(NamedTuple):
     mode: str
     signature: str
     pool: str
-
-    def as_row(self) -> list[Any]:
-        return list(self)
 
 
 @dataclass
@@ -460,14 +458,17 @@ def _plan(conn, compiled, derived_combos, cohort_id, spec_path, spec_text, repor
             # Without cohort_members_gen, the memberships of the generations that exist
             # are read once, up front (there are few of them: see _indexes_built_after).
             members = _memberships(conn) if bulk else None
+            derived = None if dry_run else _derived_elsewhere(conn, compiled, spec_path, report)
             for batch_new, batch_members in _plan_batches(
-                conn, compiled, registry, cohort_id, report, members
+                conn, compiled, registry, cohort_id, report, members, derived
             ):
                 if dry_run or not (batch_new or batch_members):
                     continue
-                batch = ev.GenerationsPlanned(
+                # Built from rows of known types (derive's), so not validated again: a
+                # million generations would be copied and checked for nothing.
+                batch = ev.GenerationsPlanned.model_construct(
                     cohort_id=cohort_id,
-                    generations=[g.as_row() for g in batch_new],
+                    generations=[g if type(g) is list else list(g) for g in batch_new],
                     members=batch_members,
                 )
                 append(conn, [batch], actor=actor)
@@ -498,6 +499,22 @@ def _page_cache(conn: sqlite3.Connection, kib: int) -> Iterator[None]:
         yield
     finally:
         conn.execute(f"PRAGMA cache_size = {previous}")
+
+
+def _derived_elsewhere(
+    conn: sqlite3.Connection, rows: Iterable[Any], spec_path: str, report: PlanReport
+) -> Iterator[list[Any]] | None:
+    """A big compiled spec's batches, derived in a second process (``planpipe``); None
+    for anything else (rows given in memory, a small spec, a database with no file)."""
+    from . import planpipe
+    from .spec import CompiledRows
+
+    if not isinstance(rows, CompiledRows) or len(rows) < planpipe.PIPELINE_ROWS:
+        return None
+    path = next((r[2] for r in conn.execute("PRAGMA database_list") if r[1] == "main"), "")
+    if not path:
+        return None
+    return planpipe.derived_elsewhere(path, spec_path, report, BATCH)
 
 
 @contextmanager
@@ -588,20 +605,42 @@ def _plan_batches(
     cohort_id: str,
     report: PlanReport,
     members: dict[str, list[str]] | None = None,
-) -> Iterator[tuple[list[Generation], list[str]]]:
-    """Derive the rows' generations, de-duplicated, in batches of (new, joining existing).
+    derived: Iterable[Sequence[Sequence[Any]]] | None = None,
+) -> Iterator[tuple[list[Sequence[Any]], list[str]]]:
+    """The rows' generations in batches of (new, joining existing).
 
     ``members``: the memberships of every existing generation, when cohort_members cannot
-    be searched by generation during the plan (``_indexes_built_after``).
+    be searched by generation during the plan (``_indexes_built_after``). ``derived``: the
+    batches of ``derive_batches`` when another process derives them (``planpipe``).
+    """
+    fresh_db = conn.execute("SELECT 1 FROM generations LIMIT 1").fetchone() is None
+    batches = derived if derived is not None else derive_batches(conn, rows, registry, report)
+    for batch in batches:
+        yield _split_batch(conn, batch, cohort_id, report, fresh_db, members)
+
+
+def derive_batches(
+    conn: sqlite3.Connection,
+    rows: Iterable[dict[str, Any]],
+    registry: Registry,
+    report: PlanReport,
+    size: int | None = None,
+) -> Iterator[list[Generation]]:
+    """Derive each row's generations, de-duplicated by id, in batches of ``size`` (default
+    ``BATCH``; a parent always before its children); then the existing generations the
+    rows name.
+
+    Problems are collected over every row and raised as one PlanError after the last
+    batch (the caller's transaction then undoes what it wrote). ``conn`` is only read.
     """
     from .spec import CompiledRows, normalise_row
 
+    size = size or BATCH
     problems = _Problems()
     # A dict, not a set: a dict of strings is invisible to the cyclic garbage collector,
     # while a set of a million ids would be walked by every full collection.
     seen: dict[str, None] = {}
     pending: list[Generation] = []
-    fresh_db = conn.execute("SELECT 1 FROM generations LIMIT 1").fetchone() is None
     existing_cache: dict[str, str] = {}
     memo: dict[tuple[Any, ...], Any] = {}
     # A compiled spec's rows come normalised when they can (each level once, not per row).
@@ -637,18 +676,17 @@ def _plan_batches(
         if problems:
             pending.clear()
             continue
-        if len(pending) >= BATCH:
-            yield _split_batch(conn, pending, cohort_id, report, fresh_db, members)
+        if len(pending) >= size:
+            yield pending
             pending = []
     if problems:
         raise problems.error(report.spec_path)
     if pending:
-        yield _split_batch(conn, pending, cohort_id, report, fresh_db, members)
+        yield pending
     # Existing generations named by the spec belong to the cohort too.
     named = [ref for ref, stage in existing_cache.items() if stage and ref not in seen]
-    for start in range(0, len(named), BATCH):
-        batch = [_existing(conn, ref) for ref in named[start : start + BATCH]]
-        yield _split_batch(conn, batch, cohort_id, report, fresh_db, members)
+    for start in range(0, len(named), size):
+        yield [_existing(conn, ref) for ref in named[start : start + size]]
 
 
 def _existing(conn: sqlite3.Connection, gen_id: str) -> Generation:
@@ -663,19 +701,19 @@ def _existing(conn: sqlite3.Connection, gen_id: str) -> Generation:
 
 def _split_batch(
     conn: sqlite3.Connection,
-    batch: list[Generation],
+    batch: Sequence[Sequence[Any]],
     cohort_id: str,
     report: PlanReport,
     fresh_db: bool,
     members: dict[str, list[str]] | None = None,
-) -> tuple[list[Generation], list[str]]:
+) -> tuple[list[Sequence[Any]], list[str]]:
     """Split into new generations and existing ones; count them per stage."""
     status: dict[str, str] = {}
     versions: dict[str, str | None] = {}
     others: set[str] = set()
     mine: set[str] = set()
     if not fresh_db:
-        ids_ = [g.gen_id for g in batch]
+        ids_ = [g[0] for g in batch]
         for start in range(0, len(ids_), 500):
             part = ids_[start : start + 500]
             marks = ", ".join("?" for _ in part)
@@ -700,25 +738,39 @@ def _split_batch(
                 pairs = []
             for gen_id, cohort in pairs:
                 (mine if cohort == cohort_id else others).add(gen_id)
-    new: list[Generation] = []
+    if not status:  # nothing in the batch exists yet: all new, counted per kind
+        kinds = Counter((g[1], g[4], g[6], g[8]) for g in batch)
+        for (stage, template_id, model_id, mode), n in kinds.items():
+            counts = report.stages[stage]
+            counts.in_cohort += n
+            counts.new += n
+            if mode == "llm" and model_id:
+                key = f"{stage}\t{template_id}\t{model_id}"
+                report.new_calls[key] = report.new_calls.get(key, 0) + n
+        return list(batch), []
+    new: list[Sequence[Any]] = []
     joining: list[str] = []
+    # Fields by position: batches may hold Generation tuples or plain rows (planpipe).
     for gen in batch:
-        counts = report.stages[gen.stage]
+        gen_id, stage, template_id, version, model_id, mode = (
+            gen[0], gen[1], gen[4], gen[5], gen[6], gen[8]
+        )
+        counts = report.stages[stage]
         counts.in_cohort += 1
-        if gen.gen_id in status:
-            if gen.gen_id not in mine:
-                joining.append(gen.gen_id)
-            if gen.gen_id in others:
+        if gen_id in status:
+            if gen_id not in mine:
+                joining.append(gen_id)
+            if gen_id in others:
                 counts.shared += 1
-            if status[gen.gen_id] == "done":
+            if status[gen_id] == "done":
                 counts.completed += 1
-                if versions[gen.gen_id] != gen.template_version:
-                    report.stale[gen.template_id] = report.stale.get(gen.template_id, 0) + 1
+                if versions[gen_id] != version:
+                    report.stale[template_id] = report.stale.get(template_id, 0) + 1
         else:
             new.append(gen)
             counts.new += 1
-            if gen.mode == "llm" and gen.model_id:
-                key = f"{gen.stage}\t{gen.template_id}\t{gen.model_id}"
+            if mode == "llm" and model_id:
+                key = f"{stage}\t{template_id}\t{model_id}"
                 report.new_calls[key] = report.new_calls.get(key, 0) + 1
     return new, joining
 

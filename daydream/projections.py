@@ -545,12 +545,14 @@ def _first_status(conn: sqlite3.Connection, rows: list[list[Any]]) -> dict[str, 
     outside = list({row[2] for row in rows if row[2] is not None and row[2] not in batch})
     stored = dict(_select_in(conn, "SELECT gen_id, status FROM generations WHERE gen_id IN", outside))
     status: dict[str, str] = {}
-    for gen_id, _stage, parent, *_ in rows:
+    child = _CHILD_STATUS.get
+    for row in rows:
+        parent = row[2]
         if parent is None:
-            status[gen_id] = "ready"
+            status[row[0]] = "ready"
         else:
             found = status[parent] if parent in status else stored.get(parent)
-            status[gen_id] = _CHILD_STATUS.get(found or "", "waiting")
+            status[row[0]] = child(found or "", "waiting")
     return status
 
 
@@ -798,8 +800,14 @@ def _join_score_cells(
         " VALUES (?, ?, ?, ?, ?, 0, 0, NULL, NULL)" + _CELL_MERGE,
         [(cohort_id, *cell, count) for cell, count in fresh.items()],
     )
-    new = {row[0] for row in planned}
-    gen_ids = [gen_id for gen_id in gen_ids if gen_id not in new]
+    # Evaluations that existed before the event joined too: each adds itself (and its
+    # score, if scored). The new ones are all in ``fresh`` already.
+    created = sum(fresh.values())
+    if len(gen_ids) > created:
+        new = {row[0] for row in planned}
+        gen_ids = [gen_id for gen_id in gen_ids if gen_id not in new]
+    else:
+        gen_ids = []
     conn.executemany(
         "INSERT INTO essay_judge_scores (cohort_id, essay_gen_id, evaluation_template,"
         " evaluation_model, evaluations, n, total, min, max)"

@@ -1036,3 +1036,108 @@ def test_sixteen_processes_planning_the_same_spec_at_once_make_one_set_of_genera
         daydream_cmd("db", "check", "--db", str(path)), capture_output=True, text=True, env=env()
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+# ------------------------------------------------------------------ planpipe
+
+
+def _log_and_projections(path: Path) -> tuple[list[tuple], dict]:
+    raw = sqlite3.connect(path)
+    try:
+        log = [tuple(r) for r in raw.execute("SELECT type, subject, data FROM events ORDER BY id")]
+        rows = {
+            table: [
+                tuple(r)
+                for r in raw.execute(
+                    f"SELECT * FROM {table} ORDER BY rowid"
+                    if table == "generations"
+                    else f"SELECT * FROM {table} ORDER BY 1, 2"
+                )
+            ]
+            for table in ("generations", "cohort_members", "essay_judge_scores")
+        }
+    finally:
+        raw.close()
+    # Planning times differ between the two databases; everything else must not.
+    for table, found in rows.items():
+        rows[table] = [
+            tuple(v for v in r if not (isinstance(v, str) and v[:2] == "20")) for r in found
+        ]
+    return log, rows
+
+
+def test_a_plan_derived_in_a_second_process_writes_exactly_what_one_process_writes(
+    tmp_path, monkeypatch
+):
+    from daydream import planpipe
+
+    pool = ["mycelial-networks", "spaced-repetition", "market-making", "daydreaming"]
+    specs = [
+        ("full", FULL),
+        ("more", {**FULL, "axes": {**FULL["axes"], "evaluation_replicate": [1, 2, 3]}}),
+        (
+            "pool",
+            {
+                "axes": {
+                    "combo_id": {"concepts": pool, "k": 2, "level": "sentence"},
+                    "draft_template": ["free-notes"],
+                    "draft_llm": ["offline-small"],
+                }
+            },
+        ),
+    ]
+    results = []
+    for pipelined in (False, True):
+        monkeypatch.setattr(planpipe, "PIPELINE_ROWS", 0 if pipelined else 10**9)
+        monkeypatch.setattr(plan_module, "BATCH", 7)  # several batches per plan
+        directory = tmp_path / ("two" if pipelined else "one")
+        directory.mkdir()
+        path = directory / "daydream.db"
+        conn = connect(path)
+        import_catalog(conn, load_catalog(EXAMPLE))
+        reports = []
+        for name, spec in specs:  # the second shares the first's work, the third pools
+            spec_path = write_spec(tmp_path, name, spec)
+            reports.append(plan_cohort(conn, spec_path, name).to_dict())
+        conn.close()
+        results.append((reports, _log_and_projections(path)))
+    assert results[1] == results[0]
+    reports, (log, rows) = results[1]
+    assert reports[1]["stages"]["draft"]["shared"] == 4 and len(rows["generations"]) > 50
+
+
+def test_a_problem_found_by_the_deriving_process_is_the_same_one_line_error(
+    db, tmp_path, monkeypatch
+):
+    from daydream import planpipe
+
+    path, conn = db
+    monkeypatch.setattr(planpipe, "PIPELINE_ROWS", 0)
+    monkeypatch.setattr(plan_module, "BATCH", 4)  # earlier rows are appended, then undone
+    spec_path = write_spec(tmp_path, "bad", _many_rows("draft_llm", "gpt-99"))
+    before = snapshot(path)
+    with pytest.raises(PlanError) as caught:
+        plan_cohort(conn, spec_path, "bad")
+    assert str(caught.value).startswith(f'plan {spec_path}: unknown model "gpt-99"')
+    assert str(caught.value).endswith("(first in row 21)")
+    assert snapshot(path) == before and not conn.in_transaction
+
+
+def test_a_deriving_process_that_dies_fails_the_plan_and_changes_nothing(db, tmp_path, monkeypatch):
+    from daydream import planpipe
+
+    path, conn = db
+    dies = tmp_path / "dies.sh"
+    dies.write_text("#!/bin/sh\necho 'out of memory' >&2\nexit 3\n")
+    dies.chmod(0o755)
+    monkeypatch.setattr(planpipe, "PIPELINE_ROWS", 0)
+    monkeypatch.setattr(planpipe.sys, "executable", str(dies))
+    spec_path = write_spec(tmp_path, "full", FULL)
+    before = snapshot(path)
+    with pytest.raises(PlanError) as caught:
+        plan_cohort(conn, spec_path, "full")
+    assert str(caught.value) == (
+        f"plan {spec_path}: the process deriving its generations stopped (exit code 3:"
+        " out of memory); nothing was planned"
+    )
+    assert snapshot(path) == before and not conn.in_transaction
