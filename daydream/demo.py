@@ -31,6 +31,10 @@ def run_demo(
     from .cli import format_plan, format_status
 
     specs = project_dir("specs")
+    if specs.is_relative_to(Path.cwd()):
+        # Recorded as written (cohorts.spec_path, catalog sources): relative from the
+        # repo, so a database made there does not name the machine it was made on.
+        specs = specs.relative_to(Path.cwd())
     if fresh:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db_path}{suffix}").unlink(missing_ok=True)
