@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -420,7 +421,17 @@ def plan_cohort(
     else:
         compiled, derived_combos = rows, {}
     try:
-        _plan(conn, compiled, derived_combos, cohort_id, spec_path, spec_text, report, actor)
+        _plan(
+            conn,
+            compiled,
+            derived_combos,
+            cohort_id,
+            spec_path,
+            spec_text,
+            report,
+            actor,
+            from_spec=rows is None,
+        )
     except _NothingNew:
         report.events = 0
     _note_stale(report)
@@ -428,8 +439,14 @@ def plan_cohort(
     return report
 
 
-def _plan(conn, compiled, derived_combos, cohort_id, spec_path, spec_text, report, actor) -> None:
+def _plan(
+    conn, compiled, derived_combos, cohort_id, spec_path, spec_text, report, actor, *, from_spec
+) -> None:
     dry_run = report.dry_run
+    # Dropping indexes and reading the catalog from another process are only safe in a
+    # transaction of our own: one we commit or roll back whole, whose writes to the
+    # catalog (none) no other reader could miss. Inside a caller's, plan the plain way.
+    alone = not dry_run and not conn.in_transaction
     context = nullcontext() if dry_run else transaction(conn)
     with _page_cache(conn, PLAN_CACHE_KIB), context:
         registry = Registry.load(conn)
@@ -454,11 +471,16 @@ def _plan(conn, compiled, derived_combos, cohort_id, spec_path, spec_text, repor
             append(conn, head, actor=actor)
             report.events += len(head)
         writes = 0
-        with nullcontext(False) if dry_run else _indexes_built_after(conn) as bulk:
+        derived = None
+        if alone and from_spec:
+            derived = _derived_elsewhere(conn, compiled, spec_path, report)
+        with (
+            _indexes_built_after(conn) if alone else nullcontext(False) as bulk,
+            closing(derived) if derived is not None else nullcontext(),  # stops the child
+        ):
             # Without cohort_members_gen, the memberships of the generations that exist
             # are read once, up front (there are few of them: see _indexes_built_after).
             members = _memberships(conn) if bulk else None
-            derived = None if dry_run else _derived_elsewhere(conn, compiled, spec_path, report)
             for batch_new, batch_members in _plan_batches(
                 conn, compiled, registry, cohort_id, report, members, derived
             ):
@@ -503,7 +525,7 @@ def _page_cache(conn: sqlite3.Connection, kib: int) -> Iterator[None]:
 
 def _derived_elsewhere(
     conn: sqlite3.Connection, rows: Iterable[Any], spec_path: str, report: PlanReport
-) -> Iterator[list[Any]] | None:
+) -> Generator[list[Any], None, None] | None:
     """A big compiled spec's batches, derived in a second process (``planpipe``); None
     for anything else (rows given in memory, a small spec, a database with no file)."""
     from . import planpipe
@@ -525,10 +547,11 @@ def _indexes_built_after(conn: sqlite3.Connection) -> Iterator[bool]:
 
     Inserting a million rows into indexes keyed by random ids costs far more than sorting
     them once afterwards. Nothing the plan reads needs these indexes (it looks generations
-    up by id, and memberships in ``_memberships``), and they are recreated from their own
-    SQL before the transaction commits; if the plan fails, the rollback restores them with
-    everything else. Once ``BULK_BELOW`` generations exist the indexes stay (rebuilding
-    them would cost more than a small plan saves).
+    up by id, memberships in ``_memberships``, and gives blocked new generations their
+    reason by id), and they are recreated from their own SQL before the transaction
+    commits; if the plan fails, the rollback restores them with everything else, so the
+    caller must own the transaction (``_plan`` checks). Once ``BULK_BELOW`` generations
+    exist the indexes stay (rebuilding them would cost more than a small plan saves).
     """
     held = conn.execute(
         "SELECT count(*) FROM (SELECT 1 FROM generations LIMIT ?)", (BULK_BELOW,)
@@ -699,6 +722,10 @@ def _existing(conn: sqlite3.Connection, gen_id: str) -> Generation:
     return Generation(*row)
 
 
+# gen_id, stage, template_id, template_version, model_id, mode of a Generation or a row.
+_SPLIT_FIELDS = itemgetter(0, 1, 4, 5, 6, 8)
+
+
 def _split_batch(
     conn: sqlite3.Connection,
     batch: Sequence[Sequence[Any]],
@@ -752,9 +779,7 @@ def _split_batch(
     joining: list[str] = []
     # Fields by position: batches may hold Generation tuples or plain rows (planpipe).
     for gen in batch:
-        gen_id, stage, template_id, version, model_id, mode = (
-            gen[0], gen[1], gen[4], gen[5], gen[6], gen[8]
-        )
+        gen_id, stage, template_id, version, model_id, mode = _SPLIT_FIELDS(gen)
         counts = report.stages[stage]
         counts.in_cohort += 1
         if gen_id in status:

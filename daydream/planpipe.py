@@ -21,11 +21,14 @@ its transaction rolls back.
 
 from __future__ import annotations
 
+import os
 import pickle
 import subprocess
 import sys
+import tempfile
 import traceback
-from collections.abc import Iterator
+from collections.abc import Generator
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from .errors import PlanError
@@ -36,7 +39,7 @@ PIPELINE_ROWS = 200_000
 
 def derived_elsewhere(
     db_path: str, spec_path: str, report: Any, size: int
-) -> Iterator[list[Any]]:
+) -> Generator[list[Any], None, None]:
     """``plan.derive_batches`` for the spec at ``spec_path`` in batches of ``size``, run in
     another process.
 
@@ -45,20 +48,31 @@ def derived_elsewhere(
     re-import of the caller's main module; batches come back pickled over its stdout, whose
     pipe also bounds how far it runs ahead of the writer.
     """
+    # The child imports this very copy of daydream, whatever its working directory.
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p),
+    }
+    # stderr goes to a file, not a pipe: a child that wrote much to an unread pipe would
+    # block, and so would the planner waiting for its next batch.
+    errors = tempfile.TemporaryFile()
     child = subprocess.Popen(
         [sys.executable, "-m", "daydream.planpipe", db_path, spec_path, str(size)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=errors,
+        env=env,
     )
-    assert child.stdout is not None and child.stderr is not None
+    assert child.stdout is not None
     try:
         while True:
             try:
                 kind, payload = pickle.load(child.stdout)
             except EOFError:
-                detail = child.stderr.read().decode("utf-8", "replace").strip().splitlines()
                 code = child.wait()
+                errors.seek(0)
+                detail = errors.read().decode("utf-8", "replace").strip().splitlines()
                 raise PlanError(
                     f"plan {spec_path}: the process deriving its generations stopped (exit"
                     f" code {code}{': ' + detail[-1] if detail else ''}); nothing was planned"
@@ -77,7 +91,7 @@ def derived_elsewhere(
             child.kill()
         child.wait()
         child.stdout.close()
-        child.stderr.close()
+        errors.close()
 
 
 def _derive(db_path: str, spec_path: str, size: int, out: BinaryIO) -> None:

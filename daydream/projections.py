@@ -149,9 +149,10 @@ CREATE TABLE generations (
 -- Claims read ready generations by stage, then rowid (plan order). Status counts use it too.
 CREATE INDEX generations_queue ON generations (status, stage);
 CREATE INDEX generations_parent ON generations (parent_gen_id) WHERE parent_gen_id IS NOT NULL;
--- Covers the score views (top_essays, browse's cohort pivot): evaluations in essay order.
+-- Evaluations in essay order, covering what evaluation_scores and browse's judge list read
+-- (stage last: SQLite must see it in the index to use a partial index as covering).
 CREATE INDEX generations_scores
-    ON generations (parent_gen_id, template_id, model_id, state, score, gen_id)
+    ON generations (parent_gen_id, template_id, model_id, state, score, gen_id, stage)
     WHERE stage = 'evaluation';
 CREATE TABLE cohort_members (
     cohort_id TEXT NOT NULL REFERENCES cohorts(cohort_id),
@@ -463,10 +464,11 @@ def _cohort_planned(conn, event_id, e: ev.CohortPlanned, at):
     )
 
 
+# The status a generation starts in, from its parent's (in UPDATE generations ... SET).
 _PARENT_STATUS = (
-    "COALESCE((SELECT CASE status WHEN 'done' THEN 'ready' WHEN 'failed' THEN 'blocked'"
+    "COALESCE((SELECT CASE p.status WHEN 'done' THEN 'ready' WHEN 'failed' THEN 'blocked'"
     " WHEN 'blocked' THEN 'blocked' WHEN 'cancelled' THEN 'blocked' ELSE 'waiting' END"
-    " FROM generations WHERE gen_id = ?), 'waiting')"
+    " FROM generations p WHERE p.gen_id = generations.parent_gen_id), 'waiting')"
 )
 
 
@@ -515,18 +517,21 @@ def _generations_planned(conn, event_id, e: ev.GenerationsPlanned, at):
         )
     if joined["evaluation"]:
         _join_score_cells(conn, e.cohort_id, joined["evaluation"], planned=rows)
-    ids = [row[0] for row in rows] if "blocked" in status.values() else []
-    blocked = [
-        gid
-        for (gid,) in _select_in(
-            conn, "SELECT gen_id FROM generations WHERE status = 'blocked' AND gen_id IN", ids
+    # A new generation whose parent did not complete starts blocked, with the reason. It
+    # has no children yet except new ones, which start blocked too (from its status): no
+    # walk down the lineage, which a first plan could not afford (its parent index is
+    # built after the inserts, plan._indexes_built_after).
+    if "blocked" in status.values():
+        conn.executemany(
+            "UPDATE generations SET blocked_reason = ?, state = 'blocked', error = ?"
+            " WHERE gen_id = ?",
+            [
+                (reason, reason, row[0])
+                for row in rows
+                if status[row[0]] == "blocked"
+                for reason in (f"parent {row[2]} did not complete",)
+            ],
         )
-    ]
-    for gen_id in blocked:
-        parent = conn.execute(
-            "SELECT parent_gen_id FROM generations WHERE gen_id = ?", (gen_id,)
-        ).fetchone()[0]
-        _set_blocked(conn, [gen_id], f"parent {parent} did not complete")
 
 
 # A new task's first status from its parent's (_PARENT_STATUS, in Python).
@@ -717,7 +722,7 @@ def _generations_retried(conn, event_id, e: ev.GenerationsRetried, at):
             " blocked_reason = NULL, lease_owner = NULL, lease_token = NULL,"
             " lease_expires_at = NULL, throttles = 0, releases = 0, state = NULL, error = NULL,"
             " finished_at = NULL WHERE gen_id = ?",
-            (gen_id, gen_id),
+            (gen_id,),
         )
         # Descendants blocked by this generation wait for it again.
         frontier = [gen_id]

@@ -1141,3 +1141,89 @@ def test_a_deriving_process_that_dies_fails_the_plan_and_changes_nothing(db, tmp
         " out of memory); nothing was planned"
     )
     assert snapshot(path) == before and not conn.in_transaction
+
+
+@pytest.mark.parametrize("late_indexes", [True, False], ids=["indexes-after", "indexes-live"])
+def test_new_work_over_a_cancelled_draft_is_planned_blocked_with_the_reason(
+    db, tmp_path, monkeypatch, late_indexes
+):
+    from daydream.cohorts import cancel
+
+    path, conn = db
+    if not late_indexes:
+        monkeypatch.setattr(plan_module, "BULK_BELOW", 0)
+    drafts = {key: FULL["axes"][key] for key in ("combo_id", "draft_template", "draft_llm")}
+    plan_cohort(conn, write_spec(tmp_path, "drafts", {"axes": drafts}), "drafts")
+    assert len(cancel(conn, "drafts")) == 4
+    plan_cohort(conn, write_spec(tmp_path, "full", FULL), "full")
+    rows = conn.execute(
+        "SELECT g.stage, g.status, g.state, g.error, g.blocked_reason, g.parent_gen_id"
+        " FROM generations g WHERE g.stage != 'draft'"
+    ).fetchall()
+    assert len(rows) == 8 + 32
+    for stage, status, state, error, reason, parent in rows:
+        assert (status, state) == ("blocked", "blocked"), stage
+        assert reason == error == f"parent {parent} did not complete"
+
+
+def test_a_plan_that_fails_while_writing_stops_its_deriving_process(db, tmp_path, monkeypatch):
+    from daydream import planpipe
+
+    path, conn = db
+    children = []
+
+    class Recorded(planpipe.subprocess.Popen):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            children.append(self)
+
+    writes = []
+
+    def failing_append(conn_, events, **kwargs):
+        writes.append(events)
+        if len(writes) == 2:  # the first batch of generations, after the cohort's head
+            raise sqlite3.OperationalError("disk I/O error")
+        return real_append(conn_, events, **kwargs)
+
+    real_append = plan_module.append
+    monkeypatch.setattr(planpipe, "PIPELINE_ROWS", 0)
+    monkeypatch.setattr(plan_module, "BATCH", 4)
+    monkeypatch.setattr(planpipe.subprocess, "Popen", Recorded)
+    monkeypatch.setattr(plan_module, "append", failing_append)
+    # Enough generations that the child is still writing batches when the plan fails.
+    many = {**FULL, "axes": {**FULL["axes"], "evaluation_replicate": list(range(1, 101))}}
+    before = snapshot(path)
+    try:
+        plan_cohort(conn, write_spec(tmp_path, "many", many), "many")
+    except sqlite3.OperationalError:
+        # Checked while the traceback (and every frame in it) is still alive: the child
+        # must have been stopped by the plan itself, not by garbage collection later.
+        stopped = [child.poll() is not None for child in children]
+    else:
+        raise AssertionError("the plan should have failed")
+    assert stopped == [True]
+    assert snapshot(path) == before and not conn.in_transaction
+
+
+def test_a_plan_inside_a_callers_transaction_keeps_its_indexes_and_derives_in_process(
+    db, tmp_path, monkeypatch
+):
+    """Dropping indexes or reading the catalog from another process is only safe in a
+    transaction the plan owns; inside a caller's, neither happens."""
+    from daydream import planpipe
+    from daydream.store import transaction
+
+    path, conn = db
+    monkeypatch.setattr(planpipe, "PIPELINE_ROWS", 0)
+    started = []
+    monkeypatch.setattr(planpipe, "derived_elsewhere", lambda *a: started.append(a))
+    before = _index_sql(conn)
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    with pytest.raises(PlanError), transaction(conn):
+        plan_cohort(conn, write_spec(tmp_path, "full", FULL), "full")
+        raise PlanError("the caller gives up")
+    conn.set_trace_callback(None)
+    assert not [s for s in statements if s.startswith("DROP INDEX")] and not started
+    assert _index_sql(conn) == before
+    assert conn.execute("SELECT count(*) FROM generations").fetchone()[0] == 0

@@ -514,6 +514,31 @@ def test_retry_failed_then_run_again_completes_them(tmp_path):
     check_invariants(db)
 
 
+def test_retrying_a_failed_evaluation_whose_essay_is_done_runs_it_again(tmp_path):
+    """A retried generation with a parent starts from its parent's status (done: ready),
+    not from its own failed one."""
+    faults: dict[str, list[Any]] = {}
+    with FakeAPI(script=script_by_gen(faults)) as api:
+        db = cohort(tmp_path, [model("m1")], combos=1)
+        draft = drafts_by_combo(db)["c1"]
+        essay, evaluation = descendants(db, draft)
+        faults[evaluation] = [Fault("401", message="invalid API key")]
+        run(worker_cmd(db, base_url=api.base_url))
+        assert [generation(db, g)["status"] for g in (draft, essay, evaluation)] == [
+            "done",
+            "done",
+            "failed",
+        ]
+        done = run(daydream_cmd("retry", "k", "--failed", "--db", str(db)))
+        assert done.stdout.strip() == "1 generation(s) queued again; run: daydream run k"
+        again = generation(db, evaluation)
+        assert (again["status"], again["state"], again["error"]) == ("ready", None, None)
+        run(worker_cmd(db, base_url=api.base_url))
+    assert generation(db, evaluation)["status"] == "done"
+    assert requests_per_gen(api)[evaluation] == 2
+    check_invariants(db)
+
+
 def test_cancel_stops_a_running_cohort_and_discards_in_flight_results(tmp_path):
     with FakeAPI(latency_s=1.5) as api:
         db = cohort(tmp_path, [model("m1")], combos=4)
