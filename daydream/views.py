@@ -239,7 +239,7 @@ VIEWS["generation_texts"] = """
 SELECT
     m.cohort_id AS cohort_id,
     g.gen_id AS gen_id,
-    g.stage AS stage,
+    m.stage AS stage, -- the membership's copy: a stage filter needs no generation lookup
     g.status AS status,
     g.state AS state,
     g.template_id AS template_id,
