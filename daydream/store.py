@@ -358,6 +358,29 @@ def event_data(row: sqlite3.Row) -> dict:
     return json.loads(row["data"])
 
 
+# `daydream status` warns above this write-ahead log size: the log cannot be reset while
+# a reader holds an old snapshot, so a long-lived reader lets it grow without bound.
+WAL_WARN_BYTES = 512 * 2**20
+
+
+def wal_bytes(path: str | Path) -> int:
+    """The size of the database's write-ahead log file (0 when there is none)."""
+    try:
+        return Path(f"{path}-wal").stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def checkpoint(conn: sqlite3.Connection) -> tuple[bool, int, int]:
+    """Copy the write-ahead log into the database and reset it (``TRUNCATE``).
+
+    Returns (done, frames in the log, frames copied); not done when another connection
+    still reads an older snapshot, which only that reader ending can release.
+    """
+    busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return busy == 0, frames, copied
+
+
 def check(path: str | Path) -> list[tuple[str, bool, str]]:
     """``daydream db check``: (check name, passed, detail) for each invariant."""
     from .projections import compare_with_replay

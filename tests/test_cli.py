@@ -499,3 +499,44 @@ def test_catalog_list_json(db):
 def test_catalog_list_rejects_an_unknown_kind(db):
     result = invoke("catalog", "list", "widgets", "--db", db)
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_a_reader_holding_a_snapshot_grows_the_wal_until_it_ends_and_a_checkpoint_resets_it(
+    tmp_path, monkeypatch
+):
+    """Reliability T8: a long-lived reader keeps SQLite from resetting the write-ahead log;
+    status warns, a checkpoint names the cause while the reader lasts, and resets the log
+    once it has ended."""
+    from daydream import store
+
+    db = tmp_path / "wal.db"
+    store.connect(db).close()
+    monkeypatch.setattr(store, "WAL_WARN_BYTES", 2 * 2**20)
+    reader = sqlite3.connect(db)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM events").fetchone()  # holds its snapshot
+    writer = store.connect(db)
+    for i in range(60):  # ~6 MB of texts, one transaction each, as workers write
+        with store.transaction(writer):
+            store.put_text(writer, f"{i} " + "x" * 100_000)
+    writer.close()
+    assert store.wal_bytes(db) > 4 * 2**20  # not reset: the reader still needs old pages
+    runner = CliRunner()
+    status = runner.invoke(cli, ["status", "--db", str(db)])
+    assert status.exit_code == 0
+    assert "warning: the write-ahead log is" in status.stderr
+    assert f"daydream db checkpoint --db {db}" in status.stderr
+    blocked = runner.invoke(cli, ["db", "checkpoint", "--db", str(db)])
+    assert blocked.exit_code == 1
+    assert "another connection is still reading an older snapshot" in blocked.stderr
+    reader.rollback()
+    reader.close()
+    done = runner.invoke(cli, ["db", "checkpoint", "--db", str(db)])
+    assert done.exit_code == 0, done.output
+    assert "checkpointed and reset" in done.stdout
+    assert store.wal_bytes(db) == 0
+    quiet = runner.invoke(cli, ["status", "--db", str(db)])
+    assert "warning" not in quiet.stderr
+    assert json.loads(runner.invoke(cli, ["status", "--db", str(db), "--json"]).stdout)[
+        "wal_bytes"
+    ] == 0

@@ -98,6 +98,36 @@ def db_check(db_path: Path, as_json: bool) -> None:
         sys.exit(1)
 
 
+@db.command("checkpoint")
+@db_option
+def db_checkpoint(db_path: Path) -> None:
+    """Copy the write-ahead log into the database file and reset it to empty.
+
+    SQLite does this by itself as writes go on, except while a reader holds an old
+    snapshot (a long query, an open transaction); then the log keeps growing, and
+    `daydream status` warns. Exits 1 when a reader still blocks it.
+
+    Example:
+
+        daydream db checkpoint
+    """
+    from ..store import checkpoint, wal_bytes
+
+    before = wal_bytes(db_path)
+    conn = _open(db_path)
+    done, frames, copied = checkpoint(conn)
+    conn.close()
+    size = f"{before / 2**20:.1f} MB"
+    if not done:
+        _err(
+            f"{db_path}: the write-ahead log ({size}, {copied} of {frames} page(s) copied)"
+            " could not be reset: another connection is still reading an older snapshot;"
+            " end it (a long query, an open transaction, a stuck process) and run again"
+        )
+        sys.exit(1)
+    click.echo(f"{db_path}: write-ahead log of {size} checkpointed and reset")
+
+
 # -- events -------------------------------------------------------------------------------
 
 
