@@ -21,7 +21,6 @@ its transaction rolls back.
 
 from __future__ import annotations
 
-import os
 import pickle
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from .errors import PlanError
 
 # Spec rows from which a plan derives in a second process (starting one costs ~0.5 s).
 PIPELINE_ROWS = 200_000
+_LAUNCH = "import sys; sys.path.insert(0, sys.argv.pop(1)); import daydream.planpipe as p; p.main()"
 
 
 def derived_elsewhere(
@@ -44,26 +44,26 @@ def derived_elsewhere(
     another process.
 
     Sets ``report.rows`` when the last batch has arrived. The child is a fresh interpreter
-    (``python -m daydream.planpipe``), never a fork of a process holding SQLite, and never a
-    re-import of the caller's main module; batches come back pickled over its stdout, whose
-    pipe also bounds how far it runs ahead of the writer.
+    (``python -c``, importing this copy of daydream), never a fork of a process holding
+    SQLite, and never a re-import of the caller's main module; batches come back pickled
+    over its stdout, whose pipe also bounds how far it runs ahead of the writer.
     """
-    # The child imports this very copy of daydream, whatever its working directory.
+    # The child imports this very copy of daydream: its directory goes first on the
+    # child's sys.path, before the working directory that -c (and -m) would put there.
     root = str(Path(__file__).resolve().parent.parent)
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p),
-    }
     # stderr goes to a file, not a pipe: a child that wrote much to an unread pipe would
     # block, and so would the planner waiting for its next batch.
     errors = tempfile.TemporaryFile()
-    child = subprocess.Popen(
-        [sys.executable, "-m", "daydream.planpipe", db_path, spec_path, str(size)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=errors,
-        env=env,
-    )
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-c", _LAUNCH, root, db_path, spec_path, str(size)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+        )
+    except BaseException:
+        errors.close()
+        raise
     assert child.stdout is not None
     try:
         while True:
@@ -127,5 +127,10 @@ def _derive(db_path: str, spec_path: str, size: int, out: BinaryIO) -> None:
         send("error", traceback.format_exc())
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """The child's entry point: DB_PATH SPEC_PATH BATCH_SIZE in ``sys.argv``."""
     _derive(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.stdout.buffer)
+
+
+if __name__ == "__main__":
+    main()

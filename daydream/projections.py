@@ -238,14 +238,27 @@ def ensure_projections(conn: sqlite3.Connection) -> bool:
 
     Returns True when a rebuild happened.
     """
+    from .store import transaction
+
     conn.execute(
         "CREATE TABLE IF NOT EXISTS projection_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
     )
-    row = conn.execute("SELECT value FROM projection_meta WHERE key = 'ddl_hash'").fetchone()
-    if row and row[0] == DDL_HASH:
+    if built_by(conn) == DDL_HASH:
         return False
-    rebuild(conn)
-    return row is not None
+    with transaction(conn):
+        # Checked again under the write lock: of several processes opening an outdated
+        # database at once, the first rebuilds and the others find it done.
+        built = built_by(conn)
+        if built == DDL_HASH:
+            return False
+        rebuild(conn)
+    return built is not None
+
+
+def built_by(conn: sqlite3.Connection) -> str | None:
+    """The hash of the DDL and appliers that built the projections (None: none yet)."""
+    row = conn.execute("SELECT value FROM projection_meta WHERE key = 'ddl_hash'").fetchone()
+    return row[0] if row else None
 
 
 def rebuild(conn: sqlite3.Connection, *, batch: int = 5000) -> int:

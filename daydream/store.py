@@ -32,6 +32,13 @@ from pathlib import Path
 from .errors import StoreError
 
 BUSY_TIMEOUT_MS = 30_000
+# `daydream status` warns above this write-ahead log size: the log cannot be reset while
+# a reader holds an old snapshot, so a long-lived reader lets it grow without bound.
+WAL_WARN_BYTES = 512 * 2**20
+CHECKPOINT_WAIT_MS = 1000  # how long `daydream db checkpoint` waits for other connections
+# After a checkpoint resets the write-ahead log, SQLite cuts the file back to this size
+# (otherwise it keeps its largest size for as long as any connection is open).
+WAL_KEEP_BYTES = 64 * 2**20
 GUARD_TRIGGERS = ("events_no_update", "events_no_delete", "events_no_replace")
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -131,6 +138,7 @@ def connect(
     try:
         if not readonly:
             conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_KEEP_BYTES}")
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA recursive_triggers = ON")
@@ -358,9 +366,6 @@ def event_data(row: sqlite3.Row) -> dict:
     return json.loads(row["data"])
 
 
-# `daydream status` warns above this write-ahead log size: the log cannot be reset while
-# a reader holds an old snapshot, so a long-lived reader lets it grow without bound.
-WAL_WARN_BYTES = 512 * 2**20
 
 
 def wal_bytes(path: str | Path) -> int:
@@ -377,13 +382,24 @@ def checkpoint(conn: sqlite3.Connection) -> tuple[bool, int, int]:
     Returns (done, frames in the log, frames copied); not done when another connection
     still reads an older snapshot, which only that reader ending can release.
     """
-    busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    # TRUNCATE holds the write lock while it waits for readers; wait briefly, not the
+    # store's 30 s, so workers writing meanwhile are not held up.
+    conn.execute(f"PRAGMA busy_timeout = {CHECKPOINT_WAIT_MS}")
+    try:
+        busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     return busy == 0, frames, copied
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+    return found.fetchone() is not None
 
 
 def check(path: str | Path) -> list[tuple[str, bool, str]]:
     """``daydream db check``: (check name, passed, detail) for each invariant."""
-    from .projections import compare_with_replay
+    from .projections import DDL_HASH, built_by, compare_with_replay
 
     results: list[tuple[str, bool, str]] = []
     try:
@@ -413,8 +429,21 @@ def check(path: str | Path) -> list[tuple[str, bool, str]]:
             )
         )
         results.append(("append_only_guards", True, ", ".join(GUARD_TRIGGERS) + " present"))
+        built = built_by(conn) if _has_table(conn, "projection_meta") else None
     finally:
         conn.close()
+    if built != DDL_HASH:
+        # Built by another version's DDL or appliers: a replay would differ by design.
+        results.append(
+            (
+                "projections_current",
+                False,
+                "the projections were built by another version of daydream; rebuild them"
+                " from the log with: daydream db rebuild (any other daydream command that"
+                " opens the database does it too)",
+            )
+        )
+        return results
     mismatches = compare_with_replay(str(path))
     if mismatches:
         detail = "; ".join(

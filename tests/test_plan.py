@@ -1155,7 +1155,14 @@ def test_new_work_over_a_cancelled_draft_is_planned_blocked_with_the_reason(
     drafts = {key: FULL["axes"][key] for key in ("combo_id", "draft_template", "draft_llm")}
     plan_cohort(conn, write_spec(tmp_path, "drafts", {"axes": drafts}), "drafts")
     assert len(cancel(conn, "drafts")) == 4
+    monkeypatch.setattr(plan_module, "BATCH", 3)  # parents and children in other batches
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
     plan_cohort(conn, write_spec(tmp_path, "full", FULL), "full")
+    conn.set_trace_callback(None)
+    # No walk down the lineage: it would scan the table per generation while the parent
+    # index is built after the inserts.
+    assert not [s for s in statements if "parent_gen_id IN" in s]
     rows = conn.execute(
         "SELECT g.stage, g.status, g.state, g.error, g.blocked_reason, g.parent_gen_id"
         " FROM generations g WHERE g.stage != 'draft'"
@@ -1227,3 +1234,18 @@ def test_a_plan_inside_a_callers_transaction_keeps_its_indexes_and_derives_in_pr
     assert not [s for s in statements if s.startswith("DROP INDEX")] and not started
     assert _index_sql(conn) == before
     assert conn.execute("SELECT count(*) FROM generations").fetchone()[0] == 0
+
+
+def test_the_deriving_process_imports_the_planners_daydream_whatever_its_directory(
+    db, tmp_path, monkeypatch
+):
+    from daydream import planpipe
+
+    path, conn = db
+    impostor = tmp_path / "cwd" / "daydream"
+    impostor.mkdir(parents=True)
+    (impostor / "__init__.py").write_text("raise ImportError('an impostor daydream')\n")
+    monkeypatch.chdir(impostor.parent)
+    monkeypatch.setattr(planpipe, "PIPELINE_ROWS", 0)
+    report = plan_cohort(conn, write_spec(tmp_path, "full", FULL), "full")
+    assert report.stages["evaluation"].new == 32

@@ -408,3 +408,30 @@ def test_a_tampered_projection_fails_check_until_rebuilt(workload, tmp_path, tam
     projections.rebuild(conn)
     conn.close()
     assert all(ok for _, ok, _ in check(copy))
+
+
+def test_check_names_projections_built_by_another_version_instead_of_a_replay_mismatch(
+    workload, tmp_path
+):
+    copy = tmp_path / "older.db"
+    source = sqlite3.connect(workload)
+    target = sqlite3.connect(copy)
+    source.backup(target)
+    source.close()
+    target.close()
+    raw = sqlite3.connect(copy)
+    raw.execute("UPDATE projection_meta SET value = 'older' WHERE key = 'ddl_hash'")
+    raw.commit()
+    raw.close()
+    results = {name: (ok, detail) for name, ok, detail in check(copy)}
+    assert results["projections_current"] == (
+        False,
+        "the projections were built by another version of daydream; rebuild them from the"
+        " log with: daydream db rebuild (any other daydream command that opens the database"
+        " does it too)",
+    )
+    assert "replay_equals_projections" not in results  # a replay would differ by design
+    assert results["integrity_check"][0] and results["append_only_guards"][0]
+    conn = connect(copy)  # opening it rebuilds
+    conn.close()
+    assert all(ok for _, ok, _ in check(copy))

@@ -105,7 +105,8 @@ def db_checkpoint(db_path: Path) -> None:
 
     SQLite does this by itself as writes go on, except while a reader holds an old
     snapshot (a long query, an open transaction); then the log keeps growing, and
-    `daydream status` warns. Exits 1 when a reader still blocks it.
+    `daydream status` warns. Waits up to a second for other connections; exits 1 when
+    one still blocks it.
 
     Example:
 
@@ -113,16 +114,17 @@ def db_checkpoint(db_path: Path) -> None:
     """
     from ..store import checkpoint, wal_bytes
 
-    before = wal_bytes(db_path)
     conn = _open(db_path)
+    before = wal_bytes(db_path)
     done, frames, copied = checkpoint(conn)
     conn.close()
     size = f"{before / 2**20:.1f} MB"
     if not done:
         _err(
             f"{db_path}: the write-ahead log ({size}, {copied} of {frames} page(s) copied)"
-            " could not be reset: another connection is still reading an older snapshot;"
-            " end it (a long query, an open transaction, a stuck process) and run again"
+            " could not be reset: another connection still uses it (a reader of an older"
+            " snapshot: a long query, an open transaction, a stuck process; or a writer);"
+            " end it, or wait for it, and run again"
         )
         sys.exit(1)
     click.echo(f"{db_path}: write-ahead log of {size} checkpointed and reset")
