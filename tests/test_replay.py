@@ -311,13 +311,18 @@ def test_check_passes_after_the_workload(workload):
     assert all(ok for _, ok, _ in results), results
 
 
-def test_rebuild_reproduces_every_table_and_is_idempotent(workload, tmp_path):
-    copy = tmp_path / "copy.db"
-    source = sqlite3.connect(workload)
+def copy_of(path: Path, copy: Path) -> Path:
+    """A consistent copy of the database at ``path`` (SQLite's backup API)."""
+    source = sqlite3.connect(path)
     target = sqlite3.connect(copy)
     source.backup(target)
     source.close()
     target.close()
+    return copy
+
+
+def test_rebuild_reproduces_every_table_and_is_idempotent(workload, tmp_path):
+    copy = copy_of(workload, tmp_path / "copy.db")
     conn = connect(copy)
     live = projections.table_digests(conn)
     assert live["generations"][0] == 43 and live["calls"][0] > 30
@@ -336,12 +341,7 @@ def test_projections_of_an_earlier_layout_are_rebuilt_when_the_database_is_opene
 ):
     """An older daydream kept the queue in a tasks table; opening its database with this
     version replays the log into the current projections (tasks becomes a view)."""
-    copy = tmp_path / "old.db"
-    source = sqlite3.connect(workload)
-    target = sqlite3.connect(copy)
-    source.backup(target)
-    source.close()
-    target.close()
+    copy = copy_of(workload, tmp_path / "old.db")
     conn = connect(copy)
     live = projections.table_digests(conn)
     conn.close()
@@ -384,12 +384,7 @@ def test_projections_of_an_earlier_layout_are_rebuilt_when_the_database_is_opene
     ],
 )
 def test_a_tampered_projection_fails_check_until_rebuilt(workload, tmp_path, tamper, table, detail):
-    copy = tmp_path / "copy.db"
-    source = sqlite3.connect(workload)
-    target = sqlite3.connect(copy)
-    source.backup(target)
-    source.close()
-    target.close()
+    copy = copy_of(workload, tmp_path / "copy.db")
     raw = sqlite3.connect(copy)
     assert raw.execute(tamper).rowcount >= 1
     raw.commit()
@@ -413,12 +408,7 @@ def test_a_tampered_projection_fails_check_until_rebuilt(workload, tmp_path, tam
 def test_check_names_projections_built_by_another_version_instead_of_a_replay_mismatch(
     workload, tmp_path
 ):
-    copy = tmp_path / "older.db"
-    source = sqlite3.connect(workload)
-    target = sqlite3.connect(copy)
-    source.backup(target)
-    source.close()
-    target.close()
+    copy = copy_of(workload, tmp_path / "older.db")
     raw = sqlite3.connect(copy)
     raw.execute("UPDATE projection_meta SET value = 'older' WHERE key = 'ddl_hash'")
     raw.commit()
