@@ -69,11 +69,13 @@ TABLES: dict[str, dict[str, Any]] = {
     },
     "generations": {
         "description": "Every planned generation (draft, essay, evaluation): lineage,"
-        " status, outcome, score, usage; texts by hash (generation_texts shows them).",
+        " status, outcome, score, usage, and its place in the work queue (lease, attempts,"
+        " last error); texts by hash (generation_texts shows them).",
         "facets": ["stage", "status", "state", "template_id", "model_id"],
     },
     "tasks": {
-        "description": "The work queue: one task per generation, with its lease and last error.",
+        "description": "The work queue: the queue columns of generations (each generation"
+        " is one task), with its lease and last error.",
         "facets": ["status", "stage", "pool"],
     },
     "calls": {
