@@ -449,15 +449,7 @@ def _plan(
     alone = not dry_run and not conn.in_transaction
     context = nullcontext() if dry_run else transaction(conn)
     with _page_cache(conn, PLAN_CACHE_KIB), context:
-        registry = Registry.load(conn)
-        if not registry.templates:
-            raise PlanError(
-                f"plan {spec_path}: the database has no catalog; import one first with:"
-                " daydream catalog import DIR"
-            )
-        combo_events = _derived_combo_events(registry, derived_combos, spec_path)
-        for event in combo_events:
-            registry.combos[event.combo_id] = (event.level, tuple(event.concept_ids))
+        registry, combo_events = planning_registry(conn, derived_combos, spec_path)
         if not dry_run:
             prior = conn.execute(
                 "SELECT spec_hash FROM cohorts WHERE cohort_id = ?", (cohort_id,)
@@ -591,6 +583,23 @@ def _check_cohort_id(cohort_id: str) -> None:
             f'cohort id "{cohort_id}" is invalid: use letters, digits, "-", "_" or "."'
             " (starting with a letter or digit)"
         )
+
+
+def planning_registry(
+    conn: sqlite3.Connection, derived_combos: dict[str, Any], spec_path: str
+) -> tuple[Registry, list[ev.ComboDefined]]:
+    """The catalog a plan checks against: the database's, plus the combinations the spec
+    enumerates from a concept pool (returned as the events that define the new ones)."""
+    registry = Registry.load(conn)
+    if not registry.templates:
+        raise PlanError(
+            f"plan {spec_path}: the database has no catalog; import one first with:"
+            " daydream catalog import DIR"
+        )
+    combo_events = _derived_combo_events(registry, derived_combos, spec_path)
+    for event in combo_events:
+        registry.combos[event.combo_id] = (event.level, tuple(event.concept_ids))
+    return registry, combo_events
 
 
 def _derived_combo_events(

@@ -103,16 +103,13 @@ def _derive(db_path: str, spec_path: str, size: int, out: BinaryIO) -> None:
 
     try:
         from . import spec as spec_module
-        from .plan import PlanReport, _derived_combo_events, derive_batches
-        from .registry import Registry
+        from .plan import PlanReport, derive_batches, planning_registry
         from .store import connect
 
         spec = spec_module.load_spec(spec_path)
         conn = connect(db_path, readonly=True)
-        registry = Registry.load(conn)
         derived = dict(getattr(spec, "derived_combos", {}) or {})
-        for event in _derived_combo_events(registry, derived, spec_path):
-            registry.combos[event.combo_id] = (event.level, tuple(event.concept_ids))
+        registry, _ = planning_registry(conn, derived, spec_path)
         report = PlanReport(cohort_id="", spec_path=spec_path, dry_run=True)
         rows = spec_module.compile_rows(spec)
         for batch in derive_batches(conn, rows, registry, report, size):

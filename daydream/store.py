@@ -209,15 +209,17 @@ def _split_sql(sql: str) -> Iterator[str]:
         yield buffer.strip()
 
 
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+    return found.fetchone() is not None
+
+
 def check_guards(conn: sqlite3.Connection, path: str | Path = "") -> None:
     """Refuse a database whose append-only triggers are missing."""
     present = {
         row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
     }
-    has_events = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
-    ).fetchone()
-    if not has_events:
+    if not _has_table(conn, "events"):
         raise StoreError(f"database {path}: no events table (create it with: daydream db init)")
     missing = [name for name in GUARD_TRIGGERS if name not in present]
     if missing:
@@ -390,11 +392,6 @@ def checkpoint(conn: sqlite3.Connection) -> tuple[bool, int, int]:
     finally:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     return busy == 0, frames, copied
-
-
-def _has_table(conn: sqlite3.Connection, name: str) -> bool:
-    found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
-    return found.fetchone() is not None
 
 
 def check(path: str | Path) -> list[tuple[str, bool, str]]:
