@@ -121,7 +121,7 @@ def _wait_for_exit(procs: dict, timeout_s: float) -> None:
     while time.monotonic() < deadline:
         if any(proc.poll() is not None for proc in procs.values()):
             return
-        time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
+        time.sleep(min(0.005, max(0.0, deadline - time.monotonic())))
 
 
 def format_progress(status: Status, elapsed: float, rate: float) -> str:

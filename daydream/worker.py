@@ -76,6 +76,7 @@ DEFAULT_MAX_ATTEMPTS = 3
 MAX_THROTTLES = 100
 DEFAULT_MIN_LINES = {"draft": 3}
 IDLE_POLL_S = 0.1  # longest sleep of an idle worker between looks at the queue
+QUEUE_WAIT_S = 0.25  # how much work a worker's queued leases may hold (see Worker.queue_size)
 
 
 @dataclass
@@ -94,7 +95,7 @@ class WorkerConfig:
     base_urls: dict[str, str] = field(default_factory=dict)
     timeout_s: float | None = None  # whole-call deadline per model call; None = provider's
     batch: int = 0  # tasks per claim; 0 = concurrency
-    queue: int | None = None  # queued leases to start as calls end; None = concurrency // 4
+    queue: int | None = None  # queued leases to start as calls end; None = adaptive
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -409,6 +410,8 @@ class Worker:
         self._write_failures = 0  # consecutive failed writes (full disk, I/O errors)
         self._shed: dict[str, int] = {}  # pool -> slots to let go as calls end (limit cut)
         self._executor: Executor | None = None
+        self._started: dict[str, float] = {}  # gen_id -> when its call started (monotonic)
+        self._call_s: float | None = None  # how long a call takes (moving average)
 
     async def _db_call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -430,11 +433,21 @@ class Worker:
 
     @property
     def queue_size(self) -> int:
-        """Queued leases wanted per worker: enough to refill the slots that end between
-        two exchanges (``WorkerConfig.queue`` overrides it; 0 turns queueing off)."""
+        """Queued leases wanted per worker (``WorkerConfig.queue`` overrides it; 0 turns
+        queueing off).
+
+        Enough to refill the slots that end between two exchanges, but no more than
+        ``QUEUE_WAIT_S`` of work for the slots the worker holds: a queued task waits for
+        one of this worker's calls to end, so with calls of seconds the queue stays at one
+        lease (another worker with room is not kept waiting), while with calls of 50 ms it
+        reaches one lease per slot (slots refill at once however bursty the ends). Until a
+        call has ended, a quarter of the concurrency."""
         if self.config.queue is not None:
             return self.config.queue
-        return max(1, self.config.concurrency // 4)
+        if self._call_s is None:
+            return max(1, self.config.concurrency // 4)
+        slots = max(1, sum(self._slots.values()))
+        return max(1, min(slots, round(slots * QUEUE_WAIT_S / self._call_s)))
 
     async def run(self) -> WorkerStats:
         loop = asyncio.get_running_loop()
@@ -491,6 +504,7 @@ class Worker:
         job = asyncio.ensure_future(self._executor.run(task))
         job.add_done_callback(self._finished)
         self._inflight[task.gen_id] = (task, job)
+        self._started[task.gen_id] = time.monotonic()
         self._running[task.pool] = self._running.get(task.pool, 0) + 1
 
     def _allowed(self, pool: str) -> int:
@@ -513,6 +527,8 @@ class Worker:
         task = outcome.task
         if self._inflight.pop(task.gen_id, None) is not None:
             self._running[task.pool] -= 1
+            took = time.monotonic() - self._started.pop(task.gen_id)
+            self._call_s = took if self._call_s is None else self._call_s + 0.1 * (took - self._call_s)
         self._done.append(outcome)
         self._fill(task.pool)
         if self._wake is not None:
@@ -700,6 +716,7 @@ class Worker:
         if entry is None or entry[1].done():
             return None
         task, job = self._inflight.pop(gen_id)
+        self._started.pop(gen_id, None)
         self._running[task.pool] -= 1
         if task.slot:
             self._slots[task.pool] -= 1
@@ -731,6 +748,7 @@ class Worker:
         for _, job in self._inflight.values():
             job.cancel()
         self._inflight.clear()
+        self._started.clear()
         await asyncio.sleep(0)  # callbacks of calls that ended before the cancel run now
         for _ in range(4):  # record them (a recorded lease is not released below)
             if not self._done:

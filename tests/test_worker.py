@@ -27,7 +27,7 @@ from daydream.leases import claim, exchange, heartbeat, record, set_pool_limit
 from daydream.projections import compare_with_replay
 from daydream.providers import render_offline_reply
 from daydream.store import connect, isoformat, transaction
-from daydream.worker import Executor, WorkerConfig
+from daydream.worker import Executor, Worker, WorkerConfig
 from tests.fakeapi import FAKE_LABEL, FakeAPI, Fault
 from tests.invariants import check_invariants
 from tests.scenario import (
@@ -858,6 +858,27 @@ def test_a_cut_pool_limit_takes_effect_as_calls_end_even_with_queued_leases(tmp_
             conn.close()
 
 
+def test_the_queue_of_leases_holds_about_a_quarter_second_of_work(tmp_path):
+    """A worker keeps queued leases to refill its slots between exchanges; how many follows
+    the length of its calls (``QUEUE_WAIT_S`` of work for the slots it holds): one per slot
+    with calls of 50 ms, one in all with calls of seconds, so that little work waits in
+    one worker's queue while another could run it."""
+    db = offline_cohort(tmp_path, combos=2)
+    worker = Worker(WorkerConfig(db_path=db, name="A", concurrency=32, offline_latency_s=0.3))
+    assert worker.queue_size == 8  # a quarter of the concurrency until a call has ended
+    asyncio.run(worker.run())
+    assert worker.stats.ok == 6  # two drafts, two copied essays, two judgements
+    assert worker._call_s is not None and 0.1 < worker._call_s < 0.3  # calls and instant copies
+
+    worker._slots = {"api": 32}
+    for call_s, depth in [(0.05, 32), (0.5, 16), (2.0, 4), (20.0, 1)]:
+        worker._call_s = call_s
+        assert worker.queue_size == depth, call_s
+    worker._slots, worker._call_s = {"api": 4}, 0.05
+    assert worker.queue_size == 4  # one per slot at most
+    assert Worker(WorkerConfig(db_path=db, queue=3)).queue_size == 3  # set by hand
+
+
 def test_a_task_whose_template_version_is_gone_fails_as_a_template_error(tmp_path):
     """A generation pointing at a template version the database no longer has (possible
     only with foreign keys off, e.g. a hand-edited file) fails cleanly, never crashes."""
@@ -887,7 +908,7 @@ def test_a_task_whose_template_version_is_gone_fails_as_a_template_error(tmp_pat
 
 def test_queued_leases_a_worker_cannot_start_after_a_cut_are_given_back(tmp_path):
     """Two workers with 2 slots each; the limit drops from 4 to 1: each must shed both its
-    slots, so its queued lease could only wait; it is released for whoever gets the slot."""
+    slots, so its queued leases could only wait; they are released for whoever gets the slot."""
     with FakeAPI(latency_s=0.2) as api:
         db = cohort(
             tmp_path, [model("m1", pool="api")], combos=2, axes={"draft_replicate": [1, 2, 3, 4]}
@@ -911,7 +932,7 @@ def test_queued_leases_a_worker_cannot_start_after_a_cut_are_given_back(tmp_path
     released = [
         e for e in events_of(db, types=["lease.released"]) if e["reason"].startswith("no pool slot")
     ]
-    assert sorted(e["actor"] for e in released) == ["worker:A", "worker:B"]
+    assert sorted({e["actor"] for e in released}) == ["worker:A", "worker:B"]
     assert api.max_in_flight <= 4
     counts = check_invariants(db)
     assert counts["done"] == counts["generations"]

@@ -29,9 +29,9 @@ def backoff_delay(
 
     Exponential backoff with full jitter: uniform in ``[0, min(cap, base * 2**(attempt-1))]``.
     When the server sent ``Retry-After``, the wait is at least that (capped at
-    ``RETRY_AFTER_CAP_S``), plus a jitter of up to a tenth of it (at least 50 ms, at most
+    ``RETRY_AFTER_CAP_S``), plus a jitter of up to a twentieth of it (at least 20 ms, at most
     ``base``) so that workers told the same time do not all return at once, without adding
-    much to a short wait.
+    much to a short wait (a task throttled k times in a row waits k times over).
     """
     if attempt < 1:
         raise ValueError(f"attempt counts from 1 (the attempt that just failed), got {attempt}")
@@ -39,6 +39,6 @@ def backoff_delay(
     delay = rng.uniform(0.0, ceiling)
     if retry_after is not None:
         floor = min(max(retry_after, 0.0), RETRY_AFTER_CAP_S)
-        spread = min(base, max(0.05, floor / 10))
+        spread = min(base, max(0.02, floor / 20))
         delay = max(delay, floor + rng.uniform(0.0, spread))
     return delay
