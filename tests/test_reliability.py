@@ -14,6 +14,7 @@ import os
 import random
 import signal
 import sqlite3
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -989,3 +990,46 @@ def test_the_invariant_checker_reports_each_kind_of_violation(tmp_path, seed):
     assert f"I2 {first.gen_id} completed 2 times" in message
     assert f"I5 {second.gen_id}: attempt.started" in message
     assert f"I3 {second.gen_id} is still running" in message
+
+
+# -- T18: the long soak, run short ----------------------------------------------------------
+
+
+def test_t18_a_short_soak_keeps_load_on_kills_workers_and_passes_its_checks(tmp_path, seed):
+    """``python -m tests.soak`` is the long soak (hours, nightly); here it runs for 20 s with
+    a kill every 2-5 s and a checkpoint every 5 s, and must pass every one of its checks."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.soak", "--minutes", "0.33", "--seed", str(seed),
+         "--kill-every", "2", "5", "--checkpoint-every", "5", "--sample-every", "1",
+         "--dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=240, cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = done.stdout[done.stdout.index("soak: ", 10) :]
+    assert int(summary.split(" kills")[0].rsplit(" ", 1)[1]) >= 3, summary
+    assert "FAIL" not in summary and summary.count("PASS") == 6, summary
+
+
+def test_t18_the_soak_flags_a_growing_worker_wal_or_database():
+    from tests.soak import Sample, growth_checks
+
+    def samples(rss, wal=1e6, per_event=800.0):
+        return [
+            Sample(at=i * 600.0, done=i, events=1000 * (i + 1), wal_bytes=wal(i) if callable(wal)
+                   else int(wal), db_bytes=int(per_event(i) if callable(per_event) else per_event)
+                   * 1000 * (i + 1), rss_mb=rss(i))
+            for i in range(12)
+        ]  # fmt: skip
+
+    def failed(checks):
+        return [name for name, ok, _ in checks if not ok]
+
+    assert failed(growth_checks(samples(lambda i: 45.0), rss_slope=2.0)) == []
+    # 1 MB every 10 minutes: 6 MB/h, 5 MB over the second half
+    leaking = growth_checks(samples(lambda i: 45.0 + i), rss_slope=2.0)
+    assert failed(leaking) == ["control worker RSS flat"]
+    assert failed(growth_checks(samples(lambda i: 45.0, wal=lambda i: i * 8e6), rss_slope=2.0)) == [
+        "WAL bounded"
+    ]
+    bloating = growth_checks(samples(lambda i: 45.0, per_event=lambda i: 800.0 * 1.1**i), rss_slope=2.0)
+    assert failed(bloating) == ["database bytes per event not growing"]
