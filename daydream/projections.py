@@ -485,10 +485,15 @@ def _cohort_planned(conn, event_id, e: ev.CohortPlanned, at):
 
 
 # The status a generation starts in, from its parent's (in UPDATE generations ... SET).
+# A child task's status from its parent's: ready once the parent is done, blocked when the
+# parent failed, is blocked or was cancelled, else (or without a parent row) waiting. One
+# mapping: planning applies it in Python (_first_status), a retry in SQL (_PARENT_STATUS).
+_CHILD_STATUS = {"done": "ready", "failed": "blocked", "blocked": "blocked", "cancelled": "blocked"}
 _PARENT_STATUS = (
-    "COALESCE((SELECT CASE p.status WHEN 'done' THEN 'ready' WHEN 'failed' THEN 'blocked'"
-    " WHEN 'blocked' THEN 'blocked' WHEN 'cancelled' THEN 'blocked' ELSE 'waiting' END"
-    " FROM generations p WHERE p.gen_id = generations.parent_gen_id), 'waiting')"
+    "COALESCE((SELECT CASE p.status "
+    + " ".join(f"WHEN '{parent}' THEN '{child}'" for parent, child in _CHILD_STATUS.items())
+    + " ELSE 'waiting' END FROM generations p WHERE p.gen_id = generations.parent_gen_id),"
+    " 'waiting')"
 )
 
 
@@ -552,10 +557,6 @@ def _generations_planned(conn, event_id, e: ev.GenerationsPlanned, at):
                 for reason in (f"parent {row[2]} did not complete",)
             ],
         )
-
-
-# A new task's first status from its parent's (_PARENT_STATUS, in Python).
-_CHILD_STATUS = {"done": "ready", "failed": "blocked", "blocked": "blocked", "cancelled": "blocked"}
 
 
 def _first_status(conn: sqlite3.Connection, rows: list[list[Any]]) -> dict[str, str]:
