@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
+import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -340,29 +342,49 @@ def table_digests(conn: sqlite3.Connection, schema: str = "main") -> dict[str, t
     return digests
 
 
+REPLAY_IN_MEMORY_BELOW = 256 * 1024 * 1024  # database bytes; a bigger one replays to a file
+
+
 def compare_with_replay(path: str) -> dict[str, tuple[tuple[int, str], tuple[int, str]]]:
     """Replay the log of the database at ``path`` into a scratch database and compare.
 
     Returns the mismatching tables: name -> ((live count, live hash), (replay count, hash)).
     The database at ``path`` is only read.
     """
-    scratch = sqlite3.connect(":memory:", isolation_level=None)
+    scratch_path = _scratch_path(path)
+    scratch = sqlite3.connect(scratch_path, isolation_level=None, uri=True)
     try:
+        scratch.execute("PRAGMA journal_mode = OFF")  # a scratch file: nothing to recover
+        scratch.execute("PRAGMA synchronous = OFF")
         scratch.execute("ATTACH DATABASE ? AS src", (f"file:{path}?mode=ro",))
-    except sqlite3.OperationalError:
+        scratch.execute("PRAGMA foreign_keys = OFF")
+        scratch.execute("CREATE TABLE texts (hash TEXT PRIMARY KEY, text TEXT, length INTEGER)")
+        _create(scratch, views=False)
+        scratch.execute("BEGIN")
+        replay(scratch, source="src")
+        scratch.execute("COMMIT")
+        replayed = table_digests(scratch, "main")
+        live = table_digests(scratch, "src")
+    finally:
         scratch.close()
-        scratch = sqlite3.connect(":memory:", isolation_level=None, uri=True)
-        scratch.execute("ATTACH DATABASE ? AS src", (f"file:{path}?mode=ro",))
-    scratch.execute("PRAGMA foreign_keys = OFF")
-    scratch.execute("CREATE TABLE texts (hash TEXT PRIMARY KEY, text TEXT, length INTEGER)")
-    _create(scratch, views=False)
-    scratch.execute("BEGIN")
-    replay(scratch, source="src")
-    scratch.execute("COMMIT")
-    replayed = table_digests(scratch, "main")
-    live = table_digests(scratch, "src")
-    scratch.close()
+        if scratch_path != ":memory:":
+            os.remove(scratch_path)
     return {t: (live[t], replayed[t]) for t in PROJECTION_TABLES if live[t] != replayed[t]}
+
+
+def _scratch_path(path: str) -> str:
+    """Where a replay builds its tables: in memory for a database under
+    ``REPLAY_IN_MEMORY_BELOW`` bytes, else a temporary file beside it (a day-long log's
+    projections would not fit in memory), or in the temporary directory if that fails."""
+    size = sum(os.path.getsize(p) for p in (path, f"{path}-wal") if os.path.exists(p))
+    if size < REPLAY_IN_MEMORY_BELOW:
+        return ":memory:"
+    try:
+        handle, scratch = tempfile.mkstemp(".replay.db", dir=os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        handle, scratch = tempfile.mkstemp(".replay.db")
+    os.close(handle)
+    return scratch
 
 
 # -- applying events -------------------------------------------------------------------------

@@ -437,16 +437,18 @@ class Worker:
         queueing off).
 
         Enough to refill the slots that end between two exchanges, but no more than
-        ``QUEUE_WAIT_S`` of work for the slots the worker holds: a queued task waits for
-        one of this worker's calls to end, so with calls of seconds the queue stays at one
-        lease (another worker with room is not kept waiting), while with calls of 50 ms it
-        reaches one lease per slot (slots refill at once however bursty the ends). Until a
-        call has ended, a quarter of the concurrency."""
+        ``QUEUE_WAIT_S`` of work for the slots the worker may use (held, less any to shed
+        after a limit cut): a queued task waits for one of this worker's calls to end, so
+        with 16 slots and calls of 3 s or more the queue is one lease (another worker with
+        room is not kept waiting), while with calls of 50 ms it reaches one lease per slot
+        (slots refill at once however bursty the ends). The call length is a moving
+        average over model calls (429s included: they free slots too; copies are not
+        calls). Until a call has ended, a quarter of the concurrency."""
         if self.config.queue is not None:
             return self.config.queue
         if self._call_s is None:
             return max(1, self.config.concurrency // 4)
-        slots = max(1, sum(self._slots.values()))
+        slots = max(1, sum(self._allowed(pool) for pool in self._slots))
         return max(1, min(slots, round(slots * QUEUE_WAIT_S / self._call_s)))
 
     async def run(self) -> WorkerStats:
@@ -528,7 +530,9 @@ class Worker:
         if self._inflight.pop(task.gen_id, None) is not None:
             self._running[task.pool] -= 1
             took = time.monotonic() - self._started.pop(task.gen_id)
-            self._call_s = took if self._call_s is None else self._call_s + 0.1 * (took - self._call_s)
+            if task.mode == "llm":  # a copy is instant and takes no model slot
+                average = self._call_s
+                self._call_s = took if average is None else average + 0.1 * (took - average)
         self._done.append(outcome)
         self._fill(task.pool)
         if self._wake is not None:

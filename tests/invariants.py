@@ -120,49 +120,74 @@ def _check_leases(
 
 
 def _check_attempts(conn: sqlite3.Connection, problems: list[str]) -> None:
-    """I5: attempts == attempt.started events since the last retry, each one explained."""
-    history: dict[str, list[tuple[int, str, dict]]] = {}
-    for event_id, type_, data in conn.execute(
-        "SELECT id, type, data FROM events WHERE type IN ('attempt.started', 'attempt.failed',"
-        " 'attempt.throttled', 'lease.expired', 'lease.released', 'generation.completed',"
-        " 'generations.retried') ORDER BY id"
+    """I5: attempts == attempt.started events since the last retry, each one explained.
+
+    Streams: the generations in id order beside their attempt events in subject order (the
+    events_subject index), so memory stays flat however long the log (a day-long soak).
+    Retries name many generations in one event; they are few and read up front.
+    """
+    retried: dict[str, list[tuple[int, str, dict]]] = {}
+    for event_id, data in conn.execute(
+        "SELECT id, data FROM events WHERE type = 'generations.retried' ORDER BY id"
     ):
-        payload = json.loads(data)
-        for gen_id in payload.get("gen_ids") or [payload.get("gen_id")]:
-            history.setdefault(gen_id, []).append((event_id, type_, payload))
-    for gen_id, attempts in conn.execute("SELECT gen_id, attempts FROM generations"):
-        started = 0
-        ended: dict[int, str] = {}  # token -> how that attempt ended
-        previous: int | None = None
-        for event_id, type_, payload in history.get(gen_id, []):
-            if type_ == "generations.retried":
-                started, ended, previous = 0, {}, None
-            elif type_ == "attempt.started":
-                started += 1
-                if payload["attempt"] != started:
-                    problems.append(
-                        f"I5 {gen_id}: attempt.started #{event_id} says attempt"
-                        f" {payload['attempt']}, but it is attempt {started} since the last retry"
-                    )
-                if previous is not None and ended.get(previous) not in EXPLAINS_NEXT_ATTEMPT:
-                    problems.append(
-                        f"I5 {gen_id}: attempt {started} (#{event_id}) follows attempt token"
-                        f" {previous}, which ended with {ended.get(previous, 'nothing')}"
-                    )
-                previous = event_id
-            else:
-                token = payload["token"]
-                if token in ended:
-                    problems.append(
-                        f"I5 {gen_id}: attempt token {token} ended twice"
-                        f" ({ended[token]}, then {type_} #{event_id})"
-                    )
-                ended.setdefault(token, type_)
-        if attempts != started:
-            problems.append(
-                f"I5 {gen_id}: attempts {attempts} but {started} attempt.started event(s)"
-                " since the last retry"
-            )
+        for gen_id in json.loads(data)["gen_ids"]:
+            retried.setdefault(gen_id, []).append((event_id, "generations.retried", {}))
+    events = conn.cursor().execute(
+        "SELECT subject, id, type, data FROM events WHERE type IN"
+        " ('attempt.started', 'attempt.failed', 'attempt.throttled', 'lease.expired',"
+        " 'lease.released', 'generation.completed') ORDER BY subject, id"
+    )
+    pending = next(events, None)
+    for gen_id, attempts in conn.execute("SELECT gen_id, attempts FROM generations ORDER BY gen_id"):
+        while pending is not None and pending[0] < gen_id:  # events of no generation
+            problems.append(f"I5 {pending[2]} #{pending[1]} names unknown generation {pending[0]}")
+            pending = next(events, None)
+        history = []
+        while pending is not None and pending[0] == gen_id:
+            history.append((pending[1], pending[2], json.loads(pending[3])))
+            pending = next(events, None)
+        if gen_id in retried:
+            history = sorted(history + retried[gen_id], key=lambda item: item[0])
+        _check_history(gen_id, attempts, history, problems)
+    if pending is not None:
+        problems.append(f"I5 {pending[2]} #{pending[1]} names unknown generation {pending[0]}")
+
+
+def _check_history(
+    gen_id: str, attempts: int, history: list[tuple[int, str, dict]], problems: list[str]
+) -> None:
+    started = 0
+    ended: dict[int, str] = {}  # token -> how that attempt ended
+    previous: int | None = None
+    for event_id, type_, payload in history:
+        if type_ == "generations.retried":
+            started, ended, previous = 0, {}, None
+        elif type_ == "attempt.started":
+            started += 1
+            if payload["attempt"] != started:
+                problems.append(
+                    f"I5 {gen_id}: attempt.started #{event_id} says attempt"
+                    f" {payload['attempt']}, but it is attempt {started} since the last retry"
+                )
+            if previous is not None and ended.get(previous) not in EXPLAINS_NEXT_ATTEMPT:
+                problems.append(
+                    f"I5 {gen_id}: attempt {started} (#{event_id}) follows attempt token"
+                    f" {previous}, which ended with {ended.get(previous, 'nothing')}"
+                )
+            previous = event_id
+        else:
+            token = payload["token"]
+            if token in ended:
+                problems.append(
+                    f"I5 {gen_id}: attempt token {token} ended twice"
+                    f" ({ended[token]}, then {type_} #{event_id})"
+                )
+            ended.setdefault(token, type_)
+    if attempts != started:
+        problems.append(
+            f"I5 {gen_id}: attempts {attempts} but {started} attempt.started event(s)"
+            " since the last retry"
+        )
 
 
 def _check_log_grows(
@@ -172,8 +197,9 @@ def _check_log_grows(
     before: list[tuple[int, str]] | None,
 ) -> None:
     """I7: ids run 1..N with no hole (nothing was deleted), and an older log is a prefix."""
-    ids = [row[0] for row in conn.execute("SELECT id FROM events ORDER BY id")]
-    if ids != list(range(1, len(ids) + 1)):
+    # ids are the rowid: unique, so 1..N without a hole is min 1 and max N
+    count, low, high = conn.execute("SELECT count(*), min(id), max(id) FROM events").fetchone()
+    if count and (low, high) != (1, count):
         problems.append("I7 event ids are not 1..N: an event was removed or reordered")
     if before is not None:
         now = log_snapshot(db)

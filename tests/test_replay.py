@@ -311,6 +311,30 @@ def test_check_passes_after_the_workload(workload):
     assert all(ok for _, ok, _ in results), results
 
 
+def test_a_big_database_replays_into_a_scratch_file_beside_it(workload, tmp_path, monkeypatch):
+    """Over REPLAY_IN_MEMORY_BELOW bytes the replay builds its tables in a temporary file next
+    to the database (a day-long log would not fit in memory); the file is gone afterwards,
+    and the comparison finds a tampered row as the in-memory one does."""
+    copy = copy_of(workload, tmp_path / "copy.db")
+    monkeypatch.setattr(projections, "REPLAY_IN_MEMORY_BELOW", 0)
+    made = []
+    real_mkstemp = projections.tempfile.mkstemp
+
+    def mkstemp(*args, **kwargs):
+        made.append(real_mkstemp(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(projections.tempfile, "mkstemp", mkstemp)
+    assert projections.compare_with_replay(str(copy)) == {}
+    raw = sqlite3.connect(copy)
+    raw.execute("UPDATE generations SET lease_owner = 'ghost' WHERE status = 'cancelled'")
+    raw.commit()
+    raw.close()
+    assert list(projections.compare_with_replay(str(copy))) == ["generations"]
+    assert [Path(name).parent for _, name in made] == [tmp_path, tmp_path]
+    assert [p.name for p in tmp_path.iterdir() if "replay" in p.name] == []  # removed
+
+
 def copy_of(path: Path, copy: Path) -> Path:
     """A consistent copy of the database at ``path`` (SQLite's backup API)."""
     source = sqlite3.connect(path)
