@@ -39,6 +39,7 @@ from datasette.utils import tilde_encode
 
 from .descriptions import COLUMN_OVERRIDES, COLUMNS, DATABASE_DESCRIPTION, DESCRIPTION, TABLES
 from .errors import StoreError
+from .store import readonly_uri
 from .views import VIEWS
 
 __all__ = [
@@ -117,7 +118,7 @@ def database_name(db_path: str | Path) -> str:
 
 def metadata(db_path: str | Path) -> dict[str, Any]:
     """Datasette metadata for the database at ``db_path`` (read with a read-only connection)."""
-    conn = sqlite3.connect(f"file:{Path(db_path).resolve()}?mode=ro", uri=True)
+    conn = sqlite3.connect(readonly_uri(db_path), uri=True)
     try:
         columns = {
             name: [row[1] for row in conn.execute(f'PRAGMA table_info("{name}")')]

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import events as ev
+from .store import readonly_uri
 
 PROJECTION_DDL = """
 CREATE TABLE concepts (
@@ -356,7 +357,7 @@ def compare_with_replay(path: str) -> dict[str, tuple[tuple[int, str], tuple[int
     try:
         scratch.execute("PRAGMA journal_mode = OFF")  # a scratch file: nothing to recover
         scratch.execute("PRAGMA synchronous = OFF")
-        scratch.execute("ATTACH DATABASE ? AS src", (f"file:{path}?mode=ro",))
+        scratch.execute("ATTACH DATABASE ? AS src", (readonly_uri(path),))
         scratch.execute("PRAGMA foreign_keys = OFF")
         scratch.execute("CREATE TABLE texts (hash TEXT PRIMARY KEY, text TEXT, length INTEGER)")
         _create(scratch, views=False)

@@ -112,6 +112,12 @@ class Connection(sqlite3.Connection):
         return super().executemany(*args, **kwargs)
 
 
+def readonly_uri(path: str | Path) -> str:
+    """A read-only SQLite URI for ``path``: absolute, with ``%``, ``?``, ``#`` and spaces
+    escaped (``f"file:{path}?mode=ro"`` breaks on a directory named ``run #2``)."""
+    return Path(path).resolve().as_uri() + "?mode=ro"
+
+
 def connect(
     path: str | Path,
     *,
@@ -123,10 +129,14 @@ def connect(
     path = Path(path)
     if not path.exists() and (readonly or not create):
         raise StoreError(f"database {path} does not exist (create it with: daydream db init)")
+    if not path.parent.is_dir():
+        raise StoreError(
+            f"database {path}: directory {path.parent} does not exist (create it, or choose"
+            " another --db)"
+        )
     if readonly:
-        uri = f"file:{path.resolve()}?mode=ro"
         conn = sqlite3.connect(
-            uri, uri=True, isolation_level=None, factory=Connection, check_same_thread=False
+            readonly_uri(path), uri=True, isolation_level=None, factory=Connection, check_same_thread=False
         )
     else:
         conn = sqlite3.connect(

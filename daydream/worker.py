@@ -448,7 +448,7 @@ class Worker:
             return self.config.queue
         if self._call_s is None:
             return max(1, self.config.concurrency // 4)
-        slots = max(1, sum(self._allowed(pool) for pool in self._slots))
+        slots = max(1, sum(max(0, self._allowed(pool)) for pool in self._slots))
         return max(1, min(slots, round(slots * QUEUE_WAIT_S / self._call_s)))
 
     async def run(self) -> WorkerStats:

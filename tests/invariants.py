@@ -13,7 +13,7 @@ import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 
-from daydream.store import check, isoformat
+from daydream.store import check, isoformat, readonly_uri
 
 TERMINAL = ("done", "failed", "blocked", "cancelled")
 # An attempt after the first must be explained by how the previous one ended.
@@ -22,7 +22,7 @@ EXPLAINS_NEXT_ATTEMPT = ("attempt.failed", "attempt.throttled", "lease.expired",
 
 def log_snapshot(db: Path) -> list[tuple[int, str]]:
     """(id, hash of the whole row) for every event, in id order."""
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    conn = sqlite3.connect(readonly_uri(db), uri=True)
     try:
         return [
             (row[0], hashlib.blake2b(json.dumps(row).encode(), digest_size=16).hexdigest())
@@ -48,7 +48,7 @@ def check_invariants(
     ``log_snapshot`` that must be a prefix of the log now (I7).
     """
     problems: list[str] = []
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    conn = sqlite3.connect(readonly_uri(db), uri=True)
     conn.row_factory = sqlite3.Row
     try:
         _check_terminal(conn, problems)
@@ -123,8 +123,9 @@ def _check_attempts(conn: sqlite3.Connection, problems: list[str]) -> None:
     """I5: attempts == attempt.started events since the last retry, each one explained.
 
     Streams: the generations in id order beside their attempt events in subject order (the
-    events_subject index), so memory stays flat however long the log (a day-long soak).
-    Retries name many generations in one event; they are few and read up front.
+    subject of these events is their generation; SQLite sorts them, spilling to temporary
+    files), so memory stays flat however long the log (a day-long soak). Retries name
+    many generations in one event; they are few and read up front.
     """
     retried: dict[str, list[tuple[int, str, dict]]] = {}
     for event_id, data in conn.execute(
@@ -149,8 +150,8 @@ def _check_attempts(conn: sqlite3.Connection, problems: list[str]) -> None:
         if gen_id in retried:
             history = sorted(history + retried[gen_id], key=lambda item: item[0])
         _check_history(gen_id, attempts, history, problems)
-    if pending is not None:
-        problems.append(f"I5 {pending[2]} #{pending[1]} names unknown generation {pending[0]}")
+    for subject, event_id, type_, _ in [pending, *events] if pending is not None else []:
+        problems.append(f"I5 {type_} #{event_id} names unknown generation {subject}")
 
 
 def _check_history(

@@ -205,6 +205,11 @@ def _error_cases(tmp: Path, db: Path) -> list[tuple[list, str]]:
             ["events", "--db", missing_db],
             f"database {missing_db} does not exist (create it with: daydream db init)",
         ),
+        (
+            ["catalog", "import", EXAMPLE, "--db", tmp / "no-such-dir" / "new.db"],
+            f"database {tmp / 'no-such-dir' / 'new.db'}: directory {tmp / 'no-such-dir'} does"
+            " not exist (create it, or choose another --db)",
+        ),
     ]
 
 
@@ -347,6 +352,25 @@ def test_db_check_passes_on_a_healthy_database(planned):
     ]
     checks = json.loads(ok("db", "check", "--json", "--db", planned).stdout)
     assert all(c["ok"] for c in checks) and len(checks) == 5
+
+
+def test_a_database_in_a_directory_with_an_awkward_name_is_checked_browsed_and_read(tmp_path):
+    """Read-only opens go through a SQLite URI; '#', '?', '%' and spaces in the path are
+    escaped, so they open the database itself (not a stray file named after a prefix)."""
+    odd = tmp_path / "run #2? 100%"
+    odd.mkdir()
+    path = odd / "cli.db"
+    ok("catalog", "import", EXAMPLE, "--db", path)
+    ok("plan", write_spec(tmp_path, "a", DRAFTS), "--cohort", "a", "--db", path)
+    out = ok("db", "check", "--db", path).stdout
+    assert out.count("ok   ") == 5, out
+    assert "a" in ok("status", "--json", "--db", path).stdout
+    assert json.loads(ok("status", "a", "--json", "--db", path).stdout)["stages"]["draft"]
+    from daydream.browse import metadata
+
+    assert metadata(path)["databases"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.yaml", odd.name]
+    assert sorted(p.name for p in odd.iterdir() if not p.name.startswith("cli.db")) == []
 
 
 @pytest.mark.parametrize("trigger", ["events_no_update", "events_no_delete", "events_no_replace"])

@@ -978,7 +978,14 @@ def test_the_invariant_checker_reports_each_kind_of_violation(tmp_path, seed):
                     attempt=5,
                     worker="A",
                     lease_expires_at="2000-01-01T00:00:00.000000Z",
-                )
+                ),
+                # attempts of generations that were never planned, before and after the rest
+                *(
+                    ev.AttemptStarted(
+                        gen_id=ghost, attempt=1, worker="A", lease_expires_at="2000-01-01T00:00:00Z"
+                    )
+                    for ghost in ("a_ghost", "z_ghost1", "z_ghost2")
+                ),
             ],
             actor="test",
         )
@@ -990,6 +997,8 @@ def test_the_invariant_checker_reports_each_kind_of_violation(tmp_path, seed):
     assert f"I2 {first.gen_id} completed 2 times" in message
     assert f"I5 {second.gen_id}: attempt.started" in message
     assert f"I3 {second.gen_id} is still running" in message
+    for ghost in ("a_ghost", "z_ghost1", "z_ghost2"):
+        assert f"names unknown generation {ghost}" in message
 
 
 # -- T18: the long soak, run short ----------------------------------------------------------

@@ -878,6 +878,8 @@ def test_the_queue_of_leases_holds_about_a_quarter_second_of_work(tmp_path):
     assert worker.queue_size == 4  # one per slot at most
     worker._shed = {"api": 3}  # after a limit cut, only the slots it may keep count
     assert worker.queue_size == 1
+    worker._slots, worker._shed = {"api": 1, "other": 8}, {"api": 3}  # more to shed than held
+    assert worker.queue_size == 8  # one pool's excess does not eat another's slots
     assert Worker(WorkerConfig(db_path=db, queue=3)).queue_size == 3  # set by hand
 
 
