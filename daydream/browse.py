@@ -72,9 +72,16 @@ _PLUGIN_NAME = "daydream-browse"
 
 def make_datasette(db_path: str | Path, *, settings: dict[str, Any] | None = None) -> Datasette:
     """A read-only Datasette for ``db_path`` with daydream's metadata and hooks."""
-    path = Path(db_path).resolve()
+    path = Path(db_path).absolute()  # not resolved: a plain link to an awkward path works
     if not path.is_file():
         raise StoreError(f"database {db_path} does not exist (create it with: daydream db init)")
+    if any(char in str(path) for char in "#?%"):
+        # Datasette opens f"file:{path}?..." unescaped: SQLite would cut the name at '#' or
+        # '?' (and create an empty file there) or decode '%xx', and show no tables.
+        raise StoreError(
+            f"database {db_path}: Datasette cannot open a path containing '#', '?' or '%';"
+            f" link it from a plain path (ln -s '{path}' /tmp/daydream.db) and browse that"
+        )
     _register_plugin()
     ds = Datasette(
         [str(path)],

@@ -114,7 +114,7 @@ class Connection(sqlite3.Connection):
 
 def readonly_uri(path: str | Path) -> str:
     """A read-only SQLite URI for ``path``: absolute, with ``%``, ``?``, ``#`` and spaces
-    escaped (``f"file:{path}?mode=ro"`` breaks on a directory named ``run #2``)."""
+    escaped (the path pasted after ``file:`` breaks on a directory named ``run #2``)."""
     return Path(path).resolve().as_uri() + "?mode=ro"
 
 

@@ -436,6 +436,26 @@ def test_browse_command_refuses_a_missing_database(tmp_path):
     )
 
 
+def test_browse_refuses_a_path_datasette_would_misread_and_says_how_to_browse_it(db, tmp_path):
+    """Datasette builds an unescaped SQLite URI from the path: in 'run #2' SQLite would open
+    (and create) 'run ' and show no tables. daydream refuses it in one line instead."""
+    odd = tmp_path / "run #2"
+    odd.mkdir()
+    shutil.copy(db, odd / "cli.db")
+    result = CliRunner().invoke(cli, ["browse", "--db", str(odd / "cli.db")])
+    assert result.exit_code == 1
+    resolved = (odd / "cli.db").resolve()
+    assert result.output == (
+        f"Error: database {odd / 'cli.db'}: Datasette cannot open a path containing '#', '?'"
+        f" or '%'; link it from a plain path (ln -s '{resolved}' /tmp/daydream.db) and"
+        " browse that\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run #2"]  # no stray 'run ' file
+    link = tmp_path / "plain.db"
+    link.symlink_to(resolved)
+    assert make_datasette(link)  # the suggested link opens
+
+
 # -- one real browser --------------------------------------------------------------------------
 
 CHROMIUM = next(

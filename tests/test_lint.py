@@ -35,3 +35,15 @@ def test_mypy_finds_nothing(tmp_path):
         text=True,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_no_sqlite_uri_is_built_by_hand():
+    """A path pasted into 'file:...?mode=ro' breaks on '#', '?' and '%' (SQLite opens, and
+    may create, another file): every read-only URI goes through store.readonly_uri."""
+    offenders = [
+        f"{path.relative_to(REPO)}:{number}"
+        for path in sorted((REPO / "daydream").rglob("*.py"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if ('"file:' in line or "'file:" in line) and not line.lstrip().startswith("#")
+    ]
+    assert offenders == [], offenders
