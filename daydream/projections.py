@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import events as ev
-from .store import readonly_uri
+from .store import database_bytes, readonly_uri
 
 PROJECTION_DDL = """
 CREATE TABLE concepts (
@@ -377,8 +377,7 @@ def _scratch_path(path: str) -> str:
     """Where a replay builds its tables: in memory for a database under
     ``REPLAY_IN_MEMORY_BELOW`` bytes, else a temporary file beside it (a day-long log's
     projections would not fit in memory), or in the temporary directory if that fails."""
-    size = sum(os.path.getsize(p) for p in (path, f"{path}-wal") if os.path.exists(p))
-    if size < REPLAY_IN_MEMORY_BELOW:
+    if database_bytes(path) < REPLAY_IN_MEMORY_BELOW:
         return ":memory:"
     try:
         handle, scratch = tempfile.mkstemp(".replay.db", dir=os.path.dirname(os.path.abspath(path)))

@@ -40,6 +40,7 @@ CHECKPOINT_WAIT_MS = 1000  # how long `daydream db checkpoint` waits for other c
 # (otherwise it keeps its largest size for as long as any connection is open).
 WAL_KEEP_BYTES = 64 * 2**20
 GUARD_TRIGGERS = ("events_no_update", "events_no_delete", "events_no_replace")
+CHECK_PROGRESS_BYTES = 64 * 2**20  # `daydream db check` says what it does from this size
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 Clock = Callable[[], datetime]
@@ -380,6 +381,11 @@ def event_data(row: sqlite3.Row) -> dict:
 
 
 
+def database_bytes(path: str | Path) -> int:
+    """The database file and its write-ahead log, in bytes."""
+    return Path(path).stat().st_size + wal_bytes(path)
+
+
 def wal_bytes(path: str | Path) -> int:
     """The size of the database's write-ahead log file (0 when there is none)."""
     try:
@@ -404,10 +410,17 @@ def checkpoint(conn: sqlite3.Connection) -> tuple[bool, int, int]:
     return busy == 0, frames, copied
 
 
-def check(path: str | Path) -> list[tuple[str, bool, str]]:
-    """``daydream db check``: (check name, passed, detail) for each invariant."""
+def check(
+    path: str | Path, *, progress: Callable[[str], None] | None = None
+) -> list[tuple[str, bool, str]]:
+    """``daydream db check``: (check name, passed, detail) for each invariant.
+
+    ``progress`` hears what a database of ``CHECK_PROGRESS_BYTES`` or more is busy with
+    (an integrity check and a replay take minutes on a day-long log)."""
     from .projections import DDL_HASH, built_by, compare_with_replay
 
+    size = database_bytes(path)
+    say = progress if progress is not None and size >= CHECK_PROGRESS_BYTES else (lambda _: None)
     results: list[tuple[str, bool, str]] = []
     try:
         conn = connect(path, create=False, migrate=False)
@@ -416,6 +429,7 @@ def check(path: str | Path) -> list[tuple[str, bool, str]]:
             raise
         return [("append_only_guards", False, str(exc))]
     try:
+        say(f"checking the integrity of {size / 1e6:,.0f} MB (PRAGMA integrity_check)")
         integrity = [row[0] for row in conn.execute("PRAGMA integrity_check")]
         results.append(("integrity_check", integrity == ["ok"], "; ".join(integrity)[:200]))
         fk = conn.execute("PRAGMA foreign_key_check").fetchall()
@@ -437,6 +451,7 @@ def check(path: str | Path) -> list[tuple[str, bool, str]]:
         )
         results.append(("append_only_guards", True, ", ".join(GUARD_TRIGGERS) + " present"))
         built = built_by(conn) if _has_table(conn, "projection_meta") else None
+        events = conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0
     finally:
         conn.close()
     if built != DDL_HASH:
@@ -451,6 +466,7 @@ def check(path: str | Path) -> list[tuple[str, bool, str]]:
             )
         )
         return results
+    say(f"replaying {events:,} events to compare with the projections")
     mismatches = compare_with_replay(str(path))
     if mismatches:
         detail = "; ".join(

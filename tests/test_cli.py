@@ -354,6 +354,26 @@ def test_db_check_passes_on_a_healthy_database(planned):
     assert all(c["ok"] for c in checks) and len(checks) == 5
 
 
+def test_db_check_says_what_it_is_doing_on_a_big_database(planned, monkeypatch):
+    """From CHECK_PROGRESS_BYTES on, the two long steps are announced on stderr (minutes on
+    a day-long log); a small database checks silently; stdout is the same either way."""
+    quiet = ok("db", "check", "--db", planned)
+    assert quiet.stderr == ""
+    import daydream.store
+
+    monkeypatch.setattr(daydream.store, "CHECK_PROGRESS_BYTES", 0)
+    loud = ok("db", "check", "--db", planned)
+    events = events_in(planned)
+    from daydream.store import database_bytes
+
+    size = database_bytes(planned) / 1e6  # file and write-ahead log (none once closed)
+    assert loud.stderr.splitlines() == [
+        f"db check: checking the integrity of {size:,.0f} MB (PRAGMA integrity_check)...",
+        f"db check: replaying {events:,} events to compare with the projections...",
+    ]
+    assert loud.stdout == quiet.stdout
+
+
 def test_a_database_in_a_directory_with_an_awkward_name_is_checked_browsed_and_read(tmp_path):
     """Read-only opens go through a SQLite URI; '#', '?', '%' and spaces in the path are
     escaped, so they open the database itself (not a stray file named after a prefix)."""

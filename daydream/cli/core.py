@@ -88,7 +88,7 @@ def db_check(db_path: Path, as_json: bool) -> None:
     """
     from ..store import check
 
-    results = check(db_path)
+    results = check(db_path, progress=lambda text: _err(f"db check: {text}..."))
     if as_json:
         _echo_json([{"check": n, "ok": ok, "detail": d} for n, ok, d in results])
     else:
