@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from daydream.store import wal_bytes
 from tests.invariants import check_invariants
 from tests.scenario import daydream_cmd, model, plan, scalar, write_catalog, write_spec
 
@@ -126,13 +127,6 @@ class Soak:
         )  # fmt: skip
         self.checkpoints["done" if done.returncode == 0 else "blocked"] += 1
 
-    def wal_bytes(self) -> int:
-        wal = self.db.with_name(self.db.name + "-wal")
-        try:
-            return wal.stat().st_size
-        except FileNotFoundError:
-            return 0
-
     def sample(self) -> None:
         self.samples.append(
             Sample(
@@ -140,7 +134,7 @@ class Soak:
                 done=scalar(self.db, "SELECT count(*) FROM generations WHERE status = 'done'"),
                 events=scalar(self.db, "SELECT max(id) FROM events"),
                 db_bytes=self.db.stat().st_size,
-                wal_bytes=self.wal_bytes(),
+                wal_bytes=wal_bytes(self.db),
                 rss_mb=_rss_mb(self.workers["w0"].pid),
             )
         )
@@ -205,7 +199,7 @@ class Soak:
             if now >= next_sample:
                 self.sample()
                 next_sample = now + args.sample_every
-            self.peak_wal = max(self.peak_wal, self.wal_bytes())
+            self.peak_wal = max(self.peak_wal, wal_bytes(self.db))
             time.sleep(0.2)
 
     def drain(self) -> bool:
