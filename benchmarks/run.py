@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -168,11 +169,14 @@ def model_bound(tmp: Path, total: int, *, rate_429: float, workers: int = 2, see
             stdout=subprocess.PIPE,
             text=True,
         )
+        served = {}
         try:
             base_url = server.stdout.readline().strip()
             db = fresh_copy(template, tmp / f"model-{rate_429}-{seed}" / "db.db")
             args = ["--base-url", f"vllm={base_url}", "--max-attempts", "5"]
             wall, stages = run_once(db, workers, 64 // workers, args)
+            server.terminate()  # it prints what it served, then exits
+            served = json.loads(server.communicate(timeout=30)[0].strip().splitlines()[-1])
         finally:
             server.kill()
             server.wait()
@@ -188,7 +192,8 @@ def model_bound(tmp: Path, total: int, *, rate_429: float, workers: int = 2, see
             f" {workers} workers x {64 // workers} calls,"
             f" server seed {seed}: wall {wall:.2f}s, ideal {ideal:.2f}s, ratio {wall / ideal:.2f};"
             f" failed {failed}, 429s {throttles}, pool limit changes {cuts - 1},"
-            f" done {status.count('done'):,}"
+            f" done {status.count('done'):,}; the server's replies left"
+            f" {served.get('mean_latency_ms', float('nan')):.2f} ms after their request on average"
         )
     if len(ratios) > 1:
         print(
