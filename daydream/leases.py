@@ -65,9 +65,17 @@ class Outcome:
     ok: bool
     throttled: bool = False
     texts: dict[str, str] = field(default_factory=dict)  # hash -> text, stored with the events
-    # Backoff before the task may run again; its retry_at is set when the outcome is
-    # recorded, so the wait counts from the record (the task cannot run before it anyway).
+    # Backoff before the task may run again, counted from ``ended_at`` (when the attempt
+    # ended: a Retry-After counts from the reply) but never before the outcome is recorded:
+    # record() sets retry_at (results can wait in memory, e.g. while a write fails).
     retry_delay: float | None = None
+    ended_at: datetime | None = None
+
+    def ready_at(self, recorded: datetime) -> datetime | None:
+        """When the task may run again, for an outcome recorded at ``recorded``."""
+        if self.retry_delay is None:
+            return None
+        return max(recorded, (self.ended_at or recorded) + timedelta(seconds=self.retry_delay))
 
 
 def claim(
@@ -417,10 +425,11 @@ def record(
 
 
 def _retry_from(now: datetime, outcome: Outcome) -> list[ev.Event]:
-    """The outcome's events, with retry_at counted from ``now`` (the recording time)."""
-    if outcome.retry_delay is None:
+    """The outcome's events, with retry_at set for a recording at ``now``."""
+    ready = outcome.ready_at(now)
+    if ready is None:
         return outcome.events
-    retry_at = isoformat(now + timedelta(seconds=outcome.retry_delay))
+    retry_at = isoformat(ready)
     return [
         e.model_copy(update={"retry_at": retry_at})
         if isinstance(e, (ev.AttemptFailed, ev.AttemptThrottled))

@@ -311,7 +311,7 @@ class Executor:
                 retry_after=exc.retry_after,
                 retry_at=isoformat(now + timedelta(seconds=delay)),
             )
-            return Outcome(task, [event], ok=False, throttled=True, retry_delay=delay)
+            return Outcome(task, [event], ok=False, throttled=True, retry_delay=delay, ended_at=now)
         return self._failed(
             task,
             state=exc.state,
@@ -334,10 +334,10 @@ class Executor:
     ) -> Outcome:
         counted = task.attempt - task.throttles - task.released
         final = not retryable or counted >= self.config.max_attempts
-        retry_at, delay = None, None
+        retry_at, delay, now = None, None, self.clock()
         if not final:
             delay = backoff_delay(counted, retry_after=retry_after, rng=self.rng)
-            retry_at = isoformat(self.clock() + timedelta(seconds=delay))
+            retry_at = isoformat(now + timedelta(seconds=delay))
         if final and retryable:
             error = f"{error} (gave up after {counted} attempt(s))"
         event = ev.AttemptFailed(
@@ -351,7 +351,7 @@ class Executor:
             http_status=http_status,
             error_class=error_class,
         )
-        return Outcome(task, [event], ok=False, retry_delay=delay)
+        return Outcome(task, [event], ok=False, retry_delay=delay, ended_at=now)
 
 
 def _hash(text: str) -> str:
@@ -496,7 +496,9 @@ class Worker:
         now = time.monotonic()
         self._due = [due for due in self._due if due > now - 1.0]
         ahead = [due - now for due in self._due if due > now]
-        return min(ahead) + 0.005 if ahead else float("inf")
+        # Due times come from the same clock as retry_at: a millisecond or two covers the
+        # monotonic clock drifting from the wall clock (NTP slews at most 0.5 ms per second).
+        return min(ahead) + 0.002 if ahead else float("inf")
 
     def _queued(self) -> list[Task]:
         return [task for queue in self._queue.values() for task in queue]
@@ -614,8 +616,11 @@ class Worker:
             crash_point("after_claim")
         self._count(outcomes, result.recorded, result.stale)
         self._shed = result.shed
-        recorded_at = time.monotonic()
-        self._due.extend(recorded_at + o.retry_delay for o in outcomes if o.retry_delay is not None)
+        wall, monotonic = self.clock(), time.monotonic()
+        for outcome in outcomes:
+            ready = outcome.ready_at(wall)
+            if ready is not None:
+                self._due.append(monotonic + (ready - wall).total_seconds())
         if result.lost:  # e.g. the cohort was cancelled: drop or stop these
             self._abandon(result.lost)
         if result.untaken:  # no slot for them after all (a lease of ours had expired)

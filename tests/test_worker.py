@@ -267,8 +267,10 @@ def test_rate_limit_is_throttled_not_counted_and_its_retry_after_honoured(tmp_pa
         throttled["error"]
         == "provider vllm, model m1: HTTP 429: fakeapi: scripted 429 (retry after 1s)"
     )
-    # honoured: the task was held back at least Retry-After, and not claimed before retry_at
-    assert at(throttled["retry_at"]) - at(throttled["recorded_at"]) >= timedelta(seconds=1)
+    # honoured: the task was held back at least Retry-After from the reply (which came after
+    # the claim), never to before its own record, and not claimed before retry_at
+    assert at(throttled["retry_at"]) - at(history[0]["recorded_at"]) >= timedelta(seconds=1)
+    assert at(throttled["retry_at"]) >= at(throttled["recorded_at"])
     assert at(history[2]["recorded_at"]) >= at(throttled["retry_at"])
     times = [r.received_at for r in api.requests if gen_of(r.body) == draft]
     assert len(times) == 3 and times[1] - times[0] >= 1.0
@@ -956,28 +958,55 @@ def test_queued_leases_a_worker_cannot_start_after_a_cut_are_given_back(tmp_path
     assert counts["done"] == counts["generations"]
 
 
-def test_a_throttled_task_is_not_claimed_before_its_retry_time(tmp_path):
+def _throttled_at_t0(tmp_path: Path) -> tuple[Any, ...]:
+    """A one-draft cohort whose draft was claimed at T0 and answered 429 with Retry-After
+    30 (not recorded yet): (db, open connection, config, clock, task, outcome, api)."""
     with FakeAPI(script=[Fault("429", retry_after="30")]) as api:
         db = cohort(tmp_path, [model("m1")], combos=1)
         clock = FixedClock()
         config = WorkerConfig(db_path=db, name="A", base_urls={"vllm": api.base_url})
         conn = connect(db, create=False)
-        try:
-            (task,) = claim(conn, config, 10, clock=clock)
-            (outcome,) = execute(config, [task], clock)
-            assert outcome.throttled
-            assert record(conn, [outcome], config, clock=clock) == (1, 0)
-            (throttled,) = events_of(db, types=["attempt.throttled"])
-            retry_at = at(throttled["retry_at"])
-            assert T0 + timedelta(seconds=30) <= retry_at <= T0 + timedelta(seconds=30.25)
-            clock.advance(29)
-            assert claim(conn, config, 10, clock=clock) == []
-            clock.moment = retry_at
-            (again,) = claim(conn, config, 10, clock=clock)
-            assert (again.gen_id, again.attempt, again.throttles) == (task.gen_id, 2, 1)
-        finally:
-            conn.close()
+        (task,) = claim(conn, config, 10, clock=clock)
+        (outcome,) = execute(config, [task], clock)
+    assert outcome.throttled
+    return db, conn, config, clock, task, outcome, api
+
+
+def test_a_throttled_task_is_not_claimed_before_its_retry_time(tmp_path):
+    db, conn, config, clock, task, outcome, api = _throttled_at_t0(tmp_path)
+    try:
+        assert record(conn, [outcome], config, clock=clock) == (1, 0)
+        (throttled,) = events_of(db, types=["attempt.throttled"])
+        retry_at = at(throttled["retry_at"])
+        assert T0 + timedelta(seconds=30) <= retry_at <= T0 + timedelta(seconds=30.25)
+        clock.advance(29)
+        assert claim(conn, config, 10, clock=clock) == []
+        clock.moment = retry_at
+        (again,) = claim(conn, config, 10, clock=clock)
+        assert (again.gen_id, again.attempt, again.throttles) == (task.gen_id, 2, 1)
+    finally:
+        conn.close()
     assert api.calls == 1
+
+
+@pytest.mark.parametrize("recorded_after_s", [0.5, 40])
+def test_a_retry_after_counts_from_the_reply_not_from_the_record(tmp_path, recorded_after_s):
+    """Results are recorded in batches, or wait in memory while a write fails: the wait a
+    429 asked for starts when its reply came. A record later than that wait's end makes the
+    task ready at the record (an event never says "ready before I was written")."""
+    db, conn, config, clock, _, outcome, _ = _throttled_at_t0(tmp_path)
+    try:
+        clock.advance(recorded_after_s)
+        assert record(conn, [outcome], config, clock=clock) == (1, 0)
+    finally:
+        conn.close()
+    (throttled,) = events_of(db, types=["attempt.throttled"])
+    retry_at, recorded_at = at(throttled["retry_at"]), at(throttled["recorded_at"])
+    assert recorded_at == T0 + timedelta(seconds=recorded_after_s)
+    if recorded_after_s < 30:
+        assert T0 + timedelta(seconds=30) <= retry_at <= T0 + timedelta(seconds=30.25)
+    else:
+        assert retry_at == recorded_at
 
 
 def _outcomes(pool: str, pattern: str) -> list[Any]:
