@@ -59,42 +59,51 @@ class Status:
 
 def cohort_status(conn: sqlite3.Connection, cohort: str | None) -> Status:
     """Per-stage task counts, outcome states and per-model totals (one cohort or all)."""
-    scope = ""
-    params: list[Any] = []
-    if cohort:
-        scope = " WHERE g.gen_id IN (SELECT gen_id FROM cohort_members WHERE cohort_id = ?)"
-        params = [cohort]
     status = Status(cohort)
     for stage in ("draft", "essay", "evaluation"):
         status.stages[stage] = dict.fromkeys(STATUSES, 0)
-    for stage, state, count in conn.execute(
-        f"SELECT g.stage, g.status, count(*) FROM generations g{scope} GROUP BY 1, 2", params
-    ):
-        status.stages.setdefault(stage, dict.fromkeys(STATUSES, 0))[state] = count
-    running_scope = scope.replace(" WHERE", " AND", 1)
-    for stage, count in conn.execute(
-        "SELECT g.stage, count(*) FROM generations g WHERE g.status = 'running' AND g.slot = 0"
-        f"{running_scope} GROUP BY 1",
-        params,
-    ):
-        counts = status.stages[stage]
-        counts["running"] -= count
-        counts["queued"] = count
-    status.states = {
-        state: count
-        for state, count in conn.execute(
-            f"SELECT g.state, count(*) FROM generations g{scope}"
-            f" {'AND' if scope else 'WHERE'} g.state IS NOT NULL GROUP BY 1 ORDER BY 2 DESC",
-            params,
+    if cohort:
+        # One pass over the members, each generation read by key: counts and states at once.
+        states: dict[str, int] = {}
+        for stage, task_status, outcome, queued, count in conn.execute(
+            "SELECT g.stage, g.status, g.state, g.status = 'running' AND g.slot = 0, count(*)"
+            " FROM cohort_members m JOIN generations g ON g.gen_id = m.gen_id"
+            " WHERE m.cohort_id = ? GROUP BY 1, 2, 3, 4",
+            [cohort],
+        ):
+            counts = status.stages.setdefault(stage, dict.fromkeys(STATUSES, 0))
+            counts["queued" if queued else task_status] += count
+            if outcome is not None:
+                states[outcome] = states.get(outcome, 0) + count
+        status.states = dict(sorted(states.items(), key=lambda item: -item[1]))
+    else:
+        # Every generation: the queue index (status, stage) counts without reading rows.
+        for stage, task_status, count in conn.execute(
+            "SELECT stage, status, count(*) FROM generations GROUP BY 1, 2"
+        ):
+            status.stages.setdefault(stage, dict.fromkeys(STATUSES, 0))[task_status] = count
+        for stage, count in conn.execute(
+            "SELECT stage, count(*) FROM generations WHERE status = 'running' AND slot = 0"
+            " GROUP BY 1"
+        ):
+            status.stages[stage]["running"] -= count
+            status.stages[stage]["queued"] = count
+        status.states = dict(
+            conn.execute(
+                "SELECT state, count(*) FROM generations WHERE state IS NOT NULL"
+                " GROUP BY 1 ORDER BY 2 DESC"
+            ).fetchall()
         )
-    }
-    call_scope = scope.replace("g.gen_id", "c.gen_id")
+    calls, params = "calls c", []
+    if cohort:
+        calls = "cohort_members m JOIN calls c ON c.gen_id = m.gen_id WHERE m.cohort_id = ?"
+        params = [cohort]
     for row in conn.execute(
         "SELECT c.model_id, count(*) AS calls, sum(c.ok) AS ok, sum(1 - c.ok) AS errors,"
         " coalesce(sum(c.prompt_tokens), 0) AS prompt_tokens,"
         " coalesce(sum(c.completion_tokens), 0) AS completion_tokens,"
         " coalesce(sum(c.cost), 0) AS cost, max(c.offline) AS offline,"
-        f" avg(c.latency_s) AS mean_latency_s FROM calls c{call_scope}"
+        f" avg(c.latency_s) AS mean_latency_s FROM {calls}"
         " GROUP BY c.model_id ORDER BY c.model_id",
         params,
     ):
