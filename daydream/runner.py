@@ -1,8 +1,9 @@
 """The runner: start N worker processes for a cohort, show progress, stop cleanly.
 
-``run_cohort()`` launches ``python -m daydream worker`` processes (never forks a process
-holding a database connection), polls the projections read-only for progress, restarts a
-worker that died while work remains (at most ``max_restarts`` times), and returns when every
+``run_cohort()`` launches ``daydream worker`` processes (as ``python -m daydream.workerproc``,
+which exits without the interpreter's teardown; never a fork of a process holding a
+database connection), polls the projections read-only for progress, restarts a worker
+that died while work remains (at most ``max_restarts`` times), and returns when every
 worker has exited. Ctrl-C, SIGTERM and SIGHUP are forwarded to the workers exactly once
 (as SIGINT, SIGTERM, SIGTERM): they finish their in-flight calls within their grace period
 or release the leases, so running again resumes exactly where this run stopped. The workers
@@ -48,7 +49,7 @@ def run_cohort(
 ) -> RunSummary:
     """Run the cohort's remaining work with ``workers`` processes until nothing is left."""
     started = time.monotonic()
-    base = [sys.executable, "-m", "daydream", "worker", "--db", str(db_path)]
+    base = [sys.executable, "-m", "daydream.workerproc", "--db", str(db_path)]
     base += ["--concurrency", str(concurrency)]
     if cohort:
         base += ["--cohort", cohort]

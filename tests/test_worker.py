@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import sys
 import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -134,6 +135,23 @@ def fake_reply(body: dict[str, Any]) -> str:
 
 def assert_clean_exit(done: Any) -> None:
     assert "Traceback" not in done.stderr, done.stderr
+
+
+def test_the_entry_of_run_workers_is_daydream_worker_with_its_exit_codes(tmp_path):
+    """``daydream run`` starts ``python -m daydream.workerproc``: the worker command with a
+    fast exit. Its output is complete and its exit codes are the command's."""
+    db = offline_cohort(tmp_path)
+    entry = [sys.executable, "-m", "daydream.workerproc"]
+    done = run([*entry, "--db", str(db), "--offline", "--name", "w1"])
+    assert_clean_exit(done)
+    total = scalar(db, "SELECT count(*) FROM generations")
+    assert scalar(db, "SELECT count(*) FROM generations WHERE status = 'done'") == total
+    assert f"worker w1: {total} ok, 0 failed" in done.stderr
+    missing = run([*entry, "--db", str(tmp_path / "none.db")], check=False)
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("Error: database ") and "Traceback" not in missing.stderr
+    usage = run([*entry, "--db", str(db), "--concurrency", "0"], check=False)
+    assert usage.returncode == 2 and "Invalid value for '--concurrency'" in usage.stderr
 
 
 # -- end to end against the fake API --------------------------------------------------------
