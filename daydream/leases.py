@@ -486,6 +486,7 @@ def exchange(
     promote: list[Task] | None = None,
     queued: list[Task] | None = None,
     shedding: dict[str, int] | None = None,
+    running: list[Task] | None = None,
 ) -> Exchanged:
     """Record finished outcomes, hand their slots on, and claim, in ONE transaction.
 
@@ -494,14 +495,18 @@ def exchange(
     really in flight). ``queue``, ``held``, ``promote``: as ``claim``; ``shedding``: the
     slots per pool the worker is letting go (no new queued leases where that is all of
     them). ``queued``: the
-    worker's other queued leases. ``lost`` in the result names the queued and taken tasks
-    whose leases no longer hold (a cancelled cohort): the worker drops or stops them.
+    worker's other queued leases; ``running``: calls in flight to check as well (now and
+    then). ``lost`` in the result names those tasks and the taken ones whose leases no
+    longer hold (a cancelled cohort, an expired lease): the worker drops or stops them.
     """
+    # The rate-limit signals move only with a committed record: a rolled-back write keeps
+    # its outcomes for the next one, which must not count them twice.
+    pending = {pool: signal_.copy() for pool, signal_ in (signals or {}).items()}
     with transaction(conn):
         leases = _running_leases(conn, [o.task.gen_id for o in outcomes])
         freed = _slots_freed(outcomes, leases)
         recorded, stale = (
-            record(conn, outcomes, config, clock=clock, signals=signals, leases=leases)
+            record(conn, outcomes, config, clock=clock, signals=pending, leases=leases)
             if outcomes
             else (0, 0)
         )
@@ -530,7 +535,7 @@ def exchange(
             else []
         )
         lost = set()
-        check = [*(queued or []), *(taken or [])]
+        check = [*(queued or []), *(taken or []), *(running or [])]
         if check:
             tokens = _held_tokens(conn, [task.gen_id for task in check])
             lost = {task.gen_id for task in check if tokens.get(task.gen_id) != task.token}
@@ -541,6 +546,8 @@ def exchange(
     for task in promote or []:  # only now that the transaction has committed
         if any(t is task for t in tasks):
             task.slot = True
+    if signals is not None:
+        signals.update(pending)
     return Exchanged(recorded, stale, tasks, lost, shed, untaken - lost)
 
 
@@ -579,6 +586,11 @@ class _PoolSignal:
     def __init__(self) -> None:
         self.window: deque[bool] = deque()
         self.successes = 0
+
+    def copy(self) -> _PoolSignal:
+        twin = _PoolSignal()
+        twin.window, twin.successes = deque(self.window), self.successes
+        return twin
 
     def add(self, limited: bool, size: int) -> None:
         self.window.append(limited)
@@ -708,10 +720,15 @@ def heartbeat(
     return lost
 
 
-def has_pending(conn: sqlite3.Connection, cohort: str | None) -> bool:
-    """Is there anything left that a worker could eventually run?"""
+def has_pending(
+    conn: sqlite3.Connection, cohort: str | None, pools: tuple[str, ...] = ()
+) -> bool:
+    """Is there anything left that a worker (of ``pools``, if given) could eventually run?"""
     sql = "SELECT 1 FROM generations g WHERE status IN ('ready', 'running', 'waiting')"
     params: list[Any] = []
+    if pools:
+        sql += f" AND pool IN ({', '.join('?' * len(pools))})"
+        params.extend(pools)
     if cohort:
         sql += (
             " AND EXISTS (SELECT 1 FROM cohort_members m"

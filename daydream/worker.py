@@ -76,6 +76,7 @@ DEFAULT_MAX_ATTEMPTS = 3
 MAX_THROTTLES = 100
 DEFAULT_MIN_LINES = {"draft": 3}
 IDLE_POLL_S = 0.1  # longest sleep of an idle worker between looks at the queue
+CALLS_CHECK_S = 0.5  # how often a worker checks that its calls in flight still hold their leases
 QUEUE_WAIT_S = 0.25  # how much work a worker's queued leases may hold (see Worker.queue_size)
 
 
@@ -406,6 +407,7 @@ class Worker:
         self._signals: dict[str, Any] = {}
         self._wake: asyncio.Event | None = None
         self._checked = 0.0  # when the last exchange ran (monotonic)
+        self._calls_checked = 0.0  # when the leases of calls in flight were last checked
         self._due: list[float] = []  # when our backed-off tasks may run again (monotonic)
         self._write_failures = 0  # consecutive failed writes (full disk, I/O errors)
         self._shed: dict[str, int] = {}  # pool -> slots to let go as calls end (limit cut)
@@ -529,7 +531,9 @@ class Worker:
             return
         outcome = job.result()
         task = outcome.task
-        if self._inflight.pop(task.gen_id, None) is not None:
+        entry = self._inflight.get(task.gen_id)
+        if entry is not None and entry[1] is job:  # not a newer lease's call on the same task
+            del self._inflight[task.gen_id]
             self._running[task.pool] -= 1
             took = time.monotonic() - self._started.pop(task.gen_id)
             if task.mode == "llm":  # a copy is instant and takes no model slot
@@ -576,7 +580,13 @@ class Worker:
                 promote.extend(list(queue)[: want - len(promote)])
         queued = len(self._queued())
         extra = 0 if self._stopping else max(0, self.queue_size - queued)
-        if not outcomes and not taken and want <= 0 and extra <= 0:
+        # Now and then, check that the calls in flight still hold their leases (a cancelled
+        # cohort frees their slots at once; a lease can expire under a suspended machine).
+        running: list[Task] = []
+        if self._inflight and time.monotonic() - self._calls_checked >= CALLS_CHECK_S:
+            running = [task for task, _ in self._inflight.values()]
+            self._calls_checked = time.monotonic()
+        if not outcomes and not taken and want <= 0 and extra <= 0 and not running:
             # Nothing to write; still look at the queued leases now and then, so that a
             # cancelled one is dropped before a slot frees for it.
             if not self._queued() or time.monotonic() - self._checked < 0.25:
@@ -596,6 +606,7 @@ class Worker:
                 promote=promote,
                 queued=self._queued(),
                 shedding=dict(self._shed),
+                running=running,
             )
         except sqlite3.OperationalError as exc:
             # The transaction rolled back: nothing was written. Undo the snapshot, keep the
@@ -636,17 +647,29 @@ class Worker:
                     self._start(task)
                     started = True
             elif task.slot:
+                self._reclaimed(task)
                 self.stats.claimed += 1
                 self._slots[task.pool] = self._slots.get(task.pool, 0) + 1
                 self._start(task)
                 started = True
             else:
+                self._reclaimed(task)
                 self.stats.claimed += 1
                 self._queue.setdefault(task.pool, deque()).append(task)
         for pool in list(self._queue):
             self._fill(pool)
         await self._release_stranded()
         return started or bool(result.tasks)
+
+    def _reclaimed(self, task: Task) -> None:
+        """A task claimed again while this worker still runs or queues it under an older
+        lease (the lease expired and was taken back, e.g. after the machine slept): that
+        call's result could only be discarded, so it stops and the new lease runs it."""
+        if self._stop_call(task.gen_id):
+            self.log(f"lease on {task.gen_id} expired while its call ran; running it again")
+        for pool, queue in self._queue.items():
+            if any(t.gen_id == task.gen_id for t in queue):
+                self._queue[pool] = deque(t for t in queue if t.gen_id != task.gen_id)
 
     async def _unslot(self, gen_ids: set[str]) -> None:
         """Tasks that started in a handed-on slot the database did not grant: stop their
@@ -709,7 +732,9 @@ class Worker:
             )
 
     async def _heartbeat(self) -> None:
+        # Results waiting to be written (a write failing for a while) keep their leases too.
         tasks = [task for task, _ in self._inflight.values()] + self._queued()
+        tasks += [outcome.task for outcome in self._done]
         try:
             lost = await self._db_call(heartbeat, self.config, tasks, clock=self.clock)
         except sqlite3.OperationalError as exc:
@@ -773,7 +798,7 @@ class Worker:
     async def _pending(self) -> bool:
         """Is anything left to run? (Yes while the database cannot be read.)"""
         try:
-            return bool(await self._db_call(has_pending, self.config.cohort))
+            return bool(await self._db_call(has_pending, self.config.cohort, self.config.pools))
         except sqlite3.OperationalError as exc:
             self.log(f"worker {self.config.name}: reading the queue failed ({exc})")
             return True

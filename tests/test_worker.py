@@ -27,8 +27,8 @@ from daydream.errors import PlanError
 from daydream.leases import claim, exchange, heartbeat, record, set_pool_limit
 from daydream.projections import compare_with_replay
 from daydream.providers import render_offline_reply
-from daydream.store import connect, isoformat, transaction
-from daydream.worker import Executor, Worker, WorkerConfig
+from daydream.store import connect, isoformat, transaction, utcnow
+from daydream.worker import CALLS_CHECK_S, Executor, Worker, WorkerConfig, WorkerStats
 from tests.fakeapi import FAKE_LABEL, FakeAPI, Fault
 from tests.invariants import check_invariants
 from tests.scenario import (
@@ -1076,3 +1076,210 @@ def test_pool_limits_adapt_to_rate_limiting_and_each_change_is_an_event(tmp_path
         feed("." * 10)
     assert query(db, 'SELECT "limit", ceiling FROM pools WHERE pool = ?', ["p"]) == [(10, 10)]
     conn.close()
+
+
+# -- leases under a sleeping machine, a cancel, failing writes (found by review) -----------
+
+
+class _SteppedClock:
+    """The wall clock, plus an offset a test moves forward (a suspended machine waking)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(timezone.utc) + self.offset
+
+
+def _watch_calls(monkeypatch, delays: dict[str, float]) -> dict[str, Any]:
+    """Count the calls in flight (all, and per generation); a call of a generation in
+    ``delays`` takes that much longer."""
+    seen: dict[str, Any] = {"now": 0, "max": 0, "per_gen": {}, "max_per_gen": 0}
+    run = Executor.run
+
+    async def watched(self, task):
+        seen["now"] += 1
+        seen["max"] = max(seen["max"], seen["now"])
+        per_gen = seen["per_gen"]
+        per_gen[task.gen_id] = per_gen.get(task.gen_id, 0) + 1
+        seen["max_per_gen"] = max(seen["max_per_gen"], per_gen[task.gen_id])
+        try:
+            await asyncio.sleep(delays.get(task.gen_id, 0.0))
+            return await run(self, task)
+        finally:
+            seen["now"] -= 1
+            per_gen[task.gen_id] -= 1
+
+    monkeypatch.setattr(Executor, "run", watched)
+    return seen
+
+
+def _fail_writes(monkeypatch, times: int) -> None:
+    """The next ``times`` recording transactions fail before they commit (an I/O error)."""
+    import daydream.leases as leases_module
+
+    left = [times]
+
+    def fail_point(name: str) -> None:
+        if name == "before_commit" and left[0]:
+            left[0] -= 1
+            raise sqlite3.OperationalError("disk I/O error (injected)")
+
+    monkeypatch.setattr(leases_module, "fail_point", fail_point)
+
+
+def test_a_worker_whose_leases_expired_under_it_never_runs_a_task_twice_at_once(
+    tmp_path, monkeypatch
+):
+    """The clock jumps past the lease while calls run (a machine waking from sleep): the
+    next claim reaps the worker's own leases and may take the same tasks again. The old
+    calls stop; the worker never exceeds its concurrency nor calls a task twice at once,
+    and its bookkeeping ends balanced."""
+    db = offline_cohort(tmp_path, combos=4, pool="tiny")
+    drafts = gen_ids(db, "draft")
+    seen = _watch_calls(monkeypatch, {g: 0.6 for g in drafts[1::2]})
+    clock = _SteppedClock()
+    config = WorkerConfig(
+        db_path=db, name="A", concurrency=2, queue=0, lease_s=30, offline_latency_s=0.1
+    )
+    worker = Worker(config, clock=clock)
+
+    async def main() -> None:
+        async def wake_up() -> None:
+            await asyncio.sleep(0.2)  # two drafts in flight
+            clock.offset += timedelta(seconds=60)
+
+        await asyncio.gather(worker.run(), wake_up())
+
+    asyncio.run(main())
+    assert events_of(db, types=["lease.expired"]), "the clock step expired no lease"
+    assert seen["max"] <= 2 and seen["max_per_gen"] == 1, seen
+    assert all(n == 0 for n in worker._running.values()), worker._running
+    assert all(n == 0 for n in worker._slots.values()), worker._slots
+    assert scalar(db, "SELECT count(*) FROM generations WHERE status != 'done'") == 0
+
+
+def test_calls_of_a_cancelled_cohort_stop_soon_so_the_pool_limit_holds(tmp_path, monkeypatch):
+    """A cancel frees the slots of the cohort's calls in flight at once; the worker running
+    them finds out within ``CALLS_CHECK_S`` and stops them, so another worker taking the
+    freed slots does not put the pool over its limit."""
+    from daydream.cohorts import cancel
+
+    db = offline_cohort(tmp_path, combos=4, pool="p")
+    other = {
+        "combo_id": combo_ids(4),
+        "draft_template": ["notes"],
+        "draft_llm": ["m1"],
+        "draft_replicate": [2],
+        "essay_template": ["copy"],
+        "evaluation_template": ["judge"],
+        "evaluation_llm": ["m1"],
+    }
+    plan(db, tmp_path / "catalog", write_spec(tmp_path / "other.yaml", other), cohort="k2")
+    conn = connect(db, create=False)
+    set_pool_limit(conn, "p", 2)
+    seen = _watch_calls(monkeypatch, dict.fromkeys(gen_ids(db, "draft"), 3.0))
+    worker = Worker(
+        WorkerConfig(db_path=db, name="A", cohort="k", concurrency=2, queue=0, grace_s=0.1)
+    )
+    report: dict[str, int] = {}
+
+    async def main() -> None:
+        async def cancel_then_claim() -> None:
+            await asyncio.sleep(0.5)
+            assert seen["now"] == 2
+            cancel(conn, "k")
+            await asyncio.sleep(2 * CALLS_CHECK_S)
+            b = WorkerConfig(db_path=db, name="B", cohort="k2")
+            taken = claim(conn, b, 10, clock=utcnow)
+            report["A"], report["B"] = seen["now"], sum(task.slot for task in taken)
+            worker.request_stop()
+            worker.request_stop()
+
+        await asyncio.gather(worker.run(), cancel_then_claim())
+
+    try:
+        asyncio.run(main())
+    finally:
+        conn.close()
+    assert report == {"A": 0, "B": 2}
+
+
+def test_results_waiting_for_a_failing_write_keep_their_leases(tmp_path, monkeypatch):
+    """Writes of results fail for longer than a lease (heartbeats still go through): a
+    result kept in memory is heartbeated like a call in flight, so no other worker takes
+    its task over and the model is not called again."""
+    db = offline_cohort(tmp_path, combos=4, pool="tiny")
+    quick, slow = gen_ids(db, "draft")[:2]
+    _watch_calls(monkeypatch, {slow: 30.0})
+    _fail_writes(monkeypatch, 3)  # backs off 0.5 + 1 + 2 s, past the 2 s lease
+    config = WorkerConfig(
+        db_path=db, name="A", concurrency=2, queue=0, lease_s=2.0, grace_s=0.2,
+        offline_latency_s=0.05,
+    )
+    worker = Worker(config)
+
+    async def main() -> None:
+        async def another_worker() -> None:
+            await asyncio.sleep(3.0)  # the first lease ran out at 2 s unless heartbeated
+            conn = connect(db, create=False)
+            try:
+                claim(conn, WorkerConfig(db_path=db, name="B", lease_s=2.0), 1, clock=utcnow)
+            finally:
+                conn.close()
+            await asyncio.sleep(1.5)
+            worker.request_stop()
+            worker.request_stop()
+
+        await asyncio.gather(worker.run(), another_worker())
+
+    asyncio.run(main())
+    expired = {e["gen_id"] for e in events_of(db, types=["lease.expired"])}
+    assert not expired & {quick, slow}, expired
+    assert scalar(db, "SELECT status FROM generations WHERE gen_id = ?", [quick]) == "done"
+
+
+def test_a_rolled_back_write_does_not_count_its_429s_twice(tmp_path, monkeypatch):
+    """The rate-limit window moves only with a committed write: four 429s written after two
+    failed tries count four times, not twelve, and cut nothing (the window holds 10)."""
+    from daydream import events as ev
+    from daydream.leases import Outcome
+
+    db = offline_cohort(tmp_path, combos=6, pool="p")
+    config, clock = WorkerConfig(db_path=db, name="A"), FixedClock()
+    conn = connect(db, create=False)
+    set_pool_limit(conn, "p", 5)
+    tasks = claim(conn, config, 4, clock=clock)
+    retry_at = "2031-01-01T12:00:01.000000Z"
+    outcomes = [
+        Outcome(
+            task,
+            [ev.AttemptThrottled(gen_id=task.gen_id, token=task.token, error="429", retry_at=retry_at)],
+            ok=False,
+            throttled=True,
+            retry_delay=1.0,
+        )
+        for task in tasks
+    ]
+    _fail_writes(monkeypatch, 2)
+    signals: dict[str, Any] = {}
+    try:
+        for _ in range(2):
+            with pytest.raises(sqlite3.OperationalError):
+                exchange(conn, outcomes, config, 0, clock=clock, signals=signals)
+        assert exchange(conn, outcomes, config, 0, clock=clock, signals=signals).recorded == 4
+    finally:
+        conn.close()
+    assert list(signals["p"].window) == [True] * 4
+    assert not events_of(db, types=["pool.limit_changed"])[1:], "a limit was cut"
+
+
+def test_a_worker_of_one_pool_exits_when_its_pool_has_nothing_left(tmp_path):
+    db = offline_cohort(tmp_path, combos=2, pool="p")
+    worker = Worker(WorkerConfig(db_path=db, name="A", pools=("other",)))
+
+    async def main() -> WorkerStats:
+        return await asyncio.wait_for(worker.run(), 10.0)
+
+    assert asyncio.run(main()).claimed == 0
+    assert scalar(db, "SELECT count(*) FROM generations WHERE status = 'ready'") > 0
