@@ -8,6 +8,7 @@ finds nothing left to do); ``--fresh`` starts over.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,9 +16,31 @@ from .catalog import load_catalog
 from .plan import plan_cohort
 from .registry import import_catalog
 from .runner import run_cohort
-from .store import connect, project_dir
+from .errors import DaydreamError
+from .store import connect, project_dir, readonly_uri
 
 COHORT = "demo"
+
+
+def _refuse_to_replace(db_path: Path) -> None:
+    """``--fresh`` deletes the file: only an empty one or a daydream database."""
+    if not db_path.is_file() or db_path.stat().st_size == 0:
+        return
+    try:
+        conn = sqlite3.connect(readonly_uri(db_path), uri=True)
+        try:
+            found = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
+            ).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        found = None
+    if not found:
+        raise DaydreamError(
+            f"{db_path} is not a daydream database; --fresh only replaces one"
+            " (choose another --db)"
+        )
 
 
 def run_demo(
@@ -36,6 +59,7 @@ def run_demo(
         # repo, so a database made there does not name the machine it was made on.
         specs = specs.relative_to(Path.cwd())
     if fresh:
+        _refuse_to_replace(db_path)
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db_path}{suffix}").unlink(missing_ok=True)
     conn = connect(db_path, create=True)

@@ -419,15 +419,15 @@ def check(
     (an integrity check and a replay take minutes on a day-long log)."""
     from .projections import DDL_HASH, built_by, compare_with_replay
 
-    size = database_bytes(path)
-    say = progress if progress is not None and size >= CHECK_PROGRESS_BYTES else (lambda _: None)
     results: list[tuple[str, bool, str]] = []
     try:
-        conn = connect(path, create=False, migrate=False)
+        conn = connect(path, create=False, migrate=False)  # a missing file: one-line error
     except StoreError as exc:
         if "guard" not in str(exc):
             raise
         return [("append_only_guards", False, str(exc))]
+    size = database_bytes(path)
+    say = progress if progress is not None and size >= CHECK_PROGRESS_BYTES else (lambda _: None)
     try:
         say(f"checking the integrity of {size / 1e6:,.0f} MB (PRAGMA integrity_check)")
         integrity = [row[0] for row in conn.execute("PRAGMA integrity_check")]

@@ -206,6 +206,14 @@ def _error_cases(tmp: Path, db: Path) -> list[tuple[list, str]]:
             f"database {missing_db} does not exist (create it with: daydream db init)",
         ),
         (
+            ["db", "check", "--db", missing_db],
+            f"database {missing_db} does not exist (create it with: daydream db init)",
+        ),
+        (
+            ["demo", "--db", dup, "--fresh"],  # a spec, not a database: --fresh keeps it
+            f"{dup} is not a daydream database; --fresh only replaces one (choose another --db)",
+        ),
+        (
             ["catalog", "import", EXAMPLE, "--db", tmp / "no-such-dir" / "new.db"],
             f"database {tmp / 'no-such-dir' / 'new.db'}: directory {tmp / 'no-such-dir'} does"
             " not exist (create it, or choose another --db)",
@@ -226,6 +234,7 @@ def test_every_error_is_one_line_with_exit_1_and_no_traceback(tmp_path, db):
         assert "Traceback" not in result.output
     assert events_in(db) == before
     assert not (tmp_path / "missing.db").exists()  # a failed plan creates no database
+    assert (tmp_path / "dup.yaml").read_text() == "axes:\n  a: [1, 1]\n"
 
 
 def test_errors_in_a_real_process(tmp_path, db):
