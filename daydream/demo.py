@@ -13,10 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .catalog import load_catalog
+from .errors import DaydreamError
 from .plan import plan_cohort
 from .registry import import_catalog
 from .runner import run_cohort
-from .errors import DaydreamError
 from .store import connect, project_dir, readonly_uri
 
 COHORT = "demo"

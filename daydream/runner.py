@@ -1,7 +1,7 @@
 """The runner: start N worker processes for a cohort, show progress, stop cleanly.
 
-``run_cohort()`` launches ``daydream worker`` processes (as ``python -m daydream.workerproc``,
-which exits without the interpreter's teardown; never a fork of a process holding a
+``run_cohort()`` launches ``daydream worker`` processes (``workerproc.command``: this copy
+of daydream, exiting without the interpreter's teardown; never a fork of a process holding a
 database connection), polls the projections read-only for progress, restarts a worker
 that died while work remains (at most ``max_restarts`` times), and returns when every
 worker has exited. Ctrl-C, SIGTERM and SIGHUP are forwarded to the workers exactly once
@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Any
 
 from .cohorts import Status, cohort_status
 from .store import connect
+from .workerproc import command
 
 
 @dataclass
@@ -49,7 +49,7 @@ def run_cohort(
 ) -> RunSummary:
     """Run the cohort's remaining work with ``workers`` processes until nothing is left."""
     started = time.monotonic()
-    base = [sys.executable, "-m", "daydream.workerproc", "--db", str(db_path)]
+    base = command("--db", str(db_path))
     base += ["--concurrency", str(concurrency)]
     if cohort:
         base += ["--cohort", cohort]

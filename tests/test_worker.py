@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import sys
+import subprocess
 import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -138,19 +138,31 @@ def assert_clean_exit(done: Any) -> None:
 
 
 def test_the_entry_of_run_workers_is_daydream_worker_with_its_exit_codes(tmp_path):
-    """``daydream run`` starts ``python -m daydream.workerproc``: the worker command with a
-    fast exit. Its output is complete and its exit codes are the command's."""
+    """``daydream run`` starts ``workerproc.command(...)``: the worker command with a fast
+    exit, importing this copy of daydream even from a directory holding another
+    ``daydream/`` package. Its output is complete and its exit codes are the command's."""
+    from daydream.workerproc import command
+
     db = offline_cohort(tmp_path)
-    entry = [sys.executable, "-m", "daydream.workerproc"]
-    done = run([*entry, "--db", str(db), "--offline", "--name", "w1"])
+    elsewhere = tmp_path / "checkout"
+    (elsewhere / "daydream").mkdir(parents=True)
+    (elsewhere / "daydream" / "__init__.py").write_text("raise ImportError('not this copy')\n")
+
+    def worker(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            command(*args), capture_output=True, text=True, timeout=60, cwd=elsewhere
+        )
+
+    done = worker("--db", str(db), "--offline", "--name", "w1")
+    assert done.returncode == 0, done.stderr
     assert_clean_exit(done)
     total = scalar(db, "SELECT count(*) FROM generations")
     assert scalar(db, "SELECT count(*) FROM generations WHERE status = 'done'") == total
     assert f"worker w1: {total} ok, 0 failed" in done.stderr
-    missing = run([*entry, "--db", str(tmp_path / "none.db")], check=False)
+    missing = worker("--db", str(tmp_path / "none.db"))
     assert missing.returncode == 1
     assert missing.stderr.startswith("Error: database ") and "Traceback" not in missing.stderr
-    usage = run([*entry, "--db", str(db), "--concurrency", "0"], check=False)
+    usage = worker("--db", str(db), "--concurrency", "0")
     assert usage.returncode == 2 and "Invalid value for '--concurrency'" in usage.stderr
 
 
