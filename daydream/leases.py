@@ -308,25 +308,7 @@ def _load_task(
                 "version": version,
             }
             _TEMPLATE_CACHE[version] = template
-    model = None
-    if model_id:
-        row = conn.execute(
-            "SELECT version, provider, provider_model, price_input, price_output, settings"
-            " FROM models WHERE model_id = ?",
-            (model_id,),
-        ).fetchone()
-        key = (model_id, row[0])
-        model = _MODEL_CACHE.get(key)
-        if model is None:
-            model = {
-                "model_id": model_id,
-                "provider": row[1],
-                "provider_model": row[2],
-                "price_input": row[3],
-                "price_output": row[4],
-                "settings": json.loads(row[5]),
-            }
-            _MODEL_CACHE[key] = model
+    model = _model(conn, model_id) if model_id else None
     concepts: list[Any] = []
     if combo and (stage == "draft" or (stage == "essay" and parent is None)):
         concepts = _combo_concepts(conn, combo)
@@ -348,6 +330,45 @@ def _load_task(
         replicate=replicate,
         released=released,
     )
+
+
+def _model(conn: sqlite3.Connection, model_id: str) -> dict[str, Any]:
+    """A catalog model as a worker calls it (cached per model version)."""
+    row = conn.execute(
+        "SELECT version, provider, provider_model, price_input, price_output, settings"
+        " FROM models WHERE model_id = ?",
+        (model_id,),
+    ).fetchone()
+    key = (model_id, row[0])
+    model = _MODEL_CACHE.get(key)
+    if model is None:
+        model = {
+            "model_id": model_id,
+            "provider": row[1],
+            "provider_model": row[2],
+            "price_input": row[3],
+            "price_output": row[4],
+            "settings": json.loads(row[5]),
+        }
+        _MODEL_CACHE[key] = model
+    return model
+
+
+def remaining_models(conn: sqlite3.Connection, cohort: str | None) -> list[dict[str, Any]]:
+    """The models that the cohort's unfinished model calls (all cohorts': None) will use."""
+    sql = (
+        "SELECT DISTINCT g.model_id FROM generations g"
+        " WHERE g.status IN ('ready', 'running', 'waiting') AND g.mode = 'llm'"
+        " AND g.model_id IS NOT NULL"
+    )
+    params: list[Any] = []
+    if cohort:
+        sql += (
+            " AND EXISTS (SELECT 1 FROM cohort_members m"
+            " WHERE m.cohort_id = ? AND m.gen_id = g.gen_id)"
+        )
+        params.append(cohort)
+    return [_model(conn, model_id) for (model_id,) in conn.execute(sql + " ORDER BY 1", params)]
 
 
 def _missing_template(version: str | None) -> dict[str, Any]:

@@ -36,6 +36,8 @@ class Rehearsal:
     cost_low: float = 0.0
     cost_high: float = 0.0
     unpriced: list[str] = field(default_factory=list)
+    # What a real run would refuse before its first call (a missing API key...).
+    setup: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +47,7 @@ class Rehearsal:
             "forecast": self.forecast,
             "cost_usd": {"low": round(self.cost_low, 4), "high": round(self.cost_high, 4)},
             "unpriced_models": self.unpriced,
+            "setup_problems": self.setup,
         }
 
 
@@ -55,6 +58,7 @@ def rehearse(db_path: Path, cohort: str | None, *, workers: int = 2, concurrency
     try:
         source = connect(db_path, create=False)
         pending = _pending(source, cohort)
+        setup = _setup_problems(source, db_path, cohort)
         target = sqlite3.connect(scratch)
         source.backup(target)
         target.close()
@@ -63,13 +67,30 @@ def rehearse(db_path: Path, cohort: str | None, *, workers: int = 2, concurrency
             scratch, cohort, workers=workers, concurrency=concurrency, worker_args=["--offline", "--max-attempts", "1"]
         )
         conn = connect(scratch, create=False)
-        result = Rehearsal(cohort, summary.status)
+        result = Rehearsal(cohort, summary.status, setup=setup)
         result.problems = _problems(conn, pending)
         _forecast(conn, pending, result)
         conn.close()
         return result
     finally:
         shutil.rmtree(scratch_dir, ignore_errors=True)
+
+
+def _setup_problems(conn: sqlite3.Connection, db_path: Path, cohort: str | None) -> list[str]:
+    """Each provider a real run of the cohort would fail to set up, in one line each."""
+    from .errors import ConfigError
+    from .leases import remaining_models
+    from .worker import Executor, WorkerConfig
+
+    executor = Executor(WorkerConfig(db_path=db_path, cohort=cohort))
+    problems: list[str] = []
+    for model in remaining_models(conn, cohort):
+        try:
+            executor.provider(model)
+        except ConfigError as exc:
+            if str(exc) not in problems:
+                problems.append(str(exc))
+    return problems
 
 
 def _pending(conn: sqlite3.Connection, cohort: str | None) -> list[str]:
@@ -152,6 +173,9 @@ def format_rehearsal(result: Rehearsal) -> str:
         lines.append(f"  forecast total: ${result.cost_low:.4f} - ${result.cost_high:.4f}")
     if result.unpriced:
         lines.append(f"  no prices for: {', '.join(result.unpriced)}")
+    if result.setup:
+        lines.append("  a real run would stop before its first call:")
+        lines.extend(f"    {problem}" for problem in result.setup)
     if result.problems:
         lines.append("  problems (fix before spending money):")
         for p in result.problems:

@@ -53,6 +53,7 @@ from .leases import (
     has_pending,
     heartbeat,
     release,
+    remaining_models,
 )
 from .parsers import parse_output, validate_output
 from .prompts import concept_contents, render_prompt, stage_variables
@@ -815,9 +816,24 @@ class Worker:
             self.log(f"worker {self.config.name}: leases not released ({exc}); they expire")
 
 
+def check_providers(config: WorkerConfig) -> None:
+    """Build the provider of every model that the unfinished calls in ``config``'s scope
+    will use, as a worker would: a missing API key, an unknown provider or a bad base URL
+    is one ``ConfigError`` before any call, not a failed generation per task."""
+    conn = connect(config.db_path, create=False)
+    try:
+        models = remaining_models(conn, config.cohort)
+    finally:
+        conn.close()
+    executor = Executor(config)
+    for model in models:
+        executor.provider(model)  # builds and checks; the HTTP clients are made on first use
+
+
 def run_worker(config: WorkerConfig, *, log: Callable[[str], None] | None = None) -> WorkerStats:
     """Run one worker until idle (or stopped by a signal)."""
     if not Path(config.db_path).exists():
         raise DaydreamError(f"database {config.db_path} does not exist (plan a cohort first)")
     crashpoints.check()
+    check_providers(config)
     return asyncio.run(Worker(config, log=log).run())

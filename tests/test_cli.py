@@ -605,3 +605,24 @@ def test_a_reader_holding_a_snapshot_grows_the_wal_until_it_ends_and_a_checkpoin
     assert json.loads(runner.invoke(cli, ["status", "--db", str(db), "--json"]).stdout)[
         "wal_bytes"
     ] == 0
+
+
+def test_a_run_missing_an_api_key_stops_before_any_call_in_one_line(tmp_path, db):
+    """The key a cohort's model needs is checked before the workers start (it used to fail
+    every generation of that model as an unexpected error, exit 0); a rehearsal names it;
+    a rehearsal of a misspelt cohort is the usual error."""
+    spec = write_spec(tmp_path, "real", {"axes": {**DRAFTS["axes"], "draft_llm": ["sonnet-4.5"]}})
+    ok("plan", spec, "--cohort", "real", "--db", db)
+    before = events_in(db)
+    no_key = {"OPENROUTER_API_KEY": None}
+    result = CliRunner().invoke(cli, ["run", "real", "--db", str(db)], env=no_key)
+    message = "provider openrouter: OPENROUTER_API_KEY is not set (export it or put it in .env)"
+    assert (result.exit_code, result.stderr) == (1, f"Error: {message}\n"), result.output
+    assert events_in(db) == before
+    rehearsal = CliRunner().invoke(cli, ["run", "real", "--rehearse", "--db", str(db)], env=no_key)
+    assert rehearsal.exit_code == 1
+    assert f"a real run would stop before its first call:\n    {message}" in rehearsal.stdout
+    typo = invoke("run", "reel", "--rehearse", "--db", db)
+    assert typo.exit_code == 1 and typo.stderr.startswith('Error: cohort "reel" does not exist')
+    offline = CliRunner().invoke(cli, ["run", "real", "--offline", "--db", str(db)], env=no_key)
+    assert offline.exit_code == 0, offline.output  # the offline provider needs no key

@@ -64,12 +64,7 @@ def worker(
     """
     from ..worker import WorkerConfig, run_worker
 
-    urls = {}
-    for value in base_urls:
-        provider, _, url = value.partition("=")
-        if not provider or not url:
-            raise click.BadParameter(f"{value!r} should look like PROVIDER=URL", param_hint="--base-url")
-        urls[provider] = url
+    urls = _base_urls(base_urls)
     config = WorkerConfig(
         db_path=db_path, name=name, concurrency=concurrency, pools=pools, cohort=cohort,
         lease_s=lease_s, max_attempts=max_attempts, grace_s=grace_s,
@@ -81,6 +76,18 @@ def worker(
         f"worker {config.name}: {stats.ok} ok, {stats.failed} failed, {stats.throttled} throttled,"
         f" {stats.stale} stale, {stats.released} released"
     )
+
+
+def _base_urls(values: tuple[str, ...]) -> dict[str, str]:
+    urls = {}
+    for value in values:
+        provider, _, url = value.partition("=")
+        if not provider or not url:
+            raise click.BadParameter(
+                f"{value!r} should look like PROVIDER=URL", param_hint="--base-url"
+            )
+        urls[provider] = url
+    return urls
 
 
 @cli.command()
@@ -113,6 +120,12 @@ def run(
     """
     from ..runner import format_progress, run_cohort
 
+    if cohort:
+        from ..cohorts import _require_cohort
+
+        conn = _open(db_path)
+        _require_cohort(conn, cohort)
+        conn.close()
     if rehearse:
         from ..rehearsal import format_rehearsal
         from ..rehearsal import rehearse as run_rehearsal
@@ -122,15 +135,20 @@ def run(
             _echo_json(result.to_dict())
         else:
             click.echo(format_rehearsal(result))
-        if result.problems:
+        if result.problems or result.setup:
             sys.exit(1)
         return
-    if cohort:
-        from ..cohorts import _require_cohort
+    from ..worker import WorkerConfig, check_providers
 
-        conn = _open(db_path)
-        _require_cohort(conn, cohort)
-        conn.close()
+    # Before any worker starts: a missing API key or a bad --base-url is one line here.
+    check_providers(
+        WorkerConfig(
+            db_path=db_path,
+            cohort=cohort,
+            provider_override="offline" if offline else None,
+            base_urls=_base_urls(base_urls),
+        )
+    )
     _set_pool_limits(db_path, _pool_limits(pool_limits))
     args = ["--max-attempts", str(max_attempts), "--lease", str(lease_s), "--grace", str(grace_s)]
     if offline:
