@@ -206,6 +206,10 @@ def _error_cases(tmp: Path, db: Path) -> list[tuple[list, str]]:
             f"database {missing_db} does not exist (create it with: daydream db init)",
         ),
         (
+            ["spec", "compile", good, "--out", tmp / "no-such-dir" / "rows.csv"],
+            f"{tmp / 'no-such-dir' / 'rows.csv'}: no such file or directory (check the path)",
+        ),
+        (
             ["db", "check", "--db", missing_db],
             f"database {missing_db} does not exist (create it with: daydream db init)",
         ),

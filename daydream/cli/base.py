@@ -17,13 +17,20 @@ from ..errors import DaydreamError
 
 
 class _Group(click.Group):
-    """A group whose commands turn DaydreamError into a one-line error, no traceback."""
+    """A group whose commands turn DaydreamError, and a file that cannot be read or written
+    (an --out in a missing directory, a path through a file), into a one-line error."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except DaydreamError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            if exc.filename is None or not exc.strerror:
+                raise
+            raise click.ClickException(
+                f"{exc.filename}: {exc.strerror.lower()} (check the path)"
+            ) from None
 
     def group(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("cls", _Group)
