@@ -816,10 +816,11 @@ class Worker:
             self.log(f"worker {self.config.name}: leases not released ({exc}); they expire")
 
 
-def check_providers(config: WorkerConfig) -> None:
+def check_providers(config: WorkerConfig) -> set[str]:
     """Build the provider of every model that the unfinished calls in ``config``'s scope
     will use, as a worker would: a missing API key, an unknown provider or a bad base URL
-    is one ``ConfigError`` before any call, not a failed generation per task."""
+    is one ``ConfigError`` before any call, not a failed generation per task. Returns the
+    names of those providers."""
     conn = connect(config.db_path, create=False)
     try:
         models = remaining_models(conn, config.cohort)
@@ -828,6 +829,7 @@ def check_providers(config: WorkerConfig) -> None:
     executor = Executor(config)
     for model in models:
         executor.provider(model)  # builds and checks; the HTTP clients are made on first use
+    return {model.get("provider", "offline") for model in models}
 
 
 def run_worker(config: WorkerConfig, *, log: Callable[[str], None] | None = None) -> WorkerStats:

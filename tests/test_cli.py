@@ -630,3 +630,17 @@ def test_a_run_missing_an_api_key_stops_before_any_call_in_one_line(tmp_path, db
     assert typo.exit_code == 1 and typo.stderr.startswith('Error: cohort "reel" does not exist')
     offline = CliRunner().invoke(cli, ["run", "real", "--offline", "--db", str(db)], env=no_key)
     assert offline.exit_code == 0, offline.output  # the offline provider needs no key
+
+
+def test_run_refuses_a_misspelt_pool_or_provider_and_writes_nothing(tmp_path, db):
+    ok("plan", write_spec(tmp_path, "drafts", DRAFTS), "--cohort", "c", "--db", db)
+    before = events_in(db)
+    for option, value, message in [
+        ("--pool-limit", "ofline=4", "no generation is in pool 'ofline' (pools: offline)"),
+        ("--base-url", "olama=http://localhost:1/v1", "no unfinished call uses provider 'olama'"),
+    ]:
+        result = invoke("run", "c", option, value, "--db", db)
+        assert result.exit_code == 2, result.output
+        assert f"Invalid value for {option}: {message}" in result.stderr
+        assert "Traceback" not in result.output
+    assert events_in(db) == before

@@ -29,9 +29,20 @@ def _set_pool_limits(db_path: Path, limits: list[tuple[str, int]]) -> None:
     if not limits:
         return
     conn = _open(db_path)
-    for pool, limit in limits:
-        set_pool_limit(conn, pool, limit)
-    conn.close()
+    try:
+        known = {row[0] for row in conn.execute("SELECT DISTINCT pool FROM generations")}
+        known |= {row[0] for row in conn.execute("SELECT pool FROM pools")}
+        for pool, _ in limits:
+            if pool not in known:
+                raise click.BadParameter(
+                    f"no generation is in pool {pool!r} (pools: {', '.join(sorted(known))});"
+                    " check its spelling",
+                    param_hint="--pool-limit",
+                )
+        for pool, limit in limits:
+            set_pool_limit(conn, pool, limit)
+    finally:
+        conn.close()
 
 
 @cli.command()
@@ -141,14 +152,22 @@ def run(
     from ..worker import WorkerConfig, check_providers
 
     # Before any worker starts: a missing API key or a bad --base-url is one line here.
-    check_providers(
+    urls = _base_urls(base_urls)
+    used = check_providers(
         WorkerConfig(
             db_path=db_path,
             cohort=cohort,
             provider_override="offline" if offline else None,
-            base_urls=_base_urls(base_urls),
+            base_urls=urls,
         )
     )
+    unused = sorted(set(urls) - used)
+    if used and unused and not offline:
+        raise click.BadParameter(
+            f"no unfinished call uses provider {unused[0]!r} (they use:"
+            f" {', '.join(sorted(used))}); check its spelling",
+            param_hint="--base-url",
+        )
     _set_pool_limits(db_path, _pool_limits(pool_limits))
     args = ["--max-attempts", str(max_attempts), "--lease", str(lease_s), "--grace", str(grace_s)]
     if offline:
