@@ -102,15 +102,19 @@ class LegacyReport:
         }
 
 
-def import_legacy(
-    conn: sqlite3.Connection,
-    root: str | Path,
-    *,
-    cohort: str = "legacy",
-    actor: str = "cli:import-legacy",
-    clock: Clock = utcnow,
-) -> LegacyReport:
-    """Import the upstream data root ``root`` (holding ``1_raw/``, ``gens/``, ``cohorts/``)."""
+@dataclass
+class LegacySource:
+    """An upstream data root, read and checked: its catalog and its stored generations."""
+
+    root: Path
+    cohort: str
+    catalog: Any
+    scan: Any
+
+
+def read_legacy(root: str | Path, *, cohort: str = "legacy") -> LegacySource:
+    """Read the upstream data root ``root`` (holding ``1_raw/``, ``gens/``, ``cohorts/``)
+    without touching a database: every error in it is raised here."""
     root = Path(root)
     if not (root / "1_raw").is_dir():
         raise CatalogError(
@@ -122,16 +126,28 @@ def import_legacy(
             f'cohort id "{cohort}" is invalid: use letters, digits, "-", "_" or "."'
             " (starting with a letter or digit)"
         )
-    catalog = load_catalog(root / "1_raw")
-    report = LegacyReport(source=str(root))
-    scan = scan_store(root)
+    return LegacySource(root, cohort, load_catalog(root / "1_raw"), scan_store(root))
+
+
+def import_legacy(
+    conn: sqlite3.Connection,
+    root: str | Path | LegacySource,
+    *,
+    cohort: str = "legacy",
+    actor: str = "cli:import-legacy",
+    clock: Clock = utcnow,
+) -> LegacyReport:
+    """Import an upstream data root (a path, or what ``read_legacy`` read from one)."""
+    source = root if isinstance(root, LegacySource) else read_legacy(root, cohort=cohort)
+    report = LegacyReport(source=str(source.root))
+    scan = source.scan
     report.skipped += scan.skipped
     report.warnings += scan.warnings
     with transaction(conn):
-        report.catalog = import_catalog(conn, catalog, actor=actor)
+        report.catalog = import_catalog(conn, source.catalog, actor=actor)
         report.events += report.catalog.events
         accepted = _resolve(conn, scan.gens, report, actor, clock)
-        _plan(conn, root, accepted, scan.cohorts, cohort, report, actor, clock)
+        _plan(conn, source.root, accepted, scan.cohorts, source.cohort, report, actor, clock)
         _record_results(conn, accepted, report, actor, clock)
     return report
 

@@ -419,14 +419,19 @@ def _members(conn, cohort: str) -> set[str]:
     }
 
 
-def test_a_directory_without_1_raw_is_refused(tmp_path):
-    conn = connect(tmp_path / "x.db")
-    with pytest.raises(CatalogError) as info:
-        import_legacy(conn, tmp_path)
-    assert str(info.value) == (
+def test_a_directory_without_1_raw_is_refused_and_creates_no_database(tmp_path):
+    message = (
         f"legacy store {tmp_path}: no 1_raw/ directory (give the upstream data root, the"
         " directory holding 1_raw/, gens/ and cohorts/)"
     )
+    conn = connect(tmp_path / "x.db")
+    with pytest.raises(CatalogError) as info:
+        import_legacy(conn, tmp_path)
+    assert str(info.value) == message
+    db = tmp_path / "new.db"
+    result = CliRunner().invoke(cli, ["import", "legacy", str(tmp_path), "--db", str(db)])
+    assert (result.exit_code, result.stderr) == (1, f"Error: {message}\n")
+    assert not db.exists()
 
 
 def test_cli_prints_the_report(tmp_path):

@@ -240,9 +240,11 @@ def import_legacy(db_path: Path, data_root: Path, cohort: str, as_json: bool) ->
         daydream import legacy ../daydreaming/data --db experiments.db
     """
     from ..legacy import import_legacy as run_import
+    from ..legacy import read_legacy
 
+    source = read_legacy(data_root, cohort=cohort)  # errors here create no database
     conn = _open(db_path, create=True)
-    report = run_import(conn, data_root, cohort=cohort)
+    report = run_import(conn, source)
     conn.close()
     if as_json:
         _echo_json(report.to_dict())
