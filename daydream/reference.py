@@ -24,14 +24,25 @@ def cli_reference() -> str:
         "Every command takes `-h/--help`. `--db` defaults to `daydream.db` or `$DAYDREAM_DB`.",
         "",
     ]
-    ctx = click.Context(
-        cli, info_name="daydream", terminal_width=100, max_content_width=100, **cli.context_settings
-    )
     for path, command in _walk(cli, ["daydream"]):
-        sub = click.Context(
-            command, info_name=path[-1], parent=ctx, terminal_width=100, max_content_width=100
-        )
-        lines += [f"## `{' '.join(path)}`", "", "```", command.get_help(sub).rstrip(), "```", ""]
+        # Each command's help in the chain of contexts of its path, as `--help` shows it
+        # (Usage: daydream db check ...).
+        ctx = None
+        group: click.Command = cli
+        for depth, name in enumerate(path):
+            if depth:
+                assert isinstance(group, click.Group)
+                group = group.commands[name]
+            ctx = click.Context(
+                group,
+                info_name=name,
+                parent=ctx,
+                terminal_width=100,
+                max_content_width=100,
+                **(cli.context_settings if ctx is None else {}),
+            )
+        assert ctx is not None
+        lines += [f"## `{' '.join(path)}`", "", "```", command.get_help(ctx).rstrip(), "```", ""]
     return "\n".join(lines)
 
 

@@ -16,6 +16,14 @@ def test_cli_reference_is_current():
     )
 
 
+def test_cli_reference_shows_each_command_with_its_own_usage_line():
+    """Each section's usage line is what ``--help`` prints: the command's whole path."""
+    sections = re.findall(r"^## `(daydream[^`]*)`\n\n```\nUsage: (.*?) \[OPTIONS\]", cli_reference(), re.M)
+    assert len(sections) > 20
+    for heading, usage in sections:
+        assert usage == heading, (heading, usage)
+
+
 def test_events_reference_is_current():
     assert (REPO / "docs" / "events.md").read_text(encoding="utf-8") == events_reference(), (
         "docs/events.md is stale: run python -m daydream.reference"
