@@ -273,7 +273,6 @@ def test_example_models_and_providers():
     assert sonnet.provider_model == "anthropic/claude-sonnet-4.5"
     assert (sonnet.price_input, sonnet.price_output) == (3.0 / 1_000_000, 15.0 / 1_000_000)
     assert sonnet.cost(1_000_000, 1_000_000) == pytest.approx(18.0)
-    assert catalog.model("llama3.2-3b").extra == {"options": {"num_ctx": 8192}}
     assert all(m.base_url is None for m in catalog.models)
     lab = catalog.provider("lab-vllm")
     assert (lab.base_url, lab.api_key_env) == ("http://localhost:8000/v1", "LAB_VLLM_API_KEY")
