@@ -944,7 +944,7 @@ ERRORS = [
         "axes:\n  a: [a1]\nrules:\n  tuples:\n    bundle: {axes: [essay_template, essay_llm], items: '@file:b.csv'}\n",
         {"b.csv": "essay_template,llm\ne1,m1\n"},
         'spec spec.yaml: rules.tuples.bundle.items: @file "b.csv" header (essay_template, llm) does not match'
-        " the tuple's axes (essay_template, essay_llm); rename the columns",
+        " the tuple's axes (essay_template, essay_llm); rename the columns, or fix the axes' names",
         id="csv-header-tuple-mismatch",
     ),
     pytest.param(
@@ -952,7 +952,8 @@ ERRORS = [
         + "rules:\n  pairs:\n    p: {left: draft_template, right: essay_template, allowed: '@file:p.csv'}\n",
         {"p.csv": "essay_template,draft_template\ne1,d1\n"},
         'spec spec.yaml: rules.pairs.p.allowed: @file "p.csv" header (essay_template, draft_template) does not match'
-        " the pair's left and right (draft_template, essay_template); rename the columns",
+        " the pair's left and right (draft_template, essay_template); rename the columns, or fix"
+        " left/right",
         id="csv-header-pair-mismatch",
     ),
     pytest.param(

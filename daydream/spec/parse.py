@@ -469,10 +469,11 @@ class _Parser:
         )
         if listing.header is not None and listing.header != names:
             owner = "the pair's left and right" if kind == "pair" else "the tuple's axes"
+            which = "left/right" if kind == "pair" else "the axes' names"
             self.fail(
                 listing.key,
                 f'@file "{listing.file}" header ({", ".join(listing.header)}) does not match {owner}'
-                f" ({', '.join(names)}); rename the columns",
+                f" ({', '.join(names)}); rename the columns, or fix {which}",
             )
         if not listing.values:
             self.fail(listing.key, listing.empty("items" if kind == "tuple" else "pairs"))
