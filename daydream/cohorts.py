@@ -245,3 +245,17 @@ def cancel(conn: sqlite3.Connection, cohort: str, *, actor: str = "cli:cancel") 
         ]
         append(conn, [ev.CohortCancelled(cohort_id=cohort, gen_ids=gen_ids)], actor=actor)
     return gen_ids
+
+
+def kept_for_others(conn: sqlite3.Connection, cohort: str) -> tuple[int, list[str]]:
+    """The cohort's unfinished generations that a cancel keeps (another cohort that is not
+    cancelled needs them), and those cohorts."""
+    count, others = conn.execute(
+        "SELECT count(DISTINCT g.gen_id), group_concat(DISTINCT o.cohort_id)"
+        " FROM cohort_members m JOIN generations g ON g.gen_id = m.gen_id"
+        " JOIN cohort_members o ON o.gen_id = g.gen_id AND o.cohort_id != m.cohort_id"
+        " JOIN cohorts c ON c.cohort_id = o.cohort_id AND c.cancelled_at IS NULL"
+        " WHERE m.cohort_id = ? AND g.status IN ('ready', 'running', 'waiting', 'blocked')",
+        (cohort,),
+    ).fetchone()
+    return count, sorted(others.split(",")) if others else []

@@ -644,3 +644,15 @@ def test_run_refuses_a_misspelt_pool_or_provider_and_writes_nothing(tmp_path, db
         assert f"Invalid value for {option}: {message}" in result.stderr
         assert "Traceback" not in result.output
     assert events_in(db) == before
+
+
+def test_cancel_says_which_generations_it_keeps_for_other_cohorts(tmp_path, db):
+    spec = write_spec(tmp_path, "drafts", DRAFTS)
+    ok("plan", spec, "--cohort", "c1", "--db", db)
+    ok("plan", spec, "--cohort", "c2", "--db", db)
+    total = sqlite3.connect(db).execute("SELECT count(*) FROM generations").fetchone()[0]
+    first = ok("cancel", "c1", "--db", db)
+    assert first.stdout == (
+        f"0 generation(s) cancelled; {total} unfinished kept: cohort(s) c2 still need them\n"
+    )
+    assert ok("cancel", "c2", "--db", db).stdout == f"{total} generation(s) cancelled\n"

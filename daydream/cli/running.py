@@ -295,11 +295,16 @@ def cancel(db_path: Path, cohort: str) -> None:
         daydream cancel demo
     """
     from ..cohorts import cancel as cancel_cohort
+    from ..cohorts import kept_for_others
 
     conn = _open(db_path)
     cancelled = cancel_cohort(conn, cohort)
+    kept, others = kept_for_others(conn, cohort)
     conn.close()
-    click.echo(f"{len(cancelled)} generation(s) cancelled")
+    line = f"{len(cancelled)} generation(s) cancelled"
+    if kept:
+        line += f"; {kept} unfinished kept: cohort(s) {', '.join(others)} still need them"
+    click.echo(line)
 
 
 # -- parse --------------------------------------------------------------------------------
