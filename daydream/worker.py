@@ -45,7 +45,7 @@ from typing import Any
 from . import crashpoints
 from . import events as ev
 from .crashpoints import crash_point
-from .errors import DaydreamError, ParseError, ProviderError, TemplateError
+from .errors import ConfigError, DaydreamError, ParseError, ProviderError, TemplateError
 from .leases import (
     Outcome,
     Task,
@@ -146,6 +146,8 @@ class Executor:
     async def run(self, task: Task) -> Outcome:
         try:
             return await self._run(task)
+        except ConfigError as exc:  # the model's provider cannot be set up (a missing key)
+            return self._failed(task, state="provider_error", error=str(exc), retryable=False)
         except Exception as exc:  # the worker's outermost catch: record, never crash
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             return self._failed(

@@ -1295,3 +1295,23 @@ def test_a_worker_of_one_pool_exits_when_its_pool_has_nothing_left(tmp_path):
 
     assert asyncio.run(main()).claimed == 0
     assert scalar(db, "SELECT count(*) FROM generations WHERE status = 'ready'") > 0
+
+
+def test_a_provider_that_cannot_be_set_up_fails_its_task_as_a_provider_error(
+    tmp_path, monkeypatch
+):
+    """`daydream run` and `daydream worker` check providers before starting; a task that
+    still meets one (a --forever worker, a key unset since) fails with the message."""
+    monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
+    db = cohort(tmp_path, [{"id": "m1", "provider": "openrouter", "model": "x/y"}], combos=1)
+    config, clock = WorkerConfig(db_path=db, name="A"), FixedClock()
+    conn = connect(db, create=False)
+    try:
+        (outcome,) = execute(config, claim(conn, config, 1, clock=clock), clock)
+    finally:
+        conn.close()
+    (failed,) = [e for e in outcome.events if e.type == "attempt.failed"]
+    assert (failed.state, failed.final, failed.retryable) == ("provider_error", True, False)
+    assert failed.error == (
+        "provider openrouter: OPENROUTER_API_KEY is not set (export it or put it in .env)"
+    )
