@@ -354,14 +354,20 @@ def _model(conn: sqlite3.Connection, model_id: str) -> dict[str, Any]:
     return model
 
 
-def remaining_models(conn: sqlite3.Connection, cohort: str | None) -> list[dict[str, Any]]:
-    """The models that the cohort's unfinished model calls (all cohorts': None) will use."""
+def remaining_models(
+    conn: sqlite3.Connection, cohort: str | None, pools: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """The models that the cohort's unfinished model calls (all cohorts': None; only in
+    ``pools``, if given) will use."""
     sql = (
         "SELECT DISTINCT g.model_id FROM generations g"
         " WHERE g.status IN ('ready', 'running', 'waiting') AND g.mode = 'llm'"
         " AND g.model_id IS NOT NULL"
     )
     params: list[Any] = []
+    if pools:
+        sql += f" AND g.pool IN ({', '.join('?' * len(pools))})"
+        params.extend(pools)
     if cohort:
         sql += (
             " AND EXISTS (SELECT 1 FROM cohort_members m"

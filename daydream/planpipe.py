@@ -27,14 +27,13 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Generator
-from pathlib import Path
 from typing import Any, BinaryIO
 
 from .errors import PlanError
+from .launch import python_command
 
 # Spec rows from which a plan derives in a second process (starting one costs ~0.5 s).
 PIPELINE_ROWS = 200_000
-_LAUNCH = "import sys; sys.path.insert(0, sys.argv.pop(1)); import daydream.planpipe as p; p.main()"
 
 
 def derived_elsewhere(
@@ -48,15 +47,12 @@ def derived_elsewhere(
     SQLite, and never a re-import of the caller's main module; batches come back pickled
     over its stdout, whose pipe also bounds how far it runs ahead of the writer.
     """
-    # The child imports this very copy of daydream: its directory goes first on the
-    # child's sys.path, before the working directory that -c (and -m) would put there.
-    root = str(Path(__file__).resolve().parent.parent)
     # stderr goes to a file, not a pipe: a child that wrote much to an unread pipe would
     # block, and so would the planner waiting for its next batch.
     errors = tempfile.TemporaryFile()
     try:
         child = subprocess.Popen(
-            [sys.executable, "-c", _LAUNCH, root, db_path, spec_path, str(size)],
+            python_command("daydream.planpipe", db_path, spec_path, str(size)),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=errors,

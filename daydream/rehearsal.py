@@ -51,14 +51,21 @@ class Rehearsal:
         }
 
 
-def rehearse(db_path: Path, cohort: str | None, *, workers: int = 2, concurrency: int = 32) -> Rehearsal:
+def rehearse(
+    db_path: Path,
+    cohort: str | None,
+    *,
+    workers: int = 2,
+    concurrency: int = 32,
+    base_urls: dict[str, str] | None = None,
+) -> Rehearsal:
     """Run the cohort offline in a scratch copy of ``db_path`` and report."""
     scratch_dir = Path(tempfile.mkdtemp(prefix="daydream-rehearsal-"))
     scratch = scratch_dir / "rehearsal.db"
     try:
         source = connect(db_path, create=False)
         pending = _pending(source, cohort)
-        setup = _setup_problems(source, db_path, cohort)
+        setup = _setup_problems(source, db_path, cohort, base_urls or {})
         target = sqlite3.connect(scratch)
         source.backup(target)
         target.close()
@@ -76,13 +83,15 @@ def rehearse(db_path: Path, cohort: str | None, *, workers: int = 2, concurrency
         shutil.rmtree(scratch_dir, ignore_errors=True)
 
 
-def _setup_problems(conn: sqlite3.Connection, db_path: Path, cohort: str | None) -> list[str]:
+def _setup_problems(
+    conn: sqlite3.Connection, db_path: Path, cohort: str | None, base_urls: dict[str, str]
+) -> list[str]:
     """Each provider a real run of the cohort would fail to set up, in one line each."""
     from .errors import ConfigError
     from .leases import remaining_models
     from .worker import Executor, WorkerConfig
 
-    executor = Executor(WorkerConfig(db_path=db_path, cohort=cohort))
+    executor = Executor(WorkerConfig(db_path=db_path, cohort=cohort, base_urls=base_urls))
     problems: list[str] = []
     for model in remaining_models(conn, cohort):
         try:

@@ -668,7 +668,12 @@ class Worker:
         """A task claimed again while this worker still runs or queues it under an older
         lease (the lease expired and was taken back, e.g. after the machine slept): that
         call's result could only be discarded, so it stops and the new lease runs it."""
-        if self._stop_call(task.gen_id):
+        entry = self._inflight.get(task.gen_id)
+        if entry is not None and entry[1].done():  # ended; its callback has not run yet
+            old = self._inflight.pop(task.gen_id)[0]  # its result is recorded as stale
+            self._started.pop(task.gen_id, None)
+            self._running[old.pool] -= 1
+        elif self._stop_call(task.gen_id):
             self.log(f"lease on {task.gen_id} expired while its call ran; running it again")
         for pool, queue in self._queue.items():
             if any(t.gen_id == task.gen_id for t in queue):
@@ -694,7 +699,8 @@ class Worker:
         """Log a failed database write and back off before the next one (0.5 s, doubling
         to 30 s). Calls in flight go on; their results wait in memory."""
         self._write_failures += 1
-        delay = min(30.0, 0.5 * 2 ** (self._write_failures - 1))
+        # Never so long that the leases (of these results too) go without a heartbeat.
+        delay = min(30.0, self.config.lease_s / 4, 0.5 * 2 ** (self._write_failures - 1))
         self.log(
             f"worker {self.config.name}: writing to the database failed ({exc});"
             f" {len(self._done)} result(s) kept in memory, trying again in {delay:g}s"
@@ -825,7 +831,7 @@ def check_providers(config: WorkerConfig) -> set[str]:
     names of those providers."""
     conn = connect(config.db_path, create=False)
     try:
-        models = remaining_models(conn, config.cohort)
+        models = remaining_models(conn, config.cohort, config.pools)
     finally:
         conn.close()
     executor = Executor(config)

@@ -1,10 +1,9 @@
 """The entry point of the worker processes that ``daydream run`` starts.
 
-``command(ARGS)`` is ``daydream worker ARGS`` in a fresh interpreter that imports this very
-copy of daydream (its directory first on ``sys.path``, before the working directory that
-``python -m`` or ``-c`` would put there: a ``daydream/`` folder in the directory a run is
-started from must not replace the installed package in the workers), then an exit that
-skips the interpreter's teardown. By then the worker has written or released every lease
+``command(ARGS)`` is ``daydream worker ARGS`` in a fresh interpreter that imports what
+``daydream run`` imported (``launch.python_command``: a ``daydream/`` folder in the
+directory a run is started from must not replace the installed package in the workers),
+then an exit that skips the interpreter's teardown. By then the worker has written or released every lease
 and closed its database connection and HTTP connections, and its output is flushed; what
 the teardown would add is clearing the modules (pydantic, httpx, jinja2, click...), about
 35 ms after every run. An error that is not a clean exit leaves the usual way.
@@ -14,15 +13,13 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
-_LAUNCH = "import sys; sys.path.insert(0, sys.argv.pop(1)); import daydream.workerproc as w; w.main()"
+from .launch import python_command
 
 
 def command(*args: str) -> list[str]:
     """The argument list that starts a worker process running ``daydream worker ARGS``."""
-    root = str(Path(__file__).resolve().parent.parent)
-    return [sys.executable, "-c", _LAUNCH, root, *args]
+    return python_command("daydream.workerproc", *args)
 
 
 def main() -> None:

@@ -637,7 +637,7 @@ def test_run_refuses_a_misspelt_pool_or_provider_and_writes_nothing(tmp_path, db
     before = events_in(db)
     for option, value, message in [
         ("--pool-limit", "ofline=4", "no generation is in pool 'ofline' (pools: offline)"),
-        ("--base-url", "olama=http://localhost:1/v1", "no unfinished call uses provider 'olama'"),
+        ("--base-url", "olama=http://localhost:1/v1", "no model of the catalog uses provider 'olama'"),
     ]:
         result = invoke("run", "c", option, value, "--db", db)
         assert result.exit_code == 2, result.output
@@ -656,3 +656,29 @@ def test_cancel_says_which_generations_it_keeps_for_other_cohorts(tmp_path, db):
         f"0 generation(s) cancelled; {total} unfinished kept: cohort(s) c2 still need them\n"
     )
     assert ok("cancel", "c2", "--db", db).stdout == f"{total} generation(s) cancelled\n"
+
+
+def test_provider_checks_cover_only_what_will_run(tmp_path, db):
+    """A worker of one pool needs only that pool's providers (a GPU box without the hosted
+    API's key); resuming with the same --base-url options after that provider's calls are
+    done is fine; a rehearsal checks the --base-url it is given."""
+    axes = {**DRAFTS["axes"], "draft_llm": ["sonnet-4.5", "offline-small"]}
+    spec = write_spec(tmp_path, "mixed", {"axes": axes})
+    ok("plan", spec, "--cohort", "m", "--db", db)
+    no_key = {"OPENROUTER_API_KEY": None}
+    local = CliRunner().invoke(
+        cli, ["worker", "--db", str(db), "--cohort", "m", "--pool", "offline"], env=no_key
+    )
+    assert local.exit_code == 0, local.output
+    bad = CliRunner().invoke(
+        cli,
+        ["run", "m", "--rehearse", "--db", str(db), "--base-url", "openrouter=ftp://nope"],
+        env={"OPENROUTER_API_KEY": "sk-test"},
+    )
+    assert bad.exit_code == 1
+    assert "provider openrouter: base_url 'ftp://nope' must be an http:// or https://" in bad.stdout
+    urls = ["--base-url", "offline=http://127.0.0.1:9/v1"]
+    again = CliRunner().invoke(
+        cli, ["run", "m", "--offline", "--db", str(db), *urls], env=no_key
+    )
+    assert again.exit_code == 0, again.output  # offline's calls are done; same options

@@ -139,14 +139,15 @@ def assert_clean_exit(done: Any) -> None:
 
 def test_the_entry_of_run_workers_is_daydream_worker_with_its_exit_codes(tmp_path):
     """``daydream run`` starts ``workerproc.command(...)``: the worker command with a fast
-    exit, importing this copy of daydream even from a directory holding another
-    ``daydream/`` package. Its output is complete and its exit codes are the command's."""
+    exit, importing what the parent imported even from a directory holding another
+    ``daydream/`` (or ``click/``) package. Its output is complete and its exit codes are the command's."""
     from daydream.workerproc import command
 
     db = offline_cohort(tmp_path)
     elsewhere = tmp_path / "checkout"
-    (elsewhere / "daydream").mkdir(parents=True)
-    (elsewhere / "daydream" / "__init__.py").write_text("raise ImportError('not this copy')\n")
+    for shadow in ("daydream", "click"):  # neither may replace what the parent imported
+        (elsewhere / shadow).mkdir(parents=True)
+        (elsewhere / shadow / "__init__.py").write_text("raise ImportError('not this one')\n")
 
     def worker(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -1224,7 +1225,7 @@ def test_results_waiting_for_a_failing_write_keep_their_leases(tmp_path, monkeyp
     db = offline_cohort(tmp_path, combos=4, pool="tiny")
     quick, slow = gen_ids(db, "draft")[:2]
     _watch_calls(monkeypatch, {slow: 30.0})
-    _fail_writes(monkeypatch, 3)  # backs off 0.5 + 1 + 2 s, past the 2 s lease
+    _fail_writes(monkeypatch, 8)  # backs off 0.5 s each time (a quarter of the lease): 4 s
     config = WorkerConfig(
         db_path=db, name="A", concurrency=2, queue=0, lease_s=2.0, grace_s=0.2,
         offline_latency_s=0.05,
@@ -1239,7 +1240,7 @@ def test_results_waiting_for_a_failing_write_keep_their_leases(tmp_path, monkeyp
                 claim(conn, WorkerConfig(db_path=db, name="B", lease_s=2.0), 1, clock=utcnow)
             finally:
                 conn.close()
-            await asyncio.sleep(1.5)
+            await asyncio.sleep(2.0)
             worker.request_stop()
             worker.request_stop()
 
@@ -1315,3 +1316,39 @@ def test_a_provider_that_cannot_be_set_up_fails_its_task_as_a_provider_error(
     assert failed.error == (
         "provider openrouter: OPENROUTER_API_KEY is not set (export it or put it in .env)"
     )
+
+
+def test_a_task_claimed_again_just_after_its_old_call_ended_leaves_the_counts_balanced(
+    tmp_path,
+):
+    """The old lease's call has ended but its completion callback has not run yet when
+    the task is claimed again: the call count must not keep the old call forever."""
+    from dataclasses import replace
+
+    db = offline_cohort(tmp_path, combos=1)
+    config = WorkerConfig(db_path=db, name="A", concurrency=2, queue=0)
+    conn = connect(db, create=False)
+    try:
+        task = claim(conn, config, 1, clock=FixedClock())[0]
+    finally:
+        conn.close()
+    worker = Worker(config)
+
+    async def main() -> None:
+        worker._executor = Executor(config)
+        worker._start(task)
+        old = worker._inflight[task.gen_id][1]
+        old.remove_done_callback(worker._finished)  # run it by hand, late
+        await old
+        again = replace(task, token=task.token + 1)
+        worker._reclaimed(again)
+        worker._start(again)
+        worker._finished(old)
+        await worker._inflight[again.gen_id][1]
+        await asyncio.sleep(0)  # the new call's callback
+        await worker._executor.aclose()
+
+    asyncio.run(main())
+    assert worker._inflight == {}
+    assert worker._running == {task.pool: 0}
+    assert [o.task.token for o in worker._done] == [task.token, task.token + 1]

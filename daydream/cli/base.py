@@ -25,7 +25,9 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except DaydreamError as exc:
             raise click.ClickException(str(exc)) from None
-        except OSError as exc:
+        except (
+            FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError
+        ) as exc:
             if exc.filename is None or not exc.strerror:
                 raise
             raise click.ClickException(

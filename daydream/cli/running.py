@@ -131,17 +131,31 @@ def run(
     """
     from ..runner import format_progress, run_cohort
 
-    if cohort:
-        from ..cohorts import _require_cohort
+    urls = _base_urls(base_urls)
+    conn = _open(db_path)
+    try:
+        if cohort:
+            from ..cohorts import _require_cohort
 
-        conn = _open(db_path)
-        _require_cohort(conn, cohort)
+            _require_cohort(conn, cohort)
+        # A --base-url for a provider no model of the catalog has is a typo (olama=...).
+        known = {row[0] for row in conn.execute("SELECT DISTINCT provider FROM models")}
+    finally:
         conn.close()
+    unknown = sorted(set(urls) - known)
+    if unknown:
+        raise click.BadParameter(
+            f"no model of the catalog uses provider {unknown[0]!r} (they use:"
+            f" {', '.join(sorted(known))}); check its spelling",
+            param_hint="--base-url",
+        )
     if rehearse:
         from ..rehearsal import format_rehearsal
         from ..rehearsal import rehearse as run_rehearsal
 
-        result = run_rehearsal(db_path, cohort, workers=workers, concurrency=concurrency)
+        result = run_rehearsal(
+            db_path, cohort, workers=workers, concurrency=concurrency, base_urls=urls
+        )
         if as_json:
             _echo_json(result.to_dict())
         else:
@@ -151,9 +165,8 @@ def run(
         return
     from ..worker import WorkerConfig, check_providers
 
-    # Before any worker starts: a missing API key or a bad --base-url is one line here.
-    urls = _base_urls(base_urls)
-    used = check_providers(
+    # Before any worker starts: a missing API key or a bad base URL is one line here.
+    check_providers(
         WorkerConfig(
             db_path=db_path,
             cohort=cohort,
@@ -161,13 +174,6 @@ def run(
             base_urls=urls,
         )
     )
-    unused = sorted(set(urls) - used)
-    if used and unused and not offline:
-        raise click.BadParameter(
-            f"no unfinished call uses provider {unused[0]!r} (they use:"
-            f" {', '.join(sorted(used))}); check its spelling",
-            param_hint="--base-url",
-        )
     _set_pool_limits(db_path, _pool_limits(pool_limits))
     args = ["--max-attempts", str(max_attempts), "--lease", str(lease_s), "--grace", str(grace_s)]
     if offline:
