@@ -49,7 +49,9 @@ def run_cohort(
 ) -> RunSummary:
     """Run the cohort's remaining work with ``workers`` processes until nothing is left."""
     started = time.monotonic()
-    base = command("--db", str(db_path))
+    # The caller checks the providers (daydream run does, before this); a provider that
+    # cannot be set up still fails its tasks as provider_error.
+    base = command("--db", str(db_path), "--providers-checked")
     base += ["--concurrency", str(concurrency)]
     if cohort:
         base += ["--cohort", cohort]

@@ -840,10 +840,14 @@ def check_providers(config: WorkerConfig) -> set[str]:
     return {model.get("provider", "offline") for model in models}
 
 
-def run_worker(config: WorkerConfig, *, log: Callable[[str], None] | None = None) -> WorkerStats:
-    """Run one worker until idle (or stopped by a signal)."""
+def run_worker(
+    config: WorkerConfig, *, log: Callable[[str], None] | None = None, check: bool = True
+) -> WorkerStats:
+    """Run one worker until idle (or stopped by a signal); first ``check_providers``
+    unless ``check`` is off (``daydream run`` checks once for all its workers)."""
     if not Path(config.db_path).exists():
         raise DaydreamError(f"database {config.db_path} does not exist (plan a cohort first)")
     crashpoints.check()
-    check_providers(config)
+    if check:
+        check_providers(config)
     return asyncio.run(Worker(config, log=log).run())

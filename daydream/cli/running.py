@@ -59,10 +59,12 @@ def _set_pool_limits(db_path: Path, limits: list[tuple[str, int]]) -> None:
 @click.option("--base-url", "base_urls", multiple=True, help="Override a provider's base URL: PROVIDER=URL (repeatable).")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), help="Deadline of one model call in seconds (default: the provider's, 300).")
 @click.option("--forever", is_flag=True, help="Keep polling when there is nothing to do (default: exit when idle).")
+# daydream run checks the providers once, before starting its workers.
+@click.option("--providers-checked", is_flag=True, hidden=True)
 def worker(
     db_path: Path, concurrency: int, pools: tuple[str, ...], cohort: str | None, name: str,
     lease_s: float, max_attempts: int, grace_s: float, offline: bool, offline_latency: float,
-    base_urls: tuple[str, ...], timeout_s: float | None, forever: bool,
+    base_urls: tuple[str, ...], timeout_s: float | None, forever: bool, providers_checked: bool,
 ) -> None:
     """Run one worker process: claim ready tasks by lease, run them, record results.
 
@@ -82,7 +84,7 @@ def worker(
         provider_override="offline" if offline else None, offline_latency_s=offline_latency,
         base_urls=urls, timeout_s=timeout_s, exit_when_idle=not forever,
     )
-    stats = run_worker(config, log=_err)
+    stats = run_worker(config, log=_err, check=not providers_checked)
     _err(
         f"worker {config.name}: {stats.ok} ok, {stats.failed} failed, {stats.throttled} throttled,"
         f" {stats.stale} stale, {stats.released} released"
