@@ -37,6 +37,7 @@ from daydream.plan import plan_cohort
 from daydream.registry import import_catalog
 from daydream.runner import run_cohort
 from daydream.store import connect
+from daydream.worker import WorkerConfig, check_providers
 
 HERE = Path(__file__).resolve().parent
 
@@ -112,9 +113,19 @@ def fresh_copy(template: Path, target: Path) -> Path:
     return target
 
 
-def run_once(db: Path, workers: int, concurrency: int, args: list[str]) -> tuple[float, dict]:
+def run_once(
+    db: Path, workers: int, concurrency: int, args: list[str], base_urls: dict[str, str]
+) -> tuple[float, dict]:
+    """``daydream run``'s work, timed: its provider check, then ``run_cohort``."""
     started = time.perf_counter()
-    summary = run_cohort(db, "bench", workers=workers, concurrency=concurrency, worker_args=args)
+    offline = "offline" if "--offline" in args else None
+    check_providers(
+        WorkerConfig(db_path=db, cohort="bench", provider_override=offline, base_urls=base_urls)
+    )
+    summary = run_cohort(
+        db, "bench", workers=workers, concurrency=concurrency, worker_args=args,
+        providers_checked=True,
+    )
     wall = time.perf_counter() - started
     return wall, summary.status.stages
 
@@ -141,7 +152,7 @@ def orchestration(tmp: Path, total: int) -> None:
     print(f"    {'workers':>7} {'wall s':>8} {'gen/s':>8} {'steady s':>9} {'gen/s':>8}")
     for workers in (1, 2, 4):
         db = fresh_copy(template, tmp / f"orch-{workers}" / "db.db")
-        wall, stages = run_once(db, workers, 64, ["--offline"])
+        wall, stages = run_once(db, workers, 64, ["--offline"], {})
         done = sum(s["done"] for s in stages.values())
         assert done == n, f"only {done} of {n} done: {stages}"
         steady = log_span(db)
@@ -174,7 +185,7 @@ def model_bound(tmp: Path, total: int, *, rate_429: float, workers: int = 2, see
             base_url = server.stdout.readline().strip()
             db = fresh_copy(template, tmp / f"model-{rate_429}-{seed}" / "db.db")
             args = ["--base-url", f"vllm={base_url}", "--max-attempts", "5"]
-            wall, stages = run_once(db, workers, 64 // workers, args)
+            wall, stages = run_once(db, workers, 64 // workers, args, {"vllm": base_url})
             server.terminate()  # it prints what it served, then exits
             served = json.loads(server.communicate(timeout=30)[0].strip().splitlines()[-1])
         finally:

@@ -46,12 +46,17 @@ def run_cohort(
     progress: Callable[[Status, float, float], None] | None = None,
     interval_s: float = 0.5,
     max_restarts: int = 10,
+    providers_checked: bool = False,
 ) -> RunSummary:
-    """Run the cohort's remaining work with ``workers`` processes until nothing is left."""
+    """Run the cohort's remaining work with ``workers`` processes until nothing is left.
+
+    ``providers_checked``: the caller has run ``worker.check_providers`` for this run (as
+    ``daydream run`` does), so the workers skip it; otherwise each worker checks before
+    its first claim and refuses to start (exit 1) on a missing key."""
     started = time.monotonic()
-    # The caller checks the providers (daydream run does, before this); a provider that
-    # cannot be set up still fails its tasks as provider_error.
-    base = command("--db", str(db_path), "--providers-checked")
+    base = command("--db", str(db_path))
+    if providers_checked:
+        base.append("--providers-checked")
     base += ["--concurrency", str(concurrency)]
     if cohort:
         base += ["--cohort", cohort]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import subprocess
 import time
@@ -1352,3 +1353,33 @@ def test_a_task_claimed_again_just_after_its_old_call_ended_leaves_the_counts_ba
     assert worker._inflight == {}
     assert worker._running == {task.pool: 0}
     assert [o.task.token for o in worker._done] == [task.token, task.token + 1]
+
+
+@pytest.mark.parametrize("safe_path", ["", "1"])
+def test_launched_processes_import_what_the_parent_imported(tmp_path, safe_path):
+    """``launch.python_command`` drops only the working directory that ``python -c`` adds
+    (none under PYTHONSAFEPATH: then every entry stays), and the child's daydream is the
+    parent's."""
+    import daydream
+    from daydream.launch import python_command
+
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "launchprobe.py").write_text(
+        "import json, sys\n"
+        "def main():\n"
+        "    import daydream\n"
+        "    print(json.dumps({'daydream': daydream.__file__, 'argv': sys.argv[1:]}))\n"
+    )
+    elsewhere = tmp_path / "cwd"
+    (elsewhere / "daydream").mkdir(parents=True)
+    (elsewhere / "daydream" / "__init__.py").write_text("raise ImportError('not this one')\n")
+    environ = {**os.environ, "PYTHONPATH": str(modules), "PYTHONSAFEPATH": safe_path}
+    done = subprocess.run(
+        python_command("launchprobe", "a", "b"),
+        capture_output=True, text=True, cwd=elsewhere, env=environ, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    child = json.loads(done.stdout)
+    assert child["argv"] == ["a", "b"]
+    assert Path(child["daydream"]).samefile(daydream.__file__)

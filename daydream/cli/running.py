@@ -195,7 +195,10 @@ def run(
             last[0] = elapsed
             _err(line)
 
-    summary = run_cohort(db_path, cohort, workers=workers, concurrency=concurrency, worker_args=args, progress=show)
+    summary = run_cohort(
+        db_path, cohort, workers=workers, concurrency=concurrency, worker_args=args,
+        progress=show, providers_checked=True,
+    )
     if tty:
         _err("")
     if as_json:
