@@ -697,7 +697,8 @@ class Worker:
 
     async def _write_failed(self, exc: sqlite3.OperationalError) -> None:
         """Log a failed database write and back off before the next one (0.5 s, doubling
-        to 30 s). Calls in flight go on; their results wait in memory."""
+        to 30 s or a quarter of the lease). Calls in flight go on; their results wait in
+        memory."""
         self._write_failures += 1
         # Never so long that the leases (of these results too) go without a heartbeat.
         delay = min(30.0, self.config.lease_s / 4, 0.5 * 2 ** (self._write_failures - 1))
@@ -824,11 +825,10 @@ class Worker:
             self.log(f"worker {self.config.name}: leases not released ({exc}); they expire")
 
 
-def check_providers(config: WorkerConfig) -> set[str]:
+def check_providers(config: WorkerConfig) -> None:
     """Build the provider of every model that the unfinished calls in ``config``'s scope
     will use, as a worker would: a missing API key, an unknown provider or a bad base URL
-    is one ``ConfigError`` before any call, not a failed generation per task. Returns the
-    names of those providers."""
+    is one ``ConfigError`` before any call, not a failed generation per task."""
     conn = connect(config.db_path, create=False)
     try:
         models = remaining_models(conn, config.cohort, config.pools)
@@ -837,7 +837,6 @@ def check_providers(config: WorkerConfig) -> set[str]:
     executor = Executor(config)
     for model in models:
         executor.provider(model)  # builds and checks; the HTTP clients are made on first use
-    return {model.get("provider", "offline") for model in models}
 
 
 def run_worker(
