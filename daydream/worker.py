@@ -702,11 +702,18 @@ class Worker:
         self._write_failures += 1
         # Never so long that the leases (of these results too) go without a heartbeat.
         delay = min(30.0, self.config.lease_s / 4, 0.5 * 2 ** (self._write_failures - 1))
+        if self._stopping:  # try again soon: the results should be written within the grace
+            delay = min(delay, 0.5)
         self.log(
             f"worker {self.config.name}: writing to the database failed ({exc});"
             f" {len(self._done)} result(s) kept in memory, trying again in {delay:g}s"
         )
-        await asyncio.sleep(delay)
+        # A stop cuts a long wait to half a second; a second stop ends it.
+        end = time.monotonic() + delay
+        while not self._stop_now and time.monotonic() < end:
+            if self._stopping:
+                end = min(end, time.monotonic() + 0.5)
+            await asyncio.sleep(min(0.05, max(0.0, end - time.monotonic())))
 
     async def _release_stranded(self) -> None:
         """Give back queued leases in pools where we may run no call (our slots there are

@@ -1383,3 +1383,35 @@ def test_launched_processes_import_what_the_parent_imported(tmp_path, safe_path)
     child = json.loads(done.stdout)
     assert child["argv"] == ["a", "b"]
     assert Path(child["daydream"]).samefile(daydream.__file__)
+
+
+def test_a_second_stop_ends_a_long_write_backoff(tmp_path, monkeypatch):
+    """While writes fail the worker waits between tries (up to 30 s); Ctrl-C twice means
+    stop now, so the worker returns at once, its results unwritten (their leases expire)."""
+    import daydream.leases as leases_module
+
+    db = offline_cohort(tmp_path, combos=2)
+    worker = Worker(WorkerConfig(db_path=db, name="A", concurrency=2, queue=0, grace_s=60))
+
+    def fail_point(name: str) -> None:
+        if name == "before_commit":
+            worker._write_failures = max(worker._write_failures, 5)  # the wait is 16 s
+            raise sqlite3.OperationalError("disk I/O error (injected)")
+
+    monkeypatch.setattr(leases_module, "fail_point", fail_point)
+    took: dict[str, float] = {}
+
+    async def main() -> None:
+        async def stop_twice() -> None:
+            await asyncio.sleep(1.0)
+            took["asked"] = time.monotonic()
+            worker.request_stop()
+            await asyncio.sleep(0.2)
+            worker.request_stop()
+
+        await asyncio.gather(worker.run(), stop_twice())
+        took["done"] = time.monotonic()
+
+    asyncio.run(main())
+    assert took["done"] - took["asked"] < 8.0  # not the 16 s wait, nor the 60 s grace
+    assert scalar(db, "SELECT count(*) FROM generations WHERE status = 'done'") == 0
