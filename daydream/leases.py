@@ -354,16 +354,10 @@ def _model(conn: sqlite3.Connection, model_id: str) -> dict[str, Any]:
     return model
 
 
-def remaining_models(
-    conn: sqlite3.Connection, cohort: str | None, pools: tuple[str, ...] = ()
-) -> list[dict[str, Any]]:
-    """The models that the cohort's unfinished model calls (all cohorts': None; only in
-    ``pools``, if given) will use."""
-    sql = (
-        "SELECT DISTINCT g.model_id FROM generations g"
-        " WHERE g.status IN ('ready', 'running', 'waiting') AND g.mode = 'llm'"
-        " AND g.model_id IS NOT NULL"
-    )
+def _unfinished(cohort: str | None, pools: tuple[str, ...]) -> tuple[str, list[Any]]:
+    """WHERE clause (over ``generations g``) and parameters: the generations a worker of
+    ``cohort`` (all: None) and ``pools`` (all: empty) could still run."""
+    sql = "g.status IN ('ready', 'running', 'waiting')"
     params: list[Any] = []
     if pools:
         sql += f" AND g.pool IN ({', '.join('?' * len(pools))})"
@@ -374,7 +368,20 @@ def remaining_models(
             " WHERE m.cohort_id = ? AND m.gen_id = g.gen_id)"
         )
         params.append(cohort)
-    return [_model(conn, model_id) for (model_id,) in conn.execute(sql + " ORDER BY 1", params)]
+    return sql, params
+
+
+def remaining_models(
+    conn: sqlite3.Connection, cohort: str | None, pools: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """The models that the cohort's unfinished model calls (all cohorts': None; only in
+    ``pools``, if given) will use."""
+    where, params = _unfinished(cohort, pools)
+    sql = (
+        "SELECT DISTINCT g.model_id FROM generations g"
+        f" WHERE {where} AND g.mode = 'llm' AND g.model_id IS NOT NULL ORDER BY 1"
+    )
+    return [_model(conn, model_id) for (model_id,) in conn.execute(sql, params)]
 
 
 def _missing_template(version: str | None) -> dict[str, Any]:
@@ -751,15 +758,6 @@ def has_pending(
     conn: sqlite3.Connection, cohort: str | None, pools: tuple[str, ...] = ()
 ) -> bool:
     """Is there anything left that a worker (of ``pools``, if given) could eventually run?"""
-    sql = "SELECT 1 FROM generations g WHERE status IN ('ready', 'running', 'waiting')"
-    params: list[Any] = []
-    if pools:
-        sql += f" AND pool IN ({', '.join('?' * len(pools))})"
-        params.extend(pools)
-    if cohort:
-        sql += (
-            " AND EXISTS (SELECT 1 FROM cohort_members m"
-            " WHERE m.cohort_id = ? AND m.gen_id = g.gen_id)"
-        )
-        params.append(cohort)
-    return conn.execute(sql + " LIMIT 1", params).fetchone() is not None
+    where, params = _unfinished(cohort, pools)
+    sql = f"SELECT 1 FROM generations g WHERE {where} LIMIT 1"
+    return conn.execute(sql, params).fetchone() is not None
