@@ -15,6 +15,7 @@ configuration and a clock, so tests drive it directly with a fixed clock.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections import deque
 from dataclasses import dataclass, field
@@ -266,6 +267,18 @@ def _pool_capacity(conn: sqlite3.Connection) -> dict[str, int]:
 _TEMPLATE_CACHE: dict[str, dict[str, Any]] = {}
 _MODEL_CACHE: dict[tuple[str, str], dict[str, Any]] = {}
 _CONCEPT_CACHE: dict[str, list[Any]] = {}
+
+
+def _clear_caches() -> None:
+    """A forked worker (``launch.Forked``) reads its own database: none of the rows this
+    process cached from whichever database it read before (combos are cached by id)."""
+    _TEMPLATE_CACHE.clear()
+    _MODEL_CACHE.clear()
+    _CONCEPT_CACHE.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_clear_caches)
 
 
 @dataclass(frozen=True)

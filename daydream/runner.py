@@ -1,8 +1,9 @@
 """The runner: start N worker processes for a cohort, show progress, stop cleanly.
 
-``run_cohort()`` launches ``daydream worker`` processes (``workerproc.command``: this copy
-of daydream, exiting without the interpreter's teardown; never a fork of a process holding a
-database connection), polls the projections read-only for progress, restarts a worker
+``run_cohort()`` launches ``daydream worker`` processes (``workerproc.start``: forks of
+this process where that is safe, which start in milliseconds, else fresh interpreters
+importing this copy of daydream; never a fork of a process holding the database open),
+polls the projections read-only for progress, restarts a worker
 that died while work remains (at most ``max_restarts`` times), and returns when every
 worker has exited. Ctrl-C, SIGTERM and SIGHUP are forwarded to the workers exactly once
 (as SIGINT, SIGTERM, SIGTERM): they finish their in-flight calls within their grace period
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from .cohorts import Status, cohort_status
+from .launch import fork_blocker
+from .leases import has_pending
 from .store import connect
-from .workerproc import command
+from .workerproc import start
 
 
 @dataclass
@@ -34,6 +36,9 @@ class RunSummary:
     elapsed_s: float
     restarts: int
     interrupted: bool
+    # How the workers started: "fork", or "spawn" and why a fork was not safe
+    # (``launch.fork_blocker``); a restarted worker is always spawned.
+    started: str = ""
 
 
 def run_cohort(
@@ -54,7 +59,7 @@ def run_cohort(
     ``daydream run`` does), so the workers skip it; otherwise each worker checks before
     its first claim and refuses to start (exit 1) on a missing key."""
     started = time.monotonic()
-    base = command("--db", str(db_path))
+    base = ["--db", str(db_path)]
     if providers_checked:
         base.append("--providers-checked")
     base += ["--concurrency", str(concurrency)]
@@ -62,11 +67,11 @@ def run_cohort(
         base += ["--cohort", cohort]
     base += worker_args or []
 
-    def spawn(index: int) -> subprocess.Popen:
-        return subprocess.Popen(
-            [*base, "--name", f"run{os.getpid()}-{index}"], start_new_session=True
-        )
+    def spawn(index: int) -> Any:
+        return start([*base, "--name", f"run{os.getpid()}-{index}"], db_path)
 
+    blocker = fork_blocker(db_path)
+    how = "fork" if blocker is None else f"spawn ({blocker})"
     procs = {i: spawn(i) for i in range(workers)}
     restarts = 0
     interrupted = False
@@ -77,7 +82,11 @@ def run_cohort(
     previous = signal.getsignal(signal.SIGTERM)
     previous_hup = signal.getsignal(signal.SIGHUP)
 
+    forwarded = idle_stopped = False
+
     def forward(signum: int, _frame: Any) -> None:
+        nonlocal forwarded
+        forwarded = True
         for proc in procs.values():
             if proc.poll() is None:
                 proc.send_signal(signum)
@@ -104,6 +113,8 @@ def run_cohort(
                 if code is None:
                     continue
                 del procs[index]
+                if code == 0 and procs and not (forwarded or interrupted or idle_stopped):
+                    idle_stopped = _stop_idle(conn, cohort, procs)
                 if code not in (0, -signal.SIGINT, -signal.SIGTERM, 130) and not interrupted:
                     status = status or cohort_status(conn, cohort)
                     if status.remaining and restarts < max_restarts:
@@ -120,7 +131,20 @@ def run_cohort(
         signal.signal(signal.SIGHUP, previous_hup)
     status = cohort_status(conn, cohort)
     conn.close()
-    return RunSummary(status, time.monotonic() - started, restarts, interrupted)
+    return RunSummary(status, time.monotonic() - started, restarts, interrupted, how)
+
+
+def _stop_idle(conn: Any, cohort: str | None, procs: dict) -> bool:
+    """A worker left because it found nothing to run: if the cohort has nothing left at
+    all, the other workers are only polling (every 0.1 s) to find that out too; a stop
+    request ends them now. (If work is left, say in pools the finished worker does not
+    run, the others go on.)"""
+    if has_pending(conn, cohort, ()):
+        return False
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    return True
 
 
 def _wait_for_exit(procs: dict, timeout_s: float) -> None:

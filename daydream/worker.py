@@ -76,6 +76,7 @@ DEFAULT_LEASE_S = 120.0
 DEFAULT_MAX_ATTEMPTS = 3
 MAX_THROTTLES = 100
 DEFAULT_MIN_LINES = {"draft": 3}
+IDLE_FIRST_S = 0.02  # first sleep of a worker that found nothing to claim (doubling)
 IDLE_POLL_S = 0.1  # longest sleep of an idle worker between looks at the queue
 CALLS_CHECK_S = 0.5  # how often a worker checks that its calls in flight still hold their leases
 QUEUE_WAIT_S = 0.25  # how much work a worker's queued leases may hold (see Worker.queue_size)
@@ -465,7 +466,7 @@ class Worker:
                 pass
         self._wake = asyncio.Event()
         self._executor = Executor(self.config, clock=self.clock)
-        idle_sleep = 0.02
+        idle_sleep = IDLE_FIRST_S
         last_beat = time.monotonic()
         try:
             while not self._stopping:
@@ -485,8 +486,9 @@ class Worker:
                     if self.config.exit_when_idle and not await self._pending():
                         break
                     # Back off while others hold the work, but wake for our own backoffs
-                    # (a rate-limited task is due again after its Retry-After).
-                    await asyncio.sleep(min(idle_sleep, self._until_due()))
+                    # (a rate-limited task is due again after its Retry-After), and at once
+                    # on a stop (`daydream run` stops idle workers when nothing is left).
+                    await self._idle(min(idle_sleep, self._until_due()))
                     idle_sleep = min(idle_sleep * 2, IDLE_POLL_S)
             await self._shutdown()
         finally:
@@ -504,6 +506,17 @@ class Worker:
         # Due times come from the same clock as retry_at: a millisecond or two covers the
         # monotonic clock drifting from the wall clock (NTP slews at most 0.5 ms per second).
         return min(ahead) + 0.002 if ahead else float("inf")
+
+    async def _idle(self, seconds: float) -> None:
+        """Sleep while no call is in flight, waking early on a stop request."""
+        assert self._wake is not None
+        self._wake.clear()
+        if self._stopping:
+            return
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
 
     def _queued(self) -> list[Task]:
         return [task for queue in self._queue.values() for task in queue]

@@ -1,32 +1,49 @@
-"""The entry point of the worker processes that ``daydream run`` starts.
+"""Starting the worker processes of ``daydream run``.
 
-``command(ARGS)`` is ``daydream worker ARGS`` in a fresh interpreter that imports what
-``daydream run`` imported (``launch.python_command``: a ``daydream/`` folder in the
-directory a run is started from must not replace the installed package in the workers),
-then an exit that skips the interpreter's teardown. By then the worker has written or released every lease
-and closed its database connection and HTTP connections, and its output is flushed; what
-the teardown would add is clearing the modules (pydantic, httpx, jinja2, click...), about
-35 ms after every run. An error that is not a clean exit leaves the usual way.
+``start(ARGS, db)`` runs ``daydream worker ARGS`` in a new process: a fork of this one
+where ``launch.fork_blocker`` finds that safe (a few milliseconds: everything is imported
+already), else a fresh interpreter (``command``) that imports what ``daydream run``
+imported (``launch.python_command``: a ``daydream/`` folder in the directory a run is
+started from must not replace the installed package in the workers). Either way the
+worker ends with an exit that skips the interpreter's teardown: by then it has written or
+released every lease and closed its database connection and HTTP connections, and its
+output is flushed; what the teardown would add is clearing the modules (pydantic, httpx,
+jinja2, click...), about 35 ms after every run. An error that is not a clean exit leaves
+the usual way.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from pathlib import Path
 
-from .launch import python_command
+from .launch import Forked, fork_blocker, python_command
 
 
 def command(*args: str) -> list[str]:
-    """The argument list that starts a worker process running ``daydream worker ARGS``."""
+    """The argument list that starts a fresh interpreter running ``daydream worker ARGS``."""
     return python_command("daydream.workerproc", *args)
 
 
-def main() -> None:
+def start(args: list[str], db_path: str | Path) -> subprocess.Popen | Forked:
+    """Start ``daydream worker ARGS`` (for the database ``db_path``) in its own session."""
+    if fork_blocker(db_path) is None:
+        return Forked(run, args)
+    return subprocess.Popen(command(*args), start_new_session=True)
+
+
+def run(args: list[str]) -> None:
+    """The worker command; raises SystemExit with its exit code (click's standalone mode)."""
     from .cli import cli
 
+    cli(args=["worker", *args], prog_name="daydream")
+
+
+def main() -> None:
     try:
-        cli(args=["worker", *sys.argv[1:]], prog_name="daydream")
+        run(sys.argv[1:])
     except SystemExit as exc:
         if not isinstance(exc.code, int | None):
             raise  # a message to print: the interpreter does that

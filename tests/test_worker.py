@@ -1415,3 +1415,61 @@ def test_a_second_stop_ends_a_long_write_backoff(tmp_path, monkeypatch):
     asyncio.run(main())
     assert took["done"] - took["asked"] < 8.0  # not the 16 s wait, nor the 60 s grace
     assert scalar(db, "SELECT count(*) FROM generations WHERE status = 'done'") == 0
+
+
+def test_a_stop_request_ends_an_idle_workers_wait_at_once(tmp_path, monkeypatch):
+    """A worker with nothing to claim while work is pending (another worker holds it)
+    sleeps between looks at the queue; a stop request (what ``daydream run`` sends its idle
+    workers once nothing is left) ends the sleep at once, however long it was to be."""
+    import daydream.worker as worker_module
+
+    db = offline_cohort(tmp_path, combos=1)
+    conn = connect(db, create=False)
+    try:  # another worker holds the drafts; everything after them waits for them
+        assert claim(conn, WorkerConfig(db_path=db, name="other"), 100)
+    finally:
+        conn.close()
+    monkeypatch.setattr(worker_module, "IDLE_FIRST_S", 3600.0)
+    worker = Worker(WorkerConfig(db_path=db, name="A", concurrency=2))
+
+    async def go() -> WorkerStats:
+        job = asyncio.ensure_future(worker.run())
+        await asyncio.sleep(0.5)
+        assert not job.done(), "the worker should be idle, waiting for the other's work"
+        worker.request_stop()
+        return await asyncio.wait_for(job, 10)
+
+    stats = asyncio.run(go())
+    assert stats.claimed == 0
+
+
+def test_the_runner_stops_its_idle_workers_only_once_nothing_is_left(tmp_path):
+    """When a worker of ``daydream run`` exits having found nothing to run, the runner asks
+    the others to stop (they would only poll to find the same) if the cohort has nothing
+    left at all; while anything is pending they go on."""
+    import signal
+
+    from daydream.runner import _stop_idle
+    from daydream.worker import run_worker
+
+    class Handle:  # the runner's view of a worker process: poll() and send_signal()
+        def __init__(self, code: int | None) -> None:
+            self.code, self.signals = code, []
+
+        def poll(self) -> int | None:
+            return self.code
+
+        def send_signal(self, signum: int) -> None:
+            self.signals.append(signum)
+
+    db = offline_cohort(tmp_path, combos=1)
+    running, exited = Handle(None), Handle(0)
+    conn = connect(db, create=False)
+    try:
+        assert _stop_idle(conn, "k", {1: running, 2: exited}) is False
+        assert running.signals == []
+        run_worker(WorkerConfig(db_path=db, name="A", concurrency=4))
+        assert _stop_idle(conn, "k", {1: running, 2: exited}) is True
+    finally:
+        conn.close()
+    assert running.signals == [signal.SIGTERM] and exited.signals == []

@@ -1,0 +1,160 @@
+"""How ``daydream run`` starts its workers: a fork of itself where that is safe, else a
+fresh interpreter (``daydream/launch.py``, ``daydream/workerproc.py``).
+
+Each test runs a small Python script in its own process (the test process may run threads
+of its own) that plans nothing and calls ``run_cohort`` on a cohort planned here, then
+reads the outcome from the database.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import yaml
+
+from daydream.store import connect
+from tests.scenario import env, plan, query
+from tests.test_worker import offline_cohort
+
+RUN = """
+import json, sys
+from daydream.runner import run_cohort
+db = sys.argv[1]
+summary = run_cohort(db, "k", workers=2, concurrency=4, worker_args=["--offline"])
+print(json.dumps({"started": summary.started, "remaining": summary.status.remaining,
+                  "done": summary.status.count("done")}))
+"""
+
+
+def run_script(script: str, *args: str, environ: dict[str, str] | None = None) -> tuple[dict, str]:
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True, text=True, timeout=120, env=environ or env(),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
+def test_workers_are_forked_and_finish_the_cohort(tmp_path):
+    db = offline_cohort(tmp_path)
+    result, stderr = run_script(RUN, str(db))
+    assert result["started"] == "fork"
+    assert result["remaining"] == 0 and result["done"] == len(query(db, "SELECT 1 FROM generations"))
+    # The workers print their summary lines to the inherited stderr. (A worker that finds
+    # nothing left is stopped, maybe before it prints: one line at least.)
+    assert " ok, 0 failed" in stderr, stderr
+
+
+def test_a_worker_is_spawned_when_a_fork_is_not_safe(tmp_path):
+    """The database open in the starting process (by any library), another thread running,
+    or DAYDREAM_WORKER_START=spawn: fresh interpreters, which finish the cohort the same."""
+    cases = {
+        "open": "import sqlite3; held = sqlite3.connect(sys.argv[1]); held.execute('SELECT 1')\n",
+        "thread": "import threading, time; threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n",
+        "env": "",
+    }
+    expected = {
+        "open": "this process has",
+        "thread": "1 other thread(s) run in this process",
+        "env": "DAYDREAM_WORKER_START=spawn",
+    }
+    for name, prelude in cases.items():
+        db = offline_cohort(tmp_path / name)
+        environ = env(DAYDREAM_WORKER_START="spawn") if name == "env" else None
+        script = RUN.replace("db = sys.argv[1]\n", "db = sys.argv[1]\n" + prelude)
+        result, stderr = run_script(script, str(db), environ=environ)
+        assert result["started"].startswith("spawn (") and expected[name] in result["started"], result
+        assert result["remaining"] == 0
+        assert " ok, 0 failed" in stderr, stderr
+
+
+def test_fork_blocker_sees_the_database_and_its_wal_files_only(tmp_path):
+    """A connection to another database does not stop a fork; one to this database does,
+    also through a symlink, and so does an open -wal file."""
+    db = offline_cohort(tmp_path)
+    other = tmp_path / "other.db"
+    connect(other).close()
+    link = tmp_path / "link.db"
+    link.symlink_to(db)
+    script = """
+import json, sqlite3, sys
+from daydream.launch import fork_blocker
+db, other, link = sys.argv[1:4]
+out = {"closed": fork_blocker(db)}
+held = sqlite3.connect(other); held.execute("SELECT 1")
+out["other open"] = fork_blocker(db)
+wal = open(db + "-wal", "ab")
+out["wal open"] = fork_blocker(db)
+wal.close()
+same = sqlite3.connect(link); same.execute("SELECT count(*) FROM generations").fetchone()
+out["open through a link"] = fork_blocker(db)
+same.close()
+out["closed again"] = fork_blocker(db)
+print(json.dumps(out))
+"""
+    result, _ = run_script(script, str(db), str(other), str(link))
+    assert result["closed"] is None
+    assert result["other open"] is None
+    assert result["wal open"] and "has" in result["wal open"]
+    assert result["open through a link"] and "has" in result["open through a link"]
+    assert result["closed again"] is None
+
+
+def test_a_forked_worker_reads_its_own_database_not_the_parents_cached_rows(tmp_path):
+    """The starting process claimed a task in another database whose combos have the same
+    ids but other concepts (leases caches them by id): the forked workers render their
+    prompts from their own database."""
+    first = offline_cohort(tmp_path / "first")
+    second_root = tmp_path / "second"
+    shutil.copytree(tmp_path / "first" / "catalog", second_root / "catalog")
+    concepts_file = second_root / "catalog" / "concepts.yaml"
+    concepts = yaml.safe_load(concepts_file.read_text())
+    for concept in concepts:
+        concept["name"] = "Renamed " + concept["name"]
+    concepts_file.write_text(yaml.safe_dump(concepts))
+    spec = tmp_path / "first" / "spec.yaml"
+    second = second_root / "run.db"
+    plan(second, second_root / "catalog", spec)
+    script = """
+import json, sys
+from daydream.leases import claim
+from daydream.store import connect
+from daydream.worker import WorkerConfig
+from daydream.runner import run_cohort
+first, second = sys.argv[1:3]
+conn = connect(first, create=False)
+tasks = claim(conn, WorkerConfig(db_path=first, name="probe"), 10)
+conn.close()
+names = sorted({c.name for t in tasks if t.concepts for c in t.concepts[1]})
+summary = run_cohort(second, "k", workers=1, concurrency=4, worker_args=["--offline"])
+print(json.dumps({"started": summary.started, "first": names, "remaining": summary.status.remaining}))
+"""
+    result, _ = run_script(script, str(first), str(second))
+    assert result["started"] == "fork" and result["remaining"] == 0
+    assert result["first"] and not any(n.startswith("Renamed") for n in result["first"])
+    prompts = [
+        row[0]
+        for row in query(
+            second,
+            "SELECT x.text FROM generations g JOIN texts x ON x.hash = g.prompt_hash"
+            " WHERE g.stage = 'draft'",
+        )
+    ]
+    assert prompts and all("- Renamed " in prompt for prompt in prompts), prompts
+
+
+def test_a_forked_worker_writes_to_the_inherited_stderr_not_a_redirected_one(tmp_path):
+    """``daydream run`` inside a CLI test runner (sys.stderr replaced by a buffer): the
+    worker's output goes to file descriptor 2, as a fresh interpreter's would."""
+    db = offline_cohort(tmp_path)
+    script = RUN.replace(
+        "summary = run_cohort(",
+        "import io; sys.stderr = io.StringIO()\nsummary = run_cohort(",
+    ).replace("workers=2", "workers=1")
+    result, stderr = run_script(script, str(db))
+    assert result["started"] == "fork"
+    assert stderr.count(" ok, 0 failed") == 1, stderr
