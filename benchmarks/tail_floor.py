@@ -7,7 +7,7 @@ throttle costs the full Retry-After. This script simulates the benchmark's cohor
 combination: 2 drafts, 2 essays, 8 evaluations; draft -> essay -> evaluation) on a pool of
 ``--limit`` slots with no overhead at all: a call takes exactly ``--latency`` (a 429 takes
 ``--throttle-ms``), a slot is reused the instant a call ends, a throttled task is ready
-again after ``Retry-After`` plus the worker's jitter (up to a twentieth of it) and is claimed
+again after ``Retry-After`` plus the worker's jitter (up to a hundredth of it) and is claimed
 the moment it is. Tasks are claimed in the worker's order (earliest stage first, then
 oldest). It prints wall / ideal for several seeds: the best any implementation honouring
 Retry-After can do on average, which is the baseline for benchmarks/run.py's 429 case.
@@ -70,7 +70,7 @@ def simulate(
     backoff: list[tuple[float, tuple]] = []  # (due, task)
     calls: list[tuple[float, tuple, bool]] = []  # (ends, task, ok)
     now, in_flight, done = 0.0, 0, 0
-    spread = max(0.02, retry_after / 20)
+    spread = max(0.005, retry_after / 100)
     while done < len(order):
         while backoff and backoff[0][0] <= now:
             _, task = heapq.heappop(backoff)

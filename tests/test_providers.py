@@ -687,14 +687,14 @@ def test_backoff_grows_with_the_attempt():
 def test_backoff_honours_retry_after_with_a_little_spread():
     rng = random.Random(3)
     delays = [backoff_delay(1, retry_after=12.0, rng=rng) for _ in range(200)]
-    assert all(12.0 <= d <= 13.0 for d in delays)
+    assert all(12.0 <= d <= 12.12 for d in delays)
     assert len(set(delays)) > 1
 
 
 def test_a_short_retry_after_gets_a_short_spread():
     rng = random.Random(6)
     delays = [backoff_delay(1, retry_after=1.0, rng=rng, base=0.25) for _ in range(200)]
-    assert all(1.0 <= d <= 1.05 for d in delays) and max(delays) > 1.04
+    assert all(1.0 <= d <= 1.01 for d in delays) and max(delays) > 1.009
     delays = [backoff_delay(1, retry_after=0.0, rng=rng, base=0.25) for _ in range(200)]
     assert all(0.0 <= d <= 0.25 for d in delays)
 

@@ -29,9 +29,10 @@ def backoff_delay(
 
     Exponential backoff with full jitter: uniform in ``[0, min(cap, base * 2**(attempt-1))]``.
     When the server sent ``Retry-After``, the wait is at least that (capped at
-    ``RETRY_AFTER_CAP_S``), plus a jitter of up to a twentieth of it (at least 20 ms, at most
-    ``base``) so that workers told the same time do not all return at once, without adding
-    much to a short wait (a task throttled k times in a row waits k times over).
+    ``RETRY_AFTER_CAP_S``), plus a jitter of up to a hundredth of it (at least 5 ms, at most
+    ``base``) so that calls told the same time do not all return in the same millisecond,
+    without adding to the wait the server asked for (a task throttled k times in a row
+    waits k times over; OpenAI's and Anthropic's own clients add nothing).
     """
     if attempt < 1:
         raise ValueError(f"attempt counts from 1 (the attempt that just failed), got {attempt}")
@@ -39,6 +40,6 @@ def backoff_delay(
     delay = rng.uniform(0.0, ceiling)
     if retry_after is not None:
         floor = min(max(retry_after, 0.0), RETRY_AFTER_CAP_S)
-        spread = min(base, max(0.02, floor / 20))
+        spread = min(base, max(0.005, floor / 100))
         delay = max(delay, floor + rng.uniform(0.0, spread))
     return delay
