@@ -80,6 +80,7 @@ IDLE_FIRST_S = 0.02  # first sleep of a worker that found nothing to claim (doub
 IDLE_POLL_S = 0.1  # longest sleep of an idle worker between looks at the queue
 CALLS_CHECK_S = 0.5  # how often a worker checks that its calls in flight still hold their leases
 QUEUE_WAIT_S = 0.25  # how much work a worker's queued leases may hold (see Worker.queue_size)
+QUEUE_PER_SLOT = 2  # and at most this many queued leases per slot
 
 
 @dataclass
@@ -446,8 +447,10 @@ class Worker:
         ``QUEUE_WAIT_S`` of work for the slots the worker may use (held, less any to shed
         after a limit cut): a queued task waits for one of this worker's calls to end, so
         with 16 slots and calls of 3 s or more the queue is one lease (another worker with
-        room is not kept waiting), while with calls of 50 ms it reaches one lease per slot
-        (slots refill at once however bursty the ends). The call length is a moving
+        room is not kept waiting), while with calls of 50 ms it reaches ``QUEUE_PER_SLOT``
+        leases per slot: slots refill at once however bursty the ends, also while an
+        exchange waits for another worker's write (tens of milliseconds under load, in
+        which 429s, coming back at once, can free every slot). The call length is a moving
         average over model calls (429s included: they free slots too; copies are not
         calls). Until a call has ended, a quarter of the concurrency."""
         if self.config.queue is not None:
@@ -455,7 +458,7 @@ class Worker:
         if self._call_s is None:
             return max(1, self.config.concurrency // 4)
         slots = max(1, sum(max(0, self._allowed(pool)) for pool in self._slots))
-        return max(1, min(slots, round(slots * QUEUE_WAIT_S / self._call_s)))
+        return max(1, min(slots * QUEUE_PER_SLOT, round(slots * QUEUE_WAIT_S / self._call_s)))
 
     async def run(self) -> WorkerStats:
         loop = asyncio.get_running_loop()

@@ -894,7 +894,7 @@ def test_a_cut_pool_limit_takes_effect_as_calls_end_even_with_queued_leases(tmp_
 
 def test_the_queue_of_leases_holds_about_a_quarter_second_of_work(tmp_path):
     """A worker keeps queued leases to refill its slots between exchanges; how many follows
-    the length of its calls (``QUEUE_WAIT_S`` of work for the slots it holds): one per slot
+    the length of its calls (``QUEUE_WAIT_S`` of work for the slots it holds): two per slot
     with calls of 50 ms, one in all with calls of seconds, so that little work waits in
     one worker's queue while another could run it."""
     db = offline_cohort(tmp_path, combos=2)
@@ -905,15 +905,15 @@ def test_the_queue_of_leases_holds_about_a_quarter_second_of_work(tmp_path):
     assert worker._call_s is not None and 0.3 <= worker._call_s < 0.6  # copies are not calls
 
     worker._slots = {"api": 32}
-    for call_s, depth in [(0.05, 32), (0.5, 16), (2.0, 4), (20.0, 1)]:
+    for call_s, depth in [(0.05, 64), (0.1, 64), (0.2, 40), (0.5, 16), (2.0, 4), (20.0, 1)]:
         worker._call_s = call_s
         assert worker.queue_size == depth, call_s
     worker._slots, worker._call_s = {"api": 4}, 0.05
-    assert worker.queue_size == 4  # one per slot at most
+    assert worker.queue_size == 8  # two per slot at most
     worker._shed = {"api": 3}  # after a limit cut, only the slots it may keep count
-    assert worker.queue_size == 1
+    assert worker.queue_size == 2
     worker._slots, worker._shed = {"api": 1, "other": 8}, {"api": 3}  # more to shed than held
-    assert worker.queue_size == 8  # one pool's excess does not eat another's slots
+    assert worker.queue_size == 16  # one pool's excess does not eat another's slots
     assert Worker(WorkerConfig(db_path=db, queue=3)).queue_size == 3  # set by hand
 
 
