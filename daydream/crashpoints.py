@@ -59,10 +59,30 @@ def _parse(variable: str, points: tuple[str, ...]) -> tuple[str | None, int, str
     return None, 0, error
 
 
-_TARGET, _NTH, ERROR = _parse("DAYDREAM_CRASH_AT", POINTS)
-_FAIL_TARGET, _FAIL_TIMES, FAIL_ERROR = _parse("DAYDREAM_FAIL_AT", FAIL_POINTS)
+_TARGET: str | None = None
+_NTH = 0
+ERROR: str | None = None
+_FAIL_TARGET: str | None = None
+_FAIL_TIMES = 0
+FAIL_ERROR: str | None = None
 _seen = 0
 _failed = 0
+
+
+def _load() -> None:
+    """Read the crash and failure points from the environment, with fresh counts: at
+    import, and again in a forked worker (its environment may have changed since the
+    parent imported this module, as a fresh interpreter would see)."""
+    global _TARGET, _NTH, ERROR, _FAIL_TARGET, _FAIL_TIMES, FAIL_ERROR, _seen, _failed
+    _TARGET, _NTH, ERROR = _parse("DAYDREAM_CRASH_AT", POINTS)
+    _FAIL_TARGET, _FAIL_TIMES, FAIL_ERROR = _parse("DAYDREAM_FAIL_AT", FAIL_POINTS)
+    _seen = 0
+    _failed = 0
+
+
+_load()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_load)
 
 
 def check() -> None:

@@ -68,6 +68,8 @@ def fork_blocker(db_path: str | Path) -> str | None:
         return "not called from the main thread"
     if threading.active_count() > 1:
         return f"{threading.active_count() - 1} other thread(s) run in this process"
+    if not os.path.isdir("/proc/self/fd"):
+        return "cannot list this process's open files (/proc/self/fd)"
     if _has_open(db_path):
         return f"this process has {db_path} open"
     return None
@@ -85,7 +87,7 @@ def _has_open(db_path: str | Path) -> bool:
     try:
         descriptors = os.listdir("/proc/self/fd")
     except OSError:
-        return True  # cannot tell: assume it is open
+        return True  # cannot tell: assume it is open (fork_blocker says so)
     for fd in descriptors:
         try:
             found = os.stat(f"/proc/self/fd/{fd}")
@@ -105,21 +107,37 @@ class Forked:
             if stream is not None:
                 stream.flush()
         self.returncode: int | None = None
-        self.pid = os.fork()
+        # A Ctrl-C meant for the parent must not run the parent's handler in the child
+        # before it has its own session and handlers: signals wait until then.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            self.pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            raise
         if self.pid == 0:
-            _child(main, args)
+            _child(main, args, blocked)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
     def poll(self) -> int | None:
         if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere (SIGCHLD ignored): as Popen, 0
+                self.returncode = 0
+            else:
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
 
     def wait(self) -> int:
         if self.returncode is None:
-            _, status = os.waitpid(self.pid, 0)
-            self.returncode = os.waitstatus_to_exitcode(status)
+            try:
+                _, status = os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                self.returncode = 0
+            else:
+                self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
 
     def send_signal(self, signum: int) -> None:
@@ -127,16 +145,26 @@ class Forked:
             os.kill(self.pid, signum)
 
 
-def _child(main: Callable[[list[str]], object], args: list[str]) -> None:
+def _child(main: Callable[[list[str]], object], args: list[str], mask: set) -> None:
     """In the forked child: look like a fresh interpreter, run ``main(args)``, and leave
     through ``os._exit`` whatever happens (never back into the parent's stack)."""
     code = 1
     try:
         os.setsid()  # like start_new_session: a terminal's Ctrl-C reaches the runner only
         signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        for signum in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_DFL)
+        # As across exec: handlers back to the default, ignored signals stay ignored (nohup),
+        # and Python's own KeyboardInterrupt handler for SIGINT.
+        for signum in signal.valid_signals():
+            try:
+                handler = signal.getsignal(signum)
+            except (OSError, ValueError):
+                continue
+            if callable(handler):
+                signal.signal(signum, signal.SIG_DFL)
+        if signal.getsignal(signal.SIGINT) != signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        _release_inherited()
         sys.stdin = _stream(0, "r")
         sys.stdout = _stream(1, "w")
         sys.stderr = _stream(2, "w", errors="backslashreplace")
@@ -157,6 +185,28 @@ def _child(main: Callable[[list[str]], object], args: list[str]) -> None:
             except Exception:  # noqa: BLE001 - leaving anyway
                 pass
         os._exit(code)
+
+
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+def _release_inherited() -> None:
+    """Let go of the parent's other open files, as ``close_fds`` does for a fresh
+    interpreter (a pipe's reader waits for its EOF; a socket or lock file stays held),
+    without closing their numbers under the parent's Python objects: each becomes
+    ``/dev/null``, so a stale object closing its descriptor later cannot close a file
+    this worker opened under the same number."""
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd > 2 and fd != null:
+                try:
+                    os.dup2(null, fd)
+                except OSError:  # the listing's own descriptor, closed by now
+                    pass
+    finally:
+        os.close(null)
 
 
 def _stream(fd: int, mode: str, errors: str = "strict"):

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .cohorts import Status, cohort_status
-from .launch import fork_blocker
+from .launch import Forked, fork_blocker
 from .leases import has_pending
 from .store import connect
 from .workerproc import start
@@ -71,8 +71,11 @@ def run_cohort(
         return start([*base, "--name", f"run{os.getpid()}-{index}"], db_path)
 
     blocker = fork_blocker(db_path)
-    how = "fork" if blocker is None else f"spawn ({blocker})"
     procs = {i: spawn(i) for i in range(workers)}
+    if all(isinstance(proc, Forked) for proc in procs.values()):
+        how = "fork"
+    else:
+        how = f"spawn ({blocker or 'fork() failed'})"
     restarts = 0
     interrupted = False
     conn = connect(db_path, create=False)

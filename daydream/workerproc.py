@@ -30,7 +30,10 @@ def command(*args: str) -> list[str]:
 def start(args: list[str], db_path: str | Path) -> subprocess.Popen | Forked:
     """Start ``daydream worker ARGS`` (for the database ``db_path``) in its own session."""
     if fork_blocker(db_path) is None:
-        return Forked(run, args)
+        try:
+            return Forked(run, args)
+        except OSError:  # no memory or process slot for a fork: a fresh interpreter may fit
+            pass
     return subprocess.Popen(command(*args), start_new_session=True)
 
 

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from daydream.store import connect
 from tests.scenario import env, plan, query
 from tests.test_worker import offline_cohort
+
+linux_only = pytest.mark.skipif(sys.platform != "linux", reason="workers are forked on Linux only")
 
 RUN = """
 import json, sys
@@ -39,6 +43,7 @@ def run_script(script: str, *args: str, environ: dict[str, str] | None = None) -
     return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
 
 
+@linux_only
 def test_workers_are_forked_and_finish_the_cohort(tmp_path):
     db = offline_cohort(tmp_path)
     result, stderr = run_script(RUN, str(db))
@@ -72,6 +77,7 @@ def test_a_worker_is_spawned_when_a_fork_is_not_safe(tmp_path):
         assert " ok, 0 failed" in stderr, stderr
 
 
+@linux_only
 def test_fork_blocker_sees_the_database_and_its_wal_files_only(tmp_path):
     """A connection to another database does not stop a fork; one to this database does,
     also through a symlink, and so does an open -wal file."""
@@ -104,6 +110,7 @@ print(json.dumps(out))
     assert result["closed again"] is None
 
 
+@linux_only
 def test_a_forked_worker_reads_its_own_database_not_the_parents_cached_rows(tmp_path):
     """The starting process claimed a task in another database whose combos have the same
     ids but other concepts (leases caches them by id): the forked workers render their
@@ -147,6 +154,7 @@ print(json.dumps({"started": summary.started, "first": names, "remaining": summa
     assert prompts and all("- Renamed " in prompt for prompt in prompts), prompts
 
 
+@linux_only
 def test_a_forked_worker_writes_to_the_inherited_stderr_not_a_redirected_one(tmp_path):
     """``daydream run`` inside a CLI test runner (sys.stderr replaced by a buffer): the
     worker's output goes to file descriptor 2, as a fresh interpreter's would."""
@@ -158,3 +166,82 @@ def test_a_forked_worker_writes_to_the_inherited_stderr_not_a_redirected_one(tmp
     result, stderr = run_script(script, str(db))
     assert result["started"] == "fork"
     assert stderr.count(" ok, 0 failed") == 1, stderr
+
+
+@linux_only
+def test_a_forked_worker_sees_crash_points_set_after_daydream_was_imported(tmp_path):
+    """The crash-test switches are read from the environment when the worker starts, as
+    a fresh interpreter reads them, not when the parent imported daydream."""
+    db = offline_cohort(tmp_path)
+    script = """
+import json, os, sys
+from daydream.runner import run_cohort
+os.environ["DAYDREAM_CRASH_AT"] = "before_call"
+summary = run_cohort(sys.argv[1], "k", workers=1, worker_args=["--offline"], max_restarts=0)
+print(json.dumps({"started": summary.started, "done": summary.status.count("done")}))
+"""
+    result, _ = run_script(script, str(db))
+    assert result == {"started": "fork", "done": 0}  # it crashed before its first call
+
+
+@linux_only
+def test_a_forked_worker_starts_like_a_fresh_interpreter(tmp_path):
+    """Its own session; the parent's Python signal handlers gone (an ignored signal stays
+    ignored, as across exec); the parent's other open files let go (a pipe's reader sees
+    its end); an exit code like Popen's, also when the child was reaped elsewhere."""
+    report = tmp_path / "child"
+    script = """
+import json, os, select, signal, sys, time
+from daydream.launch import Forked
+report = sys.argv[1]
+def handler(signum, frame):
+    open(report + ".handled", "w").close()
+signal.signal(signal.SIGUSR1, handler)
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+reader, writer = os.pipe()
+def child(args):
+    os.kill(os.getpid(), signal.SIGHUP)  # ignored: goes on
+    with open(report + "-" + args[0], "w") as out:
+        json.dump({"pid": os.getpid(), "sid": os.getsid(0)}, out)
+    if args == ["usr1"]:
+        os.kill(os.getpid(), signal.SIGUSR1)  # the default action: the process ends
+    time.sleep(30)
+code = Forked(child, ["usr1"]).wait()
+sleeper = Forked(child, ["sleep"])
+os.close(writer)
+ready, _, _ = select.select([reader], [], [], 20)
+eof = bool(ready) and os.read(reader, 1) == b""
+deadline = time.monotonic() + 20
+while not os.path.exists(report + "-sleep") and time.monotonic() < deadline:
+    time.sleep(0.01)
+time.sleep(0.1)  # its report written and closed
+os.kill(sleeper.pid, signal.SIGKILL)
+sleeper.wait()
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+quiet = Forked(lambda args: None, [])
+while quiet.poll() is None:
+    time.sleep(0.01)
+print(json.dumps({"eof": eof, "code": code, "sleeper": sleeper.pid, "reaped": quiet.returncode}))
+"""
+    result, _ = run_script(script, str(report))
+    sleeper = json.loads((tmp_path / "child-sleep").read_text())
+    assert sleeper["pid"] == result["sleeper"] and sleeper["sid"] == sleeper["pid"]  # own session
+    assert (tmp_path / "child-usr1").exists()
+    assert result["code"] == -signal.SIGUSR1  # no inherited handler caught it
+    assert not (tmp_path / "child.handled").exists()
+    assert result["eof"] is True  # the sleeping child let go of the pipe's write end
+    assert result["reaped"] == 0
+
+
+def test_the_idle_workers_of_a_run_are_stopped_once_nothing_is_left(tmp_path):
+    """Forked workers inherit the parent's settings: with an idle worker's first sleep an
+    hour long, the run still ends as soon as the cohort is done, because the runner stops
+    the idle worker once the other has found nothing left."""
+    db = offline_cohort(tmp_path)
+    script = RUN.replace(
+        "summary = run_cohort(",
+        "import daydream.worker as w; w.IDLE_FIRST_S = w.IDLE_POLL_S = 3600.0\n"
+        "summary = run_cohort(",
+    )
+    result, _ = run_script(script, str(db))
+    assert result["started"] == "fork" and result["remaining"] == 0

@@ -31,8 +31,9 @@ def backoff_delay(
     When the server sent ``Retry-After``, the wait is at least that (capped at
     ``RETRY_AFTER_CAP_S``), plus a jitter of up to a hundredth of it (at least 5 ms, at most
     ``base``) so that calls told the same time do not all return in the same millisecond,
-    without adding to the wait the server asked for (a task throttled k times in a row
-    waits k times over; OpenAI's and Anthropic's own clients add nothing).
+    adding little to the wait the server asked for (a task throttled k times in a row
+    waits k times over; OpenAI's and Anthropic's own clients add nothing). A Retry-After
+    shorter than the exponential draw (up to ``base`` on a first retry) adds nothing.
     """
     if attempt < 1:
         raise ValueError(f"attempt counts from 1 (the attempt that just failed), got {attempt}")
