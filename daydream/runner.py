@@ -67,11 +67,11 @@ def run_cohort(
         base += ["--cohort", cohort]
     base += worker_args or []
 
-    def spawn(index: int) -> Any:
-        return start([*base, "--name", f"run{os.getpid()}-{index}"], db_path)
+    def spawn(index: int, fork: bool) -> Any:
+        return start([*base, "--name", f"run{os.getpid()}-{index}"], fork=fork)
 
-    blocker = fork_blocker(db_path)
-    procs = {i: spawn(i) for i in range(workers)}
+    blocker = fork_blocker(db_path)  # checked once: the workers start one after another
+    procs = {i: spawn(i, blocker is None) for i in range(workers)}
     if all(isinstance(proc, Forked) for proc in procs.values()):
         how = "fork"
     else:
@@ -123,7 +123,7 @@ def run_cohort(
                     if status.remaining and restarts < max_restarts:
                         restarts += 1
                         time.sleep(min(2.0, 0.1 * 2**restarts))
-                        procs[index] = spawn(index)
+                        procs[index] = spawn(index, False)  # we hold the database open
     except KeyboardInterrupt:
         interrupted = True
         forward(signal.SIGINT, None)

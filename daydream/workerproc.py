@@ -1,8 +1,8 @@
 """Starting the worker processes of ``daydream run``.
 
-``start(ARGS, db)`` runs ``daydream worker ARGS`` in a new process: a fork of this one
-where ``launch.fork_blocker`` finds that safe (a few milliseconds: everything is imported
-already), else a fresh interpreter (``command``) that imports what ``daydream run``
+``start(ARGS, fork=...)`` runs ``daydream worker ARGS`` in a new process: a fork of this
+one where the caller found that safe with ``launch.fork_blocker`` (a few milliseconds:
+everything is imported already), else a fresh interpreter (``command``) that imports what ``daydream run``
 imported (``launch.python_command``: a ``daydream/`` folder in the directory a run is
 started from must not replace the installed package in the workers). Either way the
 worker ends with an exit that skips the interpreter's teardown: by then it has written or
@@ -17,9 +17,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-from .launch import Forked, fork_blocker, python_command
+from .launch import Forked, python_command
 
 
 def command(*args: str) -> list[str]:
@@ -27,9 +26,10 @@ def command(*args: str) -> list[str]:
     return python_command("daydream.workerproc", *args)
 
 
-def start(args: list[str], db_path: str | Path) -> subprocess.Popen | Forked:
-    """Start ``daydream worker ARGS`` (for the database ``db_path``) in its own session."""
-    if fork_blocker(db_path) is None:
+def start(args: list[str], *, fork: bool) -> subprocess.Popen | Forked:
+    """Start ``daydream worker ARGS`` in its own session: forked if ``fork`` (the caller
+    checked ``launch.fork_blocker``), else, or if the fork fails, a fresh interpreter."""
+    if fork:
         try:
             return Forked(run, args)
         except OSError:  # no memory or process slot for a fork: a fresh interpreter may fit
