@@ -35,7 +35,7 @@ from pathlib import Path
 
 from synthetic import SPEC, synthetic_catalog
 
-from daydream.store import connect
+from daydream.db.connection import connect
 
 COHORT = "bench"
 PER_DRAFT = 10  # draft + essay + 8 evaluations
@@ -82,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def build(db_path: Path, generations: int) -> float:
     """Plan and complete a synthetic cohort of about ``generations`` generations."""
+    from daydream.db.connection import connect
     from daydream.plan import plan_cohort
     from daydream.registry import import_catalog
-    from daydream.store import connect
 
     start = time.perf_counter()
     combos = max(1, -(-generations // (DRAFTS_PER_COMBO * PER_DRAFT)))
@@ -104,7 +104,9 @@ def build(db_path: Path, generations: int) -> float:
 def complete_stage(conn, stage: str) -> None:
     """Run every ready generation of ``stage`` as a worker would record it, in batches."""
     from daydream import events as ev
-    from daydream.store import append, put_texts, transaction
+    from daydream.db.log import append
+    from daydream.db.texts import put_texts
+    from daydream.db.transaction import transaction
 
     clock = _clock()
     while True:

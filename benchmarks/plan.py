@@ -114,8 +114,8 @@ def setup(work: Path, combos: int) -> dict:
     """A database holding the synthetic catalog, and the spec that plans N generations."""
     from synthetic import SPEC, synthetic_catalog
 
+    from daydream.db.connection import connect
     from daydream.registry import import_catalog
-    from daydream.store import connect
 
     conn = connect(work / "plan.db")
     import_catalog(conn, synthetic_catalog(work, combos), actor="bench")
@@ -129,8 +129,8 @@ def setup(work: Path, combos: int) -> dict:
 
 
 def plan(work: Path, combos: int) -> dict:
+    from daydream.db.connection import connect
     from daydream.plan import plan_cohort
-    from daydream.store import connect
 
     conn = connect(work / "plan.db", create=False)
     rss_before = peak_rss_mb()
@@ -155,7 +155,7 @@ def plan(work: Path, combos: int) -> dict:
 
 def ceiling(work: Path, combos: int) -> dict:
     """One executemany of N rows of the same width into a plain table, one transaction."""
-    from daydream.store import connect
+    from daydream.db.connection import connect
 
     generations = combos * DRAFTS_PER_COMBO * PER_DRAFT
     rows = list(synthetic_rows(generations))
@@ -178,8 +178,8 @@ def ceiling(work: Path, combos: int) -> dict:
 
 def floor(work: Path, combos: int) -> dict:
     """The planned generations inserted straight into the projection tables, in batches."""
+    from daydream.db.connection import connect
     from daydream.plan import BATCH, PLAN_CACHE_KIB, _indexes_built_after
-    from daydream.store import connect
 
     source = connect(work / "plan.db", create=False)
     source.row_factory = None  # plain tuples: a million sqlite3.Row objects double the RSS

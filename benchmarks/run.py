@@ -32,11 +32,11 @@ import yaml
 
 from daydream.catalog import load_catalog
 from daydream.cohorts import cohort_status
+from daydream.db.connection import connect
 from daydream.leases import set_pool_limit
 from daydream.plan import plan_cohort
 from daydream.registry import import_catalog
 from daydream.runner import run_cohort
-from daydream.store import connect
 from daydream.worker import WorkerConfig, check_providers
 
 HERE = Path(__file__).resolve().parent

@@ -37,10 +37,11 @@ from datasette.app import Datasette
 from datasette.plugins import pm
 from datasette.utils import tilde_encode
 
+from daydream.db.files import readonly_uri
+from daydream.projections.views import VIEWS
+
 from .descriptions import COLUMN_OVERRIDES, COLUMNS, DATABASE_DESCRIPTION, DESCRIPTION, TABLES
 from .errors import StoreError
-from .store import readonly_uri
-from .views import VIEWS
 
 __all__ = [
     "HIDDEN_TABLES",
@@ -107,7 +108,7 @@ def serve(
     """
     import uvicorn
 
-    from .store import connect
+    from daydream.db.connection import connect
 
     connect(db_path, create=False).close()
     ds = make_datasette(db_path)

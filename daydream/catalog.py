@@ -48,11 +48,9 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from daydream.errors import CatalogError
 from daydream.providers import DEFAULT_PROVIDERS
+from daydream.vocabulary import LEVELS, PARSERS, STAGES, Level, Parser, Stage
 
 __all__ = [
-    "LEVELS",
-    "PARSERS",
-    "STAGES",
     "Catalog",
     "Combo",
     "Concept",
@@ -63,23 +61,10 @@ __all__ = [
     "load_catalog",
 ]
 
-STAGES: tuple[str, ...] = ("draft", "essay", "evaluation")
-LEVELS: tuple[str, ...] = ("sentence", "paragraph", "article")
-_TEXT_PARSERS = ("identity", "essay_block", "essay_block_lenient", "essay_idea_last")
-PARSERS: dict[str, tuple[str, ...]] = {
-    "draft": _TEXT_PARSERS,
-    "essay": _TEXT_PARSERS,
-    "evaluation": ("score", "in_last_line"),
-}
 DEFAULT_LEVEL = "paragraph"
 UPSTREAM_SCALE = (0.0, 9.0)  # every upstream rubric asks for "SCORE: X" with X a digit 0-9
 _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
-Stage = Literal["draft", "essay", "evaluation"]
-Level = Literal["sentence", "paragraph", "article"]
-Parser = Literal[
-    "identity", "essay_block", "essay_block_lenient", "essay_idea_last", "score", "in_last_line"
-]
 Id = Annotated[str, Field(pattern=_ID_PATTERN)]
 Text = Annotated[str, Field(min_length=1)]
 

@@ -11,13 +11,12 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
+from daydream.db.log import append
+from daydream.db.transaction import transaction
+
 from . import events as ev
 from .errors import PlanError
-from .store import append, transaction
-
-# "running" counts calls (leases holding a pool slot); "queued" counts leases a worker holds
-# ahead, to start when one of its calls ends (status 'running' with slot 0).
-STATUSES = ("done", "failed", "blocked", "cancelled", "running", "queued", "ready", "waiting")
+from .vocabulary import STAGES, STATUSES
 
 
 @dataclass
@@ -60,7 +59,7 @@ class Status:
 def cohort_status(conn: sqlite3.Connection, cohort: str | None) -> Status:
     """Per-stage task counts, outcome states and per-model totals (one cohort or all)."""
     status = Status(cohort)
-    for stage in ("draft", "essay", "evaluation"):
+    for stage in STAGES:
         status.stages[stage] = dict.fromkeys(STATUSES, 0)
     if cohort:
         # One pass over the members, each generation read by key: counts and states at once.

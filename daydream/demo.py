@@ -12,12 +12,15 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+from daydream.db.connection import connect
+from daydream.db.files import readonly_uri
+from daydream.paths import project_dir
+
 from .catalog import load_catalog
 from .errors import DaydreamError
 from .plan import plan_cohort
 from .registry import import_catalog
 from .runner import run_cohort
-from .store import connect, project_dir, readonly_uri
 
 COHORT = "demo"
 

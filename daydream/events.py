@@ -14,23 +14,11 @@ docs/events.md is generated from this module (``python -m daydream.docgen``).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-Stage = Literal["draft", "essay", "evaluation"]
-# Outcome states of a finished generation (queryable as generations.state).
-STATES = (
-    "ok",
-    "truncated",
-    "too_short",
-    "parse_failed",
-    "refused",
-    "provider_error",
-    "template_error",
-    "blocked",
-    "cancelled",
-)
+from daydream.vocabulary import Mode, Stage
 
 EVENT_TYPES: dict[str, type[Event]] = {}
 
@@ -112,7 +100,7 @@ class TemplateDefined(Event):
     description: str
     body_hash: str | None
     parser: str
-    generator: Literal["llm", "copy"]
+    generator: Mode
     scale_min: float | None = None
     scale_max: float | None = None
     settings: dict[str, Any] = {}
@@ -310,7 +298,7 @@ class GenerationResponded(Event):
     type: ClassVar[str] = "generation.responded"
     gen_id: str
     token: int
-    mode: Literal["llm", "copy"]
+    mode: Mode
     prompt_hash: str
     raw_hash: str
     provider: str | None = None

@@ -22,9 +22,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from daydream.clock import Clock, isoformat, utcnow
+from daydream.db.log import append
+from daydream.db.texts import put_hashed_texts
+from daydream.db.transaction import transaction
+
 from . import events as ev
 from .crashpoints import crash_point, fail_point
-from .store import Clock, append, isoformat, put_hashed_texts, transaction, utcnow
 
 if TYPE_CHECKING:
     from .worker import WorkerConfig

@@ -44,12 +44,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from daydream.clock import Clock, isoformat, utcnow
+from daydream.db.log import append
+from daydream.db.texts import put_text
+from daydream.db.transaction import transaction
+
 from . import events as ev
 from .catalog import Model, load_catalog
 from .errors import CatalogError, PlanError
 from .legacy_store import (
     COHORT_ID,
-    STAGES,
     Skip,
     StoredCohort,
     StoredGen,
@@ -59,13 +63,11 @@ from .legacy_store import (
     scan_store,
 )
 from .registry import ImportReport, import_catalog
-from .store import Clock, append, isoformat, put_text, transaction, utcnow
+from .vocabulary import COPY_POOL, PARENT_STAGE, STAGES
 
 __all__ = ["LegacyReport", "Skip", "import_legacy"]
 
-PARENT_STAGE = {"essay": "draft", "evaluation": "essay"}
 OUTCOMES = ("done", "failed", "planned")
-COPY_POOL = "copy"
 PLACEHOLDER_PROVIDER = "openrouter"  # upstream sent every call, known model or not, there
 WORKER = "legacy-import"
 BATCH = 5000

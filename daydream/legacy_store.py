@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from . import ids
+from .vocabulary import STAGES
 
 __all__ = [
     "COHORT_ID",
-    "STAGES",
     "Skip",
     "StoreScan",
     "StoredCohort",
@@ -41,7 +41,6 @@ __all__ = [
     "scan_store",
 ]
 
-STAGES = ("draft", "essay", "evaluation")
 COHORT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 

@@ -1,8 +1,9 @@
 """Output parsers: turn a model's raw reply into the text (or the score) a stage keeps.
 
 A *parser* is a pure function from the raw reply to a :class:`Parsed` value. A template
-names its parser by string (``PARSERS``); any template may use any parser: unlike upstream,
-the registry is not split by stage. ``parse_output`` is the single entry point.
+names its parser by string (``PARSER_FUNCTIONS``); drafts and essays use the text parsers,
+evaluations the score parsers (``vocabulary.PARSERS``, checked when the catalog is
+imported). ``parse_output`` is the single entry point.
 
 The parsed phase runs in this order, each step raising :class:`ParseError` whose ``state``
 is the outcome recorded for the generation:
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from daydream.errors import ParseError
 
 __all__ = [
-    "PARSERS",
+    "PARSER_FUNCTIONS",
     "Parsed",
     "Scale",
     "parse_output",
@@ -71,7 +72,7 @@ def parse_output(parser: str, text: str, *, scale: Scale | None = None) -> Parse
     parser rejects.
     """
     try:
-        parse = PARSERS[parser]
+        parse = PARSER_FUNCTIONS[parser]
     except KeyError:
         raise ParseError(
             f"unknown parser {parser!r}: set the template's parser to one of "
@@ -83,7 +84,7 @@ def parse_output(parser: str, text: str, *, scale: Scale | None = None) -> Parse
 
 def parser_names() -> list[str]:
     """The registered parser names, sorted."""
-    return sorted(PARSERS)
+    return sorted(PARSER_FUNCTIONS)
 
 
 def validate_output(text: str, *, finish_reason: str | None, min_lines: int | None) -> None:
@@ -313,7 +314,7 @@ _VALUE_RE = re.compile(
 )
 
 
-PARSERS: dict[str, ParserFn] = {
+PARSER_FUNCTIONS: dict[str, ParserFn] = {
     "identity": parse_identity,
     "essay_block": parse_essay_block,
     "essay_block_lenient": parse_essay_block_lenient,
@@ -322,4 +323,5 @@ PARSERS: dict[str, ParserFn] = {
     # Upstream's name for its evaluation parser; catalogs imported from upstream use it.
     "in_last_line": parse_score,
 }
-"""Parser name -> parser. Any template may use any parser."""
+"""Parser name -> parser (the names are ``vocabulary.PARSERS``; which stage may use
+which is there too)."""

@@ -27,14 +27,17 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from daydream.db.log import append
+from daydream.db.texts import put_text
+from daydream.db.transaction import transaction
+
 from . import events as ev
 from . import ids
 from .errors import PlanError, TemplateError
 from .prompts import available_variables, template_variables
 from .registry import Registry
-from .store import append, put_text, transaction
+from .vocabulary import COPY_POOL, STAGES
 
-STAGES = ("draft", "essay", "evaluation")
 BATCH = 5000
 PLAN_CACHE_KIB = 128 * 1024  # page cache while planning (see _page_cache)
 # Below this many generations already planned, a plan builds the secondary indexes of
@@ -47,7 +50,6 @@ LATE_INDEXES = (
     "cohort_members_gen",
 )
 _MEMO_LIMIT = 10_000  # drafts, essays, judges remembered by _plan_batches (bounds memory)
-COPY_POOL = "copy"
 # Rough output sizes (tokens) per stage for the cost range: (low, high).
 _OUTPUT_TOKENS = {"draft": (400, 3000), "essay": (500, 2000), "evaluation": (150, 1200)}
 

@@ -98,9 +98,10 @@ def _derive(db_path: str, spec_path: str, size: int, out: BinaryIO) -> None:
         out.flush()
 
     try:
+        from daydream.db.connection import connect
+
         from . import spec as spec_module
         from .plan import PlanReport, derive_batches, planning_registry
-        from .store import connect
 
         spec = spec_module.load_spec(spec_path)
         conn = connect(db_path, readonly=True)

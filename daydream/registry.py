@@ -15,8 +15,11 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
+from daydream.db.log import append
+from daydream.db.texts import put_text
+from daydream.db.transaction import transaction
+
 from . import events as ev
-from .store import append, put_text, transaction
 
 ENTRY_KINDS = ("concepts", "combos", "templates", "models")
 

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from daydream.db.connection import connect
+
 from .cohorts import Status
 from .runner import run_cohort
-from .store import connect
 
 _DEFAULT_MAX_OUTPUT = 2000
 

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from daydream.db.connection import connect
+
 from .cohorts import Status, cohort_status
 from .launch import Forked, fork_blocker
 from .leases import has_pending
-from .store import connect
 from .workerproc import start
 
 

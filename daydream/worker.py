@@ -42,6 +42,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from daydream.clock import Clock, isoformat, utcnow
+from daydream.db.connection import connect
+from daydream.db.texts import text_hash
+
 from . import crashpoints
 from . import events as ev
 from .crashpoints import crash_point
@@ -63,13 +67,6 @@ from .providers import (
     backoff_delay,
     make_provider,
     resolve_provider_config,
-)
-from .store import (
-    Clock,
-    connect,
-    isoformat,
-    text_hash,
-    utcnow,
 )
 
 DEFAULT_LEASE_S = 120.0

@@ -13,7 +13,9 @@ import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 
-from daydream.store import check, isoformat, readonly_uri
+from daydream.clock import isoformat
+from daydream.db.check import check
+from daydream.db.files import readonly_uri
 
 TERMINAL = ("done", "failed", "blocked", "cancelled")
 # An attempt after the first must be explained by how the previous one ended.

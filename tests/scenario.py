@@ -23,9 +23,9 @@ from typing import Any
 import yaml
 
 from daydream.catalog import load_catalog
+from daydream.db.connection import connect
 from daydream.plan import plan_cohort
 from daydream.registry import import_catalog
-from daydream.store import connect
 
 CONCEPTS = [
     ("alpha", "Alpha", "Alpha waves rise when the eyes close and the mind drifts."),

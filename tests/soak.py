@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from daydream.store import wal_bytes
+from daydream.db.files import wal_bytes
 from tests.invariants import check_invariants
 from tests.scenario import daydream_cmd, model, plan, scalar, write_catalog, write_spec
 

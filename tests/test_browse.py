@@ -31,10 +31,12 @@ from daydream.browse import HIDDEN_TABLES, column_description, make_datasette
 from daydream.cli import cli
 from daydream.cohorts import cohort_status
 from daydream.curation import rank_essays
+from daydream.db.connection import connect
+from daydream.db.log import append
+from daydream.db.texts import get_text
 from daydream.demo import run_demo
 from daydream.plan import plan_cohort
-from daydream.store import append, connect, get_text
-from daydream.views import VIEWS
+from daydream.projections.views import VIEWS
 
 DB = "daydream"  # the fixture file is daydream.db, so Datasette names the database "daydream"
 PROVIDER_ERROR = "HTTP 500 from offline: upstream exploded\n<html>trace</html>"

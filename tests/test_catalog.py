@@ -768,8 +768,8 @@ def test_imported_models_carry_their_settings_and_key_variable_name(tmp_path):
     the NAME of the provider's key variable from providers.yaml (never a key)."""
     import json
 
+    from daydream.db.connection import connect
     from daydream.registry import import_catalog
-    from daydream.store import connect
 
     root = copy_example(tmp_path)
     models = root / "models.yaml"

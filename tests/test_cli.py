@@ -372,12 +372,12 @@ def test_db_check_says_what_it_is_doing_on_a_big_database(planned, monkeypatch):
     a day-long log); a small database checks silently; stdout is the same either way."""
     quiet = ok("db", "check", "--db", planned)
     assert quiet.stderr == ""
-    import daydream.store
+    import daydream.db.check
 
-    monkeypatch.setattr(daydream.store, "CHECK_PROGRESS_BYTES", 0)
+    monkeypatch.setattr(daydream.db.check, "CHECK_PROGRESS_BYTES", 0)
     loud = ok("db", "check", "--db", planned)
     events = events_in(planned)
-    from daydream.store import database_bytes
+    from daydream.db.files import database_bytes
 
     size = database_bytes(planned) / 1e6  # file and write-ahead log (none once closed)
     assert loud.stderr.splitlines() == [
@@ -564,22 +564,24 @@ def test_a_reader_holding_a_snapshot_grows_the_wal_until_it_ends_and_a_checkpoin
     """Reliability T8: a long-lived reader keeps SQLite from resetting the write-ahead log;
     status warns, a checkpoint names the cause while the reader lasts, and resets the log
     once it has ended."""
-    from daydream import store
+    from daydream.db import connection, files
+    from daydream.db.texts import put_text
+    from daydream.db.transaction import transaction
 
     db = tmp_path / "wal.db"
-    store.connect(db).close()
-    monkeypatch.setattr(store, "WAL_WARN_BYTES", 5 * 2**20)  # SQLite resets at ~4 MB
-    monkeypatch.setattr(store, "WAL_KEEP_BYTES", 2**20)
-    keeper = store.connect(db)  # an idle worker: the log file outlives the other connections
+    connection.connect(db).close()
+    monkeypatch.setattr(files, "WAL_WARN_BYTES", 5 * 2**20)  # SQLite resets at ~4 MB
+    monkeypatch.setattr(connection, "WAL_KEEP_BYTES", 2**20)
+    keeper = connection.connect(db)  # an idle worker: the log file outlives the other connections
     reader = sqlite3.connect(db)
     reader.execute("BEGIN")
     reader.execute("SELECT count(*) FROM events").fetchone()  # holds its snapshot
-    writer = store.connect(db)
+    writer = connection.connect(db)
     for i in range(80):  # ~8 MB of texts, one transaction each, as workers write
-        with store.transaction(writer):
-            store.put_text(writer, f"{i} " + "x" * 100_000)
+        with transaction(writer):
+            put_text(writer, f"{i} " + "x" * 100_000)
     writer.close()
-    assert store.wal_bytes(db) > 7 * 2**20  # not reset: the reader still needs old pages
+    assert files.wal_bytes(db) > 7 * 2**20  # not reset: the reader still needs old pages
     runner = CliRunner()
     status = runner.invoke(cli, ["status", "--db", str(db)])
     assert status.exit_code == 0
@@ -592,18 +594,18 @@ def test_a_reader_holding_a_snapshot_grows_the_wal_until_it_ends_and_a_checkpoin
     reader.close()
     # With the reader gone, SQLite's own checkpoints reset the log as writes go on, and
     # the file is cut back to WAL_KEEP_BYTES, so the warning goes away by itself.
-    writer = store.connect(db)
+    writer = connection.connect(db)
     for i in range(30):
-        with store.transaction(writer):
-            store.put_text(writer, f"after {i} " + "y" * 100_000)
-    assert store.wal_bytes(db) < 5 * 2**20
+        with transaction(writer):
+            put_text(writer, f"after {i} " + "y" * 100_000)
+    assert files.wal_bytes(db) < 5 * 2**20
     assert "warning" not in runner.invoke(cli, ["status", "--db", str(db)]).stderr
     writer.close()
     done = runner.invoke(cli, ["db", "checkpoint", "--db", str(db)])
     keeper.close()
     assert done.exit_code == 0, done.output
     assert "checkpointed and reset" in done.stdout
-    assert store.wal_bytes(db) == 0
+    assert files.wal_bytes(db) == 0
     quiet = runner.invoke(cli, ["status", "--db", str(db)])
     assert "warning" not in quiet.stderr
     assert json.loads(runner.invoke(cli, ["status", "--db", str(db), "--json"]).stdout)[

@@ -7,8 +7,9 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from daydream.projections import DDL_HASH
-from daydream.store import check, list_migrations
+from daydream.db.check import check
+from daydream.db.migrations import list_migrations
+from daydream.projections.schema import DDL_HASH
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "daydream.db.example"

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from daydream.errors import ParseError
-from daydream.parsers import PARSERS, Parsed, parse_output, parser_names, validate_output
+from daydream.parsers import PARSER_FUNCTIONS, Parsed, parse_output, parser_names, validate_output
+from daydream.vocabulary import PARSERS as STAGE_PARSERS
+from daydream.vocabulary import STAGES
 
 REPLIES = Path(__file__).parent / "fixtures" / "judge_replies"
 NO_SCORE = "no SCORE line found in the reply (expected a final line like 'SCORE: 7')"
@@ -37,7 +39,15 @@ def test_parser_names_lists_every_parser_sorted():
         "in_last_line",
         "score",
     ]
-    assert set(PARSERS) == set(parser_names())
+    assert set(PARSER_FUNCTIONS) == set(parser_names())
+
+
+def test_every_parser_a_stage_may_use_exists_and_every_parser_has_a_stage():
+    """The vocabulary says which parsers each stage's templates may use (the catalog checks
+    it on import); the parser functions are exactly those names."""
+    allowed = {name for names in STAGE_PARSERS.values() for name in names}
+    assert allowed == set(PARSER_FUNCTIONS)
+    assert set(STAGE_PARSERS) == set(STAGES)
 
 
 def test_unknown_parser_names_it_and_lists_the_known_ones():
@@ -50,7 +60,7 @@ def test_unknown_parser_names_it_and_lists_the_known_ones():
 
 
 def test_in_last_line_is_an_alias_of_score():
-    assert PARSERS["in_last_line"] is PARSERS["score"]
+    assert PARSER_FUNCTIONS["in_last_line"] is PARSER_FUNCTIONS["score"]
     assert parse_output("in_last_line", "x\nSCORE: 3\nSCORE: 8", scale=(0, 9)).score == 8.0
 
 

@@ -19,10 +19,10 @@ from daydream import ids
 from daydream import plan as plan_module
 from daydream.catalog import combo_id_for, load_catalog
 from daydream.cli import cli, format_plan
+from daydream.db.connection import connect
 from daydream.errors import PlanError
 from daydream.plan import plan_cohort
 from daydream.registry import import_catalog
-from daydream.store import connect
 from daydream.worker import WorkerConfig, run_worker
 
 REPO = Path(__file__).resolve().parents[1]
@@ -1218,7 +1218,7 @@ def test_a_plan_inside_a_callers_transaction_keeps_its_indexes_and_derives_in_pr
     """Dropping indexes or reading the catalog from another process is only safe in a
     transaction the plan owns; inside a caller's, neither happens."""
     from daydream import planpipe
-    from daydream.store import transaction
+    from daydream.db.transaction import transaction
 
     path, conn = db
     monkeypatch.setattr(planpipe, "PIPELINE_ROWS", 0)

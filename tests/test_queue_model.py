@@ -35,6 +35,7 @@ from hypothesis.stateful import (  # noqa: E402
     rule,
 )
 
+from daydream.db.connection import connect  # noqa: E402
 from daydream.leases import (  # noqa: E402
     Task,
     claim,
@@ -43,8 +44,7 @@ from daydream.leases import (  # noqa: E402
     release,
     set_pool_limit,
 )
-from daydream.projections import compare_with_replay  # noqa: E402
-from daydream.store import connect  # noqa: E402
+from daydream.projections.replay import compare_with_replay  # noqa: E402
 from daydream.worker import WorkerConfig  # noqa: E402
 from tests.test_worker import FixedClock, execute, offline_cohort  # noqa: E402
 

@@ -25,8 +25,10 @@ from typing import Any
 import pytest
 
 from daydream import events as ev
+from daydream.clock import utcnow
+from daydream.db.connection import connect
+from daydream.db.log import append
 from daydream.leases import claim, heartbeat, record, release
-from daydream.store import append, connect, utcnow
 from daydream.worker import Executor, WorkerConfig
 from tests.fakeapi import FakeAPI, Fault
 from tests.invariants import check_invariants, log_snapshot

@@ -22,15 +22,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from daydream import projections
 from daydream.catalog import load_catalog
 from daydream.cohorts import cancel, retry
+from daydream.db.check import check
+from daydream.db.connection import connect
 from daydream.errors import ProviderError
 from daydream.leases import claim, has_pending, heartbeat, record, release, set_pool_limit
 from daydream.plan import plan_cohort
+from daydream.projections import replay
 from daydream.providers import OfflineProvider
 from daydream.registry import import_catalog
-from daydream.store import check, connect
 from daydream.worker import Executor, WorkerConfig
 from tests.invariants import check_invariants
 
@@ -316,21 +317,21 @@ def test_a_big_database_replays_into_a_scratch_file_beside_it(workload, tmp_path
     to the database (a day-long log would not fit in memory); the file is gone afterwards,
     and the comparison finds a tampered row as the in-memory one does."""
     copy = copy_of(workload, tmp_path / "copy.db")
-    monkeypatch.setattr(projections, "REPLAY_IN_MEMORY_BELOW", 0)
+    monkeypatch.setattr(replay, "REPLAY_IN_MEMORY_BELOW", 0)
     made = []
-    real_mkstemp = projections.tempfile.mkstemp
+    real_mkstemp = replay.tempfile.mkstemp
 
     def mkstemp(*args, **kwargs):
         made.append(real_mkstemp(*args, **kwargs))
         return made[-1]
 
-    monkeypatch.setattr(projections.tempfile, "mkstemp", mkstemp)
-    assert projections.compare_with_replay(str(copy)) == {}
+    monkeypatch.setattr(replay.tempfile, "mkstemp", mkstemp)
+    assert replay.compare_with_replay(str(copy)) == {}
     raw = sqlite3.connect(copy)
     raw.execute("UPDATE generations SET lease_owner = 'ghost' WHERE status = 'cancelled'")
     raw.commit()
     raw.close()
-    assert list(projections.compare_with_replay(str(copy))) == ["generations"]
+    assert list(replay.compare_with_replay(str(copy))) == ["generations"]
     assert [Path(name).parent for _, name in made] == [tmp_path, tmp_path]
     assert [p.name for p in tmp_path.iterdir() if "replay" in p.name] == []  # removed
 
@@ -348,14 +349,14 @@ def copy_of(path: Path, copy: Path) -> Path:
 def test_rebuild_reproduces_every_table_and_is_idempotent(workload, tmp_path):
     copy = copy_of(workload, tmp_path / "copy.db")
     conn = connect(copy)
-    live = projections.table_digests(conn)
+    live = replay.table_digests(conn)
     assert live["generations"][0] == 43 and live["calls"][0] > 30
     events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
-    applied = projections.rebuild(conn)
+    applied = replay.rebuild(conn)
     assert applied == events
-    assert projections.table_digests(conn) == live
-    projections.rebuild(conn)
-    assert projections.table_digests(conn) == live
+    assert replay.table_digests(conn) == live
+    replay.rebuild(conn)
+    assert replay.table_digests(conn) == live
     assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == events
     conn.close()
 
@@ -367,7 +368,7 @@ def test_projections_of_an_earlier_layout_are_rebuilt_when_the_database_is_opene
     version replays the log into the current projections (tasks becomes a view)."""
     copy = copy_of(workload, tmp_path / "old.db")
     conn = connect(copy)
-    live = projections.table_digests(conn)
+    live = replay.table_digests(conn)
     conn.close()
     raw = sqlite3.connect(copy)
     raw.execute("DROP VIEW tasks")
@@ -378,7 +379,7 @@ def test_projections_of_an_earlier_layout_are_rebuilt_when_the_database_is_opene
     raw.commit()
     raw.close()
     conn = connect(copy)
-    assert projections.table_digests(conn) == live
+    assert replay.table_digests(conn) == live
     kinds = dict(conn.execute("SELECT name, type FROM sqlite_master WHERE name = 'tasks'"))
     assert kinds == {"tasks": "view"}
     conn.close()
@@ -424,7 +425,7 @@ def test_a_tampered_projection_fails_check_until_rebuilt(workload, tmp_path, tam
         assert counts and int(counts[1]) == int(counts[2]) - 1
     assert all(ok for name, (ok, _) in results.items() if name != "replay_equals_projections")
     conn = connect(copy)
-    projections.rebuild(conn)
+    replay.rebuild(conn)
     conn.close()
     assert all(ok for _, ok, _ in check(copy))
 

@@ -30,11 +30,13 @@ from daydream import events as ev
 from daydream.catalog import load_catalog
 from daydream.cli import cli
 from daydream.curation import curation_rows, export_essays, rank_essays, write_ranking
+from daydream.db.connection import connect
+from daydream.db.log import append
+from daydream.db.texts import put_text
 from daydream.errors import ConfigError, PlanError, SpecError
 from daydream.plan import plan_cohort
 from daydream.registry import import_catalog
 from daydream.reports import build_report, stability, write_report
-from daydream.store import append, connect, put_text
 
 REPO = Path(__file__).resolve().parents[1]
 NOV, FEAS = "novelty-rubric", "feasibility-rubric"

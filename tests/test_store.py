@@ -12,19 +12,12 @@ from pathlib import Path
 import pytest
 
 from daydream import events as ev
+from daydream.db.check import check
+from daydream.db.connection import connect
+from daydream.db.log import append, read_events
+from daydream.db.migrations import GUARD_TRIGGERS, list_migrations, migrations_dir
+from daydream.db.texts import get_text, put_text, text_hash
 from daydream.errors import StoreError
-from daydream.store import (
-    GUARD_TRIGGERS,
-    append,
-    check,
-    connect,
-    get_text,
-    list_migrations,
-    migrations_dir,
-    put_text,
-    read_events,
-    text_hash,
-)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -134,7 +127,7 @@ def test_append_is_atomic_with_projections(tmp_path):
         pass
 
     with pytest.raises(Boom):
-        from daydream.store import transaction
+        from daydream.db.transaction import transaction
 
         with transaction(conn):
             append(conn, [good], actor="test")
@@ -201,11 +194,11 @@ def test_non_editable_install_finds_migrations(tmp_path):
     )
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
-        "import daydream.store as s;"
-        "print(s.migrations_dir());"
-        "c = s.connect(sys.argv[2]);"
+        "from daydream.db import connection, migrations; from daydream import paths;"
+        "print(migrations.migrations_dir());"
+        "c = connection.connect(sys.argv[2]);"
         "print(c.execute('select count(*) from schema_migrations').fetchone()[0]);"
-        "print(s.project_dir('specs'))"
+        "print(paths.project_dir('specs'))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, str(target), str(tmp_path / "w.db")],

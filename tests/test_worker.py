@@ -23,12 +23,14 @@ from typing import Any
 import pytest
 
 from daydream.cli import format_status
+from daydream.clock import isoformat, utcnow
 from daydream.cohorts import cohort_status, retry
+from daydream.db.connection import connect
+from daydream.db.transaction import transaction
 from daydream.errors import PlanError
 from daydream.leases import claim, exchange, heartbeat, record, set_pool_limit
-from daydream.projections import compare_with_replay
+from daydream.projections.replay import compare_with_replay
 from daydream.providers import render_offline_reply
-from daydream.store import connect, isoformat, transaction, utcnow
 from daydream.worker import CALLS_CHECK_S, Executor, Worker, WorkerConfig, WorkerStats
 from tests.fakeapi import FAKE_LABEL, FakeAPI, Fault
 from tests.invariants import check_invariants

@@ -17,7 +17,7 @@ import sys
 import pytest
 import yaml
 
-from daydream.store import connect
+from daydream.db.connection import connect
 from tests.scenario import env, plan, query
 from tests.test_worker import offline_cohort
 
@@ -129,7 +129,7 @@ def test_a_forked_worker_reads_its_own_database_not_the_parents_cached_rows(tmp_
     script = """
 import json, sys
 from daydream.leases import claim
-from daydream.store import connect
+from daydream.db.connection import connect
 from daydream.worker import WorkerConfig
 from daydream.runner import run_cohort
 first, second = sys.argv[1:3]

@@ -59,7 +59,7 @@ def json_option(function: Any) -> Any:
 
 
 def _open(db_path: Path, *, create: bool = False):
-    from ..store import connect
+    from daydream.db.connection import connect
 
     return connect(db_path, create=create)
 

@@ -66,7 +66,7 @@ def db_rebuild(db_path: Path) -> None:
 
         daydream db rebuild
     """
-    from ..projections import rebuild
+    from daydream.projections.replay import rebuild
 
     conn = _open(db_path)
     applied = rebuild(conn)
@@ -86,7 +86,7 @@ def db_check(db_path: Path, as_json: bool) -> None:
 
         daydream db check
     """
-    from ..store import check
+    from daydream.db.check import check
 
     results = check(db_path, progress=lambda text: _err(f"db check: {text}..."))
     if as_json:
@@ -112,7 +112,7 @@ def db_checkpoint(db_path: Path) -> None:
 
         daydream db checkpoint
     """
-    from ..store import checkpoint, wal_bytes
+    from daydream.db.files import checkpoint, wal_bytes
 
     conn = _open(db_path)
     before = wal_bytes(db_path)
@@ -154,8 +154,9 @@ def events(
 
         daydream events --type generation.completed --after 100 --json
     """
+    from daydream.db.log import read_events
+
     from ..events import EVENT_TYPES
-    from ..store import read_events
 
     unknown = [t for t in types if t not in EVENT_TYPES]
     if unknown:

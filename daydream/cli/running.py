@@ -252,7 +252,8 @@ def status(db_path: Path, cohort: str | None, as_json: bool) -> None:
 
         daydream status demo --json
     """
-    from .. import store
+    from daydream.db import files
+
     from ..cohorts import _require_cohort, cohort_status
 
     conn = _open(db_path)
@@ -260,12 +261,12 @@ def status(db_path: Path, cohort: str | None, as_json: bool) -> None:
         _require_cohort(conn, cohort)
     result = cohort_status(conn, cohort)
     conn.close()
-    wal = store.wal_bytes(db_path)
+    wal = files.wal_bytes(db_path)
     if as_json:
         _echo_json({**result.to_dict(), "wal_bytes": wal})
     else:
         click.echo(format_status(result))
-    if wal > store.WAL_WARN_BYTES:
+    if wal > files.WAL_WARN_BYTES:
         _err(
             f"warning: the write-ahead log is {wal / 2**20:.0f} MB: a reader holding an old"
             " snapshot keeps SQLite from resetting it; end long-lived readers, then run:"

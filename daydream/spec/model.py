@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import SpecError
+from ..vocabulary import STAGES
 
 Level = str | int | float
 Value = Level | tuple[Any, ...]  # a pair or tuple slot's values are (nested) tuples
@@ -67,7 +68,7 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
 }
 STAGE_COLUMNS: dict[str, tuple[str, ...]] = {
     stage: (f"{stage}_template", f"{stage}_llm", f"{stage}_replicate")
-    for stage in ("draft", "essay", "evaluation")
+    for stage in STAGES
 }
 REPLICATE_COLUMNS = ("draft_replicate", "essay_replicate", "evaluation_replicate")
 _CANONICAL = {alias: column for column, aliases in COLUMN_ALIASES.items() for alias in aliases}

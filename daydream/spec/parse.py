@@ -16,8 +16,9 @@ from typing import Any, NoReturn
 
 import yaml
 
-from ..catalog import LEVELS, combo_id_for
+from ..catalog import combo_id_for
 from ..errors import SpecError
+from ..vocabulary import LEVELS
 from .design import (
     _column_order,
     _Design,

@@ -454,6 +454,4 @@ GROUP BY m.cohort_id, c.model_id
 ORDER BY m.cohort_id, c.model_id
 """
 
-VIEWS_DDL = "\n".join(
-    f'CREATE VIEW "{name}" AS {body.strip()};' for name, body in VIEWS.items()
-)
+VIEWS_DDL = "\n".join(f'CREATE VIEW "{name}" AS {body.strip()};' for name, body in VIEWS.items())

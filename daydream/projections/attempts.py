@@ -1,0 +1,171 @@
+"""Appliers of an attempt's life: claimed (leased), extended, given a slot, expired or
+released, throttled, answered, completed or failed.
+
+A task's lease lives in its ``generations`` row (owner, fencing token, expiry, slot); a
+result is applied only by the event of the attempt that holds it (the leases module checks
+the token before appending).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from daydream import events as ev
+from daydream.projections.cells import score_cells
+from daydream.projections.lineage import children_of, select_in, set_blocked
+
+
+def _attempt_started(conn, event_id, e: ev.AttemptStarted, at):
+    conn.execute(
+        "UPDATE generations SET status = 'running', attempts = ?, lease_owner = ?,"
+        " lease_token = ?, lease_expires_at = ?, not_before = NULL, slot = ? WHERE gen_id = ?",
+        (e.attempt, e.worker, event_id, e.lease_expires_at, int(not e.queued), e.gen_id),
+    )
+
+
+def _leases_extended(conn, event_id, e: ev.LeasesExtended, at):
+    conn.executemany(
+        "UPDATE generations SET lease_expires_at = ? WHERE gen_id = ? AND lease_token = ?"
+        " AND status = 'running'",
+        [(e.lease_expires_at, gen_id, token) for gen_id, token in e.leases],
+    )
+
+
+def _slots_taken(conn, event_id, e: ev.SlotsTaken, at):
+    conn.executemany(
+        "UPDATE generations SET slot = 1 WHERE gen_id = ? AND lease_token = ?"
+        " AND status = 'running'",
+        [(gen_id, token) for gen_id, token in e.leases],
+    )
+
+
+def _release(conn, gen_id: str, token: int, error: str | None = None) -> None:
+    conn.execute(
+        "UPDATE generations SET status = 'ready', lease_owner = NULL, lease_token = NULL,"
+        " lease_expires_at = NULL, last_error = COALESCE(?, last_error)"
+        " WHERE gen_id = ? AND lease_token = ?",
+        (error, gen_id, token),
+    )
+
+
+def _lease_expired(conn, event_id, e: ev.LeaseExpired, at):
+    _release(conn, e.gen_id, e.token, f"lease of {e.worker} expired")
+
+
+def _lease_released(conn, event_id, e: ev.LeaseReleased, at):
+    # A clean shutdown gave the task back unfinished: not a spent attempt (counted apart).
+    conn.execute(
+        "UPDATE generations SET releases = releases + 1 WHERE gen_id = ? AND lease_token = ?",
+        (e.gen_id, e.token),
+    )
+    _release(conn, e.gen_id, e.token)
+
+
+def _attempt_throttled(conn, event_id, e: ev.AttemptThrottled, at):
+    conn.execute(
+        "UPDATE generations SET status = 'ready', lease_owner = NULL, lease_token = NULL,"
+        " lease_expires_at = NULL, not_before = ?, throttles = throttles + 1, last_error = ?"
+        " WHERE gen_id = ?",
+        (e.retry_at, e.error, e.gen_id),
+    )
+    _record_failed_call(conn, event_id, e.gen_id, 429, e.error, at)
+
+
+def _record_failed_call(conn, event_id, gen_id, http_status, error, at) -> None:
+    conn.execute(
+        "INSERT INTO calls (event_id, gen_id, model_id, pool, ok, http_status, error,"
+        " recorded_at) SELECT ?, gen_id, model_id, pool, 0, ?, ?, ? FROM generations"
+        " WHERE gen_id = ?",
+        (event_id, http_status, error, at, gen_id),
+    )
+
+
+def _generation_responded(conn, event_id, e: ev.GenerationResponded, at):
+    conn.execute(
+        "UPDATE generations SET prompt_hash = ?, raw_hash = ?, provider = ?,"
+        " resolved_model = ?, finish_reason = ?, prompt_tokens = ?, completion_tokens = ?,"
+        " cost = ?, latency_s = ?, offline = ? WHERE gen_id = ?",
+        (
+            e.prompt_hash,
+            e.raw_hash,
+            e.provider,
+            e.resolved_model,
+            e.finish_reason,
+            e.prompt_tokens,
+            e.completion_tokens,
+            e.cost,
+            e.latency_s,
+            int(e.offline),
+            e.gen_id,
+        ),
+    )
+    if e.mode == "llm":
+        conn.execute(
+            "INSERT INTO calls (event_id, gen_id, model_id, pool, ok, prompt_tokens,"
+            " completion_tokens, cost, latency_s, offline, recorded_at)"
+            " SELECT ?, ?, ?, pool, 1, ?, ?, ?, ?, ?, ? FROM generations WHERE gen_id = ?",
+            (
+                event_id,
+                e.gen_id,
+                e.model_id,
+                e.prompt_tokens,
+                e.completion_tokens,
+                e.cost,
+                e.latency_s,
+                int(e.offline),
+                at,
+                e.gen_id,
+            ),
+        )
+
+
+def _generation_completed(conn, event_id, e: ev.GenerationCompleted, at):
+    conn.execute(
+        "UPDATE generations SET status = 'done', lease_owner = NULL, lease_token = NULL,"
+        " lease_expires_at = NULL, last_error = NULL, state = 'ok', error = NULL,"
+        " parsed_hash = ?, score = ?, written_scale = ?, finished_at = ? WHERE gen_id = ?",
+        (e.parsed_hash, e.score, e.written_scale, at, e.gen_id),
+    )
+    if e.score is not None:
+        score_cells(conn, e.gen_id, e.score)
+    children = [
+        r[0]
+        for r in conn.execute(
+            "SELECT gen_id FROM generations WHERE parent_gen_id = ? AND status = 'waiting'",
+            (e.gen_id,),
+        )
+    ]
+    if children:
+        select_in(conn, "UPDATE generations SET status = 'ready' WHERE gen_id IN", children)
+
+
+def _attempt_failed(conn, event_id, e: ev.AttemptFailed, at):
+    if e.state == "provider_error":
+        _record_failed_call(conn, event_id, e.gen_id, e.http_status, e.error, at)
+    if not e.final:
+        conn.execute(
+            "UPDATE generations SET status = 'ready', lease_owner = NULL, lease_token = NULL,"
+            " lease_expires_at = NULL, not_before = ?, last_error = ? WHERE gen_id = ?",
+            (e.retry_at, e.error, e.gen_id),
+        )
+        return
+    conn.execute(
+        "UPDATE generations SET status = 'failed', lease_owner = NULL, lease_token = NULL,"
+        " lease_expires_at = NULL, not_before = NULL, last_error = ?, state = ?, error = ?,"
+        " finished_at = ? WHERE gen_id = ?",
+        (e.error, e.state, e.error, at, e.gen_id),
+    )
+    set_blocked(conn, children_of(conn, [e.gen_id]), f"parent {e.gen_id} failed: {e.state}")
+
+
+APPLIERS: dict[str, Callable[..., None]] = {
+    ev.AttemptStarted.type: _attempt_started,
+    ev.LeasesExtended.type: _leases_extended,
+    ev.SlotsTaken.type: _slots_taken,
+    ev.LeaseExpired.type: _lease_expired,
+    ev.LeaseReleased.type: _lease_released,
+    ev.AttemptThrottled.type: _attempt_throttled,
+    ev.GenerationResponded.type: _generation_responded,
+    ev.GenerationCompleted.type: _generation_completed,
+    ev.AttemptFailed.type: _attempt_failed,
+}

@@ -1,0 +1,44 @@
+"""Walking the lineage inside an applier: a generation's children, blocking descendants,
+and statements over many ids in chunks.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+
+def select_in(
+    conn: sqlite3.Connection, sql: str, ids: list[str], prefix: tuple = (), chunk: int = 500
+) -> list:
+    """Run ``sql (?, ?, ...)`` over ``ids`` in chunks (after ``prefix`` parameters)."""
+    out: list = []
+    for start in range(0, len(ids), chunk):
+        part = ids[start : start + chunk]
+        marks = ", ".join("?" for _ in part)
+        out.extend(conn.execute(f"{sql} ({marks})", [*prefix, *part]).fetchall())
+    return out
+
+
+def children_of(conn: sqlite3.Connection, gen_ids: list[str]) -> list[str]:
+    return [
+        gid
+        for (gid,) in select_in(
+            conn,
+            "SELECT gen_id FROM generations WHERE status IN ('waiting', 'ready')"
+            " AND parent_gen_id IN",
+            gen_ids,
+        )
+    ]
+
+
+def set_blocked(conn: sqlite3.Connection, gen_ids: list[str], reason: str) -> None:
+    """Block generations and, transitively, their waiting descendants."""
+    while gen_ids:
+        select_in(
+            conn,
+            "UPDATE generations SET status = 'blocked', blocked_reason = ?, state = 'blocked',"
+            " error = ? WHERE gen_id IN",
+            gen_ids,
+            (reason, reason),
+        )
+        gen_ids = children_of(conn, gen_ids)

@@ -1,0 +1,243 @@
+"""The projection tables: their DDL, the hash that says which version built them, and
+creating or dropping them.
+
+Projection schema changes are a rebuild, never a migration: the hash of the DDL, the views
+and the appliers' version is stored in ``projection_meta``, and a database whose
+projections were built by another version is rebuilt when opened (``replay.ensure_projections``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+
+from daydream.projections.views import VIEWS, VIEWS_DDL
+
+PROJECTION_DDL = """
+CREATE TABLE concepts (
+    concept_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    source TEXT NOT NULL
+);
+CREATE TABLE concept_descriptions (
+    concept_id TEXT NOT NULL REFERENCES concepts(concept_id),
+    level TEXT NOT NULL,
+    text_hash TEXT NOT NULL REFERENCES texts(hash),
+    PRIMARY KEY (concept_id, level)
+) WITHOUT ROWID;
+CREATE TABLE combos (
+    combo_id TEXT PRIMARY KEY,
+    level TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    version TEXT NOT NULL,
+    source TEXT NOT NULL
+);
+CREATE TABLE combo_concepts (
+    combo_id TEXT NOT NULL REFERENCES combos(combo_id),
+    position INTEGER NOT NULL,
+    concept_id TEXT NOT NULL REFERENCES concepts(concept_id),
+    PRIMARY KEY (combo_id, position)
+) WITHOUT ROWID;
+CREATE TABLE template_versions (
+    version TEXT PRIMARY KEY,
+    stage TEXT NOT NULL,
+    template_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL,
+    body_hash TEXT REFERENCES texts(hash),
+    parser TEXT NOT NULL,
+    generator TEXT NOT NULL,
+    scale_min REAL,
+    scale_max REAL,
+    settings TEXT NOT NULL,
+    source TEXT NOT NULL,
+    defined_event INTEGER NOT NULL
+);
+CREATE TABLE templates (
+    stage TEXT NOT NULL,
+    template_id TEXT NOT NULL,
+    version TEXT NOT NULL REFERENCES template_versions(version),
+    name TEXT NOT NULL,
+    parser TEXT NOT NULL,
+    generator TEXT NOT NULL,
+    scale_min REAL,
+    scale_max REAL,
+    PRIMARY KEY (stage, template_id)
+) WITHOUT ROWID;
+CREATE TABLE models (
+    model_id TEXT PRIMARY KEY,
+    version TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    provider_model TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    pool TEXT NOT NULL,
+    price_input REAL,
+    price_output REAL,
+    settings TEXT NOT NULL,
+    source TEXT NOT NULL
+);
+CREATE TABLE cohorts (
+    cohort_id TEXT PRIMARY KEY,
+    spec_path TEXT NOT NULL,
+    spec_hash TEXT NOT NULL REFERENCES texts(hash),
+    drafts INTEGER NOT NULL,
+    essays INTEGER NOT NULL,
+    evaluations INTEGER NOT NULL,
+    planned_at TEXT NOT NULL,
+    replanned_at TEXT,
+    cancelled_at TEXT
+);
+CREATE TABLE generations (
+    gen_id TEXT PRIMARY KEY,
+    stage TEXT NOT NULL,
+    parent_gen_id TEXT REFERENCES generations(gen_id),
+    combo_id TEXT REFERENCES combos(combo_id),
+    template_id TEXT NOT NULL,
+    template_version TEXT REFERENCES template_versions(version),
+    model_id TEXT REFERENCES models(model_id),
+    replicate INTEGER NOT NULL,
+    mode TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    pool TEXT NOT NULL,
+    status TEXT NOT NULL,
+    state TEXT,
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    prompt_hash TEXT REFERENCES texts(hash),
+    raw_hash TEXT REFERENCES texts(hash),
+    parsed_hash TEXT REFERENCES texts(hash),
+    score REAL,
+    written_scale REAL,
+    provider TEXT,
+    resolved_model TEXT,
+    finish_reason TEXT,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    cost REAL,
+    latency_s REAL,
+    offline INTEGER,
+    planned_at TEXT NOT NULL,
+    finished_at TEXT,
+    -- the queue: the lease of a running generation, retries and why it waits or failed
+    throttles INTEGER NOT NULL DEFAULT 0,
+    releases INTEGER NOT NULL DEFAULT 0,
+    not_before TEXT,
+    lease_owner TEXT,
+    lease_token INTEGER,
+    lease_expires_at TEXT,
+    slot INTEGER NOT NULL DEFAULT 0, -- 1: the lease holds a pool slot (0: queued, or not running)
+    last_error TEXT,
+    blocked_reason TEXT
+);
+-- Claims read ready generations by stage, then rowid (plan order). Status counts use it too.
+CREATE INDEX generations_queue ON generations (status, stage);
+CREATE INDEX generations_parent ON generations (parent_gen_id) WHERE parent_gen_id IS NOT NULL;
+-- Evaluations in essay order, covering what evaluation_scores and browse's judge list read
+-- (stage last: SQLite must see it in the index to use a partial index as covering).
+CREATE INDEX generations_scores
+    ON generations (parent_gen_id, template_id, model_id, state, score, gen_id, stage)
+    WHERE stage = 'evaluation';
+CREATE TABLE cohort_members (
+    cohort_id TEXT NOT NULL REFERENCES cohorts(cohort_id),
+    gen_id TEXT NOT NULL REFERENCES generations(gen_id),
+    stage TEXT NOT NULL,
+    PRIMARY KEY (cohort_id, gen_id)
+) WITHOUT ROWID;
+CREATE INDEX cohort_members_gen ON cohort_members (gen_id);
+CREATE TABLE calls (
+    event_id INTEGER PRIMARY KEY,
+    gen_id TEXT NOT NULL REFERENCES generations(gen_id),
+    model_id TEXT,
+    pool TEXT,
+    ok INTEGER NOT NULL,
+    http_status INTEGER,
+    error TEXT,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    cost REAL,
+    latency_s REAL,
+    offline INTEGER,
+    recorded_at TEXT NOT NULL
+);
+CREATE INDEX calls_model ON calls (model_id);
+CREATE TABLE essay_judge_scores (
+    cohort_id TEXT NOT NULL REFERENCES cohorts(cohort_id),
+    essay_gen_id TEXT NOT NULL REFERENCES generations(gen_id),
+    evaluation_template TEXT NOT NULL,
+    evaluation_model TEXT NOT NULL,
+    evaluations INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    total REAL NOT NULL,
+    min REAL,
+    max REAL,
+    PRIMARY KEY (cohort_id, essay_gen_id, evaluation_template, evaluation_model)
+) WITHOUT ROWID;
+CREATE TABLE pools (
+    pool TEXT PRIMARY KEY,
+    "limit" INTEGER NOT NULL,
+    ceiling INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    changed_at TEXT NOT NULL
+);
+"""
+
+
+# Tables in drop/compare order (children first when dropping).
+PROJECTION_TABLES = (
+    "essay_judge_scores",
+    "calls",
+    "cohort_members",
+    "generations",
+    "cohorts",
+    "pools",
+    "models",
+    "templates",
+    "template_versions",
+    "combo_concepts",
+    "combos",
+    "concept_descriptions",
+    "concepts",
+)
+
+
+def _views_ddl() -> str:
+    return VIEWS_DDL
+
+
+# Bump when an applier's results change for the same events (a fix), so that databases
+# whose projections the old code built are rebuilt when opened, not reported as replay
+# mismatches by `daydream db check`. 2: retry takes its status from the parent's.
+APPLIER_VERSION = 2
+
+
+DDL_HASH = hashlib.blake2b(
+    (PROJECTION_DDL + _views_ddl() + f"appliers {APPLIER_VERSION}").encode(), digest_size=8
+).hexdigest()
+
+
+def built_by(conn: sqlite3.Connection) -> str | None:
+    """The hash of the DDL and appliers that built the projections (None: none yet)."""
+    row = conn.execute("SELECT value FROM projection_meta WHERE key = 'ddl_hash'").fetchone()
+    return row[0] if row else None
+
+
+# Projection tables of earlier versions, dropped by a rebuild (``tasks`` is now a view).
+RETIRED_TABLES = ("tasks",)
+
+
+def _drop(conn: sqlite3.Connection) -> None:
+    views = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'view'")]
+    for view in views:
+        conn.execute(f'DROP VIEW IF EXISTS "{view}"')
+    for table in (*RETIRED_TABLES, *PROJECTION_TABLES):
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def _create(conn: sqlite3.Connection, *, views: bool = True) -> None:
+    for statement in PROJECTION_DDL.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    if views:
+        for name, body in VIEWS.items():
+            conn.execute(f'CREATE VIEW "{name}" AS {body.strip()}')
