@@ -82,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def build(db_path: Path, generations: int) -> float:
     """Plan and complete a synthetic cohort of about ``generations`` generations."""
+    from daydream.catalog.recording import import_catalog
     from daydream.db.connection import connect
     from daydream.plan import plan_cohort
-    from daydream.registry import import_catalog
 
     start = time.perf_counter()
     combos = max(1, -(-generations // (DRAFTS_PER_COMBO * PER_DRAFT)))

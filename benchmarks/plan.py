@@ -114,8 +114,8 @@ def setup(work: Path, combos: int) -> dict:
     """A database holding the synthetic catalog, and the spec that plans N generations."""
     from synthetic import SPEC, synthetic_catalog
 
+    from daydream.catalog.recording import import_catalog
     from daydream.db.connection import connect
-    from daydream.registry import import_catalog
 
     conn = connect(work / "plan.db")
     import_catalog(conn, synthetic_catalog(work, combos), actor="bench")

@@ -30,12 +30,12 @@ from pathlib import Path
 
 import yaml
 
-from daydream.catalog import load_catalog
+from daydream.catalog.load import load_catalog
+from daydream.catalog.recording import import_catalog
 from daydream.cohorts import cohort_status
 from daydream.db.connection import connect
 from daydream.leases import set_pool_limit
 from daydream.plan import plan_cohort
-from daydream.registry import import_catalog
 from daydream.runner import run_cohort
 from daydream.worker import WorkerConfig, check_providers
 

@@ -22,7 +22,7 @@ axes:
 
 
 def synthetic_catalog(work: Path, combos: int, *, priced: bool = False):
-    from daydream.catalog import Catalog, Combo, Concept, Model, Template
+    from daydream.catalog.entries import Catalog, Combo, Concept, Model, Template
 
     concepts = [
         Concept(

@@ -12,7 +12,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from .errors import (  # noqa: E402
+from daydream.errors import (  # noqa: E402
     CatalogError,
     ConfigError,
     DaydreamError,
@@ -25,12 +25,12 @@ from .errors import (  # noqa: E402
 )
 
 _LAZY = {
-    "append": "store",
-    "check": "store",
-    "connect": "store",
-    "read_events": "store",
-    "transaction": "store",
-    "rebuild": "projections",
+    "append": "db.log",
+    "check": "db.check",
+    "connect": "db.connection",
+    "read_events": "db.log",
+    "transaction": "db.transaction",
+    "rebuild": "projections.replay",
     "import_catalog": "registry",
     "load_catalog": "catalog",
     "load_spec": "spec",

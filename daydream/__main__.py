@@ -1,3 +1,3 @@
-from .cli import cli
+from daydream.cli import cli
 
 cli(prog_name="daydream")

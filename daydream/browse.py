@@ -38,10 +38,15 @@ from datasette.plugins import pm
 from datasette.utils import tilde_encode
 
 from daydream.db.files import readonly_uri
+from daydream.descriptions import (
+    COLUMN_OVERRIDES,
+    COLUMNS,
+    DATABASE_DESCRIPTION,
+    DESCRIPTION,
+    TABLES,
+)
+from daydream.errors import StoreError
 from daydream.projections.views import VIEWS
-
-from .descriptions import COLUMN_OVERRIDES, COLUMNS, DATABASE_DESCRIPTION, DESCRIPTION, TABLES
-from .errors import StoreError
 
 __all__ = [
     "HIDDEN_TABLES",

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from html import escape
 from typing import Any
 
-from .reports import STABILITY_CLASSES, Report
+from daydream.reports import STABILITY_CLASSES, Report
 
 __all__ = ["render_html"]
 

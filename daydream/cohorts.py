@@ -11,12 +11,11 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
+from daydream import events as ev
 from daydream.db.log import append
 from daydream.db.transaction import transaction
-
-from . import events as ev
-from .errors import PlanError
-from .vocabulary import STAGES, STATUSES
+from daydream.errors import PlanError
+from daydream.vocabulary import STAGES, STATUSES
 
 
 @dataclass
@@ -120,7 +119,7 @@ def cohort_status(conn: sqlite3.Connection, cohort: str | None) -> Status:
 def pool_usage(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """Each pool with a set limit or a lease: its limit and ceiling, the calls in flight
     (slots held) and the leases queued in workers, across all cohorts and workers."""
-    from .leases import default_pool_limit
+    from daydream.leases import default_pool_limit
 
     usage: dict[str, dict[str, Any]] = {}
     for pool, limit, ceiling in conn.execute('SELECT pool, "limit", ceiling FROM pools'):

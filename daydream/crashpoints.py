@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import sqlite3
 
-from .errors import DaydreamError
+from daydream.errors import DaydreamError
 
 POINTS = (
     "after_claim",

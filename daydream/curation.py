@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from daydream.db.texts import get_text
-
-from .errors import ConfigError, SpecError
-from .reports import essay_rows, evaluation_rows, is_scored, require_cohort, write_csv
+from daydream.errors import ConfigError, SpecError
+from daydream.reports import essay_rows, evaluation_rows, is_scored, require_cohort, write_csv
 
 __all__ = ["Ranking", "curation_rows", "export_essays", "rank_essays", "write_ranking"]
 

@@ -12,15 +12,14 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+from daydream.catalog.load import load_catalog
+from daydream.catalog.recording import import_catalog
 from daydream.db.connection import connect
 from daydream.db.files import readonly_uri
+from daydream.errors import DaydreamError
 from daydream.paths import project_dir
-
-from .catalog import load_catalog
-from .errors import DaydreamError
-from .plan import plan_cohort
-from .registry import import_catalog
-from .runner import run_cohort
+from daydream.plan import plan_cohort
+from daydream.runner import run_cohort
 
 COHORT = "demo"
 
@@ -54,7 +53,7 @@ def run_demo(
     err: Callable[[str], None] = print,
     workers: int = 2,
 ) -> None:
-    from .cli import format_plan, format_status
+    from daydream.cli import format_plan, format_status
 
     specs = project_dir("specs")
     if specs.is_relative_to(Path.cwd()):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 
-from .errors import PlanError
+from daydream.errors import PlanError
 
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 # Two base-36 digits per division: planning hashes a million ids, and this halves the work.

@@ -22,16 +22,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from daydream import events as ev
 from daydream.clock import Clock, isoformat, utcnow
+from daydream.crashpoints import crash_point, fail_point
 from daydream.db.log import append
 from daydream.db.texts import put_hashed_texts
 from daydream.db.transaction import transaction
 
-from . import events as ev
-from .crashpoints import crash_point, fail_point
-
 if TYPE_CHECKING:
-    from .worker import WorkerConfig
+    from daydream.worker import WorkerConfig
 
 
 DEFAULT_POOL_LIMITS = {"offline": 1024, "copy": 1024}

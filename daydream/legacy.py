@@ -44,15 +44,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from daydream import events as ev
+from daydream.catalog.entries import Model
+from daydream.catalog.load import load_catalog
+from daydream.catalog.recording import ImportReport, import_catalog
 from daydream.clock import Clock, isoformat, utcnow
 from daydream.db.log import append
 from daydream.db.texts import put_text
 from daydream.db.transaction import transaction
-
-from . import events as ev
-from .catalog import Model, load_catalog
-from .errors import CatalogError, PlanError
-from .legacy_store import (
+from daydream.errors import CatalogError, PlanError
+from daydream.legacy_store import (
     COHORT_ID,
     Skip,
     StoredCohort,
@@ -62,8 +63,7 @@ from .legacy_store import (
     read_text,
     scan_store,
 )
-from .registry import ImportReport, import_catalog
-from .vocabulary import COPY_POOL, PARENT_STAGE, STAGES
+from daydream.vocabulary import COPY_POOL, PARENT_STAGE, STAGES
 
 __all__ = ["LegacyReport", "Skip", "import_legacy"]
 

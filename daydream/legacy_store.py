@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import ids
-from .vocabulary import STAGES
+from daydream import ids
+from daydream.vocabulary import STAGES
 
 __all__ = [
     "COHORT_ID",

@@ -27,16 +27,15 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from daydream import events as ev
+from daydream import ids
+from daydream.catalog.registry import Registry
 from daydream.db.log import append
 from daydream.db.texts import put_text
 from daydream.db.transaction import transaction
-
-from . import events as ev
-from . import ids
-from .errors import PlanError, TemplateError
-from .prompts import available_variables, template_variables
-from .registry import Registry
-from .vocabulary import COPY_POOL, STAGES
+from daydream.errors import PlanError, TemplateError
+from daydream.prompts import available_variables, template_variables
+from daydream.vocabulary import COPY_POOL, STAGES
 
 BATCH = 5000
 PLAN_CACHE_KIB = 128 * 1024  # page cache while planning (see _page_cache)
@@ -410,7 +409,7 @@ def plan_cohort(
 
     ``rows`` replaces the spec's compiled rows (used by ``plan --from-list``).
     """
-    from . import spec as spec_module
+    from daydream import spec as spec_module
 
     _check_cohort_id(cohort_id)
     spec_path = str(spec_path)
@@ -522,8 +521,8 @@ def _derived_elsewhere(
 ) -> Generator[list[Any], None, None] | None:
     """A big compiled spec's batches, derived in a second process (``planpipe``); None
     for anything else (rows given in memory, a small spec, a database with no file)."""
-    from . import planpipe
-    from .spec import CompiledRows
+    from daydream import planpipe
+    from daydream.spec import CompiledRows
 
     if not isinstance(rows, CompiledRows) or len(rows) < planpipe.PIPELINE_ROWS:
         return None
@@ -607,7 +606,7 @@ def planning_registry(
 def _derived_combo_events(
     registry: Registry, derived: dict[str, Any], source: str
 ) -> list[ev.ComboDefined]:
-    from .catalog import Combo
+    from daydream.catalog.entries import Combo
 
     events = []
     for combo_id, d in derived.items():
@@ -667,7 +666,7 @@ def derive_batches(
     Problems are collected over every row and raised as one PlanError after the last
     batch (the caller's transaction then undoes what it wrote). ``conn`` is only read.
     """
-    from .spec import CompiledRows, normalise_row
+    from daydream.spec import CompiledRows, normalise_row
 
     size = size or BATCH
     problems = _Problems()

@@ -29,8 +29,8 @@ import traceback
 from collections.abc import Generator
 from typing import Any, BinaryIO
 
-from .errors import PlanError
-from .launch import python_command
+from daydream.errors import PlanError
+from daydream.launch import python_command
 
 # Spec rows from which a plan derives in a second process (starting one costs ~0.5 s).
 PIPELINE_ROWS = 200_000
@@ -98,10 +98,9 @@ def _derive(db_path: str, spec_path: str, size: int, out: BinaryIO) -> None:
         out.flush()
 
     try:
+        from daydream import spec as spec_module
         from daydream.db.connection import connect
-
-        from . import spec as spec_module
-        from .plan import PlanReport, derive_batches, planning_registry
+        from daydream.plan import PlanReport, derive_batches, planning_registry
 
         spec = spec_module.load_spec(spec_path)
         conn = connect(db_path, readonly=True)

@@ -15,7 +15,7 @@ import click
 
 
 def cli_reference() -> str:
-    from .cli import cli
+    from daydream.cli import cli
 
     lines = [
         "# CLI reference",
@@ -55,7 +55,7 @@ def _walk(command: click.Command, path: list[str]) -> list[tuple[list[str], clic
 
 
 def events_reference() -> str:
-    from .events import EVENT_TYPES
+    from daydream.events import EVENT_TYPES
 
     lines = [
         "# Event reference",

@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from daydream.cohorts import Status
 from daydream.db.connection import connect
-
-from .cohorts import Status
-from .runner import run_cohort
+from daydream.runner import run_cohort
 
 _DEFAULT_MAX_OUTPUT = 2000
 
@@ -88,9 +87,9 @@ def _setup_problems(
     conn: sqlite3.Connection, db_path: Path, cohort: str | None, base_urls: dict[str, str]
 ) -> list[str]:
     """Each provider a real run of the cohort would fail to set up, in one line each."""
-    from .errors import ConfigError
-    from .leases import remaining_models
-    from .worker import Executor, WorkerConfig
+    from daydream.errors import ConfigError
+    from daydream.leases import remaining_models
+    from daydream.worker import Executor, WorkerConfig
 
     executor = Executor(WorkerConfig(db_path=db_path, cohort=cohort, base_urls=base_urls))
     problems: list[str] = []

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, PlanError
+from daydream.errors import ConfigError, PlanError
 
 __all__ = [
     "HIGH_FRACTION",
@@ -224,7 +224,7 @@ def write_report(
             )
         written.append(path)
     if html:
-        from .charts import render_html
+        from daydream.charts import render_html
 
         path = out / "report.html"
         path.write_text(render_html(report), encoding="utf-8")

@@ -23,12 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from daydream.cohorts import Status, cohort_status
 from daydream.db.connection import connect
-
-from .cohorts import Status, cohort_status
-from .launch import Forked, fork_blocker
-from .leases import has_pending
-from .workerproc import start
+from daydream.launch import Forked, fork_blocker
+from daydream.leases import has_pending
+from daydream.workerproc import start
 
 
 @dataclass

@@ -42,15 +42,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from daydream import crashpoints
+from daydream import events as ev
 from daydream.clock import Clock, isoformat, utcnow
+from daydream.crashpoints import crash_point
 from daydream.db.connection import connect
 from daydream.db.texts import text_hash
-
-from . import crashpoints
-from . import events as ev
-from .crashpoints import crash_point
-from .errors import ConfigError, DaydreamError, ParseError, ProviderError, TemplateError
-from .leases import (
+from daydream.errors import ConfigError, DaydreamError, ParseError, ProviderError, TemplateError
+from daydream.leases import (
     Outcome,
     Task,
     exchange,
@@ -59,9 +58,9 @@ from .leases import (
     release,
     remaining_models,
 )
-from .parsers import parse_output, validate_output
-from .prompts import concept_contents, render_prompt, stage_variables
-from .providers import (
+from daydream.parsers import parse_output, validate_output
+from daydream.prompts import concept_contents, render_prompt, stage_variables
+from daydream.providers import (
     CompletionRequest,
     OfflineProvider,
     backoff_delay,

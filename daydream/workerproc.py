@@ -18,7 +18,7 @@ import os
 import subprocess
 import sys
 
-from .launch import Forked, python_command
+from daydream.launch import Forked, python_command
 
 
 def command(*args: str) -> list[str]:
@@ -39,7 +39,7 @@ def start(args: list[str], *, fork: bool) -> subprocess.Popen | Forked:
 
 def run(args: list[str]) -> None:
     """The worker command; raises SystemExit with its exit code (click's standalone mode)."""
-    from .cli import cli
+    from daydream.cli import cli
 
     cli(args=["worker", *args], prog_name="daydream")
 

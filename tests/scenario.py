@@ -22,10 +22,10 @@ from typing import Any
 
 import yaml
 
-from daydream.catalog import load_catalog
+from daydream.catalog.load import load_catalog
+from daydream.catalog.recording import import_catalog
 from daydream.db.connection import connect
 from daydream.plan import plan_cohort
-from daydream.registry import import_catalog
 
 CONCEPTS = [
     ("alpha", "Alpha", "Alpha waves rise when the eyes close and the mind drifts."),

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from daydream.catalog import Catalog, Concept, combo_id_for, load_catalog
+from daydream.catalog.entries import Catalog, Concept, combo_id_for
+from daydream.catalog.load import load_catalog
 from daydream.errors import CatalogError
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "specs" / "catalog"
@@ -768,8 +769,8 @@ def test_imported_models_carry_their_settings_and_key_variable_name(tmp_path):
     the NAME of the provider's key variable from providers.yaml (never a key)."""
     import json
 
+    from daydream.catalog.recording import import_catalog
     from daydream.db.connection import connect
-    from daydream.registry import import_catalog
 
     root = copy_example(tmp_path)
     models = root / "models.yaml"

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from daydream.catalog import load_catalog
+from daydream.catalog.load import load_catalog
 from daydream.cli import cli
 
 REPO = Path(__file__).resolve().parents[1]

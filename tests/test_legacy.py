@@ -11,14 +11,14 @@ import pytest
 from click.testing import CliRunner
 
 from daydream import ids
-from daydream.catalog import load_catalog
+from daydream.catalog.load import load_catalog
+from daydream.catalog.recording import import_catalog
 from daydream.cli import cli
 from daydream.db.check import check
 from daydream.db.connection import connect
 from daydream.errors import CatalogError
 from daydream.legacy import import_legacy
 from daydream.plan import plan_cohort
-from daydream.registry import import_catalog
 
 UPSTREAM_DATA = Path(os.environ.get("DAYDREAM_UPSTREAM_DATA", "/work/shared/upstream-data"))
 pytestmark = pytest.mark.skipif(

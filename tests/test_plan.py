@@ -17,12 +17,13 @@ from click.testing import CliRunner
 
 from daydream import ids
 from daydream import plan as plan_module
-from daydream.catalog import combo_id_for, load_catalog
+from daydream.catalog.entries import combo_id_for
+from daydream.catalog.load import load_catalog
+from daydream.catalog.recording import import_catalog
 from daydream.cli import cli, format_plan
 from daydream.db.connection import connect
 from daydream.errors import PlanError
 from daydream.plan import plan_cohort
-from daydream.registry import import_catalog
 from daydream.worker import WorkerConfig, run_worker
 
 REPO = Path(__file__).resolve().parents[1]

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from daydream.catalog import load_catalog
+from daydream.catalog.load import load_catalog
+from daydream.catalog.recording import import_catalog
 from daydream.cohorts import cancel, retry
 from daydream.db.check import check
 from daydream.db.connection import connect
@@ -31,7 +32,6 @@ from daydream.leases import claim, has_pending, heartbeat, record, release, set_
 from daydream.plan import plan_cohort
 from daydream.projections import replay
 from daydream.providers import OfflineProvider
-from daydream.registry import import_catalog
 from daydream.worker import Executor, WorkerConfig
 from tests.invariants import check_invariants
 

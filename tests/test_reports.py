@@ -27,7 +27,8 @@ import pytest
 from click.testing import CliRunner
 
 from daydream import events as ev
-from daydream.catalog import load_catalog
+from daydream.catalog.load import load_catalog
+from daydream.catalog.recording import import_catalog
 from daydream.cli import cli
 from daydream.curation import curation_rows, export_essays, rank_essays, write_ranking
 from daydream.db.connection import connect
@@ -35,7 +36,6 @@ from daydream.db.log import append
 from daydream.db.texts import put_text
 from daydream.errors import ConfigError, PlanError, SpecError
 from daydream.plan import plan_cohort
-from daydream.registry import import_catalog
 from daydream.reports import build_report, stability, write_report
 
 REPO = Path(__file__).resolve().parents[1]

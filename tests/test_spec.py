@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from daydream.catalog import combo_id_for
+from daydream.catalog.entries import combo_id_for
 from daydream.errors import SpecError
 from daydream.spec import (
     DerivedCombo,

@@ -9,10 +9,10 @@ legacy import), each registering itself on import.
 
 from __future__ import annotations
 
-from . import core, results, running  # noqa: F401 - importing registers the commands
-from .base import cli
-from .core import format_plan
-from .running import format_status
+from daydream.cli import core, results, running  # noqa: F401 - importing registers the commands
+from daydream.cli.base import cli
+from daydream.cli.core import format_plan
+from daydream.cli.running import format_status
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
-from .. import __version__
-from ..errors import DaydreamError
+from daydream import __version__
+from daydream.errors import DaydreamError
 
 
 class _Group(click.Group):
@@ -89,6 +89,6 @@ def cli() -> None:
 
         daydream demo
     """
-    from ..providers import load_dotenv
+    from daydream.providers import load_dotenv
 
     load_dotenv(".env")

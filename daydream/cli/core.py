@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import click
 
-from .base import _echo_json, _err, _open, cli, db_option, json_option
+from daydream.cli.base import _echo_json, _err, _open, cli, db_option, json_option
 
 # -- demo ---------------------------------------------------------------------------------
 
@@ -27,7 +27,7 @@ def demo(db_path: Path, fresh: bool) -> None:
 
         daydream demo --db demo.db --fresh
     """
-    from ..demo import run_demo
+    from daydream.demo import run_demo
 
     run_demo(db_path, fresh=fresh, out=click.echo, err=_err)
 
@@ -155,8 +155,7 @@ def events(
         daydream events --type generation.completed --after 100 --json
     """
     from daydream.db.log import read_events
-
-    from ..events import EVENT_TYPES
+    from daydream.events import EVENT_TYPES
 
     unknown = [t for t in types if t not in EVENT_TYPES]
     if unknown:
@@ -211,8 +210,8 @@ def catalog_import(db_path: Path, directory: Path, as_json: bool) -> None:
 
         daydream catalog import specs/catalog
     """
-    from ..catalog import load_catalog
-    from ..registry import import_catalog
+    from daydream.catalog.load import load_catalog
+    from daydream.catalog.recording import import_catalog
 
     loaded = load_catalog(directory)
     conn = _open(db_path, create=True)
@@ -301,7 +300,7 @@ def spec_compile(
 
         daydream spec compile specs/demo.yaml --format jsonl --limit 5
     """
-    from ..spec import compile_rows, load_spec, write_rows
+    from daydream.spec import compile_rows, load_spec, write_rows
 
     loaded = load_spec(spec_path)
     rows = compile_rows(loaded, seed=seed)
@@ -367,7 +366,7 @@ def plan(
         daydream plan specs/demo.yaml --cohort demo-1 --dry-run
         daydream plan --from-list top.csv --cohort best --judge novelty-rubric:sonnet-4.5
     """
-    from ..plan import plan_cohort
+    from daydream.plan import plan_cohort
 
     if (spec_path is None) == (list_path is None):
         raise click.UsageError("give exactly one of SPEC or --from-list LIST")
@@ -375,7 +374,7 @@ def plan(
         raise click.UsageError("--judge goes with --from-list")
     rows = None
     if list_path is not None:
-        from ..curation import curation_rows
+        from daydream.curation import curation_rows
 
         rows = curation_rows(list_path, _parse_judges(judges))
         spec_path = list_path

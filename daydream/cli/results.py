@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from .base import _echo_json, _err, _open, cli, db_option, json_option
+from daydream.cli.base import _echo_json, _err, _open, cli, db_option, json_option
 
 # -- report: report, top (reports.py) ------------------------------------------------------
 
@@ -48,7 +48,7 @@ def report_command(
 
         daydream report demo --html
     """
-    from ..reports import build_report, write_report
+    from daydream.reports import build_report, write_report
 
     conn = _open(db_path)
     result = build_report(conn, cohort)
@@ -147,7 +147,7 @@ def top_command(
 
         daydream top demo --template novelty-rubric -n 5 --export reports/demo/top
     """
-    from ..curation import export_essays, rank_essays, write_ranking
+    from daydream.curation import export_essays, rank_essays, write_ranking
 
     chosen = [m.strip() for value in models for m in value.split(",") if m.strip()]
     conn = _open(db_path)
@@ -205,7 +205,7 @@ def browse(db_path: Path, port: int, open_browser: bool) -> None:
 
         daydream browse --db demo.db --port 8001 --open
     """
-    from ..browse import serve
+    from daydream.browse import serve
 
     serve(db_path, port=port, open_browser=open_browser, log=_err)
 
@@ -239,8 +239,8 @@ def import_legacy(db_path: Path, data_root: Path, cohort: str, as_json: bool) ->
 
         daydream import legacy ../daydreaming/data --db experiments.db
     """
-    from ..legacy import import_legacy as run_import
-    from ..legacy import read_legacy
+    from daydream.legacy import import_legacy as run_import
+    from daydream.legacy import read_legacy
 
     source = read_legacy(data_root, cohort=cohort)  # errors here create no database
     conn = _open(db_path, create=True)

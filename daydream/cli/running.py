@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .base import _echo_json, _err, _open, cli, db_option, json_option
+from daydream.cli.base import _echo_json, _err, _open, cli, db_option, json_option
 
 # -- running ------------------------------------------------------------------------------
 
@@ -24,7 +24,7 @@ def _pool_limits(values: tuple[str, ...]) -> list[tuple[str, int]]:
 
 
 def _set_pool_limits(db_path: Path, limits: list[tuple[str, int]]) -> None:
-    from ..leases import set_pool_limit
+    from daydream.leases import set_pool_limit
 
     if not limits:
         return
@@ -75,7 +75,7 @@ def worker(
 
         daydream worker --concurrency 64 --cohort demo
     """
-    from ..worker import WorkerConfig, run_worker
+    from daydream.worker import WorkerConfig, run_worker
 
     urls = _base_urls(base_urls)
     config = WorkerConfig(
@@ -131,13 +131,13 @@ def run(
 
         daydream run demo --workers 4 --concurrency 16
     """
-    from ..runner import format_progress, run_cohort
+    from daydream.runner import format_progress, run_cohort
 
     urls = _base_urls(base_urls)
     conn = _open(db_path)
     try:
         if cohort:
-            from ..cohorts import _require_cohort
+            from daydream.cohorts import _require_cohort
 
             _require_cohort(conn, cohort)
         # A --base-url for a provider no model of the catalog has is a typo (olama=...).
@@ -152,8 +152,8 @@ def run(
             param_hint="--base-url",
         )
     if rehearse:
-        from ..rehearsal import format_rehearsal
-        from ..rehearsal import rehearse as run_rehearsal
+        from daydream.rehearsal import format_rehearsal
+        from daydream.rehearsal import rehearse as run_rehearsal
 
         result = run_rehearsal(
             db_path, cohort, workers=workers, concurrency=concurrency, base_urls=urls
@@ -165,7 +165,7 @@ def run(
         if result.problems or result.setup:
             sys.exit(1)
         return
-    from ..worker import WorkerConfig, check_providers
+    from daydream.worker import WorkerConfig, check_providers
 
     # Before any worker starts: a missing API key or a bad base URL is one line here.
     check_providers(
@@ -252,9 +252,8 @@ def status(db_path: Path, cohort: str | None, as_json: bool) -> None:
 
         daydream status demo --json
     """
+    from daydream.cohorts import _require_cohort, cohort_status
     from daydream.db import files
-
-    from ..cohorts import _require_cohort, cohort_status
 
     conn = _open(db_path)
     if cohort:
@@ -286,7 +285,7 @@ def retry(db_path: Path, cohort: str, failed: bool, gen_ids: tuple[str, ...]) ->
 
         daydream retry demo --failed && daydream run demo
     """
-    from ..cohorts import retry as retry_generations
+    from daydream.cohorts import retry as retry_generations
 
     if not failed and not gen_ids:
         raise click.UsageError("say what to retry: --failed or --gen ID")
@@ -306,8 +305,8 @@ def cancel(db_path: Path, cohort: str) -> None:
 
         daydream cancel demo
     """
-    from ..cohorts import cancel as cancel_cohort
-    from ..cohorts import kept_for_others
+    from daydream.cohorts import cancel as cancel_cohort
+    from daydream.cohorts import kept_for_others
 
     conn = _open(db_path)
     cancelled = cancel_cohort(conn, cohort)
@@ -334,7 +333,7 @@ def parse(parser: str, file: Any, scale: tuple[float, float] | None, as_json: bo
 
         daydream parse score judge_reply.txt --scale 0 10
     """
-    from ..parsers import parse_output
+    from daydream.parsers import parse_output
 
     text = file.read()
     result = parse_output(parser, text, scale=(scale[0], scale[1]) if scale else None)

@@ -39,7 +39,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from .model import (
+from daydream.spec.model import (
     COLUMN_ALIASES,
     REPLICATE_COLUMNS,
     STAGE_COLUMNS,
@@ -54,7 +54,7 @@ from .model import (
     _q,
     normalise_row,
 )
-from .parse import _Invalid, _load_data, _Parser
+from daydream.spec.parse import _Invalid, _load_data, _Parser
 
 __all__ = [
     "COLUMN_ALIASES",

@@ -7,7 +7,7 @@ from collections import Counter
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
-from .model import (
+from daydream.spec.model import (
     _KIND,
     Level,
     PairRule,
@@ -25,7 +25,7 @@ from .model import (
 )
 
 if TYPE_CHECKING:
-    from .parse import _Parser
+    from daydream.spec.parse import _Parser
 
 # -- applying rules -----------------------------------------------------------------------
 

@@ -14,8 +14,8 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import SpecError
-from ..vocabulary import STAGES
+from daydream.errors import SpecError
+from daydream.vocabulary import STAGES
 
 Level = str | int | float
 Value = Level | tuple[Any, ...]  # a pair or tuple slot's values are (nested) tuples

@@ -16,14 +16,13 @@ from typing import Any, NoReturn
 
 import yaml
 
-from ..catalog import combo_id_for
-from ..errors import SpecError
-from ..vocabulary import LEVELS
-from .design import (
+from daydream.catalog.entries import combo_id_for
+from daydream.errors import SpecError
+from daydream.spec.design import (
     _column_order,
     _Design,
 )
-from .model import (
+from daydream.spec.model import (
     _INCLUDE,
     _INCLUDE_SUFFIXES,
     _KEY_HINTS,
@@ -48,6 +47,7 @@ from .model import (
     _show,
     _unique,
 )
+from daydream.vocabulary import LEVELS
 
 # -- parsing ------------------------------------------------------------------------------
 
