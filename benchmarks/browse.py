@@ -84,7 +84,7 @@ def build(db_path: Path, generations: int) -> float:
     """Plan and complete a synthetic cohort of about ``generations`` generations."""
     from daydream.catalog.recording import import_catalog
     from daydream.db.connection import connect
-    from daydream.plan import plan_cohort
+    from daydream.plan.write import plan_cohort
 
     start = time.perf_counter()
     combos = max(1, -(-generations // (DRAFTS_PER_COMBO * PER_DRAFT)))

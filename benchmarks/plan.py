@@ -130,7 +130,7 @@ def setup(work: Path, combos: int) -> dict:
 
 def plan(work: Path, combos: int) -> dict:
     from daydream.db.connection import connect
-    from daydream.plan import plan_cohort
+    from daydream.plan.write import plan_cohort
 
     conn = connect(work / "plan.db", create=False)
     rss_before = peak_rss_mb()
@@ -179,7 +179,8 @@ def ceiling(work: Path, combos: int) -> dict:
 def floor(work: Path, combos: int) -> dict:
     """The planned generations inserted straight into the projection tables, in batches."""
     from daydream.db.connection import connect
-    from daydream.plan import BATCH, PLAN_CACHE_KIB, _indexes_built_after
+    from daydream.plan.derivation import BATCH
+    from daydream.plan.write import PLAN_CACHE_KIB, _indexes_built_after
 
     source = connect(work / "plan.db", create=False)
     source.row_factory = None  # plain tuples: a million sqlite3.Row objects double the RSS

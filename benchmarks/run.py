@@ -35,7 +35,7 @@ from daydream.catalog.recording import import_catalog
 from daydream.cohorts import cohort_status
 from daydream.db.connection import connect
 from daydream.leases import set_pool_limit
-from daydream.plan import plan_cohort
+from daydream.plan.write import plan_cohort
 from daydream.runner import run_cohort
 from daydream.worker import WorkerConfig, check_providers
 

@@ -18,7 +18,7 @@ from daydream.db.connection import connect
 from daydream.db.files import readonly_uri
 from daydream.errors import DaydreamError
 from daydream.paths import project_dir
-from daydream.plan import plan_cohort
+from daydream.plan.write import plan_cohort
 from daydream.runner import run_cohort
 
 COHORT = "demo"

@@ -25,7 +25,7 @@ import yaml
 from daydream.catalog.load import load_catalog
 from daydream.catalog.recording import import_catalog
 from daydream.db.connection import connect
-from daydream.plan import plan_cohort
+from daydream.plan.write import plan_cohort
 
 CONCEPTS = [
     ("alpha", "Alpha", "Alpha waves rise when the eyes close and the mind drifts."),

@@ -35,7 +35,7 @@ from daydream.db.connection import connect
 from daydream.db.log import append
 from daydream.db.texts import get_text
 from daydream.demo import run_demo
-from daydream.plan import plan_cohort
+from daydream.plan.write import plan_cohort
 from daydream.projections.views import VIEWS
 
 DB = "daydream"  # the fixture file is daydream.db, so Datasette names the database "daydream"

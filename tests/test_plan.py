@@ -16,14 +16,15 @@ import yaml
 from click.testing import CliRunner
 
 from daydream import ids
-from daydream import plan as plan_module
 from daydream.catalog.entries import combo_id_for
 from daydream.catalog.load import load_catalog
 from daydream.catalog.recording import import_catalog
 from daydream.cli import cli, format_plan
 from daydream.db.connection import connect
 from daydream.errors import PlanError
-from daydream.plan import plan_cohort
+from daydream.plan import derivation
+from daydream.plan import write as plan_module
+from daydream.plan.write import plan_cohort
 from daydream.worker import WorkerConfig, run_worker
 
 REPO = Path(__file__).resolve().parents[1]
@@ -662,7 +663,7 @@ def test_a_problem_in_the_last_rows_leaves_the_database_unchanged(
     db, tmp_path, monkeypatch, axis, bad, problem
 ):
     path, conn = db
-    monkeypatch.setattr(plan_module, "BATCH", 4)  # earlier rows are appended, then undone
+    monkeypatch.setattr(derivation, "BATCH", 4)  # earlier rows are appended, then undone
     plan_cohort(conn, write_spec(tmp_path, "full", FULL), "existing")
     spec_path = write_spec(tmp_path, "bad", _many_rows(axis, bad))
     before = snapshot(path)
@@ -1070,7 +1071,7 @@ def _log_and_projections(path: Path) -> tuple[list[tuple], dict]:
 def test_a_plan_derived_in_a_second_process_writes_exactly_what_one_process_writes(
     tmp_path, monkeypatch
 ):
-    from daydream import planpipe
+    from daydream.plan import pipeline as planpipe
 
     pool = ["mycelial-networks", "spaced-repetition", "market-making", "daydreaming"]
     specs = [
@@ -1090,7 +1091,7 @@ def test_a_plan_derived_in_a_second_process_writes_exactly_what_one_process_writ
     results = []
     for pipelined in (False, True):
         monkeypatch.setattr(planpipe, "PIPELINE_ROWS", 0 if pipelined else 10**9)
-        monkeypatch.setattr(plan_module, "BATCH", 7)  # several batches per plan
+        monkeypatch.setattr(derivation, "BATCH", 7)  # several batches per plan
         directory = tmp_path / ("two" if pipelined else "one")
         directory.mkdir()
         path = directory / "daydream.db"
@@ -1110,11 +1111,11 @@ def test_a_plan_derived_in_a_second_process_writes_exactly_what_one_process_writ
 def test_a_problem_found_by_the_deriving_process_is_the_same_one_line_error(
     db, tmp_path, monkeypatch
 ):
-    from daydream import planpipe
+    from daydream.plan import pipeline as planpipe
 
     path, conn = db
     monkeypatch.setattr(planpipe, "PIPELINE_ROWS", 0)
-    monkeypatch.setattr(plan_module, "BATCH", 4)  # earlier rows are appended, then undone
+    monkeypatch.setattr(derivation, "BATCH", 4)  # earlier rows are appended, then undone
     spec_path = write_spec(tmp_path, "bad", _many_rows("draft_llm", "gpt-99"))
     before = snapshot(path)
     with pytest.raises(PlanError) as caught:
@@ -1125,7 +1126,7 @@ def test_a_problem_found_by_the_deriving_process_is_the_same_one_line_error(
 
 
 def test_a_deriving_process_that_dies_fails_the_plan_and_changes_nothing(db, tmp_path, monkeypatch):
-    from daydream import planpipe
+    from daydream.plan import pipeline as planpipe
 
     path, conn = db
     dies = tmp_path / "dies.sh"
@@ -1156,7 +1157,7 @@ def test_new_work_over_a_cancelled_draft_is_planned_blocked_with_the_reason(
     drafts = {key: FULL["axes"][key] for key in ("combo_id", "draft_template", "draft_llm")}
     plan_cohort(conn, write_spec(tmp_path, "drafts", {"axes": drafts}), "drafts")
     assert len(cancel(conn, "drafts")) == 4
-    monkeypatch.setattr(plan_module, "BATCH", 3)  # parents and children in other batches
+    monkeypatch.setattr(derivation, "BATCH", 3)  # parents and children in other batches
     statements: list[str] = []
     conn.set_trace_callback(statements.append)
     plan_cohort(conn, write_spec(tmp_path, "full", FULL), "full")
@@ -1175,7 +1176,7 @@ def test_new_work_over_a_cancelled_draft_is_planned_blocked_with_the_reason(
 
 
 def test_a_plan_that_fails_while_writing_stops_its_deriving_process(db, tmp_path, monkeypatch):
-    from daydream import planpipe
+    from daydream.plan import pipeline as planpipe
 
     path, conn = db
     children = []
@@ -1195,7 +1196,7 @@ def test_a_plan_that_fails_while_writing_stops_its_deriving_process(db, tmp_path
 
     real_append = plan_module.append
     monkeypatch.setattr(planpipe, "PIPELINE_ROWS", 0)
-    monkeypatch.setattr(plan_module, "BATCH", 4)
+    monkeypatch.setattr(derivation, "BATCH", 4)
     monkeypatch.setattr(planpipe.subprocess, "Popen", Recorded)
     monkeypatch.setattr(plan_module, "append", failing_append)
     # Enough generations that the child is still writing batches when the plan fails.
@@ -1218,8 +1219,8 @@ def test_a_plan_inside_a_callers_transaction_keeps_its_indexes_and_derives_in_pr
 ):
     """Dropping indexes or reading the catalog from another process is only safe in a
     transaction the plan owns; inside a caller's, neither happens."""
-    from daydream import planpipe
     from daydream.db.transaction import transaction
+    from daydream.plan import pipeline as planpipe
 
     path, conn = db
     monkeypatch.setattr(planpipe, "PIPELINE_ROWS", 0)
@@ -1240,7 +1241,7 @@ def test_a_plan_inside_a_callers_transaction_keeps_its_indexes_and_derives_in_pr
 def test_the_deriving_process_imports_the_planners_daydream_whatever_its_directory(
     db, tmp_path, monkeypatch
 ):
-    from daydream import planpipe
+    from daydream.plan import pipeline as planpipe
 
     path, conn = db
     impostor = tmp_path / "cwd" / "daydream"

@@ -29,7 +29,7 @@ from daydream.db.check import check
 from daydream.db.connection import connect
 from daydream.errors import ProviderError
 from daydream.leases import claim, has_pending, heartbeat, record, release, set_pool_limit
-from daydream.plan import plan_cohort
+from daydream.plan.write import plan_cohort
 from daydream.projections import replay
 from daydream.providers import OfflineProvider
 from daydream.worker import Executor, WorkerConfig

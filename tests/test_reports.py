@@ -35,7 +35,7 @@ from daydream.db.connection import connect
 from daydream.db.log import append
 from daydream.db.texts import put_text
 from daydream.errors import ConfigError, PlanError, SpecError
-from daydream.plan import plan_cohort
+from daydream.plan.write import plan_cohort
 from daydream.reports import build_report, stability, write_report
 
 REPO = Path(__file__).resolve().parents[1]

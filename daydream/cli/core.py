@@ -366,7 +366,7 @@ def plan(
         daydream plan specs/demo.yaml --cohort demo-1 --dry-run
         daydream plan --from-list top.csv --cohort best --judge novelty-rubric:sonnet-4.5
     """
-    from daydream.plan import plan_cohort
+    from daydream.plan.write import plan_cohort
 
     if (spec_path is None) == (list_path is None):
         raise click.UsageError("give exactly one of SPEC or --from-list LIST")

@@ -4,7 +4,7 @@ A plan does two kinds of work: deriving generations from the spec's rows (ids ar
 hashes written in base 36, de-duplication, batching: Python) and writing them (events and
 projections: SQLite). For a million generations each takes seconds, and one process does
 them one after the other. ``derived_elsewhere`` starts a process that runs
-``plan.derive_batches`` on the same spec and catalog and sends the batches back through a
+``derivation.derive_batches`` on the same spec and catalog and sends the batches back through a
 pipe; the planning process writes batch N while batch N+1 is derived, on another core.
 A thread would not do: the sqlite3 module releases the GIL around each row's step and has
 to win it back from the deriving thread every time.
@@ -29,8 +29,12 @@ import traceback
 from collections.abc import Generator
 from typing import Any, BinaryIO
 
+from daydream import spec as spec_module
+from daydream.db.connection import connect
 from daydream.errors import PlanError
 from daydream.launch import python_command
+from daydream.plan.derivation import derive_batches, planning_registry
+from daydream.plan.report import PlanReport
 
 # Spec rows from which a plan derives in a second process (starting one costs ~0.5 s).
 PIPELINE_ROWS = 200_000
@@ -39,7 +43,7 @@ PIPELINE_ROWS = 200_000
 def derived_elsewhere(
     db_path: str, spec_path: str, report: Any, size: int
 ) -> Generator[list[Any], None, None]:
-    """``plan.derive_batches`` for the spec at ``spec_path`` in batches of ``size``, run in
+    """``derivation.derive_batches`` for the spec at ``spec_path`` in batches of ``size``, run in
     another process.
 
     Sets ``report.rows`` when the last batch has arrived. The child is a fresh interpreter
@@ -52,7 +56,7 @@ def derived_elsewhere(
     errors = tempfile.TemporaryFile()
     try:
         child = subprocess.Popen(
-            python_command("daydream.planpipe", db_path, spec_path, str(size)),
+            python_command("daydream.plan.pipeline", db_path, spec_path, str(size)),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=errors,
@@ -98,10 +102,6 @@ def _derive(db_path: str, spec_path: str, size: int, out: BinaryIO) -> None:
         out.flush()
 
     try:
-        from daydream import spec as spec_module
-        from daydream.db.connection import connect
-        from daydream.plan import PlanReport, derive_batches, planning_registry
-
         spec = spec_module.load_spec(spec_path)
         conn = connect(db_path, readonly=True)
         derived = dict(getattr(spec, "derived_combos", {}) or {})

@@ -1,0 +1,7 @@
+"""Planning: compiled spec rows -> generations with ids and parents -> planning events.
+
+- ``derivation``: rows -> generations (pure: reads the catalog, writes nothing);
+- ``write``: ``plan_cohort()``, the one all-or-nothing planning transaction;
+- ``pipeline``: a big plan's derivation in a second process while this one writes;
+- ``report`` and ``cost``: what a plan tells the user, and its cost range.
+"""
