@@ -6,7 +6,7 @@ Builds a finished synthetic cohort the faithful way: a generated catalog, planne
 each, 2 rubrics x 2 judges x 2 replicates per essay = 100,000 generations), then completed
 by appending the events a worker would write (``attempt.started``,
 ``generation.responded``, ``generation.completed``, and ``attempt.failed`` for ~1% of
-drafts and ~2% of evaluations) in bulk through ``daydream.store.append``, so every
+drafts and ~2% of evaluations) in bulk through ``daydream.db.log.append``, so every
 projection row comes from the log. Then it times, through Datasette's own test client
 with the ``daydream browse`` configuration, the median of several requests of each page,
 and the median wall time of ``daydream report COHORT`` (a subprocess).

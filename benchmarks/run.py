@@ -32,10 +32,10 @@ import yaml
 
 from daydream.catalog.load import load_catalog
 from daydream.catalog.recording import import_catalog
-from daydream.cohorts import cohort_status
 from daydream.db.connection import connect
-from daydream.leases import set_pool_limit
 from daydream.plan.write import plan_cohort
+from daydream.queue.cohorts import cohort_status
+from daydream.queue.pools import set_pool_limit
 from daydream.runner import run_cohort
 from daydream.worker import WorkerConfig, check_providers
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from daydream.cohorts import Status
 from daydream.db.connection import connect
+from daydream.queue.cohorts import Status
 from daydream.runner import run_cohort
 
 _DEFAULT_MAX_OUTPUT = 2000
@@ -88,7 +88,7 @@ def _setup_problems(
 ) -> list[str]:
     """Each provider a real run of the cohort would fail to set up, in one line each."""
     from daydream.errors import ConfigError
-    from daydream.leases import remaining_models
+    from daydream.queue.tasks import remaining_models
     from daydream.worker import Executor, WorkerConfig
 
     executor = Executor(WorkerConfig(db_path=db_path, cohort=cohort, base_urls=base_urls))

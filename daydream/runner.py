@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from daydream.cohorts import Status, cohort_status
 from daydream.db.connection import connect
 from daydream.launch import Forked, fork_blocker
-from daydream.leases import has_pending
+from daydream.queue.cohorts import Status, cohort_status
+from daydream.queue.tasks import has_pending
 from daydream.workerproc import start
 
 

@@ -49,15 +49,6 @@ from daydream.crashpoints import crash_point
 from daydream.db.connection import connect
 from daydream.db.texts import text_hash
 from daydream.errors import ConfigError, DaydreamError, ParseError, ProviderError, TemplateError
-from daydream.leases import (
-    Outcome,
-    Task,
-    exchange,
-    has_pending,
-    heartbeat,
-    release,
-    remaining_models,
-)
 from daydream.parsers import parse_output, validate_output
 from daydream.prompts import concept_contents, render_prompt, stage_variables
 from daydream.providers import (
@@ -67,6 +58,8 @@ from daydream.providers import (
     make_provider,
     resolve_provider_config,
 )
+from daydream.queue.leases import exchange, heartbeat, release
+from daydream.queue.tasks import Outcome, Task, has_pending, remaining_models
 
 DEFAULT_LEASE_S = 120.0
 DEFAULT_MAX_ATTEMPTS = 3

@@ -29,14 +29,14 @@ from datasette.app import Datasette
 from daydream import events as ev
 from daydream.browse import HIDDEN_TABLES, column_description, make_datasette
 from daydream.cli import cli
-from daydream.cohorts import cohort_status
-from daydream.curation import rank_essays
 from daydream.db.connection import connect
 from daydream.db.log import append
 from daydream.db.texts import get_text
 from daydream.demo import run_demo
 from daydream.plan.write import plan_cohort
 from daydream.projections.views import VIEWS
+from daydream.queue.cohorts import cohort_status
+from daydream.results.curation import rank_essays
 
 DB = "daydream"  # the fixture file is daydream.db, so Datasette names the database "daydream"
 PROVIDER_ERROR = "HTTP 500 from offline: upstream exploded\n<html>trace</html>"

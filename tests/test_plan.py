@@ -1149,7 +1149,7 @@ def test_a_deriving_process_that_dies_fails_the_plan_and_changes_nothing(db, tmp
 def test_new_work_over_a_cancelled_draft_is_planned_blocked_with_the_reason(
     db, tmp_path, monkeypatch, late_indexes
 ):
-    from daydream.cohorts import cancel
+    from daydream.queue.cohorts import cancel
 
     path, conn = db
     if not late_indexes:

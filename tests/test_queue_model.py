@@ -1,7 +1,7 @@
 """A stateful property test of the queue (reliability reference, T5).
 
 Hypothesis drives two workers through random sequences of what a worker does with the
-database, through the same functions the real worker calls (``daydream.leases``): claim
+database, through the same functions the real worker calls (``daydream.queue.leases``): claim
 calls and queued leases, finish a call and hand its slot to a queued task, promote a
 queued task, heartbeat, give queued leases back, and let time pass (leases expire, other
 workers reap them). The workers act on what they believe they hold, which goes stale when
@@ -36,15 +36,10 @@ from hypothesis.stateful import (  # noqa: E402
 )
 
 from daydream.db.connection import connect  # noqa: E402
-from daydream.leases import (  # noqa: E402
-    Task,
-    claim,
-    exchange,
-    heartbeat,
-    release,
-    set_pool_limit,
-)
 from daydream.projections.replay import compare_with_replay  # noqa: E402
+from daydream.queue.leases import claim, exchange, heartbeat, release  # noqa: E402
+from daydream.queue.pools import set_pool_limit  # noqa: E402
+from daydream.queue.tasks import Task  # noqa: E402
 from daydream.worker import WorkerConfig  # noqa: E402
 from tests.test_worker import FixedClock, execute, offline_cohort  # noqa: E402
 

@@ -28,7 +28,7 @@ from daydream import events as ev
 from daydream.clock import utcnow
 from daydream.db.connection import connect
 from daydream.db.log import append
-from daydream.leases import claim, heartbeat, record, release
+from daydream.queue.leases import claim, heartbeat, record, release
 from daydream.worker import Executor, WorkerConfig
 from tests.fakeapi import FakeAPI, Fault
 from tests.invariants import check_invariants, log_snapshot

@@ -24,14 +24,16 @@ import yaml
 
 from daydream.catalog.load import load_catalog
 from daydream.catalog.recording import import_catalog
-from daydream.cohorts import cancel, retry
 from daydream.db.check import check
 from daydream.db.connection import connect
 from daydream.errors import ProviderError
-from daydream.leases import claim, has_pending, heartbeat, record, release, set_pool_limit
 from daydream.plan.write import plan_cohort
 from daydream.projections import replay
 from daydream.providers import OfflineProvider
+from daydream.queue.cohorts import cancel, retry
+from daydream.queue.leases import claim, heartbeat, record, release
+from daydream.queue.pools import set_pool_limit
+from daydream.queue.tasks import has_pending
 from daydream.worker import Executor, WorkerConfig
 from tests.invariants import check_invariants
 

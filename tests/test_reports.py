@@ -30,13 +30,14 @@ from daydream import events as ev
 from daydream.catalog.load import load_catalog
 from daydream.catalog.recording import import_catalog
 from daydream.cli import cli
-from daydream.curation import curation_rows, export_essays, rank_essays, write_ranking
 from daydream.db.connection import connect
 from daydream.db.log import append
 from daydream.db.texts import put_text
 from daydream.errors import ConfigError, PlanError, SpecError
 from daydream.plan.write import plan_cohort
-from daydream.reports import build_report, stability, write_report
+from daydream.results.curation import curation_rows, export_essays, rank_essays, write_ranking
+from daydream.results.reports import build_report, write_report
+from daydream.results.scores import stability
 
 REPO = Path(__file__).resolve().parents[1]
 NOV, FEAS = "novelty-rubric", "feasibility-rubric"

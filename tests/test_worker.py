@@ -24,13 +24,14 @@ import pytest
 
 from daydream.cli import format_status
 from daydream.clock import isoformat, utcnow
-from daydream.cohorts import cohort_status, retry
 from daydream.db.connection import connect
 from daydream.db.transaction import transaction
 from daydream.errors import PlanError
-from daydream.leases import claim, exchange, heartbeat, record, set_pool_limit
 from daydream.projections.replay import compare_with_replay
 from daydream.providers import render_offline_reply
+from daydream.queue.cohorts import cohort_status, retry
+from daydream.queue.leases import claim, exchange, heartbeat, record
+from daydream.queue.pools import set_pool_limit
 from daydream.worker import CALLS_CHECK_S, Executor, Worker, WorkerConfig, WorkerStats
 from tests.fakeapi import FAKE_LABEL, FakeAPI, Fault
 from tests.invariants import check_invariants
@@ -1045,7 +1046,7 @@ def test_a_retry_after_counts_from_the_reply_not_from_the_record(tmp_path, recor
 
 def _outcomes(pool: str, pattern: str) -> list[Any]:
     """Fake outcomes of model calls on ``pool``: one per character, "4" a 429, "." a success."""
-    from daydream.leases import Outcome
+    from daydream.queue.tasks import Outcome
 
     class _Task:
         def __init__(self, n: int) -> None:
@@ -1055,7 +1056,7 @@ def _outcomes(pool: str, pattern: str) -> list[Any]:
 
 
 def test_pool_limits_adapt_to_rate_limiting_and_each_change_is_an_event(tmp_path):
-    from daydream.leases import _adapt_pools
+    from daydream.queue.pools import adapt_pools
 
     db = offline_cohort(tmp_path)
     conn = connect(db, create=False)
@@ -1071,7 +1072,7 @@ def test_pool_limits_adapt_to_rate_limiting_and_each_change_is_an_event(tmp_path
 
     def feed(pattern: str) -> None:
         with transaction(conn):
-            _adapt_pools(conn, _outcomes("p", pattern), "test", clock, signals)
+            adapt_pools(conn, _outcomes("p", pattern), "test", clock, signals)
 
     # A steady 20% of 429s (not growing with concurrency) leaves the limit alone...
     feed("....4" * 8)
@@ -1132,7 +1133,7 @@ def _watch_calls(monkeypatch, delays: dict[str, float]) -> dict[str, Any]:
 
 def _fail_writes(monkeypatch, times: int) -> None:
     """The next ``times`` recording transactions fail before they commit (an I/O error)."""
-    import daydream.leases as leases_module
+    import daydream.queue.leases as leases_module
 
     left = [times]
 
@@ -1179,7 +1180,7 @@ def test_calls_of_a_cancelled_cohort_stop_soon_so_the_pool_limit_holds(tmp_path,
     """A cancel frees the slots of the cohort's calls in flight at once; the worker running
     them finds out within ``CALLS_CHECK_S`` and stops them, so another worker taking the
     freed slots does not put the pool over its limit."""
-    from daydream.cohorts import cancel
+    from daydream.queue.cohorts import cancel
 
     db = offline_cohort(tmp_path, combos=4, pool="p")
     other = {
@@ -1259,7 +1260,7 @@ def test_a_rolled_back_write_does_not_count_its_429s_twice(tmp_path, monkeypatch
     """The rate-limit window moves only with a committed write: four 429s written after two
     failed tries count four times, not twelve, and cut nothing (the window holds 10)."""
     from daydream import events as ev
-    from daydream.leases import Outcome
+    from daydream.queue.tasks import Outcome
 
     db = offline_cohort(tmp_path, combos=6, pool="p")
     config, clock = WorkerConfig(db_path=db, name="A"), FixedClock()
@@ -1390,7 +1391,7 @@ def test_launched_processes_import_what_the_parent_imported(tmp_path, safe_path)
 def test_a_second_stop_ends_a_long_write_backoff(tmp_path, monkeypatch):
     """While writes fail the worker waits between tries (up to 30 s); Ctrl-C twice means
     stop now, so the worker returns at once, its results unwritten (their leases expire)."""
-    import daydream.leases as leases_module
+    import daydream.queue.leases as leases_module
 
     db = offline_cohort(tmp_path, combos=2)
     worker = Worker(WorkerConfig(db_path=db, name="A", concurrency=2, queue=0, grace_s=60))

@@ -128,7 +128,7 @@ def test_a_forked_worker_reads_its_own_database_not_the_parents_cached_rows(tmp_
     plan(second, second_root / "catalog", spec)
     script = """
 import json, sys
-from daydream.leases import claim
+from daydream.queue.leases import claim
 from daydream.db.connection import connect
 from daydream.worker import WorkerConfig
 from daydream.runner import run_cohort

@@ -374,7 +374,7 @@ def plan(
         raise click.UsageError("--judge goes with --from-list")
     rows = None
     if list_path is not None:
-        from daydream.curation import curation_rows
+        from daydream.results.curation import curation_rows
 
         rows = curation_rows(list_path, _parse_judges(judges))
         spec_path = list_path

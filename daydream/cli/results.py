@@ -48,7 +48,7 @@ def report_command(
 
         daydream report demo --html
     """
-    from daydream.reports import build_report, write_report
+    from daydream.results.reports import build_report, write_report
 
     conn = _open(db_path)
     result = build_report(conn, cohort)
@@ -147,7 +147,7 @@ def top_command(
 
         daydream top demo --template novelty-rubric -n 5 --export reports/demo/top
     """
-    from daydream.curation import export_essays, rank_essays, write_ranking
+    from daydream.results.curation import export_essays, rank_essays, write_ranking
 
     chosen = [m.strip() for value in models for m in value.split(",") if m.strip()]
     conn = _open(db_path)

@@ -24,7 +24,7 @@ def _pool_limits(values: tuple[str, ...]) -> list[tuple[str, int]]:
 
 
 def _set_pool_limits(db_path: Path, limits: list[tuple[str, int]]) -> None:
-    from daydream.leases import set_pool_limit
+    from daydream.queue.pools import set_pool_limit
 
     if not limits:
         return
@@ -137,9 +137,9 @@ def run(
     conn = _open(db_path)
     try:
         if cohort:
-            from daydream.cohorts import _require_cohort
+            from daydream.queue.cohorts import require_cohort
 
-            _require_cohort(conn, cohort)
+            require_cohort(conn, cohort)
         # A --base-url for a provider no model of the catalog has is a typo (olama=...).
         known = {row[0] for row in conn.execute("SELECT DISTINCT provider FROM models")}
     finally:
@@ -252,12 +252,12 @@ def status(db_path: Path, cohort: str | None, as_json: bool) -> None:
 
         daydream status demo --json
     """
-    from daydream.cohorts import _require_cohort, cohort_status
     from daydream.db import files
+    from daydream.queue.cohorts import cohort_status, require_cohort
 
     conn = _open(db_path)
     if cohort:
-        _require_cohort(conn, cohort)
+        require_cohort(conn, cohort)
     result = cohort_status(conn, cohort)
     conn.close()
     wal = files.wal_bytes(db_path)
@@ -285,7 +285,7 @@ def retry(db_path: Path, cohort: str, failed: bool, gen_ids: tuple[str, ...]) ->
 
         daydream retry demo --failed && daydream run demo
     """
-    from daydream.cohorts import retry as retry_generations
+    from daydream.queue.cohorts import retry as retry_generations
 
     if not failed and not gen_ids:
         raise click.UsageError("say what to retry: --failed or --gen ID")
@@ -305,8 +305,8 @@ def cancel(db_path: Path, cohort: str) -> None:
 
         daydream cancel demo
     """
-    from daydream.cohorts import cancel as cancel_cohort
-    from daydream.cohorts import kept_for_others
+    from daydream.queue.cohorts import cancel as cancel_cohort
+    from daydream.queue.cohorts import kept_for_others
 
     conn = _open(db_path)
     cancelled = cancel_cohort(conn, cohort)

@@ -23,11 +23,12 @@ from typing import Any
 
 from daydream.db.texts import get_text
 from daydream.errors import ConfigError, SpecError
-from daydream.reports import essay_rows, evaluation_rows, is_scored, require_cohort, write_csv
+from daydream.queue.cohorts import require_cohort
+from daydream.results.rows import essay_rows, evaluation_rows, is_scored, write_csv
 
 __all__ = ["Ranking", "curation_rows", "export_essays", "rank_essays", "write_ranking"]
 
-_EPS = 1e-9
+EPS = 1e-9
 _TRUE = {"true", "1", "yes", "y"}
 
 
@@ -97,7 +98,7 @@ def rank_essays(
         key=lambda item: (-item[0], item[1]),
     )
     if span is not None:
-        ranked = [item for item in ranked if item[0] >= ranked[0][0] - span - _EPS]
+        ranked = [item for item in ranked if item[0] >= ranked[0][0] - span - EPS]
     if top_n is None and span is None:
         top_n = 10
     if top_n is not None:

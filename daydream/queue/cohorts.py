@@ -119,7 +119,7 @@ def cohort_status(conn: sqlite3.Connection, cohort: str | None) -> Status:
 def pool_usage(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """Each pool with a set limit or a lease: its limit and ceiling, the calls in flight
     (slots held) and the leases queued in workers, across all cohorts and workers."""
-    from daydream.leases import default_pool_limit
+    from daydream.queue.pools import default_pool_limit
 
     usage: dict[str, dict[str, Any]] = {}
     for pool, limit, ceiling in conn.execute('SELECT pool, "limit", ceiling FROM pools'):
@@ -141,7 +141,7 @@ def pool_usage(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     return [usage[pool] for pool in sorted(usage)]
 
 
-def _require_cohort(conn: sqlite3.Connection, cohort: str) -> None:
+def require_cohort(conn: sqlite3.Connection, cohort: str) -> None:
     if not conn.execute("SELECT 1 FROM cohorts WHERE cohort_id = ?", (cohort,)).fetchone():
         known = [r[0] for r in conn.execute("SELECT cohort_id FROM cohorts ORDER BY 1")]
         raise PlanError(
@@ -166,7 +166,7 @@ def retry(
     never run again: exactly one result per id).
     """
     with transaction(conn):
-        _require_cohort(conn, cohort)
+        require_cohort(conn, cohort)
         chosen: list[str] = []
         parents: dict[str, tuple[str, str]] = {}  # gen_id -> (parent id, parent status)
         if failed:
@@ -229,7 +229,7 @@ def retry(
 def cancel(conn: sqlite3.Connection, cohort: str, *, actor: str = "cli:cancel") -> list[str]:
     """Cancel the cohort's unfinished generations that no other live cohort needs."""
     with transaction(conn):
-        _require_cohort(conn, cohort)
+        require_cohort(conn, cohort)
         gen_ids = [
             r[0]
             for r in conn.execute(

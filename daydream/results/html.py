@@ -18,7 +18,8 @@ from collections.abc import Iterable
 from html import escape
 from typing import Any
 
-from daydream.reports import STABILITY_CLASSES, Report
+from daydream.results.scores import STABILITY_CLASSES
+from daydream.results.tables import Report
 
 __all__ = ["render_html"]
 

@@ -1,0 +1,240 @@
+"""Reports: the evaluation table, the essay pivot, results per axis, judge agreement and
+top-of-scale scores of one cohort (rankings and curation: ``curation``; the HTML page: ``html``).
+
+Every number is computed from the ``evaluation_scores`` view (one row per evaluation with
+its lineage) restricted to one cohort's members. Nothing is re-read from a spec at report
+time (upstream §11.23) and every table has a fixed row order (§11.14), so a report is a
+function of the database alone.
+
+Definitions (``docs/reports.md`` lists every column):
+
+- A *scored* evaluation has state ``ok`` and a score. Failed, blocked and unfinished
+  evaluations are listed in the evaluation table but never enter a statistic.
+- A score is on its evaluation template's declared scale ``[scale_min, scale_max]``
+  (span = max - min). *high*: ``score >= scale_min + 0.8 * span``; *low*:
+  ``score <= scale_min + 0.3 * span``; *top of scale*: ``score == scale_max`` (upstream
+  compared to 10 on a 0-9 scale, so it never found one). ``mean_unit`` maps each score to
+  0-1 on its own scale, so groups that mix templates stay comparable.
+- ``std`` is the sample standard deviation (n - 1), empty below two values.
+- Judge agreement is per essay and evaluation template: the spread of the judge models'
+  mean scores, classed with upstream's thresholds (range 1 / 2 / 3 on its 0-9 scale)
+  scaled to the template: ``range <= k * span / 9``.
+- An essay is one row wherever essays are rows: replicates are never merged and copy-mode
+  essays (whose ``generation_model`` is their draft's model) are never dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import statistics
+from pathlib import Path
+from typing import Any
+
+from daydream.errors import ConfigError
+from daydream.queue.cohorts import require_cohort
+from daydream.results.html import render_html
+from daydream.results.rows import (
+    EVALUATION_COLUMNS,
+    LINEAGE,
+    essay_rows,
+    evaluation_rows,
+    is_scored,
+    write_csv,
+)
+from daydream.results.scores import (
+    STABILITY_CLASSES,
+    STAT_COLUMNS,
+    is_top,
+    judge_of,
+    mean_unit,
+    rounded,
+    scale_label,
+    scale_span,
+    score_stats,
+    sort_key,
+    stability,
+)
+from daydream.results.tables import (
+    AGREEMENT_COLUMNS,
+    AXES,
+    AXIS_COLUMNS,
+    TOP_OF_SCALE_COLUMNS,
+    Report,
+    Table,
+)
+
+
+def build_report(conn: sqlite3.Connection, cohort_id: str) -> Report:
+    """Compute every report table of ``cohort_id`` (read only)."""
+    require_cohort(conn, cohort_id)
+    evaluations = evaluation_rows(conn, cohort_id)
+    essays = essay_rows(conn, cohort_id)
+    scored = [r for r in evaluations if is_scored(r)]
+    judges = sorted({judge_of(r) for r in evaluations})
+    tables = [
+        Table("evaluation_scores", list(EVALUATION_COLUMNS), evaluations),
+        _essay_pivot(essays, evaluations, judges),
+        _final_results(scored),
+        _judge_agreement(essays, evaluations),
+        Table(
+            "top_of_scale",
+            list(TOP_OF_SCALE_COLUMNS),
+            [{c: r[c] for c in TOP_OF_SCALE_COLUMNS} for r in scored if is_top(r)],
+        ),
+    ]
+    report = Report(cohort_id, {t.name: t for t in tables}, {}, [f"{t}__{m}" for t, m in judges])
+    report.summary = _summary(report, evaluations, scored, essays)
+    return report
+
+
+def write_report(
+    report: Report, out_dir: str | Path, *, fmt: str = "csv", html: bool = False
+) -> list[Path]:
+    """Write every table as ``<name>.csv`` (or ``.json``), and ``report.html`` if asked."""
+    if fmt not in ("csv", "json"):
+        raise ConfigError(f'report format "{fmt}" is unknown: use csv or json')
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for table in report.tables.values():
+        path = out / f"{table.name}.{fmt}"
+        if fmt == "csv":
+            write_csv(path, table.columns, table.rows)
+        else:
+            path.write_text(
+                json.dumps(table.rows, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+            )
+        written.append(path)
+    if html:
+        path = out / "report.html"
+        path.write_text(render_html(report), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def _essay_pivot(
+    essays: list[dict[str, Any]], evaluations: list[dict[str, Any]], judges: list[tuple[str, str]]
+) -> Table:
+    columns = [*LINEAGE, "essay_state"]
+    for template, model in judges:
+        key = f"{template}__{model}"
+        columns += [key, f"{key}_min", f"{key}_max", f"{key}_n"]
+    columns += ["mean", "std", "n", "judges", "mean_unit"]
+    by_essay: dict[str, list[dict[str, Any]]] = {}
+    for r in evaluations:
+        if is_scored(r):
+            by_essay.setdefault(r["essay_gen_id"], []).append(r)
+    rows = []
+    for essay in essays:
+        scored = by_essay.get(essay["essay_gen_id"], [])
+        row = dict(essay)
+        for template, model in judges:
+            key = f"{template}__{model}"
+            values = [r["score"] for r in scored if judge_of(r) == (template, model)]
+            row[key] = rounded(statistics.fmean(values)) if values else None
+            row[f"{key}_min"] = min(values) if values else None
+            row[f"{key}_max"] = max(values) if values else None
+            row[f"{key}_n"] = len(values)
+        values = [r["score"] for r in scored]
+        row.update(
+            mean=rounded(statistics.fmean(values)) if values else None,
+            std=rounded(statistics.stdev(values)) if len(values) > 1 else None,
+            n=len(values),
+            judges=len({judge_of(r) for r in scored}),
+            mean_unit=mean_unit(scored),
+        )
+        rows.append(row)
+    return Table("essay_pivot", columns, rows)
+
+
+def _final_results(scored: list[dict[str, Any]]) -> Table:
+    rows = []
+    for analysis, keys in AXES:
+        groups: dict[tuple, list[dict[str, Any]]] = {}
+        for r in scored:
+            groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+        for values in sorted(groups, key=sort_key):
+            row: dict[str, Any] = {"analysis_type": analysis, **dict.fromkeys(AXIS_COLUMNS)}
+            row.update(zip(keys, values, strict=True))
+            row.update(score_stats(groups[values]))
+            rows.append(row)
+    return Table("final_results", ["analysis_type", *AXIS_COLUMNS, *STAT_COLUMNS], rows)
+
+
+def _judge_agreement(essays: list[dict[str, Any]], evaluations: list[dict[str, Any]]) -> Table:
+    pairs: dict[tuple[str, str], dict[str, list[float]]] = {}
+    scales: dict[tuple[str, str], tuple[Any, Any]] = {}
+    for r in evaluations:
+        key = (r["essay_gen_id"], r["evaluation_template"])
+        per_model = pairs.setdefault(key, {})
+        scales.setdefault(key, (r["scale_min"], r["scale_max"]))
+        if is_scored(r):
+            per_model.setdefault(r["evaluation_model"], []).append(r["score"])
+    templates: dict[str, list[str]] = {}
+    for essay_id, template in sorted(pairs):
+        templates.setdefault(essay_id, []).append(template)
+    rows = []
+    for essay in essays:
+        for template in templates.get(essay["essay_gen_id"], []):
+            key = (essay["essay_gen_id"], template)
+            means = {m: statistics.fmean(v) for m, v in sorted(pairs[key].items()) if v}
+            values = list(means.values())
+            low, high = scales[key]
+            spread = max(values) - min(values) if values else None
+            span = scale_span(low, high)
+            rows.append(
+                {
+                    **{c: essay[c] for c in AGREEMENT_COLUMNS[:7]},
+                    "evaluation_template": template,
+                    "scale": scale_label(low, high),
+                    "judges": len(values),
+                    "judge_models": ", ".join(means),
+                    "mean": rounded(statistics.fmean(values)) if values else None,
+                    "std": rounded(statistics.stdev(values)) if len(values) > 1 else None,
+                    "min": rounded(min(values)) if values else None,
+                    "max": rounded(max(values)) if values else None,
+                    "range": rounded(spread) if len(values) > 1 else None,
+                    "range_pct": round(100 * spread / span, 1)
+                    if span and spread is not None and len(values) > 1
+                    else None,
+                    "stability": stability(spread, len(values), low, high),
+                }
+            )
+    return Table("judge_agreement", list(AGREEMENT_COLUMNS), rows)
+
+
+def _summary(
+    report: Report,
+    evaluations: list[dict[str, Any]],
+    scored: list[dict[str, Any]],
+    essays: list[dict[str, Any]],
+) -> dict[str, Any]:
+    statuses: dict[str, int] = {}
+    for r in evaluations:
+        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+    failed = statuses.get("failed", 0)
+    stopped = statuses.get("blocked", 0) + statuses.get("cancelled", 0)
+    agreement = dict.fromkeys(STABILITY_CLASSES, 0)
+    for row in report.tables["judge_agreement"].rows:
+        agreement[row["stability"]] += 1
+    per_template = [
+        {k: row[k] for k in ("evaluation_template", *STAT_COLUMNS)}
+        for row in report.tables["final_results"].rows
+        if row["analysis_type"] == "by_evaluation_template"
+    ]
+    return {
+        "cohort_id": report.cohort_id,
+        "evaluations": len(evaluations),
+        "scored": len(scored),
+        "failed": failed,
+        "blocked_or_cancelled": stopped,
+        "unfinished": len(evaluations) - statuses.get("done", 0) - failed - stopped,
+        "scored_pct": round(100 * len(scored) / len(evaluations), 1) if evaluations else None,
+        "essays": len(essays),
+        "copy_essays": sum(1 for e in essays if e["essay_mode"] == "copy"),
+        "judges": report.judges,
+        "by_evaluation_template": per_template,
+        "agreement": agreement,
+        "top_of_scale": len(report.tables["top_of_scale"].rows),
+    }

@@ -1,0 +1,85 @@
+"""A report's shape: its tables (name, columns, rows) and the columns of each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+AXES = (
+    ("by_draft_template", ("draft_template",)),
+    ("by_essay_template", ("essay_template",)),
+    ("by_generation_model", ("generation_model",)),
+    ("by_essay_template_and_generation_model", ("essay_template", "generation_model")),
+    ("by_evaluation_template", ("evaluation_template",)),
+    ("by_evaluation_model", ("evaluation_model",)),
+    ("by_evaluation_template_and_model", ("evaluation_template", "evaluation_model")),
+    ("by_generation_vs_evaluation_model", ("generation_model", "evaluation_model")),
+    ("by_combo", ("combo_id",)),
+    ("overall", ()),
+)
+
+
+AXIS_COLUMNS = (
+    "draft_template",
+    "essay_template",
+    "generation_model",
+    "evaluation_template",
+    "evaluation_model",
+    "combo_id",
+)
+
+
+AGREEMENT_COLUMNS = (
+    "essay_gen_id",
+    "combo_id",
+    "draft_template",
+    "essay_template",
+    "generation_model",
+    "draft_replicate",
+    "essay_replicate",
+    "evaluation_template",
+    "scale",
+    "judges",
+    "judge_models",
+    "mean",
+    "std",
+    "min",
+    "max",
+    "range",
+    "range_pct",
+    "stability",
+)
+
+
+TOP_OF_SCALE_COLUMNS = (
+    "gen_id",
+    "essay_gen_id",
+    "combo_id",
+    "draft_template",
+    "essay_template",
+    "generation_model",
+    "evaluation_template",
+    "evaluation_model",
+    "evaluation_replicate",
+    "score",
+    "scale_max",
+)
+
+
+@dataclass
+class Table:
+    """One report table: its file stem, its columns in order, and its rows."""
+
+    name: str
+    columns: list[str]
+    rows: list[dict[str, Any]]
+
+
+@dataclass
+class Report:
+    """Every table of a cohort's report, plus the summary printed on stdout."""
+
+    cohort_id: str
+    tables: dict[str, Table]
+    summary: dict[str, Any]
+    judges: list[str] = field(default_factory=list)  # "<template>__<model>" keys in order
