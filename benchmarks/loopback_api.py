@@ -25,7 +25,7 @@ import selectors
 import signal
 import sys
 
-from daydream.providers import render_offline_reply
+from daydream.providers.offline import render_offline_reply
 
 
 async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, args, rng, served) -> None:

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -36,8 +37,9 @@ from daydream.db.connection import connect
 from daydream.plan.write import plan_cohort
 from daydream.queue.cohorts import cohort_status
 from daydream.queue.pools import set_pool_limit
-from daydream.runner import run_cohort
-from daydream.worker import WorkerConfig, check_providers
+from daydream.runner.run import run_cohort
+from daydream.worker.config import WorkerConfig
+from daydream.worker.process import check_providers
 
 HERE = Path(__file__).resolve().parent
 
@@ -113,19 +115,11 @@ def fresh_copy(template: Path, target: Path) -> Path:
     return target
 
 
-def run_once(
-    db: Path, workers: int, concurrency: int, args: list[str], base_urls: dict[str, str]
-) -> tuple[float, dict]:
+def run_once(db: Path, workers: int, config: WorkerConfig) -> tuple[float, dict]:
     """``daydream run``'s work, timed: its provider check, then ``run_cohort``."""
     started = time.perf_counter()
-    offline = "offline" if "--offline" in args else None
-    check_providers(
-        WorkerConfig(db_path=db, cohort="bench", provider_override=offline, base_urls=base_urls)
-    )
-    summary = run_cohort(
-        db, "bench", workers=workers, concurrency=concurrency, worker_args=args,
-        providers_checked=True,
-    )
+    check_providers(config)
+    summary = run_cohort(replace(config, check_providers=False), workers=workers)
     wall = time.perf_counter() - started
     return wall, summary.status.stages
 
@@ -152,7 +146,8 @@ def orchestration(tmp: Path, total: int) -> None:
     print(f"    {'workers':>7} {'wall s':>8} {'gen/s':>8} {'steady s':>9} {'gen/s':>8}")
     for workers in (1, 2, 4):
         db = fresh_copy(template, tmp / f"orch-{workers}" / "db.db")
-        wall, stages = run_once(db, workers, 64, ["--offline"], {})
+        config = WorkerConfig(db_path=db, cohort="bench", concurrency=64, provider_override="offline")
+        wall, stages = run_once(db, workers, config)
         done = sum(s["done"] for s in stages.values())
         assert done == n, f"only {done} of {n} done: {stages}"
         steady = log_span(db)
@@ -184,8 +179,14 @@ def model_bound(tmp: Path, total: int, *, rate_429: float, workers: int = 2, see
         try:
             base_url = server.stdout.readline().strip()
             db = fresh_copy(template, tmp / f"model-{rate_429}-{seed}" / "db.db")
-            args = ["--base-url", f"vllm={base_url}", "--max-attempts", "5"]
-            wall, stages = run_once(db, workers, 64 // workers, args, {"vllm": base_url})
+            config = WorkerConfig(
+                db_path=db,
+                cohort="bench",
+                concurrency=64 // workers,
+                base_urls={"vllm": base_url},
+                max_attempts=5,
+            )
+            wall, stages = run_once(db, workers, config)
             server.terminate()  # it prints what it served, then exits
             served = json.loads(server.communicate(timeout=30)[0].strip().splitlines()[-1])
         finally:

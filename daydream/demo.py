@@ -19,7 +19,9 @@ from daydream.db.files import readonly_uri
 from daydream.errors import DaydreamError
 from daydream.paths import project_dir
 from daydream.plan.write import plan_cohort
-from daydream.runner import run_cohort
+from daydream.results.text import format_plan, format_status
+from daydream.runner.run import run_cohort
+from daydream.worker.config import WorkerConfig
 
 COHORT = "demo"
 
@@ -53,8 +55,6 @@ def run_demo(
     err: Callable[[str], None] = print,
     workers: int = 2,
 ) -> None:
-    from daydream.cli import format_plan, format_status
-
     specs = project_dir("specs")
     if specs.is_relative_to(Path.cwd()):
         # Recorded as written (cohorts.spec_path, catalog sources): relative from the
@@ -71,7 +71,9 @@ def run_demo(
     conn.close()
     out(format_plan(plan))
     err(f"running cohort {COHORT} with {workers} worker processes (offline provider)...")
-    summary = run_cohort(db_path, COHORT, workers=workers, concurrency=16)
+    summary = run_cohort(
+        WorkerConfig(db_path=db_path, cohort=COHORT, concurrency=16), workers=workers
+    )
     out(format_status(summary.status))
     conn = connect(db_path, create=False)
     out(_top_scores(conn))

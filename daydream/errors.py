@@ -60,3 +60,12 @@ class ProviderError(DaydreamError):
 
 class ConfigError(DaydreamError):
     """An option, environment variable or setting is invalid."""
+
+
+class OptionError(ConfigError):
+    """A value given for a command-line option is wrong (a misspelt pool or provider);
+    ``option`` names the option, and the command line reports it as a usage error."""
+
+    def __init__(self, message: str, *, option: str) -> None:
+        super().__init__(message)
+        self.option = option

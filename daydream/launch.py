@@ -102,10 +102,11 @@ def _has_open(db_path: str | Path) -> bool:
 
 
 class Forked:
-    """A forked child running ``main(args)``, with the parts of ``subprocess.Popen`` the
-    runner uses (``pid``, ``poll``, ``wait``, ``send_signal``, ``returncode``)."""
+    """A forked child running ``target()`` (its return value, an int, is the exit code),
+    with the parts of ``subprocess.Popen`` the runner uses (``pid``, ``poll``, ``wait``,
+    ``send_signal``, ``returncode``)."""
 
-    def __init__(self, main: Callable[[list[str]], object], args: list[str]) -> None:
+    def __init__(self, target: Callable[[], object]) -> None:
         for stream in (sys.stdout, sys.stderr):  # or the child writes the parent's buffer too
             if stream is not None:
                 stream.flush()
@@ -119,7 +120,7 @@ class Forked:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             raise
         if self.pid == 0:
-            _child(main, args, blocked)
+            _child(target, blocked)
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
     def poll(self) -> int | None:
@@ -148,8 +149,8 @@ class Forked:
             os.kill(self.pid, signum)
 
 
-def _child(main: Callable[[list[str]], object], args: list[str], mask: set) -> None:
-    """In the forked child: look like a fresh interpreter, run ``main(args)``, and leave
+def _child(target: Callable[[], object], mask: set) -> None:
+    """In the forked child: look like a fresh interpreter, run ``target()``, and leave
     through ``os._exit`` whatever happens (never back into the parent's stack)."""
     code = 1
     try:
@@ -170,8 +171,8 @@ def _child(main: Callable[[list[str]], object], args: list[str], mask: set) -> N
         sys.stdin = _stream(0, "r")
         sys.stdout = _stream(1, "w")
         sys.stderr = _stream(2, "w", errors="backslashreplace")
-        main(args)
-        code = 0
+        result = target()
+        code = result if isinstance(result, int) else 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
         if not isinstance(exc.code, int | None):

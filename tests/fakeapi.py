@@ -66,7 +66,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from daydream.providers import render_offline_reply
+from daydream.providers.offline import render_offline_reply
 
 FAKE_LABEL = "[fakeapi]"
 NAMED_FAULTS = frozenset(

@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from daydream.reference import cli_reference, events_reference
+from daydream.cli.reference import cli_reference, events_reference
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_cli_reference_is_current():
     assert (REPO / "docs" / "cli.md").read_text(encoding="utf-8") == cli_reference(), (
-        "docs/cli.md is stale: run python -m daydream.reference"
+        "docs/cli.md is stale: run python -m daydream.cli.reference"
     )
 
 
@@ -26,7 +26,7 @@ def test_cli_reference_shows_each_command_with_its_own_usage_line():
 
 def test_events_reference_is_current():
     assert (REPO / "docs" / "events.md").read_text(encoding="utf-8") == events_reference(), (
-        "docs/events.md is stale: run python -m daydream.reference"
+        "docs/events.md is stale: run python -m daydream.cli.reference"
     )
 
 

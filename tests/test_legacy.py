@@ -17,7 +17,7 @@ from daydream.cli import cli
 from daydream.db.check import check
 from daydream.db.connection import connect
 from daydream.errors import CatalogError
-from daydream.legacy import import_legacy
+from daydream.legacy.importer import import_legacy
 from daydream.plan.write import plan_cohort
 
 UPSTREAM_DATA = Path(os.environ.get("DAYDREAM_UPSTREAM_DATA", "/work/shared/upstream-data"))

@@ -19,13 +19,15 @@ from daydream import ids
 from daydream.catalog.entries import combo_id_for
 from daydream.catalog.load import load_catalog
 from daydream.catalog.recording import import_catalog
-from daydream.cli import cli, format_plan
+from daydream.cli import cli
 from daydream.db.connection import connect
 from daydream.errors import PlanError
 from daydream.plan import derivation
 from daydream.plan import write as plan_module
 from daydream.plan.write import plan_cohort
-from daydream.worker import WorkerConfig, run_worker
+from daydream.results.text import format_plan
+from daydream.worker.config import WorkerConfig
+from daydream.worker.process import run_worker
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "specs" / "catalog"

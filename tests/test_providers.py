@@ -26,23 +26,17 @@ import httpx
 import pytest
 
 from daydream.errors import ConfigError, ProviderError
-from daydream.providers import (
+from daydream.providers.config import (
     DEFAULT_PROVIDERS,
-    OFFLINE_LABEL,
-    RETRY_AFTER_CAP_S,
-    Completion,
-    CompletionRequest,
-    OfflineProvider,
-    OpenAICompatibleProvider,
-    Provider,
     ProviderConfig,
-    backoff_delay,
-    is_retryable_status,
     load_dotenv,
-    make_provider,
-    render_offline_reply,
     resolve_provider_config,
 )
+from daydream.providers.offline import OFFLINE_LABEL, OfflineProvider, render_offline_reply
+from daydream.providers.openai_compatible import OpenAICompatibleProvider
+from daydream.providers.protocol import Completion, CompletionRequest, Provider
+from daydream.providers.registry import make_provider
+from daydream.providers.retry import RETRY_AFTER_CAP_S, backoff_delay, is_retryable_status
 from daydream.providers.transport import ResponseTooLarge, decode_body
 from tests.fakeapi import FAKE_LABEL, FakeAPI, Fault
 

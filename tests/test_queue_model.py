@@ -37,10 +37,10 @@ from hypothesis.stateful import (  # noqa: E402
 
 from daydream.db.connection import connect  # noqa: E402
 from daydream.projections.replay import compare_with_replay  # noqa: E402
-from daydream.queue.leases import claim, exchange, heartbeat, release  # noqa: E402
+from daydream.queue.leases import Exchange, claim, exchange, heartbeat, release  # noqa: E402
 from daydream.queue.pools import set_pool_limit  # noqa: E402
 from daydream.queue.tasks import Task  # noqa: E402
-from daydream.worker import WorkerConfig  # noqa: E402
+from daydream.worker.config import WorkerConfig  # noqa: E402
 from tests.test_worker import FixedClock, execute, offline_cohort  # noqa: E402
 
 LIMIT = 2
@@ -118,12 +118,9 @@ class Queue(RuleBasedStateMachine):
             self.queued[worker].remove(task)
         result = exchange(
             self.conns[worker],
-            [outcome],
             self.configs[worker],
-            0,
+            Exchange(outcomes=[outcome], taken=taken, held=self.held(worker)),
             clock=self.clock,
-            taken=taken,
-            held=self.held(worker),
         )
         for task in taken:
             if task.gen_id not in result.untaken | result.lost:
@@ -139,12 +136,9 @@ class Queue(RuleBasedStateMachine):
         task = self.queued[worker][0]
         result = exchange(
             self.conns[worker],
-            [],
             self.configs[worker],
-            1,
+            Exchange(want=1, promote=[task], held=self.held(worker)),
             clock=self.clock,
-            promote=[task],
-            held=self.held(worker),
         )
         if any(t is task for t in result.tasks):
             assert task.slot

@@ -29,7 +29,8 @@ from daydream.clock import utcnow
 from daydream.db.connection import connect
 from daydream.db.log import append
 from daydream.queue.leases import claim, heartbeat, record, release
-from daydream.worker import Executor, WorkerConfig
+from daydream.worker.config import WorkerConfig
+from daydream.worker.execute import Executor
 from tests.fakeapi import FakeAPI, Fault
 from tests.invariants import check_invariants, log_snapshot
 from tests.scenario import (
@@ -418,7 +419,7 @@ def small_disk(tmp_path):
 
 def _padded_reply(body: Any) -> str:
     """The default reply after 32 KB of filler lines: big results that fill a small disk."""
-    from daydream.providers import render_offline_reply
+    from daydream.providers.offline import render_offline_reply
 
     prompt = body["messages"][-1]["content"]
     filler = "".join(f"filler line {i} of a long reply\n" for i in range(1000))

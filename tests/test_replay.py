@@ -29,12 +29,13 @@ from daydream.db.connection import connect
 from daydream.errors import ProviderError
 from daydream.plan.write import plan_cohort
 from daydream.projections import replay
-from daydream.providers import OfflineProvider
+from daydream.providers.offline import OfflineProvider
 from daydream.queue.cohorts import cancel, retry
 from daydream.queue.leases import claim, heartbeat, record, release
 from daydream.queue.pools import set_pool_limit
 from daydream.queue.tasks import has_pending
-from daydream.worker import Executor, WorkerConfig
+from daydream.worker.config import WorkerConfig
+from daydream.worker.execute import Executor
 from tests.invariants import check_invariants
 
 REPO = Path(__file__).resolve().parents[1]

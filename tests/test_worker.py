@@ -22,17 +22,19 @@ from typing import Any
 
 import pytest
 
-from daydream.cli import format_status
 from daydream.clock import isoformat, utcnow
 from daydream.db.connection import connect
 from daydream.db.transaction import transaction
 from daydream.errors import PlanError
 from daydream.projections.replay import compare_with_replay
-from daydream.providers import render_offline_reply
+from daydream.providers.offline import render_offline_reply
 from daydream.queue.cohorts import cohort_status, retry
-from daydream.queue.leases import claim, exchange, heartbeat, record
+from daydream.queue.leases import Exchange, claim, exchange, heartbeat, record
 from daydream.queue.pools import set_pool_limit
-from daydream.worker import CALLS_CHECK_S, Executor, Worker, WorkerConfig, WorkerStats
+from daydream.results.text import format_status
+from daydream.worker.config import WorkerConfig
+from daydream.worker.execute import Executor
+from daydream.worker.loop import CALLS_CHECK_S, Worker, WorkerStats
 from tests.fakeapi import FAKE_LABEL, FakeAPI, Fault
 from tests.invariants import check_invariants
 from tests.scenario import (
@@ -141,11 +143,12 @@ def assert_clean_exit(done: Any) -> None:
     assert "Traceback" not in done.stderr, done.stderr
 
 
-def test_the_entry_of_run_workers_is_daydream_worker_with_its_exit_codes(tmp_path):
-    """``daydream run`` starts ``workerproc.command(...)``: the worker command with a fast
-    exit, importing what the parent imported even from a directory holding another
-    ``daydream/`` (or ``click/``) package. Its output is complete and its exit codes are the command's."""
-    from daydream.workerproc import command
+def test_a_spawned_worker_runs_its_config_and_says_how_it_went(tmp_path):
+    """Where a fork is not safe, ``daydream run`` starts a fresh interpreter with the
+    worker's config as JSON (``runner.workers.command``), importing what the parent imported
+    even from a directory holding another ``daydream/`` (or ``click/``) package. Its summary
+    line is complete, and a worker that cannot start says why in one line, exit 1."""
+    from daydream.runner.workers import command
 
     db = offline_cohort(tmp_path)
     elsewhere = tmp_path / "checkout"
@@ -153,22 +156,47 @@ def test_the_entry_of_run_workers_is_daydream_worker_with_its_exit_codes(tmp_pat
         (elsewhere / shadow).mkdir(parents=True)
         (elsewhere / shadow / "__init__.py").write_text("raise ImportError('not this one')\n")
 
-    def worker(*args: str) -> subprocess.CompletedProcess:
+    def worker(config: WorkerConfig) -> subprocess.CompletedProcess:
         return subprocess.run(
-            command(*args), capture_output=True, text=True, timeout=60, cwd=elsewhere
+            command(config), capture_output=True, text=True, timeout=60, cwd=elsewhere
         )
 
-    done = worker("--db", str(db), "--offline", "--name", "w1")
+    done = worker(WorkerConfig(db_path=db, name="w1", provider_override="offline"))
     assert done.returncode == 0, done.stderr
     assert_clean_exit(done)
     total = scalar(db, "SELECT count(*) FROM generations")
     assert scalar(db, "SELECT count(*) FROM generations WHERE status = 'done'") == total
     assert f"worker w1: {total} ok, 0 failed" in done.stderr
-    missing = worker("--db", str(tmp_path / "none.db"))
+    missing = worker(WorkerConfig(db_path=tmp_path / "none.db", name="w2"))
     assert missing.returncode == 1
     assert missing.stderr.startswith("Error: database ") and "Traceback" not in missing.stderr
-    usage = worker("--db", str(db), "--concurrency", "0")
-    assert usage.returncode == 2 and "Invalid value for '--concurrency'" in usage.stderr
+
+
+def test_a_worker_config_survives_its_trip_through_json(tmp_path):
+    """Every field a fresh interpreter's worker gets is the one ``daydream run`` set."""
+    config = WorkerConfig(
+        db_path=tmp_path / "x.db",
+        name="w",
+        concurrency=7,
+        pools=("a", "b"),
+        cohort="c",
+        lease_s=33.5,
+        max_attempts=9,
+        exit_when_idle=False,
+        grace_s=1.5,
+        provider_override="offline",
+        offline_latency_s=0.25,
+        base_urls={"vllm": "http://127.0.0.1:9/v1"},
+        timeout_s=12.0,
+        batch=3,
+        queue=0,
+        seed=5,
+        check_providers=False,
+    )
+    assert WorkerConfig.from_json(config.to_json()) == config
+    assert WorkerConfig.from_json(WorkerConfig(db_path=Path("y.db"), name="n").to_json()) == (
+        WorkerConfig(db_path=Path("y.db"), name="n")
+    )
 
 
 # -- end to end against the fake API --------------------------------------------------------
@@ -753,7 +781,7 @@ def test_queued_leases_hold_no_slot_until_a_finished_call_hands_its_slot_on(tmp_
         # A's call ends; q1 starts in its slot. The exchange records the result and moves
         # the slot to q1 in one transaction: the pool stays full for B.
         (outcome,) = execute(a, [first], clock)
-        result = exchange(conn_a, [outcome], a, 0, clock=clock, taken=[q1])
+        result = exchange(conn_a, a, Exchange(outcomes=[outcome], taken=[q1]), clock=clock)
         assert (result.recorded, result.stale, result.tasks) == (1, 0, [])
         (taken,) = events_of(db, types=["slots.taken"])
         assert taken["leases"] == [[q1.gen_id, q1.token]] and taken["actor"] == "worker:A"
@@ -761,11 +789,11 @@ def test_queued_leases_hold_no_slot_until_a_finished_call_hands_its_slot_on(tmp_
         assert [t.pool for t in claim(conn_b, b, 10, clock=clock)] == ["copy"]  # first's essay
 
         # A promotion waits for room: none while q1 holds the slot...
-        result = exchange(conn_a, [], a, 1, clock=clock, promote=[q2])
+        result = exchange(conn_a, a, Exchange(want=1, promote=[q2]), clock=clock)
         assert result.tasks == [] and not q2.slot
         # ...and q2 gets it once q1's result is recorded.
         (outcome,) = execute(a, [q1], clock)
-        result = exchange(conn_a, [outcome], a, 1, clock=clock, promote=[q2])
+        result = exchange(conn_a, a, Exchange(outcomes=[outcome], want=1, promote=[q2]), clock=clock)
         assert result.tasks == [q2] and q2.slot
         assert slots()[q2.gen_id] == 1
     assert compare_with_replay(str(db)) == {}  # slot columns included
@@ -820,7 +848,7 @@ def test_a_stale_result_hands_on_no_slot(tmp_path):
         (retaken,) = [t for t in claim(conn_b, b, 1, clock=clock) if t.pool == "tiny"]
         assert retaken.gen_id == first.gen_id  # reaped, then claimed by B
         (outcome,) = execute(a, [first], clock)
-        result = exchange(conn_a, [outcome], a, 0, clock=clock, taken=[queued])
+        result = exchange(conn_a, a, Exchange(outcomes=[outcome], taken=[queued]), clock=clock)
         assert (result.recorded, result.stale) == (0, 1)
         assert result.untaken == {queued.gen_id}
         assert not events_of(db, types=["slots.taken"])
@@ -835,7 +863,7 @@ def test_one_finished_call_hands_on_one_slot_however_many_ask(tmp_path):
         assert set_pool_limit(conn_a, "tiny", 2)
         first, _, q1, q2 = claim(conn_a, a, 2, clock=clock, queue=2)
         (outcome,) = execute(a, [first], clock)
-        result = exchange(conn_a, [outcome], a, 0, clock=clock, taken=[q1, q2])
+        result = exchange(conn_a, a, Exchange(outcomes=[outcome], taken=[q1, q2]), clock=clock)
         assert result.untaken == {q2.gen_id}
         slots = query(db, "SELECT count(*) FROM tasks WHERE status = 'running' AND slot = 1")
         assert slots == [(2,)]
@@ -853,11 +881,11 @@ def test_after_a_limit_cut_each_worker_lets_its_share_of_the_excess_go(tmp_path)
         assert set_pool_limit(conn, "tiny", 1)
         # first ends and q1 takes its slot: two slots held against a limit of one.
         (outcome,) = execute(a, [first], clock)
-        result = exchange(conn, [outcome], a, 0, clock=clock, taken=[q1], held={"tiny": 2})
+        result = exchange(conn, a, Exchange(outcomes=[outcome], taken=[q1], held={"tiny": 2}), clock=clock)
         assert result.shed == {"tiny": 1}
         # second ends and nobody takes its slot: back at the limit, nothing more to shed.
         (outcome,) = execute(a, [second], clock)
-        result = exchange(conn, [outcome], a, 0, clock=clock, held={"tiny": 1})
+        result = exchange(conn, a, Exchange(outcomes=[outcome], held={"tiny": 1}), clock=clock)
         assert result.shed == {}
     finally:
         conn.close()
@@ -907,15 +935,15 @@ def test_the_queue_of_leases_holds_about_a_quarter_second_of_work(tmp_path):
     assert worker.stats.ok == 6  # two drafts, two copied essays, two judgements
     assert worker._call_s is not None and 0.3 <= worker._call_s < 0.6  # copies are not calls
 
-    worker._slots = {"api": 32}
+    worker.slots.held = {"api": 32}
     for call_s, depth in [(0.05, 64), (0.1, 64), (0.2, 40), (0.5, 16), (2.0, 4), (20.0, 1)]:
         worker._call_s = call_s
         assert worker.queue_size == depth, call_s
-    worker._slots, worker._call_s = {"api": 4}, 0.05
+    worker.slots.held, worker._call_s = {"api": 4}, 0.05
     assert worker.queue_size == 8  # two per slot at most
-    worker._shed = {"api": 3}  # after a limit cut, only the slots it may keep count
+    worker.slots.shed = {"api": 3}  # after a limit cut, only the slots it may keep count
     assert worker.queue_size == 2
-    worker._slots, worker._shed = {"api": 1, "other": 8}, {"api": 3}  # more to shed than held
+    worker.slots.held, worker.slots.shed = {"api": 1, "other": 8}, {"api": 3}  # more to shed than held
     assert worker.queue_size == 16  # one pool's excess does not eat another's slots
     assert Worker(WorkerConfig(db_path=db, queue=3)).queue_size == 3  # set by hand
 
@@ -1171,8 +1199,8 @@ def test_a_worker_whose_leases_expired_under_it_never_runs_a_task_twice_at_once(
     asyncio.run(main())
     assert events_of(db, types=["lease.expired"]), "the clock step expired no lease"
     assert seen["max"] <= 2 and seen["max_per_gen"] == 1, seen
-    assert all(n == 0 for n in worker._running.values()), worker._running
-    assert all(n == 0 for n in worker._slots.values()), worker._slots
+    assert all(n == 0 for n in worker.slots.running.values()), worker.slots.running
+    assert all(n == 0 for n in worker.slots.held.values()), worker.slots.held
     assert scalar(db, "SELECT count(*) FROM generations WHERE status != 'done'") == 0
 
 
@@ -1283,8 +1311,8 @@ def test_a_rolled_back_write_does_not_count_its_429s_twice(tmp_path, monkeypatch
     try:
         for _ in range(2):
             with pytest.raises(sqlite3.OperationalError):
-                exchange(conn, outcomes, config, 0, clock=clock, signals=signals)
-        assert exchange(conn, outcomes, config, 0, clock=clock, signals=signals).recorded == 4
+                exchange(conn, config, Exchange(outcomes=outcomes), clock=clock, signals=signals)
+        assert exchange(conn, config, Exchange(outcomes=outcomes), clock=clock, signals=signals).recorded == 4
     finally:
         conn.close()
     assert list(signals["p"].window) == [True] * 4
@@ -1354,7 +1382,7 @@ def test_a_task_claimed_again_just_after_its_old_call_ended_leaves_the_counts_ba
 
     asyncio.run(main())
     assert worker._inflight == {}
-    assert worker._running == {task.pool: 0}
+    assert worker.slots.running == {task.pool: 0}
     assert [o.task.token for o in worker._done] == [task.token, task.token + 1]
 
 
@@ -1424,7 +1452,7 @@ def test_a_stop_request_ends_an_idle_workers_wait_at_once(tmp_path, monkeypatch)
     """A worker with nothing to claim while work is pending (another worker holds it)
     sleeps between looks at the queue; a stop request (what ``daydream run`` sends its idle
     workers once nothing is left) ends the sleep at once, however long it was to be."""
-    import daydream.worker as worker_module
+    import daydream.worker.loop as worker_module
 
     db = offline_cohort(tmp_path, combos=1)
     conn = connect(db, create=False)
@@ -1452,8 +1480,8 @@ def test_the_runner_stops_its_idle_workers_only_once_nothing_is_left(tmp_path):
     left at all; while anything is pending they go on."""
     import signal
 
-    from daydream.runner import _stop_idle
-    from daydream.worker import run_worker
+    from daydream.runner.run import _stop_idle
+    from daydream.worker.process import run_worker
 
     class Handle:  # the runner's view of a worker process: poll() and send_signal()
         def __init__(self, code: int | None) -> None:

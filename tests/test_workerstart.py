@@ -1,5 +1,5 @@
 """How ``daydream run`` starts its workers: a fork of itself where that is safe, else a
-fresh interpreter (``daydream/launch.py``, ``daydream/workerproc.py``).
+fresh interpreter (``daydream/launch.py``, ``daydream/runner/workers.py``).
 
 Each test runs a small Python script in its own process (the test process may run threads
 of its own) that plans nothing and calls ``run_cohort`` on a cohort planned here, then
@@ -25,9 +25,11 @@ linux_only = pytest.mark.skipif(sys.platform != "linux", reason="workers are for
 
 RUN = """
 import json, sys
-from daydream.runner import run_cohort
+from daydream.runner.run import run_cohort
+from daydream.worker.config import WorkerConfig
 db = sys.argv[1]
-summary = run_cohort(db, "k", workers=2, concurrency=4, worker_args=["--offline"])
+config = WorkerConfig(db_path=db, cohort="k", concurrency=4, provider_override="offline")
+summary = run_cohort(config, workers=2)
 print(json.dumps({"started": summary.started, "remaining": summary.status.remaining,
                   "done": summary.status.count("done")}))
 """
@@ -130,14 +132,15 @@ def test_a_forked_worker_reads_its_own_database_not_the_parents_cached_rows(tmp_
 import json, sys
 from daydream.queue.leases import claim
 from daydream.db.connection import connect
-from daydream.worker import WorkerConfig
-from daydream.runner import run_cohort
+from daydream.worker.config import WorkerConfig
+from daydream.runner.run import run_cohort
 first, second = sys.argv[1:3]
 conn = connect(first, create=False)
 tasks = claim(conn, WorkerConfig(db_path=first, name="probe"), 10)
 conn.close()
 names = sorted({c.name for t in tasks if t.concepts for c in t.concepts[1]})
-summary = run_cohort(second, "k", workers=1, concurrency=4, worker_args=["--offline"])
+config = WorkerConfig(db_path=second, cohort="k", concurrency=4, provider_override="offline")
+summary = run_cohort(config, workers=1)
 print(json.dumps({"started": summary.started, "first": names, "remaining": summary.status.remaining}))
 """
     result, _ = run_script(script, str(first), str(second))
@@ -175,9 +178,11 @@ def test_a_forked_worker_sees_crash_points_set_after_daydream_was_imported(tmp_p
     db = offline_cohort(tmp_path)
     script = """
 import json, os, sys
-from daydream.runner import run_cohort
+from daydream.runner.run import run_cohort
+from daydream.worker.config import WorkerConfig
 os.environ["DAYDREAM_CRASH_AT"] = "before_call"
-summary = run_cohort(sys.argv[1], "k", workers=1, worker_args=["--offline"], max_restarts=0)
+config = WorkerConfig(db_path=sys.argv[1], cohort="k", provider_override="offline")
+summary = run_cohort(config, workers=1, max_restarts=0)
 print(json.dumps({"started": summary.started, "done": summary.status.count("done")}))
 """
     result, _ = run_script(script, str(db))
@@ -205,8 +210,8 @@ def child(args):
     if args == ["usr1"]:
         os.kill(os.getpid(), signal.SIGUSR1)  # the default action: the process ends
     time.sleep(30)
-code = Forked(child, ["usr1"]).wait()
-sleeper = Forked(child, ["sleep"])
+code = Forked(lambda: child(["usr1"])).wait()
+sleeper = Forked(lambda: child(["sleep"]))
 deadline = time.monotonic() + 20
 while not os.path.exists(report + "-sleep") and time.monotonic() < deadline:
     time.sleep(0.01)
@@ -214,7 +219,7 @@ time.sleep(0.1)  # its report written and closed
 os.kill(sleeper.pid, signal.SIGKILL)
 sleeper.wait()
 signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
-quiet = Forked(lambda args: None, [])
+quiet = Forked(lambda: None)
 while quiet.poll() is None:
     time.sleep(0.01)
 print(json.dumps({"code": code, "sleeper": sleeper.pid, "reaped": quiet.returncode}))
@@ -235,7 +240,7 @@ def test_the_idle_workers_of_a_run_are_stopped_once_nothing_is_left(tmp_path):
     db = offline_cohort(tmp_path)
     script = RUN.replace(
         "summary = run_cohort(",
-        "import daydream.worker as w; w.IDLE_FIRST_S = w.IDLE_POLL_S = 3600.0\n"
+        "import daydream.worker.loop as w; w.IDLE_FIRST_S = w.IDLE_POLL_S = 3600.0\n"
         "summary = run_cohort(",
     )
     result, _ = run_script(script, str(db))

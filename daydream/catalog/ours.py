@@ -22,7 +22,7 @@ from daydream.catalog.build import (
 )
 from daydream.catalog.entries import DEFAULT_LEVEL, Catalog, Concept, Model, Provider
 from daydream.catalog.files import read_yaml
-from daydream.providers import DEFAULT_PROVIDERS
+from daydream.providers.config import DEFAULT_PROVIDERS
 from daydream.vocabulary import LEVELS, STAGES
 
 

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from daydream.cli import core, results, running  # noqa: F401 - importing registers the commands
 from daydream.cli.base import cli
-from daydream.cli.core import format_plan
-from daydream.cli.running import format_status
 
 
 def main() -> None:  # pragma: no cover - console entry
     cli()
 
 
-__all__ = ["cli", "format_plan", "format_status", "main"]
+__all__ = ["cli", "main"]

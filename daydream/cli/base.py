@@ -13,7 +13,8 @@ from typing import Any
 import click
 
 from daydream import __version__
-from daydream.errors import DaydreamError
+from daydream.errors import DaydreamError, OptionError
+from daydream.worker.config import DEFAULT_LEASE_S, DEFAULT_MAX_ATTEMPTS, WorkerConfig
 
 
 class _Group(click.Group):
@@ -23,6 +24,8 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except OptionError as exc:
+            raise click.BadParameter(str(exc), param_hint=exc.option) from None
         except DaydreamError as exc:
             raise click.ClickException(str(exc)) from None
         except (
@@ -50,6 +53,45 @@ def db_option(function: Any) -> Any:
         show_envvar=True,
         help="The database file.",
     )(function)
+
+
+_WORKER_OPTIONS = [
+    click.option("--concurrency", "-c", type=click.IntRange(min=1), default=32, show_default=True, help="Model calls at once per worker process."),
+    click.option("--max-attempts", type=click.IntRange(min=1), default=DEFAULT_MAX_ATTEMPTS, show_default=True, help="Attempts before a generation fails."),
+    click.option("--lease", "lease_s", type=click.FloatRange(min=1), default=DEFAULT_LEASE_S, show_default=True, help="Lease length in seconds (heartbeats extend it)."),
+    click.option("--grace", "grace_s", type=click.FloatRange(min=0), default=10.0, show_default=True, help="Seconds a worker gives its in-flight calls after SIGTERM or Ctrl-C before releasing them."),
+    click.option("--offline", is_flag=True, help="Answer every model call with the offline dry-run provider."),
+    click.option("--offline-latency", "offline_latency_s", type=click.FloatRange(min=0), default=0.0, help="Simulated latency of the offline provider, seconds."),
+    click.option("--base-url", "base_urls", multiple=True, callback=lambda _ctx, _param, values: _base_urls(values), help="Override a provider's base URL: PROVIDER=URL (repeatable)."),
+    click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), help="Deadline of one model call in seconds (default: the provider's, 300)."),
+]
+
+
+def worker_options(function: Any) -> Any:
+    """The options of every command that runs workers (``worker``, ``run``), defined once;
+    ``worker_config`` turns them into the ``WorkerConfig`` the workers get."""
+    for option in reversed(_WORKER_OPTIONS):
+        function = option(function)
+    return function
+
+
+def worker_config(db_path: Path, *, offline: bool, **options: Any) -> WorkerConfig:
+    """A ``WorkerConfig`` from ``worker_options`` (and any other ``WorkerConfig`` field)."""
+    return WorkerConfig(
+        db_path=db_path, provider_override="offline" if offline else None, **options
+    )
+
+
+def _base_urls(values: tuple[str, ...]) -> dict[str, str]:
+    urls = {}
+    for value in values:
+        provider, _, url = value.partition("=")
+        if not provider or not url:
+            raise click.BadParameter(
+                f"{value!r} should look like PROVIDER=URL", param_hint="--base-url"
+            )
+        urls[provider] = url
+    return urls
 
 
 def json_option(function: Any) -> Any:
@@ -89,6 +131,6 @@ def cli() -> None:
 
         daydream demo
     """
-    from daydream.providers import load_dotenv
+    from daydream.providers.config import load_dotenv
 
     load_dotenv(".env")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import click
 
@@ -367,6 +367,7 @@ def plan(
         daydream plan --from-list top.csv --cohort best --judge novelty-rubric:sonnet-4.5
     """
     from daydream.plan.write import plan_cohort
+    from daydream.results.text import format_plan
 
     if (spec_path is None) == (list_path is None):
         raise click.UsageError("give exactly one of SPEC or --from-list LIST")
@@ -401,27 +402,3 @@ def _parse_judges(values: tuple[str, ...]) -> list[tuple[str, str]]:
     return judges
 
 
-def format_plan(report: Any) -> str:
-    lines = [
-        f"cohort {report.cohort_id}{' (dry run: nothing written)' if report.dry_run else ''}:"
-        f" {report.rows} spec row(s)",
-        f"  {'stage':<11}{'in cohort':>10}{'new':>8}{'shared':>8}{'completed':>11}",
-    ]
-    for stage, c in report.stages.items():
-        lines.append(f"  {stage:<11}{c.in_cohort:>10}{c.new:>8}{c.shared:>8}{c.completed:>11}")
-    if report.new_calls:
-        calls = ", ".join(f"{m} {n}" for m, n in report.new_calls.items())
-        lines.append(f"  new model calls: {calls}")
-        if report.cost_high > 0:
-            lines.append(
-                f"  estimated cost: ${report.cost_low:.2f} - ${report.cost_high:.2f} (rough; `daydream run --rehearse` forecasts from real prompts)"
-            )
-        if report.unpriced_models:
-            lines.append(
-                f"  no prices for: {', '.join(report.unpriced_models)} (not in the estimate)"
-            )
-    for note in report.notes:
-        lines.append(f"  note: {note}")
-    if not report.dry_run:
-        lines.append(f"  {report.events} event(s) written")
-    return "\n".join(lines)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -49,6 +48,7 @@ def report_command(
         daydream report demo --html
     """
     from daydream.results.reports import build_report, write_report
+    from daydream.results.text import format_report
 
     conn = _open(db_path)
     result = build_report(conn, cohort)
@@ -60,35 +60,6 @@ def report_command(
         click.echo(format_report(result.summary, written))
 
 
-def format_report(summary: dict[str, Any], written: list[Path]) -> str:
-    s = summary
-    lines = [
-        f"cohort {s['cohort_id']}: {s['evaluations']} evaluation(s), {s['scored']} scored"
-        f" ({s['scored_pct'] if s['scored_pct'] is not None else 0}%), {s['failed']} failed,"
-        f" {s['blocked_or_cancelled']} blocked or cancelled, {s['unfinished']} unfinished",
-        f"  {s['essays']} essay(s) ({s['copy_essays']} copy-mode), {len(s['judges'])} judge(s)",
-    ]
-    if s["by_evaluation_template"]:
-        columns = ("scale", "count", "mean", "std", "min", "max", "high", "low", "top_of_scale")
-        width = max(
-            len("evaluation template"),
-            *(len(r["evaluation_template"]) for r in s["by_evaluation_template"]),
-        )
-        lines.append(
-            f"  {'evaluation template':<{width}}"
-            + "".join(f"{c.replace('top_of_scale', 'top'):>7}" for c in columns)
-        )
-        for row in s["by_evaluation_template"]:
-            cells = "".join(f"{'' if row[c] is None else row[c]:>7}" for c in columns)
-            lines.append(f"  {row['evaluation_template']:<{width}}{cells}")
-    agreement = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in s["agreement"].items())
-    lines.append(f"  judge agreement (essay x evaluation template): {agreement}")
-    lines.append(f"  top of scale: {s['top_of_scale']} evaluation(s)")
-    if written:
-        lines.append(
-            f"wrote {len(written)} file(s) to {written[0].parent}: {', '.join(p.name for p in written)}"
-        )
-    return "\n".join(lines)
 
 
 @cli.command("top")
@@ -148,6 +119,7 @@ def top_command(
         daydream top demo --template novelty-rubric -n 5 --export reports/demo/top
     """
     from daydream.results.curation import export_essays, rank_essays, write_ranking
+    from daydream.results.text import format_ranking
 
     chosen = [m.strip() for value in models for m in value.split(",") if m.strip()]
     conn = _open(db_path)
@@ -172,17 +144,6 @@ def top_command(
     )
 
 
-def format_ranking(ranking: Any) -> str:
-    keys = ["selection_rank", "essay_gen_id", "avg_score", "max_score", "models_covered"]
-    keys += [f"score__{m}" for m in ranking.models]
-    keys += ["combo_id", "essay_template", "generation_model"]
-    header = ["rank", "essay", "avg", "max", "models", *ranking.models]
-    header += ["combo", "essay template", "generation model"]
-    table = [header, *(["" if r[k] is None else str(r[k]) for k in keys] for r in ranking.rows)]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in table
-    )
 
 
 # -- browse (browse.py) ---------------------------------------------------------------------
@@ -239,8 +200,9 @@ def import_legacy(db_path: Path, data_root: Path, cohort: str, as_json: bool) ->
 
         daydream import legacy ../daydreaming/data --db experiments.db
     """
-    from daydream.legacy import import_legacy as run_import
-    from daydream.legacy import read_legacy
+    from daydream.legacy.importer import import_legacy as run_import
+    from daydream.legacy.importer import read_legacy
+    from daydream.results.text import format_legacy
 
     source = read_legacy(data_root, cohort=cohort)  # errors here create no database
     conn = _open(db_path, create=True)
@@ -254,33 +216,3 @@ def import_legacy(db_path: Path, data_root: Path, cohort: str, as_json: bool) ->
     click.echo(format_legacy(report))
 
 
-def format_legacy(report: Any) -> str:
-    lines = [f"legacy store {report.source}"]
-    if report.catalog:
-        added = ", ".join(f"{n} {k}" for k, n in report.catalog.added.items() if n)
-        changed = ", ".join(f"{n} {k}" for k, n in report.catalog.changed.items() if n)
-        lines.append(
-            f"  catalog: {added or 'nothing'} new"
-            + (f", {changed} changed" if changed else "")
-        )
-    lines.append(f"  {'stage':<11}{'done':>6}{'failed':>8}{'planned':>9}{'already imported':>18}")
-    for stage, counts in report.imported.items():
-        lines.append(
-            f"  {stage:<11}{counts['done']:>6}{counts['failed']:>8}{counts['planned']:>9}"
-            f"{report.already[stage]:>18}"
-        )
-    if report.cohorts:
-        lines.append(f"  cohorts created: {', '.join(report.cohorts)}")
-    if report.linked:
-        members = ", ".join(f"{c} {n}" for c, n in report.linked.items())
-        lines.append(f"  generations added to cohorts: {members}")
-    if report.models_added:
-        lines.append(
-            f"  models added (not in llm_models.csv; provider openrouter):"
-            f" {', '.join(report.models_added)}"
-        )
-    if report.skipped:
-        lines.append(f"  skipped {len(report.skipped)}:")
-        lines += [f"    {skip}" for skip in report.skipped]
-    lines.append(f"  {report.events} event(s) written")
-    return "\n".join(lines)

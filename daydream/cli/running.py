@@ -8,7 +8,16 @@ from typing import Any
 
 import click
 
-from daydream.cli.base import _echo_json, _err, _open, cli, db_option, json_option
+from daydream.cli.base import (
+    _echo_json,
+    _err,
+    _open,
+    cli,
+    db_option,
+    json_option,
+    worker_config,
+    worker_options,
+)
 
 # -- running ------------------------------------------------------------------------------
 
@@ -23,49 +32,14 @@ def _pool_limits(values: tuple[str, ...]) -> list[tuple[str, int]]:
     return out
 
 
-def _set_pool_limits(db_path: Path, limits: list[tuple[str, int]]) -> None:
-    from daydream.queue.pools import set_pool_limit
-
-    if not limits:
-        return
-    conn = _open(db_path)
-    try:
-        known = {row[0] for row in conn.execute("SELECT DISTINCT pool FROM generations")}
-        known |= {row[0] for row in conn.execute("SELECT pool FROM pools")}
-        for pool, _ in limits:
-            if pool not in known:
-                raise click.BadParameter(
-                    f"no generation is in pool {pool!r} (pools: {', '.join(sorted(known))});"
-                    " check its spelling",
-                    param_hint="--pool-limit",
-                )
-        for pool, limit in limits:
-            set_pool_limit(conn, pool, limit)
-    finally:
-        conn.close()
-
-
 @cli.command()
 @db_option
-@click.option("--concurrency", "-c", type=click.IntRange(min=1), default=32, show_default=True, help="Model calls at once in this process.")
+@worker_options
 @click.option("--pool", "pools", multiple=True, help="Only claim tasks of this pool (repeatable).")
 @click.option("--cohort", help="Only claim tasks of this cohort.")
 @click.option("--name", default="", help="Worker name in leases and events (default host:pid).")
-@click.option("--lease", "lease_s", type=click.FloatRange(min=1), default=120.0, show_default=True, help="Lease length in seconds (heartbeats extend it).")
-@click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True, help="Attempts before a generation fails.")
-@click.option("--grace", "grace_s", type=click.FloatRange(min=0), default=10.0, show_default=True, help="Seconds to finish in-flight calls on SIGTERM before releasing them.")
-@click.option("--offline", is_flag=True, help="Answer every model call with the offline dry-run provider.")
-@click.option("--offline-latency", type=click.FloatRange(min=0), default=0.0, help="Simulated latency of the offline provider, seconds.")
-@click.option("--base-url", "base_urls", multiple=True, help="Override a provider's base URL: PROVIDER=URL (repeatable).")
-@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), help="Deadline of one model call in seconds (default: the provider's, 300).")
 @click.option("--forever", is_flag=True, help="Keep polling when there is nothing to do (default: exit when idle).")
-# daydream run checks the providers once, before starting its workers.
-@click.option("--providers-checked", is_flag=True, hidden=True)
-def worker(
-    db_path: Path, concurrency: int, pools: tuple[str, ...], cohort: str | None, name: str,
-    lease_s: float, max_attempts: int, grace_s: float, offline: bool, offline_latency: float,
-    base_urls: tuple[str, ...], timeout_s: float | None, forever: bool, providers_checked: bool,
-) -> None:
+def worker(db_path: Path, pools: tuple[str, ...], forever: bool, **options: Any) -> None:
     """Run one worker process: claim ready tasks by lease, run them, record results.
 
     Exits when nothing is left to do (unless --forever). SIGTERM or Ctrl-C stops it
@@ -75,52 +49,24 @@ def worker(
 
         daydream worker --concurrency 64 --cohort demo
     """
-    from daydream.worker import WorkerConfig, run_worker
+    from daydream.worker.process import run_worker
 
-    urls = _base_urls(base_urls)
-    config = WorkerConfig(
-        db_path=db_path, name=name, concurrency=concurrency, pools=pools, cohort=cohort,
-        lease_s=lease_s, max_attempts=max_attempts, grace_s=grace_s,
-        provider_override="offline" if offline else None, offline_latency_s=offline_latency,
-        base_urls=urls, timeout_s=timeout_s, exit_when_idle=not forever,
-    )
-    stats = run_worker(config, log=_err, check=not providers_checked)
-    _err(
-        f"worker {config.name}: {stats.ok} ok, {stats.failed} failed, {stats.throttled} throttled,"
-        f" {stats.stale} stale, {stats.released} released"
-    )
-
-
-def _base_urls(values: tuple[str, ...]) -> dict[str, str]:
-    urls = {}
-    for value in values:
-        provider, _, url = value.partition("=")
-        if not provider or not url:
-            raise click.BadParameter(
-                f"{value!r} should look like PROVIDER=URL", param_hint="--base-url"
-            )
-        urls[provider] = url
-    return urls
+    config = worker_config(db_path, pools=pools, exit_when_idle=not forever, **options)
+    stats = run_worker(config, log=_err)
+    _err(stats.line(config.name))
 
 
 @cli.command()
 @db_option
 @click.argument("cohort", required=False)
 @click.option("--workers", "-w", type=click.IntRange(min=1), default=2, show_default=True, help="Worker processes.")
-@click.option("--concurrency", "-c", type=click.IntRange(min=1), default=32, show_default=True, help="Model calls at once per worker.")
-@click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True, help="Attempts before a generation fails.")
-@click.option("--pool-limit", "pool_limits", multiple=True, help="Concurrency limit of a pool across all workers: POOL=N (repeatable).")
-@click.option("--offline", is_flag=True, help="Answer every model call with the offline dry-run provider.")
+@worker_options
+@click.option("--pool-limit", "pool_limits", multiple=True, callback=lambda _ctx, _param, values: _pool_limits(values), help="Concurrency limit of a pool across all workers: POOL=N (repeatable).")
 @click.option("--rehearse", is_flag=True, help="Run everything offline in a scratch copy of the database and report what would break.")
-@click.option("--base-url", "base_urls", multiple=True, help="Override a provider's base URL: PROVIDER=URL.")
-@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), help="Deadline of one model call in seconds (default: the provider's, 300).")
-@click.option("--lease", "lease_s", type=click.FloatRange(min=1), default=120.0, show_default=True, help="Lease length in seconds (heartbeats extend it).")
-@click.option("--grace", "grace_s", type=click.FloatRange(min=0), default=10.0, show_default=True, help="Seconds workers give in-flight calls on Ctrl-C before releasing them.")
 @json_option
 def run(
-    db_path: Path, cohort: str | None, workers: int, concurrency: int, max_attempts: int,
-    pool_limits: tuple[str, ...], offline: bool, rehearse: bool, base_urls: tuple[str, ...],
-    timeout_s: float | None, lease_s: float, grace_s: float, as_json: bool,
+    db_path: Path, cohort: str | None, workers: int, pool_limits: list[tuple[str, int]],
+    rehearse: bool, as_json: bool, **options: Any,
 ) -> None:
     """Run a cohort (or all planned work) with N worker processes until nothing is left.
 
@@ -131,33 +77,14 @@ def run(
 
         daydream run demo --workers 4 --concurrency 16
     """
-    from daydream.runner import format_progress, run_cohort
+    from daydream.results.text import format_rehearsal, format_status
+    from daydream.runner.rehearsal import rehearse as run_rehearsal
+    from daydream.runner.run import prepare_run, run_cohort
 
-    urls = _base_urls(base_urls)
-    conn = _open(db_path)
-    try:
-        if cohort:
-            from daydream.queue.cohorts import require_cohort
-
-            require_cohort(conn, cohort)
-        # A --base-url for a provider no model of the catalog has is a typo (olama=...).
-        known = {row[0] for row in conn.execute("SELECT DISTINCT provider FROM models")}
-    finally:
-        conn.close()
-    unknown = sorted(set(urls) - known)
-    if unknown:
-        raise click.BadParameter(
-            f"no model of the catalog uses provider {unknown[0]!r} (they use:"
-            f" {', '.join(sorted(known))}); check its spelling",
-            param_hint="--base-url",
-        )
+    config = worker_config(db_path, cohort=cohort, **options)
     if rehearse:
-        from daydream.rehearsal import format_rehearsal
-        from daydream.rehearsal import rehearse as run_rehearsal
-
-        result = run_rehearsal(
-            db_path, cohort, workers=workers, concurrency=concurrency, base_urls=urls
-        )
+        prepare_run(config, rehearsal=True)
+        result = run_rehearsal(config, workers=workers)
         if as_json:
             _echo_json(result.to_dict())
         else:
@@ -165,41 +92,10 @@ def run(
         if result.problems or result.setup:
             sys.exit(1)
         return
-    from daydream.worker import WorkerConfig, check_providers
-
-    # Before any worker starts: a missing API key or a bad base URL is one line here.
-    check_providers(
-        WorkerConfig(
-            db_path=db_path,
-            cohort=cohort,
-            provider_override="offline" if offline else None,
-            base_urls=urls,
-        )
-    )
-    _set_pool_limits(db_path, _pool_limits(pool_limits))
-    args = ["--max-attempts", str(max_attempts), "--lease", str(lease_s), "--grace", str(grace_s)]
-    if offline:
-        args.append("--offline")
-    for value in base_urls:
-        args += ["--base-url", value]
-    if timeout_s is not None:
-        args += ["--timeout", str(timeout_s)]
-    tty = sys.stderr.isatty()
-    last = [0.0]
-
-    def show(status: Any, elapsed: float, rate: float) -> None:
-        line = format_progress(status, elapsed, rate)
-        if tty:
-            click.echo("\r" + line[:200] + "\033[K", err=True, nl=False)
-        elif elapsed - last[0] >= 5:
-            last[0] = elapsed
-            _err(line)
-
-    summary = run_cohort(
-        db_path, cohort, workers=workers, concurrency=concurrency, worker_args=args,
-        progress=show, providers_checked=True,
-    )
-    if tty:
+    prepare_run(config, pool_limits)  # before any worker starts, each problem is one line
+    config.check_providers = False  # checked once here, not again in every worker
+    summary = run_cohort(config, workers=workers, progress=_progress_line())
+    if sys.stderr.isatty():
         _err("")
     if as_json:
         _echo_json({**summary.status.to_dict(), "elapsed_s": round(summary.elapsed_s, 3), "restarts": summary.restarts, "interrupted": summary.interrupted})
@@ -217,28 +113,22 @@ def run(
         )
 
 
-def format_status(status: Any) -> str:
-    lines = [f"cohort {status.cohort or '(all)'}:"]
-    lines.append(f"  {'stage':<11}" + "".join(f"{s:>10}" for s in ("done", "failed", "blocked", "cancelled", "running", "queued", "ready", "waiting")))
-    for stage, counts in status.stages.items():
-        if sum(counts.values()):
-            lines.append(f"  {stage:<11}" + "".join(f"{counts[s]:>10}" for s in ("done", "failed", "blocked", "cancelled", "running", "queued", "ready", "waiting")))
-    if status.states:
-        lines.append("  states: " + ", ".join(f"{k} {v}" for k, v in status.states.items()))
-    for m in status.models:
-        label = " (offline dry-run)" if m["offline"] else ""
-        cost = f"${m['cost']:.4f}" if m["cost"] else "-"
-        lines.append(
-            f"  model {m['model_id']}{label}: {m['ok'] or 0} ok, {m['errors'] or 0} errors,"
-            f" {m['prompt_tokens']:,} prompt + {m['completion_tokens']:,} completion tokens, {cost}"
-        )
-    for p in status.pools:
-        grows = f", grows back to {p['ceiling']}" if p["ceiling"] > p["limit"] else ""
-        lines.append(
-            f"  pool {p['pool']}: {p['in_flight']} call(s) in flight of a limit of {p['limit']}"
-            f"{grows}, {p['queued']} queued (all cohorts)"
-        )
-    return "\n".join(lines)
+def _progress_line() -> Any:
+    """The live progress of ``run``: one line redrawn on a terminal, else every 5 s."""
+    from daydream.results.text import format_progress
+
+    tty = sys.stderr.isatty()
+    last = [0.0]
+
+    def show(status: Any, elapsed: float, rate: float) -> None:
+        line = format_progress(status, elapsed, rate)
+        if tty:
+            click.echo("\r" + line[:200] + "\033[K", err=True, nl=False)
+        elif elapsed - last[0] >= 5:
+            last[0] = elapsed
+            _err(line)
+
+    return show
 
 
 @cli.command()
@@ -254,6 +144,7 @@ def status(db_path: Path, cohort: str | None, as_json: bool) -> None:
     """
     from daydream.db import files
     from daydream.queue.cohorts import cohort_status, require_cohort
+    from daydream.results.text import format_status
 
     conn = _open(db_path)
     if cohort:

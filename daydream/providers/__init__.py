@@ -26,64 +26,9 @@ Invariants:
   ``is_offline`` / ``Completion.offline`` mean "synthetic", not "no network": a local
   Ollama model is a real model and is not offline in this sense.
 
-The package: ``config`` (endpoints, overrides, ``.env``), ``protocol`` (request, completion,
-the ``Provider`` protocol), ``openai_compatible`` (the HTTP provider), ``retry`` (what to
-retry, how long to wait), ``offline`` (the dry-run provider).
+The package: ``registry`` (``make_provider``: a provider's name -> the provider; the one
+place that knows the offline one), ``config`` (endpoints, overrides, ``.env``), ``protocol``
+(request, completion, the ``Provider`` protocol), ``openai_compatible`` (the HTTP
+provider) and its ``transport``, ``retry`` (what to retry, how long to wait), ``offline``
+(the dry-run provider).
 """
-
-from __future__ import annotations
-
-from collections.abc import Mapping
-
-import httpx
-
-from daydream.providers.config import (
-    DEFAULT_PROVIDERS,
-    ProviderConfig,
-    load_dotenv,
-    resolve_provider_config,
-)
-from daydream.providers.offline import OFFLINE_LABEL, OfflineProvider, render_offline_reply
-from daydream.providers.openai_compatible import OpenAICompatibleProvider
-from daydream.providers.protocol import Completion, CompletionRequest, Provider
-from daydream.providers.retry import RETRY_AFTER_CAP_S, backoff_delay, is_retryable_status
-
-__all__ = [
-    "DEFAULT_PROVIDERS",
-    "OFFLINE_LABEL",
-    "RETRY_AFTER_CAP_S",
-    "Completion",
-    "CompletionRequest",
-    "OfflineProvider",
-    "OpenAICompatibleProvider",
-    "Provider",
-    "ProviderConfig",
-    "backoff_delay",
-    "is_retryable_status",
-    "load_dotenv",
-    "make_provider",
-    "render_offline_reply",
-    "resolve_provider_config",
-]
-
-
-def make_provider(
-    name: str,
-    *,
-    base_url: str | None = None,
-    client: httpx.AsyncClient | None = None,
-    providers: Mapping[str, ProviderConfig] | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> Provider:
-    """The provider called ``name``, configured from defaults, the catalog and the environment.
-
-    Build one per provider per worker and reuse it for every call. Leave ``client`` unset in
-    production: the provider then spreads its calls over clients of its own, sized to keep
-    httpx's pool cheap. A ``client`` passed in (a ``MockTransport`` in tests) is used as is
-    and left for the caller to close. Raises ``ConfigError`` for an unknown provider, a bad
-    URL or a missing required API key, before any call is made.
-    """
-    config = resolve_provider_config(name, base_url=base_url, providers=providers, environ=environ)
-    if config.offline:
-        return OfflineProvider()
-    return OpenAICompatibleProvider(config, client=client, environ=environ)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from daydream import events as ev
 from daydream.clock import Clock, isoformat, utcnow
@@ -27,13 +27,46 @@ from daydream.db.transaction import transaction
 from daydream.queue.pools import adapt_pools, default_pool_limit, excess_shares, pool_capacity
 from daydream.queue.tasks import Outcome, Task, load_task
 
-if TYPE_CHECKING:
-    from daydream.worker import WorkerConfig
+
+class Claimant(Protocol):
+    """Who claims tasks (a ``WorkerConfig`` is one): its name in leases and events, how long
+    its leases last, how many attempts a task gets, and which tasks it may take (one
+    cohort's, some pools'; all when unset)."""
+
+    name: str
+    lease_s: float
+    max_attempts: int
+    cohort: str | None
+    pools: tuple[str, ...]
+
+
+@dataclass
+class Exchange:
+    """What a worker hands to one exchange (``exchange``): what to record and what to claim.
+
+    ``outcomes``: calls that ended, to record. ``taken``: queued tasks that started calls in
+    the slots of those outcomes (the slots pass to them in the same transaction). ``want``:
+    new tasks to claim into slots; ``queue``: how many more to claim as queued leases (no
+    slot; only in pools where the worker holds slots). ``held``: the worker's slots per
+    pool, after this exchange's hand-overs; ``shedding``: those it is letting go after a
+    limit cut. ``promote``: queued tasks to give a slot first, where a pool has room.
+    ``queued`` and ``running``: leases to check are still held (the worker's other queued
+    tasks; its calls in flight, now and then)."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    taken: list[Task] = field(default_factory=list)
+    want: int = 0
+    queue: int = 0
+    held: dict[str, int] = field(default_factory=dict)
+    shedding: dict[str, int] = field(default_factory=dict)
+    promote: list[Task] = field(default_factory=list)
+    queued: list[Task] = field(default_factory=list)
+    running: list[Task] = field(default_factory=list)
 
 
 def claim(
     conn: sqlite3.Connection,
-    config: WorkerConfig,
+    config: Claimant,
     limit: int,
     *,
     clock: Clock = utcnow,
@@ -156,7 +189,7 @@ def _promoted(conn: sqlite3.Connection, promoted: list[Task]) -> list[Task]:
 
 
 def take_slots(
-    conn: sqlite3.Connection, config: WorkerConfig, tasks: list[Task], *, clock: Clock = utcnow
+    conn: sqlite3.Connection, config: Claimant, tasks: list[Task], *, clock: Clock = utcnow
 ) -> list[Task]:
     """Give queued leases pool slots (``slots.taken``); returns those whose lease still holds.
 
@@ -177,7 +210,7 @@ def take_slots(
     return taken
 
 
-def _reap(gen_id: str, token: int, owner: str, counted: int, config: WorkerConfig) -> ev.Event:
+def _reap(gen_id: str, token: int, owner: str, counted: int, config: Claimant) -> ev.Event:
     """An expired lease makes its task claimable again, unless that was its last attempt:
     a task whose worker dies (or stalls) every time is a poison pill, and fails."""
     if counted < config.max_attempts:
@@ -199,7 +232,7 @@ def _reap(gen_id: str, token: int, owner: str, counted: int, config: WorkerConfi
 def record(
     conn: sqlite3.Connection,
     outcomes: list[Outcome],
-    config: WorkerConfig,
+    config: Claimant,
     *,
     clock: Clock = utcnow,
     signals: dict[str, Any] | None = None,
@@ -284,31 +317,21 @@ class Exchanged:
 
 def exchange(
     conn: sqlite3.Connection,
-    outcomes: list[Outcome],
-    config: WorkerConfig,
-    limit: int,
+    config: Claimant,
+    request: Exchange,
     *,
     clock: Clock = utcnow,
     signals: dict[str, Any] | None = None,
-    taken: list[Task] | None = None,
-    queue: int = 0,
-    held: dict[str, int] | None = None,
-    promote: list[Task] | None = None,
-    queued: list[Task] | None = None,
-    shedding: dict[str, int] | None = None,
-    running: list[Task] | None = None,
 ) -> Exchanged:
     """Record finished outcomes, hand their slots on, and claim, in ONE transaction.
 
-    ``taken``: queued tasks that started calls in the slots of finished ones (the slots
-    pass from the outcomes to them here, so the pool's count never drops below the calls
-    really in flight). ``queue``, ``held``, ``promote``: as ``claim``; ``shedding``: the
-    slots per pool the worker is letting go (no new queued leases where that is all of
-    them). ``queued``: the
-    worker's other queued leases; ``running``: calls in flight to check as well (now and
-    then). ``lost`` in the result names those tasks and the taken ones whose leases no
+    The slots of the recorded outcomes pass to ``request.taken`` (queued tasks already
+    calling in them), so a pool's count never drops below the calls really in flight.
+    ``lost`` in the result names the checked tasks (queued, taken, running) whose leases no
     longer hold (a cancelled cohort, an expired lease): the worker drops or stops them.
+    ``signals``: the worker's view of each pool's recent calls (``pools.adapt_pools``).
     """
+    outcomes = request.outcomes
     # The rate-limit signals move only with a committed record: a rolled-back write keeps
     # its outcomes for the next one, which must not count them twice.
     pending = {pool: signal_.copy() for pool, signal_ in (signals or {}).items()}
@@ -320,45 +343,68 @@ def exchange(
             if outcomes
             else (0, 0)
         )
-        # A hand-over needs a slot to hand over: a recorded outcome's that held one, or room
-        # in the pool (an outcome whose lease had expired and been reaped frees nothing).
-        # ``room`` is counted after the recording, so it already includes the freed slots:
-        # every hand-over uses up room too (it may go below zero after a limit cut, when a
-        # freed slot is handed on regardless: the shed shares bring the pool down).
-        room = pool_capacity(conn) if taken else {}
-        accepted, untaken = [], set()
-        for task in taken or []:
-            left = room.get(task.pool, default_pool_limit(task.pool))
-            if freed.get(task.pool, 0) > 0:
-                freed[task.pool] -= 1
-            elif left <= 0:
-                untaken.add(task.gen_id)
-                continue
-            room[task.pool] = left - 1
-            accepted.append(task)
-        take_slots(conn, config, accepted, clock=clock)
+        untaken = _hand_over(conn, config, request.taken, freed, clock)
         # Queue only where the worker may still start calls (not where it sheds them all).
-        usable = {p: n - (shedding or {}).get(p, 0) for p, n in (held or {}).items()}
+        usable = {p: n - request.shedding.get(p, 0) for p, n in request.held.items()}
         tasks = (
-            claim(conn, config, limit, clock=clock, queue=queue, held=usable, promote=promote)
-            if limit > 0 or queue > 0
+            claim(
+                conn,
+                config,
+                request.want,
+                clock=clock,
+                queue=request.queue,
+                held=usable,
+                promote=request.promote,
+            )
+            if request.want > 0 or request.queue > 0
             else []
         )
         lost = set()
-        check = [*(queued or []), *(taken or []), *(running or [])]
+        check = [*request.queued, *request.taken, *request.running]
         if check:
             tokens = _held_tokens(conn, [task.gen_id for task in check])
             lost = {task.gen_id for task in check if tokens.get(task.gen_id) != task.token}
-        shed = excess_shares(conn, held) if held else {}
+        shed = excess_shares(conn, request.held) if request.held else {}
         if outcomes:
             fail_point("before_commit")
             crash_point("before_commit")
-    for task in promote or []:  # only now that the transaction has committed
+    for task in request.promote:  # only now that the transaction has committed
         if any(t is task for t in tasks):
             task.slot = True
     if signals is not None:
         signals.update(pending)
     return Exchanged(recorded, stale, tasks, lost, shed, untaken - lost)
+
+
+def _hand_over(
+    conn: sqlite3.Connection,
+    config: Claimant,
+    taken: list[Task],
+    freed: dict[str, int],
+    clock: Clock,
+) -> set[str]:
+    """Give ``taken`` tasks the slots the recording freed (``freed``: pool -> slots), or
+    room in their pool; returns the gen ids of those refused a slot.
+
+    A hand-over needs a slot to hand over: a recorded outcome's that held one, or room in
+    the pool (an outcome whose lease had expired and been reaped frees nothing). ``room`` is
+    counted after the recording, so it already includes the freed slots: every hand-over
+    uses up room too (it may go below zero after a limit cut, when a freed slot is handed
+    on regardless: the shed shares bring the pool down).
+    """
+    room = pool_capacity(conn) if taken else {}
+    accepted, untaken = [], set()
+    for task in taken:
+        left = room.get(task.pool, default_pool_limit(task.pool))
+        if freed.get(task.pool, 0) > 0:
+            freed[task.pool] -= 1
+        elif left <= 0:
+            untaken.add(task.gen_id)
+            continue
+        room[task.pool] = left - 1
+        accepted.append(task)
+    take_slots(conn, config, accepted, clock=clock)
+    return untaken
 
 
 def _slots_freed(outcomes: list[Outcome], leases: dict[str, tuple[int, int]]) -> dict[str, int]:
@@ -386,7 +432,7 @@ def release(conn: sqlite3.Connection, tasks: list[Task], reason: str, *, actor: 
 
 
 def heartbeat(
-    conn: sqlite3.Connection, config: WorkerConfig, tasks: list[Task], *, clock: Clock = utcnow
+    conn: sqlite3.Connection, config: Claimant, tasks: list[Task], *, clock: Clock = utcnow
 ) -> set[str]:
     """Extend our leases; returns the gen ids whose lease we no longer hold."""
     if not tasks:

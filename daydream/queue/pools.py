@@ -12,15 +12,11 @@ from __future__ import annotations
 import sqlite3
 from collections import deque
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from daydream import events as ev
 from daydream.db.log import append
 from daydream.db.transaction import transaction
-
-if TYPE_CHECKING:
-    pass
-
 
 DEFAULT_POOL_LIMITS = {"offline": 1024, "copy": 1024}
 

@@ -13,12 +13,9 @@ import os
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from daydream import events as ev
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass

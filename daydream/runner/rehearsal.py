@@ -16,13 +16,17 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from daydream.db.connection import connect
+from daydream.errors import ConfigError
 from daydream.queue.cohorts import Status
-from daydream.runner import run_cohort
+from daydream.queue.tasks import remaining_models
+from daydream.runner.run import run_cohort
+from daydream.worker.config import WorkerConfig
+from daydream.worker.execute import Executor
 
 _DEFAULT_MAX_OUTPUT = 2000
 
@@ -51,28 +55,23 @@ class Rehearsal:
         }
 
 
-def rehearse(
-    db_path: Path,
-    cohort: str | None,
-    *,
-    workers: int = 2,
-    concurrency: int = 32,
-    base_urls: dict[str, str] | None = None,
-) -> Rehearsal:
-    """Run the cohort offline in a scratch copy of ``db_path`` and report."""
+def rehearse(config: WorkerConfig, *, workers: int = 2) -> Rehearsal:
+    """Run the remaining work of ``config``'s cohort offline in a scratch copy of its
+    database, with ``workers`` processes of ``config`` (every call answered offline, one
+    attempt each), and report."""
+    db_path, cohort = Path(config.db_path), config.cohort
     scratch_dir = Path(tempfile.mkdtemp(prefix="daydream-rehearsal-"))
     scratch = scratch_dir / "rehearsal.db"
     try:
         source = connect(db_path, create=False)
         pending = _pending(source, cohort)
-        setup = _setup_problems(source, db_path, cohort, base_urls or {})
+        setup = _setup_problems(source, db_path, cohort, config.base_urls)
         target = sqlite3.connect(scratch)
         source.backup(target)
         target.close()
         source.close()
-        summary = run_cohort(
-            scratch, cohort, workers=workers, concurrency=concurrency, worker_args=["--offline", "--max-attempts", "1"]
-        )
+        offline = replace(config, db_path=scratch, provider_override="offline", max_attempts=1)
+        summary = run_cohort(offline, workers=workers)
         conn = connect(scratch, create=False)
         result = Rehearsal(cohort, summary.status, setup=setup)
         result.problems = _problems(conn, pending)
@@ -87,10 +86,6 @@ def _setup_problems(
     conn: sqlite3.Connection, db_path: Path, cohort: str | None, base_urls: dict[str, str]
 ) -> list[str]:
     """Each provider a real run of the cohort would fail to set up, in one line each."""
-    from daydream.errors import ConfigError
-    from daydream.queue.tasks import remaining_models
-    from daydream.worker import Executor, WorkerConfig
-
     executor = Executor(WorkerConfig(db_path=db_path, cohort=cohort, base_urls=base_urls))
     problems: list[str] = []
     for model in remaining_models(conn, cohort):
@@ -166,29 +161,3 @@ def _forecast(conn: sqlite3.Connection, pending: list[str], result: Rehearsal) -
     result.unpriced = sorted(unpriced)
 
 
-def format_rehearsal(result: Rehearsal) -> str:
-    lines = [f"rehearsal of cohort {result.cohort or '(all)'} on the offline provider (scratch copy; the database is untouched):"]
-    if not result.forecast and not result.problems:
-        lines.append("  nothing left to run")
-    for item in result.forecast:
-        cost = (
-            f"${item['cost_low']:.4f} - ${item['cost_high']:.4f}" if item["cost_low"] is not None else "no price"
-        )
-        lines.append(
-            f"  {item['stage']:<11} {item['model']:<16} {item['calls']:>6} calls"
-            f"  {item['prompt_tokens']:>9,} prompt tok  {item['output_tokens_low']:,}-{item['output_tokens_high']:,} output tok  {cost}"
-        )
-    if result.forecast:
-        lines.append(f"  forecast total: ${result.cost_low:.4f} - ${result.cost_high:.4f}")
-    if result.unpriced:
-        lines.append(f"  no prices for: {', '.join(result.unpriced)}")
-    if result.setup:
-        lines.append("  a real run would stop before its first call:")
-        lines.extend(f"    {problem}" for problem in result.setup)
-    if result.problems:
-        lines.append("  problems (fix before spending money):")
-        for p in result.problems:
-            lines.append(f"    {p['stage']}/{p['template_id']}: {p['n']} {p['state']} e.g. {p['example']}: {p['error']}")
-    else:
-        lines.append("  no template errors, every reply parsed")
-    return "\n".join(lines)

@@ -1,6 +1,6 @@
 """Reference docs generated from the code: the CLI (docs/cli.md) and the events (docs/events.md).
 
-``python -m daydream.reference`` rewrites both files; ``tests/test_docs.py`` fails when the
+``python -m daydream.cli.reference`` rewrites both files; ``tests/test_docs.py`` fails when the
 committed files differ from what the code generates, so the docs cannot drift.
 """
 
@@ -20,7 +20,7 @@ def cli_reference() -> str:
     lines = [
         "# CLI reference",
         "",
-        "Generated from the code by `python -m daydream.reference`; do not edit by hand.",
+        "Generated from the code by `python -m daydream.cli.reference`; do not edit by hand.",
         "Every command takes `-h/--help`. `--db` defaults to `daydream.db` or `$DAYDREAM_DB`.",
         "",
     ]
@@ -60,7 +60,7 @@ def events_reference() -> str:
     lines = [
         "# Event reference",
         "",
-        "Generated from `daydream/events.py` by `python -m daydream.reference`; do not edit.",
+        "Generated from `daydream/events.py` by `python -m daydream.cli.reference`; do not edit.",
         "Every row of the `events` table has `id` (global order), `type`, `subject`, `data`",
         "(the JSON fields below), `recorded_at` (UTC) and `actor`.",
         "",
@@ -70,13 +70,17 @@ def events_reference() -> str:
         lines += [f"## `{type_name}`", "", inspect.cleandoc(model.__doc__ or ""), ""]
         lines += ["| field | type | required |", "|---|---|---|"]
         for name, field in model.model_fields.items():
-            lines.append(f"| `{name}` | `{_type_name(field.annotation)}` | {'yes' if field.is_required() else 'no'} |")
+            lines.append(
+                f"| `{name}` | `{_type_name(field.annotation)}` | {'yes' if field.is_required() else 'no'} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
 
 def _type_name(annotation: Any) -> str:
-    text = getattr(annotation, "__name__", None) if not getattr(annotation, "__args__", None) else None
+    text = (
+        getattr(annotation, "__name__", None) if not getattr(annotation, "__args__", None) else None
+    )
     return text or str(annotation).replace("typing.", "")
 
 
@@ -90,6 +94,8 @@ def write(docs: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "docs"
+    target = (
+        Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "docs"
+    )
     for path in write(target):
         print(path)

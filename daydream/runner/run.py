@@ -1,8 +1,9 @@
 """The runner: start N worker processes for a cohort, show progress, stop cleanly.
 
-``run_cohort()`` launches ``daydream worker`` processes (``workerproc.start``: forks of
-this process where that is safe, which start in milliseconds, else fresh interpreters
-importing this copy of daydream; never a fork of a process holding the database open),
+``run_cohort()`` launches worker processes, each with a copy of one ``WorkerConfig``
+(``runner.workers.start``: forks of this process where that is safe, which start in
+milliseconds, else fresh interpreters importing this copy of daydream; never a fork of a
+process holding the database open),
 polls the projections read-only for progress, restarts a worker
 that died while work remains (at most ``max_restarts`` times), and returns when every
 worker has exited. Ctrl-C, SIGTERM and SIGHUP are forwarded to the workers exactly once
@@ -18,16 +19,20 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from daydream.db.connection import connect
+from daydream.errors import OptionError
 from daydream.launch import Forked, fork_blocker
-from daydream.queue.cohorts import Status, cohort_status
+from daydream.queue.cohorts import Status, cohort_status, require_cohort
+from daydream.queue.pools import set_pool_limit
 from daydream.queue.tasks import has_pending
-from daydream.workerproc import start
+from daydream.runner.workers import start
+from daydream.worker.config import WorkerConfig
+from daydream.worker.process import check_providers
 
 
 @dataclass
@@ -42,33 +47,25 @@ class RunSummary:
 
 
 def run_cohort(
-    db_path: Path,
-    cohort: str | None,
+    config: WorkerConfig,
     *,
     workers: int = 2,
-    concurrency: int = 32,
-    worker_args: list[str] | None = None,
     progress: Callable[[Status, float, float], None] | None = None,
     interval_s: float = 0.5,
     max_restarts: int = 10,
-    providers_checked: bool = False,
 ) -> RunSummary:
-    """Run the cohort's remaining work with ``workers`` processes until nothing is left.
+    """Run the remaining work of ``config.cohort`` (all planned work: None) with
+    ``workers`` processes until nothing is left; each runs ``config`` under its own name.
 
-    ``providers_checked``: the caller has run ``worker.check_providers`` for this run (as
-    ``daydream run`` does), so the workers skip it; otherwise each worker checks before
-    its first claim and refuses to start (exit 1) on a missing key."""
+    Turn ``config.check_providers`` off when the caller has run
+    ``worker.process.check_providers`` for this run (as ``daydream run`` does); otherwise
+    each worker checks before its first claim and refuses to start (exit 1) on a missing
+    key."""
     started = time.monotonic()
-    base = ["--db", str(db_path)]
-    if providers_checked:
-        base.append("--providers-checked")
-    base += ["--concurrency", str(concurrency)]
-    if cohort:
-        base += ["--cohort", cohort]
-    base += worker_args or []
+    db_path, cohort = Path(config.db_path), config.cohort
 
     def spawn(index: int, fork: bool) -> Any:
-        return start([*base, "--name", f"run{os.getpid()}-{index}"], fork=fork)
+        return start(replace(config, name=f"run{os.getpid()}-{index}"), fork=fork)
 
     blocker = fork_blocker(db_path)  # checked once: the workers start one after another
     procs = {i: spawn(i, blocker is None) for i in range(workers)}
@@ -137,6 +134,49 @@ def run_cohort(
     return RunSummary(status, time.monotonic() - started, restarts, interrupted, how)
 
 
+def prepare_run(
+    config: WorkerConfig,
+    pool_limits: Sequence[tuple[str, int]] = (),
+    *,
+    rehearsal: bool = False,
+) -> None:
+    """What ``daydream run`` checks and sets before any worker starts, each problem one
+    line, nothing written if any: the cohort exists; every base-URL override names a
+    provider that a model of the catalog uses; and for a real run (not a ``rehearsal``,
+    which reports setup problems instead) every provider the cohort's calls use can be set
+    up (``check_providers``: keys, URLs) and the pool limits asked for are set (each pool
+    named must have generations)."""
+    conn = connect(config.db_path, create=False)
+    try:
+        if config.cohort:
+            require_cohort(conn, config.cohort)
+        # A base URL for a provider no model of the catalog has is a typo (olama=...).
+        known = {row[0] for row in conn.execute("SELECT DISTINCT provider FROM models")}
+        unknown = sorted(set(config.base_urls) - known)
+        if unknown:
+            raise OptionError(
+                f"no model of the catalog uses provider {unknown[0]!r} (they use:"
+                f" {', '.join(sorted(known))}); check its spelling",
+                option="--base-url",
+            )
+        if rehearsal:
+            return
+        check_providers(config, conn)
+        pools = {row[0] for row in conn.execute("SELECT DISTINCT pool FROM generations")}
+        pools |= {row[0] for row in conn.execute("SELECT pool FROM pools")}
+        for pool, _ in pool_limits:
+            if pool not in pools:
+                raise OptionError(
+                    f"no generation is in pool {pool!r} (pools: {', '.join(sorted(pools))});"
+                    " check its spelling",
+                    option="--pool-limit",
+                )
+        for pool, limit in pool_limits:
+            set_pool_limit(conn, pool, limit)
+    finally:
+        conn.close()
+
+
 def _stop_idle(conn: Any, cohort: str | None, procs: dict) -> bool:
     """A worker left because it found nothing to run: if the cohort has nothing left at
     all, the other workers are only polling (every 0.1 s) to find that out too; a stop
@@ -159,22 +199,3 @@ def _wait_for_exit(procs: dict, timeout_s: float) -> None:
         time.sleep(min(0.005, max(0.0, deadline - time.monotonic())))
 
 
-def format_progress(status: Status, elapsed: float, rate: float) -> str:
-    parts = []
-    for stage, counts in status.stages.items():
-        if sum(counts.values()) == 0:
-            continue
-        total = sum(counts.values())
-        parts.append(
-            f"{stage} {counts['done']}/{total}"
-            + (f" ({counts['failed']} failed)" if counts["failed"] else "")
-            + (f" ({counts['running']} running)" if counts["running"] else "")
-            + (f" ({counts['queued']} queued)" if counts["queued"] else "")
-        )
-    remaining = status.remaining
-    eta = f"ETA {remaining / rate:,.0f}s" if rate > 0 and remaining else ""
-    tokens = status.prompt_tokens + status.completion_tokens
-    cost = f" ${status.cost:.4f}" if status.cost else ""
-    return (
-        f"[{elapsed:6.1f}s] " + " | ".join(parts) + f" | {rate:,.1f}/s {eta} | {tokens:,} tok{cost}"
-    )
