@@ -54,7 +54,8 @@ from daydream.spec.model import (
     _q,
     normalise_row,
 )
-from daydream.spec.parse import _Invalid, _load_data, _Parser
+from daydream.spec.parse import SpecParser
+from daydream.spec.reading import _Invalid, _load_data
 
 __all__ = [
     "COLUMN_ALIASES",
@@ -79,7 +80,7 @@ __all__ = [
 def load_spec(path: str | Path) -> Spec:
     """Read, validate and resolve the spec file ``path`` (.yaml, .yml or .json)."""
     path = Path(path)
-    parser = _Parser(path, path.parent)
+    parser = SpecParser(path, path.parent)
     if path.is_dir():
         parser.fail(
             None, f"is a directory; pass the spec file itself (e.g. {path / 'config.yaml'})"
@@ -99,7 +100,7 @@ def load_spec(path: str | Path) -> Spec:
 def parse_spec_mapping(mapping: Mapping[str, Any], *, source: Path | None = None) -> Spec:
     """Validate an in-memory spec; ``@file`` paths resolve against ``source``'s directory."""
     source = Path(source) if source is not None else None
-    return _Parser(source, source.parent if source is not None else Path(".")).parse(mapping)
+    return SpecParser(source, source.parent if source is not None else Path(".")).parse(mapping)
 
 
 def compile_rows(spec: Spec, *, seed: int | None = None) -> CompiledRows:

@@ -4,8 +4,9 @@ axes into one slot), in declaration order, and the column order of the rows."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from itertools import pairwise
-from typing import TYPE_CHECKING
+from typing import NoReturn
 
 from daydream.spec.model import (
     _KIND,
@@ -24,9 +25,6 @@ from daydream.spec.model import (
     _unique,
 )
 
-if TYPE_CHECKING:
-    from daydream.spec.parse import _Parser
-
 # -- applying rules -----------------------------------------------------------------------
 
 
@@ -34,9 +32,12 @@ class _Design:
     """The slots the product runs over, as rules replace axes by coupled slots."""
 
     def __init__(
-        self, parser: _Parser, axes: dict[str, tuple[Level, ...]], entries: list[_Entry]
+        self,
+        fail: Callable[[str | None, str], NoReturn],
+        axes: dict[str, tuple[Level, ...]],
+        entries: list[_Entry],
     ) -> None:
-        self.parser = parser
+        self.fail = fail  # reports a problem at a key path of the spec (SpecReader.fail)
         self.axes = axes
         self.slots: list[_Slot] = [_Slot(_Node(name), levels) for name, levels in axes.items()]
         self.coupled: list[str] = []
@@ -72,7 +73,7 @@ class _Design:
                 if all(v in d for v, d in zip(item, domains, strict=True))
             )
             if not levels:
-                self.parser.fail(
+                self.fail(
                     entry.key,
                     "no item is left once earlier rules narrowed its axes; keep at least one item's values",
                 )
@@ -85,13 +86,11 @@ class _Design:
     def _subset(self, rule: SubsetRule, entry: _Entry) -> None:
         axis = rule.axis
         if axis not in self.axes:
-            self.parser.fail(
-                entry.key, f"axis {_q(axis)} is not declared (declared: {_show(self.axes)})"
-            )
+            self.fail(entry.key, f"axis {_q(axis)} is not declared (declared: {_show(self.axes)})")
         declared = set(self.axes[axis])
         for label, value in zip(entry.labels, rule.keep, strict=True):
             if value not in declared:
-                self.parser.fail(
+                self.fail(
                     label,
                     f"{_q(value)} is not a level of {axis} (levels: {_show(self.axes[axis])}); fix the value",
                 )
@@ -105,7 +104,7 @@ class _Design:
         kept = tuple(level for level in slot.levels if _extract(level, steps) in keep)
         if not kept:
             remaining = _unique(_extract(level, steps) for level in slot.levels)
-            self.parser.fail(
+            self.fail(
                 entry.key,
                 f"leaves no level of {axis} (remaining after earlier rules: {_show(remaining)}); keep at least one of them",
             )
@@ -117,7 +116,7 @@ class _Design:
         for label, pair in zip(entry.labels, rule.allowed, strict=True):
             for (axis, slot), domain, value in zip(sides, domains, pair, strict=True):
                 if value not in domain:
-                    self.parser.fail(
+                    self.fail(
                         label,
                         f"{_q(value)} is not a level of {axis} (levels: {_show(slot.levels)}); fix the value",
                     )
@@ -128,7 +127,7 @@ class _Design:
                 counts = Counter(pair[0 if side == "left" else 1] for pair in rule.allowed)
                 if len(set(counts.values())) > 1:
                     shown = ", ".join(f"{_plain(v)}: {n}" for v, n in counts.items())
-                    self.parser.fail(
+                    self.fail(
                         f"{entry.key}.balance",
                         f"the allowed pairs are unbalanced on the {side} ({shown}); give every {side}"
                         " value the same number of partners, or drop balance",
@@ -143,7 +142,7 @@ class _Design:
             shown = "; ".join(
                 f"{axis}: {_show(slot.levels)}" for axis, slot in zip(axes, slots, strict=True)
             )
-            self.parser.fail(
+            self.fail(
                 key, f"{', '.join(axes)} share no level ({shown}); a tie needs levels in common"
             )
         return common
@@ -151,25 +150,25 @@ class _Design:
     def _resolve(self, name: str, where: str) -> int:
         """The slot a rule's axis refers to: the axis itself, or the tie that holds it."""
         if name in self.tuple_of and self.tuple_of[name] in self.later:
-            self.parser.fail(
+            self.fail(
                 where,
                 f"axis {_q(name)} gets its levels from tuple {_q(self.tuple_of[name])}, declared later; move the tuples section before this rule",
             )
         found = self._locate(name)
         if found is None:
             if name in self.later:
-                self.parser.fail(
+                self.fail(
                     where,
                     f"{_q(name)} is a rule declared later; rules apply in the order written, so move it before this one",
                 )
-            self.parser.fail(
+            self.fail(
                 where,
                 f"axis {_q(name)} is not declared (declared: {_show([*self.axes, *self.coupled])})",
             )
         index, path = found
         for node in reversed(path[:-1]):
             if node.kind in ("pair", "tuple"):
-                self.parser.fail(
+                self.fail(
                     where,
                     f"axis {_q(name)} is already coupled by {node.kind} {_q(node.name)}; use {_q(node.name)} instead",
                 )
@@ -186,7 +185,7 @@ class _Design:
         for i, index in enumerate(indexes):
             if index in indexes[:i]:
                 first = names[indexes.index(index)]
-                self.parser.fail(
+                self.fail(
                     key,
                     f"{_q(first)} and {_q(names[i])} are already tied together (in {_q(self.slots[index].node.name)}); name only one of them",
                 )
@@ -240,5 +239,3 @@ def _column_order(slots: list[_Slot], field_order: tuple[str, ...]) -> tuple[str
         pending.extend(members)
     rest = [node.name for node in pending if node.name not in field_order]
     return (*field_order, *rest)
-
-

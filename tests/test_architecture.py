@@ -1,0 +1,107 @@
+"""The package's shape: data flows one way, so no module imports another that imports it
+back (counting imports inside functions and under ``TYPE_CHECKING``), and nothing below
+the command line imports it. Read from the source, as a reader would follow it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "daydream"
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(REPO).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        found[".".join(parts)] = path
+    return found
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The daydream modules ``name`` imports anywhere in its source."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    targets: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                module = node.module or ""
+            for alias in node.names:  # `from daydream.db import log` imports a module
+                child = f"{module}.{alias.name}"
+                targets.add(child if child in modules else module)
+    return {target for target in targets if target in modules and target != name}
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {name: _imports(name, path, modules) for name, path in modules.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    assert _cycles(_graph()) == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _cycles(graph) == [["a", "b", "c"]]
+
+
+def test_nothing_below_the_command_line_imports_it():
+    offenders = {
+        name: sorted(t for t in targets if t == "daydream.cli" or t.startswith("daydream.cli."))
+        for name, targets in _graph().items()
+        if not (name == "daydream.cli" or name.startswith("daydream.cli.") or name == "daydream.__main__")
+    }
+    assert {name: found for name, found in offenders.items() if found} == {}
+
+
+def test_imports_are_read_inside_functions_too(tmp_path):
+    """The walk sees an import hidden in a function body (it counts for cycles)."""
+    source = "def f():\n    from daydream.db import log\n"
+    path = tmp_path / "probe.py"
+    path.write_text(source)
+    modules = {"daydream.probe": path, "daydream.db.log": path, "daydream.db": path}
+    assert _imports("daydream.probe", path, modules) == {"daydream.db.log"}
