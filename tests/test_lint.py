@@ -39,7 +39,7 @@ def test_mypy_finds_nothing(tmp_path):
 
 def test_no_sqlite_uri_is_built_by_hand():
     """A path pasted into 'file:...?mode=ro' breaks on '#', '?' and '%' (SQLite opens, and
-    may create, another file): every read-only URI goes through store.readonly_uri."""
+    may create, another file): every read-only URI goes through db.files.readonly_uri."""
     offenders = [
         f"{path.relative_to(REPO)}:{number}"
         for path in sorted((REPO / "daydream").rglob("*.py"))
