@@ -34,7 +34,8 @@ from daydream.queue.pools import set_pool_limit
 from daydream.results.text import format_status
 from daydream.worker.config import WorkerConfig
 from daydream.worker.execute import Executor
-from daydream.worker.loop import CALLS_CHECK_S, Worker, WorkerStats
+from daydream.worker.loop import CALLS_CHECK_S, Worker
+from daydream.worker.stats import WorkerStats
 from tests.fakeapi import FAKE_LABEL, FakeAPI, Fault
 from tests.invariants import check_invariants
 from tests.scenario import (

@@ -14,30 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
-import re
 import time
 from collections.abc import Callable, Mapping
-from datetime import timezone
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, ValidationError
 
 from daydream.errors import ConfigError, ProviderError
+from daydream.providers.chat import ReplyError, read_completion, redact, request_body, status_error
 from daydream.providers.config import ProviderConfig, display_url
 from daydream.providers.protocol import Completion, CompletionRequest
-from daydream.providers.retry import is_retryable_status
 from daydream.providers.transport import (
     ResponseTooLarge,
     StreamTransport,
     decode_body,
     make_transport,
 )
-
-BODY_EXCERPT_CHARS = 200
 
 
 class OpenAICompatibleProvider:
@@ -110,7 +103,7 @@ class OpenAICompatibleProvider:
     async def complete(self, request: CompletionRequest) -> Completion:
         """Make one HTTP attempt; return the reply or raise a classified ``ProviderError``."""
         try:
-            content = json.dumps(_request_body(request), ensure_ascii=False, allow_nan=False)
+            content = json.dumps(request_body(request), ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise self._error(
                 request, f"request body is not valid JSON ({exc})", retryable=False
@@ -136,9 +129,18 @@ class OpenAICompatibleProvider:
         except httpx.HTTPError as exc:
             raise self._transport_error(request, exc) from None
         latency = time.perf_counter() - started
-        if not 200 <= status < 300:
-            raise self._status_error(request, status, headers, body)
-        return self._completion(request, body, latency)
+        try:
+            if not 200 <= status < 300:
+                raise status_error(status, headers, body, self._redact, now=self._clock())
+            return read_completion(body, latency, self._redact)
+        except ReplyError as exc:
+            raise self._error(
+                request,
+                exc.detail,
+                retryable=exc.retryable,
+                status=exc.status,
+                retry_after=exc.retry_after,
+            ) from None
 
     def _acquire_shard(self) -> _ClientShard:
         # httpcore's pool does O(connections**2) work each time a request starts or ends
@@ -236,78 +238,6 @@ class OpenAICompatibleProvider:
             tail += f"Idempotency-Key: {_header_value(request.idempotency_key)}\r\n"
         return self._head_prefix + (tail + "\r\n").encode("latin-1")
 
-    def _completion(self, request: CompletionRequest, body: bytes, latency: float) -> Completion:
-        try:
-            data = json.loads(body)
-        except ValueError:
-            raise self._error(
-                request, f"response is not valid JSON: {self._excerpt(body)}", retryable=True
-            ) from None
-        if isinstance(data, dict) and "choices" not in data and "error" in data:
-            # OpenRouter reports some upstream failures as a 200 with an error object.
-            code = _error_code(data)
-            retryable = True if code is None else is_retryable_status(code)
-            message = _error_message(data)
-            detail = _one_line(self._redact(message)) if message else self._excerpt(body)
-            raise self._error(
-                request, f"error in a 200 response: {detail}", retryable=retryable, status=code
-            )
-        try:
-            parsed = _ChatResponse.model_validate(data)
-        except ValidationError as exc:
-            raise self._error(
-                request,
-                f"response is not a chat completion ({_describe_validation(exc)}): "
-                f"{self._excerpt(body)}",
-                retryable=True,
-            ) from None
-        if not parsed.choices:
-            raise self._error(
-                request, f"response has no choices: {self._excerpt(body)}", retryable=True
-            )
-        choice = parsed.choices[0]
-        if choice.finish_reason == "error":
-            raise self._error(
-                request,
-                f"the model failed mid-reply (finish_reason error): {self._excerpt(body)}",
-                retryable=True,
-            )
-        usage = parsed.usage if isinstance(parsed.usage, dict) else {}
-        return Completion(
-            text=_content_text(choice.message.content).replace("\r\n", "\n"),
-            finish_reason=choice.finish_reason,
-            prompt_tokens=_count(usage.get("prompt_tokens")),
-            completion_tokens=_count(usage.get("completion_tokens")),
-            resolved_model=None if parsed.model is None else str(parsed.model),
-            latency_s=latency,
-            cost=_finite_float(usage.get("cost")),
-            request_id=None if parsed.id is None else str(parsed.id),
-            offline=False,
-        )
-
-    def _status_error(
-        self, request: CompletionRequest, status: int, headers: Any, body: bytes
-    ) -> ProviderError:
-        headers = httpx.Headers(headers)
-        retryable = is_retryable_status(status)
-        retry_after = _retry_after(headers, now=self._clock()) if retryable else None
-        try:
-            detail = _error_message(json.loads(body))
-        except ValueError:
-            detail = None
-        detail = _one_line(self._redact(detail)) if detail else self._excerpt(body)
-        if 300 <= status < 400:
-            location = display_url(headers.get("location", ""))
-            detail = f"redirected to {location!r}; set base_url to the final address"
-        wait = f" (retry after {retry_after:g}s)" if retry_after is not None else ""
-        return self._error(
-            request,
-            f"HTTP {status}: {detail}{wait}",
-            retryable=retryable,
-            status=status,
-            retry_after=retry_after,
-        )
-
     def _transport_error(self, request: CompletionRequest, exc: httpx.HTTPError) -> ProviderError:
         kind = type(exc).__name__
         detail = f"{kind}: {exc}" if str(exc) else kind
@@ -337,19 +267,8 @@ class OpenAICompatibleProvider:
         return ProviderError(message, retryable=retryable, status=status, retry_after=retry_after)
 
     def _redact(self, text: str) -> str:
-        if self._api_key:
-            text = text.replace(self._api_key, "[redacted]")
-        return _SECRET_RE.sub("[redacted]", text)
+        return redact(text, self._api_key)
 
-    def _excerpt(self, body: bytes) -> str:
-        # Redact before cutting, so a key straddling the cut cannot leak its first half.
-        text = body[: BODY_EXCERPT_CHARS * 4 + 256].decode("utf-8", errors="replace")
-        text = self._redact(text)[:BODY_EXCERPT_CHARS]
-        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-        return repr(text) if text else "(empty body)"
-
-
-_SECRET_RE = re.compile(r"\b(?:sk|rk|pk)-[A-Za-z0-9_\-]{8,}|Bearer\s+[^\s\"',}]+")
 
 _SHARD_SIZE = 16
 
@@ -386,128 +305,3 @@ class _ClientShard:
         self.client = client
         self.in_flight = 0
         self.capacity = _SHARD_SIZE
-
-
-class _Message(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    content: str | list[Any] | None = None
-
-
-class _Choice(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    message: _Message
-    finish_reason: str | None = None
-
-
-class _ChatResponse(BaseModel):
-    # Only the reply itself is validated strictly; odd metadata (a float token count, a
-    # numeric id) is read leniently below rather than costing a good reply.
-    model_config = ConfigDict(extra="ignore")
-    id: Any = None
-    model: Any = None
-    choices: list[_Choice]
-    usage: Any = None
-
-
-def _request_body(request: CompletionRequest) -> dict[str, Any]:
-    messages = []
-    if request.system is not None:
-        messages.append({"role": "system", "content": request.system})
-    messages.append({"role": "user", "content": request.prompt})
-    body: dict[str, Any] = dict(request.extra)
-    body["model"] = request.model
-    body["messages"] = messages
-    if request.temperature is not None:
-        body["temperature"] = request.temperature
-    if request.max_tokens is not None:
-        body["max_tokens"] = request.max_tokens
-    if request.seed is not None:
-        body["seed"] = request.seed
-    return body
-
-
-def _retry_after(headers: Mapping[str, str], *, now: float) -> float | None:
-    """Seconds the server asked us to wait: ``retry-after-ms``, else ``Retry-After``."""
-    milliseconds = _finite_float(headers.get("retry-after-ms"))
-    if milliseconds is not None:
-        return max(0.0, milliseconds / 1000.0)
-    value = (headers.get("retry-after") or "").strip()
-    if not value:
-        return None
-    seconds = _finite_float(value)
-    if seconds is None:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = when.timestamp() - now
-    return max(0.0, seconds)
-
-
-def _finite_float(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value.strip() if isinstance(value, str) else value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _count(value: Any) -> int | None:
-    number = _finite_float(value)
-    return None if number is None or number < 0 else int(number)
-
-
-def _one_line(text: str, limit: int = 500) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _error_message(data: Any) -> str | None:
-    """The provider's own words, from the error shapes of OpenAI, OpenRouter, vLLM, FastAPI."""
-    if not isinstance(data, dict):
-        return None
-    error = data.get("error")
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return error["message"]
-    if isinstance(error, str):
-        return error
-    for key in ("message", "detail"):
-        if isinstance(data.get(key), str):
-            return data[key]
-    return None
-
-
-def _error_code(data: dict[str, Any]) -> int | None:
-    error = data.get("error")
-    code = error.get("code") if isinstance(error, dict) else None
-    if isinstance(code, int) and not isinstance(code, bool) and 100 <= code <= 599:
-        return code
-    return None
-
-
-def _describe_validation(exc: ValidationError) -> str:
-    problems = [
-        f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
-        for error in exc.errors()[:3]
-    ]
-    return "; ".join(problems)
-
-
-def _content_text(content: str | list[Any] | None) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    parts = []
-    for part in content:
-        if isinstance(part, dict) and isinstance(part.get("text"), str):
-            parts.append(part["text"])
-        elif isinstance(part, str):
-            parts.append(part)
-    return "".join(parts)

@@ -85,80 +85,15 @@ def claim(
     the transaction has committed (by ``exchange`` when the claim runs inside it).
     """
     now = clock()
-    now_s = isoformat(now)
     expires = isoformat(now + timedelta(seconds=config.lease_s))
     actor = f"worker:{config.name}"
     with transaction(conn):
-        expired = conn.execute(
-            "SELECT gen_id, lease_token, lease_owner, attempts - throttles - releases"
-            " FROM generations"
-            " WHERE status = 'running' AND lease_expires_at < ? LIMIT 1000",
-            (now_s,),
-        ).fetchall()
-        if expired:
-            append(
-                conn,
-                [_reap(g, t, o or "?", counted, config) for g, t, o, counted in expired],
-                actor=actor,
-                clock=lambda: now,
-            )
-            crash_point("reap")
+        _reap_expired(conn, config, now)
         capacity = pool_capacity(conn)
-        promoted: list[Task] = []
-        if promote and limit > 0:
-            still_held = _held_tokens(conn, [task.gen_id for task in promote])
-            for task in promote:
-                room = (
-                    capacity[task.pool] if task.pool in capacity else default_pool_limit(task.pool)
-                )
-                if room > 0 and still_held.get(task.gen_id) == task.token and len(promoted) < limit:
-                    capacity[task.pool] = room - 1
-                    promoted.append(task)
-            take_slots(conn, config, promoted, clock=lambda: now)
-        limit -= len(promoted)
+        promoted = _promote(conn, config, promote or [], capacity, limit, now) if limit > 0 else []
         holding = {pool for pool, n in (held or {}).items() if n > 0}
         holding.update(task.pool for task in promoted)
-        full = sorted(
-            pool for pool, room in capacity.items() if room <= 0 and not (queue and pool in holding)
-        )
-        sql = (
-            "SELECT t.gen_id, t.pool, t.attempts, t.throttles FROM generations t"
-            " WHERE t.status = 'ready' AND (t.not_before IS NULL OR t.not_before <= ?)"
-        )
-        params: list[Any] = [now_s]
-        if config.pools:
-            sql += f" AND t.pool IN ({', '.join('?' for _ in config.pools)})"
-            params.extend(config.pools)
-        if full:
-            sql += f" AND t.pool NOT IN ({', '.join('?' for _ in full)})"
-            params.extend(full)
-        if config.cohort:
-            sql += (
-                # EXISTS probes the membership key per candidate; IN (SELECT ...) would build
-                # the whole cohort's id list on every claim.
-                " AND EXISTS (SELECT 1 FROM cohort_members m"
-                " WHERE m.cohort_id = ? AND m.gen_id = t.gen_id)"
-            )
-            params.append(config.cohort)
-        # Upstream stages first (stage names sort in pipeline order: draft < essay <
-        # evaluation), oldest first within a stage: the work that unlocks more work, and
-        # the longest waits before the run can end (a rate-limited draft still has an
-        # essay and its evaluations to go), start earliest. Served by generations_queue.
-        sql += " ORDER BY t.stage, t.rowid LIMIT ?"
-        params.append((max(limit, 0) + queue) * 4)
-        chosen: list[tuple[str, str, int, int, bool]] = []
-        queued = 0
-        for gen_id, pool, attempts, throttles in conn.execute(sql, params):
-            room = capacity[pool] if pool in capacity else default_pool_limit(pool)
-            if room > 0 and len(chosen) - queued < limit:
-                capacity[pool] = room - 1
-                holding.add(pool)
-                chosen.append((gen_id, pool, attempts, throttles, True))
-            elif queued < queue and pool in holding:
-                queued += 1
-                chosen.append((gen_id, pool, attempts, throttles, False))
-            if len(chosen) - queued >= limit and queued >= queue:
-                break
+        chosen = _choose(conn, config, limit - len(promoted), queue, capacity, holding, now)
         started = [
             ev.AttemptStarted(
                 gen_id=gen_id,
@@ -177,6 +112,103 @@ def claim(
     for task, row in zip(tasks, chosen, strict=True):
         task.slot = row[4]
     return _promoted(conn, promoted) + tasks
+
+
+def _reap_expired(conn: sqlite3.Connection, config: Claimant, now: datetime) -> None:
+    """Expired leases make their tasks claimable again (or fail them: ``_reap``)."""
+    expired = conn.execute(
+        "SELECT gen_id, lease_token, lease_owner, attempts - throttles - releases"
+        " FROM generations"
+        " WHERE status = 'running' AND lease_expires_at < ? LIMIT 1000",
+        (isoformat(now),),
+    ).fetchall()
+    if expired:
+        append(
+            conn,
+            [_reap(g, t, o or "?", counted, config) for g, t, o, counted in expired],
+            actor=f"worker:{config.name}",
+            clock=lambda: now,
+        )
+        crash_point("reap")
+
+
+def _promote(
+    conn: sqlite3.Connection,
+    config: Claimant,
+    promote: list[Task],
+    capacity: dict[str, int],
+    limit: int,
+    now: datetime,
+) -> list[Task]:
+    """The queued leases of ``promote`` that still hold and whose pool has room, given
+    slots (at most ``limit``); ``capacity`` loses the slots they take."""
+    if not promote:
+        return []
+    promoted: list[Task] = []
+    still_held = _held_tokens(conn, [task.gen_id for task in promote])
+    for task in promote:
+        room = capacity[task.pool] if task.pool in capacity else default_pool_limit(task.pool)
+        if room > 0 and still_held.get(task.gen_id) == task.token and len(promoted) < limit:
+            capacity[task.pool] = room - 1
+            promoted.append(task)
+    take_slots(conn, config, promoted, clock=lambda: now)
+    return promoted
+
+
+def _choose(
+    conn: sqlite3.Connection,
+    config: Claimant,
+    limit: int,
+    queue: int,
+    capacity: dict[str, int],
+    holding: set[str],
+    now: datetime,
+) -> list[tuple[str, str, int, int, bool]]:
+    """Ready tasks to claim: up to ``limit`` into free slots (``capacity`` loses them) and
+    up to ``queue`` queued in pools the worker holds slots in (``holding`` grows with the
+    pools it claims into); (gen_id, pool, attempts, throttles, slot) each."""
+    full = sorted(
+        pool for pool, room in capacity.items() if room <= 0 and not (queue and pool in holding)
+    )
+    sql = (
+        "SELECT t.gen_id, t.pool, t.attempts, t.throttles FROM generations t"
+        " WHERE t.status = 'ready' AND (t.not_before IS NULL OR t.not_before <= ?)"
+    )
+    params: list[Any] = [isoformat(now)]
+    if config.pools:
+        sql += f" AND t.pool IN ({', '.join('?' for _ in config.pools)})"
+        params.extend(config.pools)
+    if full:
+        sql += f" AND t.pool NOT IN ({', '.join('?' for _ in full)})"
+        params.extend(full)
+    if config.cohort:
+        sql += (
+            # EXISTS probes the membership key per candidate; IN (SELECT ...) would build
+            # the whole cohort's id list on every claim.
+            " AND EXISTS (SELECT 1 FROM cohort_members m"
+            " WHERE m.cohort_id = ? AND m.gen_id = t.gen_id)"
+        )
+        params.append(config.cohort)
+    # Upstream stages first (stage names sort in pipeline order: draft < essay <
+    # evaluation), oldest first within a stage: the work that unlocks more work, and
+    # the longest waits before the run can end (a rate-limited draft still has an
+    # essay and its evaluations to go), start earliest. Served by generations_queue.
+    sql += " ORDER BY t.stage, t.rowid LIMIT ?"
+    params.append((max(limit, 0) + queue) * 4)
+    chosen: list[tuple[str, str, int, int, bool]] = []
+    queued = 0
+    for gen_id, pool, attempts, throttles in conn.execute(sql, params):
+        room = capacity[pool] if pool in capacity else default_pool_limit(pool)
+        if room > 0 and len(chosen) - queued < limit:
+            capacity[pool] = room - 1
+            holding.add(pool)
+            chosen.append((gen_id, pool, attempts, throttles, True))
+        elif queued < queue and pool in holding:
+            queued += 1
+            chosen.append((gen_id, pool, attempts, throttles, False))
+        if len(chosen) - queued >= limit and queued >= queue:
+            break
+    return chosen
 
 
 def _promoted(conn: sqlite3.Connection, promoted: list[Task]) -> list[Task]:

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from daydream.db.connection import connect
@@ -31,6 +31,7 @@ from daydream.queue.cohorts import Status, cohort_status, require_cohort
 from daydream.queue.pools import set_pool_limit
 from daydream.queue.tasks import has_pending
 from daydream.runner.workers import start
+from daydream.vocabulary import TERMINAL
 from daydream.worker.config import WorkerConfig
 from daydream.worker.process import check_providers
 
@@ -62,76 +63,104 @@ def run_cohort(
     each worker checks before its first claim and refuses to start (exit 1) on a missing
     key."""
     started = time.monotonic()
-    db_path, cohort = Path(config.db_path), config.cohort
-
-    def spawn(index: int, fork: bool) -> Any:
-        return start(replace(config, name=f"run{os.getpid()}-{index}"), fork=fork)
-
-    blocker = fork_blocker(db_path)  # checked once: the workers start one after another
-    procs = {i: spawn(i, blocker is None) for i in range(workers)}
-    if all(isinstance(proc, Forked) for proc in procs.values()):
-        how = "fork"
-    else:
-        how = f"spawn ({blocker or 'fork() failed'})"
-    restarts = 0
-    interrupted = False
-    conn = connect(db_path, create=False)
-    done_at_start = 0  # for the progress rate; the status scan is skipped without progress
-    if progress:
-        done_at_start = cohort_status(conn, cohort).count("done", "failed", "blocked", "cancelled")
+    supervisor = _Supervisor(config, max_restarts)
+    how = supervisor.start(workers)
+    conn = connect(config.db_path, create=False)
     previous = signal.getsignal(signal.SIGTERM)
     previous_hup = signal.getsignal(signal.SIGHUP)
+    signal.signal(signal.SIGTERM, supervisor.forward)
+    signal.signal(signal.SIGHUP, lambda _signum, frame: supervisor.forward(signal.SIGTERM, frame))
+    try:
+        supervisor.supervise(conn, progress, interval_s, started)
+    except KeyboardInterrupt:
+        supervisor.interrupted = True
+        supervisor.forward(signal.SIGINT, None)
+        for proc in supervisor.procs.values():
+            proc.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGHUP, previous_hup)
+    status = cohort_status(conn, config.cohort)
+    conn.close()
+    elapsed = time.monotonic() - started
+    return RunSummary(status, elapsed, supervisor.restarts, supervisor.interrupted, how)
 
-    forwarded = idle_stopped = False
 
-    def forward(signum: int, _frame: Any) -> None:
-        nonlocal forwarded
-        forwarded = True
-        for proc in procs.values():
+class _Supervisor:
+    """The worker processes of one run: started, signalled, restarted when they die while
+    work remains, stopped when idle."""
+
+    def __init__(self, config: WorkerConfig, max_restarts: int) -> None:
+        self.config = config
+        self.max_restarts = max_restarts
+        self.procs: dict[int, Any] = {}
+        self.restarts = 0
+        self.interrupted = False
+        self.forwarded = False  # a stop signal was passed on
+        self.idle_stopped = False
+
+    def start(self, workers: int) -> str:
+        """Start the workers; returns how ("fork", or "spawn" and why a fork was not safe)."""
+        blocker = fork_blocker(self.config.db_path)  # once: the workers start in turn
+        self.procs = {i: self._spawn(i, blocker is None) for i in range(workers)}
+        if all(isinstance(proc, Forked) for proc in self.procs.values()):
+            return "fork"
+        return f"spawn ({blocker or 'fork() failed'})"
+
+    def _spawn(self, index: int, fork: bool) -> Any:
+        return start(replace(self.config, name=f"run{os.getpid()}-{index}"), fork=fork)
+
+    def forward(self, signum: int, _frame: Any) -> None:
+        self.forwarded = True
+        for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signum)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGHUP, lambda _signum, frame: forward(signal.SIGTERM, frame))
-    try:
-        while procs:
+    def supervise(
+        self,
+        conn: sqlite3.Connection,
+        progress: Callable[[Status, float, float], None] | None,
+        interval_s: float,
+        started: float,
+    ) -> None:
+        """Until every worker has exited: report progress, restart the dead, stop the idle."""
+        cohort = self.config.cohort
+        done_at_start = 0  # for the progress rate; the status scan is skipped without progress
+        if progress:
+            done_at_start = cohort_status(conn, cohort).count(*TERMINAL)
+        while self.procs:
             try:
-                _wait_for_exit(procs, interval_s)
+                _wait_for_exit(self.procs, interval_s)
             except KeyboardInterrupt:
-                interrupted = True
-                forward(signal.SIGINT, None)
+                self.interrupted = True
+                self.forward(signal.SIGINT, None)
             # The status costs a scan of the cohort: only read it for the progress line or
             # to decide about restarting a worker that died.
             status = None
             if progress:
                 status = cohort_status(conn, cohort)
                 elapsed = time.monotonic() - started
-                finished = status.count("done", "failed", "blocked", "cancelled") - done_at_start
+                finished = status.count(*TERMINAL) - done_at_start
                 progress(status, elapsed, finished / elapsed if elapsed > 0 else 0.0)
-            for index, proc in list(procs.items()):
-                code = proc.poll()
-                if code is None:
-                    continue
-                del procs[index]
-                if code == 0 and procs and not (forwarded or interrupted or idle_stopped):
-                    idle_stopped = _stop_idle(conn, cohort, procs)
-                if code not in (0, -signal.SIGINT, -signal.SIGTERM, 130) and not interrupted:
-                    status = status or cohort_status(conn, cohort)
-                    if status.remaining and restarts < max_restarts:
-                        restarts += 1
-                        time.sleep(min(2.0, 0.1 * 2**restarts))
-                        procs[index] = spawn(index, False)  # we hold the database open
-    except KeyboardInterrupt:
-        interrupted = True
-        forward(signal.SIGINT, None)
-        for proc in procs.values():
-            proc.wait()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        signal.signal(signal.SIGHUP, previous_hup)
-    status = cohort_status(conn, cohort)
-    conn.close()
-    return RunSummary(status, time.monotonic() - started, restarts, interrupted, how)
+            self._reap(conn, status)
+
+    def _reap(self, conn: sqlite3.Connection, status: Status | None) -> None:
+        """Handle the workers that exited: stop the others once nothing is left, restart
+        one that died (at most ``max_restarts`` times in all) while work remains."""
+        for index, proc in list(self.procs.items()):
+            code = proc.poll()
+            if code is None:
+                continue
+            del self.procs[index]
+            stopped = self.forwarded or self.interrupted or self.idle_stopped
+            if code == 0 and self.procs and not stopped:
+                self.idle_stopped = _stop_idle(conn, self.config.cohort, self.procs)
+            if code not in (0, -signal.SIGINT, -signal.SIGTERM, 130) and not self.interrupted:
+                status = status or cohort_status(conn, self.config.cohort)
+                if status.remaining and self.restarts < self.max_restarts:
+                    self.restarts += 1
+                    time.sleep(min(2.0, 0.1 * 2**self.restarts))
+                    self.procs[index] = self._spawn(index, False)  # we hold the database open
 
 
 def prepare_run(
@@ -197,5 +226,3 @@ def _wait_for_exit(procs: dict, timeout_s: float) -> None:
         if any(proc.poll() is not None for proc in procs.values()):
             return
         time.sleep(min(0.005, max(0.0, deadline - time.monotonic())))
-
-

@@ -84,95 +84,121 @@ class Executor:
             )
 
     async def _run(self, task: Task) -> Outcome:
+        """prompt -> raw -> parsed; a phase that fails ends the attempt with its outcome."""
+        try:
+            prompt = self._prompt(task)
+            raw, responded = await self._raw(task, prompt)
+        except _Ended as ended:
+            return ended.outcome
+        return self._parsed(task, prompt, raw, responded)
 
+    def _prompt(self, task: Task) -> str:
+        """The prompt: the template rendered with the task's variables (a copy: the parent's
+        text)."""
         if task.template.get("missing"):
-            return self._failed(
-                task,
-                state="template_error",
-                error=f"template {task.stage}/{task.template_id} (version {task.template['version']})"
-                " is not in the catalog: import the catalog that defines it, then retry",
-                retryable=False,
+            raise _Ended(
+                self._failed(
+                    task,
+                    state="template_error",
+                    error=f"template {task.stage}/{task.template_id}"
+                    f" (version {task.template['version']}) is not in the catalog: import the"
+                    " catalog that defines it, then retry",
+                    retryable=False,
+                )
             )
-        # prompt
         if task.mode == "copy":
             if task.parent_text is None:
-                return self._failed(
-                    task, state="error", error="copy-mode essay has no parent text", retryable=False
+                raise _Ended(
+                    self._failed(
+                        task,
+                        state="error",
+                        error="copy-mode essay has no parent text",
+                        retryable=False,
+                    )
                 )
-            prompt = task.parent_text
-        else:
-            try:
-                prompt = render_prompt(
-                    f"{task.stage}/{task.template_id}",
-                    task.template["body"] or "",
-                    self._variables(task, stage_variables),
-                )
-            except TemplateError as exc:
-                return self._failed(task, state="template_error", error=str(exc), retryable=False)
-        # raw
-        events: list[ev.Event] = []
+            return task.parent_text
+        try:
+            return render_prompt(
+                f"{task.stage}/{task.template_id}",
+                task.template["body"] or "",
+                self._variables(task, stage_variables),
+            )
+        except TemplateError as exc:
+            raise _Ended(
+                self._failed(task, state="template_error", error=str(exc), retryable=False)
+            ) from None
+
+    async def _raw(self, task: Task, prompt: str) -> tuple[str, dict[str, Any]]:
+        """The raw reply and the fields of its ``generation.responded`` event: the model's
+        answer to ``prompt`` (a copy: the parent's text, verbatim)."""
         if task.mode == "copy":
-            raw = task.parent_text or ""
-            responded: dict[str, Any] = dict(mode="copy", finish_reason="copy")
-        else:
-            model = task.model or {}
-            settings = {**model.get("settings", {}), **task.template.get("settings", {})}
-            params = {
-                k: settings[k]
-                for k in ("temperature", "max_tokens", "seed")
-                if settings.get(k) is not None
-            }
-            extra = {
-                **model.get("settings", {}).get("extra", {}),
-                **task.template.get("settings", {}).get("extra", {}),
-            }
-            if extra:
-                params["extra"] = extra
-            provider_name = self.config.provider_override or model.get("provider", "offline")
-            provider = self.provider(model)
-            request = CompletionRequest(
-                model=model.get("provider_model", ""),
-                prompt=prompt,
-                temperature=params.get("temperature"),
-                max_tokens=params.get("max_tokens"),
-                seed=params.get("seed"),
-                extra=extra,
-                timeout=self.config.timeout_s,
-            )
-            crash_point("before_call")
-            try:
-                completion = await provider.complete(request)
-            except ProviderError as exc:
-                return self._provider_failed(task, exc)
-            crash_point("after_response")
-            raw = completion.text
-            cost = completion.cost
-            if (
-                cost is None
-                and model.get("price_input") is not None
-                and model.get("price_output") is not None
-            ):
-                cost = (completion.prompt_tokens or 0) * model["price_input"] + (
-                    completion.completion_tokens or 0
-                ) * model["price_output"]
-            responded = dict(
-                mode="llm",
-                provider=provider_name,
-                model_id=model.get("model_id"),
-                resolved_model=completion.resolved_model,
-                finish_reason=completion.finish_reason,
-                prompt_tokens=completion.prompt_tokens,
-                completion_tokens=completion.completion_tokens,
-                latency_s=round(completion.latency_s, 4)
-                if completion.latency_s is not None
-                else None,
-                cost=cost,
-                params=params,
-                offline=bool(getattr(completion, "offline", False)),
-            )
+            return task.parent_text or "", dict(mode="copy", finish_reason="copy")
+        model = task.model or {}
+        request, params = self._request(task, model, prompt)
+        provider = self.provider(model)
+        crash_point("before_call")
+        try:
+            completion = await provider.complete(request)
+        except ProviderError as exc:
+            raise _Ended(self._provider_failed(task, exc)) from None
+        crash_point("after_response")
+        cost = completion.cost
+        if (
+            cost is None
+            and model.get("price_input") is not None
+            and model.get("price_output") is not None
+        ):
+            cost = (completion.prompt_tokens or 0) * model["price_input"] + (
+                completion.completion_tokens or 0
+            ) * model["price_output"]
+        return completion.text, dict(
+            mode="llm",
+            provider=self.config.provider_override or model.get("provider", "offline"),
+            model_id=model.get("model_id"),
+            resolved_model=completion.resolved_model,
+            finish_reason=completion.finish_reason,
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+            latency_s=round(completion.latency_s, 4) if completion.latency_s is not None else None,
+            cost=cost,
+            params=params,
+            offline=bool(getattr(completion, "offline", False)),
+        )
+
+    def _request(
+        self, task: Task, model: dict[str, Any], prompt: str
+    ) -> tuple[CompletionRequest, dict[str, Any]]:
+        """The model call, and its sampling parameters as recorded: the template's settings
+        over the model's (``extra`` merged key by key)."""
+        settings = {**model.get("settings", {}), **task.template.get("settings", {})}
+        params = {
+            k: settings[k]
+            for k in ("temperature", "max_tokens", "seed")
+            if settings.get(k) is not None
+        }
+        extra = {
+            **model.get("settings", {}).get("extra", {}),
+            **task.template.get("settings", {}).get("extra", {}),
+        }
+        if extra:
+            params["extra"] = extra
+        request = CompletionRequest(
+            model=model.get("provider_model", ""),
+            prompt=prompt,
+            temperature=params.get("temperature"),
+            max_tokens=params.get("max_tokens"),
+            seed=params.get("seed"),
+            extra=extra,
+            timeout=self.config.timeout_s,
+        )
+        return request, params
+
+    def _parsed(self, task: Task, prompt: str, raw: str, responded: dict[str, Any]) -> Outcome:
+        """The outcome: the reply recorded, then validated and parsed (completed), or the
+        parse failure after it."""
         prompt_hash, raw_hash = _hash(prompt), _hash(raw)
         texts = {prompt_hash: prompt, raw_hash: raw}
-        events.append(
+        events: list[ev.Event] = [
             ev.GenerationResponded(
                 gen_id=task.gen_id,
                 token=task.token,
@@ -180,8 +206,7 @@ class Executor:
                 raw_hash=raw_hash,
                 **responded,
             )
-        )
-        # parsed
+        ]
         settings = task.template.get("settings", {})
         min_lines = settings.get("min_lines", DEFAULT_MIN_LINES.get(task.stage))
         try:
@@ -285,3 +310,11 @@ class Executor:
 
 def _hash(text: str) -> str:
     return text_hash(text)
+
+
+class _Ended(Exception):
+    """An attempt that ended before its reply was parsed, with the outcome to record."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome

@@ -4,23 +4,8 @@ signals and a clean shutdown around it.
 ``Worker.run_once()`` is one step: one transaction records the calls that ended and
 claims what fits (``queue.leases.exchange``), the claimed tasks start (``Executor``, up to
 ``concurrency`` at once), and the step waits briefly for calls to end. Tests drive it
-directly with a fixed clock (``async with Worker(config, clock=...) as worker``).
-
-Invariants:
-
-- A result is recorded only if the task still carries its attempt's fencing token (a
-  worker whose lease expired, and whose task was claimed by someone else, writes nothing).
-- Pool limits hold across processes and adapt to rate limiting (``queue.pools``). A worker
-  runs at most as many calls in a pool as its leases there hold slots (``Slots``); its
-  queued leases start in the slots of its finished calls, and the next exchange records
-  the result and moves the slot to the new task in one transaction (``slots.taken``), so
-  the pool's count in the database never falls below the calls really in flight.
-- An expired lease (the worker died or stalled) counts as an attempt: a task whose worker
-  dies every time fails after ``max_attempts`` instead of crash-looping.
-- SIGTERM/SIGINT: stop claiming, give in-flight calls ``grace`` seconds, then release the
-  rest (``lease.released``), so nothing waits for a lease to expire after a clean stop. A
-  released lease is not counted as an attempt. A second signal skips the grace period.
-- All database work happens on one dedicated thread; the event loop only awaits it.
+directly with a fixed clock (``async with Worker(config, clock=...) as worker``). The
+invariants it keeps are the package's (``daydream/worker/__init__.py``).
 """
 
 from __future__ import annotations
@@ -32,7 +17,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from daydream.clock import Clock, utcnow
@@ -43,31 +27,12 @@ from daydream.queue.tasks import Outcome, Task, has_pending
 from daydream.worker.config import WorkerConfig
 from daydream.worker.execute import Executor
 from daydream.worker.slots import Slots
+from daydream.worker.stats import WorkerStats
 
 IDLE_FIRST_S = 0.02  # first sleep of a worker that found nothing to claim (doubling)
 IDLE_POLL_S = 0.1  # longest sleep of an idle worker between looks at the queue
 BUSY_IDLE_S = 0.005  # first sleep of a worker that was busy until now
 CALLS_CHECK_S = 0.5  # how often a worker checks that its calls in flight still hold their leases
-QUEUE_WAIT_S = 0.25  # how much work a worker's queued leases may hold (see Worker.queue_size)
-QUEUE_PER_SLOT = 2  # and at most this many queued leases per slot
-
-
-@dataclass
-class WorkerStats:
-    claimed: int = 0
-    recorded: int = 0
-    stale: int = 0
-    released: int = 0
-    ok: int = 0
-    failed: int = 0
-    throttled: int = 0
-
-    def line(self, name: str) -> str:
-        """How worker ``name`` did, in one line (printed when it exits)."""
-        return (
-            f"worker {name}: {self.ok} ok, {self.failed} failed, {self.throttled} throttled,"
-            f" {self.stale} stale, {self.released} released"
-        )
 
 
 class Worker:
@@ -174,25 +139,8 @@ class Worker:
 
     @property
     def queue_size(self) -> int:
-        """Queued leases wanted per worker (``WorkerConfig.queue`` overrides it; 0 turns
-        queueing off).
-
-        Enough to refill the slots that end between two exchanges, but no more than
-        ``QUEUE_WAIT_S`` of work for the slots the worker may use (held, less any to shed
-        after a limit cut): a queued task waits for one of this worker's calls to end, so
-        with 16 slots and calls of 3 s or more the queue is one lease (another worker with
-        room is not kept waiting), while with calls of 50 ms it reaches ``QUEUE_PER_SLOT``
-        leases per slot: slots refill at once however bursty the ends, also while an
-        exchange waits for another worker's write (tens of milliseconds under load, in
-        which 429s, coming back at once, can free every slot). The call length is a moving
-        average over model calls (429s included: they free slots too; copies are not
-        calls). Until a call has ended, a quarter of the concurrency."""
-        if self.config.queue is not None:
-            return self.config.queue
-        if self._call_s is None:
-            return max(1, self.config.concurrency // 4)
-        slots = max(1, self.slots.usable())
-        return max(1, min(slots * QUEUE_PER_SLOT, round(slots * QUEUE_WAIT_S / self._call_s)))
+        """Queued leases wanted now (``Slots.queue_size``)."""
+        return self.slots.queue_size(self.config.queue, self.config.concurrency, self._call_s)
 
     # -- the database -----------------------------------------------------------------
 
@@ -366,15 +314,7 @@ class Worker:
             self.log(f"worker {self.config.name}: leases not released ({exc}); they expire")
 
     def _count(self, outcomes: list[Outcome], recorded: int, stale: int) -> None:
-        self.stats.recorded += recorded
-        self.stats.stale += stale
-        for outcome in outcomes:
-            if outcome.ok:
-                self.stats.ok += 1
-            elif outcome.throttled:
-                self.stats.throttled += 1
-            else:
-                self.stats.failed += 1
+        self.stats.add(outcomes, recorded, stale)
         if stale:
             self.log(
                 f"{stale} result(s) discarded: the lease was no longer held (the task was"

@@ -18,7 +18,8 @@ from daydream.errors import DaydreamError
 from daydream.queue.tasks import remaining_models
 from daydream.worker.config import WorkerConfig
 from daydream.worker.execute import Executor
-from daydream.worker.loop import Worker, WorkerStats
+from daydream.worker.loop import Worker
+from daydream.worker.stats import WorkerStats
 
 
 def check_providers(config: WorkerConfig, conn: sqlite3.Connection | None = None) -> None:

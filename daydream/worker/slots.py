@@ -15,6 +15,9 @@ from contextlib import contextmanager
 
 from daydream.queue.tasks import Outcome, Task
 
+QUEUE_WAIT_S = 0.25  # how much work a worker's queued leases may hold (see queue_size)
+QUEUE_PER_SLOT = 2  # and at most this many queued leases per slot
+
 
 class Slots:
     """``held``: pool -> slots the worker's leases hold (calls in flight and results not
@@ -37,6 +40,27 @@ class Slots:
     def usable(self) -> int:
         """Slots the worker may use over all pools (never negative per pool)."""
         return sum(max(0, self.allowed(pool)) for pool in self.held)
+
+    def queue_size(self, fixed: int | None, concurrency: int, call_s: float | None) -> int:
+        """Queued leases a worker wants (``fixed``, ``WorkerConfig.queue``, overrides it; 0
+        turns queueing off).
+
+        Enough to refill the slots that end between two exchanges, but no more than
+        ``QUEUE_WAIT_S`` of work for the slots the worker may use (held, less any to shed
+        after a limit cut): a queued task waits for one of this worker's calls to end, so
+        with 16 slots and calls of 3 s or more the queue is one lease (another worker with
+        room is not kept waiting), while with calls of 50 ms it reaches ``QUEUE_PER_SLOT``
+        leases per slot: slots refill at once however bursty the ends, also while an
+        exchange waits for another worker's write (tens of milliseconds under load, in
+        which 429s, coming back at once, can free every slot). ``call_s`` is how long a
+        call takes (a moving average over model calls, 429s included: they free slots too;
+        copies are not calls). Until a call has ended, a quarter of the concurrency."""
+        if fixed is not None:
+            return fixed
+        if call_s is None:
+            return max(1, concurrency // 4)
+        slots = max(1, self.usable())
+        return max(1, min(slots * QUEUE_PER_SLOT, round(slots * QUEUE_WAIT_S / call_s)))
 
     def gain(self, pool: str) -> None:
         """A lease of the worker now holds a slot in ``pool``."""
