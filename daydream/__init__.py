@@ -30,7 +30,7 @@ _LAZY = {
     "connect": "db.connection",
     "read_events": "db.log",
     "transaction": "db.transaction",
-    "rebuild": "projections.replay",
+    "rebuild": "db.projections.replay",
     "import_catalog": "catalog.recording",
     "load_catalog": "catalog.load",
     "load_spec": "spec",

@@ -32,10 +32,10 @@ from daydream.browse.metadata import HIDDEN_TABLES, column_description
 from daydream.cli import cli
 from daydream.db.connection import connect
 from daydream.db.log import append
+from daydream.db.projections.views import VIEWS
 from daydream.db.texts import get_text
 from daydream.demo import run_demo
 from daydream.plan.write import plan_cohort
-from daydream.projections.views import VIEWS
 from daydream.queue.cohorts import cohort_status
 from daydream.results.curation import rank_essays
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from daydream.db.check import check
 from daydream.db.migrations import list_migrations
-from daydream.projections.schema import DDL_HASH
+from daydream.db.projections.schema import DDL_HASH
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "daydream.db.example"

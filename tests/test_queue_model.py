@@ -36,7 +36,7 @@ from hypothesis.stateful import (  # noqa: E402
 )
 
 from daydream.db.connection import connect  # noqa: E402
-from daydream.projections.replay import compare_with_replay  # noqa: E402
+from daydream.db.projections.replay import compare_with_replay  # noqa: E402
 from daydream.queue.leases import Exchange, claim, exchange, heartbeat, release  # noqa: E402
 from daydream.queue.pools import set_pool_limit  # noqa: E402
 from daydream.queue.tasks import Task  # noqa: E402

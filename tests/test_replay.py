@@ -26,9 +26,9 @@ from daydream.catalog.load import load_catalog
 from daydream.catalog.recording import import_catalog
 from daydream.db.check import check
 from daydream.db.connection import connect
+from daydream.db.projections import replay
 from daydream.errors import ProviderError
 from daydream.plan.write import plan_cohort
-from daydream.projections import replay
 from daydream.providers.offline import OfflineProvider
 from daydream.queue.cohorts import cancel, retry
 from daydream.queue.leases import claim, heartbeat, record, release

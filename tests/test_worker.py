@@ -24,9 +24,9 @@ import pytest
 
 from daydream.clock import isoformat, utcnow
 from daydream.db.connection import connect
+from daydream.db.projections.replay import compare_with_replay
 from daydream.db.transaction import transaction
 from daydream.errors import PlanError
-from daydream.projections.replay import compare_with_replay
 from daydream.providers.offline import render_offline_reply
 from daydream.queue.cohorts import cohort_status, retry
 from daydream.queue.leases import Exchange, claim, exchange, heartbeat, record

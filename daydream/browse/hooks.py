@@ -30,7 +30,7 @@ from datasette.plugins import pm
 
 from daydream.browse.metadata import database_metadata
 from daydream.db.connection import is_daydream_database
-from daydream.projections.views import VIEWS
+from daydream.db.projections.views import VIEWS
 
 PLUGIN_NAME = "daydream"  # the entry point's name, so the plugin is registered once
 

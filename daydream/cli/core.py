@@ -66,7 +66,7 @@ def db_rebuild(db_path: Path) -> None:
 
         daydream db rebuild
     """
-    from daydream.projections.replay import rebuild
+    from daydream.db.projections.replay import rebuild
 
     conn = _open(db_path)
     applied = rebuild(conn)

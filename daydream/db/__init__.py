@@ -9,5 +9,11 @@ projections.
   reading them;
 - ``texts``: prompts, replies and parsed outputs stored once, by hash;
 - ``files``: sizes and write-ahead log checkpoints;
+- ``projections``: the tables derived from the log, kept in step with it inside the
+  appending transaction, and their replay;
 - ``check``: ``daydream db check``, every invariant checked.
+
+Layers inside the package: ``transaction``, ``files``, ``migrations`` and ``texts`` use
+nothing else of daydream's storage; ``projections`` builds on them; ``connection``,
+``log`` and ``check`` build on the projections.
 """

@@ -12,9 +12,9 @@ from pathlib import Path
 from daydream.db.connection import connect
 from daydream.db.files import database_bytes
 from daydream.db.migrations import GUARD_TRIGGERS, _has_table, list_migrations
+from daydream.db.projections.replay import compare_with_replay
+from daydream.db.projections.schema import DDL_HASH, built_by
 from daydream.errors import StoreError
-from daydream.projections.replay import compare_with_replay
-from daydream.projections.schema import DDL_HASH, built_by
 
 CHECK_PROGRESS_BYTES = 64 * 2**20  # `daydream db check` says what it does from this size
 

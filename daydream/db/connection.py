@@ -19,9 +19,9 @@ from pathlib import Path
 
 from daydream.db.files import readonly_uri
 from daydream.db.migrations import apply_migrations, check_guards
+from daydream.db.projections.replay import ensure_projections
 from daydream.db.transaction import BUSY_TIMEOUT_MS
 from daydream.errors import StoreError
-from daydream.projections.replay import ensure_projections
 
 # After a checkpoint resets the write-ahead log, SQLite cuts the file back to this size
 # (otherwise it keeps its largest size for as long as any connection is open).

@@ -13,8 +13,8 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 
 from daydream.clock import Clock, isoformat, utcnow
+from daydream.db.projections.apply import apply_event
 from daydream.db.transaction import transaction
-from daydream.projections.apply import apply_event
 
 
 def append(

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from daydream import events as ev
-from daydream.projections import attempts, planning
+from daydream.db.projections import attempts, planning
 
 Applier = Callable[[sqlite3.Connection, int, Any, str], None]
 """An applier: (connection, event id, event, recorded_at) -> None, inside the append's

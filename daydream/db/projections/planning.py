@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from daydream import events as ev
-from daydream.projections.cells import join_score_cells
-from daydream.projections.lineage import select_in
+from daydream.db.projections.cells import join_score_cells
+from daydream.db.projections.lineage import select_in
 
 
 def _concept_defined(conn, event_id, e: ev.ConceptDefined, at):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 
-from daydream.projections.views import VIEWS, VIEWS_DDL
+from daydream.db.projections.views import VIEWS, VIEWS_DDL
 
 PROJECTION_DDL = """
 CREATE TABLE concepts (

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from daydream import events as ev
-from daydream.projections.cells import score_cells
-from daydream.projections.lineage import children_of, select_in, set_blocked
+from daydream.db.projections.cells import score_cells
+from daydream.db.projections.lineage import children_of, select_in, set_blocked
 
 
 def _attempt_started(conn, event_id, e: ev.AttemptStarted, at):

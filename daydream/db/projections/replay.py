@@ -15,15 +15,15 @@ import tempfile
 
 from daydream import events as ev
 from daydream.db.files import database_bytes, open_scratch, readonly_uri
-from daydream.db.transaction import transaction
-from daydream.projections.apply import apply_event
-from daydream.projections.schema import (
+from daydream.db.projections.apply import apply_event
+from daydream.db.projections.schema import (
     DDL_HASH,
     PROJECTION_TABLES,
     _create,
     _drop,
     built_by,
 )
+from daydream.db.transaction import transaction
 
 
 def ensure_projections(conn: sqlite3.Connection) -> bool:
