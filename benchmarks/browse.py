@@ -224,7 +224,7 @@ def pages(database: str) -> dict[str, str]:
 
 
 def measure_pages(db_path: Path, runs: int) -> dict[str, dict]:
-    from daydream.browse import make_datasette
+    from daydream.browse.app import make_datasette
 
     ds = make_datasette(db_path)
     database = next(iter(ds.databases.keys() - {"_internal", "_memory"}))

@@ -8,14 +8,12 @@ finds nothing left to do); ``--fresh`` starts over.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 from daydream.catalog.load import load_catalog
 from daydream.catalog.recording import import_catalog
-from daydream.db.connection import connect
-from daydream.db.files import readonly_uri
+from daydream.db.connection import connect, is_daydream_database
 from daydream.errors import DaydreamError
 from daydream.paths import project_dir
 from daydream.plan.write import plan_cohort
@@ -30,17 +28,7 @@ def _refuse_to_replace(db_path: Path) -> None:
     """``--fresh`` deletes the file: only an empty one or a daydream database."""
     if not db_path.is_file() or db_path.stat().st_size == 0:
         return
-    try:
-        conn = sqlite3.connect(readonly_uri(db_path), uri=True)
-        try:
-            found = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
-            ).fetchone()
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError:
-        found = None
-    if not found:
+    if not is_daydream_database(db_path):
         raise DaydreamError(
             f"{db_path} is not a daydream database; --fresh only replaces one"
             " (choose another --db)"

@@ -105,3 +105,25 @@ def test_imports_are_read_inside_functions_too(tmp_path):
     path.write_text(source)
     modules = {"daydream.probe": path, "daydream.db.log": path, "daydream.db": path}
     assert _imports("daydream.probe", path, modules) == {"daydream.db.log"}
+
+
+def test_every_name_of_the_public_api_resolves():
+    """``daydream/__init__.py`` imports its names on first use: each must still exist
+    where the map says, after any move."""
+    import daydream
+
+    for name in daydream.__all__:
+        assert getattr(daydream, name) is not None, name
+
+
+def test_every_connection_is_opened_by_the_database_package():
+    """Pragmas, the fork guard and read-only URIs live in one place (``daydream/db``):
+    no other module calls ``sqlite3.connect`` itself."""
+    offenders = [
+        f"{path.relative_to(REPO)}:{number}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.parent != PACKAGE / "db"
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if "sqlite3.connect(" in line
+    ]
+    assert offenders == []

@@ -27,7 +27,8 @@ from click.testing import CliRunner
 from datasette.app import Datasette
 
 from daydream import events as ev
-from daydream.browse import HIDDEN_TABLES, column_description, make_datasette
+from daydream.browse.app import make_datasette
+from daydream.browse.metadata import HIDDEN_TABLES, column_description
 from daydream.cli import cli
 from daydream.db.connection import connect
 from daydream.db.log import append
@@ -420,14 +421,46 @@ def test_browse_cannot_write_and_sees_what_workers_write(db, ds):
     ]
 
 
-def test_plain_datasette_sees_the_views_without_daydreams_hooks(db, ds):
-    plain = Datasette([str(db)])
-    got = asyncio.run(plain.client.get(f"/{DB}/top_essays.json?cohort_id=demo&_shape=array"))
-    assert got.status_code == 200 and got.json()
+def test_plain_datasette_shows_what_daydream_browse_shows_and_leaves_other_databases_alone(
+    db, ds, tmp_path
+):
+    """daydream's hooks are a Datasette plugin found by entry point: ``datasette
+    daydream.db`` (no daydream command) has the same readable texts, links, canned queries
+    and descriptions as ``daydream browse``, and cannot write; another database served
+    beside it is shown exactly as Datasette shows it, writable."""
+    other = tmp_path / "notes.db"
+    raw = sqlite3.connect(other)
+    raw.execute("CREATE TABLE notes (gen_id TEXT, body_text TEXT)")
+    raw.execute("CREATE VIEW notes_view AS SELECT * FROM notes")
+    raw.execute("INSERT INTO notes VALUES ('g1', 'a long text')")
+    raw.commit()
+    raw.close()
+    plain = Datasette([str(db), str(other)])
     page = asyncio.run(plain.client.get(f"/{DB}/generation_texts?stage=essay")).text
-    assert "daydream-text" not in page
-    assert ds.setting("suggest_facets") is False  # daydream's settings, its instance only
+    assert page.count('class="daydream-text"') == page_texts(ds, "essay")
+    lineage = asyncio.run(plain.client.get(f"/{DB}/lineage?_size=1")).text
+    assert f'href="/{DB}/generation?gen_id=' in lineage
+    (essay,) = [r for r in query(db, "SELECT gen_id FROM generations WHERE stage = 'essay'")][:1]
+    chain = asyncio.run(
+        plain.client.get(f"/{DB}/generation.json?gen_id={essay['gen_id']}&_shape=array")
+    ).json()
+    assert [r["relation"] for r in chain][:2] == ["ancestor", "this"]
+    assert plain.metadata("tables", database=DB) == ds.metadata("tables", database=DB)
+    assert plain.metadata("queries", database=DB) == ds.metadata("queries", database=DB)
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        asyncio.run(plain.databases[DB].execute_write("DELETE FROM cohorts"))
+    # The other database: no daydream texts, links or metadata; its writes go through.
+    notes = asyncio.run(plain.client.get("/notes/notes_view")).text
+    assert "daydream-text" not in notes and "generation?gen_id=" not in notes
+    assert plain.metadata("queries", database="notes") is None
+    asyncio.run(plain.databases["notes"].execute_write("DELETE FROM notes"))
+    assert ds.setting("suggest_facets") is False  # daydream's settings: its instance only
     assert plain.setting("suggest_facets") is True
+
+
+def page_texts(ds: Datasette, stage: str) -> int:
+    """How many text blocks ``daydream browse`` renders on a generation_texts page."""
+    return get(ds, f"/{DB}/generation_texts?stage={stage}").text.count('class="daydream-text"')
 
 
 def test_browse_command_refuses_a_missing_database(tmp_path):

@@ -399,9 +399,9 @@ def test_a_database_in_a_directory_with_an_awkward_name_is_checked_browsed_and_r
     assert out.count("ok   ") == 5, out
     assert "a" in ok("status", "--json", "--db", path).stdout
     assert json.loads(ok("status", "a", "--json", "--db", path).stdout)["stages"]["draft"]
-    from daydream.browse import metadata
+    from daydream.browse.metadata import database_metadata
 
-    assert metadata(path)["databases"]
+    assert database_metadata(path, "cli")["tables"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.yaml", odd.name]
     assert sorted(p.name for p in odd.iterdir() if not p.name.startswith("cli.db")) == []
 

@@ -166,7 +166,7 @@ def browse(db_path: Path, port: int, open_browser: bool) -> None:
 
         daydream browse --db demo.db --port 8001 --open
     """
-    from daydream.browse import serve
+    from daydream.browse.app import serve
 
     serve(db_path, port=port, open_browser=open_browser, log=_err)
 

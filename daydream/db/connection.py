@@ -106,3 +106,29 @@ def connect(
         conn.close()
         raise
     return conn
+
+
+_MARKERS = ("events", "generations", "projection_meta")  # tables only daydream's have
+
+
+def is_daydream_database(path: str | Path) -> bool:
+    """Does the SQLite file at ``path`` hold daydream's event log and projections? (Read
+    only; False for a missing file, another database or a file that is not SQLite.)"""
+    if not Path(path).is_file():
+        return False
+    try:
+        conn = sqlite3.connect(readonly_uri(path), uri=True)
+    except sqlite3.Error:
+        return False
+    try:
+        marks = ", ".join("?" for _ in _MARKERS)
+        found = conn.execute(
+            f"SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ({marks})",
+            _MARKERS,
+        ).fetchone()[0]
+    except sqlite3.Error:  # not a database, or unreadable
+        return False
+    finally:
+        conn.close()
+    return bool(found == len(_MARKERS))
+

@@ -1,5 +1,5 @@
-"""The database's files: their size, write-ahead log checkpoints, and the read-only URI
-that opens one."""
+"""The database's files: their size, write-ahead log checkpoints, the read-only URI that
+opens one, and scratch databases (a replay's tables, a rehearsal's copy)."""
 
 from __future__ import annotations
 
@@ -49,3 +49,13 @@ def readonly_uri(path: str | Path) -> str:
     """A read-only SQLite URI for ``path``: absolute, with ``%``, ``?``, ``#`` and spaces
     escaped (the path pasted after ``file:`` breaks on a directory named ``run #2``)."""
     return Path(path).resolve().as_uri() + "?mode=ro"
+
+
+def open_scratch(path: str | Path) -> sqlite3.Connection:
+    """A connection to a scratch database this process owns and throws away (a replay's
+    tables, a rehearsal's copy): autocommit, no journal, no syncing (nothing to recover).
+    ``:memory:`` works too."""
+    conn = sqlite3.connect(str(path), isolation_level=None, uri=str(path).startswith("file:"))
+    conn.execute("PRAGMA journal_mode = OFF")
+    conn.execute("PRAGMA synchronous = OFF")
+    return conn

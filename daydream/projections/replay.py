@@ -14,7 +14,7 @@ import sqlite3
 import tempfile
 
 from daydream import events as ev
-from daydream.db.files import database_bytes, readonly_uri
+from daydream.db.files import database_bytes, open_scratch, readonly_uri
 from daydream.db.transaction import transaction
 from daydream.projections.apply import apply_event
 from daydream.projections.schema import (
@@ -110,10 +110,8 @@ def compare_with_replay(path: str) -> dict[str, tuple[tuple[int, str], tuple[int
     The database at ``path`` is only read.
     """
     scratch_path = _scratch_path(path)
-    scratch = sqlite3.connect(scratch_path, isolation_level=None, uri=True)
+    scratch = open_scratch(scratch_path)
     try:
-        scratch.execute("PRAGMA journal_mode = OFF")  # a scratch file: nothing to recover
-        scratch.execute("PRAGMA synchronous = OFF")
         scratch.execute("ATTACH DATABASE ? AS src", (readonly_uri(path),))
         scratch.execute("PRAGMA foreign_keys = OFF")
         scratch.execute("CREATE TABLE texts (hash TEXT PRIMARY KEY, text TEXT, length INTEGER)")

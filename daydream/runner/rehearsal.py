@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from daydream.db.connection import connect
+from daydream.db.files import open_scratch
 from daydream.errors import ConfigError
 from daydream.queue.cohorts import Status
 from daydream.queue.tasks import remaining_models
@@ -66,7 +67,7 @@ def rehearse(config: WorkerConfig, *, workers: int = 2) -> Rehearsal:
         source = connect(db_path, create=False)
         pending = _pending(source, cohort)
         setup = _setup_problems(source, db_path, cohort, config.base_urls)
-        target = sqlite3.connect(scratch)
+        target = open_scratch(scratch)
         source.backup(target)
         target.close()
         source.close()

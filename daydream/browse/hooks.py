@@ -1,0 +1,135 @@
+"""daydream's Datasette plugin: registered as an entry point (``[project.entry-points.
+datasette]``), so a plain ``datasette daydream.db`` shows what ``daydream browse`` shows.
+
+For every database that is a daydream database (it has the event log and projections:
+``db.connection.is_daydream_database``) the hooks add: table, view and column descriptions and the
+canned queries (``get_metadata``); texts rendered whole in readable blocks and generation,
+combination and cohort ids in views rendered as links (``render_cell``); folded column
+descriptions (``extra_body_script``); and ``PRAGMA query_only`` on every connection, so
+even Datasette's own write connection cannot change the database (``prepare_connection``).
+Any other database, in the same Datasette or another, is left exactly as Datasette shows
+it.
+
+What a hook knows about a database is read once per Datasette instance and kept on it
+(``_state``): Datasette calls these hooks for every cell and every metadata lookup. A
+database's canned pivot has a column per judge found when it was first read: restart to
+show judges planned later.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+from typing import Any
+from urllib.parse import quote_plus
+
+import markupsafe
+from datasette import hookimpl
+from datasette.plugins import pm
+
+from daydream.browse.metadata import database_metadata
+from daydream.db.connection import is_daydream_database
+from daydream.projections.views import VIEWS
+
+PLUGIN_NAME = "daydream"  # the entry point's name, so the plugin is registered once
+
+_TEXT_STYLE = (
+    "white-space: pre-wrap; max-height: 28em; overflow: auto; min-width: 24em;"
+    " max-width: 60em; font-family: ui-monospace, monospace; font-size: 0.85em; margin: 0"
+)
+
+# Datasette lists column descriptions above the rows; fold them so the rows come first.
+_FOLD_DESCRIPTIONS = """
+document.querySelectorAll("dl.column-descriptions").forEach(function (list) {
+    var details = document.createElement("details");
+    var summary = document.createElement("summary");
+    summary.textContent = "Column descriptions";
+    list.parentNode.insertBefore(details, list);
+    details.appendChild(summary);
+    details.appendChild(list);
+});
+"""
+
+
+def ensure_registered() -> None:
+    """Register the hooks when the entry point did not (daydream run from a checkout that
+    was not installed); a no-op when it did."""
+    module = sys.modules[__name__]
+    if not pm.is_registered(module) and pm.get_plugin(PLUGIN_NAME) is None:
+        pm.register(module, name=PLUGIN_NAME)
+
+
+@hookimpl
+def prepare_connection(conn: sqlite3.Connection, database: str, datasette: Any) -> None:
+    if _daydream(datasette, database):
+        conn.execute("PRAGMA query_only = 1")
+
+
+@hookimpl
+def get_metadata(datasette: Any, key: str, database: str | None, table: str | None) -> Any:
+    # A fresh copy each time: Datasette adds keys to the metadata it is given.
+    described = {
+        name: json.loads(_state(datasette, name)["metadata"])
+        for name in list(datasette.databases)
+        if _daydream(datasette, name)
+    }
+    return {"databases": described} if described else None
+
+
+@hookimpl
+def render_cell(value: Any, column: str, table: str | None, database: str, datasette: Any) -> Any:
+    if value is None or not _daydream(datasette, database):
+        return None
+    if isinstance(value, str) and (column == "text" or column.endswith("_text")):
+        return markupsafe.Markup(
+            f'<div class="daydream-text" style="{_TEXT_STYLE}">{markupsafe.escape(value)}</div>'
+        )
+    if (table is not None and table not in VIEWS) or not isinstance(value, str):
+        return None  # tables link their keys themselves
+    # A page renders every cell through here: look each column's link up once.
+    links = _state(datasette, database)["links"]
+    if column not in links:
+        links[column] = _link_base(datasette, database, column)
+    if links[column] is None:
+        return None
+    href = links[column] + quote_plus(value)
+    return markupsafe.Markup(f'<a href="{markupsafe.escape(href)}">{markupsafe.escape(value)}</a>')
+
+
+@hookimpl
+def extra_body_script(database: str | None, datasette: Any) -> str | None:
+    if database is None or not _daydream(datasette, database):
+        return None
+    return _FOLD_DESCRIPTIONS
+
+
+def _daydream(datasette: Any, database: str) -> bool:
+    return _state(datasette, database)["daydream"]
+
+
+def _state(datasette: Any, database: str) -> dict[str, Any]:
+    """What the hooks know of ``database`` in this Datasette: whether it is daydream's,
+    its metadata (when it is) and the links of its view columns; read on first use."""
+    known = datasette.__dict__.setdefault("_daydream_state", {})
+    if database not in known:
+        db = datasette.databases.get(database)
+        path = None if db is None or getattr(db, "is_memory", False) else db.path
+        daydream = path is not None and is_daydream_database(path)
+        known[database] = {
+            "daydream": daydream,
+            "metadata": json.dumps(database_metadata(path, database) if path and daydream else {}),
+            "links": {},
+        }
+    return known[database]
+
+
+def _link_base(datasette: Any, database: str, column: str) -> str | None:
+    """The link of a view column's value, up to the value: generation ids open their lineage."""
+    if column == "gen_id" or column.endswith("_gen_id"):
+        return datasette.urls.query(database, "generation") + "?gen_id="
+    if column == "combo_id":
+        return datasette.urls.table(database, "combos_with_concepts") + "?combo_id="
+    if column == "cohort_id":
+        return datasette.urls.table(database, "cohort_progress") + "?cohort_id="
+    return None
