@@ -16,7 +16,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -37,22 +37,10 @@ from daydream.queue.tasks import has_pending
 from daydream.worker.config import WorkerConfig
 from daydream.worker.execute import Executor
 from tests.invariants import check_invariants
+from tests.scenario import FixedClock
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "specs" / "catalog"
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 class FlakyProvider:
@@ -184,7 +172,7 @@ def workload(tmp_path_factory):
     """A database after the whole workload; returns its path."""
     tmp_path = tmp_path_factory.mktemp("replay")
     path = tmp_path / "replay.db"
-    clock = Clock()
+    clock = FixedClock(datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc))
     conn = connect(path)
     import_catalog(conn, load_catalog(_catalog_with_a_broken_essay(tmp_path)))
     set_pool_limit(conn, "offline", 64)
