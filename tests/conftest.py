@@ -2,7 +2,8 @@
 and the fixtures several test modules plan their cohorts with.
 
 Test modules share set-ups through these fixtures and through the helper modules
-(``scenario``, ``fakeapi``, ``invariants``), never by importing another test module."""
+(``scenario``, ``example_catalog``, ``fakeapi``, ``invariants``), never by importing
+another test module."""
 
 from __future__ import annotations
 

@@ -11,8 +11,8 @@ import pytest
 from daydream.catalog.entries import Catalog, Concept, combo_id_for
 from daydream.catalog.load import load_catalog
 from daydream.errors import CatalogError
+from tests.example_catalog import EXAMPLE
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "specs" / "catalog"
 UPSTREAM_DATA = Path(os.environ.get("DAYDREAM_UPSTREAM_DATA", "/work/shared/upstream-data"))
 needs_upstream = pytest.mark.skipif(
     not (UPSTREAM_DATA / "1_raw").is_dir(), reason="upstream data not available"

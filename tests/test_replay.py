@@ -36,11 +36,9 @@ from daydream.queue.pools import set_pool_limit
 from daydream.queue.tasks import has_pending
 from daydream.worker.config import WorkerConfig
 from daydream.worker.execute import Executor
+from tests.example_catalog import EXAMPLE, write_spec
 from tests.invariants import check_invariants
 from tests.scenario import FixedClock
-
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLE = REPO / "specs" / "catalog"
 
 
 class FlakyProvider:
@@ -96,12 +94,6 @@ def drain(conn, config, clock, executor, *, batch: int = 7, cohort: str | None =
             continue
         record(conn, run_tasks(executor, tasks), config, clock=clock)
         clock.advance(1)
-
-
-def write_spec(directory: Path, name: str, spec: dict) -> Path:
-    path = directory / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
-    return path
 
 
 MAIN = {
