@@ -1,29 +1,17 @@
-"""Shared test set-up: where the upstream pipeline's data lives (../shared beside the repo),
-and the fixtures several test modules plan their cohorts with.
+"""The fixtures several test modules plan their cohorts with.
 
 Test modules share set-ups through these fixtures and through the helper modules
-(``scenario``, ``example_catalog``, ``fakeapi``, ``invariants``), never by importing
-another test module."""
+(``scenario``, ``example_catalog``, ``upstream``, ``fakeapi``, ``invariants``), never by
+importing another test module."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.scenario import cohort, offline_model
-
-_REPO = Path(__file__).resolve().parents[1]
-for _candidate in (_REPO.parent / "shared" / "upstream-data", Path("/work/shared/upstream-data")):
-    if _candidate.is_dir():
-        os.environ.setdefault("DAYDREAM_UPSTREAM_DATA", str(_candidate))
-        break
-
-UPSTREAM_DATA = Path(
-    os.environ.get("DAYDREAM_UPSTREAM_DATA", _REPO.parent / "shared" / "upstream-data")
-)
 
 
 @pytest.fixture
