@@ -1,16 +1,28 @@
-"""Shared test set-up: where the upstream pipeline's data lives (../shared beside the repo)."""
+"""The fixtures several test modules plan their cohorts with.
+
+Test modules share set-ups through these fixtures and through the helper modules
+(``scenario``, ``example_catalog``, ``upstream``, ``fakeapi``, ``invariants``), never by
+importing another test module."""
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 from pathlib import Path
 
-_REPO = Path(__file__).resolve().parents[1]
-for _candidate in (_REPO.parent / "shared" / "upstream-data", Path("/work/shared/upstream-data")):
-    if _candidate.is_dir():
-        os.environ.setdefault("DAYDREAM_UPSTREAM_DATA", str(_candidate))
-        break
+import pytest
 
-UPSTREAM_DATA = Path(
-    os.environ.get("DAYDREAM_UPSTREAM_DATA", _REPO.parent / "shared" / "upstream-data")
-)
+from tests.scenario import cohort, offline_model
+
+
+@pytest.fixture
+def offline_cohort(tmp_path: Path) -> Callable[..., Path]:
+    """Plans cohort ``k`` (draft -> copy essay -> one judge, all by the offline model
+    ``m1``, in pool ``pool`` if given) and returns its database:
+    ``offline_cohort(combos=2, pool=None, root=tmp_path)``. The catalog is in
+    ``root/catalog``, the spec in ``root/spec.yaml``."""
+
+    def plan(combos: int = 2, pool: str | None = None, root: Path | None = None) -> Path:
+        entry = offline_model("m1", pool=pool) if pool else offline_model("m1")
+        return cohort(root or tmp_path, [entry], combos=combos)
+
+    return plan

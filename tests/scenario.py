@@ -1,5 +1,6 @@
 """A small world for the worker and reliability tests: a catalog on disk, a planned cohort,
-real worker processes, and the gen id of each request the fake API receives.
+real worker processes, the gen id of each request the fake API receives, and a clock that
+stands still for driving the queue directly.
 
 Every template body starts with ``[gen {{ gen_id }}]``, so the loopback ``FakeAPI`` can
 script faults per generation (``gen_of(body)``) and duplicate provider calls can be
@@ -9,6 +10,7 @@ URL (``--base-url vllm=...``), except where a test sets the URL in the catalog.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,8 @@ from daydream.catalog.load import load_catalog
 from daydream.catalog.recording import import_catalog
 from daydream.db.connection import connect
 from daydream.plan.write import plan_cohort
+from daydream.worker.config import WorkerConfig
+from daydream.worker.execute import Executor
 
 CONCEPTS = [
     ("alpha", "Alpha", "Alpha waves rise when the eyes close and the mind drifts."),
@@ -64,6 +69,13 @@ GEN_LINE = re.compile(r"^\[gen ([a-z]_[a-z0-9]+)\]")
 def model(model_id: str, provider_model: str | None = None, **fields: Any) -> dict[str, Any]:
     """A models.yaml entry on the ``vllm`` provider (the fake API stands in for it)."""
     return {"id": model_id, "provider": "vllm", "model": provider_model or model_id, **fields}
+
+
+def offline_model(
+    model_id: str = "m1", provider_model: str = "small", **fields: Any
+) -> dict[str, Any]:
+    """A models.yaml entry on the ``offline`` provider (no HTTP at all)."""
+    return {"id": model_id, "provider": "offline", "model": provider_model, **fields}
 
 
 def write_catalog(
@@ -119,6 +131,35 @@ def plan(db: Path, catalog_dir: Path, spec_path: Path, cohort: str = "k") -> dic
         conn.close()
 
 
+def cohort(
+    root: Path,
+    models: list[dict[str, Any]],
+    *,
+    combos: int = 2,
+    axes: dict[str, Any] | None = None,
+    templates: dict[str, list[dict[str, Any]]] | None = None,
+    bodies: dict[tuple[str, str], str] | None = None,
+) -> Path:
+    """Plan cohort ``k`` from ``root/catalog`` and ``root/spec.yaml`` into ``root/run.db``
+    (returned): by default draft -> copy essay -> one judge, all by ``m1``; ``axes``
+    replaces or adds axes of that spec."""
+    catalog = write_catalog(
+        root / "catalog", models=models, combos=combos, templates=templates, bodies=bodies
+    )
+    spec = {
+        "combo_id": combo_ids(combos),
+        "draft_template": ["notes"],
+        "draft_llm": ["m1"],
+        "essay_template": ["copy"],
+        "evaluation_template": ["judge"],
+        "evaluation_llm": ["m1"],
+        **(axes or {}),
+    }
+    db = root / "run.db"
+    plan(db, catalog, write_spec(root / "spec.yaml", spec))
+    return db
+
+
 def gen_of(body: Any) -> str | None:
     """The gen id a chat-completions request body is for (from its prompt's first line)."""
     try:
@@ -150,6 +191,37 @@ def requests_per_gen(api: Any) -> dict[str, int]:
         if gen:
             counts[gen] = counts.get(gen, 0) + 1
     return counts
+
+
+# -- the queue driven directly, with a clock that stands still -----------------------------
+
+T0 = datetime(2031, 1, 1, 12, 0, tzinfo=timezone.utc)
+
+
+class FixedClock:
+    """Now is ``moment`` (``T0`` unless given) until the test moves it on."""
+
+    def __init__(self, moment: datetime = T0) -> None:
+        self.moment = moment
+
+    def __call__(self) -> datetime:
+        return self.moment
+
+    def advance(self, seconds: float) -> None:
+        self.moment += timedelta(seconds=seconds)
+
+
+def execute(config: WorkerConfig, tasks: list[Any], clock: Callable[[], datetime]) -> list[Any]:
+    """Run claimed tasks one after the other through a worker's executor; their outcomes."""
+
+    async def go() -> list[Any]:
+        executor = Executor(config, clock=clock)
+        try:
+            return [await executor.run(task) for task in tasks]
+        finally:
+            await executor.aclose()
+
+    return asyncio.run(go())
 
 
 # -- processes ----------------------------------------------------------------------------

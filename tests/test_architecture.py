@@ -1,6 +1,8 @@
 """The package's shape: data flows one way, so no module imports another that imports it
 back (counting imports inside functions and under ``TYPE_CHECKING``), and nothing below
-the command line imports it. Read from the source, as a reader would follow it."""
+the command line imports it. The tests' shape: no module imports a test module (shared
+set-ups are fixtures in ``tests/conftest.py`` or helpers in modules not named ``test_*``).
+Read from the source, as a reader would follow it."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "daydream"
+TESTS = REPO / "tests"
 
 
 def _modules() -> dict[str, Path]:
@@ -127,3 +130,53 @@ def test_every_connection_is_opened_by_the_database_package():
         if "sqlite3.connect(" in line
     ]
     assert offenders == []
+
+
+def _test_modules_imported(source: str) -> list[str]:
+    """The test modules (``test_*``, bare or in ``tests``) that ``source`` imports, however
+    the import is spelled and wherever it stands."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if _is_test_module(module):
+                names = [module]
+            else:  # `from tests import test_x` imports the module test_x
+                names = [f"{module}.{alias.name}".lstrip(".") for alias in node.names]
+        else:
+            continue
+        found += [name for name in names if _is_test_module(name) and name not in found]
+    return found
+
+
+def _is_test_module(name: str) -> bool:
+    parts = name.split(".")
+    if parts[0] == "tests":
+        parts = parts[1:]
+    return bool(parts) and parts[0].startswith("test_")
+
+
+def test_no_module_imports_a_test_module():
+    offenders = {
+        str(path.relative_to(REPO)): imported
+        for folder in (TESTS, REPO / "benchmarks")
+        for path in sorted(folder.glob("*.py"))
+        if (imported := _test_modules_imported(path.read_text(encoding="utf-8")))
+    }
+    assert offenders == {}
+
+
+def test_every_spelling_of_a_test_module_import_is_seen():
+    spellings = {
+        "from tests.test_worker import x, y\n": ["tests.test_worker"],
+        "import tests.test_worker\n": ["tests.test_worker"],
+        "import os, tests.test_worker as worker_tests\n": ["tests.test_worker"],
+        "from tests import scenario, test_worker\n": ["tests.test_worker"],
+        "from test_worker import x\n": ["test_worker"],
+        "from . import test_worker\n": ["test_worker"],
+        "def f():\n    from tests.test_worker import x\n": ["tests.test_worker"],
+        "from tests.scenario import plan\nimport tests.fakeapi\nfrom tests import invariants\n": [],
+    }
+    assert {source: _test_modules_imported(source) for source in spellings} == spellings

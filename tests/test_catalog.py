@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -11,12 +10,8 @@ import pytest
 from daydream.catalog.entries import Catalog, Concept, combo_id_for
 from daydream.catalog.load import load_catalog
 from daydream.errors import CatalogError
-
-EXAMPLE = Path(__file__).resolve().parents[1] / "specs" / "catalog"
-UPSTREAM_DATA = Path(os.environ.get("DAYDREAM_UPSTREAM_DATA", "/work/shared/upstream-data"))
-needs_upstream = pytest.mark.skipif(
-    not (UPSTREAM_DATA / "1_raw").is_dir(), reason="upstream data not available"
-)
+from tests.example_catalog import EXAMPLE
+from tests.upstream import UPSTREAM_DATA, needs_upstream
 
 TEMPLATE_HEADER = "template_id,template_name,description,parser,generator\n"
 SYNTHETIC_UPSTREAM = {

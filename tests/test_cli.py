@@ -13,34 +13,22 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
-from daydream.catalog.load import load_catalog
 from daydream.cli import cli
+from tests.example_catalog import (
+    CATALOG,
+    CATALOG_EVENTS,
+    DRAFT_TEMPLATES,
+    DRAFTS,
+    EXAMPLE,
+    IMPORT_HINT,
+    MODELS,
+    SIZES,
+    write_spec,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLE = REPO / "specs" / "catalog"
-CATALOG = load_catalog(EXAMPLE)
-SIZES = {
-    "concepts": len(CATALOG.concepts),
-    "combos": len(CATALOG.combos),
-    "templates": len(CATALOG.templates),
-    "models": len(CATALOG.models),
-}
-N = sum(SIZES.values())  # events written by importing the example catalog
-MODELS = ", ".join(sorted(m.model_id for m in CATALOG.models))
-DRAFT_TEMPLATES = ", ".join(sorted(t.template_id for t in CATALOG.templates if t.stage == "draft"))
-IMPORT_HINT = "import it with: daydream catalog import DIR"
-
-DRAFTS = {
-    "axes": {
-        "combo_id": ["fungal-market", "memory-codes", "drifting-tides"],
-        "draft_template": ["rolling-idea"],
-        "draft_llm": ["offline-small"],
-        "draft_replicate": [1, 2],
-    }
-}
+N = CATALOG_EVENTS  # events written by importing the example catalog
 
 
 def invoke(*args: str):
@@ -57,10 +45,6 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
-
-
-def write_spec(directory: Path, name: str, spec: dict) -> Path:
-    return write(directory / f"{name}.yaml", yaml.safe_dump(spec, sort_keys=False))
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -19,11 +18,9 @@ from daydream.db.connection import connect
 from daydream.errors import CatalogError
 from daydream.legacy.importer import import_legacy
 from daydream.plan.write import plan_cohort
+from tests.upstream import UPSTREAM_DATA, needs_upstream
 
-UPSTREAM_DATA = Path(os.environ.get("DAYDREAM_UPSTREAM_DATA", "/work/shared/upstream-data"))
-pytestmark = pytest.mark.skipif(
-    not (UPSTREAM_DATA / "1_raw").is_dir(), reason="upstream data not available"
-)
+pytestmark = needs_upstream
 
 COMBO = "combo_v1_1f3a9c2b7e4d"
 # Upstream's worked examples (reference §3.3): these ids were computed by upstream's code.

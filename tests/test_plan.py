@@ -12,7 +12,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from daydream import ids
@@ -28,20 +27,16 @@ from daydream.plan.write import plan_cohort
 from daydream.results.text import format_plan
 from daydream.worker.config import WorkerConfig
 from daydream.worker.process import run_worker
-
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLE = REPO / "specs" / "catalog"
-CATALOG = load_catalog(EXAMPLE)
-SIZES = {
-    "concepts": len(CATALOG.concepts),
-    "combos": len(CATALOG.combos),
-    "templates": len(CATALOG.templates),
-    "models": len(CATALOG.models),
-}
-CATALOG_EVENTS = sum(SIZES.values())
-MODELS = ", ".join(sorted(m.model_id for m in CATALOG.models))
-DRAFT_TEMPLATES = ", ".join(sorted(t.template_id for t in CATALOG.templates if t.stage == "draft"))
-IMPORT_HINT = "import it with: daydream catalog import DIR"
+from tests.example_catalog import (
+    CATALOG_EVENTS,
+    DRAFT_TEMPLATES,
+    DRAFTS,
+    EXAMPLE,
+    IMPORT_HINT,
+    MODELS,
+    SIZES,
+    write_spec,
+)
 
 
 @pytest.fixture
@@ -52,12 +47,6 @@ def db(tmp_path):
     import_catalog(conn, load_catalog(EXAMPLE))
     yield path, conn
     conn.close()
-
-
-def write_spec(directory: Path, name: str, spec: dict) -> Path:
-    path = directory / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
-    return path
 
 
 def snapshot(path: Path) -> tuple[int, str]:
@@ -104,14 +93,6 @@ FULL = {
         "evaluation_template": ["novelty-rubric"],
         "evaluation_llm": ["offline-small", "offline-large"],
         "evaluation_replicate": [1, 2],
-    }
-}
-DRAFTS = {
-    "axes": {
-        "combo_id": ["fungal-market", "memory-codes", "drifting-tides"],
-        "draft_template": ["rolling-idea"],
-        "draft_llm": ["offline-small"],
-        "draft_replicate": [1, 2],
     }
 }
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,11 +16,8 @@ from daydream.prompts import (
     render_prompt,
     stage_variables,
 )
-
-UPSTREAM = Path(os.environ.get("DAYDREAM_UPSTREAM_DATA", "../shared/upstream-data")) / "1_raw"
-needs_upstream = pytest.mark.skipif(
-    not UPSTREAM.is_dir(), reason=f"upstream data not found at {UPSTREAM} (DAYDREAM_UPSTREAM_DATA)"
-)
+from tests.upstream import UPSTREAM_RAW as UPSTREAM
+from tests.upstream import needs_upstream
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from daydream.queue.leases import Exchange, claim, exchange, heartbeat, release 
 from daydream.queue.pools import set_pool_limit  # noqa: E402
 from daydream.queue.tasks import Task  # noqa: E402
 from daydream.worker.config import WorkerConfig  # noqa: E402
-from tests.test_worker import FixedClock, execute, offline_cohort  # noqa: E402
+from tests.scenario import FixedClock, cohort, execute, offline_model  # noqa: E402
 
 LIMIT = 2
 WORKERS = ("A", "B")
@@ -52,7 +52,7 @@ def template_db() -> Path:
     """One planned cohort (pool "tiny", limit 2), copied for every example."""
     if "db" not in _TEMPLATE:
         root = Path(tempfile.mkdtemp(prefix="daydream-model-"))
-        db = offline_cohort(root, combos=3, pool="tiny")
+        db = cohort(root, [offline_model(pool="tiny")], combos=3)
         conn = connect(db, create=False)
         set_pool_limit(conn, "tiny", LIMIT)
         conn.close()

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +29,19 @@ from daydream.db.connection import connect
 from daydream.db.log import append
 from daydream.queue.leases import claim, heartbeat, record, release
 from daydream.worker.config import WorkerConfig
-from daydream.worker.execute import Executor
 from tests.fakeapi import FakeAPI, Fault
 from tests.invariants import check_invariants, log_snapshot
 from tests.scenario import (
-    combo_ids,
+    FixedClock,
+    cohort,
     daydream_cmd,
     env,
     events_of,
+    execute,
     gen_ids,
     gen_of,
     model,
-    plan,
+    offline_model,
     query,
     requests_per_gen,
     run,
@@ -51,8 +51,6 @@ from tests.scenario import (
     stop,
     wait_for,
     worker_cmd,
-    write_catalog,
-    write_spec,
 )
 
 # Shaped like an OpenRouter key (the redaction looks for that shape) but broken by "_" so
@@ -66,32 +64,6 @@ def seed() -> int:
     value = int(os.environ.get("DAYDREAM_TEST_SEED", "20251125"))
     print(f"seed={value} (rerun with DAYDREAM_TEST_SEED={value})")
     return value
-
-
-def cohort(
-    tmp_path: Path,
-    models: list[dict[str, Any]],
-    *,
-    combos: int,
-    drafts: list[str],
-    judges: list[str],
-    replicates: int = 1,
-) -> Path:
-    """Plan cohort ``k``: draft -> copy essay -> one judgement per judge model."""
-    catalog = write_catalog(tmp_path / "catalog", models=models, combos=combos)
-    axes: dict[str, Any] = {
-        "combo_id": combo_ids(combos),
-        "draft_template": ["notes"],
-        "draft_llm": drafts,
-        "essay_template": ["copy"],
-        "evaluation_template": ["judge"],
-        "evaluation_llm": judges,
-    }
-    if replicates > 1:
-        axes["draft_replicate"] = list(range(1, replicates + 1))
-    db = tmp_path / "run.db"
-    plan(db, catalog, write_spec(tmp_path / "spec.yaml", axes))
-    return db
 
 
 def count_done(db: Path) -> int:
@@ -133,7 +105,7 @@ def test_t1_kill_9_workers_mid_run_then_resume_completes_each_generation_once(tm
     rng = random.Random(seed)
     with FakeAPI(latency_s=(0.15, 0.6), seed=seed) as api:
         db = cohort(
-            tmp_path, [model("m1"), model("m2")], combos=10, drafts=["m1"], judges=["m1", "m2"]
+            tmp_path, [model("m1"), model("m2")], combos=10, axes={"evaluation_llm": ["m1", "m2"]}
         )
         total = len(gen_ids(db))  # 10 drafts, 10 copy essays, 20 judgements
         workers = {
@@ -192,52 +164,22 @@ def test_t1_kill_9_workers_mid_run_then_resume_completes_each_generation_once(tm
 # -- T3: a stale worker cannot complete -----------------------------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.moment = utcnow()
-
-    def __call__(self):
-        return self.moment
-
-    def advance(self, seconds: float) -> None:
-        self.moment += timedelta(seconds=seconds)
-
-
-def execute(config: WorkerConfig, task: Any, clock: Clock) -> Any:
-    import asyncio
-
-    async def go() -> Any:
-        executor = Executor(config, clock=clock)
-        try:
-            return await executor.run(task)
-        finally:
-            await executor.aclose()
-
-    return asyncio.run(go())
-
-
-def test_t3_stale_worker_past_its_lease_writes_nothing(tmp_path, seed):
-    db = cohort(
-        tmp_path,
-        [{"id": "m1", "provider": "offline", "model": "small"}],
-        combos=2,
-        drafts=["m1"],
-        judges=["m1"],
-    )
-    clock = Clock()
+def test_t3_stale_worker_past_its_lease_writes_nothing(offline_cohort, seed):
+    db = offline_cohort(combos=2)
+    clock = FixedClock(utcnow())
     a = WorkerConfig(db_path=db, name="A", lease_s=10, seed=seed)
     b = WorkerConfig(db_path=db, name="B", lease_s=10, seed=seed)
     conn_a = connect(db, create=False)
     conn_b = connect(db, create=False)
     try:
         (task_a,) = claim(conn_a, a, 1, clock=clock)
-        outcome_a = execute(a, task_a, clock)  # A did the work, but stalls before recording
+        (outcome_a,) = execute(a, [task_a], clock)  # A did the work, but stalls before recording
         assert outcome_a.ok
         clock.advance(10.5)  # A's lease has expired
         claimed_b = claim(conn_b, b, 2, clock=clock)
         task_b = next(t for t in claimed_b if t.gen_id == task_a.gen_id)
         assert task_b.token > task_a.token
-        assert record(conn_b, [execute(b, t, clock) for t in claimed_b], b, clock=clock) == (2, 0)
+        assert record(conn_b, execute(b, claimed_b, clock), b, clock=clock) == (2, 0)
         events_before = scalar(db, "SELECT count(*) FROM events")
 
         # A wakes up: its heartbeat, its result and its release all write nothing.
@@ -264,7 +206,7 @@ def test_t3_stale_worker_past_its_lease_writes_nothing(tmp_path, seed):
 def test_t3_a_frozen_worker_process_is_fenced_after_its_lease_expires(tmp_path, seed):
     """SIGSTOP a worker mid-call past its lease; another finishes its tasks; SIGCONT it."""
     with FakeAPI(latency_s=0.8, seed=seed) as api:
-        db = cohort(tmp_path, [model("m1")], combos=3, drafts=["m1"], judges=["m1"])
+        db = cohort(tmp_path, [model("m1")], combos=3)
         a = start(
             worker_cmd(
                 db, "--name", "A", "--lease", "1.5", "--concurrency", "2", base_url=api.base_url
@@ -323,7 +265,7 @@ def test_t2_a_crash_at_each_step_of_a_task_loses_nothing_and_duplicates_nothing(
     tmp_path, seed, point
 ):
     with FakeAPI(latency_s=0.05, seed=seed) as api:
-        db = cohort(tmp_path, [model("m1")], combos=5, drafts=["m1"], judges=["m1"], replicates=4)
+        db = cohort(tmp_path, [model("m1")], combos=5, axes={"draft_replicate": [1, 2, 3, 4]})
         crash(db, point, api)
         called_by_crash = {gen_of(r.body) for r in api.requests}
         recorded = by_actor(db, "crash", ["generation.completed", "attempt.failed"])
@@ -355,7 +297,7 @@ def test_t2_a_crash_at_each_step_of_a_task_loses_nothing_and_duplicates_nothing(
 
 def test_t2_a_crash_inside_a_heartbeat_or_a_reap_rolls_it_back(tmp_path, seed):
     with FakeAPI(latency_s=0.6, seed=seed) as api:
-        db = cohort(tmp_path, [model("m1")], combos=3, drafts=["m1"], judges=["m1"])
+        db = cohort(tmp_path, [model("m1")], combos=3)
         # Inside a heartbeat (every lease / 3 = 0.33 s; calls take 0.6 s): the extension is
         # rolled back, so the leases run out at their old expiry.
         crash(db, "heartbeat", api, name="beat")
@@ -379,7 +321,7 @@ def test_t12_failed_result_writes_are_kept_and_retried_without_calling_again(tmp
     rolls back; the worker keeps the results in memory, backs off, writes them later, and
     never asks the model again for a result it already has."""
     with FakeAPI(latency_s=0.02, seed=seed) as api:
-        db = cohort(tmp_path, [model("m1")], combos=5, drafts=["m1"], judges=["m1"], replicates=4)
+        db = cohort(tmp_path, [model("m1")], combos=5, axes={"draft_replicate": [1, 2, 3, 4]})
         done = run(
             worker_cmd(db, "--name", "w", base_url=api.base_url),
             environ=env(DAYDREAM_FAIL_AT="before_commit:3"),
@@ -432,7 +374,7 @@ def test_t7_a_full_disk_stops_the_worker_writing_until_space_is_freed(tmp_path, 
     them and finishes by itself; nothing is lost or half-written, nothing asked twice, and
     a checkpoint empties the WAL."""
     with FakeAPI(latency_s=0.02, seed=seed, reply=_padded_reply) as api:
-        db = cohort(small_disk, [model("m1")], combos=5, drafts=["m1"], judges=["m1"], replicates=4)
+        db = cohort(small_disk, [model("m1")], combos=5, axes={"draft_replicate": [1, 2, 3, 4]})
         filler = small_disk / "filler"
         free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
         filler.write_bytes(b"\0" * (free - 768 * 1024))  # leave 768 KB
@@ -467,7 +409,7 @@ def test_t7_a_full_disk_stops_the_worker_writing_until_space_is_freed(tmp_path, 
 
 def test_a_failed_heartbeat_is_skipped_and_the_next_one_keeps_the_leases(tmp_path, seed):
     with FakeAPI(latency_s=1.2, seed=seed) as api:
-        db = cohort(tmp_path, [model("m1")], combos=2, drafts=["m1"], judges=["m1"])
+        db = cohort(tmp_path, [model("m1")], combos=2)
         done = run(
             worker_cmd(db, "--name", "w", "--lease", "1.5", base_url=api.base_url),
             environ=env(DAYDREAM_FAIL_AT="heartbeat:1"),
@@ -482,7 +424,7 @@ def test_a_failed_heartbeat_is_skipped_and_the_next_one_keeps_the_leases(tmp_pat
 
 
 def test_a_misspelt_crash_point_is_refused(tmp_path):
-    db = cohort(tmp_path, [model("m1")], combos=1, drafts=["m1"], judges=["m1"])
+    db = cohort(tmp_path, [model("m1")], combos=1)
     done = run(worker_cmd(db), environ=env(DAYDREAM_CRASH_AT="before_cal"), check=False)
     assert done.returncode == 1
     assert "DAYDREAM_CRASH_AT='before_cal' is not a crash point" in done.stderr
@@ -504,7 +446,7 @@ def test_t6c_a_snapshot_taken_with_the_workers_frozen_opens_checks_and_resumes(t
     frozen mid-run (what a power cut leaves with synchronous=FULL) open as a sound
     database that replays to the same tables and runs to the end."""
     with FakeAPI(latency_s=(0.01, 0.05), seed=seed) as api:
-        db = cohort(tmp_path, [model("m1")], combos=5, drafts=["m1"], judges=["m1"], replicates=4)
+        db = cohort(tmp_path, [model("m1")], combos=5, axes={"draft_replicate": [1, 2, 3, 4]})
         procs = [
             start(
                 worker_cmd(db, "--name", f"w{i}", "--lease", "1", base_url=api.base_url),
@@ -543,14 +485,13 @@ def test_t6c_a_snapshot_taken_with_the_workers_frozen_opens_checks_and_resumes(t
 def test_t4_sixteen_workers_on_one_database_never_see_database_is_locked(tmp_path, seed):
     db = cohort(
         tmp_path,
-        [
-            {"id": "m1", "provider": "offline", "model": "small"},
-            {"id": "m2", "provider": "offline", "model": "large"},
-        ],
+        [offline_model("m1"), offline_model("m2", "large")],
         combos=10,
-        drafts=["m1", "m2"],
-        judges=["m1", "m2"],
-        replicates=30,
+        axes={
+            "draft_llm": ["m1", "m2"],
+            "evaluation_llm": ["m1", "m2"],
+            "draft_replicate": list(range(1, 31)),
+        },
     )
     total = len(gen_ids(db))
     assert total == 2400
@@ -634,8 +575,7 @@ def test_t10_a_poison_task_fails_after_exactly_max_attempts_with_backoff(tmp_pat
             tmp_path,
             [model("m1"), model("poison")],
             combos=3,
-            drafts=["m1", "poison"],
-            judges=["m1"],
+            axes={"draft_llm": ["m1", "poison"]},
         )
         run(
             daydream_cmd(
@@ -686,17 +626,11 @@ def test_t10_a_poison_task_fails_after_exactly_max_attempts_with_backoff(tmp_pat
     check_invariants(db)
 
 
-def test_t10_a_task_whose_worker_dies_every_time_fails_after_max_attempts(tmp_path, seed):
+def test_t10_a_task_whose_worker_dies_every_time_fails_after_max_attempts(offline_cohort, seed):
     """A crash-looping task (its worker dies holding it) must not be retried forever."""
-    db = cohort(
-        tmp_path,
-        [{"id": "m1", "provider": "offline", "model": "small"}],
-        combos=1,
-        drafts=["m1"],
-        judges=["m1"],
-    )
+    db = offline_cohort(combos=1)
     (draft,) = gen_ids(db, "draft")
-    clock = Clock()
+    clock = FixedClock(utcnow())
     doomed = WorkerConfig(db_path=db, name="doomed", lease_s=10, max_attempts=3, seed=seed)
     reaper = WorkerConfig(db_path=db, name="reaper", max_attempts=3, pools=("no-such-pool",))
     conn = connect(db, create=False)
@@ -739,7 +673,7 @@ def test_t11_sigterm_and_ctrl_c_shut_down_cleanly_and_running_again_resumes(tmp_
         return scripted if scripted is not None else Fault("ok", delay_s=slow["latency"])
 
     with FakeAPI(script=script, seed=seed) as api:
-        db = cohort(tmp_path, [model("m1")], combos=8, drafts=["m1"], judges=["m1"])
+        db = cohort(tmp_path, [model("m1")], combos=8)
 
         # 1. SIGTERM with calls slower than --grace: the worker releases their leases.
         log = tmp_path / "term.log"
@@ -891,8 +825,6 @@ def test_the_api_key_never_reaches_the_database_wal_or_logs(tmp_path, seed):
             tmp_path,
             [{"id": "m1", "provider": "openrouter", "model": "fake/model-1"}],
             combos=3,
-            drafts=["m1"],
-            judges=["m1"],
         )
         # A hostile provider that quotes the key back in its error messages: retried
         # errors (500, 429) on every draft, and a permanent one (400) on one judgement.
@@ -948,23 +880,17 @@ def test_the_api_key_never_reaches_the_database_wal_or_logs(tmp_path, seed):
 # -- the checker itself ---------------------------------------------------------------------
 
 
-def test_the_invariant_checker_reports_each_kind_of_violation(tmp_path, seed):
+def test_the_invariant_checker_reports_each_kind_of_violation(offline_cohort, seed):
     """A checker that cannot fail proves nothing: feed it a database that breaks I1-I5."""
-    db = cohort(
-        tmp_path,
-        [{"id": "m1", "provider": "offline", "model": "small"}],
-        combos=2,
-        drafts=["m1"],
-        judges=["m1"],
-    )
+    db = offline_cohort(combos=2)
     with pytest.raises(AssertionError, match=r"I1 d_\w+ is ready, not terminal"):
         check_invariants(db)
-    clock = Clock()
+    clock = FixedClock(utcnow())
     config = WorkerConfig(db_path=db, name="A", lease_s=10, seed=seed)
     conn = connect(db, create=False)
     try:
         first, second = claim(conn, config, 2, clock=clock)
-        assert record(conn, [execute(config, first, clock)], config, clock=clock) == (1, 0)
+        assert record(conn, execute(config, [first], clock), config, clock=clock) == (1, 0)
         with pytest.raises(AssertionError, match=rf"I3 {second.gen_id} is still running"):
             check_invariants(db)
         # a second completion (bypassing the fencing check) and an attempt out of sequence

@@ -16,7 +16,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -36,23 +36,9 @@ from daydream.queue.pools import set_pool_limit
 from daydream.queue.tasks import has_pending
 from daydream.worker.config import WorkerConfig
 from daydream.worker.execute import Executor
+from tests.example_catalog import EXAMPLE, write_spec
 from tests.invariants import check_invariants
-
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLE = REPO / "specs" / "catalog"
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+from tests.scenario import FixedClock
 
 
 class FlakyProvider:
@@ -108,12 +94,6 @@ def drain(conn, config, clock, executor, *, batch: int = 7, cohort: str | None =
             continue
         record(conn, run_tasks(executor, tasks), config, clock=clock)
         clock.advance(1)
-
-
-def write_spec(directory: Path, name: str, spec: dict) -> Path:
-    path = directory / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
-    return path
 
 
 MAIN = {
@@ -184,7 +164,7 @@ def workload(tmp_path_factory):
     """A database after the whole workload; returns its path."""
     tmp_path = tmp_path_factory.mktemp("replay")
     path = tmp_path / "replay.db"
-    clock = Clock()
+    clock = FixedClock(datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc))
     conn = connect(path)
     import_catalog(conn, load_catalog(_catalog_with_a_broken_essay(tmp_path)))
     set_pool_limit(conn, "offline", 64)

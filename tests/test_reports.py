@@ -38,15 +38,15 @@ from daydream.plan.write import plan_cohort
 from daydream.results.curation import curation_rows, export_essays, rank_essays, write_ranking
 from daydream.results.reports import build_report, write_report
 from daydream.results.scores import stability
+from tests.example_catalog import EXAMPLE
 
-REPO = Path(__file__).resolve().parents[1]
 NOV, FEAS = "novelty-rubric", "feasibility-rubric"
 S, L = "offline-small", "offline-large"
 
 
 def _catalog(tmp_path: Path) -> Path:
     directory = tmp_path / "catalog"
-    shutil.copytree(REPO / "specs" / "catalog", directory)
+    shutil.copytree(EXAMPLE, directory)
     templates = directory / "templates.yaml"
     text = templates.read_text(encoding="utf-8")
     block = re.search(r"- id: feasibility-rubric\n(?:    .*\n)*", text).group(0)

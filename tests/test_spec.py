@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import random
 from itertools import islice, product
 from pathlib import Path
@@ -30,8 +29,8 @@ from daydream.spec import (
     parse_spec_mapping,
     write_rows,
 )
+from tests.upstream import UPSTREAM_DATA
 
-UPSTREAM_DATA = Path(os.environ.get("DAYDREAM_UPSTREAM_DATA", "/work/shared/upstream-data"))
 FIXTURES = UPSTREAM_DATA / "spec_fixtures"
 needs_upstream = pytest.mark.skipif(not FIXTURES.is_dir(), reason="upstream data not available")
 

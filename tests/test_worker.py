@@ -39,13 +39,18 @@ from daydream.worker.stats import WorkerStats
 from tests.fakeapi import FAKE_LABEL, FakeAPI, Fault
 from tests.invariants import check_invariants
 from tests.scenario import (
+    T0,
     TEMPLATES,
+    FixedClock,
+    cohort,
     combo_ids,
     daydream_cmd,
     events_of,
+    execute,
     gen_ids,
     gen_of,
     model,
+    offline_model,
     plan,
     query,
     requests_per_gen,
@@ -57,36 +62,8 @@ from tests.scenario import (
     text,
     wait_for,
     worker_cmd,
-    write_catalog,
     write_spec,
 )
-
-
-def cohort(
-    tmp_path: Path,
-    models: list[dict[str, Any]],
-    *,
-    combos: int = 2,
-    axes: dict[str, Any] | None = None,
-    templates: dict[str, list[dict[str, Any]]] | None = None,
-    bodies: dict[tuple[str, str], str] | None = None,
-) -> Path:
-    """Plan cohort ``k``: by default draft -> copy essay -> one judge, all by ``m1``."""
-    catalog = write_catalog(
-        tmp_path / "catalog", models=models, combos=combos, templates=templates, bodies=bodies
-    )
-    spec = {
-        "combo_id": combo_ids(combos),
-        "draft_template": ["notes"],
-        "draft_llm": ["m1"],
-        "essay_template": ["copy"],
-        "evaluation_template": ["judge"],
-        "evaluation_llm": ["m1"],
-        **(axes or {}),
-    }
-    db = tmp_path / "run.db"
-    plan(db, catalog, write_spec(tmp_path / "spec.yaml", spec))
-    return db
 
 
 def drafts_by_combo(db: Path) -> dict[str, str]:
@@ -144,14 +121,14 @@ def assert_clean_exit(done: Any) -> None:
     assert "Traceback" not in done.stderr, done.stderr
 
 
-def test_a_spawned_worker_runs_its_config_and_says_how_it_went(tmp_path):
+def test_a_spawned_worker_runs_its_config_and_says_how_it_went(tmp_path, offline_cohort):
     """Where a fork is not safe, ``daydream run`` starts a fresh interpreter with the
     worker's config as JSON (``runner.workers.command``), importing what the parent imported
     even from a directory holding another ``daydream/`` (or ``click/``) package. Its summary
     line is complete, and a worker that cannot start says why in one line, exit 1."""
     from daydream.runner.workers import command
 
-    db = offline_cohort(tmp_path)
+    db = offline_cohort()
     elsewhere = tmp_path / "checkout"
     for shadow in ("daydream", "click"):  # neither may replace what the parent imported
         (elsewhere / shadow).mkdir(parents=True)
@@ -633,38 +610,6 @@ def test_cancel_stops_a_running_cohort_and_discards_in_flight_results(tmp_path):
 
 # -- the lease logic, driven directly with a fixed clock ------------------------------------
 
-T0 = datetime(2031, 1, 1, 12, 0, tzinfo=timezone.utc)
-
-
-class FixedClock:
-    def __init__(self, moment: datetime = T0) -> None:
-        self.moment = moment
-
-    def __call__(self) -> datetime:
-        return self.moment
-
-    def advance(self, seconds: float) -> None:
-        self.moment += timedelta(seconds=seconds)
-
-
-def offline_cohort(tmp_path: Path, combos: int = 2, pool: str | None = None) -> Path:
-    entry = {"id": "m1", "provider": "offline", "model": "small"}
-    if pool:
-        entry["pool"] = pool
-    return cohort(tmp_path, [entry], combos=combos)
-
-
-def execute(config: WorkerConfig, tasks: list[Any], clock: FixedClock) -> list[Any]:
-    async def go() -> list[Any]:
-        executor = Executor(config, clock=clock)
-        try:
-            return [await executor.run(task) for task in tasks]
-        finally:
-            await executor.aclose()
-
-    return asyncio.run(go())
-
-
 def lease(db: Path, gen_id: str) -> tuple:
     return query(
         db,
@@ -674,8 +619,8 @@ def lease(db: Path, gen_id: str) -> tuple:
     )[0]
 
 
-def test_claim_heartbeat_record_and_expiry_with_a_fixed_clock(tmp_path):
-    db = offline_cohort(tmp_path)
+def test_claim_heartbeat_record_and_expiry_with_a_fixed_clock(offline_cohort):
+    db = offline_cohort()
     drafts = sorted(gen_ids(db, "draft"))
     clock = FixedClock()
     a = WorkerConfig(db_path=db, name="A", lease_s=30)
@@ -732,7 +677,7 @@ def test_claim_heartbeat_record_and_expiry_with_a_fixed_clock(tmp_path):
 def two_workers(tmp_path: Path, combos: int = 3, pool: str = "tiny"):
     """An offline cohort on ``pool``, a fixed clock, and workers A and B with a connection
     each: (db, clock, a, conn_a, b, conn_b)."""
-    db = offline_cohort(tmp_path, combos=combos, pool=pool)
+    db = cohort(tmp_path, [offline_model(pool=pool)], combos=combos)
     a = WorkerConfig(db_path=db, name="A")
     b = WorkerConfig(db_path=db, name="B")
     conn_a = connect(db, create=False)
@@ -870,8 +815,8 @@ def test_one_finished_call_hands_on_one_slot_however_many_ask(tmp_path):
         assert slots == [(2,)]
 
 
-def test_after_a_limit_cut_each_worker_lets_its_share_of_the_excess_go(tmp_path):
-    db = offline_cohort(tmp_path, combos=4, pool="tiny")
+def test_after_a_limit_cut_each_worker_lets_its_share_of_the_excess_go(offline_cohort):
+    db = offline_cohort(combos=4, pool="tiny")
     clock = FixedClock()
     a = WorkerConfig(db_path=db, name="A")
     conn = connect(db, create=False)
@@ -924,12 +869,12 @@ def test_a_cut_pool_limit_takes_effect_as_calls_end_even_with_queued_leases(tmp_
             conn.close()
 
 
-def test_the_queue_of_leases_holds_about_a_quarter_second_of_work(tmp_path):
+def test_the_queue_of_leases_holds_about_a_quarter_second_of_work(offline_cohort):
     """A worker keeps queued leases to refill its slots between exchanges; how many follows
     the length of its calls (``QUEUE_WAIT_S`` of work for the slots it holds): two per slot
     with calls of 50 ms, one in all with calls of seconds, so that little work waits in
     one worker's queue while another could run it."""
-    db = offline_cohort(tmp_path, combos=2)
+    db = offline_cohort(combos=2)
     worker = Worker(WorkerConfig(db_path=db, name="A", concurrency=32, offline_latency_s=0.3))
     assert worker.queue_size == 8  # a quarter of the concurrency until a call has ended
     asyncio.run(worker.run())
@@ -949,10 +894,10 @@ def test_the_queue_of_leases_holds_about_a_quarter_second_of_work(tmp_path):
     assert Worker(WorkerConfig(db_path=db, queue=3)).queue_size == 3  # set by hand
 
 
-def test_a_task_whose_template_version_is_gone_fails_as_a_template_error(tmp_path):
+def test_a_task_whose_template_version_is_gone_fails_as_a_template_error(offline_cohort):
     """A generation pointing at a template version the database no longer has (possible
     only with foreign keys off, e.g. a hand-edited file) fails cleanly, never crashes."""
-    db = offline_cohort(tmp_path, combos=1)
+    db = offline_cohort(combos=1)
     draft = gen_ids(db, "draft")[0]
     raw = sqlite3.connect(db)
     raw.execute("PRAGMA foreign_keys = OFF")
@@ -1084,10 +1029,10 @@ def _outcomes(pool: str, pattern: str) -> list[Any]:
     return [Outcome(_Task(n), [], ok=c == ".", throttled=c == "4") for n, c in enumerate(pattern)]
 
 
-def test_pool_limits_adapt_to_rate_limiting_and_each_change_is_an_event(tmp_path):
+def test_pool_limits_adapt_to_rate_limiting_and_each_change_is_an_event(offline_cohort):
     from daydream.queue.pools import adapt_pools
 
-    db = offline_cohort(tmp_path)
+    db = offline_cohort()
     conn = connect(db, create=False)
     set_pool_limit(conn, "p", 10)
     clock, signals = FixedClock(), {}
@@ -1175,13 +1120,13 @@ def _fail_writes(monkeypatch, times: int) -> None:
 
 
 def test_a_worker_whose_leases_expired_under_it_never_runs_a_task_twice_at_once(
-    tmp_path, monkeypatch
+    offline_cohort, monkeypatch
 ):
     """The clock jumps past the lease while calls run (a machine waking from sleep): the
     next claim reaps the worker's own leases and may take the same tasks again. The old
     calls stop; the worker never exceeds its concurrency nor calls a task twice at once,
     and its bookkeeping ends balanced."""
-    db = offline_cohort(tmp_path, combos=4, pool="tiny")
+    db = offline_cohort(combos=4, pool="tiny")
     drafts = gen_ids(db, "draft")
     seen = _watch_calls(monkeypatch, {g: 0.6 for g in drafts[1::2]})
     clock = _SteppedClock()
@@ -1205,13 +1150,15 @@ def test_a_worker_whose_leases_expired_under_it_never_runs_a_task_twice_at_once(
     assert scalar(db, "SELECT count(*) FROM generations WHERE status != 'done'") == 0
 
 
-def test_calls_of_a_cancelled_cohort_stop_soon_so_the_pool_limit_holds(tmp_path, monkeypatch):
+def test_calls_of_a_cancelled_cohort_stop_soon_so_the_pool_limit_holds(
+    tmp_path, offline_cohort, monkeypatch
+):
     """A cancel frees the slots of the cohort's calls in flight at once; the worker running
     them finds out within ``CALLS_CHECK_S`` and stops them, so another worker taking the
     freed slots does not put the pool over its limit."""
     from daydream.queue.cohorts import cancel
 
-    db = offline_cohort(tmp_path, combos=4, pool="p")
+    db = offline_cohort(combos=4, pool="p")
     other = {
         "combo_id": combo_ids(4),
         "draft_template": ["notes"],
@@ -1251,11 +1198,11 @@ def test_calls_of_a_cancelled_cohort_stop_soon_so_the_pool_limit_holds(tmp_path,
     assert report == {"A": 0, "B": 2}
 
 
-def test_results_waiting_for_a_failing_write_keep_their_leases(tmp_path, monkeypatch):
+def test_results_waiting_for_a_failing_write_keep_their_leases(offline_cohort, monkeypatch):
     """Writes of results fail for longer than a lease (heartbeats still go through): a
     result kept in memory is heartbeated like a call in flight, so no other worker takes
     its task over and the model is not called again."""
-    db = offline_cohort(tmp_path, combos=4, pool="tiny")
+    db = offline_cohort(combos=4, pool="tiny")
     quick, slow = gen_ids(db, "draft")[:2]
     _watch_calls(monkeypatch, {slow: 30.0})
     _fail_writes(monkeypatch, 8)  # backs off 0.5 s each time (a quarter of the lease): 4 s
@@ -1285,13 +1232,13 @@ def test_results_waiting_for_a_failing_write_keep_their_leases(tmp_path, monkeyp
     assert scalar(db, "SELECT status FROM generations WHERE gen_id = ?", [quick]) == "done"
 
 
-def test_a_rolled_back_write_does_not_count_its_429s_twice(tmp_path, monkeypatch):
+def test_a_rolled_back_write_does_not_count_its_429s_twice(offline_cohort, monkeypatch):
     """The rate-limit window moves only with a committed write: four 429s written after two
     failed tries count four times, not twelve, and cut nothing (the window holds 10)."""
     from daydream import events as ev
     from daydream.queue.tasks import Outcome
 
-    db = offline_cohort(tmp_path, combos=6, pool="p")
+    db = offline_cohort(combos=6, pool="p")
     config, clock = WorkerConfig(db_path=db, name="A"), FixedClock()
     conn = connect(db, create=False)
     set_pool_limit(conn, "p", 5)
@@ -1320,8 +1267,8 @@ def test_a_rolled_back_write_does_not_count_its_429s_twice(tmp_path, monkeypatch
     assert not events_of(db, types=["pool.limit_changed"])[1:], "a limit was cut"
 
 
-def test_a_worker_of_one_pool_exits_when_its_pool_has_nothing_left(tmp_path):
-    db = offline_cohort(tmp_path, combos=2, pool="p")
+def test_a_worker_of_one_pool_exits_when_its_pool_has_nothing_left(offline_cohort):
+    db = offline_cohort(combos=2, pool="p")
     worker = Worker(WorkerConfig(db_path=db, name="A", pools=("other",)))
 
     async def main() -> WorkerStats:
@@ -1352,13 +1299,13 @@ def test_a_provider_that_cannot_be_set_up_fails_its_task_as_a_provider_error(
 
 
 def test_a_task_claimed_again_just_after_its_old_call_ended_leaves_the_counts_balanced(
-    tmp_path,
+    offline_cohort,
 ):
     """The old lease's call has ended but its completion callback has not run yet when
     the task is claimed again: the call count must not keep the old call forever."""
     from dataclasses import replace
 
-    db = offline_cohort(tmp_path, combos=1)
+    db = offline_cohort(combos=1)
     config = WorkerConfig(db_path=db, name="A", concurrency=2, queue=0)
     conn = connect(db, create=False)
     try:
@@ -1417,12 +1364,12 @@ def test_launched_processes_import_what_the_parent_imported(tmp_path, safe_path)
     assert Path(child["daydream"]).samefile(daydream.__file__)
 
 
-def test_a_second_stop_ends_a_long_write_backoff(tmp_path, monkeypatch):
+def test_a_second_stop_ends_a_long_write_backoff(offline_cohort, monkeypatch):
     """While writes fail the worker waits between tries (up to 30 s); Ctrl-C twice means
     stop now, so the worker returns at once, its results unwritten (their leases expire)."""
     import daydream.queue.leases as leases_module
 
-    db = offline_cohort(tmp_path, combos=2)
+    db = offline_cohort(combos=2)
     worker = Worker(WorkerConfig(db_path=db, name="A", concurrency=2, queue=0, grace_s=60))
 
     def fail_point(name: str) -> None:
@@ -1449,13 +1396,13 @@ def test_a_second_stop_ends_a_long_write_backoff(tmp_path, monkeypatch):
     assert scalar(db, "SELECT count(*) FROM generations WHERE status = 'done'") == 0
 
 
-def test_a_stop_request_ends_an_idle_workers_wait_at_once(tmp_path, monkeypatch):
+def test_a_stop_request_ends_an_idle_workers_wait_at_once(offline_cohort, monkeypatch):
     """A worker with nothing to claim while work is pending (another worker holds it)
     sleeps between looks at the queue; a stop request (what ``daydream run`` sends its idle
     workers once nothing is left) ends the sleep at once, however long it was to be."""
     import daydream.worker.loop as worker_module
 
-    db = offline_cohort(tmp_path, combos=1)
+    db = offline_cohort(combos=1)
     conn = connect(db, create=False)
     try:  # another worker holds the drafts; everything after them waits for them
         assert claim(conn, WorkerConfig(db_path=db, name="other"), 100)
@@ -1475,7 +1422,7 @@ def test_a_stop_request_ends_an_idle_workers_wait_at_once(tmp_path, monkeypatch)
     assert stats.claimed == 0
 
 
-def test_the_runner_stops_its_idle_workers_only_once_nothing_is_left(tmp_path):
+def test_the_runner_stops_its_idle_workers_only_once_nothing_is_left(offline_cohort):
     """When a worker of ``daydream run`` exits having found nothing to run, the runner asks
     the others to stop (they would only poll to find the same) if the cohort has nothing
     left at all; while anything is pending they go on."""
@@ -1494,7 +1441,7 @@ def test_the_runner_stops_its_idle_workers_only_once_nothing_is_left(tmp_path):
         def send_signal(self, signum: int) -> None:
             self.signals.append(signum)
 
-    db = offline_cohort(tmp_path, combos=1)
+    db = offline_cohort(combos=1)
     running, exited = Handle(None), Handle(0)
     conn = connect(db, create=False)
     try:

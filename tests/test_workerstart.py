@@ -19,7 +19,6 @@ import yaml
 
 from daydream.db.connection import connect
 from tests.scenario import env, plan, query
-from tests.test_worker import offline_cohort
 
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="workers are forked on Linux only")
 
@@ -46,8 +45,8 @@ def run_script(script: str, *args: str, environ: dict[str, str] | None = None) -
 
 
 @linux_only
-def test_workers_are_forked_and_finish_the_cohort(tmp_path):
-    db = offline_cohort(tmp_path)
+def test_workers_are_forked_and_finish_the_cohort(offline_cohort):
+    db = offline_cohort()
     result, stderr = run_script(RUN, str(db))
     assert result["started"] == "fork"
     assert result["remaining"] == 0 and result["done"] == len(query(db, "SELECT 1 FROM generations"))
@@ -56,7 +55,7 @@ def test_workers_are_forked_and_finish_the_cohort(tmp_path):
     assert " ok, 0 failed" in stderr, stderr
 
 
-def test_a_worker_is_spawned_when_a_fork_is_not_safe(tmp_path):
+def test_a_worker_is_spawned_when_a_fork_is_not_safe(tmp_path, offline_cohort):
     """The database open in the starting process (by any library), another thread running,
     or DAYDREAM_WORKER_START=spawn: fresh interpreters, which finish the cohort the same."""
     cases = {
@@ -70,7 +69,7 @@ def test_a_worker_is_spawned_when_a_fork_is_not_safe(tmp_path):
         "env": "DAYDREAM_WORKER_START=spawn",
     }
     for name, prelude in cases.items():
-        db = offline_cohort(tmp_path / name)
+        db = offline_cohort(root=tmp_path / name)
         environ = env(DAYDREAM_WORKER_START="spawn") if name == "env" else None
         script = RUN.replace("db = sys.argv[1]\n", "db = sys.argv[1]\n" + prelude)
         result, stderr = run_script(script, str(db), environ=environ)
@@ -80,10 +79,10 @@ def test_a_worker_is_spawned_when_a_fork_is_not_safe(tmp_path):
 
 
 @linux_only
-def test_fork_blocker_sees_the_database_and_its_wal_files_only(tmp_path):
+def test_fork_blocker_sees_the_database_and_its_wal_files_only(tmp_path, offline_cohort):
     """A connection to another database does not stop a fork; one to this database does,
     also through a symlink, and so does an open -wal file."""
-    db = offline_cohort(tmp_path)
+    db = offline_cohort()
     other = tmp_path / "other.db"
     connect(other).close()
     link = tmp_path / "link.db"
@@ -113,11 +112,13 @@ print(json.dumps(out))
 
 
 @linux_only
-def test_a_forked_worker_reads_its_own_database_not_the_parents_cached_rows(tmp_path):
+def test_a_forked_worker_reads_its_own_database_not_the_parents_cached_rows(
+    tmp_path, offline_cohort
+):
     """The starting process claimed a task in another database whose combos have the same
     ids but other concepts (leases caches them by id): the forked workers render their
     prompts from their own database."""
-    first = offline_cohort(tmp_path / "first")
+    first = offline_cohort(root=tmp_path / "first")
     second_root = tmp_path / "second"
     shutil.copytree(tmp_path / "first" / "catalog", second_root / "catalog")
     concepts_file = second_root / "catalog" / "concepts.yaml"
@@ -158,10 +159,10 @@ print(json.dumps({"started": summary.started, "first": names, "remaining": summa
 
 
 @linux_only
-def test_a_forked_worker_writes_to_the_inherited_stderr_not_a_redirected_one(tmp_path):
+def test_a_forked_worker_writes_to_the_inherited_stderr_not_a_redirected_one(offline_cohort):
     """``daydream run`` inside a CLI test runner (sys.stderr replaced by a buffer): the
     worker's output goes to file descriptor 2, as a fresh interpreter's would."""
-    db = offline_cohort(tmp_path)
+    db = offline_cohort()
     script = RUN.replace(
         "summary = run_cohort(",
         "import io; sys.stderr = io.StringIO()\nsummary = run_cohort(",
@@ -172,10 +173,10 @@ def test_a_forked_worker_writes_to_the_inherited_stderr_not_a_redirected_one(tmp
 
 
 @linux_only
-def test_a_forked_worker_sees_crash_points_set_after_daydream_was_imported(tmp_path):
+def test_a_forked_worker_sees_crash_points_set_after_daydream_was_imported(offline_cohort):
     """The crash-test switches are read from the environment when the worker starts, as
     a fresh interpreter reads them, not when the parent imported daydream."""
-    db = offline_cohort(tmp_path)
+    db = offline_cohort()
     script = """
 import json, os, sys
 from daydream.runner.run import run_cohort
@@ -233,11 +234,11 @@ print(json.dumps({"code": code, "sleeper": sleeper.pid, "reaped": quiet.returnco
     assert result["reaped"] == 0
 
 
-def test_the_idle_workers_of_a_run_are_stopped_once_nothing_is_left(tmp_path):
+def test_the_idle_workers_of_a_run_are_stopped_once_nothing_is_left(offline_cohort):
     """Forked workers inherit the parent's settings: with an idle worker's first sleep an
     hour long, the run still ends as soon as the cohort is done, because the runner stops
     the idle worker once the other has found nothing left."""
-    db = offline_cohort(tmp_path)
+    db = offline_cohort()
     script = RUN.replace(
         "summary = run_cohort(",
         "import daydream.worker.loop as w; w.IDLE_FIRST_S = w.IDLE_POLL_S = 3600.0\n"
