@@ -55,9 +55,31 @@ def import_catalog(conn: sqlite3.Connection, catalog: Any, *, actor: str = "cli"
         }
         for model in catalog.models:
             if _is_new(report, current, "models", model.model_id, model.version):
-                events.append(_model_defined(model, key_envs, source))
+                events.append(model_defined(model, source, key_envs=key_envs))
         append(conn, events, actor=actor)
     return report
+
+
+def model_defined(
+    model: Model, source: str, *, key_envs: dict[str, str] | None = None
+) -> ev.ModelDefined:
+    """The ``model.defined`` event of a catalog model (``key_envs``: provider name -> the
+    environment variable holding its API key)."""
+    settings = _settings(model, ("temperature", "max_tokens", "seed", "extra", "base_url"))
+    if key_envs and model.provider in key_envs:
+        settings["api_key_env"] = key_envs[model.provider]  # a variable NAME, never a key
+    return ev.ModelDefined(
+        model_id=model.model_id,
+        version=model.version,
+        provider=model.provider,
+        provider_model=model.provider_model,
+        display_name=model.display_name,
+        pool=model.pool,
+        price_input=model.price_input,
+        price_output=model.price_output,
+        settings=settings,
+        source=source,
+    )
 
 
 def _current_versions(conn: sqlite3.Connection) -> dict[str, dict[Any, str]]:
@@ -125,24 +147,6 @@ def _template_defined(
         scale_min=scale[0] if scale else None,
         scale_max=scale[1] if scale else None,
         settings=_settings(template, ("temperature", "max_tokens", "min_lines", "seed", "extra")),
-        source=source,
-    )
-
-
-def _model_defined(model: Model, key_envs: dict[str, str], source: str) -> ev.ModelDefined:
-    settings = _settings(model, ("temperature", "max_tokens", "seed", "extra", "base_url"))
-    if model.provider in key_envs:
-        settings["api_key_env"] = key_envs[model.provider]  # a variable NAME, never a key
-    return ev.ModelDefined(
-        model_id=model.model_id,
-        version=model.version,
-        provider=model.provider,
-        provider_model=model.provider_model,
-        display_name=model.display_name,
-        pool=model.pool,
-        price_input=model.price_input,
-        price_output=model.price_output,
-        settings=settings,
         source=source,
     )
 
