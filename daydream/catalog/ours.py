@@ -20,7 +20,15 @@ from daydream.catalog.build import (
     validate,
     yaml_items,
 )
-from daydream.catalog.entries import DEFAULT_LEVEL, Catalog, Concept, Model, Provider
+from daydream.catalog.entries import (
+    DEFAULT_LEVEL,
+    Catalog,
+    Combo,
+    Concept,
+    Model,
+    Provider,
+    Template,
+)
 from daydream.catalog.files import read_yaml
 from daydream.providers.config import DEFAULT_PROVIDERS
 from daydream.vocabulary import LEVELS, STAGES
@@ -83,7 +91,25 @@ class _ProviderIn(_In):
 
 def load_daydream(root: Path) -> Catalog:
     warnings: list[str] = []
-    file, concepts = root / "concepts.yaml", []
+    concepts = _concepts(root / "concepts.yaml")
+    combos = _combos(root / "combos.yaml", {c.concept_id for c in concepts})
+    templates = _templates(root, warnings)
+    providers = _providers(root / "providers.yaml")
+    models = _models(root / "models.yaml", providers)
+    return Catalog(
+        concepts=tuple(concepts),
+        combos=tuple(combos),
+        templates=tuple(templates),
+        models=tuple(models),
+        providers=tuple(providers.values()),
+        source=root,
+        layout="daydream",
+        warnings=tuple(warnings),
+    )
+
+
+def _concepts(file: Path) -> list[Concept]:
+    concepts = []
     for where, item in yaml_items(file, read_yaml(file), "concept"):
         c = validate(_ConceptIn, file, where, item)
         texts = nonblank({level: getattr(c, level).strip() for level in LEVELS})
@@ -92,14 +118,21 @@ def load_daydream(root: Path) -> Catalog:
         data = {"concept_id": c.id, "name": c.name, "descriptions": texts}
         concepts.append(validate(Concept, file, where, data))
     check_unique(file, "concept", [(c.concept_id, "") for c in concepts])
+    return concepts
 
-    file, combos = root / "combos.yaml", []
+
+def _combos(file: Path, known: set[str]) -> list[Combo]:
+    combos = []
     for where, item in yaml_items(file, read_yaml(file), "combo"):
         b = validate(_ComboIn, file, where, item)
-        known = {c.concept_id for c in concepts}
         combos.append(build_combo(file, where, b.id, b.concepts, b.level, known, "concepts.yaml"))
     check_unique(file, "combo", [(c.combo_id, "") for c in combos])
+    return combos
 
+
+def _templates(root: Path, warnings: list[str]) -> list[Template]:
+    """templates.yaml, stage by stage, with their bodies (body files no entry names are
+    added to ``warnings``)."""
     file, templates = root / "templates.yaml", []
     stages = read_yaml(file) or {}
     if not isinstance(stages, dict) or not set(stages) <= set(STAGES):
@@ -116,9 +149,12 @@ def load_daydream(root: Path) -> Catalog:
         check_unique(file, f"{stage} template", ids)
         names = {t for t, _ in ids}
         warnings += orphans(root / "templates" / stage, ".j2", names, file.name)
+    return templates
 
+
+def _providers(file: Path) -> dict[str, Provider]:
+    """The optional providers.yaml, by name."""
     providers: dict[str, Provider] = {}
-    file = root / "providers.yaml"
     declared = read_yaml(file) if file.is_file() else {}
     if not isinstance(declared, dict):
         raise catalog_error(file, "", "must map provider names to {base_url, api_key_env}")
@@ -127,9 +163,13 @@ def load_daydream(root: Path) -> Catalog:
         data = {"name": check_id(file, "", "provider", name)}
         data.update(validate(_ProviderIn, file, where, item).model_dump())
         providers[name] = validate(Provider, file, where, data)
-    builtin = set(DEFAULT_PROVIDERS)
+    return providers
 
-    file, models = root / "models.yaml", []
+
+def _models(file: Path, providers: dict[str, Provider]) -> list[Model]:
+    """models.yaml; each model names a built-in or declared provider, or its own base_url."""
+    builtin = set(DEFAULT_PROVIDERS)
+    models = []
     for where, item in yaml_items(file, read_yaml(file), "model"):
         m = validate(_ModelIn, file, where, item)
         if m.provider not in builtin | set(providers) and m.base_url is None:
@@ -157,16 +197,7 @@ def load_daydream(root: Path) -> Catalog:
         }
         models.append(validate(Model, file, where, data))
     check_unique(file, "model", [(m.model_id, "") for m in models])
-    return Catalog(
-        concepts=tuple(concepts),
-        combos=tuple(combos),
-        templates=tuple(templates),
-        models=tuple(models),
-        providers=tuple(providers.values()),
-        source=root,
-        layout="daydream",
-        warnings=tuple(warnings),
-    )
+    return models
 
 
 def _per_token(per_million: float | None) -> float | None:

@@ -46,63 +46,82 @@ def plan_legacy(
     clock: Clock,
 ) -> None:
     """Cohorts, then the new generations (stage by stage, in their first cohort), then links."""
-    usable: list[LegacyCohort] = []
-    for stored in upstream:
-        row = conn.execute(
-            "SELECT spec_path FROM cohorts WHERE cohort_id = ?", (stored.cohort_id,)
-        ).fetchone()
-        if row and not row[0].startswith(SPEC_PREFIX):
-            report.skipped.append(
-                Skip(
-                    f"cohorts/{stored.cohort_id}",
-                    f"a cohort with this id was already planned here (from {row[0]}), so its"
-                    f' members were not linked (new generations went to cohort "{legacy_id}")',
-                )
-            )
-            continue
-        spec_path = SPEC_PREFIX + str(stored.source.resolve())
-        usable.append(LegacyCohort(stored.cohort_id, spec_path, stored.spec_text, stored.members))
+    usable = _usable_cohorts(conn, upstream, legacy_id, report)
     home: dict[str, str] = {}
     for cohort in usable:
         for gen_id in cohort.members:
             home.setdefault(gen_id, cohort.cohort_id)
     leftovers = [g for g in accepted if g not in home]
     if leftovers:
-        legacy_spec = SPEC_PREFIX + str((root / "gens").resolve())
-        row = conn.execute(
-            "SELECT spec_path FROM cohorts WHERE cohort_id = ?", (legacy_id,)
-        ).fetchone()
-        if row and not row[0].startswith(SPEC_PREFIX):
-            raise PlanError(
-                f'cohort "{legacy_id}" already exists (planned from {row[0]}); import the'
-                " generations no membership.csv lists into another one with --cohort ID"
-            )
-        legacy_text = f"upstream generations under {root / 'gens'} that no membership.csv lists\n"
-        usable.append(LegacyCohort(legacy_id, legacy_spec, legacy_text, leftovers))
+        usable.append(_legacy_cohort(conn, root, legacy_id, leftovers))
         for gen_id in leftovers:
             home[gen_id] = legacy_id
+    events, links = _cohorts_planned(conn, accepted, usable, home, report)
+    events += _generation_batches(accepted, usable, home, links)
+    if events:
+        append(conn, events, actor=actor, clock=clock)
+        report.events += len(events)
 
+
+def _usable_cohorts(
+    conn: sqlite3.Connection, upstream: list[StoredCohort], legacy_id: str, report: LegacyReport
+) -> list[LegacyCohort]:
+    """The upstream cohorts this import may fill (each one that was planned here from a
+    spec is skipped, with the reason)."""
+    usable: list[LegacyCohort] = []
+    for stored in upstream:
+        planned_from = _planned_from_spec(conn, stored.cohort_id)
+        if planned_from is not None:
+            report.skipped.append(
+                Skip(
+                    f"cohorts/{stored.cohort_id}",
+                    f"a cohort with this id was already planned here (from {planned_from}), so"
+                    f' its members were not linked (new generations went to cohort "{legacy_id}")',
+                )
+            )
+            continue
+        spec_path = SPEC_PREFIX + str(stored.source.resolve())
+        usable.append(LegacyCohort(stored.cohort_id, spec_path, stored.spec_text, stored.members))
+    return usable
+
+
+def _legacy_cohort(
+    conn: sqlite3.Connection, root: Path, legacy_id: str, leftovers: list[str]
+) -> LegacyCohort:
+    """The cohort of the generations no membership.csv lists."""
+    legacy_spec = SPEC_PREFIX + str((root / "gens").resolve())
+    planned_from = _planned_from_spec(conn, legacy_id)
+    if planned_from is not None:
+        raise PlanError(
+            f'cohort "{legacy_id}" already exists (planned from {planned_from}); import the'
+            " generations no membership.csv lists into another one with --cohort ID"
+        )
+    legacy_text = f"upstream generations under {root / 'gens'} that no membership.csv lists\n"
+    return LegacyCohort(legacy_id, legacy_spec, legacy_text, leftovers)
+
+
+def _planned_from_spec(conn: sqlite3.Connection, cohort_id: str) -> str | None:
+    """The spec path of a cohort planned here from a spec (not by this import), if any."""
+    row = conn.execute("SELECT spec_path FROM cohorts WHERE cohort_id = ?", (cohort_id,)).fetchone()
+    if row and not row[0].startswith(SPEC_PREFIX):
+        return row[0]
+    return None
+
+
+def _cohorts_planned(
+    conn: sqlite3.Connection,
+    accepted: dict[str, Accepted],
+    usable: list[LegacyCohort],
+    home: dict[str, str],
+    report: LegacyReport,
+) -> tuple[list[ev.Event], dict[str, list[str]]]:
+    """A ``cohort.planned`` event per cohort that has members and is new here, and per
+    cohort the members that join it by a link."""
     stage_of = {g: a.gen.stage for g, a in accepted.items()}
     events: list[ev.Event] = []
     links: dict[str, list[str]] = {}
     for cohort in usable:
-        linked = {
-            r[0]
-            for r in conn.execute(
-                "SELECT gen_id FROM cohort_members WHERE cohort_id = ?", (cohort.cohort_id,)
-            )
-        }
-        members = []
-        for gen_id in cohort.members:
-            if gen_id not in stage_of:
-                row = conn.execute(
-                    "SELECT stage FROM generations WHERE gen_id = ?", (gen_id,)
-                ).fetchone()
-                if row is None:
-                    continue
-                stage_of[gen_id] = row[0]
-            if gen_id not in linked:
-                members.append(gen_id)
+        members = _unlinked_members(conn, cohort, stage_of)
         missing = len(cohort.members) - sum(1 for g in cohort.members if g in stage_of)
         if missing:
             report.warnings.append(
@@ -128,9 +147,46 @@ def plan_legacy(
             )
         )
         report.cohorts.append(cohort.cohort_id)
+    return events, links
+
+
+def _unlinked_members(
+    conn: sqlite3.Connection, cohort: LegacyCohort, stage_of: dict[str, str]
+) -> list[str]:
+    """The cohort's members that exist (imported now or before; ``stage_of`` learns the
+    latter) and are not in it yet."""
+    linked = {
+        r[0]
+        for r in conn.execute(
+            "SELECT gen_id FROM cohort_members WHERE cohort_id = ?", (cohort.cohort_id,)
+        )
+    }
+    members = []
+    for gen_id in cohort.members:
+        if gen_id not in stage_of:
+            row = conn.execute(
+                "SELECT stage FROM generations WHERE gen_id = ?", (gen_id,)
+            ).fetchone()
+            if row is None:
+                continue
+            stage_of[gen_id] = row[0]
+        if gen_id not in linked:
+            members.append(gen_id)
+    return members
+
+
+def _generation_batches(
+    accepted: dict[str, Accepted],
+    usable: list[LegacyCohort],
+    home: dict[str, str],
+    links: dict[str, list[str]],
+) -> list[ev.Event]:
+    """``generations.planned`` events: the new generations stage by stage (parents first),
+    each in its first cohort, then the links."""
     batches: dict[tuple[str, str], list[list[Any]]] = {}
     for gen_id, item in accepted.items():
         batches.setdefault((item.gen.stage, home[gen_id]), []).append(item.row())
+    events: list[ev.Event] = []
     for stage in STAGES:
         for cohort in usable:
             rows = batches.get((stage, cohort.cohort_id), [])
@@ -147,9 +203,7 @@ def plan_legacy(
                     cohort_id=cohort_id, generations=[], members=members[start : start + BATCH]
                 )
             )
-    if events:
-        append(conn, events, actor=actor, clock=clock)
-        report.events += len(events)
+    return events
 
 
 def record_results(

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from daydream import events as ev
 from daydream.catalog.entries import Model
+from daydream.catalog.recording import model_defined
 from daydream.clock import Clock
 from daydream.db.log import append
 from daydream.db.texts import put_text
@@ -169,15 +170,7 @@ def _placeholder(model_id: str, source: str) -> ev.ModelDefined:
         raise Skipped(
             f'llm_model_id "{model_id}" is not a valid model id (letters, digits, ".", "_", "-")'
         ) from None
-    return ev.ModelDefined(
-        model_id=model.model_id,
-        version=model.version,
-        provider=model.provider,
-        provider_model=model.provider_model,
-        display_name=model.display_name,
-        pool=model.pool,
-        source=f"{source}: named by gens metadata, not in llm_models.csv",
-    )
+    return model_defined(model, f"{source}: named by gens metadata, not in llm_models.csv")
 
 
 def _read_result(conn: sqlite3.Connection, gen: StoredGen, report: LegacyReport) -> Result:

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator
-from typing import Any, NamedTuple
+from enum import Enum
+from typing import Any, Final, NamedTuple
 
 from daydream import events as ev
 from daydream import ids
 from daydream.catalog.entries import Combo
-from daydream.catalog.registry import Registry
+from daydream.catalog.registry import ModelRow, Registry, TemplateRow
 from daydream.errors import PlanError, TemplateError
 from daydream.plan.report import PlanReport
 from daydream.prompts import available_variables, template_variables
@@ -85,190 +86,18 @@ def derive(
     were recorded when it was first derived).
     """
     out: list[Generation] = []
-    parent: str | None = None
-    combo = row.get("combo_id")
-
-    def template(stage: str, template_id: str) -> Any:
-        found = registry.templates.get((stage, template_id))
-        if found is None:
-            known = ", ".join(registry.template_ids(stage)) or "none"
-            problems.add(
-                f'unknown {stage} template "{template_id}" (catalog has: {known};'
-                " import it with: daydream catalog import DIR)",
-                row_number,
-            )
-        return found
-
-    def model(model_id: Any, stage: str) -> Any:
-        if model_id in (None, ""):
-            problems.add(f"{stage} row has no model ({stage}_llm column)", row_number)
-            return None
-        found = registry.models.get(str(model_id))
-        if found is None:
-            known = ", ".join(sorted(registry.models)) or "none"
-            problems.add(
-                f'unknown model "{model_id}" (catalog has: {known}; add it to the catalog and'
-                " import it with: daydream catalog import DIR)",
-                row_number,
-            )
-        return found
-
+    essay: str | _Stop | None
     if row.get("essay_id"):
-        parent = str(row["essay_id"])
-        if existing.get(parent) != "essay":
-            problems.add(f'essay_id "{parent}" is not an existing essay generation', row_number)
+        essay = _existing_parent(str(row["essay_id"]), "essay", existing, problems, row_number)
+    else:
+        draft = _derive_draft(row, registry, existing, problems, row_number, memo, out)
+        if draft is _STOP:
             return out
-    elif row.get("draft_id"):
-        parent = str(row["draft_id"])
-        if existing.get(parent) != "draft":
-            problems.add(f'draft_id "{parent}" is not an existing draft generation', row_number)
-            return out
-    elif memo is not None and (known := memo.get(_draft_key(row))) is not None:
-        parent = known.gen_id
-        out.append(known)
-    elif row.get("draft_template"):
-        if not combo:
-            problems.add("draft row has no combo_id", row_number)
-            return out
-        if combo not in registry.combos:
-            problems.add(
-                f'unknown combo "{combo}" (define it in the catalog\'s combos and import it'
-                " with: daydream catalog import DIR)",
-                row_number,
-            )
-        tpl = template("draft", row["draft_template"])
-        mdl = model(row.get("draft_llm"), "draft")
-        if tpl is not None and tpl.generator == "copy":
-            problems.add(
-                f'draft template "{tpl.template_id}" is copy-mode, but a draft has no parent to copy',
-                row_number,
-            )
-        if tpl is None or mdl is None or tpl.generator == "copy":
-            return out
-        _check_variables(tpl, False, registry, problems, row_number)
-        signature = ids.draft_signature(
-            combo, tpl.template_id, mdl.model_id, row["draft_replicate"]
-        )
-        parent = ids.gen_id("draft", signature)
-        out.append(
-            Generation(
-                parent,
-                "draft",
-                None,
-                combo,
-                tpl.template_id,
-                tpl.version,
-                mdl.model_id,
-                row["draft_replicate"],
-                "llm",
-                signature,
-                mdl.pool,
-            )
-        )
-        if memo is not None:
-            memo[_draft_key(row)] = out[-1]
-    essay_parent = parent if row.get("essay_id") else None
-    if (
-        memo is not None
-        and not row.get("essay_id")
-        and (known := memo.get(_essay_key(row, parent))) is not None
-    ):
-        essay_parent = known.gen_id
-        out.append(known)
-    elif row.get("essay_template") and not row.get("essay_id"):
-        tpl = template("essay", row["essay_template"])
-        if tpl is None:
-            return out
-        copy = tpl.generator == "copy"
-        if parent is None:
-            if copy:
-                problems.add(
-                    f'essay template "{tpl.template_id}" is copy-mode and needs a draft'
-                    " (add draft_template and draft_llm columns)",
-                    row_number,
-                )
-                return out
-            if not combo:
-                problems.add("essay row has no draft and no combo_id", row_number)
-                return out
-            if combo not in registry.combos:
-                problems.add(
-                    f'unknown combo "{combo}" (define it in the catalog\'s combos and import it'
-                    " with: daydream catalog import DIR)",
-                    row_number,
-                )
-                return out
-        if not copy:
-            _check_variables(tpl, parent is not None, registry, problems, row_number)
-        source = parent if parent is not None else f"combo:{combo}"
-        if copy:
-            model_id, pool, replicate = None, COPY_POOL, 1
-        else:
-            mdl = model(row.get("essay_llm"), "essay")
-            if mdl is None:
-                return out
-            model_id, pool, replicate = mdl.model_id, mdl.pool, row["essay_replicate"]
-        signature = ids.essay_signature(source, tpl.template_id, model_id, replicate, copy=copy)
-        essay_parent = ids.gen_id("essay", signature)
-        out.append(
-            Generation(
-                essay_parent,
-                "essay",
-                parent,
-                combo,
-                tpl.template_id,
-                tpl.version,
-                model_id,
-                replicate,
-                "copy" if copy else "llm",
-                signature,
-                pool,
-            )
-        )
-        if memo is not None:
-            memo[_essay_key(row, parent)] = out[-1]
+        essay = _derive_essay(row, draft, registry, problems, row_number, memo, out)
+    if essay is _STOP:
+        return out
     if row.get("evaluation_template"):
-        if essay_parent is None:
-            problems.add(
-                "evaluation columns need an essay (essay_template) or an essay_id", row_number
-            )
-            return out
-        replicate = row["evaluation_replicate"]
-        # Checked once per judge (template, model, replicate): most rows repeat one.
-        judge_key = ("evaluation", row["evaluation_template"], row.get("evaluation_llm"), replicate)
-        judge = memo.get(judge_key) if memo is not None else None
-        if judge is None:
-            tpl = template("evaluation", row["evaluation_template"])
-            mdl = model(row.get("evaluation_llm"), "evaluation")
-            if tpl is not None and tpl.generator == "copy":
-                problems.add(
-                    f'evaluation template "{tpl.template_id}" cannot be copy-mode', row_number
-                )
-                return out
-            if tpl is None or mdl is None:
-                return out
-            _check_variables(tpl, True, registry, problems, row_number)
-            suffix = ids.evaluation_suffix(tpl.template_id, mdl.model_id, replicate)
-            judge = (tpl.template_id, tpl.version, mdl.model_id, mdl.pool, suffix)
-            if memo is not None:
-                memo[judge_key] = judge
-        template_id, version, model_id, pool, suffix = judge
-        signature = ids.evaluation_signature_with(essay_parent, suffix)
-        out.append(
-            Generation(
-                ids.gen_id("evaluation", signature),
-                "evaluation",
-                essay_parent,
-                combo,
-                template_id,
-                version,
-                model_id,
-                replicate,
-                "llm",
-                signature,
-                pool,
-            )
-        )
+        _derive_evaluation(row, essay, registry, problems, row_number, memo, out)
     if not out and not problems:
         problems.add(
             "row names no stage to run (needs draft_template, essay_template or"
@@ -276,6 +105,254 @@ def derive(
             row_number,
         )
     return out
+
+
+class _Stop(Enum):
+    """What a stage returns when the row's problem (already recorded) leaves the later
+    stages nothing to build on: deriving the row ends there."""
+
+    STOP = "stop"
+
+
+_STOP: Final = _Stop.STOP
+
+
+def _existing_parent(
+    gen_id: str, stage: str, existing: dict[str, str], problems: Problems, row_number: int
+) -> str | _Stop:
+    """The existing generation a ``draft_id``/``essay_id`` column names, if of that stage."""
+    if existing.get(gen_id) != stage:
+        problems.add(f'{stage}_id "{gen_id}" is not an existing {stage} generation', row_number)
+        return _STOP
+    return gen_id
+
+
+def _derive_draft(
+    row: dict[str, Any],
+    registry: Registry,
+    existing: dict[str, str],
+    problems: Problems,
+    row_number: int,
+    memo: dict[tuple[Any, ...], Any] | None,
+    out: list[Generation],
+) -> str | None | _Stop:
+    """The id of the row's draft (named by ``draft_id``, remembered, or new: appended to
+    ``out``), or None when the row has no draft stage."""
+    if row.get("draft_id"):
+        return _existing_parent(str(row["draft_id"]), "draft", existing, problems, row_number)
+    if memo is not None and (known := memo.get(_draft_key(row))) is not None:
+        out.append(known)
+        return known.gen_id
+    if not row.get("draft_template"):
+        return None
+    combo = row.get("combo_id")
+    if not combo:
+        problems.add("draft row has no combo_id", row_number)
+        return _STOP
+    _check_combo(combo, registry, problems, row_number)
+    tpl = _template("draft", row["draft_template"], registry, problems, row_number)
+    mdl = _model(row.get("draft_llm"), "draft", registry, problems, row_number)
+    if tpl is not None and tpl.generator == "copy":
+        problems.add(
+            f'draft template "{tpl.template_id}" is copy-mode, but a draft has no parent to copy',
+            row_number,
+        )
+    if tpl is None or mdl is None or tpl.generator == "copy":
+        return _STOP
+    _check_variables(tpl, False, registry, problems, row_number)
+    replicate = row["draft_replicate"]
+    signature = ids.draft_signature(combo, tpl.template_id, mdl.model_id, replicate)
+    draft = Generation(
+        ids.gen_id("draft", signature),
+        "draft",
+        None,
+        combo,
+        tpl.template_id,
+        tpl.version,
+        mdl.model_id,
+        replicate,
+        "llm",
+        signature,
+        mdl.pool,
+    )
+    out.append(draft)
+    if memo is not None:
+        memo[_draft_key(row)] = draft
+    return draft.gen_id
+
+
+def _derive_essay(
+    row: dict[str, Any],
+    draft: str | None,
+    registry: Registry,
+    problems: Problems,
+    row_number: int,
+    memo: dict[tuple[Any, ...], Any] | None,
+    out: list[Generation],
+) -> str | None | _Stop:
+    """The id of the row's essay over ``draft`` (remembered, or new: appended to ``out``),
+    or None when the row has no essay stage."""
+    if memo is not None and (known := memo.get(_essay_key(row, draft))) is not None:
+        out.append(known)
+        return known.gen_id
+    if not row.get("essay_template"):
+        return None
+    tpl = _template("essay", row["essay_template"], registry, problems, row_number)
+    if tpl is None:
+        return _STOP
+    copy = tpl.generator == "copy"
+    combo = row.get("combo_id")
+    if draft is None and not _can_start_from_combo(tpl, combo, registry, problems, row_number):
+        return _STOP
+    if not copy:
+        _check_variables(tpl, draft is not None, registry, problems, row_number)
+    source = draft if draft is not None else f"combo:{combo}"
+    if copy:
+        model_id, pool, replicate = None, COPY_POOL, 1
+    else:
+        mdl = _model(row.get("essay_llm"), "essay", registry, problems, row_number)
+        if mdl is None:
+            return _STOP
+        model_id, pool, replicate = mdl.model_id, mdl.pool, row["essay_replicate"]
+    signature = ids.essay_signature(source, tpl.template_id, model_id, replicate, copy=copy)
+    essay = Generation(
+        ids.gen_id("essay", signature),
+        "essay",
+        draft,
+        combo,
+        tpl.template_id,
+        tpl.version,
+        model_id,
+        replicate,
+        "copy" if copy else "llm",
+        signature,
+        pool,
+    )
+    out.append(essay)
+    if memo is not None:
+        memo[_essay_key(row, draft)] = essay
+    return essay.gen_id
+
+
+def _can_start_from_combo(
+    tpl: TemplateRow, combo: str | None, registry: Registry, problems: Problems, row_number: int
+) -> bool:
+    """Whether an essay without a draft can be written straight from the row's combo."""
+    if tpl.generator == "copy":
+        problems.add(
+            f'essay template "{tpl.template_id}" is copy-mode and needs a draft'
+            " (add draft_template and draft_llm columns)",
+            row_number,
+        )
+        return False
+    if not combo:
+        problems.add("essay row has no draft and no combo_id", row_number)
+        return False
+    return _check_combo(combo, registry, problems, row_number)
+
+
+def _derive_evaluation(
+    row: dict[str, Any],
+    essay: str | None,
+    registry: Registry,
+    problems: Problems,
+    row_number: int,
+    memo: dict[tuple[Any, ...], Any] | None,
+    out: list[Generation],
+) -> None:
+    """Append the row's evaluation of ``essay`` to ``out``."""
+    if essay is None:
+        problems.add("evaluation columns need an essay (essay_template) or an essay_id", row_number)
+        return
+    replicate = row["evaluation_replicate"]
+    # Checked once per judge (template, model, replicate): most rows repeat one.
+    judge_key = ("evaluation", row["evaluation_template"], row.get("evaluation_llm"), replicate)
+    judge = memo.get(judge_key) if memo is not None else None
+    if judge is None:
+        judge = _judge(row, replicate, registry, problems, row_number)
+        if judge is None:
+            return
+        if memo is not None:
+            memo[judge_key] = judge
+    template_id, version, model_id, pool, suffix = judge
+    signature = ids.evaluation_signature_with(essay, suffix)
+    out.append(
+        Generation(
+            ids.gen_id("evaluation", signature),
+            "evaluation",
+            essay,
+            row.get("combo_id"),
+            template_id,
+            version,
+            model_id,
+            replicate,
+            "llm",
+            signature,
+            pool,
+        )
+    )
+
+
+def _judge(
+    row: dict[str, Any], replicate: int, registry: Registry, problems: Problems, row_number: int
+) -> tuple[str, str, str, str, str] | None:
+    """An evaluation's checked template id and version, model id and pool, and the suffix
+    of its signature; None when they have a problem."""
+    tpl = _template("evaluation", row["evaluation_template"], registry, problems, row_number)
+    mdl = _model(row.get("evaluation_llm"), "evaluation", registry, problems, row_number)
+    if tpl is not None and tpl.generator == "copy":
+        problems.add(f'evaluation template "{tpl.template_id}" cannot be copy-mode', row_number)
+        return None
+    if tpl is None or mdl is None:
+        return None
+    _check_variables(tpl, True, registry, problems, row_number)
+    suffix = ids.evaluation_suffix(tpl.template_id, mdl.model_id, replicate)
+    return (tpl.template_id, tpl.version, mdl.model_id, mdl.pool, suffix)
+
+
+def _template(
+    stage: str, template_id: str, registry: Registry, problems: Problems, row_number: int
+) -> TemplateRow | None:
+    """The catalog's current ``stage`` template, or None (the problem recorded)."""
+    found = registry.templates.get((stage, template_id))
+    if found is None:
+        known = ", ".join(registry.template_ids(stage)) or "none"
+        problems.add(
+            f'unknown {stage} template "{template_id}" (catalog has: {known};'
+            " import it with: daydream catalog import DIR)",
+            row_number,
+        )
+    return found
+
+
+def _model(
+    model_id: Any, stage: str, registry: Registry, problems: Problems, row_number: int
+) -> ModelRow | None:
+    """The catalog's model the row's ``{stage}_llm`` names, or None (the problem recorded)."""
+    if model_id in (None, ""):
+        problems.add(f"{stage} row has no model ({stage}_llm column)", row_number)
+        return None
+    found = registry.models.get(str(model_id))
+    if found is None:
+        known = ", ".join(sorted(registry.models)) or "none"
+        problems.add(
+            f'unknown model "{model_id}" (catalog has: {known}; add it to the catalog and'
+            " import it with: daydream catalog import DIR)",
+            row_number,
+        )
+    return found
+
+
+def _check_combo(combo: str, registry: Registry, problems: Problems, row_number: int) -> bool:
+    """Whether the catalog has ``combo`` (recording the problem when it has not)."""
+    if combo in registry.combos:
+        return True
+    problems.add(
+        f'unknown combo "{combo}" (define it in the catalog\'s combos and import it'
+        " with: daydream catalog import DIR)",
+        row_number,
+    )
+    return False
 
 
 def _draft_key(row: dict[str, Any]) -> tuple[Any, ...]:

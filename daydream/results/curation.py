@@ -61,69 +61,19 @@ def rank_essays(
     """
     require_cohort(conn, cohort_id)
     evaluations = evaluation_rows(conn, cohort_id)
-    templates = sorted({r["evaluation_template"] for r in evaluations})
-    if template not in templates:
-        raise ConfigError(
-            f'cohort "{cohort_id}" has no evaluations with template "{template}"'
-            f" (its evaluation templates: {', '.join(templates) or 'none'}); pick one with --template"
-        )
-    judged = sorted(
-        {r["evaluation_model"] for r in evaluations if r["evaluation_template"] == template}
-    )
-    unknown = [m for m in models if m not in judged]
-    if unknown:
-        raise ConfigError(
-            f'model "{unknown[0]}" did not judge "{template}" in cohort "{cohort_id}"'
-            f" (its judges: {', '.join(judged)}); fix --models"
-        )
-    chosen = list(dict.fromkeys(models)) or judged
-    best: dict[str, dict[str, float]] = {}
-    for r in evaluations:
-        if (
-            r["evaluation_template"] == template
-            and r["evaluation_model"] in chosen
-            and is_scored(r)
-        ):
-            per_model = best.setdefault(r["essay_gen_id"], {})
-            per_model[r["evaluation_model"]] = max(
-                per_model.get(r["evaluation_model"], r["score"]), r["score"]
-            )
+    chosen = _judges(evaluations, cohort_id, template, models)
+    best = _best_scores(evaluations, template, chosen)
     if not best:
         raise ConfigError(
             f'cohort "{cohort_id}" has no scored "{template}" evaluations by'
             f" {', '.join(chosen)}; run it first (daydream run {cohort_id})"
         )
-    ranked = sorted(
-        ((statistics.fmean(s.values()), essay, s) for essay, s in best.items()),
-        key=lambda item: (-item[0], item[1]),
-    )
-    if span is not None:
-        ranked = [item for item in ranked if item[0] >= ranked[0][0] - span - EPS]
     if top_n is None and span is None:
         top_n = 10
-    if top_n is not None:
-        ranked = ranked[:top_n]
+    ranked = _ranked(best, top_n, span)
     method = "+".join(m for m, v in (("score_span", span), ("top_n", top_n)) if v is not None)
     limit = "+".join(f"{v:g}" for v in (span, top_n) if v is not None)
     lineage = {e["essay_gen_id"]: e for e in essay_rows(conn, cohort_id)}
-    columns = [
-        "selection_rank",
-        "selected",
-        "essay_gen_id",
-        "avg_score",
-        "max_score",
-        "models_covered",
-        *(f"score__{m}" for m in chosen),
-        "evaluation_template",
-        "source_models",
-        "combo_id",
-        "draft_template",
-        "essay_template",
-        "generation_model",
-        "selection_method",
-        "selection_limit",
-        "source_cohort_id",
-    ]
     rows = []
     for rank, (avg, essay, scores) in enumerate(ranked, 1):
         info = lineage.get(essay, {})
@@ -147,7 +97,86 @@ def rank_essays(
                 "source_cohort_id": cohort_id,
             }
         )
-    return Ranking(cohort_id, template, chosen, columns, rows)
+    return Ranking(cohort_id, template, chosen, _columns(chosen), rows)
+
+
+def _judges(
+    evaluations: list[dict[str, Any]], cohort_id: str, template: str, models: Sequence[str]
+) -> list[str]:
+    """The judge models to rank by: ``models`` (each must have judged ``template``), or
+    every model that did."""
+    templates = sorted({r["evaluation_template"] for r in evaluations})
+    if template not in templates:
+        raise ConfigError(
+            f'cohort "{cohort_id}" has no evaluations with template "{template}"'
+            f" (its evaluation templates: {', '.join(templates) or 'none'}); pick one with --template"
+        )
+    judged = sorted(
+        {r["evaluation_model"] for r in evaluations if r["evaluation_template"] == template}
+    )
+    unknown = [m for m in models if m not in judged]
+    if unknown:
+        raise ConfigError(
+            f'model "{unknown[0]}" did not judge "{template}" in cohort "{cohort_id}"'
+            f" (its judges: {', '.join(judged)}); fix --models"
+        )
+    return list(dict.fromkeys(models)) or judged
+
+
+def _best_scores(
+    evaluations: list[dict[str, Any]], template: str, chosen: list[str]
+) -> dict[str, dict[str, float]]:
+    """Per essay, each chosen judge model's best score of ``template``."""
+    best: dict[str, dict[str, float]] = {}
+    for r in evaluations:
+        if (
+            r["evaluation_template"] == template
+            and r["evaluation_model"] in chosen
+            and is_scored(r)
+        ):
+            per_model = best.setdefault(r["essay_gen_id"], {})
+            per_model[r["evaluation_model"]] = max(
+                per_model.get(r["evaluation_model"], r["score"]), r["score"]
+            )
+    return best
+
+
+def _ranked(
+    best: dict[str, dict[str, float]], top_n: int | None, span: float | None
+) -> list[tuple[float, str, dict[str, float]]]:
+    """(average, essay, scores) by average descending then essay id, within ``span`` of
+    the best average, the first ``top_n``."""
+    ranked = sorted(
+        ((statistics.fmean(s.values()), essay, s) for essay, s in best.items()),
+        key=lambda item: (-item[0], item[1]),
+    )
+    if span is not None:
+        ranked = [item for item in ranked if item[0] >= ranked[0][0] - span - EPS]
+    if top_n is not None:
+        ranked = ranked[:top_n]
+    return ranked
+
+
+def _columns(chosen: list[str]) -> list[str]:
+    """The ranking's columns, one score column per judge model."""
+    return [
+        "selection_rank",
+        "selected",
+        "essay_gen_id",
+        "avg_score",
+        "max_score",
+        "models_covered",
+        *(f"score__{m}" for m in chosen),
+        "evaluation_template",
+        "source_models",
+        "combo_id",
+        "draft_template",
+        "essay_template",
+        "generation_model",
+        "selection_method",
+        "selection_limit",
+        "source_cohort_id",
+    ]
 
 
 def write_ranking(ranking: Ranking, path: str | Path, *, overwrite: bool = False) -> Path:
