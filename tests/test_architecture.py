@@ -180,3 +180,29 @@ def test_every_spelling_of_a_test_module_import_is_seen():
         "from tests.scenario import plan\nimport tests.fakeapi\nfrom tests import invariants\n": [],
     }
     assert {source: _test_modules_imported(source) for source in spellings} == spellings
+
+
+MAX_MODULE_LINES = 500
+MAX_FUNCTION_LINES = 80
+
+
+def test_modules_and_functions_stay_short_enough_to_read():
+    """A module over 500 lines has taken a second job, a function over 80 lines a second
+    step; either may stay long only if its docstring says why (with "long because")."""
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        tree = ast.parse(source)
+        name = str(path.relative_to(REPO))
+        if len(source.splitlines()) > MAX_MODULE_LINES and not _says_why(tree):
+            long.append(name)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                size = node.end_lineno - node.lineno + 1  # type: ignore[operator]
+                if size > MAX_FUNCTION_LINES and not _says_why(node):
+                    long.append(f"{name}:{node.name} ({size} lines)")
+    assert long == []
+
+
+def _says_why(node: ast.AST) -> bool:
+    return "long because" in (ast.get_docstring(node) or "")  # type: ignore[arg-type]

@@ -16,9 +16,7 @@ from collections.abc import Iterable, Iterator
 from enum import Enum
 from typing import Any, Final, NamedTuple
 
-from daydream import events as ev
 from daydream import ids
-from daydream.catalog.entries import Combo
 from daydream.catalog.registry import ModelRow, Registry, TemplateRow
 from daydream.errors import PlanError, TemplateError
 from daydream.plan.report import PlanReport
@@ -406,49 +404,6 @@ def _check_variables(
     found = registry.variable_checks[key]
     if found:
         problems.add(found, row_number)
-
-
-def planning_registry(
-    conn: sqlite3.Connection, derived_combos: dict[str, Any], spec_path: str
-) -> tuple[Registry, list[ev.ComboDefined]]:
-    """The catalog a plan checks against: the database's, plus the combinations the spec
-    enumerates from a concept pool (returned as the events that define the new ones)."""
-    registry = Registry.load(conn)
-    if not registry.templates:
-        raise PlanError(
-            f"plan {spec_path}: the database has no catalog; import one first with:"
-            " daydream catalog import DIR"
-        )
-    combo_events = _derived_combo_events(registry, derived_combos, spec_path)
-    for event in combo_events:
-        registry.combos[event.combo_id] = (event.level, tuple(event.concept_ids))
-    return registry, combo_events
-
-
-def _derived_combo_events(
-    registry: Registry, derived: dict[str, Any], source: str
-) -> list[ev.ComboDefined]:
-    events = []
-    for combo_id, d in derived.items():
-        missing = [c for c in d.concepts if c not in registry.concepts]
-        if missing:
-            raise PlanError(
-                f"plan {source}: combo_id pool names unknown concept(s) {', '.join(missing)}"
-                " (import them with: daydream catalog import DIR)"
-            )
-        if combo_id in registry.combos:
-            continue
-        combo = Combo(combo_id=combo_id, concept_ids=tuple(d.concepts), level=d.level)
-        events.append(
-            ev.ComboDefined(
-                combo_id=combo_id,
-                version=combo.version,
-                concept_ids=list(d.concepts),
-                level=d.level,
-                source=source,
-            )
-        )
-    return events
 
 
 def derive_batches(

@@ -33,7 +33,8 @@ from daydream import spec as spec_module
 from daydream.db.connection import connect
 from daydream.errors import PlanError
 from daydream.launch import python_command
-from daydream.plan.derivation import derive_batches, planning_registry
+from daydream.plan.derivation import derive_batches
+from daydream.plan.registry import planning_registry
 from daydream.plan.report import PlanReport
 
 # Spec rows from which a plan derives in a second process (starting one costs ~0.5 s).

@@ -28,7 +28,8 @@ from daydream.db.transaction import transaction
 from daydream.errors import PlanError
 from daydream.plan import derivation, pipeline
 from daydream.plan.cost import estimate_cost
-from daydream.plan.derivation import derive_batches, planning_registry
+from daydream.plan.derivation import derive_batches
+from daydream.plan.registry import planning_registry
 from daydream.plan.report import PlanReport
 from daydream.spec import CompiledRows
 
