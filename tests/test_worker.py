@@ -1452,3 +1452,30 @@ def test_the_runner_stops_its_idle_workers_only_once_nothing_is_left(offline_coh
     finally:
         conn.close()
     assert running.signals == [signal.SIGTERM] and exited.signals == []
+
+
+def test_run_once_is_one_step_a_test_can_drive_with_a_fixed_clock(offline_cohort):
+    """``Worker.run_once`` records what ended and claims what fits in one transaction,
+    then waits briefly for calls to end: stepped by hand with a fixed clock, a worker
+    finishes a cohort, every event stamped with the test's time, and the steps tell when
+    there is nothing left (no call in flight, nothing claimed)."""
+    db = offline_cohort(combos=2)
+    clock = FixedClock()
+    config = WorkerConfig(db_path=db, name="stepper", concurrency=4, queue=0)
+    steps: list[bool] = []
+
+    async def drive() -> None:
+        async with Worker(config, clock=clock) as worker:
+            for _ in range(200):
+                busy = await worker.run_once()
+                steps.append(busy)
+                if not busy:
+                    break
+
+    asyncio.run(drive())
+    total = scalar(db, "SELECT count(*) FROM generations")
+    assert scalar(db, "SELECT count(*) FROM generations WHERE status = 'done'") == total
+    assert steps[-1] is False and all(steps[:-1]), steps
+    stamps = query(db, "SELECT DISTINCT recorded_at FROM events WHERE actor = 'worker:stepper'")
+    assert stamps == [(isoformat(clock()),)]
+    check_invariants(db, drained=True, now=clock())
