@@ -344,3 +344,31 @@ def text(db: Path, digest: str | None) -> str | None:
 
 def _dump(path: Path, data: Any) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+def fail_generations(conn: Any, gen_ids: Iterable[str], state: str = "provider_error") -> None:
+    """Record a final failed attempt for each generation, as a worker that gave up would
+    (``attempt.started`` then ``attempt.failed``, final): their descendants are blocked."""
+    from daydream import events as ev
+    from daydream.db.log import append
+
+    for gen_id in gen_ids:
+        (token,) = append(
+            conn,
+            [ev.AttemptStarted(gen_id=gen_id, attempt=1, worker="t", lease_expires_at="2999-01-01T00:00:00Z")],
+            actor="test",
+        )
+        append(
+            conn,
+            [
+                ev.AttemptFailed(
+                    gen_id=gen_id,
+                    token=token,
+                    state=state,
+                    error=f"{state} (test)",
+                    retryable=False,
+                    final=True,
+                )
+            ],
+            actor="test",
+        )

@@ -37,6 +37,7 @@ from tests.example_catalog import (
     SIZES,
     write_spec,
 )
+from tests.scenario import fail_generations
 
 
 @pytest.fixture
@@ -1128,9 +1129,10 @@ def test_a_deriving_process_that_dies_fails_the_plan_and_changes_nothing(db, tmp
     assert snapshot(path) == before and not conn.in_transaction
 
 
+@pytest.mark.parametrize("ended", ["cancelled", "failed"])
 @pytest.mark.parametrize("late_indexes", [True, False], ids=["indexes-after", "indexes-live"])
-def test_new_work_over_a_cancelled_draft_is_planned_blocked_with_the_reason(
-    db, tmp_path, monkeypatch, late_indexes
+def test_new_work_over_a_draft_that_did_not_complete_is_planned_blocked_with_the_reason(
+    db, tmp_path, monkeypatch, late_indexes, ended
 ):
     from daydream.queue.cohorts import cancel
 
@@ -1139,7 +1141,11 @@ def test_new_work_over_a_cancelled_draft_is_planned_blocked_with_the_reason(
         monkeypatch.setattr(plan_module, "BULK_BELOW", 0)
     drafts = {key: FULL["axes"][key] for key in ("combo_id", "draft_template", "draft_llm")}
     plan_cohort(conn, write_spec(tmp_path, "drafts", {"axes": drafts}), "drafts")
-    assert len(cancel(conn, "drafts")) == 4
+    if ended == "cancelled":
+        assert len(cancel(conn, "drafts")) == 4
+    else:
+        fail_generations(conn, [r[0] for r in conn.execute("SELECT gen_id FROM generations")])
+    assert {r[0] for r in conn.execute("SELECT status FROM generations")} == {ended}
     monkeypatch.setattr(derivation, "BATCH", 3)  # parents and children in other batches
     statements: list[str] = []
     conn.set_trace_callback(statements.append)
@@ -1234,3 +1240,30 @@ def test_the_deriving_process_imports_the_planners_daydream_whatever_its_directo
     monkeypatch.setattr(planpipe, "PIPELINE_ROWS", 0)
     report = plan_cohort(conn, write_spec(tmp_path, "full", FULL), "full")
     assert report.stages["evaluation"].new == 32
+
+
+def test_a_generation_retried_while_its_parent_stays_failed_waits_blocked(db, tmp_path):
+    """What a ``generations.retried`` event does to a child whose parent has failed: it
+    becomes blocked (never waiting, which would wait forever). The command refuses such a
+    retry; the applier must still be right for any event in the log."""
+    from daydream import events as ev
+    from daydream.db.log import append
+
+    path, conn = db
+    plan_cohort(conn, write_spec(tmp_path, "full", FULL), "full")
+    draft = conn.execute("SELECT gen_id FROM generations WHERE stage = 'draft'").fetchone()[0]
+    essays = [
+        r[0]
+        for r in conn.execute(
+            "SELECT gen_id FROM generations WHERE parent_gen_id = ? ORDER BY 1", (draft,)
+        )
+    ]
+    fail_generations(conn, [draft])
+    append(conn, [ev.GenerationsRetried(cohort_id="full", gen_ids=essays)], actor="test")
+    statuses = {
+        r[0] for r in conn.execute(
+            f"SELECT status FROM generations WHERE gen_id IN ({', '.join('?' * len(essays))})",
+            essays,
+        )
+    }
+    assert statuses == {"blocked"}

@@ -517,6 +517,20 @@ def test_a_key_without_a_recognisable_prefix_is_redacted_too():
     assert str(error) == "provider fake, model m: HTTP 401: bad key [redacted]"
 
 
+@pytest.mark.parametrize("offset", range(180, 201, 4))
+def test_a_key_that_straddles_the_excerpt_cut_leaks_no_part_of_itself(offset):
+    """An error message quotes only the start of a body (``BODY_EXCERPT_CHARS``): the key
+    is redacted before the body is cut, so a key across the cut leaves none of its
+    characters behind (cutting first would leave its first half, which no redactor knows)."""
+    key = "lab-vllm-7Qz9SECRET456xyz"
+    body = "x" * offset + key + " and the rest of the body"
+    with FakeAPI(script=[Fault("malformed_json", content=body)]) as api:
+        error = failure(api.base_url, api_key=key)
+    fragments = {key[i : i + 6] for i in range(len(key) - 5)}
+    assert not [f for f in fragments if f in str(error)], str(error)
+    assert "x" * 20 in str(error)  # the excerpt itself is there
+
+
 def test_repr_hides_credentials_in_the_base_url():
     config = ProviderConfig(name="x", base_url="https://user:pw@llm.example.test/v1?key=abc")
     assert repr(OpenAICompatibleProvider(config)) == (

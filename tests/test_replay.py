@@ -26,7 +26,7 @@ from daydream.catalog.load import load_catalog
 from daydream.catalog.recording import import_catalog
 from daydream.db.check import check
 from daydream.db.connection import connect
-from daydream.db.projections import replay
+from daydream.db.projections import replay, schema
 from daydream.errors import ProviderError
 from daydream.plan.write import plan_cohort
 from daydream.providers.offline import OfflineProvider
@@ -153,7 +153,12 @@ def _catalog_with_a_broken_essay(tmp_path):
     (catalog / "templates" / "essay" / "broken-essay.j2").write_text("{{ concepts[7].name }}\n")
     templates = yaml.safe_load((catalog / "templates.yaml").read_text())
     templates["essay"].append(
-        {"id": "broken-essay", "name": "Broken", "description": "fails at render time", "parser": "identity"}
+        {
+            "id": "broken-essay",
+            "name": "Broken",
+            "description": "fails at render time",
+            "parser": "identity",
+        }
     )
     (catalog / "templates.yaml").write_text(yaml.safe_dump(templates, sort_keys=False))
     return catalog
@@ -411,6 +416,56 @@ def test_a_tampered_projection_fails_check_until_rebuilt(workload, tmp_path, tam
     replay.rebuild(conn)
     conn.close()
     assert all(ok for _, ok, _ in check(copy))
+
+
+# Every projection table, named here rather than taken from the code's list: a table left
+# out of the comparison must fail this test, not shrink it.
+PROJECTIONS = (
+    "concepts",
+    "concept_descriptions",
+    "combos",
+    "combo_concepts",
+    "template_versions",
+    "templates",
+    "models",
+    "cohorts",
+    "generations",
+    "cohort_members",
+    "calls",
+    "essay_judge_scores",
+    "pools",
+)
+
+
+def test_the_replay_compares_every_projection_table():
+    assert sorted(schema.PROJECTION_TABLES) == sorted(PROJECTIONS)
+
+
+@pytest.mark.parametrize("how", ["change", "delete"])
+@pytest.mark.parametrize("table", PROJECTIONS)
+def test_tampering_with_any_projection_table_fails_check(workload, tmp_path, table, how):
+    """Every table is compared by content, not only by count: one changed value or one
+    missing row in any projection is a replay mismatch naming that table."""
+    copy = copy_of(workload, tmp_path / "copy.db")
+    raw = sqlite3.connect(copy)
+    columns = raw.execute(f"PRAGMA table_info({table})").fetchall()
+    keys = [c[1] for c in sorted(columns, key=lambda c: c[5]) if c[5]] or ["rowid"]
+    first = raw.execute(f"SELECT * FROM {table} ORDER BY {', '.join(keys)} LIMIT 1").fetchone()
+    assert first is not None, f"the workload leaves {table} empty"
+    row = dict(zip([c[1] for c in columns], first, strict=True))
+    where = " AND ".join(f'"{k}" = ?' for k in keys)
+    if how == "delete":
+        raw.execute(f"DELETE FROM {table} WHERE {where}", [row[k] for k in keys])
+    else:
+        name, kind = next((c[1], c[2]) for c in columns if not c[5] and row[c[1]] is not None)
+        changed = row[name] + 1 if kind in ("INTEGER", "REAL") else f"{row[name]}~"
+        raw.execute(
+            f'UPDATE {table} SET "{name}" = ? WHERE {where}', [changed, *(row[k] for k in keys)]
+        )
+    raw.commit()
+    raw.close()
+    ok, text = {name: (ok, text) for name, ok, text in check(copy)}["replay_equals_projections"]
+    assert not ok and text.startswith(f"{table}: live "), text
 
 
 def test_check_names_projections_built_by_another_version_instead_of_a_replay_mismatch(

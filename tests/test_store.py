@@ -89,7 +89,21 @@ def test_append_only_guards_refuse_every_mutation(tmp_path, statement):
     assert [tuple(r) for r in after] == [tuple(r) for r in before]
 
 
-@pytest.mark.parametrize("trigger", GUARD_TRIGGERS)
+# Named here, not taken from the code's list: a guard removed from the code must fail here.
+GUARDS = {
+    "events_no_update": "BEFORE UPDATE ON events",
+    "events_no_delete": "BEFORE DELETE ON events",
+    "events_no_replace": "BEFORE INSERT ON events",
+    "texts_no_update": "BEFORE UPDATE ON texts",
+    "texts_no_delete": "BEFORE DELETE ON texts",
+}
+
+
+def test_the_code_requires_every_guard_the_migrations_install():
+    assert set(GUARD_TRIGGERS) == set(GUARDS)
+
+
+@pytest.mark.parametrize("trigger", sorted(GUARDS))
 def test_opening_a_database_without_a_guard_is_refused(tmp_path, trigger):
     path = tmp_path / "x.db"
     connect(path).close()
@@ -105,6 +119,28 @@ def test_opening_a_database_without_a_guard_is_refused(tmp_path, trigger):
     )
     results = check(path)
     assert results[0][0] == "append_only_guards" and results[0][1] is False
+
+
+@pytest.mark.parametrize("trigger", sorted(GUARDS))
+def test_a_guard_that_does_nothing_under_its_own_name_is_refused(tmp_path, trigger):
+    """Checking guards by name is not enough: a trigger of the right name whose body does
+    nothing (or that fires on something else) is reported as altered, by every opener."""
+    path = tmp_path / "x.db"
+    connect(path).close()
+    raw = sqlite3.connect(path)
+    raw.execute(f"DROP TRIGGER {trigger}")
+    raw.execute(f"CREATE TRIGGER {trigger} {GUARDS[trigger]} BEGIN SELECT 1; END")
+    raw.commit()
+    raw.close()
+    message = (
+        f"database {path}: append-only guard trigger(s) {trigger} differ from the migration"
+        " that created them, so the event log may have been altered; refusing to open it"
+        " (restore the database from a backup)"
+    )
+    with pytest.raises(StoreError) as caught:
+        connect(path)
+    assert str(caught.value) == message
+    assert check(path)[0] == ("append_only_guards", False, message)
 
 
 def test_texts_are_stored_once_and_immutable(tmp_path):

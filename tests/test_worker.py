@@ -673,6 +673,28 @@ def test_claim_heartbeat_record_and_expiry_with_a_fixed_clock(offline_cohort):
         conn.close()
 
 
+def test_a_lease_is_held_through_its_expiry_instant_and_lost_just_after(offline_cohort):
+    """A lease that expires at t is still held at t (a claim then reaps nothing and the
+    holder's heartbeat and result count) and is reaped by the first claim after t."""
+    db = offline_cohort()
+    clock = FixedClock()
+    a = WorkerConfig(db_path=db, name="A", lease_s=30)
+    b = WorkerConfig(db_path=db, name="B", lease_s=30)
+    conn = connect(db, create=False)
+    try:
+        tasks = claim(conn, a, 10, clock=clock)
+        clock.advance(30)  # exactly the expiry instant
+        assert claim(conn, b, 10, clock=clock) == []
+        assert events_of(db, types=["lease.expired"]) == []
+        assert heartbeat(conn, a, tasks[:1], clock=clock) == set()  # extended to t0+60
+        clock.moment += timedelta(microseconds=1)  # one microsecond past t0+30
+        reclaimed = claim(conn, b, 10, clock=clock)
+        assert [t.gen_id for t in reclaimed] == [tasks[1].gen_id]
+        assert [e["gen_id"] for e in events_of(db, types=["lease.expired"])] == [tasks[1].gen_id]
+    finally:
+        conn.close()
+
+
 @contextmanager
 def two_workers(tmp_path: Path, combos: int = 3, pool: str = "tiny"):
     """An offline cohort on ``pool``, a fixed clock, and workers A and B with a connection
@@ -1479,3 +1501,26 @@ def test_run_once_is_one_step_a_test_can_drive_with_a_fixed_clock(offline_cohort
     stamps = query(db, "SELECT DISTINCT recorded_at FROM events WHERE actor = 'worker:stepper'")
     assert stamps == [(isoformat(clock()),)]
     check_invariants(db, drained=True, now=clock())
+
+
+def test_no_worker_waits_for_work_under_an_ancestor_that_will_never_complete(offline_cohort):
+    """Waiting generations whose parent or grandparent failed can never run: ``has_pending``
+    does not count them, even where their own rows were left waiting (so a worker whose
+    children were not blocked, by a bug or a hand edit, exits instead of polling forever)."""
+    from daydream.queue.tasks import has_pending
+    from tests.scenario import fail_generations
+
+    db = offline_cohort(combos=1)
+    conn = connect(db, create=False)
+    try:
+        assert has_pending(conn, None)
+        (draft,) = gen_ids(db, "draft")
+        fail_generations(conn, [draft])
+        raw = sqlite3.connect(db)
+        raw.execute("UPDATE generations SET status = 'waiting' WHERE status = 'blocked'")
+        raw.commit()
+        raw.close()
+        assert scalar(db, "SELECT count(*) FROM generations WHERE status = 'waiting'") > 1
+        assert not has_pending(conn, None)
+    finally:
+        conn.close()

@@ -56,7 +56,13 @@ def check(
                 else f"applied {recorded}, expected {expected}",
             )
         )
-        results.append(("append_only_guards", True, ", ".join(GUARD_TRIGGERS) + " present"))
+        results.append(
+            (
+                "append_only_guards",
+                True,
+                ", ".join(GUARD_TRIGGERS) + " present, as their migration wrote them",
+            )
+        )
         built = built_by(conn) if _has_table(conn, "projection_meta") else None
         events = conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0
     finally:

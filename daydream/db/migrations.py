@@ -3,11 +3,14 @@ guards they install.
 
 Invariants: migrations are applied in order, one transaction each, and recorded in
 ``schema_migrations``; an applied migration is never edited or renamed. A database whose
-append-only guard triggers are missing is refused.
+guard triggers (the log's append-only ones, the texts' immutability ones) are missing,
+or differ from the SQL of the migration that created them, is refused: a trigger with the
+right name that does nothing guards nothing.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -17,7 +20,13 @@ from daydream.clock import isoformat, utcnow
 from daydream.errors import StoreError
 from daydream.paths import project_dir
 
-GUARD_TRIGGERS = ("events_no_update", "events_no_delete", "events_no_replace")
+GUARD_TRIGGERS = (
+    "events_no_update",
+    "events_no_delete",
+    "events_no_replace",
+    "texts_no_update",
+    "texts_no_delete",
+)
 
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -103,12 +112,12 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
 
 
 def check_guards(conn: sqlite3.Connection, path: str | Path = "") -> None:
-    """Refuse a database whose append-only triggers are missing."""
-    present = {
-        row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
-    }
+    """Refuse a database whose guard triggers are missing or altered (their SQL is not
+    the SQL their migration wrote)."""
     if not _has_table(conn, "events"):
         raise StoreError(f"database {path}: no events table (create it with: daydream db init)")
+    present = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"))
+    expected = guard_sql()
     missing = [name for name in GUARD_TRIGGERS if name not in present]
     if missing:
         raise StoreError(
@@ -116,3 +125,32 @@ def check_guards(conn: sqlite3.Connection, path: str | Path = "") -> None:
             " so the event log may have been altered; refusing to open it (restore the"
             " database from a backup)"
         )
+    altered = [
+        name for name in GUARD_TRIGGERS if _normal(present[name] or "") != expected.get(name)
+    ]
+    if altered:
+        raise StoreError(
+            f"database {path}: append-only guard trigger(s) {', '.join(altered)} differ from"
+            " the migration that created them, so the event log may have been altered;"
+            " refusing to open it (restore the database from a backup)"
+        )
+
+
+@functools.cache
+def guard_sql(directory: Path | None = None) -> dict[str, str]:
+    """Each guard trigger's SQL as its migration writes it (whitespace normalised)."""
+    found: dict[str, str] = {}
+    for _, _, migration in list_migrations(directory):
+        for statement in _split_sql(migration.read_text(encoding="utf-8")):
+            match = _TRIGGER.match(statement)
+            if match and match.group(1) in GUARD_TRIGGERS:
+                found[match.group(1)] = _normal(statement.rstrip(";"))
+    return found
+
+
+_TRIGGER = re.compile(r"CREATE\s+TRIGGER\s+(\w+)", re.IGNORECASE)
+
+
+def _normal(sql: str) -> str:
+    """SQL with runs of whitespace as one space (SQLite keeps a trigger's text as written)."""
+    return " ".join(sql.split())

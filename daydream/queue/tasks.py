@@ -170,8 +170,16 @@ def load_model(conn: sqlite3.Connection, model_id: str) -> dict[str, Any]:
 
 def unfinished(cohort: str | None, pools: tuple[str, ...]) -> tuple[str, list[Any]]:
     """WHERE clause (over ``generations g``) and parameters: the generations a worker of
-    ``cohort`` (all: None) and ``pools`` (all: empty) could still run."""
-    sql = "g.status IN ('ready', 'running', 'waiting')"
+    ``cohort`` (all: None) and ``pools`` (all: empty) could still run. A waiting one with
+    an ancestor that will never complete (failed, blocked, cancelled) is not among them: it
+    can never run, so no worker waits for it, whatever its own row says (a lineage is at
+    most three stages deep: a parent and a grandparent)."""
+    sql = (
+        "(g.status IN ('ready', 'running') OR (g.status = 'waiting' AND NOT EXISTS ("
+        "SELECT 1 FROM generations p LEFT JOIN generations q ON q.gen_id = p.parent_gen_id"
+        " WHERE p.gen_id = g.parent_gen_id AND (p.status IN ('failed', 'blocked', 'cancelled')"
+        " OR q.status IN ('failed', 'blocked', 'cancelled')))))"
+    )
     params: list[Any] = []
     if pools:
         sql += f" AND g.pool IN ({', '.join('?' * len(pools))})"
