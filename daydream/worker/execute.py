@@ -47,17 +47,19 @@ class Executor:
         self._providers: dict[tuple[str, str | None, str | None], Any] = {}
 
     def provider(self, model: dict[str, Any]) -> Any:
-        """The provider for a model, one per (provider, base URL, key variable) per worker."""
+        """The provider for a model, one per (provider, base URL, key variable) per worker;
+        the base URL: ``--base-url``, else ``$DAYDREAM_<NAME>_BASE_URL``, else the catalog's."""
         name = self.config.provider_override or model.get("provider", "offline")
         settings = model.get("settings", {})
-        base_url = self.config.base_urls.get(name) or settings.get("base_url")
+        base_url, typed = settings.get("base_url"), self.config.base_urls.get(name)
         key_env = settings.get("api_key_env")
-        key = (name, base_url, key_env)
+        key = (name, typed or base_url, key_env)
         found = self._providers.get(key)
         if found is None:
             found = make_provider(
                 name,
                 base_url=base_url,
+                command_line_url=typed,
                 api_key_env=key_env,
                 offline_latency_s=self.config.offline_latency_s,
             )
@@ -212,7 +214,11 @@ class Executor:
         try:
             if task.mode != "copy":
                 validate_output(
-                    raw, finish_reason=responded.get("finish_reason"), min_lines=min_lines
+                    raw,
+                    finish_reason=responded.get("finish_reason"),
+                    min_lines=min_lines,
+                    completion_tokens=responded.get("completion_tokens"),
+                    max_tokens=_token_limit(responded.get("params", {})),
                 )
             parsed = parse_output(task.template["parser"], raw, scale=task.template.get("scale"))
         except ParseError as exc:
@@ -306,6 +312,13 @@ class Executor:
             error_class=error_class,
         )
         return Outcome(task, [event], ok=False, retry_delay=delay, ended_at=now)
+
+
+def _token_limit(params: dict[str, Any]) -> int | None:
+    """The completion-token limit a call was sent with: ``max_tokens``, or OpenAI's
+    ``max_completion_tokens`` for reasoning models (given in ``extra``)."""
+    limit = params.get("max_tokens") or params.get("extra", {}).get("max_completion_tokens")
+    return limit if isinstance(limit, int) and not isinstance(limit, bool) else None
 
 
 def _hash(text: str) -> str:
