@@ -77,9 +77,9 @@ class LlamaServer:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def start(self) -> None:
-        """Start the server and wait until it lists its model."""
-        command = [
+    def command(self) -> list[str]:
+        """The command line (docs/providers.md shows the same flags)."""
+        return [
             sys.executable,
             "-m",
             "llama_cpp.server",
@@ -98,8 +98,11 @@ class LlamaServer:
             "--chat_format",
             "gemma",
         ]
+
+    def start(self) -> None:
+        """Start the server and wait until it lists its model."""
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
