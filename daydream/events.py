@@ -273,7 +273,8 @@ class LeaseReleased(Event):
 class AttemptThrottled(Event):
     """The provider rate-limited the call (HTTP 429): the task is ready again at
     ``retry_at`` (honouring Retry-After), and the attempt does not count against the
-    maximum. The pool's concurrency limit may be cut (see ``pool.limit_changed``)."""
+    maximum. The pool's concurrency limit may be cut (see ``pool.limit_changed``).
+    ``latency_s`` and ``slot_wait_s``: as for ``generation.responded``."""
 
     type: ClassVar[str] = "attempt.throttled"
     gen_id: str
@@ -281,6 +282,8 @@ class AttemptThrottled(Event):
     error: str
     retry_after: float | None = None
     retry_at: str
+    latency_s: float | None = None
+    slot_wait_s: float | None = None
 
     @property
     def subject(self) -> str:
@@ -292,7 +295,12 @@ class GenerationResponded(Event):
 
     Recorded before any validation, so a reply that later fails parsing is kept.
     ``params`` are the request settings (temperature, max_tokens, seed, extra); ``offline``
-    marks outputs of the deterministic dry-run provider.
+    marks outputs of the deterministic dry-run provider. ``latency_s`` is the time at the
+    server (the HTTP call), ``slot_wait_s`` the time the task waited in its worker for a
+    pool slot before the call, ``http_status`` the reply's status. A reasoning model's
+    reasoning, when the server returns it apart from the reply, is ``reasoning_hash`` (a
+    text, never part of the raw or parsed text); ``reasoning_tokens`` is the provider's
+    count (``usage.completion_tokens_details.reasoning_tokens``).
     """
 
     type: ClassVar[str] = "generation.responded"
@@ -311,6 +319,10 @@ class GenerationResponded(Event):
     cost: float | None = None
     params: dict[str, Any] = {}
     offline: bool = False
+    http_status: int | None = None
+    slot_wait_s: float | None = None
+    reasoning_hash: str | None = None
+    reasoning_tokens: int | None = None
 
     @property
     def subject(self) -> str:
@@ -339,7 +351,8 @@ class GenerationCompleted(Event):
 class AttemptFailed(Event):
     """An attempt ended without a result: a provider error (``http_status`` when there was
     one), a template error, an invalid or unparseable reply (raw kept), or an unexpected
-    exception (``error_class``).
+    exception (``error_class``). For a failed model call, ``latency_s`` is the time at the
+    server and ``slot_wait_s`` the wait for a pool slot before it.
 
     With ``final`` false the task is ready again at ``retry_at`` (backoff). With ``final``
     true the generation ends ``failed`` with ``state`` and ``error`` (the reason), and its
@@ -356,6 +369,8 @@ class AttemptFailed(Event):
     retry_at: str | None = None
     http_status: int | None = None
     error_class: str | None = None
+    latency_s: float | None = None
+    slot_wait_s: float | None = None
 
     @property
     def subject(self) -> str:

@@ -9,7 +9,8 @@ The parsed phase runs in this order, each step raising :class:`ParseError` whose
 is the outcome recorded for the generation:
 
 1. :func:`validate_output` on the raw reply: ``refused`` (empty), ``truncated``
-   (``finish_reason == "length"``), ``too_short`` (fewer non-empty lines than ``min_lines``);
+   (``finish_reason == "length"``, or the completion used every token ``max_tokens``
+   allowed, as upstream counted it), ``too_short`` (fewer non-empty lines than ``min_lines``);
 2. :func:`parse_output` with the template's parser: ``parse_failed``.
 
 Invariants:
@@ -20,7 +21,8 @@ Invariants:
 - The final score wins: the *last* labelled score line of the reply is the score.
 - Parsers are deterministic and side-effect free; the same reply gives the same result.
 - Text parsers keep upstream's exact behaviour (``essay_block_lenient``, ``essay_idea_last``,
-  ``identity``), except the strict ``essay_block``, which fails on a missing ``</essay>``
+  ``identity``, which strips the reply's surrounding whitespace as upstream's client did;
+  the raw reply itself is kept verbatim), except the strict ``essay_block``, which fails on a missing ``</essay>``
   where upstream silently captured to the end of the reply (upstream §11.11).
 - Score parsers write the score as upstream did, ``f"{float(score)}\\n"`` (``"7.0\\n"``).
 """
@@ -87,13 +89,23 @@ def parser_names() -> list[str]:
     return sorted(PARSER_FUNCTIONS)
 
 
-def validate_output(text: str, *, finish_reason: str | None, min_lines: int | None) -> None:
+def validate_output(
+    text: str,
+    *,
+    finish_reason: str | None,
+    min_lines: int | None,
+    completion_tokens: int | None = None,
+    max_tokens: int | None = None,
+) -> None:
     """Reject a raw reply before parsing: empty, truncated, or too short.
 
     Checks run in this order and the first failure wins: ``refused`` (empty or whitespace
-    only), ``truncated`` (``finish_reason == "length"``), ``too_short`` (fewer non-empty
-    lines than ``min_lines``; None or a value below 1 disables the check). Lines are
-    counted on the raw reply, as upstream did, not on the parsed text.
+    only), ``truncated`` (``finish_reason == "length"``, or ``completion_tokens`` reached
+    the ``max_tokens`` the call allowed, whatever the server said: some servers report
+    ``stop`` for a reply cut at the limit; upstream counted it the same way),
+    ``too_short`` (fewer non-empty lines than ``min_lines``; None or a value below 1
+    disables the check). Lines are counted on the raw reply, as upstream did, not on the
+    parsed text.
     """
     if not text.strip():
         raise ParseError(
@@ -105,6 +117,13 @@ def validate_output(text: str, *, finish_reason: str | None, min_lines: int | No
         raise ParseError(
             "the reply was cut off at the token limit (finish_reason 'length'); "
             "raise the stage's max_tokens",
+            state="truncated",
+        )
+    if completion_tokens is not None and max_tokens is not None and completion_tokens >= max_tokens:
+        raise ParseError(
+            f"the reply used all {max_tokens} tokens max_tokens allowed ({completion_tokens}"
+            f" completion tokens; the server said finish_reason {finish_reason!r}), so it is"
+            " probably cut off; raise the stage's max_tokens",
             state="truncated",
         )
     if min_lines is not None and min_lines > 0:
@@ -121,8 +140,9 @@ def validate_output(text: str, *, finish_reason: str | None, min_lines: int | No
 
 
 def parse_identity(text: str, scale: Scale | None = None) -> Parsed:
-    """The reply unchanged."""
-    return Parsed(text=str(text))
+    """The reply without its surrounding whitespace (upstream's client stripped every
+    reply), so a padded reply does not change the prompts of the generations after it."""
+    return Parsed(text=str(text).strip())
 
 
 def parse_essay_block(text: str, scale: Scale | None = None) -> Parsed:

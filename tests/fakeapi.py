@@ -97,7 +97,10 @@ class Fault:
 
     ``retry_after`` is the ``Retry-After`` header value for 429/503 (``None`` omits it);
     ``message`` the error message of an error status; ``content`` the reply text of a 200;
-    ``delay_s`` replaces the server's latency for this request.
+    ``delay_s`` replaces the server's latency for this request. ``reasoning`` adds a
+    reasoning model's reasoning to a 200 (as ``message.reasoning_content``, or
+    ``reasoning_field``), with ``reasoning_tokens`` in
+    ``usage.completion_tokens_details``; ``completion_tokens`` replaces the usage count.
     """
 
     kind: str = "ok"
@@ -105,6 +108,10 @@ class Fault:
     message: str | None = None
     content: str | None = None
     delay_s: float | None = None
+    reasoning: str | None = None
+    reasoning_field: str = "reasoning_content"
+    reasoning_tokens: int | None = None
+    completion_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in NAMED_FAULTS and not _is_status(self.kind):
@@ -143,7 +150,8 @@ class FakeAPI:
     ``ok``), or a function ``(index, body) -> fault | None``. Requests the script leaves
     unscripted get 429 with probability ``rate_429``, else a fault from ``random_faults``
     with probability ``fault_rate``. ``cost`` adds ``usage.cost`` (as OpenRouter does);
-    ``reply`` replaces the default reply text, given the request body.
+    ``reply`` replaces the default reply text, given the request body. ``props``, when
+    given, is served at ``GET /props`` (llama.cpp's server reports its slots there).
     """
 
     def __init__(
@@ -160,6 +168,7 @@ class FakeAPI:
         huge_bytes: int = 10 * 1024 * 1024,
         cost: float | None = None,
         reply: Callable[[Any], str] | None = None,
+        props: dict[str, Any] | None = None,
         log_path: str | os.PathLike[str] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -173,6 +182,7 @@ class FakeAPI:
         self.huge_bytes = huge_bytes
         self.cost = cost
         self.reply = reply
+        self.props = props
         self.log_path = Path(log_path) if log_path is not None else None
         self._address = (host, port)
         if callable(script):
@@ -367,6 +377,9 @@ class FakeAPI:
         return self.latency_s
 
     def _respond(self, handler: _Handler, fault: Fault, body: Any) -> None:
+        if handler.command == "GET" and handler.path.rstrip("/") == "/props" and self.props:
+            self._send_json(handler, 200, self.props)
+            return
         if handler.command != "POST" or not handler.path.rstrip("/").endswith("/chat/completions"):
             self._send_json(handler, 404, _error_body(f"no route for {handler.path}", 404))
             return
@@ -447,9 +460,16 @@ class FakeAPI:
             "prompt_tokens": sum(len(str(m.get("content", ""))) for m in messages) // 4,
             "completion_tokens": len(text or "") // 4,
         }
+        if fault.completion_tokens is not None:
+            usage["completion_tokens"] = fault.completion_tokens
+        if fault.reasoning_tokens is not None:
+            usage["completion_tokens_details"] = {"reasoning_tokens": fault.reasoning_tokens}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         if self.cost is not None:
             usage["cost"] = self.cost
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if fault.reasoning is not None:
+            message[fault.reasoning_field] = fault.reasoning
         return {
             "id": f"fakeapi-{next(self._ids)}",
             "object": "chat.completion",
@@ -458,7 +478,7 @@ class FakeAPI:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": text},
+                    "message": message,
                     "finish_reason": finish_reason,
                 }
             ],

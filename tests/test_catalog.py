@@ -203,6 +203,20 @@ def test_synthetic_upstream_catalog(tmp_path):
     )
 
 
+def test_upstream_catalog_keeps_the_temperature_and_max_tokens_upstream_sent(tmp_path):
+    """Upstream's client sent temperature 0.7 and the stage's 20480 max_tokens on every
+    call; its CSVs do not say so, so the import must (copy templates make no call)."""
+    catalog = load_catalog(make_upstream(tmp_path))
+    assert catalog.model("m1").temperature == 0.7
+    assert {t.template_id: t.max_tokens for t in catalog.templates} == {
+        "d1": 20480,
+        "e1": 20480,
+        "copy1": None,
+        "v1": 20480,
+    }
+    assert {t.temperature for t in catalog.templates} == {None}  # the model's applies
+
+
 def test_concept_without_text_is_a_warning_and_shows_its_name(tmp_path):
     raw = make_upstream(tmp_path)
     append(raw / "concepts_metadata.csv", "gamma,Gamma\n")
@@ -335,6 +349,43 @@ def test_editing_a_concept_or_a_price_changes_its_version(tmp_path):
     assert after.concept("mycelial-networks").version != before.concept("mycelial-networks").version
     assert after.concept("tidal-energy").version == before.concept("tidal-energy").version
     assert after.model("sonnet-4.5").version != before.model("sonnet-4.5").version
+
+
+def test_a_template_extra_is_loaded_recorded_and_versioned(tmp_path):
+    import json
+
+    from daydream.catalog.recording import import_catalog
+    from daydream.db.connection import connect
+
+    root = copy_example(tmp_path)
+    before = load_catalog(root).template("draft", "rolling-idea")
+    edit(root / "templates.yaml", "    temperature: 0.9", "    temperature: 0.9\n    extra: {stop: [END]}")
+    after = load_catalog(root).template("draft", "rolling-idea")
+    assert after.extra == {"stop": ["END"]}
+    assert after.version != before.version
+    conn = connect(tmp_path / "x.db")
+    import_catalog(conn, load_catalog(root))
+    (settings,) = conn.execute(
+        "SELECT v.settings FROM templates t JOIN template_versions v USING (version)"
+        " WHERE t.template_id = 'rolling-idea'"
+    ).fetchone()
+    assert json.loads(settings)["extra"] == {"stop": ["END"]}
+
+
+def test_a_template_without_extra_keeps_the_version_it_had_before_extra_existed():
+    from daydream.catalog.entries import Template
+
+    template = Template(
+        stage="draft",
+        template_id="notes",
+        name="Notes",
+        body="Hello {{ concepts }}",
+        parser="identity",
+        temperature=0.3,
+        max_tokens=400,
+    )
+    # The version this template had when templates had no ``extra`` field.
+    assert template.version == "b2:f09f635e03d88e28ed1d6761b88049bd"
 
 
 def test_identical_content_gives_identical_versions():
@@ -636,7 +687,7 @@ DAYDREAM_ERRORS = [
         "    temperature: 0.9",
         "    temprature: 0.9",
         'templates.yaml: draft[0] template "rolling-idea": unknown key "temprature" (known: id, '
-        "name, description, parser, generator, scale, temperature, max_tokens, min_lines, seed)",
+        "name, description, parser, generator, scale, temperature, max_tokens, min_lines, seed, extra)",
     ),
     (
         "templates.yaml",

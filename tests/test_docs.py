@@ -56,3 +56,40 @@ def test_every_command_has_an_example():
         if isinstance(command, click.Group) and path != ["daydream"]:
             continue
         assert "Example:" in (command.help or ""), f"{' '.join(path)} has no Example: block"
+
+
+def _recipes() -> str:
+    text = (REPO / "docs" / "providers.md").read_text(encoding="utf-8")
+    return text.split("## Local servers", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_local_server_recipes_catalog_entries_load(tmp_path):
+    """Each recipe's models.yaml entry is a valid catalog model on the provider it names."""
+    import yaml
+
+    from daydream.catalog.load import load_catalog
+    from tests.scenario import write_catalog
+
+    blocks = re.findall(r"```yaml\n(.*?)```", _recipes(), flags=re.S)
+    models = [entry for block in blocks for entry in yaml.safe_load(block)]
+    assert [(m["id"], m["provider"]) for m in models] == [
+        ("gemma-270m", "llamacpp"),
+        ("llama-3b", "ollama"),
+        ("qwen-7b", "vllm"),
+    ]
+    catalog = load_catalog(write_catalog(tmp_path / "catalog", models=models))
+    assert [m.provider_model for m in catalog.models] == [
+        "gemma-3-270m",
+        "llama3.2:3b",
+        "Qwen/Qwen2.5-7B-Instruct",
+    ]
+
+
+def test_the_llama_cpp_python_recipe_is_the_command_the_real_server_test_runs(tmp_path):
+    """The documented server command has the flags tests/localserver.py starts it with."""
+    from tests.localserver import LlamaServer
+
+    recipe = _recipes().split("python -m llama_cpp.server", 1)[1].split("\n```", 1)[0]
+    documented = set(re.findall(r"--\w+", recipe))
+    server = LlamaServer(tmp_path / "model.gguf", tmp_path / "log")
+    assert documented == {flag for flag in server.command() if flag.startswith("--")}

@@ -290,9 +290,16 @@ def test_import_keeps_ids_and_reports_counts_and_skips(tmp_path):
     assert (rows[D1]["finish_reason"], rows[D1]["completion_tokens"]) == ("stop", 812)
     assert rows[V_MYSTERY]["pool"] == "openrouter"
     placeholder = conn.execute(
-        "SELECT provider, provider_model, pool FROM models WHERE model_id = 'mystery_model_x'"
+        "SELECT provider, provider_model, pool, settings FROM models"
+        " WHERE model_id = 'mystery_model_x'"
     ).fetchone()
-    assert tuple(placeholder) == ("openrouter", "mystery_model_x", "openrouter")
+    # upstream's client sent temperature 0.7 to every model, listed or not
+    assert tuple(placeholder) == (
+        "openrouter",
+        "mystery_model_x",
+        "openrouter",
+        '{"temperature": 0.7}',
+    )
     assert {c: _members(conn, c) for c in ("c1", "c2", "legacy")} == {
         "c1": {D1, E_COPY, V_COPY},
         "c2": {D1, E_LLM, V_LLM, V_MYSTERY},

@@ -73,9 +73,11 @@ def test_parsed_is_frozen():
 # --- identity -----------------------------------------------------------------------------
 
 
-def test_identity_returns_the_reply_unchanged():
-    text = "  <essay>kept</essay>\n\nwith spaces and tags  \n"
-    assert parse_output("identity", text) == Parsed(text=text)
+def test_identity_strips_the_surrounding_whitespace_and_keeps_the_rest():
+    text = "\n  <essay>kept</essay>\n\n  inner  spaces and tags  \n\t"
+    assert parse_output("identity", text) == Parsed(
+        text="<essay>kept</essay>\n\n  inner  spaces and tags"
+    )
 
 
 # --- essay_block (strict) -----------------------------------------------------------------
@@ -463,6 +465,24 @@ def test_a_length_finish_is_truncated():
         "raise the stage's max_tokens"
     )
     assert error.state == "truncated"
+
+
+def test_a_reply_that_used_every_allowed_token_is_truncated_even_when_the_server_says_stop():
+    error = validation_error(
+        "a\nb\nc", finish_reason="stop", min_lines=None, completion_tokens=400, max_tokens=400
+    )
+    assert str(error) == (
+        "the reply used all 400 tokens max_tokens allowed (400 completion tokens; the server"
+        " said finish_reason 'stop'), so it is probably cut off; raise the stage's max_tokens"
+    )
+    assert error.state == "truncated"
+
+
+@pytest.mark.parametrize(
+    "tokens", [dict(completion_tokens=399, max_tokens=400), dict(completion_tokens=400)]
+)
+def test_a_reply_under_its_token_limit_or_without_one_is_not_truncated(tokens):
+    assert validate_output("a\nb\nc", finish_reason="stop", min_lines=None, **tokens) is None
 
 
 def test_truncation_is_reported_before_shortness():

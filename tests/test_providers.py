@@ -555,13 +555,20 @@ def test_default_providers_point_at_the_documented_urls():
     assert [n for n, c in DEFAULT_PROVIDERS.items() if c.key_required] == ["openrouter", "openai"]
 
 
-def test_base_url_precedence_is_environment_then_catalog_then_default():
+def test_base_url_precedence_is_command_line_then_environment_then_catalog_then_default():
     env = {"DAYDREAM_VLLM_BASE_URL": "http://gpu-box:8000/v1/"}
     assert resolve_provider_config("vllm", environ={}).base_url == "http://localhost:8000/v1"
     catalog = resolve_provider_config("vllm", base_url="http://catalog:8000/v1", environ={})
     assert catalog.base_url == "http://catalog:8000/v1"
     both = resolve_provider_config("vllm", base_url="http://catalog:8000/v1", environ=env)
     assert both.base_url == "http://gpu-box:8000/v1"
+    typed = resolve_provider_config(
+        "vllm",
+        base_url="http://catalog:8000/v1",
+        environ=env,
+        command_line_url="http://typed:9000/v1",
+    )
+    assert typed.base_url == "http://typed:9000/v1"
 
 
 def test_providers_mapping_adds_or_replaces_configurations():

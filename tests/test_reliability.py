@@ -32,6 +32,7 @@ from daydream.worker.config import WorkerConfig
 from tests.fakeapi import FakeAPI, Fault
 from tests.invariants import check_invariants, log_snapshot
 from tests.scenario import (
+    TEMPLATES,
     FixedClock,
     cohort,
     daydream_cmd,
@@ -373,8 +374,20 @@ def test_t7_a_full_disk_stops_the_worker_writing_until_space_is_freed(tmp_path, 
     keeps its results, backs off without a crash loop, and once space is freed it writes
     them and finishes by itself; nothing is lost or half-written, nothing asked twice, and
     a checkpoint empties the WAL."""
+    # The padded replies are about 8,500 tokens: the calls must allow that many, or a
+    # reply reaching max_tokens would (rightly) be truncated.
+    templates = {
+        stage: [{**entry, "max_tokens": 9000} if "max_tokens" in entry else entry for entry in entries]
+        for stage, entries in TEMPLATES.items()
+    }
     with FakeAPI(latency_s=0.02, seed=seed, reply=_padded_reply) as api:
-        db = cohort(small_disk, [model("m1")], combos=5, axes={"draft_replicate": [1, 2, 3, 4]})
+        db = cohort(
+            small_disk,
+            [model("m1")],
+            combos=5,
+            axes={"draft_replicate": [1, 2, 3, 4]},
+            templates=templates,
+        )
         filler = small_disk / "filler"
         free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
         filler.write_bytes(b"\0" * (free - 768 * 1024))  # leave 768 KB

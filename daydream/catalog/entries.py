@@ -24,6 +24,12 @@ DEFAULT_LEVEL = "paragraph"
 UPSTREAM_SCALE = (0.0, 9.0)  # every upstream rubric asks for "SCORE: X" with X a digit 0-9
 
 
+# What upstream sent on every call (reference §5.1, §6): its client's temperature (callers
+# never passed one) and each stage's generation_max_tokens (20480 for all three stages).
+UPSTREAM_TEMPERATURE = 0.7
+UPSTREAM_MAX_TOKENS = 20480
+
+
 _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
@@ -74,6 +80,16 @@ class Template(_Entry):
     max_tokens: int | None = Field(default=None, ge=1)
     min_lines: int | None = Field(default=None, ge=1)
     seed: int | None = None
+    extra: dict[str, Any] = {}  # merged into the request body, over the model's extra
+
+    @property
+    def version(self) -> str:
+        """Content hash of every field; an empty ``extra`` (added later) is left out, so
+        templates without one keep the version they had."""
+        fields = self.model_dump(mode="json")
+        if not fields["extra"]:
+            del fields["extra"]
+        return _digest({"kind": "template", **fields})
 
     @model_validator(mode="after")
     def _consistent(self) -> Template:

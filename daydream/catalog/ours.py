@@ -65,6 +65,7 @@ class _TemplateIn(_In):
     max_tokens: int | None = Field(default=None, ge=1)
     min_lines: int | None = Field(default=None, ge=1)
     seed: int | None = None
+    extra: dict[str, Any] = {}
 
 
 class _ModelIn(_In):

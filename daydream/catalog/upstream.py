@@ -1,6 +1,11 @@
 """The upstream layout: the Dagster pipeline's ``1_raw`` (CSV rows plus ``.txt`` bodies),
 given as the ``1_raw`` directory or the data root holding it; ``combo_mappings.csv`` may
 sit in that directory or its parent.
+
+The catalog keeps the sampling settings upstream sent on every call, which its CSVs do
+not hold: each model's temperature (``UPSTREAM_TEMPERATURE``, its client's default) and
+each ``llm`` template's ``max_tokens`` (``UPSTREAM_MAX_TOKENS``, its stage setting), so a
+cohort planned from it asks the models what upstream asked.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from daydream.catalog.build import (
 )
 from daydream.catalog.entries import (
     DEFAULT_LEVEL,
+    UPSTREAM_MAX_TOKENS,
     UPSTREAM_SCALE,
+    UPSTREAM_TEMPERATURE,
     Catalog,
     Combo,
     Concept,
@@ -97,7 +104,7 @@ def _templates(raw: Path, warnings: list[str]) -> list[Template]:
         for where, row in read_csv(file, ("template_id",), reject_active=True):
             tid = check_id(file, where, "template_id", row["template_id"])
             seen.append((tid, where))
-            data = {
+            data: dict[str, Any] = {
                 "stage": stage,
                 "template_id": tid,
                 "name": row.get("template_name") or tid,
@@ -106,6 +113,8 @@ def _templates(raw: Path, warnings: list[str]) -> list[Template]:
                 "generator": (row.get("generator") or "llm").lower(),
                 "scale": UPSTREAM_SCALE if stage == "evaluation" else None,
             }
+            if data["generator"] == "llm":
+                data["max_tokens"] = UPSTREAM_MAX_TOKENS
             body = raw / "templates" / stage / f"{tid}.txt"
             where = f'{where}: template "{tid}"'
             templates.append(build_template(file, where, body, "generator=copy", data, warnings))
@@ -127,6 +136,7 @@ def _models(file: Path) -> list[Model]:
             "pool": "openrouter",
             "vendor": row.get("provider") or None,
             "specialization": row.get("specialization") or None,
+            "temperature": UPSTREAM_TEMPERATURE,
         }
         models.append(validate(Model, file, f'{where}: model "{mid}"', data))
     check_unique(file, "model", seen)

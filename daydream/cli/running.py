@@ -92,7 +92,8 @@ def run(
         if result.problems or result.setup:
             sys.exit(1)
         return
-    prepare_run(config, pool_limits)  # before any worker starts, each problem is one line
+    for note in prepare_run(config, pool_limits):  # before any worker starts; one line each
+        _err(note)
     config.check_providers = False  # checked once here, not again in every worker
     summary = run_cohort(config, workers=workers, progress=_progress_line())
     if sys.stderr.isatty():

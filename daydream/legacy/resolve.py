@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from daydream import events as ev
-from daydream.catalog.entries import Model
+from daydream.catalog.entries import UPSTREAM_TEMPERATURE, Model
 from daydream.catalog.recording import model_defined
 from daydream.clock import Clock
 from daydream.db.log import append
@@ -165,6 +165,7 @@ def _placeholder(model_id: str, source: str) -> ev.ModelDefined:
             provider_model=model_id,
             display_name=model_id,
             pool=PLACEHOLDER_PROVIDER,
+            temperature=UPSTREAM_TEMPERATURE,  # what upstream's client sent every model
         )
     except ValidationError:
         raise Skipped(

@@ -81,8 +81,11 @@ def excerpt(body: bytes, redactor: Callable[[str], str]) -> str:
     return repr(text) if text else "(empty body)"
 
 
-def read_completion(body: bytes, latency: float, redactor: Callable[[str], str]) -> Completion:
-    """The completion in a 2xx body, or a ``ReplyError`` saying why there is none."""
+def read_completion(
+    body: bytes, latency: float, redactor: Callable[[str], str], *, status: int | None = None
+) -> Completion:
+    """The completion in a 2xx body (``status``), or a ``ReplyError`` saying why there is
+    none."""
     try:
         data = json.loads(body)
     except ValueError:
@@ -113,6 +116,9 @@ def read_completion(body: bytes, latency: float, redactor: Callable[[str], str])
             retryable=True,
         )
     usage = parsed.usage if isinstance(parsed.usage, dict) else {}
+    details = usage.get("completion_tokens_details")
+    reply = choice.message
+    reasoning = _reasoning_text(reply.reasoning_content) or _reasoning_text(reply.reasoning)
     return Completion(
         text=_content_text(choice.message.content).replace("\r\n", "\n"),
         finish_reason=choice.finish_reason,
@@ -123,6 +129,11 @@ def read_completion(body: bytes, latency: float, redactor: Callable[[str], str])
         cost=_finite_float(usage.get("cost")),
         request_id=None if parsed.id is None else str(parsed.id),
         offline=False,
+        http_status=status,
+        reasoning=reasoning.replace("\r\n", "\n") if reasoning else None,
+        reasoning_tokens=_count(details.get("reasoning_tokens"))
+        if isinstance(details, dict)
+        else None,
     )
 
 
@@ -154,6 +165,9 @@ def status_error(
 class _Message(BaseModel):
     model_config = ConfigDict(extra="ignore")
     content: str | list[Any] | None = None
+    # Reasoning sent apart from the reply; read leniently (shapes differ by server).
+    reasoning: Any = None
+    reasoning_content: Any = None
 
 
 class _Choice(BaseModel):
@@ -243,6 +257,15 @@ def _describe_validation(exc: ValidationError) -> str:
         for error in exc.errors()[:3]
     ]
     return "; ".join(problems)
+
+
+def _reasoning_text(value: Any) -> str | None:
+    """A reasoning field as text: a string, or the text parts of a list; else None."""
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, list):
+        return _content_text(value) or None
+    return None
 
 
 def _content_text(content: str | list[Any] | None) -> str:

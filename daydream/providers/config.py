@@ -2,8 +2,8 @@
 
 A ``ProviderConfig`` says where an OpenAI-compatible endpoint lives and which environment
 variable holds its key; it never holds a key. ``resolve_provider_config`` applies the
-overrides (``$DAYDREAM_<NAME>_BASE_URL``, then the catalog's ``base_url``, then the
-defaults); ``load_dotenv`` fills the environment from a ``.env`` file without ever
+overrides (the command line's ``--base-url``, then ``$DAYDREAM_<NAME>_BASE_URL``, then the
+catalog's ``base_url``, then the defaults); ``load_dotenv`` fills the environment from a ``.env`` file without ever
 overriding a variable that is already set.
 """
 
@@ -81,20 +81,24 @@ def resolve_provider_config(
     base_url: str | None = None,
     providers: Mapping[str, ProviderConfig] | None = None,
     environ: Mapping[str, str] | None = None,
+    command_line_url: str | None = None,
 ) -> ProviderConfig:
     """The configuration of provider ``name`` after overrides.
 
-    The base URL is, first found wins: ``$DAYDREAM_<NAME>_BASE_URL``, then ``base_url``
-    (the catalog's value), then the configuration in ``providers`` or ``DEFAULT_PROVIDERS``.
-    The environment wins so a deployment can redirect a provider without editing the
-    catalog. A name that is not known becomes a generic OpenAI-compatible provider when a
-    base URL is given, with an optional key in ``$<NAME>_API_KEY``.
+    The base URL is, first found wins: ``command_line_url`` (``--base-url NAME=URL``),
+    then ``$DAYDREAM_<NAME>_BASE_URL``, then ``base_url`` (the catalog's value), then the
+    configuration in ``providers`` or ``DEFAULT_PROVIDERS``: what the user typed for this
+    run beats the deployment's environment, which beats the committed catalog. A name that
+    is not known becomes a generic OpenAI-compatible provider when a base URL is given,
+    with an optional key in ``$<NAME>_API_KEY``.
     """
     environ = os.environ if environ is None else environ
     known = {**DEFAULT_PROVIDERS, **(providers or {})}
     env_name = _env_name(name)
     url_var = f"DAYDREAM_{env_name}_BASE_URL"
-    override = (environ.get(url_var) or "").strip() or base_url
+    override = (
+        (command_line_url or "").strip() or (environ.get(url_var) or "").strip() or base_url
+    )
     config = known.get(name)
     if config is None:
         if not override:

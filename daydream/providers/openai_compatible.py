@@ -132,7 +132,7 @@ class OpenAICompatibleProvider:
         try:
             if not 200 <= status < 300:
                 raise status_error(status, headers, body, self._redact, now=self._clock())
-            return read_completion(body, latency, self._redact)
+            return read_completion(body, latency, self._redact, status=status)
         except ReplyError as exc:
             raise self._error(
                 request,

@@ -62,7 +62,11 @@ class Completion:
     changed; ``""`` when the model returned no content. Usage fields, ``resolved_model``
     (the model that actually answered), ``cost`` (the provider's own figure, e.g.
     OpenRouter's ``usage.cost``) and ``request_id`` are ``None`` when the provider did not
-    report them. ``offline`` is true for synthetic replies.
+    report them. ``offline`` is true for synthetic replies. ``http_status`` is the reply's
+    status (None for the offline provider). ``reasoning`` is a reasoning model's reasoning
+    when the server sends it apart from the reply (OpenRouter's ``reasoning``, DeepSeek's,
+    vLLM's and llama.cpp's ``reasoning_content``), never part of ``text``;
+    ``reasoning_tokens`` is ``usage.completion_tokens_details.reasoning_tokens``.
     """
 
     text: str
@@ -74,6 +78,9 @@ class Completion:
     cost: float | None = None
     request_id: str | None = None
     offline: bool = False
+    http_status: int | None = None
+    reasoning: str | None = None
+    reasoning_tokens: int | None = None
 
     @property
     def is_truncated(self) -> bool:

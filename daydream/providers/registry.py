@@ -24,6 +24,7 @@ def make_provider(
     environ: Mapping[str, str] | None = None,
     api_key_env: str | None = None,
     offline_latency_s: float = 0.0,
+    command_line_url: str | None = None,
 ) -> Provider:
     """The provider called ``name``, configured from defaults, the catalog and the environment.
 
@@ -31,12 +32,20 @@ def make_provider(
     production: the provider then spreads its calls over clients of its own, sized to keep
     httpx's pool cheap. A ``client`` passed in (a ``MockTransport`` in tests) is used as is
     and left for the caller to close. ``api_key_env``: the variable holding the key, when
-the catalog names one (its ``providers.yaml`` or a model's settings). ``offline_latency_s``: how long the offline provider
-    waits before each reply (benchmarks simulate a model with it). Raises ``ConfigError``
-    for an unknown provider, a bad URL or a missing required API key, before any call is
-    made.
+    the catalog names one (its ``providers.yaml`` or a model's settings).
+    ``offline_latency_s``: how long the offline provider waits before each reply
+    (benchmarks simulate a model with it). ``base_url`` is the catalog's, and
+    ``command_line_url`` the run's ``--base-url`` (see ``resolve_provider_config`` for
+    which wins). Raises ``ConfigError`` for an unknown provider, a bad URL or a missing
+    required API key, before any call is made.
     """
-    config = resolve_provider_config(name, base_url=base_url, providers=providers, environ=environ)
+    config = resolve_provider_config(
+        name,
+        base_url=base_url,
+        providers=providers,
+        environ=environ,
+        command_line_url=command_line_url,
+    )
     if config.offline:
         return OfflineProvider(latency_s=offline_latency_s)
     if api_key_env:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,6 +40,9 @@ class Task:
     replicate: int
     released: int = 0  # attempts given back by a clean shutdown: not counted, like throttles
     slot: bool = True  # the lease holds a pool slot (False: queued in its worker)
+    # When the worker got the lease (monotonic), and how long it then waited for a slot.
+    claimed_at: float = field(default_factory=time.monotonic)
+    slot_wait_s: float | None = None
 
 
 @dataclass

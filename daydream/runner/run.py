@@ -30,6 +30,7 @@ from daydream.launch import Forked, fork_blocker
 from daydream.queue.cohorts import Status, cohort_status, require_cohort
 from daydream.queue.pools import set_pool_limit
 from daydream.queue.tasks import has_pending
+from daydream.runner.local import set_local_pool_limits
 from daydream.runner.workers import start
 from daydream.vocabulary import TERMINAL
 from daydream.worker.config import WorkerConfig
@@ -168,13 +169,14 @@ def prepare_run(
     pool_limits: Sequence[tuple[str, int]] = (),
     *,
     rehearsal: bool = False,
-) -> None:
+) -> list[str]:
     """What ``daydream run`` checks and sets before any worker starts, each problem one
     line, nothing written if any: the cohort exists; every base-URL override names a
     provider that a model of the catalog uses; and for a real run (not a ``rehearsal``,
     which reports setup problems instead) every provider the cohort's calls use can be set
-    up (``check_providers``: keys, URLs) and the pool limits asked for are set (each pool
-    named must have generations)."""
+    up (``check_providers``: keys, URLs), pools served by local servers get the servers'
+    limits (``runner.local``), and the pool limits asked for are set (each pool named must
+    have generations). Returns notes for the user (a local pool limited to 1...)."""
     conn = connect(config.db_path, create=False)
     try:
         if config.cohort:
@@ -189,7 +191,7 @@ def prepare_run(
                 option="--base-url",
             )
         if rehearsal:
-            return
+            return []
         check_providers(config, conn)
         pools = {row[0] for row in conn.execute("SELECT DISTINCT pool FROM generations")}
         pools |= {row[0] for row in conn.execute("SELECT pool FROM pools")}
@@ -200,8 +202,10 @@ def prepare_run(
                     " check its spelling",
                     option="--pool-limit",
                 )
+        notes = set_local_pool_limits(conn, config, skip={pool for pool, _ in pool_limits})
         for pool, limit in pool_limits:
             set_pool_limit(conn, pool, limit)
+        return notes
     finally:
         conn.close()
 

@@ -11,6 +11,7 @@ last error.
 from __future__ import annotations
 
 import random
+import time
 import traceback
 from collections.abc import Callable
 from datetime import timedelta
@@ -47,17 +48,19 @@ class Executor:
         self._providers: dict[tuple[str, str | None, str | None], Any] = {}
 
     def provider(self, model: dict[str, Any]) -> Any:
-        """The provider for a model, one per (provider, base URL, key variable) per worker."""
+        """The provider for a model, one per (provider, base URL, key variable) per worker;
+        the base URL: ``--base-url``, else ``$DAYDREAM_<NAME>_BASE_URL``, else the catalog's."""
         name = self.config.provider_override or model.get("provider", "offline")
         settings = model.get("settings", {})
-        base_url = self.config.base_urls.get(name) or settings.get("base_url")
+        base_url, typed = settings.get("base_url"), self.config.base_urls.get(name)
         key_env = settings.get("api_key_env")
-        key = (name, base_url, key_env)
+        key = (name, typed or base_url, key_env)
         found = self._providers.get(key)
         if found is None:
             found = make_provider(
                 name,
                 base_url=base_url,
+                command_line_url=typed,
                 api_key_env=key_env,
                 offline_latency_s=self.config.offline_latency_s,
             )
@@ -69,6 +72,8 @@ class Executor:
             await provider.aclose()
 
     async def run(self, task: Task) -> Outcome:
+        # The call starts now: the time since the claim was spent waiting for a pool slot.
+        task.slot_wait_s = round(max(0.0, time.monotonic() - task.claimed_at), 4)
         try:
             return await self._run(task)
         except ConfigError as exc:  # the model's provider cannot be set up (a missing key)
@@ -137,10 +142,12 @@ class Executor:
         request, params = self._request(task, model, prompt)
         provider = self.provider(model)
         crash_point("before_call")
+        started = time.perf_counter()
         try:
             completion = await provider.complete(request)
         except ProviderError as exc:
-            raise _Ended(self._provider_failed(task, exc)) from None
+            latency = round(time.perf_counter() - started, 4)
+            raise _Ended(self._provider_failed(task, exc, latency)) from None
         crash_point("after_response")
         cost = completion.cost
         if (
@@ -163,6 +170,10 @@ class Executor:
             cost=cost,
             params=params,
             offline=bool(getattr(completion, "offline", False)),
+            http_status=completion.http_status,
+            slot_wait_s=task.slot_wait_s,
+            reasoning=completion.reasoning,
+            reasoning_tokens=completion.reasoning_tokens,
         )
 
     def _request(
@@ -198,6 +209,10 @@ class Executor:
         parse failure after it."""
         prompt_hash, raw_hash = _hash(prompt), _hash(raw)
         texts = {prompt_hash: prompt, raw_hash: raw}
+        reasoning = responded.pop("reasoning", None)
+        if reasoning:
+            responded["reasoning_hash"] = _hash(reasoning)
+            texts[responded["reasoning_hash"]] = reasoning
         events: list[ev.Event] = [
             ev.GenerationResponded(
                 gen_id=task.gen_id,
@@ -212,7 +227,11 @@ class Executor:
         try:
             if task.mode != "copy":
                 validate_output(
-                    raw, finish_reason=responded.get("finish_reason"), min_lines=min_lines
+                    raw,
+                    finish_reason=responded.get("finish_reason"),
+                    min_lines=min_lines,
+                    completion_tokens=responded.get("completion_tokens"),
+                    max_tokens=_token_limit(responded.get("params", {})),
                 )
             parsed = parse_output(task.template["parser"], raw, scale=task.template.get("scale"))
         except ParseError as exc:
@@ -249,7 +268,7 @@ class Executor:
             task.stage, concepts=concepts, parent_text=task.parent_text, extras=extras
         )
 
-    def _provider_failed(self, task: Task, exc: ProviderError) -> Outcome:
+    def _provider_failed(self, task: Task, exc: ProviderError, latency: float) -> Outcome:
         now = self.clock()
         if exc.status == 429 and task.throttles < MAX_THROTTLES:
             # The server said when to come back: honour exactly that (plus jitter). Without
@@ -264,6 +283,8 @@ class Executor:
                 error=str(exc)[:500],
                 retry_after=exc.retry_after,
                 retry_at=isoformat(now + timedelta(seconds=delay)),
+                latency_s=latency,
+                slot_wait_s=task.slot_wait_s,
             )
             return Outcome(task, [event], ok=False, throttled=True, retry_delay=delay, ended_at=now)
         return self._failed(
@@ -273,6 +294,7 @@ class Executor:
             retryable=exc.retryable,
             http_status=exc.status,
             retry_after=exc.retry_after,
+            call=(latency, task.slot_wait_s),
         )
 
     def _failed(
@@ -285,7 +307,9 @@ class Executor:
         http_status: int | None = None,
         retry_after: float | None = None,
         error_class: str | None = None,
+        call: tuple[float, float | None] | None = None,
     ) -> Outcome:
+        """A failed attempt (``call``: the failed model call's latency and slot wait)."""
         counted = task.attempt - task.throttles - task.released
         final = not retryable or counted >= self.config.max_attempts
         retry_at, delay, now = None, None, self.clock()
@@ -304,8 +328,17 @@ class Executor:
             retry_at=retry_at,
             http_status=http_status,
             error_class=error_class,
+            latency_s=call[0] if call else None,
+            slot_wait_s=call[1] if call else None,
         )
         return Outcome(task, [event], ok=False, retry_delay=delay, ended_at=now)
+
+
+def _token_limit(params: dict[str, Any]) -> int | None:
+    """The completion-token limit a call was sent with: ``max_tokens``, or OpenAI's
+    ``max_completion_tokens`` for reasoning models (given in ``extra``)."""
+    limit = params.get("max_tokens") or params.get("extra", {}).get("max_completion_tokens")
+    return limit if isinstance(limit, int) and not isinstance(limit, bool) else None
 
 
 def _hash(text: str) -> str:

@@ -68,15 +68,16 @@ def _attempt_throttled(conn, event_id, e: ev.AttemptThrottled, at):
         " WHERE gen_id = ?",
         (e.retry_at, e.error, e.gen_id),
     )
-    _record_failed_call(conn, event_id, e.gen_id, 429, e.error, at)
+    _record_failed_call(conn, event_id, e, 429, at)
 
 
-def _record_failed_call(conn, event_id, gen_id, http_status, error, at) -> None:
+def _record_failed_call(conn, event_id, e, http_status, at) -> None:
     conn.execute(
         "INSERT INTO calls (event_id, gen_id, model_id, pool, ok, http_status, error,"
-        " recorded_at) SELECT ?, gen_id, model_id, pool, 0, ?, ?, ? FROM generations"
+        " latency_s, slot_wait_s, recorded_at)"
+        " SELECT ?, gen_id, model_id, pool, 0, ?, ?, ?, ?, ? FROM generations"
         " WHERE gen_id = ?",
-        (event_id, http_status, error, at, gen_id),
+        (event_id, http_status, e.error, e.latency_s, e.slot_wait_s, at, e.gen_id),
     )
 
 
@@ -84,7 +85,8 @@ def _generation_responded(conn, event_id, e: ev.GenerationResponded, at):
     conn.execute(
         "UPDATE generations SET prompt_hash = ?, raw_hash = ?, provider = ?,"
         " resolved_model = ?, finish_reason = ?, prompt_tokens = ?, completion_tokens = ?,"
-        " cost = ?, latency_s = ?, offline = ? WHERE gen_id = ?",
+        " cost = ?, latency_s = ?, offline = ?, reasoning_hash = ?, reasoning_tokens = ?"
+        " WHERE gen_id = ?",
         (
             e.prompt_hash,
             e.raw_hash,
@@ -96,22 +98,29 @@ def _generation_responded(conn, event_id, e: ev.GenerationResponded, at):
             e.cost,
             e.latency_s,
             int(e.offline),
+            e.reasoning_hash,
+            e.reasoning_tokens,
             e.gen_id,
         ),
     )
     if e.mode == "llm":
         conn.execute(
-            "INSERT INTO calls (event_id, gen_id, model_id, pool, ok, prompt_tokens,"
-            " completion_tokens, cost, latency_s, offline, recorded_at)"
-            " SELECT ?, ?, ?, pool, 1, ?, ?, ?, ?, ?, ? FROM generations WHERE gen_id = ?",
+            "INSERT INTO calls (event_id, gen_id, model_id, pool, ok, http_status,"
+            " prompt_tokens, completion_tokens, cost, latency_s, slot_wait_s,"
+            " reasoning_tokens, offline, recorded_at)"
+            " SELECT ?, ?, ?, pool, 1, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM generations"
+            " WHERE gen_id = ?",
             (
                 event_id,
                 e.gen_id,
                 e.model_id,
+                e.http_status,
                 e.prompt_tokens,
                 e.completion_tokens,
                 e.cost,
                 e.latency_s,
+                e.slot_wait_s,
+                e.reasoning_tokens,
                 int(e.offline),
                 at,
                 e.gen_id,
@@ -141,7 +150,7 @@ def _generation_completed(conn, event_id, e: ev.GenerationCompleted, at):
 
 def _attempt_failed(conn, event_id, e: ev.AttemptFailed, at):
     if e.state == "provider_error":
-        _record_failed_call(conn, event_id, e.gen_id, e.http_status, e.error, at)
+        _record_failed_call(conn, event_id, e, e.http_status, at)
     if not e.final:
         conn.execute(
             "UPDATE generations SET status = 'ready', lease_owner = NULL, lease_token = NULL,"

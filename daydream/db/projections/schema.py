@@ -117,6 +117,8 @@ CREATE TABLE generations (
     cost REAL,
     latency_s REAL,
     offline INTEGER,
+    reasoning_hash TEXT REFERENCES texts(hash),
+    reasoning_tokens INTEGER,
     planned_at TEXT NOT NULL,
     finished_at TEXT,
     -- the queue: the lease of a running generation, retries and why it waits or failed
@@ -156,7 +158,9 @@ CREATE TABLE calls (
     prompt_tokens INTEGER,
     completion_tokens INTEGER,
     cost REAL,
-    latency_s REAL,
+    latency_s REAL, -- the time at the server: the HTTP call, for failed calls too
+    slot_wait_s REAL, -- the time the task waited in its worker for a pool slot first
+    reasoning_tokens INTEGER,
     offline INTEGER,
     recorded_at TEXT NOT NULL
 );

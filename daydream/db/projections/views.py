@@ -234,7 +234,8 @@ GROUP BY m.cohort_id, m.stage
 ORDER BY m.cohort_id, CASE m.stage WHEN 'draft' THEN 1 WHEN 'essay' THEN 2 ELSE 3 END
 """
 
-# Every generation with its texts: parsed output, raw reply and the rendered prompt.
+# Every generation with its texts: parsed output, raw reply (and a reasoning model's
+# reasoning beside it, never inside it) and the rendered prompt.
 VIEWS["generation_texts"] = """
 SELECT
     m.cohort_id AS cohort_id,
@@ -252,10 +253,12 @@ SELECT
     g.error AS error,
     (SELECT text FROM texts WHERE hash = g.parsed_hash) AS parsed_text,
     (SELECT text FROM texts WHERE hash = g.raw_hash) AS raw_text,
+    (SELECT text FROM texts WHERE hash = g.reasoning_hash) AS reasoning_text,
     (SELECT text FROM texts WHERE hash = g.prompt_hash) AS prompt_text,
     g.finish_reason AS finish_reason,
     g.prompt_tokens AS prompt_tokens,
     g.completion_tokens AS completion_tokens,
+    g.reasoning_tokens AS reasoning_tokens,
     g.cost AS cost,
     g.offline AS offline,
     g.finished_at AS finished_at
@@ -429,6 +432,7 @@ SELECT
     coalesce(sum(c.completion_tokens), 0) AS completion_tokens,
     round(coalesce(sum(c.cost), 0), 6) AS cost,
     round(avg(c.latency_s), 3) AS mean_latency_s,
+    round(avg(c.slot_wait_s), 3) AS mean_slot_wait_s,
     max(c.offline) AS offline
 FROM calls c
 GROUP BY c.model_id
@@ -447,6 +451,7 @@ SELECT
     coalesce(sum(c.completion_tokens), 0) AS completion_tokens,
     round(coalesce(sum(c.cost), 0), 6) AS cost,
     round(avg(c.latency_s), 3) AS mean_latency_s,
+    round(avg(c.slot_wait_s), 3) AS mean_slot_wait_s,
     max(c.offline) AS offline
 FROM cohort_members m
 JOIN calls c ON c.gen_id = m.gen_id
