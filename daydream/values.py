@@ -1,0 +1,63 @@
+"""Values from outside (a reply, a file, an option) made safe to store and to show.
+
+SQLite holds integers in ``[-2**63, 2**63 - 1]`` (Python's sqlite3 raises OverflowError
+beyond) and sums them with an error on overflow, so a count that is stored is kept far
+below that; a float must be finite (``inf`` and ``nan`` are not JSON and poison sums).
+Text must encode as UTF-8: a lone UTF-16 surrogate (JSON's ``"\\ud800"`` escape makes
+one) cannot, so it becomes U+FFFD. A message quotes a value by a short prefix, never a
+megabyte of it.
+
+Invariant: what ``clean_text`` returns encodes as UTF-8; what ``quote`` returns is one
+printable line of bounded length.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+SQLITE_INT_MAX = 2**63 - 1
+SQLITE_INT_MIN = -(2**63)
+COUNT_MAX = 10**12
+"""The largest count (tokens, replicates...) taken as real: a trillion, far from the
+integer limit, so that sums over millions of rows cannot overflow either."""
+QUOTE_CHARS = 60
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD (everything else unchanged)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
+
+
+def is_count(value: Any, *, minimum: int = 0, maximum: int = COUNT_MAX) -> bool:
+    """Is ``value`` an int (not a bool) in ``[minimum, maximum]``?"""
+    return isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= maximum
+
+
+def is_finite(value: Any) -> bool:
+    """Is ``value`` a real number (int or float, not a bool) that is finite?"""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
+
+
+def quote(value: Any, limit: int = QUOTE_CHARS) -> str:
+    """``value`` for a one-line message: its repr, or the repr of its first ``limit``
+    characters and how long it was."""
+    if isinstance(value, str | bytes) and len(value) > limit:
+        size = "characters" if isinstance(value, str) else "bytes"
+        return f"{clean_text(repr(value[:limit]))}... ({len(value)} {size})"
+    try:
+        text = clean_text(repr(value))
+    except (RecursionError, ValueError):  # a structure nested too deeply, an int too long
+        return f"(a {type(value).__name__} too large to show)"
+    if len(text) > limit + 2:
+        return f"{text[:limit]}... ({len(text)} characters)"
+    return text
