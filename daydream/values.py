@@ -8,7 +8,7 @@ one) cannot, so it becomes U+FFFD. A message quotes a value by a short prefix, n
 megabyte of it.
 
 Invariant: what ``clean_text`` returns encodes as UTF-8; what ``quote`` returns is one
-printable line of bounded length.
+printable line of bounded length, and ``shorten_message`` bounds a whole message.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ COUNT_MAX = 10**12
 """The largest count (tokens, replicates...) taken as real: a trillion, far from the
 integer limit, so that sums over millions of rows cannot overflow either."""
 QUOTE_CHARS = 60
+MESSAGE_CHARS = 2000
+
+_LONG_RUN = re.compile(r"\S{201,}")
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -61,3 +64,17 @@ def quote(value: Any, limit: int = QUOTE_CHARS) -> str:
     if len(text) > limit + 2:
         return f"{text[:limit]}... ({len(text)} characters)"
     return text
+
+
+def shorten_message(text: str) -> str:
+    """A message with any run of more than 200 non-space characters cut to its first 60
+    (and its length), and at most ``MESSAGE_CHARS`` long in all: the safety net for a value
+    a message quotes whole (each message should ``quote`` its values itself)."""
+    text = _LONG_RUN.sub(
+        lambda m: f"{m.group()[:QUOTE_CHARS]}... ({len(m.group())} characters)", text
+    )
+    text = clean_text(text)
+    if len(text) <= MESSAGE_CHARS:
+        return text
+    half = MESSAGE_CHARS // 2
+    return f"{text[:half]} ... ({len(text) - 2 * half} characters cut) ... {text[-half:]}"
