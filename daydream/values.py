@@ -39,6 +39,37 @@ def clean_text(text: str) -> str:
     return text
 
 
+def storage_problem(value: Any, *, depth: int = 0) -> str | None:
+    """Why SQLite (and the JSON of an event) cannot hold ``value`` as it is, or None: an
+    integer beyond 64 bits, a float that is not finite (JSON would write null, so a replay
+    would differ), text with a lone surrogate, a structure nested deeper than 64 levels,
+    or a type that is none of these. Lists, tuples and dicts are checked throughout."""
+    kind = type(value)  # exact types first: this runs on every field of every result
+    if kind is str:
+        return None if value.isascii() or clean_text(value) is value else "text that is not UTF-8"
+    if value is None or kind is bool:
+        return None
+    if kind is int or isinstance(value, int):
+        return None if SQLITE_INT_MIN <= value <= SQLITE_INT_MAX else "an integer beyond 64 bits"
+    if kind is float or isinstance(value, float):
+        return None if math.isfinite(value) else f"{value} is not a finite number"
+    if isinstance(value, str):
+        return storage_problem(str(value), depth=depth)
+    if depth >= 64:
+        return "a structure nested deeper than 64 levels"
+    if isinstance(value, dict):
+        items: Any = [*value.keys(), *value.values()]
+    elif isinstance(value, list | tuple):
+        items = value
+    else:
+        return f"a value of type {type(value).__name__}"
+    for item in items:
+        problem = storage_problem(item, depth=depth + 1)
+        if problem is not None:
+            return problem
+    return None
+
+
 def is_count(value: Any, *, minimum: int = 0, maximum: int = COUNT_MAX) -> bool:
     """Is ``value`` an int (not a bool) in ``[minimum, maximum]``?"""
     return isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= maximum

@@ -272,6 +272,10 @@ def test_an_empty_or_new_file_becomes_a_daydream_database(tmp_path):
         ({"seed": 10**30}, "seed: Input should be less than or equal to 9223372036854775807"),
         ({"max_tokens": 10**12}, "max_tokens: Input should be less than or equal to 10000000"),
         ({"temperature": math.inf}, "temperature: Input should be a finite number"),
+        (
+            {"extra": {"top_k": 10**30}},
+            "extra: must hold plain JSON values; it holds an integer beyond 64 bits",
+        ),
     ],
 )
 def test_a_model_the_worker_could_never_call_is_refused_at_import(db, tmp_path, fields, expected):

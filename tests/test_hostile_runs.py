@@ -116,33 +116,43 @@ def _blocked_by(db: Path, gen_id: str, draft: str) -> bool:
 
 def test_a_value_the_database_refuses_fails_only_its_own_generation(offline_cohort):
     """Past the reply parser's cleaning, the recording path still refuses to crash: an
-    outcome holding an integer beyond SQLite's, or text with a lone surrogate, is stored as
-    its own final failure, and the rest of the batch as usual."""
-    db = offline_cohort(combos=3)
+    outcome holding an integer beyond SQLite's, a float that is not finite (JSON would
+    write null: a replay would differ) or text with a lone surrogate is stored as its own
+    final failure, and the rest of the batch as usual."""
+    db = offline_cohort(combos=4)
     clock = FixedClock()
     config = WorkerConfig(db_path=db, name="A")
     conn = connect(db, create=False)
     try:
-        tasks = claim(conn, config, 3, clock=clock)
+        tasks = claim(conn, config, 4, clock=clock)
         outcomes = execute(config, tasks, clock)
-        too_big, bad_text, bystander = outcomes
-        responded = too_big.events[0]
-        assert isinstance(responded, ev.GenerationResponded)
-        too_big.events[0] = responded.model_copy(update={"prompt_tokens": 10**30})
+        too_big, infinite, bad_text, bystander = outcomes
+        for outcome, change in (
+            (too_big, {"prompt_tokens": 10**30}),
+            (infinite, {"cost": math.inf}),
+        ):
+            responded = outcome.events[0]
+            assert isinstance(responded, ev.GenerationResponded)
+            outcome.events[0] = responded.model_copy(update=change)
         bad_text.texts = {digest: "lone \ud800" for digest in bad_text.texts}
-        assert record(conn, outcomes, config, clock=clock) == (3, 0)
+        assert record(conn, outcomes, config, clock=clock) == (4, 0)
     finally:
         conn.close()
-    for outcome, error_class in ((too_big, "OverflowError"), (bad_text, "UnicodeEncodeError")):
+    problems = [
+        (too_big, "generation.responded prompt_tokens: an integer beyond 64 bits"),
+        (infinite, "generation.responded cost: inf is not a finite number"),
+        (bad_text, "a text of the reply: text that is not UTF-8"),
+    ]
+    for outcome, problem in problems:
         gen_id = outcome.task.gen_id
         row = generation(db, gen_id)
         assert (row["status"], row["state"], row["raw_hash"]) == ("failed", "error", None)
-        assert row["error"].startswith(f"the result could not be stored ({error_class}: ")
-        assert row["error"].endswith(
-            f"so it was discarded; run it again with: daydream retry COHORT --gen {gen_id}"
+        assert row["error"] == (
+            f"the result could not be stored ({problem}), so it was discarded; run it again"
+            f" with: daydream retry COHORT --gen {gen_id}"
         )
         (failed,) = events_of(db, gen_id, ["attempt.failed"])
-        assert (failed["error_class"], failed["final"]) == (error_class, True)
+        assert (failed["error_class"], failed["final"]) == ("Unstorable", True)
     assert generation(db, bystander.task.gen_id)["status"] == "done"
     assert query(db, "SELECT count(*) FROM generations WHERE status = 'running'") == [(0,)]
     assert all(passed for _, passed, _ in check(db))  # replay equals the projections

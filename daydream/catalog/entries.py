@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from daydream.errors import CatalogError
-from daydream.values import SQLITE_INT_MAX, SQLITE_INT_MIN
+from daydream.values import SQLITE_INT_MAX, SQLITE_INT_MIN, storage_problem
 from daydream.vocabulary import PARSERS, Level, Parser, Stage
 
 DEFAULT_LEVEL = "paragraph"
@@ -51,17 +51,16 @@ streamed reply is not what the worker reads)."""
 
 def check_extra(extra: dict[str, Any]) -> dict[str, Any]:
     """``extra`` request parameters, refused when they set a reserved key or hold a value
-    that is not plain JSON (nan, inf, a number beyond 64 bits)."""
+    that is not plain JSON or not storable (nan, inf, an integer beyond 64 bits)."""
     reserved = [key for key in RESERVED_EXTRA if key in extra]
     if reserved:
         raise ValueError(
             f"may not set {', '.join(reserved)}: daydream sets the model and the messages"
             " itself and reads whole replies, not streams; remove it"
         )
-    try:
-        json.dumps(extra, allow_nan=False)
-    except (TypeError, ValueError):
-        raise ValueError("must hold plain JSON values (no nan or infinity)") from None
+    problem = storage_problem(extra)
+    if problem is not None:
+        raise ValueError(f"must hold plain JSON values; it holds {problem}")
     return extra
 
 

@@ -72,29 +72,28 @@ class Number(click.FloatRange):
         return number
 
 
-def whole(low: int, high: int) -> click.IntRange:
-    """A whole number from ``low`` to ``high`` (every count an option takes has a ceiling,
-    so no value beyond what SQLite or a machine holds gets in)."""
-    return click.IntRange(low, high)
+class Whole(click.IntRange):
+    """A whole number in a range: every count an option takes has a ceiling, so no value
+    beyond what SQLite or a machine holds gets in."""
 
 
-def _limit(name: str) -> Any:
+def _option_type(name: str) -> Any:
     """The option type of the worker setting ``name``, with its range (``LIMITS``)."""
     low, high = LIMITS[name]
     if name in ("concurrency", "max_attempts"):
-        return whole(int(low), int(high))
+        return Whole(int(low), int(high))
     return Number(low, high)
 
 
 _WORKER_OPTIONS = [
-    click.option("--concurrency", "-c", type=_limit("concurrency"), default=32, show_default=True, help="Model calls at once per worker process."),
-    click.option("--max-attempts", type=_limit("max_attempts"), default=DEFAULT_MAX_ATTEMPTS, show_default=True, help="Attempts before a generation fails."),
-    click.option("--lease", "lease_s", type=_limit("lease_s"), default=DEFAULT_LEASE_S, show_default=True, help="Lease length in seconds (heartbeats extend it)."),
-    click.option("--grace", "grace_s", type=_limit("grace_s"), default=10.0, show_default=True, help="Seconds a worker gives its in-flight calls after SIGTERM or Ctrl-C before releasing them."),
+    click.option("--concurrency", "-c", type=_option_type("concurrency"), default=32, show_default=True, help="Model calls at once per worker process."),
+    click.option("--max-attempts", type=_option_type("max_attempts"), default=DEFAULT_MAX_ATTEMPTS, show_default=True, help="Attempts before a generation fails."),
+    click.option("--lease", "lease_s", type=_option_type("lease_s"), default=DEFAULT_LEASE_S, show_default=True, help="Lease length in seconds (heartbeats extend it)."),
+    click.option("--grace", "grace_s", type=_option_type("grace_s"), default=10.0, show_default=True, help="Seconds a worker gives its in-flight calls after SIGTERM or Ctrl-C before releasing them."),
     click.option("--offline", is_flag=True, help="Answer every model call with the offline dry-run provider."),
-    click.option("--offline-latency", "offline_latency_s", type=_limit("offline_latency_s"), default=0.0, help="Simulated latency of the offline provider, seconds."),
+    click.option("--offline-latency", "offline_latency_s", type=_option_type("offline_latency_s"), default=0.0, help="Simulated latency of the offline provider, seconds."),
     click.option("--base-url", "base_urls", multiple=True, callback=lambda _ctx, _param, values: _base_urls(values), help="Override a provider's base URL: PROVIDER=URL (repeatable)."),
-    click.option("--timeout", "timeout_s", type=_limit("timeout_s"), help="Deadline of one model call in seconds (default: the provider's, 300)."),
+    click.option("--timeout", "timeout_s", type=_option_type("timeout_s"), help="Deadline of one model call in seconds (default: the provider's, 300)."),
 ]
 
 

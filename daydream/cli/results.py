@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from daydream.cli.base import Number, _echo_json, _err, _open, cli, db_option, json_option, whole
+from daydream.cli.base import Number, Whole, _echo_json, _err, _open, cli, db_option, json_option
 from daydream.values import COUNT_MAX
 
 # -- report: report, top (reports.py) ------------------------------------------------------
@@ -71,7 +71,7 @@ def report_command(
     "-n",
     "--top-n",
     "top_n",
-    type=whole(1, COUNT_MAX),
+    type=Whole(1, COUNT_MAX),
     help="Keep the best N essays (default 10, or all within --span).",
 )
 @click.option(

@@ -10,13 +10,13 @@ import click
 
 from daydream.cli.base import (
     Number,
+    Whole,
     _echo_json,
     _err,
     _open,
     cli,
     db_option,
     json_option,
-    whole,
     worker_config,
     worker_options,
 )
@@ -63,7 +63,7 @@ def worker(db_path: Path, pools: tuple[str, ...], forever: bool, **options: Any)
 @cli.command()
 @db_option
 @click.argument("cohort", required=False)
-@click.option("--workers", "-w", type=whole(1, 1024), default=2, show_default=True, help="Worker processes.")
+@click.option("--workers", "-w", type=Whole(1, 1024), default=2, show_default=True, help="Worker processes.")
 @worker_options
 @click.option("--pool-limit", "pool_limits", multiple=True, callback=lambda _ctx, _param, values: _pool_limits(values), help="Concurrency limit of a pool across all workers: POOL=N (repeatable).")
 @click.option("--rehearse", is_flag=True, help="Run everything offline in a scratch copy of the database and report what would break.")

@@ -3,19 +3,19 @@ the caller's transaction (``leases.record``).
 
 Invariant: no value inside an outcome can take the recording down. Replies are cleaned
 where they become a ``Completion`` (``providers.chat``), but should anything the database
-refuses still reach an outcome (an integer beyond SQLite's, text that is not UTF-8), that
+or a replay of the log could not hold still reach an outcome (an integer beyond 64 bits,
+a float that is not finite, text that is not UTF-8: ``values.storage_problem``), that
 outcome alone is stored as a final ``attempt.failed`` saying what was refused: the other
 outcomes of the batch are stored as usual, the worker goes on, and no task is left
-``running``. A database that cannot write at all (a full disk, an I/O error) is not
-refused data: that error propagates, the transaction rolls back, and the worker keeps the
-results in memory to write later.
+``running``. The check runs before anything is written (a savepoint per batch, to undo a
+refused write, cost a fifth of the worker's throughput). A database that cannot write at
+all (a full disk, an I/O error) is no refused value: that error propagates, the
+transaction rolls back, and the worker keeps the results in memory to write later.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 
 from daydream import events as ev
@@ -23,72 +23,63 @@ from daydream.clock import isoformat
 from daydream.db.log import append
 from daydream.db.texts import put_hashed_texts
 from daydream.queue.tasks import Outcome
-from daydream.values import clean_text
-
-# What binding or applying a value the database cannot hold raises: sqlite3's OverflowError
-# (an int beyond 64 bits), UnicodeEncodeError (a ValueError: a lone surrogate), a type it
-# cannot bind (ProgrammingError), a CHECK or constraint it breaks (IntegrityError)...
-REFUSED = (
-    OverflowError,
-    ValueError,
-    TypeError,
-    RecursionError,
-    sqlite3.IntegrityError,
-    sqlite3.DataError,
-    sqlite3.InterfaceError,
-    sqlite3.ProgrammingError,
-)
+from daydream.values import storage_problem
 
 
 def store_outcomes(
     conn: sqlite3.Connection, outcomes: list[Outcome], *, now: datetime, actor: str
 ) -> list[Outcome]:
     """Store ``outcomes`` (leases already checked) in the caller's transaction; returns those
-    stored as refused (each replaced by its ``attempt.failed``)."""
-    try:
-        with _savepoint(conn):
-            _store(conn, outcomes, now, actor)
-        return []
-    except REFUSED:
-        pass
-    refused = []
-    for outcome in outcomes:  # one at a time, to find which one the database refuses
-        try:
-            with _savepoint(conn):
-                _store(conn, [outcome], now, actor)
-        except REFUSED as exc:
-            _store(conn, [refused_outcome(outcome, exc)], now, actor)
+    refused, each stored as its ``attempt.failed`` instead (``refused_outcome``)."""
+    stored: list[Outcome] = []
+    refused: list[Outcome] = []
+    for outcome in outcomes:
+        problem = unstorable(outcome)
+        if problem is None:
+            stored.append(outcome)
+        else:
+            stored.append(refused_outcome(outcome, problem))
             refused.append(outcome)
+    texts: dict[str, str] = {}
+    events: list[ev.Event] = []
+    for outcome in stored:
+        texts.update(outcome.texts)
+        events.extend(_retry_from(now, outcome))
+    put_hashed_texts(conn, texts.items())
+    append(conn, events, actor=actor, clock=lambda: now)
     return refused
 
 
-def refused_outcome(outcome: Outcome, exc: BaseException) -> Outcome:
-    """The final failure that stands for an outcome the database refused."""
+def unstorable(outcome: Outcome) -> str | None:
+    """What in ``outcome`` cannot be stored (naming the event field or the text), or None."""
+    for text in outcome.texts.values():
+        problem = storage_problem(text)
+        if problem is not None:
+            return f"a text of the reply: {problem}"
+    for event in outcome.events:
+        for name, value in event.__dict__.items():  # a pydantic model's fields
+            problem = storage_problem(value)
+            if problem is not None:
+                return f"{event.type} {name}: {problem}"
+    return None
+
+
+def refused_outcome(outcome: Outcome, problem: str) -> Outcome:
+    """The final failure that stands for an outcome that cannot be stored."""
     task = outcome.task
-    reason = clean_text(f"{type(exc).__name__}: {exc}")[:300]
     failed = ev.AttemptFailed(
         gen_id=task.gen_id,
         token=task.token,
         state="error",
         error=(
-            f"the result could not be stored ({reason}), so it was discarded; run it"
+            f"the result could not be stored ({problem}), so it was discarded; run it"
             f" again with: daydream retry COHORT --gen {task.gen_id}"
         ),
         retryable=False,
         final=True,
-        error_class=type(exc).__name__,
+        error_class="Unstorable",
     )
     return Outcome(task, [failed], ok=False, ended_at=outcome.ended_at)
-
-
-def _store(conn: sqlite3.Connection, outcomes: list[Outcome], now: datetime, actor: str) -> None:
-    texts: dict[str, str] = {}
-    events: list[ev.Event] = []
-    for outcome in outcomes:
-        texts.update(outcome.texts)
-        events.extend(_retry_from(now, outcome))
-    put_hashed_texts(conn, texts.items())
-    append(conn, events, actor=actor, clock=lambda: now)
 
 
 def _retry_from(now: datetime, outcome: Outcome) -> list[ev.Event]:
@@ -103,17 +94,3 @@ def _retry_from(now: datetime, outcome: Outcome) -> list[ev.Event]:
         else e
         for e in outcome.events
     ]
-
-
-@contextmanager
-def _savepoint(conn: sqlite3.Connection) -> Iterator[None]:
-    """Undo what the block wrote when the database refuses a value in it. Any other error
-    (the database cannot write at all) is left to the caller's transaction to roll back."""
-    conn.execute("SAVEPOINT outcomes")
-    try:
-        yield
-    except REFUSED:
-        conn.execute("ROLLBACK TO outcomes")
-        conn.execute("RELEASE outcomes")
-        raise
-    conn.execute("RELEASE outcomes")
