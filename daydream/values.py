@@ -26,6 +26,7 @@ QUOTE_CHARS = 60
 MESSAGE_CHARS = 2000
 
 _LONG_RUN = re.compile(r"\S{201,}")
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -98,13 +99,14 @@ def quote(value: Any, limit: int = QUOTE_CHARS) -> str:
 
 
 def shorten_message(text: str) -> str:
-    """A message with any run of more than 200 non-space characters cut to its first 60
-    (and its length), and at most ``MESSAGE_CHARS`` long in all: the safety net for a value
-    a message quotes whole (each message should ``quote`` its values itself)."""
+    """A message on one printable line: any run of more than 200 non-space characters cut
+    to its first 60 (and its length), control characters (a newline, a NUL) escaped, and at
+    most ``MESSAGE_CHARS`` long in all. The safety net for a value a message quotes whole
+    (each message should ``quote`` its values itself)."""
     text = _LONG_RUN.sub(
         lambda m: f"{m.group()[:QUOTE_CHARS]}... ({len(m.group())} characters)", text
     )
-    text = clean_text(text)
+    text = _CONTROL.sub(lambda m: repr(m.group())[1:-1], clean_text(text))
     if len(text) <= MESSAGE_CHARS:
         return text
     half = MESSAGE_CHARS // 2

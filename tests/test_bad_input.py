@@ -169,6 +169,12 @@ SPEC_TAIL = "  draft_template: [rolling-idea]\n  draft_llm: [offline-small]\n"
             " 9223372036854775807 (got the number 1000000000000000000000000000000)",
         ),
         (
+            "pool.yaml",
+            f"axes:\n  combo_id: {{concepts: [a, b], k_min: 1, k_max: {10**23}}}\n{SPEC_TAIL}",
+            "Error: spec {spec}: axes.combo_id.k_max: must be a whole number from 1 to 1000 (got"
+            " the number 100000000000000000000000)",
+        ),
+        (
             "long.yaml",
             f"axes:\n  combo_id: [{MEGABYTE_VALUE}]\n{SPEC_TAIL}",
             'Error: plan {spec}: unknown combo "' + "x" * 59 + "... (1000002 characters)"
@@ -183,6 +189,27 @@ def test_a_spec_daydream_cannot_read_is_one_line_and_plans_nothing(
     spec = write(tmp_path / name, content)
     line = refused(["plan", str(spec), "--cohort", "bad", "--db", str(db)], db, code=1)
     assert line.startswith(expected.format(spec=spec))
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (
+            b"essay_gen_id,selected\ncaf\xe9,true\n",
+            "is not valid UTF-8 (byte 25); save it as UTF-8",
+        ),
+        (
+            b"essay_gen_id,selected\nx\x00y,true\n",
+            'essay_id "x\\x00y" is not an existing essay generation (first in row 1)',
+        ),
+    ],
+)
+def test_a_selection_list_daydream_cannot_read_is_one_printable_line(
+    db, tmp_path, content, expected
+):
+    selection = write(tmp_path / "top.csv", content)
+    args = ["plan", "--from-list", str(selection), "--cohort", "c", "--judge", "a:b"]
+    assert refused([*args, "--db", str(db)], db, code=1).endswith(expected)
 
 
 def test_a_binary_file_given_to_parse_is_one_line(tmp_path, db):

@@ -263,10 +263,17 @@ def curation_rows(
     evaluation and runs only the new judgements.
     """
     path = Path(list_path)
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        rows = list(reader)
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            columns = reader.fieldnames or []
+            rows = list(reader)
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"list {path}: is not valid UTF-8 (byte {exc.start}); save it as UTF-8"
+        ) from None
+    except csv.Error as exc:
+        raise SpecError(f"list {path}: is not a CSV file ({exc}); give the list top wrote") from None
     id_column = next(
         (c for c in ("essay_gen_id", "parent_gen_id", "essay_id") if c in columns), None
     )
