@@ -23,11 +23,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from daydream.errors import ProviderError
-from daydream.providers.chat import ReplyError, read_completion
+from daydream.providers.chat import ReplyError, read_completion, status_error
 from daydream.providers.config import ProviderConfig
 from daydream.providers.openai_compatible import OpenAICompatibleProvider
 from daydream.providers.protocol import Completion, CompletionRequest
-from daydream.providers.transport import _read_response
+from daydream.providers.transport import _read_response, decode_body
 from daydream.values import COUNT_MAX
 from tests.fakeapi import STRAY_TEXT, FakeAPI, Fault
 
@@ -256,6 +256,9 @@ HEADS = [
     b"HTTP/1.1 99999999999999999999 OK\r\n\r\n",
     b"HTTP/1.1 101 Switching\r\n\r\n",
     b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+    b"HTTP/1.1 503 Busy\r\nRetry-After: \xff\xfe\r\nX-\xff: \x00\r\nContent-Length: 2\r\n\r\n{}",
+    b"HTTP/1.1 301 Moved\r\nLocation: \xff\x00//\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\n\x1f\x8b\x00\x00",
 ]
 
 
@@ -269,13 +272,28 @@ def read_bytes(data: bytes, *, max_body: int = 4096) -> tuple[int, list, bytes, 
     return asyncio.run(go())
 
 
-@pytest.mark.parametrize("data", HEADS)
-def test_the_reader_returns_a_response_or_raises_an_httpx_error(data):
+def handle(data: bytes) -> Completion | ReplyError | httpx.HTTPError:
+    """What the provider makes of a server's bytes (as ``complete`` does): the response
+    read, its body decoded, then a completion or the error its status says."""
     try:
-        status, _, _, _ = read_bytes(data)
-    except httpx.HTTPError:
-        return
-    assert 200 <= status <= 599
+        status, headers, content, _ = read_bytes(data)
+        if not 200 <= status < 300:
+            return status_error(status, headers, content, lambda text: text, now=0.0)
+        return read_completion(decode_body(headers, content, 4096), 0.1, lambda text: text)
+    except (ReplyError, httpx.HTTPError) as exc:
+        return exc
+
+
+@pytest.mark.parametrize("data", HEADS)
+def test_whatever_bytes_a_server_sends_end_as_a_completion_or_a_classified_error(data):
+    """Nothing but the transport's httpx errors and the parser's ReplyError leaves the
+    provider's reading of a reply (a header value holding any byte included)."""
+    result = handle(data)
+    if isinstance(result, Completion):
+        assert_storable(result)
+    elif isinstance(result, ReplyError):
+        assert "\n" not in result.detail
+        result.detail.encode("utf-8")
 
 
 def test_a_malformed_status_or_length_is_a_protocol_error_naming_it():
@@ -309,7 +327,7 @@ def test_a_body_framed_two_ways_is_read_chunked_on_a_connection_not_kept():
     )
 )
 def test_the_reader_never_raises_anything_but_httpx_errors(data):
-    test_the_reader_returns_a_response_or_raises_an_httpx_error(data)
+    test_whatever_bytes_a_server_sends_end_as_a_completion_or_a_classified_error(data)
 
 
 # --- the reply parser, fuzzed -------------------------------------------------------------

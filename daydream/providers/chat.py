@@ -147,7 +147,10 @@ def status_error(
 ) -> ReplyError:
     """What a non-2xx reply says: the provider's own words (or the body's start), whether
     to try again, and how long the server asked us to wait."""
-    headers = httpx.Headers(headers)
+    # A plain mapping, not httpx.Headers: a header value may hold any byte (obs-text), which
+    # httpx.Headers refuses to encode.
+    items = headers.multi_items() if isinstance(headers, httpx.Headers) else headers
+    headers = {str(name).lower(): str(value) for name, value in items}
     retryable = is_retryable_status(status)
     retry_after = _retry_after(headers, now=now) if retryable else None
     try:
