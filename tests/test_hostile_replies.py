@@ -14,6 +14,10 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
+import socket
+import struct
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -232,6 +236,38 @@ def test_an_extra_response_arriving_on_an_idle_connection_is_never_read_as_the_n
         connections = [r.connection for r in api.requests]
     assert own_reply(results[0], 0) and own_reply(results[1], 1)
     assert connections == [1, 2]
+
+
+def test_a_connection_reset_while_the_request_is_sent_is_a_retryable_write_error():
+    """A server that resets the connection before reading an 8 MB request: the send fails,
+    and that is a classified, retryable error, not an unexpected exception."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def reset_one() -> None:
+            connection, _ = listener.accept()
+            connection.recv(1024)
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            connection.close()
+
+        server = threading.Thread(target=reset_one)
+        server.start()
+        config = ProviderConfig(name="fake", base_url=f"http://127.0.0.1:{port}/v1", timeout=10)
+        big = CompletionRequest(model="m", prompt="x" * 8_000_000)
+
+        async def go() -> ProviderError:
+            async with OpenAICompatibleProvider(config, api_key=None) as provider:
+                with pytest.raises(ProviderError) as info:
+                    await provider.complete(big)
+                return info.value
+
+        error = asyncio.run(go())
+        server.join(10)
+    assert error.retryable
+    assert str(error).startswith("provider fake, model m: ")
+    assert re.search(r"(WriteError|ReadError|RemoteProtocolError)", str(error)), str(error)
 
 
 def test_healthy_replies_share_one_connection():

@@ -97,8 +97,11 @@ class StreamTransport(httpx.AsyncBaseTransport):
             key, key[0] == "https", {"connect": connect_timeout}
         )
         try:
-            writer.write(head + body)
-            await writer.drain()
+            try:
+                writer.write(head + body)
+                await writer.drain()
+            except (ConnectionError, ssl.SSLError) as exc:  # reset or closed while sending
+                raise httpx.WriteError(str(exc) or type(exc).__name__) from None
             status, headers, content, keep = await _read_response(reader, self.max_body)
         except BaseException:
             writer.close()
@@ -191,8 +194,8 @@ async def _read_response(reader: asyncio.StreamReader, max_body: int):
         ) from None
     except asyncio.LimitOverrunError:
         raise httpx.RemoteProtocolError("chunk size line too long") from None
-    except ConnectionError as exc:
-        raise httpx.ReadError(str(exc)) from None
+    except (ConnectionError, ssl.SSLError) as exc:
+        raise httpx.ReadError(str(exc) or type(exc).__name__) from None
     return status, headers, content, not close
 
 
@@ -215,7 +218,7 @@ async def _read_head(reader: asyncio.StreamReader):
         ) from None
     except asyncio.LimitOverrunError:
         raise httpx.RemoteProtocolError("response head too large") from None
-    except ConnectionError as exc:
+    except (ConnectionError, ssl.SSLError) as exc:
         raise httpx.ReadError(str(exc) or type(exc).__name__) from None
     if len(head) > _MAX_HEAD:
         raise httpx.RemoteProtocolError("response head too large")
