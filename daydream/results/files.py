@@ -55,21 +55,31 @@ class UniqueNames:
 def write_file(path: Path, text: str) -> Path:
     """Write ``text`` (UTF-8) as the file ``path``, never through a link (see the module's
     invariants); returns ``path``."""
-    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    temporary = f".{path.name[:60]}.{secrets.token_hex(6)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    if os.open not in os.supports_dir_fd:  # Windows: names relative to the directory's path
+        _write_through(path.parent / temporary, path, text, flags, None)
+        return path
+    directory = os.open(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
-        temporary = f".{path.name[:60]}.{secrets.token_hex(6)}.tmp"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-        descriptor = os.open(temporary, flags, 0o666, dir_fd=directory)
-        try:
-            with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
-                handle.write(text)
-            os.replace(temporary, path.name, src_dir_fd=directory, dst_dir_fd=directory)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary, dir_fd=directory)
-            raise
+        _write_through(Path(temporary), Path(path.name), text, flags, directory)
     except OSError as exc:  # name the file, not the temporary one
         raise OSError(exc.errno, exc.strerror, str(path)) from None
     finally:
         os.close(directory)
     return path
+
+
+def _write_through(
+    temporary: Path, final: Path, text: str, flags: int, directory: int | None
+) -> None:
+    """Create ``temporary`` exclusively, write ``text`` to it, rename it to ``final``."""
+    descriptor = os.open(temporary, flags, 0o666, dir_fd=directory)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.replace(temporary, final, src_dir_fd=directory, dst_dir_fd=directory)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary, dir_fd=directory)
+        raise
