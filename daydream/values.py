@@ -71,18 +71,6 @@ def storage_problem(value: Any, *, depth: int = 0) -> str | None:
     return None
 
 
-def is_count(value: Any, *, minimum: int = 0, maximum: int = COUNT_MAX) -> bool:
-    """Is ``value`` an int (not a bool) in ``[minimum, maximum]``?"""
-    return isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= maximum
-
-
-def is_finite(value: Any) -> bool:
-    """Is ``value`` a real number (int or float, not a bool) that is finite?"""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    return isinstance(value, int) or math.isfinite(value)
-
-
 def quote(value: Any, limit: int = QUOTE_CHARS) -> str:
     """``value`` for a one-line message: its repr, or the repr of its first ``limit``
     characters and how long it was."""
