@@ -69,6 +69,10 @@ def render_prompt(template_id: str, body: str, variables: Mapping[str, Any]) -> 
         raise _error(template_id, exc, f"{_one_line(exc)} (variables: {names})") from None
     except jinja2.exceptions.SecurityError as exc:
         raise _error(template_id, exc, f"blocked by the sandbox: {_one_line(exc)}") from None
+    except RecursionError as exc:
+        raise _error(
+            template_id, exc, "recursion too deep (a macro or include that calls itself?)"
+        ) from None
     except (jinja2.TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as exc:
         raise _error(template_id, exc, f"{type(exc).__name__}: {_one_line(exc)}") from None
 
@@ -145,11 +149,11 @@ def template_variables(template_id: str, body: str) -> set[str]:
     """
     try:
         tree = _ENVIRONMENT.parse(body, name=template_id, filename=_filename(template_id))
+        return set(meta.find_undeclared_variables(tree))
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(
-            f"template {template_id}: line {exc.lineno}: syntax error: {_one_line(exc.message)}"
-        ) from None
-    return set(meta.find_undeclared_variables(tree))
+        raise _syntax_error(template_id, exc) from None
+    except RecursionError:
+        raise _too_deep(template_id) from None
 
 
 def _description(concept: ConceptLike, level: str) -> str:
@@ -170,11 +174,23 @@ def _compile(template_id: str, body: str) -> jinja2.Template:
     try:
         code = _ENVIRONMENT.compile(body, name=template_id, filename=_filename(template_id))
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(
-            f"template {template_id}: line {exc.lineno}: syntax error: {_one_line(exc.message)}"
-        ) from None
+        raise _syntax_error(template_id, exc) from None
+    except RecursionError:
+        raise _too_deep(template_id) from None
     return _ENVIRONMENT.template_class.from_code(
         _ENVIRONMENT, code, _ENVIRONMENT.make_globals(None)
+    )
+
+
+def _syntax_error(template_id: str, exc: jinja2.TemplateSyntaxError) -> TemplateError:
+    return TemplateError(
+        f"template {template_id}: line {exc.lineno}: syntax error: {_one_line(exc.message)}"
+    )
+
+
+def _too_deep(template_id: str) -> TemplateError:
+    return TemplateError(
+        f"template {template_id}: nested too deeply to compile; flatten its expressions"
     )
 
 

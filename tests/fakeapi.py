@@ -41,7 +41,17 @@ Faults, by name (a string, or a ``Fault`` for parameters), for one request each:
 ``length``                200 with half a reply and ``finish_reason: "length"``
 ``wrong_content``         200 with a reply no parser accepts
 ``huge``                  200 with a valid reply of ``huge_bytes`` characters
+``body``                  200 with ``Fault.body`` (bytes) as the whole body, exactly
+``short_body``            announce a Content-Length, send half the body, keep the connection
+``overlong``              a Content-Length shorter than the body (the rest stays on the wire)
+``extra_response``        the reply, then a second complete response nobody asked for on the
+                          same connection (``Fault.stray_after_s`` later), kept alive
+``continue``              an interim ``100 Continue`` response, then the reply
 ========================  ==================================================================
+
+A 200 reply's fields can be replaced: ``Fault(usage={...})`` merges into its ``usage``,
+``Fault(fields={...})`` into the top level (``model``, ``id``, ``choices``...). The text
+of a stray response is ``STRAY_TEXT``; ``strays_sent`` counts them.
 
 Run it alone (for benchmarks, in its own process so it does not share the GIL with the
 workers): ``PYTHONPATH=. python tests/fakeapi.py --port 8999 --latency 0.05 --rate-429 0.1``.
@@ -86,8 +96,14 @@ NAMED_FAULTS = frozenset(
         "length",
         "wrong_content",
         "huge",
+        "body",
+        "short_body",
+        "overlong",
+        "extra_response",
+        "continue",
     }
 )
+STRAY_TEXT = "STRAY reply that answers no request"
 DEFAULT_RANDOM_FAULTS = ("500", "502", "503", "timeout", "drop")
 
 
@@ -100,7 +116,9 @@ class Fault:
     ``delay_s`` replaces the server's latency for this request. ``reasoning`` adds a
     reasoning model's reasoning to a 200 (as ``message.reasoning_content``, or
     ``reasoning_field``), with ``reasoning_tokens`` in
-    ``usage.completion_tokens_details``; ``completion_tokens`` replaces the usage count.
+    ``usage.completion_tokens_details``; ``completion_tokens`` replaces the usage count. ``body``: the raw body of
+    a ``body`` fault; ``usage`` and ``fields`` are merged into a 200 reply; ``stray_after_s``:
+    how long after the reply an ``extra_response`` fault sends its stray response.
     """
 
     kind: str = "ok"
@@ -112,6 +130,10 @@ class Fault:
     reasoning_field: str = "reasoning_content"
     reasoning_tokens: int | None = None
     completion_tokens: int | None = None
+    body: bytes | None = None
+    usage: dict[str, Any] | None = None
+    fields: dict[str, Any] | None = None
+    stray_after_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in NAMED_FAULTS and not _is_status(self.kind):
@@ -127,7 +149,8 @@ Script = Iterable[FaultSpec] | Callable[[int, Any], FaultSpec | None]
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """A request as the server received it. Header names are lower-case."""
+    """A request as the server received it. Header names are lower-case; ``connection``
+    numbers the connection it came on (from 1, in the order they were accepted)."""
 
     index: int
     method: str
@@ -136,6 +159,7 @@ class RecordedRequest:
     body: Any
     fault: str
     received_at: float
+    connection: int = 0
 
     @property
     def idempotency_key(self) -> str | None:
@@ -200,6 +224,8 @@ class FakeAPI:
         self._max_in_flight = 0
         self._fault_counts: collections.Counter[str] = collections.Counter()
         self._errors: list[str] = []
+        self._strays_sent = 0
+        self._accepted = 0
         self._connections: set[socket.socket] = set()
         self._threads: set[threading.Thread] = set()
         self._server: _Server | None = None
@@ -304,6 +330,11 @@ class FakeAPI:
             return dict(self._fault_counts)
 
     @property
+    def strays_sent(self) -> int:
+        with self._lock:
+            return self._strays_sent
+
+    @property
     def errors(self) -> list[str]:
         with self._lock:
             return list(self._errors)
@@ -332,6 +363,7 @@ class FakeAPI:
                 body=body,
                 fault=fault.kind,
                 received_at=time.time(),
+                connection=handler.connection_id,
             )
             self._requests.append(record)
             if self._log_file is not None:
@@ -422,8 +454,35 @@ class FakeAPI:
         elif kind == "error_in_200":
             message = fault.message or "fakeapi: upstream provider failed"
             self._send_json(handler, 200, {"error": {"code": 502, "message": message}})
+        elif kind in _FRAMING_FAULTS:
+            self._misframe(handler, fault, body)
         else:
             self._send_json(handler, 200, self._completion(body, fault))
+
+    def _misframe(self, handler: _Handler, fault: Fault, body: Any) -> None:
+        """The faults in how a reply is framed on the connection (``_FRAMING_FAULTS``)."""
+        payload = json.dumps(self._completion(body, fault)).encode()
+        if fault.kind == "body":
+            self._send_raw(handler, 200, fault.body or b"")
+        elif fault.kind == "short_body":  # the client waits for the rest until its deadline
+            self._send_raw(handler, 200, payload[: len(payload) // 2], length=len(payload))
+        elif fault.kind == "overlong":
+            self._send_raw(handler, 200, payload + b" " * 64, length=len(payload))
+        elif fault.kind == "continue":
+            try:
+                handler.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            except OSError:
+                handler.close_connection = True
+                return
+            self._send_raw(handler, 200, payload)
+        else:  # extra_response
+            self._send_raw(handler, 200, payload)
+            if fault.stray_after_s and self._stopping.wait(fault.stray_after_s):
+                return
+            stray = Fault("ok", content=STRAY_TEXT)
+            self._send_json(handler, 200, self._completion(body, stray))
+            with self._lock:
+                self._strays_sent += 1
 
     def _completion(self, body: dict[str, Any], fault: Fault) -> dict[str, Any]:
         model = str(body.get("model"))
@@ -470,6 +529,12 @@ class FakeAPI:
         message: dict[str, Any] = {"role": "assistant", "content": text}
         if fault.reasoning is not None:
             message[fault.reasoning_field] = fault.reasoning
+        usage.update(fault.usage or {})
+        return {**self._reply(model, message, finish_reason, usage), **(fault.fields or {})}
+
+    def _reply(
+        self, model: str, message: dict[str, Any], finish_reason: str, usage: dict[str, Any]
+    ) -> dict[str, Any]:
         return {
             "id": f"fakeapi-{next(self._ids)}",
             "object": "chat.completion",
@@ -532,14 +597,17 @@ class FakeAPI:
             pass
         handler.close_connection = True
 
-    def _track(self, connection: socket.socket) -> None:
+    def _track(self, connection: socket.socket) -> int:
+        """Track an accepted connection; returns its number."""
         with self._lock:
             self._connections.add(connection)
+            self._accepted += 1
             # A handler thread stays tracked until it has exited, not just until its
             # finish(): socketserver still closes the socket after that, and stop() must
             # wait for it (a thread dropped at finish() outlived stop() now and then).
             self._threads = {t for t in self._threads if t.is_alive()}
             self._threads.add(threading.current_thread())
+            return self._accepted
 
     def _untrack(self, connection: socket.socket) -> None:
         with self._lock:
@@ -570,9 +638,11 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: _Server
 
+    connection_id = 0
+
     def setup(self) -> None:
         super().setup()
-        self.server.fake._track(self.connection)
+        self.connection_id = self.server.fake._track(self.connection)
 
     def finish(self) -> None:
         try:
@@ -590,6 +660,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+_FRAMING_FAULTS = frozenset({"body", "short_body", "overlong", "extra_response", "continue"})
+
+
+def fake_reply(body: dict[str, Any]) -> str:
+    """What FakeAPI answers to the request ``body`` by default."""
+    return render_offline_reply(
+        body["messages"][-1]["content"],
+        model=body["model"],
+        seed=body.get("seed"),
+        label=FAKE_LABEL,
+        origin=f"fakeapi/{body['model']}",
+    )
 
 
 def _as_fault(spec: FaultSpec) -> Fault:

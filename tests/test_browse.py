@@ -19,6 +19,8 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -498,8 +500,9 @@ CHROMIUM = next(
 )
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install chromium)")
-def test_headless_chromium_renders_the_pivot_page_served_by_daydream_browse(db, tmp_path):
+@contextmanager
+def browse_server(db: Path) -> Iterator[int]:
+    """``daydream browse`` serving ``db`` in its own process; yields its port once it answers."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -508,18 +511,60 @@ def test_headless_chromium_renders_the_pivot_page_served_by_daydream_browse(db, 
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    url = f"http://127.0.0.1:{port}/{DB}/cohort_pivot?cohort=demo"
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                if httpx.get(url, timeout=2).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
-            assert server.poll() is None, server.stdout.read().decode()
+            assert server.poll() is None, server.stdout.read().decode()  # type: ignore[union-attr]
             assert time.monotonic() < deadline, "daydream browse did not start"
             time.sleep(0.2)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+LOOPBACK_HOSTS = ["127.0.0.1:{port}", "localhost:{port}", "LOCALHOST", "[::1]:{port}"]
+FOREIGN_HOSTS = [
+    "rebind.attacker.example:{port}",
+    "127.0.0.1.nip.io:{port}",
+    "localhost.attacker.example",
+    "127.0.0.1:{port}@evil",
+    "",
+]
+
+
+def test_browse_answers_only_requests_for_a_loopback_host(db):
+    """A page on a domain rebound to 127.0.0.1 sends its own host name: it gets 403 and no
+    data; the addresses browse prints (and localhost) work."""
+    answers = {}
+    with browse_server(db) as port:
+        for host in LOOPBACK_HOSTS + FOREIGN_HOSTS:
+            response = httpx.get(
+                f"http://127.0.0.1:{port}/{DB}/generations.json",
+                headers={"Host": host.format(port=port)},
+            )
+            answers[host] = (response.status_code, response.text)
+    refusal = (
+        "daydream browse answers only requests for 127.0.0.1 or localhost;"
+        " open the address it printed.\n"
+    )
+    assert {host: answers[host] for host in FOREIGN_HOSTS} == dict.fromkeys(
+        FOREIGN_HOSTS, (403, refusal)
+    )
+    for host in LOOPBACK_HOSTS:
+        status, text = answers[host]
+        assert status == 200 and '"rows"' in text, host
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install chromium)")
+def test_headless_chromium_renders_the_pivot_page_served_by_daydream_browse(db, tmp_path):
+    with browse_server(db) as port:
+        url = f"http://127.0.0.1:{port}/{DB}/cohort_pivot?cohort=demo"
         assert "novelty-rubric / offline-large" in httpx.get(url).text
         shot = tmp_path / "pivot.png"
         subprocess.run(
@@ -542,9 +587,6 @@ def test_headless_chromium_renders_the_pivot_page_served_by_daydream_browse(db, 
             timeout=120,
             check=False,
         )
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", data[16:24]) == (1280, 900)

@@ -93,3 +93,29 @@ def test_the_llama_cpp_python_recipe_is_the_command_the_real_server_test_runs(tm
     documented = set(re.findall(r"--\w+", recipe))
     server = LlamaServer(tmp_path / "model.gguf", tmp_path / "log")
     assert documented == {flag for flag in server.command() if flag.startswith("--")}
+
+
+def test_every_test_the_architecture_page_cites_exists():
+    """docs/architecture.md names the tests that prove each guarantee (``module::test``, a
+    bare ``::test`` in the same module as the one before it, ``test_t1_*`` for a prefix);
+    a renamed or deleted test must not leave a guarantee citing nothing."""
+    text = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    cited: list[tuple[str, str, bool]] = []
+    module = None
+    for cell in re.findall(r"`([^`]*::[^`]*)`", text):
+        named = re.match(r"(test_\w+\.py)::", cell)
+        module = named.group(1) if named else module
+        for name, star in re.findall(r"::(test_\w+)(\*?)", cell):
+            assert module is not None, cell
+            cited.append((module, name, bool(star)))
+    assert len(cited) > 30
+    missing = [
+        f"{module}::{name}"
+        for module, name, prefix in cited
+        if not re.search(
+            "^def " + name + ("" if prefix else r"\("),
+            (REPO / "tests" / module).read_text(encoding="utf-8"),
+            re.M,
+        )
+    ]
+    assert missing == []

@@ -472,3 +472,146 @@ def test_a_skip_cascades_to_descendants(tmp_path):
     assert (
         f"gens/draft/{D2}: the id is not the hash of its metadata (signature" in report.warnings[0]
     )
+
+
+def test_scores_outside_the_templates_scale_are_skipped_as_the_parser_would(tmp_path):
+    root = make_store(tmp_path)
+    for gen_id, value in ((V_COPY, "15"), (V_LLM, "-3"), (V_MYSTERY, "1e308")):
+        (root / "gens" / "evaluation" / gen_id / "parsed.txt").write_text(value + "\n")
+    conn = connect(tmp_path / "x.db")
+    report = import_legacy(conn, root)
+    assert sorted(str(s) for s in report.skipped if "outside the scale" in str(s)) == sorted(
+        [
+            f"gens/evaluation/{V_COPY}: parsed.txt: score 15.0 is outside the scale 0-9 of"
+            ' template "daydreaming-verification-v2"',
+            f"gens/evaluation/{V_LLM}: parsed.txt: score -3.0 is outside the scale 0-9 of"
+            ' template "novelty-v2"',
+            f"gens/evaluation/{V_MYSTERY}: parsed.txt: score 1e+308 is outside the scale 0-9"
+            ' of template "novelty-v2"',
+        ]
+    )
+    assert report.imported["evaluation"] == {"done": 0, "failed": 0, "planned": 0}
+    stages = {row[0] for row in conn.execute("SELECT stage FROM generations")}
+    assert stages == {"draft", "essay"}
+    conn.close()
+
+
+def test_links_out_of_the_data_root_are_skipped_and_never_read(tmp_path):
+    """A raw.txt linked to a file outside the store, or a generation directory linked out of
+    it, is skipped with its reason (and so are its descendants); a link that stays inside
+    the store is followed."""
+    root = make_store(tmp_path)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET system file\n")
+    raw = root / "gens" / "draft" / D1 / "raw.txt"
+    raw.unlink()
+    raw.symlink_to(secret)
+    outside = tmp_path / "elsewhere" / D3
+    shutil.move(str(root / "gens" / "draft" / D3), outside)
+    (root / "gens" / "draft" / D3).symlink_to(outside, target_is_directory=True)
+    essay = root / "gens" / "essay" / E_LLM
+    (essay / "parsed.txt").unlink()
+    (essay / "parsed.txt").symlink_to(essay / "raw.txt")  # inside the store: followed
+    conn = connect(tmp_path / "x.db")
+    report = import_legacy(conn, root)
+    reasons = {s.path: s.reason for s in report.skipped}
+    assert reasons[f"gens/draft/{D1}"] == (
+        "raw.txt is a link that leads out of the data root; not read"
+    )
+    assert reasons[f"gens/draft/{D3}"] == (
+        "the directory is a link that leads out of the data root; not read"
+    )
+    assert reasons[f"gens/essay/{E_COPY}"] == f"parent draft {D1} was skipped"
+    texts = [row[0] for row in conn.execute("SELECT text FROM texts")]
+    assert not any("SECRET" in text for text in texts)
+    imported = {row[0] for row in conn.execute("SELECT gen_id FROM generations")}
+    assert imported == {D2, E3}  # everything below D1 and D3 was skipped with them
+    conn.close()
+
+
+def test_a_catalog_file_linked_out_of_the_data_root_is_refused_and_writes_nothing(tmp_path):
+    root = make_store(tmp_path)
+    secret = tmp_path / "secret.csv"
+    secret.write_text("model_id\nx\n")
+    models = root / "1_raw" / "llm_models.csv"
+    models.unlink()
+    models.symlink_to(secret)
+    db = tmp_path / "new.db"
+    result = CliRunner().invoke(cli, ["import", "legacy", str(root), "--db", str(db)])
+    assert (result.exit_code, result.stderr) == (
+        1,
+        f"Error: legacy store {root}: 1_raw/llm_models.csv is a link that leads out of the"
+        " data root; copy the file into the store instead\n",
+    )
+    assert not db.exists()
+
+
+def test_metadata_numbers_beyond_reason_are_skipped_or_left_out(tmp_path):
+    root = make_store(tmp_path)
+    meta_file = root / "gens" / "draft" / D3 / "metadata.json"
+    _json(meta_file, {**json.loads(meta_file.read_text()), "replicate": 10**30})
+    raw_meta = root / "gens" / "draft" / D1 / "raw_metadata.json"
+    huge = {"usage": {"completion_tokens": 10**30, "max_tokens": 2**64}, "duration_s": 1e308}
+    _json(raw_meta, {**json.loads(raw_meta.read_text()), **huge})
+    conn = connect(tmp_path / "x.db")
+    report = import_legacy(conn, root)
+    assert {s.path: s.reason for s in report.skipped}[f"gens/draft/{D3}"] == (
+        "metadata.json: replicate 1000000000000000000000000000000 is not a whole number from 1"
+        " to 1,000,000"
+    )
+    row = conn.execute(
+        "SELECT completion_tokens, latency_s, status FROM generations WHERE gen_id = ?", (D1,)
+    ).fetchone()
+    assert tuple(row) == (None, None, "done")
+    conn.close()
+    assert all(passed for _, passed, _ in check(tmp_path / "x.db"))
+
+
+def test_essays_with_ids_no_file_system_takes_export_under_short_clean_unique_names(tmp_path):
+    """Ids from an upstream store are directory names: they can be 250 characters long or
+    hold a newline. ``daydream top --export`` still writes one file per essay, each name
+    short, without a newline or a path separator, and all different."""
+    root = make_store(tmp_path)
+    odd = ["e_" + "x" * 250, "e_" + "x" * 249 + "y", "e_new\nline", "e_new_line"]
+    for n, essay in enumerate(odd):
+        source = root / "gens" / "essay" / E_LLM
+        shutil.copytree(source, root / "gens" / "essay" / essay)
+        meta = json.loads((source / "metadata.json").read_text())
+        _json(root / "gens" / "essay" / essay / "metadata.json", {**meta, "gen_id": essay})
+        judge = f"v_odd{n}"
+        shutil.copytree(root / "gens" / "evaluation" / V_LLM, root / "gens" / "evaluation" / judge)
+        meta = json.loads((root / "gens" / "evaluation" / V_LLM / "metadata.json").read_text())
+        _json(
+            root / "gens" / "evaluation" / judge / "metadata.json",
+            {**meta, "gen_id": judge, "parent_gen_id": essay},
+        )
+    db = tmp_path / "x.db"
+    conn = connect(db)
+    import_legacy(conn, root)
+    conn.close()
+    out = tmp_path / "export"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "top",
+            "legacy",
+            "--template",
+            "novelty-v2",
+            "-n",
+            "10",
+            "--db",
+            str(db),
+            "--out",
+            str(tmp_path / "top.csv"),
+            "--export",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in out.iterdir())
+    texts = [(out / name).read_text() for name in names]
+    for essay in odd:
+        assert sum(text.startswith(f"# Essay {essay}\n") for text in texts) == 1, essay
+    assert len(names) == len(set(texts))  # one file per essay, none overwritten
+    for name in names:
+        assert len(name.encode()) <= 130 and "\n" not in name and "/" not in name

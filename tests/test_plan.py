@@ -739,7 +739,7 @@ def test_every_problem_is_named_once_on_one_line(db, tmp_path):
                     "draft_rep": ["2.0"],
                 }
             },
-            'row 1: draft_rep: "2.0" is not a replicate number; use an integer >= 1'
+            'row 1: draft_rep: "2.0" is not a replicate number; use a whole number from 1 to 1,000,000'
             " (first in row 1)",
         ),
     ],

@@ -774,15 +774,15 @@ def test_normalised_rows_defer_to_normalise_row_where_it_would_differ_or_fail(ax
         ),
         (
             {"essay_rep": "0"},
-            'row 3: essay_rep: "0" is not a replicate number; use an integer >= 1',
+            'row 3: essay_rep: "0" is not a replicate number; use a whole number from 1 to 1,000,000',
         ),
         (
             {"evaluation_replicate": "2.0"},
-            'row 3: evaluation_replicate: "2.0" is not a replicate number; use an integer >= 1',
+            'row 3: evaluation_replicate: "2.0" is not a replicate number; use a whole number from 1 to 1,000,000',
         ),
         (
             {"draft_replicate": True},
-            "row 3: draft_replicate: true is not a replicate number; use an integer >= 1",
+            "row 3: draft_replicate: true is not a replicate number; use a whole number from 1 to 1,000,000",
         ),
     ],
 )
@@ -1158,7 +1158,8 @@ ERRORS = [
     pytest.param(
         AXES + "output:\n  seed: abc\n",
         {},
-        'spec spec.yaml: output.seed: must be an integer (got the string "abc")',
+        'spec spec.yaml: output.seed: must be a whole number from 0 to 9223372036854775807'
+        ' (got the string "abc")',
         id="bad-seed",
     ),
     pytest.param(

@@ -27,7 +27,6 @@ from daydream.db.connection import connect
 from daydream.db.projections.replay import compare_with_replay
 from daydream.db.transaction import transaction
 from daydream.errors import PlanError
-from daydream.providers.offline import render_offline_reply
 from daydream.queue.cohorts import cohort_status, retry
 from daydream.queue.leases import Exchange, claim, exchange, heartbeat, record
 from daydream.queue.pools import set_pool_limit
@@ -36,7 +35,7 @@ from daydream.worker.config import WorkerConfig
 from daydream.worker.execute import Executor
 from daydream.worker.loop import CALLS_CHECK_S, Worker
 from daydream.worker.stats import WorkerStats
-from tests.fakeapi import FAKE_LABEL, FakeAPI, Fault
+from tests.fakeapi import FakeAPI, Fault, fake_reply
 from tests.invariants import check_invariants
 from tests.scenario import (
     T0,
@@ -104,17 +103,6 @@ def attempt_events(db: Path, gen_id: str) -> list[dict[str, Any]]:
 
 def status_json(db: Path) -> dict[str, Any]:
     return json.loads(run(daydream_cmd("status", "k", "--db", str(db), "--json")).stdout)
-
-
-def fake_reply(body: dict[str, Any]) -> str:
-    """What FakeAPI answers to ``body`` by default."""
-    return render_offline_reply(
-        body["messages"][-1]["content"],
-        model=body["model"],
-        seed=body.get("seed"),
-        label=FAKE_LABEL,
-        origin=f"fakeapi/{body['model']}",
-    )
 
 
 def assert_clean_exit(done: Any) -> None:

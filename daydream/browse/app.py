@@ -11,6 +11,7 @@ browse`` (``serve``) adds a title and its settings.
 
 Invariants:
 
+- ``daydream browse`` answers only requests whose Host header is loopback (``guard``).
 - The browser never writes. The database is opened as a mutable file, so every read
   connection is ``mode=ro`` and sees what workers commit (``immutable`` would let SQLite
   skip locking and read torn pages while workers write); no canned query is a write
@@ -33,6 +34,7 @@ from typing import Any
 import uvicorn
 from datasette.app import Datasette
 
+from daydream.browse.guard import loopback_only
 from daydream.browse.hooks import ensure_registered
 from daydream.browse.metadata import instance_metadata
 from daydream.db.connection import connect
@@ -88,7 +90,8 @@ def serve(
     log(f"serving {db_path} read-only at {url} (Ctrl-C stops)")
     if open_browser:
         webbrowser.open(url)
-    uvicorn.run(ds.app(), host=host, port=port, log_level="warning", lifespan="on")
+    app = loopback_only(ds.app())  # a page on a rebinding domain gets nothing (guard.py)
+    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on")
 
 
 def database_name(db_path: str | Path) -> str:

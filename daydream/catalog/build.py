@@ -115,6 +115,8 @@ def validate(cls: type[BaseModel], file: Path, where: str, data: Any) -> Any:
             text = f"{key} is empty (fill it in)"
         elif key in _HINTS:  # never echo these values: a key may have been pasted there
             text = f"{key} {_HINTS[key]}"
+        elif err["type"] == "value_error":  # a validator's own words
+            text = f"{key or 'entry'}: {err['ctx']['error']}"
         else:
             text = f"{key}: {err['msg']} (fix the value)"
         raise catalog_error(file, where, text) from None

@@ -13,9 +13,10 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from daydream.errors import CatalogError
+from daydream.values import SQLITE_INT_MAX, SQLITE_INT_MIN, storage_problem
 from daydream.vocabulary import PARSERS, Level, Parser, Stage
 
 DEFAULT_LEVEL = "paragraph"
@@ -37,6 +38,39 @@ Id = Annotated[str, Field(pattern=_ID_PATTERN)]
 
 
 Text = Annotated[str, Field(min_length=1)]
+
+
+# Every number a catalog entry holds has a range: a value beyond it is a typo or worse, and
+# an integer beyond SQLite's (a seed of 10**30) would fail every call long after import.
+Temperature = Annotated[float, Field(ge=0, le=100)]
+MaxTokens = Annotated[int, Field(ge=1, le=10_000_000)]
+MinLines = Annotated[int, Field(ge=1, le=100_000)]
+Seed = Annotated[int, Field(ge=SQLITE_INT_MIN, le=SQLITE_INT_MAX)]
+PricePerToken = Annotated[float, Field(ge=0, le=1.0)]  # USD
+PricePerMtok = Annotated[float, Field(ge=0, le=1_000_000)]  # USD per million tokens
+SCALE_LIMIT = 1e9
+
+RESERVED_EXTRA = ("model", "messages", "stream")
+"""Request keys a catalog ``extra`` may not set: the request's own fields set them (and a
+streamed reply is not what the worker reads)."""
+
+
+def check_extra(extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` request parameters, refused when they set a reserved key or hold a value
+    that is not plain JSON or not storable (nan, inf, an integer beyond 64 bits)."""
+    reserved = [key for key in RESERVED_EXTRA if key in extra]
+    if reserved:
+        raise ValueError(
+            f"may not set {', '.join(reserved)}: daydream sets the model and the messages"
+            " itself and reads whole replies, not streams; remove it"
+        )
+    problem = storage_problem(extra)
+    if problem is not None:
+        raise ValueError(f"must hold plain JSON values; it holds {problem}")
+    return extra
+
+
+Extra = Annotated[dict[str, Any], AfterValidator(check_extra)]
 
 
 class _Entry(BaseModel):
@@ -76,11 +110,11 @@ class Template(_Entry):
     parser: Parser = "identity"
     generator: Literal["llm", "copy"] = "llm"
     scale: tuple[float, float] | None = None
-    temperature: float | None = Field(default=None, ge=0)
-    max_tokens: int | None = Field(default=None, ge=1)
-    min_lines: int | None = Field(default=None, ge=1)
-    seed: int | None = None
-    extra: dict[str, Any] = {}  # merged into the request body, over the model's extra
+    temperature: Temperature | None = None
+    max_tokens: MaxTokens | None = None
+    min_lines: MinLines | None = None
+    seed: Seed | None = None
+    extra: Extra = {}  # merged into the request body, over the model's extra
 
     @property
     def version(self) -> str:
@@ -99,6 +133,8 @@ class Template(_Entry):
             raise ValueError(f"parser {self.parser} is not valid for {self.stage} templates")
         if (self.scale is None) != (self.stage != "evaluation"):
             raise ValueError("evaluation templates, and only they, have a scale")
+        if self.scale and not -SCALE_LIMIT <= self.scale[0] < self.scale[1] <= SCALE_LIMIT:
+            raise ValueError(f"scale must be [low, high] within +-{SCALE_LIMIT:g}, low < high")
         return self
 
 
@@ -110,12 +146,12 @@ class Model(_Entry):
     pool: Text
     vendor: str | None = None
     specialization: str | None = None
-    price_input: float | None = Field(default=None, ge=0)  # USD per prompt token
-    price_output: float | None = Field(default=None, ge=0)  # USD per completion token
-    temperature: float | None = Field(default=None, ge=0)
-    max_tokens: int | None = Field(default=None, ge=1)
-    seed: int | None = None
-    extra: dict[str, Any] = {}  # merged into the request body
+    price_input: PricePerToken | None = None  # USD per prompt token
+    price_output: PricePerToken | None = None  # USD per completion token
+    temperature: Temperature | None = None
+    max_tokens: MaxTokens | None = None
+    seed: Seed | None = None
+    extra: Extra = {}  # merged into the request body
     base_url: str | None = None  # overrides the provider's endpoint
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:

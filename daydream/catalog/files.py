@@ -81,6 +81,11 @@ def read_yaml(file: Path) -> Any:
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "cannot parse"
         raise catalog_error(file, "", f"invalid YAML{at}: {problem} (fix the syntax)") from None
+    except RecursionError:
+        raise catalog_error(file, "", "nested too deeply to read (fix the structure)") from None
+    except ValueError as exc:  # an integer of thousands of digits
+        detail = " ".join(str(exc).split())[:80]
+        raise catalog_error(file, "", f"holds a value it cannot read ({detail}...)") from None
 
 
 

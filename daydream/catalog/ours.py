@@ -5,7 +5,6 @@ in ``templates/<stage>/<id>.j2``, ``models.yaml`` and an optional ``providers.ya
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,8 +24,14 @@ from daydream.catalog.entries import (
     Catalog,
     Combo,
     Concept,
+    Extra,
+    MaxTokens,
+    MinLines,
     Model,
+    PricePerMtok,
     Provider,
+    Seed,
+    Temperature,
     Template,
 )
 from daydream.catalog.files import read_yaml
@@ -61,11 +66,11 @@ class _TemplateIn(_In):
     parser: str = "identity"
     generator: str = "llm"
     scale: tuple[float, float] | None = Field(default=None, strict=False)
-    temperature: float | None = Field(default=None, ge=0)
-    max_tokens: int | None = Field(default=None, ge=1)
-    min_lines: int | None = Field(default=None, ge=1)
-    seed: int | None = None
-    extra: dict[str, Any] = {}
+    temperature: Temperature | None = None
+    max_tokens: MaxTokens | None = None
+    min_lines: MinLines | None = None
+    seed: Seed | None = None
+    extra: Extra = {}
 
 
 class _ModelIn(_In):
@@ -76,12 +81,12 @@ class _ModelIn(_In):
     pool: str = ""
     vendor: str | None = None
     specialization: str | None = None
-    price_input_per_mtok: float | None = Field(default=None, ge=0)
-    price_output_per_mtok: float | None = Field(default=None, ge=0)
-    temperature: float | None = Field(default=None, ge=0)
-    max_tokens: int | None = Field(default=None, ge=1)
-    seed: int | None = None
-    extra: dict[str, Any] = {}
+    price_input_per_mtok: PricePerMtok | None = None
+    price_output_per_mtok: PricePerMtok | None = None
+    temperature: Temperature | None = None
+    max_tokens: MaxTokens | None = None
+    seed: Seed | None = None
+    extra: Extra = {}
     base_url: str | None = Field(default=None, pattern=r"^https?://")
 
 

@@ -7,6 +7,7 @@ Every expected failure is a ``DaydreamError``, printed as one ``Error: ...`` lin
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -14,27 +15,30 @@ import click
 
 from daydream import __version__
 from daydream.errors import DaydreamError, OptionError
-from daydream.worker.config import DEFAULT_LEASE_S, DEFAULT_MAX_ATTEMPTS, WorkerConfig
+from daydream.values import shorten_message
+from daydream.worker.config import DEFAULT_LEASE_S, DEFAULT_MAX_ATTEMPTS, LIMITS, WorkerConfig
 
 
 class _Group(click.Group):
     """A group whose commands turn DaydreamError, and a file that cannot be read or written
-    (an --out in a missing directory, a path through a file), into a one-line error."""
+    (an --out in a missing directory, a path through a file), into a one-line error, with
+    any long value in it cut short (``values.shorten_message``)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except OptionError as exc:
-            raise click.BadParameter(str(exc), param_hint=exc.option) from None
+            raise click.BadParameter(shorten_message(str(exc)), param_hint=exc.option) from None
         except DaydreamError as exc:
-            raise click.ClickException(str(exc)) from None
-        except (
-            FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError
-        ) as exc:
+            raise click.ClickException(shorten_message(str(exc))) from None
+        except click.ClickException as exc:  # click's own messages quote values whole
+            exc.message = shorten_message(exc.message)  # type: ignore[misc]
+            raise
+        except OSError as exc:  # a missing file, a name too long, a link loop...
             if exc.filename is None or not exc.strerror:
                 raise
             raise click.ClickException(
-                f"{exc.filename}: {exc.strerror.lower()} (check the path)"
+                shorten_message(f"{exc.filename}: {exc.strerror.lower()} (check the path)")
             ) from None
 
     def group(self, *args: Any, **kwargs: Any) -> Any:
@@ -55,15 +59,41 @@ def db_option(function: Any) -> Any:
     )(function)
 
 
+class Number(click.FloatRange):
+    """A finite number in a range: click's ``FloatRange`` lets ``nan`` through, since no
+    comparison with it is true."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        return number
+
+
+class Whole(click.IntRange):
+    """A whole number in a range: every count an option takes has a ceiling, so no value
+    beyond what SQLite or a machine holds gets in."""
+
+
+def _option_type(name: str) -> Any:
+    """The option type of the worker setting ``name``, with its range (``LIMITS``)."""
+    low, high = LIMITS[name]
+    if name in ("concurrency", "max_attempts"):
+        return Whole(int(low), int(high))
+    return Number(low, high)
+
+
 _WORKER_OPTIONS = [
-    click.option("--concurrency", "-c", type=click.IntRange(min=1), default=32, show_default=True, help="Model calls at once per worker process."),
-    click.option("--max-attempts", type=click.IntRange(min=1), default=DEFAULT_MAX_ATTEMPTS, show_default=True, help="Attempts before a generation fails."),
-    click.option("--lease", "lease_s", type=click.FloatRange(min=1), default=DEFAULT_LEASE_S, show_default=True, help="Lease length in seconds (heartbeats extend it)."),
-    click.option("--grace", "grace_s", type=click.FloatRange(min=0), default=10.0, show_default=True, help="Seconds a worker gives its in-flight calls after SIGTERM or Ctrl-C before releasing them."),
+    click.option("--concurrency", "-c", type=_option_type("concurrency"), default=32, show_default=True, help="Model calls at once per worker process."),
+    click.option("--max-attempts", type=_option_type("max_attempts"), default=DEFAULT_MAX_ATTEMPTS, show_default=True, help="Attempts before a generation fails."),
+    click.option("--lease", "lease_s", type=_option_type("lease_s"), default=DEFAULT_LEASE_S, show_default=True, help="Lease length in seconds (heartbeats extend it)."),
+    click.option("--grace", "grace_s", type=_option_type("grace_s"), default=10.0, show_default=True, help="Seconds a worker gives its in-flight calls after SIGTERM or Ctrl-C before releasing them."),
     click.option("--offline", is_flag=True, help="Answer every model call with the offline dry-run provider."),
-    click.option("--offline-latency", "offline_latency_s", type=click.FloatRange(min=0), default=0.0, help="Simulated latency of the offline provider, seconds."),
+    click.option("--offline-latency", "offline_latency_s", type=_option_type("offline_latency_s"), default=0.0, help="Simulated latency of the offline provider, seconds."),
     click.option("--base-url", "base_urls", multiple=True, callback=lambda _ctx, _param, values: _base_urls(values), help="Override a provider's base URL: PROVIDER=URL (repeatable)."),
-    click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), help="Deadline of one model call in seconds (default: the provider's, 300)."),
+    click.option("--timeout", "timeout_s", type=_option_type("timeout_s"), help="Deadline of one model call in seconds (default: the provider's, 300)."),
 ]
 
 

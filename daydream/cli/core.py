@@ -9,7 +9,8 @@ from typing import Literal
 
 import click
 
-from daydream.cli.base import _echo_json, _err, _open, cli, db_option, json_option
+from daydream.cli.base import Whole, _echo_json, _err, _open, cli, db_option, json_option
+from daydream.values import COUNT_MAX, SQLITE_INT_MAX
 
 # -- demo ---------------------------------------------------------------------------------
 
@@ -137,8 +138,8 @@ def db_checkpoint(db_path: Path) -> None:
 @db_option
 @click.option("--type", "types", multiple=True, help="Only events of this type (repeatable).")
 @click.option("--subject", help="Only events about this subject (a gen id, cohort:ID...).")
-@click.option("--after", type=int, default=0, show_default=True, help="Only events after this id.")
-@click.option("--limit", type=int, help="At most this many events.")
+@click.option("--after", type=Whole(0, SQLITE_INT_MAX), default=0, show_default=True, help="Only events after this id.")
+@click.option("--limit", type=Whole(0, SQLITE_INT_MAX), help="At most this many events.")
 @json_option
 def events(
     db_path: Path,
@@ -289,8 +290,8 @@ def spec() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write rows here instead of stdout.",
 )
-@click.option("--limit", type=click.IntRange(min=0), help="At most N rows (0: all).")
-@click.option("--seed", type=int, help="Shuffle the rows with this seed (as the upstream did).")
+@click.option("--limit", type=Whole(0, COUNT_MAX), help="At most N rows (0: all).")
+@click.option("--seed", type=Whole(0, SQLITE_INT_MAX), help="Shuffle the rows with this seed (as the upstream did).")
 def spec_compile(
     spec_path: Path, fmt: str | None, out: Path | None, limit: int | None, seed: int | None
 ) -> None:

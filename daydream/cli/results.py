@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from daydream.cli.base import _echo_json, _err, _open, cli, db_option, json_option
+from daydream.cli.base import Number, Whole, _echo_json, _err, _open, cli, db_option, json_option
+from daydream.values import COUNT_MAX
 
 # -- report: report, top (reports.py) ------------------------------------------------------
 
@@ -70,12 +71,12 @@ def report_command(
     "-n",
     "--top-n",
     "top_n",
-    type=click.IntRange(min=1),
+    type=Whole(1, COUNT_MAX),
     help="Keep the best N essays (default 10, or all within --span).",
 )
 @click.option(
     "--span",
-    type=click.FloatRange(min=0),
+    type=Number(0, 1e9),
     help="Keep essays whose average is within X of the best one (then -n applies).",
 )
 @click.option(
@@ -119,13 +120,16 @@ def top_command(
         daydream top demo --template novelty-rubric -n 5 --export reports/demo/top
     """
     from daydream.results.curation import export_essays, rank_essays, write_ranking
+    from daydream.results.files import safe_name
     from daydream.results.text import format_ranking
 
     chosen = [m.strip() for value in models for m in value.split(",") if m.strip()]
     conn = _open(db_path)
     ranking = rank_essays(conn, cohort, template, models=chosen, top_n=top_n, span=span)
     path = write_ranking(
-        ranking, out or Path("reports") / cohort / f"top-{template}.csv", overwrite=overwrite
+        ranking,
+        out or Path("reports") / cohort / f"top-{safe_name(template)}.csv",
+        overwrite=overwrite,
     )
     exported = export_essays(conn, ranking, export_dir) if export_dir else []
     conn.close()

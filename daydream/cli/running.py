@@ -9,6 +9,8 @@ from typing import Any
 import click
 
 from daydream.cli.base import (
+    Number,
+    Whole,
     _echo_json,
     _err,
     _open,
@@ -18,6 +20,8 @@ from daydream.cli.base import (
     worker_config,
     worker_options,
 )
+from daydream.queue.pools import POOL_LIMIT_MAX
+from daydream.values import quote
 
 # -- running ------------------------------------------------------------------------------
 
@@ -26,8 +30,8 @@ def _pool_limits(values: tuple[str, ...]) -> list[tuple[str, int]]:
     out = []
     for value in values:
         pool, _, number = value.partition("=")
-        if not pool or not number.isdigit() or int(number) < 1:
-            raise click.BadParameter(f"{value!r} should look like POOL=N with N >= 1", param_hint="--pool-limit")
+        if not pool or not (number.isascii() and number.isdigit()) or not 1 <= int(number) <= POOL_LIMIT_MAX:
+            raise click.BadParameter(f"{quote(value)} should look like POOL=N with N from 1 to {POOL_LIMIT_MAX}", param_hint="--pool-limit")
         out.append((pool, int(number)))
     return out
 
@@ -59,7 +63,7 @@ def worker(db_path: Path, pools: tuple[str, ...], forever: bool, **options: Any)
 @cli.command()
 @db_option
 @click.argument("cohort", required=False)
-@click.option("--workers", "-w", type=click.IntRange(min=1), default=2, show_default=True, help="Worker processes.")
+@click.option("--workers", "-w", type=Whole(1, 1024), default=2, show_default=True, help="Worker processes.")
 @worker_options
 @click.option("--pool-limit", "pool_limits", multiple=True, callback=lambda _ctx, _param, values: _pool_limits(values), help="Concurrency limit of a pool across all workers: POOL=N (repeatable).")
 @click.option("--rehearse", is_flag=True, help="Run everything offline in a scratch copy of the database and report what would break.")
@@ -215,8 +219,8 @@ def cancel(db_path: Path, cohort: str) -> None:
 
 @cli.command()
 @click.argument("parser")
-@click.argument("file", type=click.File("r", encoding="utf-8"))
-@click.option("--scale", nargs=2, type=float, help="The template's score scale, e.g. --scale 0 10.")
+@click.argument("file", type=click.File("rb"))
+@click.option("--scale", nargs=2, type=Number(-1e9, 1e9), help="The template's score scale, e.g. --scale 0 10.")
 @json_option
 def parse(parser: str, file: Any, scale: tuple[float, float] | None, as_json: bool) -> None:
     """Show what a parser extracts from a saved model reply (for debugging rubrics).
@@ -227,7 +231,14 @@ def parse(parser: str, file: Any, scale: tuple[float, float] | None, as_json: bo
     """
     from daydream.parsers import parse_output
 
-    text = file.read()
+    data = file.read()
+    try:
+        text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(
+            f"{file.name}: not UTF-8 text (byte {exc.start}); give a saved model"
+            " reply as UTF-8 text"
+        ) from None
     result = parse_output(parser, text, scale=(scale[0], scale[1]) if scale else None)
     if as_json:
         _echo_json(

@@ -7,7 +7,9 @@ Invariants:
   keys on and ``synchronous=FULL`` (see docs/architecture.md for why FULL), and refuses to
   open a database whose append-only guards are missing.
 - Opening a database for writing applies pending migrations and builds (or rebuilds) the
-  projections, so every command sees projections made by this version's appliers.
+  projections, so every command sees projections made by this version's appliers. Only a
+  new or empty file, or a daydream database, is opened for writing: another SQLite
+  database is refused before anything is written to it.
 - A connection is bound to the process that opened it; using it after ``fork()`` raises.
 """
 
@@ -22,6 +24,7 @@ from daydream.db.migrations import apply_migrations, check_guards
 from daydream.db.projections.replay import ensure_projections
 from daydream.db.transaction import BUSY_TIMEOUT_MS
 from daydream.errors import StoreError
+from daydream.values import quote
 
 # After a checkpoint resets the write-ahead log, SQLite cuts the file back to this size
 # (otherwise it keeps its largest size for as long as any connection is open).
@@ -89,6 +92,7 @@ def connect(
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     try:
         if not readonly:
+            _refuse_foreign(conn, path)  # before anything below writes to the file
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA journal_size_limit = {WAL_KEEP_BYTES}")
         conn.execute("PRAGMA synchronous = FULL")
@@ -106,6 +110,25 @@ def connect(
         conn.close()
         raise
     return conn
+
+
+def _refuse_foreign(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse an SQLite database that is not daydream's: only a new or empty file becomes
+    one (migrations and projections would otherwise be added to someone else's data)."""
+    names = sorted(
+        row[0]
+        for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
+            " AND name NOT LIKE 'sqlite_%'"
+        )
+    )
+    if names and not {"events", "schema_migrations"} <= set(names):
+        shown = ", ".join(quote(name, 30) for name in names[:5])
+        more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+        raise StoreError(
+            f"database {path}: an SQLite database that is not daydream's (tables {shown}"
+            f"{more}); left unchanged: give --db a new or empty file"
+        )
 
 
 _MARKERS = ("events", "generations", "projection_meta")  # tables only daydream's have

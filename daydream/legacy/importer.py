@@ -17,10 +17,8 @@ from daydream.errors import CatalogError, PlanError
 from daydream.legacy.record import plan_legacy, record_results
 from daydream.legacy.report import LegacyReport
 from daydream.legacy.resolve import resolve
-from daydream.legacy.store import (
-    COHORT_ID,
-    scan_store,
-)
+from daydream.legacy.store import COHORT_ID, Unreadable, refuse_outside, scan_store
+from daydream.values import quote
 
 __all__ = ["LegacySource", "import_legacy", "read_legacy"]
 
@@ -46,9 +44,17 @@ def read_legacy(root: str | Path, *, cohort: str = "legacy") -> LegacySource:
         )
     if not COHORT_ID.fullmatch(cohort):
         raise PlanError(
-            f'cohort id "{cohort}" is invalid: use letters, digits, "-", "_" or "."'
+            f'cohort id {quote(cohort)} is invalid: use letters, digits, "-", "_" or "."'
             " (starting with a letter or digit)"
         )
+    for path in sorted((root / "1_raw").rglob("*")):
+        try:
+            refuse_outside(root, path.parent, (path.name,))
+        except Unreadable:
+            raise CatalogError(
+                f"legacy store {root}: {path.relative_to(root)} is a link that leads out of"
+                " the data root; copy the file into the store instead"
+            ) from None
     return LegacySource(root, cohort, load_catalog(root / "1_raw"), scan_store(root))
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from daydream import events as ev
-from daydream.catalog.entries import UPSTREAM_TEMPERATURE, Model
+from daydream.catalog.entries import UPSTREAM_SCALE, UPSTREAM_TEMPERATURE, Model
 from daydream.catalog.recording import model_defined
 from daydream.clock import Clock
 from daydream.db.log import append
@@ -26,6 +26,7 @@ from daydream.legacy.store import (
     read_json,
     read_text,
 )
+from daydream.values import COUNT_MAX, quote
 from daydream.vocabulary import COPY_POOL, PARENT_STAGE
 
 PLACEHOLDER_PROVIDER = "openrouter"  # upstream sent every call, known model or not, there
@@ -84,7 +85,8 @@ def resolve(
         for m, pool, provider in conn.execute("SELECT model_id, pool, provider FROM models")
     }
     accepted: dict[str, Accepted] = {}
-    skipped: set[str] = set()
+    # Generations the store scan skipped already: their children say "was skipped".
+    skipped = {s.path.split("/")[2] for s in report.skipped if s.path.count("/") == 2}
     placeholders: list[ev.ModelDefined] = []
     unversioned: dict[tuple[str, str], int] = {}
     for gen in gens:
@@ -176,6 +178,9 @@ def _placeholder(model_id: str, source: str) -> ev.ModelDefined:
 
 def _read_result(conn: sqlite3.Connection, gen: StoredGen, report: LegacyReport) -> Result:
     directory = gen.directory
+    parsed_file = directory / "parsed.txt"
+    parsed = read_text(parsed_file) if parsed_file.is_file() else None
+    score = _score(conn, gen, parsed) if parsed is not None else None
     raw = read_text(directory / "raw.txt")
     if (directory / "prompt.txt").is_file():
         prompt = read_text(directory / "prompt.txt")
@@ -192,8 +197,7 @@ def _read_result(conn: sqlite3.Connection, gen: StoredGen, report: LegacyReport)
         except Unreadable as exc:
             report.warnings.append(f"{gen.path}: {exc}; imported without it")
     result = Result(put_text(conn, prompt), put_text(conn, raw), raw_meta)
-    parsed_file = directory / "parsed.txt"
-    if not parsed_file.is_file():
+    if parsed is None:
         if raw_meta.get("truncated"):
             result.failure = (
                 "truncated",
@@ -206,32 +210,59 @@ def _read_result(conn: sqlite3.Connection, gen: StoredGen, report: LegacyReport)
                 " min-lines check failed, or never ran)",
             )
         return result
-    parsed = read_text(parsed_file)
-    if gen.stage == "evaluation":
+    if gen.stage == "evaluation" and score is None:
         lines = parsed.strip().splitlines()
         last = lines[-1].strip() if lines else ""
-        try:
-            score = float(last)
-        except ValueError:
-            score = math.nan
-        if not math.isfinite(score):
-            result.failure = (
-                "parse_failed",
-                f'imported from upstream: parsed.txt has no score on its last line ("{last[:80]}")',
-            )
-            return result
-        result.score = score
+        result.failure = (
+            "parse_failed",
+            f"imported from upstream: parsed.txt has no score on its last line ({quote(last)})",
+        )
+        return result
+    result.score = score
     result.parsed_hash = put_text(conn, parsed)
     return result
 
 
+def _score(conn: sqlite3.Connection, gen: StoredGen, parsed: str) -> float | None:
+    """An evaluation's score: the last line of its parsed.txt (None when it is no number);
+    a score outside the template's scale (upstream's 0-10 for a template the catalog lacks)
+    is skipped, as the score parser refuses it."""
+    if gen.stage != "evaluation":
+        return None
+    lines = parsed.strip().splitlines()
+    try:
+        score = float(lines[-1].strip()) if lines else math.nan
+    except ValueError:
+        return None
+    if not math.isfinite(score):
+        return None
+    row = conn.execute(
+        "SELECT scale_min, scale_max FROM templates WHERE stage = 'evaluation'"
+        " AND template_id = ?",
+        (gen.template_id,),
+    ).fetchone()
+    low, high = (row[0], row[1]) if row and row[0] is not None else UPSTREAM_SCALE
+    if not low <= score <= high:
+        raise Skipped(
+            f"parsed.txt: score {quote(score)} is outside the scale {low:g}-{high:g} of"
+            f' template "{gen.template_id}"'
+        )
+    return score
+
+
 def as_integer(value: Any) -> int | None:
+    """A count from raw_metadata.json, or None (not a number, or not a plausible count)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return int(value) if math.isfinite(value) else None
+    if not math.isfinite(value) or not 0 <= value <= COUNT_MAX:
+        return None
+    return int(value)
 
 
 def as_number(value: Any) -> float | None:
+    """A duration or amount from raw_metadata.json, or None (not finite, negative or huge)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value) if math.isfinite(value) else None
+    if not math.isfinite(value) or not 0 <= value <= COUNT_MAX:
+        return None
+    return float(value)

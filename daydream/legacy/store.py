@@ -13,6 +13,8 @@ Invariants:
   int; the signature is upstream's canonical string, built with ``ids``. Copy-mode essays'
   ``llm_model_id`` (upstream wrote the string "None") becomes None.
 - Texts are decoded as UTF-8 bytes as written, without newline translation.
+- Nothing outside the data root is read: a generation or cohort whose directory or files
+  are links leading out of it is skipped, with the reason.
 - Nothing is ever written.
 """
 
@@ -27,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from daydream import ids
+from daydream.spec.model import REPLICATE_MAX
+from daydream.values import quote
 from daydream.vocabulary import STAGES
 
 __all__ = [
@@ -120,12 +124,35 @@ def _scan_gens(root: Path, report: StoreScan) -> None:
         for directory in sorted(p for p in folder.iterdir() if p.is_dir()):
             path = f"gens/{stage}/{directory.name}"
             try:
+                refuse_outside(root, directory, GEN_FILES)
                 gen = _read_gen(stage, directory, path)
             except Unreadable as exc:
                 report.skipped.append(Skip(path, str(exc)))
                 continue
             _check_id(gen, report)
             report.gens.append(gen)
+
+
+GEN_FILES = ("metadata.json", "prompt.txt", "raw.txt", "raw_metadata.json", "parsed.txt")
+"""The files of a generation directory that are read."""
+
+
+def refuse_outside(root: Path, directory: Path, names: tuple[str, ...]) -> None:
+    """Raise ``Unreadable`` when ``directory`` or one of its files ``names`` is a link that
+    leads out of ``root`` (a ``raw.txt`` linked to a system file must not be imported)."""
+    top = _real(root) or root
+    for path in (directory, *(directory / name for name in names)):
+        real = _real(path)
+        if real is None or not real.is_relative_to(top):
+            shown = path.name if path != directory else "the directory"
+            raise Unreadable(f"{shown} is a link that leads out of the data root; not read")
+
+
+def _real(path: Path) -> Path | None:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a link loop
+        return None
 
 
 def _read_gen(stage: str, directory: Path, path: str) -> StoredGen:
@@ -138,13 +165,13 @@ def _read_gen(stage: str, directory: Path, path: str) -> StoredGen:
     gen_id = directory.name
     if _text(meta.get("stage")) not in (None, stage):
         raise Unreadable(
-            f'metadata.json says stage "{meta["stage"]}", but it is under gens/{stage}'
+            f"metadata.json says stage {quote(meta['stage'])}, but it is under gens/{stage}"
         )
     if _text(meta.get("gen_id")) not in (None, gen_id):
-        raise Unreadable(f'metadata.json says gen_id "{meta["gen_id"]}"')
+        raise Unreadable(f"metadata.json says gen_id {quote(meta['gen_id'])}")
     mode = (_text(meta.get("mode")) or "llm").lower()
     if mode not in ("llm", "copy"):
-        raise Unreadable(f'metadata.json: unknown mode "{mode}" (expected llm or copy)')
+        raise Unreadable(f"metadata.json: unknown mode {quote(mode)} (expected llm or copy)")
     if mode == "copy" and stage != "essay":
         raise Unreadable(f"copy-mode {stage}s are not supported (only essays copy their draft)")
     template = _text(meta.get("template_id")) or _text(meta.get(f"{stage}_template"))
@@ -211,14 +238,21 @@ def _text(value: Any) -> str | None:
 
 
 def _replicate(value: Any) -> int:
-    """upstream ``signature_from_metadata``: None -> 1, digits or a number -> int."""
+    """upstream ``signature_from_metadata``: None -> 1, digits or a number -> int (from 1
+    to ``REPLICATE_MAX``, as in a spec)."""
+    number: Any = None
     if value is None:
         return 1
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    raise Unreadable(f"metadata.json: replicate {value!r} is not an integer")
+        number = int(value)
+    elif isinstance(value, str) and re.fullmatch(r"[0-9]{1,7}", value.strip()):
+        number = int(value.strip())
+    if number is None or not 1 <= number <= REPLICATE_MAX:
+        raise Unreadable(
+            f"metadata.json: replicate {quote(value)} is not a whole number from 1 to"
+            f" {REPLICATE_MAX:,}"
+        )
+    return int(number)
 
 
 def _scan_cohorts(root: Path, report: StoreScan) -> None:
@@ -237,6 +271,7 @@ def _scan_cohorts(root: Path, report: StoreScan) -> None:
             report.skipped.append(Skip(path, "no membership.csv"))
             continue
         try:
+            refuse_outside(root, directory, ("membership.csv", "spec", "spec/config.yaml"))
             text = read_text(membership)
         except Unreadable as exc:
             report.skipped.append(Skip(path, str(exc)))

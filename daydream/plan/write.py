@@ -25,7 +25,7 @@ from daydream.catalog.registry import Registry
 from daydream.db.log import append
 from daydream.db.texts import put_text
 from daydream.db.transaction import transaction
-from daydream.errors import PlanError
+from daydream.errors import PlanError, SpecError
 from daydream.plan import derivation, pipeline
 from daydream.plan.cost import estimate_cost
 from daydream.plan.derivation import derive_batches
@@ -64,14 +64,14 @@ def plan_cohort(
     """
     _check_cohort_id(cohort_id)
     spec_path = str(spec_path)
-    spec_text = Path(spec_path).read_text(encoding="utf-8") if Path(spec_path).is_file() else ""
     report = PlanReport(cohort_id=cohort_id, spec_path=spec_path, dry_run=dry_run)
     if rows is None:
-        spec = spec_module.load_spec(spec_path)
+        spec = spec_module.load_spec(spec_path)  # first: it says what is wrong with the file
         compiled: Iterable[dict[str, Any]] = spec_module.compile_rows(spec)
         derived_combos = dict(getattr(spec, "derived_combos", {}) or {})
     else:
         compiled, derived_combos = rows, {}
+    spec_text = _spec_text(Path(spec_path))
     try:
         _plan(
             conn,
@@ -222,6 +222,18 @@ def _memberships(conn: sqlite3.Connection) -> dict[str, list[str]]:
 
 class _NothingNew(Exception):
     """Raised inside the planning transaction to roll back a re-plan that adds nothing."""
+
+
+def _spec_text(path: Path) -> str:
+    """The spec's text as stored with the cohort ("" when there is no file)."""
+    if not path.is_file():
+        return ""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"spec {path}: is not valid UTF-8 (byte {exc.start}); save it as UTF-8"
+        ) from None
 
 
 def _check_cohort_id(cohort_id: str) -> None:

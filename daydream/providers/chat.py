@@ -3,7 +3,10 @@ back: a reply becomes a ``Completion``, anything else a ``ReplyError`` naming wh
 line (the provider adds its name and the model, and classifies it for retries).
 
 Every text taken from a reply passes through a redactor before it can reach a message:
-an API key a server echoes back is never shown.
+an API key a server echoes back is never shown. Whatever a server sends, reading it raises
+nothing but ``ReplyError``, and a ``Completion`` holds only values the database can store
+(``daydream.values``): counts between 0 and a trillion, a finite cost up to a million
+dollars, text without lone surrogates (each becomes U+FFFD), labels cut to 200 characters.
 """
 
 from __future__ import annotations
@@ -22,8 +25,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from daydream.providers.config import display_url
 from daydream.providers.protocol import Completion, CompletionRequest
 from daydream.providers.retry import is_retryable_status
+from daydream.values import COUNT_MAX, clean_text
 
 BODY_EXCERPT_CHARS = 200
+MAX_COST_USD = 1e6  # a reported cost above this is not a real cost: not recorded
+_LABEL_CHARS = 200  # the longest model name or request id kept from a reply
 _SECRET_RE = re.compile(r"\b(?:sk|rk|pk)-[A-Za-z0-9_\-]{8,}|Bearer\s+[^\s\"',}]+")
 
 
@@ -87,6 +93,17 @@ def read_completion(
     """The completion in a 2xx body (``status``), or a ``ReplyError`` saying why there is
     none."""
     try:
+        return _read_completion(body, latency, redactor, status)
+    except RecursionError:  # json and pydantic refuse nesting deeper than the stack
+        raise ReplyError(
+            f"response is nested too deeply to read: {excerpt(body, redactor)}", retryable=True
+        ) from None
+
+
+def _read_completion(
+    body: bytes, latency: float, redactor: Callable[[str], str], status: int | None
+) -> Completion:
+    try:
         data = json.loads(body)
     except ValueError:
         raise ReplyError(
@@ -119,18 +136,19 @@ def read_completion(
     details = usage.get("completion_tokens_details")
     reply = choice.message
     reasoning = _reasoning_text(reply.reasoning_content) or _reasoning_text(reply.reasoning)
+    cost = _finite_float(usage.get("cost"))
     return Completion(
-        text=_content_text(choice.message.content).replace("\r\n", "\n"),
-        finish_reason=choice.finish_reason,
+        text=clean_text(_content_text(choice.message.content)).replace("\r\n", "\n"),
+        finish_reason=_label(choice.finish_reason),
         prompt_tokens=_count(usage.get("prompt_tokens")),
         completion_tokens=_count(usage.get("completion_tokens")),
-        resolved_model=None if parsed.model is None else str(parsed.model),
+        resolved_model=_label(parsed.model),
         latency_s=latency,
-        cost=_finite_float(usage.get("cost")),
-        request_id=None if parsed.id is None else str(parsed.id),
+        cost=cost if cost is not None and 0 <= cost <= MAX_COST_USD else None,
+        request_id=_label(parsed.id),
         offline=False,
         http_status=status,
-        reasoning=reasoning.replace("\r\n", "\n") if reasoning else None,
+        reasoning=clean_text(reasoning).replace("\r\n", "\n") if reasoning else None,
         reasoning_tokens=_count(details.get("reasoning_tokens"))
         if isinstance(details, dict)
         else None,
@@ -142,12 +160,15 @@ def status_error(
 ) -> ReplyError:
     """What a non-2xx reply says: the provider's own words (or the body's start), whether
     to try again, and how long the server asked us to wait."""
-    headers = httpx.Headers(headers)
+    # A plain mapping, not httpx.Headers: a header value may hold any byte (obs-text), which
+    # httpx.Headers refuses to encode.
+    items = headers.multi_items() if isinstance(headers, httpx.Headers) else headers
+    headers = {str(name).lower(): str(value) for name, value in items}
     retryable = is_retryable_status(status)
     retry_after = _retry_after(headers, now=now) if retryable else None
     try:
         detail = _error_message(json.loads(body))
-    except ValueError:
+    except (ValueError, RecursionError):
         detail = None
     detail = _one_line(redactor(detail)) if detail else excerpt(body, redactor)
     if 300 <= status < 400:
@@ -198,7 +219,7 @@ def _retry_after(headers: Mapping[str, str], *, now: float) -> float | None:
     if seconds is None:
         try:
             when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
         if when is None:
             return None
@@ -213,18 +234,31 @@ def _finite_float(value: Any) -> float | None:
         return None
     try:
         number = float(value.strip() if isinstance(value, str) else value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond floats
         return None
     return number if math.isfinite(number) else None
 
 
 def _count(value: Any) -> int | None:
+    """A token count as reported (an int, a float, a numeric string), or None when it is
+    not a count at all: negative, or beyond ``values.COUNT_MAX``."""
     number = _finite_float(value)
-    return None if number is None or number < 0 else int(number)
+    if number is None or not 0 <= number <= COUNT_MAX:
+        return None
+    return int(number)
+
+
+def _label(value: Any) -> str | None:
+    """A short identifying string from a reply (a model name, a request id, a finish
+    reason): a string or a number, cleaned and cut to 200 characters; else None."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    text = clean_text(value if isinstance(value, str) else str(value))
+    return text[:_LABEL_CHARS]
 
 
 def _one_line(text: str, limit: int = 500) -> str:
-    text = " ".join(text.split())
+    text = " ".join(clean_text(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -13,9 +13,12 @@ proxies (``make_transport`` falls back to httpx's own transport when a proxy var
 set), no HTTP/2, no redirects (a redirect is returned as a response, which the provider
 treats as an error).
 
-Invariants: a connection goes back to the idle pool only after a complete response; any
-error or cancellation closes it. An idle connection the server has closed is discarded
-before reuse. A request is never re-sent by the transport: a model call may cost money, so
+Invariants: a connection goes back to the idle pool only after a complete response with
+nothing after it; any error, cancellation or protocol anomaly (a malformed head, a body
+framed two ways, bytes beyond the response) closes it. An idle connection is reused only
+while nothing waits on it: one the server has closed, or on which stray bytes arrived
+(an extra response), is discarded, so a reply is never read as another request's.
+Interim ``1xx`` responses are skipped. A request is never re-sent by the transport: a model call may cost money, so
 retrying is the worker's decision, recorded as an event.
 """
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import ssl
 import zlib
 from collections.abc import Iterable
@@ -93,13 +97,16 @@ class StreamTransport(httpx.AsyncBaseTransport):
             key, key[0] == "https", {"connect": connect_timeout}
         )
         try:
-            writer.write(head + body)
-            await writer.drain()
+            try:
+                writer.write(head + body)
+                await writer.drain()
+            except (ConnectionError, ssl.SSLError) as exc:  # reset or closed while sending
+                raise httpx.WriteError(str(exc) or type(exc).__name__) from None
             status, headers, content, keep = await _read_response(reader, self.max_body)
         except BaseException:
             writer.close()
             raise
-        if keep:
+        if keep and is_quiet(reader, writer):  # bytes beyond the response: an anomaly
             self._give_back(key, reader, writer)
         else:
             writer.close()
@@ -116,9 +123,9 @@ class StreamTransport(httpx.AsyncBaseTransport):
         idle = self._idle.get(key)
         while idle:
             reader, writer = idle.pop()
-            if not (reader.at_eof() or writer.is_closing()):
+            if is_quiet(reader, writer):
                 return reader, writer
-            writer.close()
+            writer.close()  # closed by the server, or stray bytes arrived while it was idle
         return None
 
     def _give_back(self, key, reader, writer) -> None:
@@ -162,44 +169,15 @@ def _request_head(request: httpx.Request, url: httpx.URL) -> bytes:
 
 
 async def _read_response(reader: asyncio.StreamReader, max_body: int):
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.IncompleteReadError as exc:
-        if not exc.partial:
-            raise httpx.RemoteProtocolError(
-                "server disconnected without sending a response"
-            ) from None
-        raise httpx.RemoteProtocolError(
-            "connection closed while reading the response head"
-        ) from None
-    except asyncio.LimitOverrunError:
-        raise httpx.RemoteProtocolError("response head too large") from None
-    except ConnectionError as exc:
-        raise httpx.ReadError(str(exc) or type(exc).__name__) from None
-    if len(head) > _MAX_HEAD:
-        raise httpx.RemoteProtocolError("response head too large")
-    lines = head[:-4].decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-        raise httpx.RemoteProtocolError(f"malformed status line {lines[0][:80]!r}")
-    status = int(parts[1])
-    headers = []
-    length = None
-    chunked = False
-    close = parts[0] == "HTTP/1.0"
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        value = value.strip()
-        headers.append((name, value))
-        lower = name.lower()
-        if lower == "content-length":
-            if not value.isdigit():
-                raise httpx.RemoteProtocolError(f"bad Content-Length {value!r}")
-            length = int(value)
-        elif lower == "transfer-encoding" and "chunked" in value.lower():
-            chunked = True
-        elif lower == "connection":
-            close = value.lower() == "close" or (close and value.lower() != "keep-alive")
+    """(status, headers, content, keep): the response to the request just sent, after any
+    interim ``1xx`` responses; ``keep`` is whether the connection may serve another."""
+    while True:
+        status, headers, length, chunked, close = await _read_head(reader)
+        if status >= 200:
+            break
+        if status == 101:
+            raise httpx.RemoteProtocolError("the server switched protocols (101)")
+        # 100 Continue, 102 Processing, 103 Early Hints: interim; the response follows.
     try:
         if chunked:
             content = await _read_chunked(reader, max_body)
@@ -214,9 +192,88 @@ async def _read_response(reader: asyncio.StreamReader, max_body: int):
         raise httpx.RemoteProtocolError(
             "connection closed before the response body ended"
         ) from None
-    except ConnectionError as exc:
-        raise httpx.ReadError(str(exc)) from None
+    except asyncio.LimitOverrunError:
+        raise httpx.RemoteProtocolError("chunk size line too long") from None
+    except (ConnectionError, ssl.SSLError) as exc:
+        raise httpx.ReadError(str(exc) or type(exc).__name__) from None
     return status, headers, content, not close
+
+
+async def _read_head(reader: asyncio.StreamReader):
+    """(status, headers, content length, chunked, close) of the next response head.
+
+    Strict where leniency could misframe a body: the status is three ASCII digits, a
+    Content-Length is ASCII digits and appears once (or always with the same value), and a
+    body framed both ways is read chunked on a connection that is closed afterwards.
+    """
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial:
+            raise httpx.RemoteProtocolError(
+                "server disconnected without sending a response"
+            ) from None
+        raise httpx.RemoteProtocolError(
+            "connection closed while reading the response head"
+        ) from None
+    except asyncio.LimitOverrunError:
+        raise httpx.RemoteProtocolError("response head too large") from None
+    except (ConnectionError, ssl.SSLError) as exc:
+        raise httpx.ReadError(str(exc) or type(exc).__name__) from None
+    if len(head) > _MAX_HEAD:
+        raise httpx.RemoteProtocolError("response head too large")
+    lines = head[:-4].decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not _is_digits(parts[1], 3):
+        raise httpx.RemoteProtocolError(f"malformed status line {lines[0][:80]!r}")
+    status = int(parts[1])
+    if status < 100:
+        raise httpx.RemoteProtocolError(f"malformed status line {lines[0][:80]!r}")
+    headers = []
+    length = None
+    chunked = False
+    close = parts[0] == "HTTP/1.0"
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon or not name.strip():
+            raise httpx.RemoteProtocolError(f"malformed header line {line[:80]!r}")
+        value = value.strip()
+        headers.append((name, value))
+        lower = name.lower()
+        if lower == "content-length":
+            if (
+                not _is_digits(value, None)
+                or len(value) > 18
+                or (length is not None and int(value) != length)
+            ):
+                raise httpx.RemoteProtocolError(f"bad Content-Length {value[:40]!r}")
+            length = int(value)
+        elif lower == "transfer-encoding" and "chunked" in value.lower():
+            chunked = True
+        elif lower == "connection":
+            close = value.lower() == "close" or (close and value.lower() != "keep-alive")
+    if chunked and length is not None:
+        close = True  # framed two ways: read it chunked (RFC 9112), never reuse the connection
+    return status, headers, length, chunked, close
+
+
+def _is_digits(text: str, count: int | None) -> bool:
+    """ASCII digits only (``str.isdigit`` also accepts "²"), ``count`` of them if given."""
+    return text.isascii() and text.isdigit() and (count is None or len(text) == count)
+
+
+def is_quiet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    """Is the connection open with no byte waiting on it (none buffered by the reader, none
+    readable on the socket)? A byte there before a request was sent can only be a stray
+    response or a close, which must never be read as the reply to the next request."""
+    if reader.at_eof() or writer.is_closing() or len(getattr(reader, "_buffer", b"")):
+        return False
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return True
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return not poller.poll(0)
 
 
 def decode_body(headers: list[tuple[str, str]], content: bytes, max_body: int) -> bytes:
@@ -246,10 +303,10 @@ async def _read_chunked(reader: asyncio.StreamReader, max_body: int) -> bytes:
     size = 0
     while True:
         line = await reader.readuntil(b"\r\n")
-        try:
-            n = int(line.split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            raise httpx.RemoteProtocolError("malformed chunk size") from None
+        digits = line.split(b";", 1)[0].strip()
+        if not digits or len(digits) > 16 or digits.strip(b"0123456789abcdefABCDEF"):
+            raise httpx.RemoteProtocolError("malformed chunk size")
+        n = int(digits, 16)
         if n == 0:
             while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
                 pass
@@ -258,7 +315,8 @@ async def _read_chunked(reader: asyncio.StreamReader, max_body: int) -> bytes:
         if size > max_body:
             raise ResponseTooLarge(f"response body exceeds {max_body} bytes")
         chunks.append(await reader.readexactly(n))
-        await reader.readexactly(2)
+        if await reader.readexactly(2) != b"\r\n":
+            raise httpx.RemoteProtocolError("chunk not followed by CRLF")
 
 
 async def _read_to_close(reader: asyncio.StreamReader, max_body: int) -> bytes:

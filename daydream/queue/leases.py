@@ -22,9 +22,9 @@ from daydream import events as ev
 from daydream.clock import Clock, isoformat, utcnow
 from daydream.crashpoints import crash_point, fail_point
 from daydream.db.log import append
-from daydream.db.texts import put_hashed_texts
 from daydream.db.transaction import transaction
 from daydream.queue.pools import adapt_pools, default_pool_limit, excess_shares, pool_capacity
+from daydream.queue.storing import store_outcomes
 from daydream.queue.tasks import Outcome, Task, load_task
 
 
@@ -276,41 +276,18 @@ def record(
     read them in the same transaction. Returns (recorded, stale).
     """
     actor = f"worker:{config.name}"
-    recorded = stale = 0
     with transaction(conn):
         now = clock()
         ids = [o.task.gen_id for o in outcomes]
         if leases is None:
             leases = _running_leases(conn, ids)
         held = {gen_id: token for gen_id, (token, _) in leases.items()}
-        texts: dict[str, str] = {}
-        events: list[ev.Event] = []
-        for outcome in outcomes:
-            task = outcome.task
-            if held.get(task.gen_id) != task.token:
-                stale += 1
-                continue
-            texts.update(outcome.texts)
-            events.extend(_retry_from(now, outcome))
-            recorded += 1
-        put_hashed_texts(conn, texts.items())
-        append(conn, events, actor=actor, clock=lambda: now)
+        kept = [o for o in outcomes if held.get(o.task.gen_id) == o.task.token]
+        recorded, stale = len(kept), len(outcomes) - len(kept)
+        # An outcome the database refuses is stored as its failure; the rest as usual.
+        store_outcomes(conn, kept, now=now, actor=actor)
         adapt_pools(conn, outcomes, actor, clock, signals if signals is not None else {})
     return recorded, stale
-
-
-def _retry_from(now: datetime, outcome: Outcome) -> list[ev.Event]:
-    """The outcome's events, with retry_at set for a recording at ``now``."""
-    ready = outcome.ready_at(now)
-    if ready is None:
-        return outcome.events
-    retry_at = isoformat(ready)
-    return [
-        e.model_copy(update={"retry_at": retry_at})
-        if isinstance(e, (ev.AttemptFailed, ev.AttemptThrottled))
-        else e
-        for e in outcome.events
-    ]
 
 
 def _running_leases(conn: sqlite3.Connection, gen_ids: list[str]) -> dict[str, tuple[int, int]]:

@@ -17,11 +17,16 @@ from typing import Any
 from daydream import events as ev
 from daydream.db.log import append
 from daydream.db.transaction import transaction
+from daydream.errors import ConfigError
+from daydream.values import quote
 
 DEFAULT_POOL_LIMITS = {"offline": 1024, "copy": 1024}
 
 
 DEFAULT_POOL_LIMIT = 16
+
+
+POOL_LIMIT_MAX = 100_000  # calls at once in one pool, across all workers
 
 
 CUT_COOLDOWN_S = 1.0
@@ -158,6 +163,10 @@ def parse_time(text: str) -> datetime:
 
 def set_pool_limit(conn: sqlite3.Connection, pool: str, limit: int, *, actor: str = "cli") -> bool:
     """Set a pool's concurrency limit and ceiling; returns False when already set so."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= POOL_LIMIT_MAX:
+        raise ConfigError(
+            f"pool {pool}: limit {quote(limit)} is not a whole number from 1 to {POOL_LIMIT_MAX}"
+        )
     with transaction(conn):
         row = conn.execute('SELECT "limit", ceiling FROM pools WHERE pool = ?', (pool,)).fetchone()
         if row and row[1] == limit:

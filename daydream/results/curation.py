@@ -24,6 +24,7 @@ from typing import Any
 from daydream.db.texts import get_text
 from daydream.errors import ConfigError, SpecError
 from daydream.queue.cohorts import require_cohort
+from daydream.results.files import UniqueNames, safe_name, write_file
 from daydream.results.rows import essay_rows, evaluation_rows, is_scored, write_csv
 
 __all__ = ["Ranking", "curation_rows", "export_essays", "rank_essays", "write_ranking"]
@@ -193,11 +194,14 @@ def write_ranking(ranking: Ranking, path: str | Path, *, overwrite: bool = False
 
 def export_essays(conn: sqlite3.Connection, ranking: Ranking, directory: str | Path) -> list[Path]:
     """Write each ranked essay's parsed text as ``<rank>-<essay id>.md``, headed by its
-    lineage (combination and concept names, templates, models, replicates) and scores."""
+    lineage (combination and concept names, templates, models, replicates) and scores.
+    An id that is no safe file name is cleaned and shortened (``files.safe_name``); no
+    file is written through a link planted in ``directory``."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     width = len(str(len(ranking.rows)))
     written = []
+    names = UniqueNames()
     for row in ranking.rows:
         essay = row["essay_gen_id"]
         info = conn.execute(
@@ -241,9 +245,8 @@ def export_essays(conn: sqlite3.Connection, ranking: Ranking, directory: str | P
             "",
             get_text(conn, parsed) or "(no parsed text)",
         ]
-        path = out / f"{row['selection_rank']:0{width}d}-{essay}.md"
-        path.write_text("\n".join(lines).rstrip("\n") + "\n", encoding="utf-8")
-        written.append(path)
+        name = names.take(f"{row['selection_rank']:0{width}d}-{safe_name(essay)}", ".md")
+        written.append(write_file(out / name, "\n".join(lines).rstrip("\n") + "\n"))
     return written
 
 
@@ -260,10 +263,17 @@ def curation_rows(
     evaluation and runs only the new judgements.
     """
     path = Path(list_path)
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        rows = list(reader)
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            columns = reader.fieldnames or []
+            rows = list(reader)
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"list {path}: is not valid UTF-8 (byte {exc.start}); save it as UTF-8"
+        ) from None
+    except csv.Error as exc:
+        raise SpecError(f"list {path}: is not a CSV file ({exc}); give the list top wrote") from None
     id_column = next(
         (c for c in ("essay_gen_id", "parent_gen_id", "essay_id") if c in columns), None
     )

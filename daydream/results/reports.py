@@ -33,6 +33,7 @@ from typing import Any
 
 from daydream.errors import ConfigError
 from daydream.queue.cohorts import require_cohort
+from daydream.results.files import write_file
 from daydream.results.html import render_html
 from daydream.results.rows import (
     EVALUATION_COLUMNS,
@@ -91,7 +92,8 @@ def build_report(conn: sqlite3.Connection, cohort_id: str) -> Report:
 def write_report(
     report: Report, out_dir: str | Path, *, fmt: str = "csv", html: bool = False
 ) -> list[Path]:
-    """Write every table as ``<name>.csv`` (or ``.json``), and ``report.html`` if asked."""
+    """Write every table as ``<name>.csv`` (or ``.json``), and ``report.html`` if asked;
+    never through a link planted in ``out_dir`` (``files.write_file``)."""
     if fmt not in ("csv", "json"):
         raise ConfigError(f'report format "{fmt}" is unknown: use csv or json')
     out = Path(out_dir)
@@ -102,14 +104,10 @@ def write_report(
         if fmt == "csv":
             write_csv(path, table.columns, table.rows)
         else:
-            path.write_text(
-                json.dumps(table.rows, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-            )
+            write_file(path, json.dumps(table.rows, indent=2, ensure_ascii=False) + "\n")
         written.append(path)
     if html:
-        path = out / "report.html"
-        path.write_text(render_html(report), encoding="utf-8")
-        written.append(path)
+        written.append(write_file(out / "report.html", render_html(report)))
     return written
 
 

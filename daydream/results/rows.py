@@ -5,10 +5,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+from daydream.results.files import write_file
 
 LINEAGE = (
     "essay_gen_id",
@@ -79,8 +82,10 @@ def is_scored(row: dict[str, Any]) -> bool:
 
 
 def write_csv(path: Path, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
-    """Write ``rows`` (dicts) under the header ``columns``; None becomes an empty cell."""
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    """Write ``rows`` (dicts) under the header ``columns``; None becomes an empty cell.
+    Never through a link (``files.write_file``)."""
+    handle = io.StringIO(newline="")
+    writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_file(path, handle.getvalue())

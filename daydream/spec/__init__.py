@@ -94,7 +94,10 @@ def load_spec(path: str | Path) -> Spec:
         data = _load_data(parser.read_text(path, None), suffix)
     except _Invalid as exc:
         parser.fail(None, str(exc))
-    return parser.parse({} if data is None else data)
+    try:
+        return parser.parse({} if data is None else data)
+    except RecursionError:  # a value nested thousands deep (YAML anchors can do it cheaply)
+        parser.fail(None, "nested too deeply to read; a spec needs a few levels at most")
 
 
 def parse_spec_mapping(mapping: Mapping[str, Any], *, source: Path | None = None) -> Spec:

@@ -24,6 +24,9 @@ from daydream.vocabulary import LEVELS
 # -- parsing ------------------------------------------------------------------------------
 
 
+MAX_COMBO_SIZE = 1000  # concepts in one combination (k_max may exceed the pool: it is in the id)
+
+
 class AxesReader(SpecReader):
     """Reads the ``axes`` section."""
 
@@ -114,6 +117,8 @@ class AxesReader(SpecReader):
         return combos
 
     def _size(self, raw: Any, key: str) -> int:
-        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
-            self.fail(key, f"must be an integer >= 1 (got {_describe(raw)})")
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= MAX_COMBO_SIZE:
+            self.fail(
+                key, f"must be a whole number from 1 to {MAX_COMBO_SIZE} (got {_describe(raw)})"
+            )
         return raw

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from daydream.errors import SpecError
+from daydream.values import QUOTE_CHARS, quote
 from daydream.vocabulary import STAGES
 
 Level = str | int | float
@@ -25,6 +26,7 @@ TOP_LEVEL_KEYS = ("name", "description", "axes", "rules", "output")
 RULE_SECTIONS = ("subsets", "ties", "pairs", "tuples")
 COMBO_AXIS = "combo_id"
 MAX_COMBOS = 1_000_000
+REPLICATE_MAX = 1_000_000
 _RULE_KEYS = {
     "ties": ("axes",),
     "pairs": ("left", "right", "allowed", "balance"),
@@ -258,7 +260,7 @@ def normalise_row(row: Mapping[str, Any], *, row_number: int | None = None) -> d
                 out[canonical] = (raw if type(raw) is str else str(raw)).strip() or None
         elif kind == _PASS:
             out[column] = raw
-        elif type(raw) is int and raw >= 1:
+        elif type(raw) is int and 1 <= raw <= REPLICATE_MAX:
             out[canonical] = raw
         else:
             at = f"row {row_number}: " if row_number is not None else ""
@@ -278,7 +280,7 @@ def _normal(raw: Any, kind: int) -> Any:
         return raw
     if kind == _TEXT:
         return None if raw is None else (raw if type(raw) is str else str(raw)).strip() or None
-    if type(raw) is int and raw >= 1:
+    if type(raw) is int and 1 <= raw <= REPLICATE_MAX:
         return raw
     value = _replicate(raw, "")
     return 1 if value is None else value
@@ -337,11 +339,13 @@ def _normalise_aliased(row: Mapping[str, Any], row_number: int | None) -> dict[s
 def _replicate(raw: Any, where: str) -> int | None:
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None
-    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1:
-        return raw
-    if isinstance(raw, str) and re.fullmatch(r"[0-9]+", raw.strip()) and int(raw) >= 1:
-        return int(raw)
-    raise SpecError(f"{where}: {_q(raw)} is not a replicate number; use an integer >= 1")
+    number = int(raw) if isinstance(raw, str) and re.fullmatch(r"[0-9]{1,7}", raw.strip()) else raw
+    if isinstance(number, int) and not isinstance(number, bool) and 1 <= number <= REPLICATE_MAX:
+        return number
+    raise SpecError(
+        f"{where}: {_q(raw)} is not a replicate number; use a whole number from 1 to"
+        f" {REPLICATE_MAX:,}"
+    )
 
 
 
@@ -363,12 +367,21 @@ def _unique(values: Iterable[Any]) -> tuple[Any, ...]:
 
 
 def _q(value: Any) -> str:
-    """A value quoted on one line, JSON-style: "text", 3, ["a", "b"]."""
-    return json.dumps(value, ensure_ascii=False, default=str)
+    """A value quoted on one line, JSON-style: "text", 3, ["a", "b"]; a long one by its
+    first 60 characters and its length."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    except (ValueError, RecursionError):  # an int of thousands of digits, a deep structure
+        return quote(value)
+    if len(text) <= QUOTE_CHARS + 2:
+        return text
+    return f"{text[:QUOTE_CHARS]}... ({len(text)} characters)"
 
 
 def _plain(value: Any) -> str:
-    return value if isinstance(value, str) else _q(value)
+    if isinstance(value, str) and len(value) <= QUOTE_CHARS:
+        return value
+    return _q(value)
 
 
 def _show(values: Iterable[Any], limit: int = 12) -> str:
@@ -385,7 +398,7 @@ def _describe(value: Any) -> str:
     if isinstance(value, str):
         return f"the string {_q(value)}"
     if isinstance(value, (int, float)):
-        return f"the number {value}"
+        return f"the number {_q(value)}"
     if isinstance(value, Mapping):
         return "a mapping"
     if isinstance(value, (list, tuple)):

@@ -22,6 +22,7 @@ from daydream.spec.model import (
     _unique,
 )
 from daydream.spec.rules import RulesReader
+from daydream.values import SQLITE_INT_MAX
 
 # -- parsing ------------------------------------------------------------------------------
 
@@ -93,8 +94,13 @@ class SpecParser(AxesReader, RulesReader):
                         f"{_q(name)} is not an axis (axes: {_show(axes)}); remove it or declare the axis",
                     )
         seed = raw.get("seed")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            self.fail("output.seed", f"must be an integer (got {_describe(seed)})")
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SQLITE_INT_MAX
+        ):
+            self.fail(
+                "output.seed",
+                f"must be a whole number from 0 to {SQLITE_INT_MAX} (got {_describe(seed)})",
+            )
         return field_order, seed
 
 

@@ -252,6 +252,8 @@ def _load_data(text: str, suffix: str) -> Any:
             raise _Invalid(
                 f"line {exc.lineno}, column {exc.colno}: invalid JSON ({exc.msg}); fix the syntax"
             ) from None
+        except (ValueError, RecursionError) as exc:
+            raise _Invalid(_too_large(exc)) from None
     try:
         return yaml.load(text, Loader=_SpecLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
@@ -259,6 +261,16 @@ def _load_data(text: str, suffix: str) -> Any:
         problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
         at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         raise _Invalid(f"{at}invalid YAML ({problem}); fix the syntax") from None
+    except (ValueError, RecursionError) as exc:
+        raise _Invalid(_too_large(exc)) from None
+
+
+def _too_large(exc: Exception) -> str:
+    """What a parser's ValueError (an integer of thousands of digits) or RecursionError
+    (lists nested thousands deep) means for a spec."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply to read; a spec needs a few levels at most"
+    return f"holds a value it cannot read ({' '.join(str(exc).split())[:80]}...); fix it"
 
 
 def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -2,7 +2,10 @@
 line to the worker (a forked worker gets the object, a fresh interpreter its JSON).
 
 A new worker setting is a field here and, if users set it, an option in the command
-line's shared worker options (``cli/base.py``); nothing else passes it on.
+line's shared worker options (``cli/base.py``); nothing else passes it on. Each numeric
+setting has a range (``LIMITS``), checked when the config is built (a ``ConfigError``),
+so a setting that would make no sense (``nan`` seconds, an infinite lease, a concurrency
+beyond any machine) never reaches a worker; the command line offers the same ranges.
 """
 
 from __future__ import annotations
@@ -15,8 +18,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from daydream.errors import ConfigError
+from daydream.values import quote
+
 DEFAULT_LEASE_S = 120.0
 DEFAULT_MAX_ATTEMPTS = 3
+
+LIMITS: dict[str, tuple[float, float]] = {
+    "concurrency": (1, 10_000),
+    "max_attempts": (1, 100),
+    "lease_s": (1, 86_400),
+    "grace_s": (0, 3_600),
+    "offline_latency_s": (0, 3_600),
+    "timeout_s": (0.1, 86_400),
+    "batch": (0, 10_000),
+    "queue": (0, 100_000),
+}
+"""The range of each numeric setting (seconds for ``*_s``), inclusive."""
 
 
 @dataclass
@@ -44,6 +62,13 @@ class WorkerConfig:
     def __post_init__(self) -> None:
         if not self.name:
             self.name = f"{socket.gethostname()}:{os.getpid()}"
+        for name, (low, high) in LIMITS.items():
+            value = getattr(self, name)
+            if value is not None and not _within(value, low, high, whole=name in _WHOLE):
+                kind = "a whole number" if name in _WHOLE else "a number"
+                raise ConfigError(
+                    f"worker setting {name}: {quote(value)} is not {kind} from {low:g} to {high:g}"
+                )
 
     def to_json(self) -> str:
         """The settings as JSON (``from_json`` gives an equal config back)."""
@@ -53,3 +78,12 @@ class WorkerConfig:
     def from_json(cls, text: str) -> WorkerConfig:
         data: dict[str, Any] = json.loads(text)
         return cls(**{**data, "db_path": Path(data["db_path"]), "pools": tuple(data["pools"])})
+
+
+_WHOLE = ("concurrency", "max_attempts", "batch", "queue")
+
+
+def _within(value: Any, low: float, high: float, *, whole: bool) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int if whole else int | float):
+        return False
+    return low <= value <= high  # False for nan
