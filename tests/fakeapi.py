@@ -45,7 +45,8 @@ Faults, by name (a string, or a ``Fault`` for parameters), for one request each:
 ``short_body``            announce a Content-Length, send half the body, keep the connection
 ``overlong``              a Content-Length shorter than the body (the rest stays on the wire)
 ``extra_response``        the reply, then a second complete response nobody asked for on the
-                          same connection (``Fault.stray_after_s`` later), kept alive
+                          same connection, kept alive: in the same write as the reply, or
+                          ``Fault.stray_after_s`` later
 ``continue``              an interim ``100 Continue`` response, then the reply
 ========================  ==================================================================
 
@@ -476,11 +477,18 @@ class FakeAPI:
                 return
             self._send_raw(handler, 200, payload)
         else:  # extra_response
-            self._send_raw(handler, 200, payload)
-            if fault.stray_after_s and self._stopping.wait(fault.stray_after_s):
-                return
-            stray = Fault("ok", content=STRAY_TEXT)
-            self._send_json(handler, 200, self._completion(body, stray))
+            stray = json.dumps(self._completion(body, Fault("ok", content=STRAY_TEXT))).encode()
+            if fault.stray_after_s:
+                self._send_raw(handler, 200, payload)
+                if self._stopping.wait(fault.stray_after_s):
+                    return
+                self._send_raw(handler, 200, stray)
+            else:  # in the same write as the reply: there on the connection before any reuse
+                try:
+                    handler.wfile.write(_response(payload) + _response(stray))
+                except OSError:
+                    handler.close_connection = True
+                    return
             with self._lock:
                 self._strays_sent += 1
 
@@ -719,3 +727,9 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _response(payload: bytes) -> bytes:
+    """A whole 200 response with a JSON body, as bytes (for faults that control framing)."""
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+    return head.encode("ascii") + payload
