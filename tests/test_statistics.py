@@ -22,6 +22,7 @@ from daydream.results.inference import (
     t_interval,
 )
 from daydream.results.reliability import alpha_interval, alpha_reading, correlations, icc
+from tests.scored import scipy_interval
 
 NAN = math.nan
 
@@ -122,15 +123,7 @@ def test_cluster_bootstrap_equals_scipys_bootstrap_on_the_same_draws():
     rng = np.random.default_rng(3)
     sums, counts = rng.normal(size=25) * 4, rng.integers(1, 4, size=25).astype(float)
     low, high = bootstrap_ratio(sums, counts, seed=11, resamples=3000)
-    expected = stats.bootstrap(
-        (sums, counts),
-        lambda s, c, axis: s.sum(axis=axis) / c.sum(axis=axis),
-        paired=True,
-        vectorized=True,
-        n_resamples=3000,
-        method="percentile",
-        rng=np.random.default_rng(11),
-    ).confidence_interval
+    expected = scipy_interval(sums, counts, seed=11, resamples=3000)
     assert (low, high) == pytest.approx((expected.low, expected.high), abs=1e-12)
 
 

@@ -146,6 +146,73 @@ def top_command(
 
 
 
+# -- compare (comparison.py) -----------------------------------------------------------------
+
+
+@cli.command("compare")
+@db_option
+@click.argument("cohorts", nargs=-1, required=True)
+@click.option("--axis", help="The axis whose levels to compare within one cohort.")
+@click.option(
+    "--levels",
+    multiple=True,
+    help="The levels to compare, in order (default: all with scores): --levels A B, or A,B.",
+)
+@click.option("--template", help="Only this evaluation template (rubric); default: each one.")
+@json_option
+def compare_command(
+    db_path: Path,
+    cohorts: tuple[str, ...],
+    axis: str | None,
+    levels: tuple[str, ...],
+    template: str | None,
+    as_json: bool,
+) -> None:
+    """Compare an axis's levels on matched units, or two cohorts, with paired statistics.
+
+    With --axis (draft_template, draft_model, essay_template, generation_model,
+    evaluation_model): each unit is the same draft, combination or essay with every other
+    axis equal; b minus a is averaged over matched units with a 95% interval that resamples
+    combinations, and tested with Wilcoxon's signed-rank test (Holm-adjusted over all pairs
+    when more than two levels). Unmatched units are counted and left out. With two cohorts:
+    the same on their shared essays, else their shared combinations. docs/reports.md
+    explains each number and when not to trust it.
+
+    Example:
+
+        daydream compare demo --axis essay_template --levels focused-essay direct-essay
+        daydream compare demo demo-best --template novelty-rubric --json
+    """
+    from daydream.results.comparison import compare_cohorts, compare_levels
+    from daydream.results.text import format_comparisons
+
+    if axis is None and len(cohorts) != 2:
+        raise click.UsageError(
+            "give --axis AXIS to compare levels within a cohort, or two cohorts to compare them"
+        )
+    if axis is not None and len(cohorts) > 1 and not levels:
+        raise click.UsageError(
+            "--axis compares levels within one cohort: give one cohort (to compare two"
+            " cohorts, leave out --axis)"
+        )
+    conn = _open(db_path)
+    try:
+        if axis is None:
+            result = compare_cohorts(conn, cohorts[0], cohorts[1], template=template)
+        else:
+            # `--levels A B`: click gives --levels A, and B lands among the cohorts.
+            wanted = [v.strip() for value in (*levels, *cohorts[1:]) for v in value.split(",")]
+            result = compare_levels(
+                conn, cohorts[0], axis, levels=[v for v in wanted if v], template=template
+            )
+    finally:
+        conn.close()
+    if as_json:
+        _echo_json(result.to_dict())
+    else:
+        click.echo(format_comparisons(result))
+
+
 # -- browse (browse.py) ---------------------------------------------------------------------
 
 

@@ -16,7 +16,13 @@ Definitions (``docs/reports.md`` lists every column):
   compared to 10 on a 0-9 scale, so it never found one). ``mean_unit`` maps each score to
   0-1 on its own scale, so groups that mix templates stay comparable.
 - ``std`` is the sample standard deviation (n - 1), empty below two values.
-- Judge agreement is per essay and evaluation template: the spread of the judge models'
+- Every mean per axis carries a 95% interval, a percentile bootstrap that resamples
+  combinations (essays, in the ``by_combo`` rows), the unit that repeats across cells
+  (``inference``); an essay's mean in the pivot carries Student's t interval over its
+  scored evaluations.
+- Judge reliability (``reliability``): per rubric, Krippendorff's alpha and an intraclass
+  correlation between judge models and between replicates of one judge. The older detail,
+  judge agreement per essay and evaluation template, is the spread of the judge models'
   mean scores, classed with upstream's thresholds (range 1 / 2 / 3 on its 0-9 scale)
   scaled to the template: ``range <= k * span / 9``.
 - An essay is one row wherever essays are rows: replicates are never merged and copy-mode
@@ -34,6 +40,8 @@ from typing import Any
 from daydream.errors import ConfigError
 from daydream.queue.cohorts import require_cohort
 from daydream.results.html import render_html
+from daydream.results.inference import Interval, cluster_interval, seed_for, t_interval
+from daydream.results.reliability import RELIABILITY_COLUMNS, judge_reliability
 from daydream.results.rows import (
     EVALUATION_COLUMNS,
     LINEAGE,
@@ -59,6 +67,7 @@ from daydream.results.tables import (
     AGREEMENT_COLUMNS,
     AXES,
     AXIS_COLUMNS,
+    INTERVAL_COLUMNS,
     TOP_OF_SCALE_COLUMNS,
     Report,
     Table,
@@ -82,6 +91,7 @@ def build_report(conn: sqlite3.Connection, cohort_id: str) -> Report:
             list(TOP_OF_SCALE_COLUMNS),
             [{c: r[c] for c in TOP_OF_SCALE_COLUMNS} for r in scored if is_top(r)],
         ),
+        Table("judge_reliability", list(RELIABILITY_COLUMNS), judge_reliability(evaluations)),
     ]
     report = Report(cohort_id, {t.name: t for t in tables}, {}, [f"{t}__{m}" for t, m in judges])
     report.summary = _summary(report, evaluations, scored, essays)
@@ -120,7 +130,7 @@ def _essay_pivot(
     for template, model in judges:
         key = f"{template}__{model}"
         columns += [key, f"{key}_min", f"{key}_max", f"{key}_n"]
-    columns += ["mean", "std", "n", "judges", "mean_unit"]
+    columns += ["mean", "std", "n", "judges", "mean_unit", "ci_low", "ci_high"]
     by_essay: dict[str, list[dict[str, Any]]] = {}
     for r in evaluations:
         if is_scored(r):
@@ -137,12 +147,15 @@ def _essay_pivot(
             row[f"{key}_max"] = max(values) if values else None
             row[f"{key}_n"] = len(values)
         values = [r["score"] for r in scored]
+        interval = t_interval(values)
         row.update(
             mean=rounded(statistics.fmean(values)) if values else None,
             std=rounded(statistics.stdev(values)) if len(values) > 1 else None,
             n=len(values),
             judges=len({judge_of(r) for r in scored}),
             mean_unit=mean_unit(scored),
+            ci_low=rounded(interval[0]) if interval else None,
+            ci_high=rounded(interval[1]) if interval else None,
         )
         rows.append(row)
     return Table("essay_pivot", columns, rows)
@@ -158,8 +171,31 @@ def _final_results(scored: list[dict[str, Any]]) -> Table:
             row: dict[str, Any] = {"analysis_type": analysis, **dict.fromkeys(AXIS_COLUMNS)}
             row.update(zip(keys, values, strict=True))
             row.update(score_stats(groups[values]))
+            row.update(_interval_columns(analysis, values, groups[values]))
             rows.append(row)
-    return Table("final_results", ["analysis_type", *AXIS_COLUMNS, *STAT_COLUMNS], rows)
+    columns = ["analysis_type", *AXIS_COLUMNS, *STAT_COLUMNS, *INTERVAL_COLUMNS]
+    return Table("final_results", columns, rows)
+
+
+def _interval_columns(analysis: str, values: tuple, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The group's 95% intervals, resampling combinations (essays within one combination)."""
+    unit = "essay_gen_id" if analysis == "by_combo" else "combo_id"
+    clusters = [r[unit] for r in rows]
+    seed = seed_for(analysis, *values)
+    interval = cluster_interval([r["score"] for r in rows], clusters, seed=seed)
+    spans = [scale_span(r["scale_min"], r["scale_max"]) for r in rows]
+    unit_interval: Interval | None = None
+    if all(spans):
+        units = [(r["score"] - r["scale_min"]) / s for r, s in zip(rows, spans, strict=True) if s]
+        unit_interval = cluster_interval(units, clusters, seed=seed)
+    return {
+        "ci_low": rounded(interval.low),
+        "ci_high": rounded(interval.high),
+        "ci_unit": unit,
+        "ci_clusters": interval.clusters,
+        "mean_unit_ci_low": rounded(unit_interval.low) if unit_interval else None,
+        "mean_unit_ci_high": rounded(unit_interval.high) if unit_interval else None,
+    }
 
 
 def _judge_agreement(essays: list[dict[str, Any]], evaluations: list[dict[str, Any]]) -> Table:
@@ -219,7 +255,7 @@ def _summary(
     for row in report.tables["judge_agreement"].rows:
         agreement[row["stability"]] += 1
     per_template = [
-        {k: row[k] for k in ("evaluation_template", *STAT_COLUMNS)}
+        {k: row[k] for k in ("evaluation_template", *STAT_COLUMNS, *INTERVAL_COLUMNS)}
         for row in report.tables["final_results"].rows
         if row["analysis_type"] == "by_evaluation_template"
     ]
@@ -235,6 +271,7 @@ def _summary(
         "copy_essays": sum(1 for e in essays if e["essay_mode"] == "copy"),
         "judges": report.judges,
         "by_evaluation_template": per_template,
+        "reliability": report.tables["judge_reliability"].rows,
         "agreement": agreement,
         "top_of_scale": len(report.tables["top_of_scale"].rows),
     }

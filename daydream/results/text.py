@@ -56,17 +56,44 @@ def format_report(summary: dict[str, Any], written: list[Path]) -> str:
             f"  {'evaluation template':<{width}}"
             + "".join(f"{c.replace('top_of_scale', 'top'):>7}" for c in columns)
         )
+        lines[-1] += f"  {'95% CI (combinations)':>22}"
         for row in s["by_evaluation_template"]:
             cells = "".join(f"{'' if row[c] is None else row[c]:>7}" for c in columns)
-            lines.append(f"  {row['evaluation_template']:<{width}}{cells}")
+            lines.append(f"  {row['evaluation_template']:<{width}}{cells}  {_interval(row):>22}")
+    lines += [f"  {line}" for line in format_reliability(s.get("reliability", []))]
     agreement = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in s["agreement"].items())
-    lines.append(f"  judge agreement (essay x evaluation template): {agreement}")
+    lines.append(f"  detail, judge agreement classes (essay x evaluation template): {agreement}")
     lines.append(f"  top of scale: {s['top_of_scale']} evaluation(s)")
     if written:
         lines.append(
             f"wrote {len(written)} file(s) to {written[0].parent}: {', '.join(p.name for p in written)}"
         )
     return "\n".join(lines)
+
+
+def format_reliability(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per rubric and scope: Krippendorff's alpha (with its reading) and the ICC."""
+    if not rows:
+        return []
+    lines = ["judge reliability (Krippendorff's alpha, interval; intraclass correlation):"]
+    for r in rows:
+        who = "between judge models" if r["evaluation_model"] is None else (
+            f"between replicates of {r['evaluation_model']}"
+        )
+        alpha = "n/a" if r["alpha"] is None else f"{r['alpha']:.3f}"
+        icc = "n/a" if r["icc"] is None else f"{r['icc']:.3f}"
+        lines.append(
+            f"  {r['evaluation_template']}, {who} ({r['coders']}): alpha {alpha}"
+            f" ({r['alpha_reading']}, {r['essays']} essays), {r['icc_form']} {icc}"
+            f" ({r['icc_essays']} essays scored by all)"
+        )
+    return lines
+
+
+def _interval(row: dict[str, Any]) -> str:
+    if row.get("ci_low") is None:
+        return "n/a (one combination)" if row.get("ci_clusters") == 1 else ""
+    return f"{row['ci_low']:g} to {row['ci_high']:g} ({row['ci_clusters']})"
 
 
 def format_ranking(ranking: Any) -> str:
@@ -184,4 +211,29 @@ def format_rehearsal(result: Rehearsal) -> str:
             lines.append(f"    {p['stage']}/{p['template_id']}: {p['n']} {p['state']} e.g. {p['example']}: {p['error']}")
     else:
         lines.append("  no template errors, every reply parsed")
+    return "\n".join(lines)
+
+
+def format_comparisons(result: Any) -> str:
+    """Per rubric, one paragraph per pair of levels: the sentence, then the numbers."""
+    subject = (
+        f"cohort {result.cohorts[0]} against cohort {result.cohorts[1]}"
+        if result.axis == "cohort"
+        else f"{result.axis} in cohort {result.cohorts[0]}"
+    )
+    lines = [f"compare {subject} (b minus a; 95% intervals resample combinations):"]
+    template = None
+    for c in result.comparisons:
+        if c["template"] != template:
+            template = c["template"]
+            lines.append(f"  rubric {template}, matched on {c['matched_on']}:")
+        lines.append(f"    {c['b']} vs {c['a']}: {c['summary']}")
+        unmatched = c["unmatched_a"] + c["unmatched_b"]
+        if unmatched and c["n_pairs"]:
+            lines.append(
+                f"      left out: {c['unmatched_a']} unit(s) of {c['a']} and"
+                f" {c['unmatched_b']} of {c['b']} without a match"
+            )
+    if not result.comparisons:
+        lines.append("  no scored evaluations to compare")
     return "\n".join(lines)
