@@ -18,12 +18,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from daydream.results.html_inference import (
-    calibration_section,
-    interval_text,
-    intervals_section,
-    reliability_section,
-)
+from daydream.results.html_inference import inference_sections, interval_text
 from daydream.results.markup import charts as _charts
 from daydream.results.markup import colour as _colour
 from daydream.results.markup import figure as _figure
@@ -129,14 +124,7 @@ def render_html(report: Report) -> str:
         ),
         "<h2>Mean score: evaluation template &times; judge model</h2>",
         _charts([_figure("all essays", _heatmap(_judge_cells(results)))]),
-        "<h2>Means with 95% confidence intervals</h2>",
-        intervals_section(results),
-        "<h2>Judge reliability</h2>",
-        reliability_section(report.tables["judge_reliability"].rows),
-        "<h2>Judges against human ratings</h2>",
-        calibration_section(
-            report.tables["judge_calibration"].rows if "judge_calibration" in report.tables else []
-        ),
+        *inference_sections(report.tables),
         "<h2>Judge agreement classes (detail)</h2>",
         '<p class="note">Per essay and evaluation template: the range of the judge models\''
         " mean scores. Classes use upstream's thresholds (range 1 / 2 / 3 on a 0-9 scale)"

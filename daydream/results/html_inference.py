@@ -30,6 +30,19 @@ ERROR_BAR_AXES = (
 _INK = "#1f4e8c"
 
 
+def inference_sections(tables: dict[str, Any]) -> list[str]:
+    """The headed sections: error bars, judge reliability, calibration against humans."""
+    calibration = tables["judge_calibration"].rows if "judge_calibration" in tables else []
+    return [
+        "<h2>Means with 95% confidence intervals</h2>",
+        intervals_section(tables["final_results"].rows),
+        "<h2>Judge reliability</h2>",
+        reliability_section(tables["judge_reliability"].rows),
+        "<h2>Judges against human ratings</h2>",
+        calibration_section(calibration),
+    ]
+
+
 def intervals_section(results: list[dict[str, Any]]) -> str:
     """Error-bar charts of the per-axis means, one per axis with two or more groups."""
     figures = []
