@@ -83,8 +83,7 @@ def render_html(report: Report) -> str:
                 "max",
                 "high",
                 "low",
-                "top",
-                "95% CI (combinations)",
+                "top", "95% CI (combinations)",
             ],
             [
                 [
