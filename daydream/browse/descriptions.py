@@ -91,6 +91,13 @@ TABLES: dict[str, dict[str, Any]] = {
             " scores. The essay_scores view adds lineage and the mean."
         ),
     },
+    "reparses": {
+        "description": "One row per reply parsed again by daydream reparse (no model call):"
+        " the template version and parser version used, the new result and the one it"
+        " replaced (previous_*).",
+        "sort_desc": "event_id",
+        "facets": ["stage", "previous_state", "state", "parser_version"],
+    },
     "schema_migrations": {"description": "Internal: the applied migrations."},
     "projection_meta": {"description": "Internal: the hash of the projections' DDL."},
     # report views (views.py)
@@ -307,6 +314,13 @@ COLUMNS: dict[str, str] = {
 }
 
 COLUMN_OVERRIDES: dict[tuple[str, str], str] = {
+    ("generations", "parsed_with"): "The template version whose parser and scale gave"
+    " the parsed output after daydream reparse (empty: the planned version).",
+    ("reparses", "event_id"): "The generation.reparsed event.",
+    ("reparses", "parser_version"): "The parsers' version (daydream.parsers.PARSER_VERSION).",
+    ("reparses", "previous_state"): "The outcome state before the reparse.",
+    ("reparses", "previous_score"): "The score before the reparse.",
+    ("reparses", "previous_parsed_hash"): "The parsed output's hash before the reparse.",
     ("schema_migrations", "version"): "Migration number.",
     ("schema_migrations", "name"): "Migration file name.",
     ("combos", "level"): "Description level the combination's concepts are shown at.",

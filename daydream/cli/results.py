@@ -213,6 +213,59 @@ def compare_command(
         click.echo(format_comparisons(result))
 
 
+# -- reparse (worker/reparse.py) -------------------------------------------------------------
+
+
+@cli.command("reparse")
+@db_option
+@click.argument("cohort")
+@click.option("--stage", type=click.Choice(["draft", "essay", "evaluation"]), help="Only this stage.")
+@click.option("--template", help="Only generations of this template.")
+@click.option("--dry-run", is_flag=True, help="Say what would change; write nothing.")
+@json_option
+def reparse_command(
+    db_path: Path,
+    cohort: str,
+    stage: str | None,
+    template: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Parse stored replies again with the current templates and parsers (no model call).
+
+    After a parser fix, or after re-importing a catalog whose template changed its scale,
+    parser or min_lines: every stored reply of the cohort (of --stage and --template) is
+    validated and parsed again with the template's current version, exactly as a worker
+    would, and each changed result is recorded as a generation.reparsed event with the
+    parser version. Reports and pivots follow; the previous results stay in the log and in
+    the reparses table. Running it twice changes nothing the second time.
+
+    Example:
+
+        daydream catalog import specs/catalog
+        daydream reparse demo --stage evaluation --dry-run
+        daydream reparse demo --stage evaluation
+    """
+    from daydream.results.text import format_reparse
+    from daydream.worker.reparse import reparse
+
+    def progress(done: int, total: int) -> None:
+        if total >= 5_000:
+            _err(f"parsed {done:,} of {total:,} replies")
+
+    conn = _open(db_path)
+    try:
+        report = reparse(
+            conn, cohort, stage=stage, template=template, dry_run=dry_run, progress=progress
+        )
+    finally:
+        conn.close()
+    if as_json:
+        _echo_json(report.to_dict())
+    else:
+        click.echo(format_reparse(report))
+
+
 # -- browse (browse.py) ---------------------------------------------------------------------
 
 

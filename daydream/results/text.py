@@ -237,3 +237,42 @@ def format_comparisons(result: Any) -> str:
     if not result.comparisons:
         lines.append("  no scored evaluations to compare")
     return "\n".join(lines)
+
+
+def format_reparse(report: Any) -> str:
+    """How many replies were parsed again, what changed (old -> new state) and examples."""
+    scope = " ".join(
+        part
+        for part in (
+            f"stage {report.stage}" if report.stage else "",
+            f"template {report.template}" if report.template else "",
+        )
+        if part
+    )
+    head = (
+        f"reparse of cohort {report.cohort_id}{f' ({scope})' if scope else ''} with parser"
+        f" version {report.parser_version}, no model call"
+        f"{' (dry run: nothing written)' if report.dry_run else ''}:"
+    )
+    lines = [
+        head,
+        f"  {report.examined} stored repl(ies) parsed again: {report.changed} changed,"
+        f" {report.examined - report.changed} unchanged; {report.skipped} without a reply"
+        " or still running left alone",
+    ]
+    for transition, count in sorted(report.transitions.items()):
+        lines.append(f"    {transition}: {count}")
+    for example in report.examples:
+        reason = f" ({example['error']})" if example["error"] else ""
+        lines.append(f"    e.g. {example['gen_id']}: {example['before']} -> {example['after']}{reason}")
+    if report.stale_children:
+        lines.append(
+            f"  note: {report.stale_children} finished child generation(s) were made from a"
+            " parsed text that has now changed; they keep their results"
+        )
+    if not report.dry_run:
+        lines.append(
+            f"  {report.events} event(s) written; the previous results stay in the log"
+            " (table reparses lists both)"
+        )
+    return "\n".join(lines)

@@ -21,7 +21,7 @@ from daydream.clock import Clock, isoformat, utcnow
 from daydream.crashpoints import crash_point
 from daydream.db.texts import text_hash
 from daydream.errors import ConfigError, ParseError, ProviderError, TemplateError
-from daydream.parsers import parse_output, validate_output
+from daydream.parsers import Parsed, parse_output, validate_output
 from daydream.prompts import concept_contents, render_prompt, stage_variables
 from daydream.providers.protocol import CompletionRequest
 from daydream.providers.registry import make_provider
@@ -207,14 +207,10 @@ class Executor:
                 **responded,
             )
         ]
-        settings = task.template.get("settings", {})
-        min_lines = settings.get("min_lines", DEFAULT_MIN_LINES.get(task.stage))
         try:
-            if task.mode != "copy":
-                validate_output(
-                    raw, finish_reason=responded.get("finish_reason"), min_lines=min_lines
-                )
-            parsed = parse_output(task.template["parser"], raw, scale=task.template.get("scale"))
+            parsed = parse_reply(
+                task.template, task.stage, task.mode, raw, responded.get("finish_reason")
+            )
         except ParseError as exc:
             outcome = self._failed(task, state=exc.state, error=str(exc), retryable=False)
             outcome.events[:0] = events
@@ -306,6 +302,19 @@ class Executor:
             error_class=error_class,
         )
         return Outcome(task, [event], ok=False, retry_delay=delay, ended_at=now)
+
+
+def parse_reply(
+    template: dict[str, Any], stage: str, mode: str, raw: str, finish_reason: str | None
+) -> Parsed:
+    """The parsed phase of a reply: validated (unless a copy), then parsed with the
+    template's parser and scale. Raises ``ParseError`` with the outcome state. ``daydream
+    reparse`` runs the same function on stored replies."""
+    settings = template.get("settings", {})
+    min_lines = settings.get("min_lines", DEFAULT_MIN_LINES.get(stage))
+    if mode != "copy":
+        validate_output(raw, finish_reason=finish_reason, min_lines=min_lines)
+    return parse_output(template["parser"], raw, scale=template.get("scale"))
 
 
 def _hash(text: str) -> str:
