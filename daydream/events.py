@@ -390,6 +390,28 @@ class GenerationReparsed(Event):
         return self.gen_id
 
 
+class RatingRecorded(Event):
+    """A human rater scored an essay on a rubric (``daydream label import``).
+
+    ``score`` was checked against the scale of the rubric's ``template_version``; ``source``
+    names the file it came from. A later rating by the same rater of the same essay and
+    rubric replaces this one in ``human_ratings``; both stay in the log.
+    """
+
+    type: ClassVar[str] = "rating.recorded"
+    essay_gen_id: str
+    evaluation_template: str
+    template_version: str
+    rater: str
+    score: float
+    note: str | None = None
+    source: str
+
+    @property
+    def subject(self) -> str:
+        return self.essay_gen_id
+
+
 class GenerationsRetried(Event):
     """Failed (or chosen) generations were put back to work by ``daydream retry``.
 

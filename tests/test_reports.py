@@ -593,6 +593,7 @@ def test_report_command_writes_csv_json_and_a_self_contained_page(cohort, tmp_pa
         "evaluation_scores.csv",
         "final_results.csv",
         "judge_agreement.csv",
+        "judge_calibration.csv",
         "judge_reliability.csv",
         "report.html",
         "top_of_scale.csv",
@@ -628,6 +629,7 @@ def test_write_report_and_ranking_files(cohort, tmp_path):
         "judge_agreement.csv",
         "top_of_scale.csv",
         "judge_reliability.csv",
+        "judge_calibration.csv",
     ]
     conn = connect(db)
     ranking = rank_essays(conn, "c1", FEAS)

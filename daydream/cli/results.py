@@ -266,6 +266,91 @@ def reparse_command(
         click.echo(format_reparse(report))
 
 
+# -- label export / import (labels.py) -------------------------------------------------------
+
+
+@cli.group("label")
+def label_group() -> None:
+    """Human ratings: a sheet for raters, and their ratings recorded beside the judges'."""
+
+
+@label_group.command("export")
+@db_option
+@click.argument("cohort")
+@click.option("--template", required=True, help="The rubric (evaluation template) to rate on.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The sheet (default: reports/COHORT/labels-TEMPLATE.csv).",
+)
+@click.option("--rater", default="", help="Fill the rater column with this name.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the shuffled order.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing sheet.")
+def label_export(
+    db_path: Path,
+    cohort: str,
+    template: str,
+    out: Path | None,
+    rater: str,
+    seed: int,
+    overwrite: bool,
+) -> None:
+    """Write a blind rating sheet: one row per essay, with its text and a blank score.
+
+    Columns: essay_gen_id, evaluation_template, rater, score, note (what label import
+    reads), then scale and essay_text. No template, model or judge score is shown, and the
+    order is shuffled (fixed by --seed). Raters fill rater and score (and a note).
+
+    Example:
+
+        daydream label export demo --template novelty-rubric --rater ab
+    """
+    from daydream.results.labels import export_sheet
+
+    path = out or Path("reports") / cohort / f"labels-{template}.csv"
+    conn = _open(db_path)
+    try:
+        count = export_sheet(
+            conn, cohort, template, path, rater=rater, overwrite=overwrite, seed=seed
+        )
+    finally:
+        conn.close()
+    click.echo(f"wrote {count} essay(s) to {path}")
+    _err(f"next: have raters fill rater and score, then: daydream label import {path}")
+
+
+@label_group.command("import")
+@db_option
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@json_option
+def label_import(db_path: Path, file: Path, as_json: bool) -> None:
+    """Record human ratings from a CSV (essay_gen_id,evaluation_template,rater,score[,note]).
+
+    Each score is checked against the rubric's scale; any bad row refuses the whole file
+    (nothing written). Rows without a score are skipped; a rating identical to the one
+    recorded is skipped; a changed one replaces it (both stay in the log). The report's
+    calibration section and the essay_ratings view then show them beside the judges.
+
+    Example:
+
+        daydream label import reports/demo/labels-novelty-rubric.csv
+    """
+    from daydream.results.labels import import_ratings
+
+    conn = _open(db_path)
+    try:
+        report = import_ratings(conn, file)
+    finally:
+        conn.close()
+    if as_json:
+        _echo_json(report.to_dict())
+        return
+    click.echo(
+        f"{file}: {report.recorded} rating(s) recorded, {report.unchanged} unchanged,"
+        f" {report.blank} row(s) without a score skipped"
+    )
+
+
 # -- browse (browse.py) ---------------------------------------------------------------------
 
 

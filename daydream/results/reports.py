@@ -41,7 +41,13 @@ from daydream.errors import ConfigError
 from daydream.queue.cohorts import require_cohort
 from daydream.results.html import render_html
 from daydream.results.inference import Interval, cluster_interval, seed_for, t_interval
-from daydream.results.reliability import RELIABILITY_COLUMNS, judge_reliability
+from daydream.results.labels import ratings_of
+from daydream.results.reliability import (
+    CALIBRATION_COLUMNS,
+    RELIABILITY_COLUMNS,
+    judge_calibration,
+    judge_reliability,
+)
 from daydream.results.rows import (
     EVALUATION_COLUMNS,
     LINEAGE,
@@ -92,6 +98,11 @@ def build_report(conn: sqlite3.Connection, cohort_id: str) -> Report:
             [{c: r[c] for c in TOP_OF_SCALE_COLUMNS} for r in scored if is_top(r)],
         ),
         Table("judge_reliability", list(RELIABILITY_COLUMNS), judge_reliability(evaluations)),
+        Table(
+            "judge_calibration",
+            list(CALIBRATION_COLUMNS),
+            judge_calibration(evaluations, ratings_of(conn, cohort_id)),
+        ),
     ]
     report = Report(cohort_id, {t.name: t for t in tables}, {}, [f"{t}__{m}" for t, m in judges])
     report.summary = _summary(report, evaluations, scored, essays)
@@ -272,6 +283,7 @@ def _summary(
         "judges": report.judges,
         "by_evaluation_template": per_template,
         "reliability": report.tables["judge_reliability"].rows,
+        "calibration": report.tables["judge_calibration"].rows,
         "agreement": agreement,
         "top_of_scale": len(report.tables["top_of_scale"].rows),
     }

@@ -61,6 +61,12 @@ def format_report(summary: dict[str, Any], written: list[Path]) -> str:
             cells = "".join(f"{'' if row[c] is None else row[c]:>7}" for c in columns)
             lines.append(f"  {row['evaluation_template']:<{width}}{cells}  {_interval(row):>22}")
     lines += [f"  {line}" for line in format_reliability(s.get("reliability", []))]
+    for r in s.get("calibration", []):
+        lines.append(
+            f"  against human ratings, {r['evaluation_template']} {r['evaluation_model']}:"
+            f" Spearman {r['spearman']}, Kendall {r['kendall']}, mean bias {r['mean_bias']}"
+            f" over {r['essays']} essays ({r['raters']} raters)"
+        )
     agreement = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in s["agreement"].items())
     lines.append(f"  detail, judge agreement classes (essay x evaluation template): {agreement}")
     lines.append(f"  top of scale: {s['top_of_scale']} evaluation(s)")

@@ -1,5 +1,7 @@
-"""The applier of ``generation.reparsed``: a stored reply parsed again with the template's
-current parser and scale (``daydream reparse``, no model call).
+"""The appliers of results recorded after the run: ``generation.reparsed``, a stored reply
+parsed again with the template's current parser and scale (``daydream reparse``, no model
+call), and ``rating.recorded``, a human rating (``daydream label import``), which
+``human_ratings`` keeps latest per essay, rubric and rater.
 
 The generation takes the new result (done with its parsed output and score, or failed
 with the reason), ``reparses`` keeps one row per reparse with the result it replaced, the
@@ -89,4 +91,29 @@ def _generation_reparsed(conn, event_id, e: ev.GenerationReparsed, at):
         set_blocked(conn, children_of(conn, [e.gen_id]), f"parent {e.gen_id} failed: {e.state}")
 
 
-APPLIERS: dict[str, Callable[..., None]] = {ev.GenerationReparsed.type: _generation_reparsed}
+def _rating_recorded(conn, event_id, e: ev.RatingRecorded, at):
+    conn.execute(
+        "INSERT INTO human_ratings (essay_gen_id, evaluation_template, rater, score, note,"
+        " template_version, source, event_id, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (essay_gen_id, evaluation_template, rater) DO UPDATE SET"
+        " score = excluded.score, note = excluded.note,"
+        " template_version = excluded.template_version, source = excluded.source,"
+        " event_id = excluded.event_id, recorded_at = excluded.recorded_at",
+        (
+            e.essay_gen_id,
+            e.evaluation_template,
+            e.rater,
+            e.score,
+            e.note,
+            e.template_version,
+            e.source,
+            event_id,
+            at,
+        ),
+    )
+
+
+APPLIERS: dict[str, Callable[..., None]] = {
+    ev.GenerationReparsed.type: _generation_reparsed,
+    ev.RatingRecorded.type: _rating_recorded,
+}

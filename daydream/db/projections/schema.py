@@ -194,6 +194,19 @@ CREATE TABLE reparses (
     recorded_at TEXT NOT NULL
 );
 CREATE INDEX reparses_gen ON reparses (gen_id);
+-- Human ratings (`daydream label import`): the latest per essay, rubric and rater.
+CREATE TABLE human_ratings (
+    essay_gen_id TEXT NOT NULL REFERENCES generations(gen_id),
+    evaluation_template TEXT NOT NULL,
+    rater TEXT NOT NULL,
+    score REAL NOT NULL,
+    note TEXT,
+    template_version TEXT NOT NULL REFERENCES template_versions(version),
+    source TEXT NOT NULL,
+    event_id INTEGER NOT NULL,
+    recorded_at TEXT NOT NULL,
+    PRIMARY KEY (essay_gen_id, evaluation_template, rater)
+) WITHOUT ROWID;
 CREATE TABLE pools (
     pool TEXT PRIMARY KEY,
     "limit" INTEGER NOT NULL,
@@ -206,6 +219,7 @@ CREATE TABLE pools (
 
 # Tables in drop/compare order (children first when dropping).
 PROJECTION_TABLES = (
+    "human_ratings",
     "reparses",
     "essay_judge_scores",
     "calls",

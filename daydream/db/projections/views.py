@@ -418,6 +418,25 @@ FROM (
 ) r
 """
 
+# Human ratings beside the judges' scores: per essay and rubric, the raters' mean and the
+# judges' scored evaluations (all cohorts: a rating belongs to the essay, not a cohort).
+VIEWS["essay_ratings"] = """
+SELECT
+    r.essay_gen_id AS essay_gen_id,
+    r.evaluation_template AS evaluation_template,
+    count(*) AS ratings,
+    group_concat(r.rater || ' ' || r.score, ', ') AS human_scores,
+    round(avg(r.score), 3) AS human_mean,
+    (SELECT round(avg(v.score), 3) FROM generations v
+        WHERE v.parent_gen_id = r.essay_gen_id AND v.template_id = r.evaluation_template
+        AND v.stage = 'evaluation' AND v.state = 'ok') AS judge_mean,
+    (SELECT group_concat(v.model_id || ' ' || v.score, ', ') FROM generations v
+        WHERE v.parent_gen_id = r.essay_gen_id AND v.template_id = r.evaluation_template
+        AND v.stage = 'evaluation' AND v.state = 'ok') AS judge_scores
+FROM human_ratings r
+GROUP BY r.essay_gen_id, r.evaluation_template
+"""
+
 # Calls, tokens and cost per model over the whole database (from calls: one row per
 # model call, failed calls included, copy-mode essays excluded).
 VIEWS["model_usage"] = """
