@@ -15,15 +15,23 @@
       import daydream.results as dr
       dr.pivot("daydream.db", "demo")
 
-Importing this package stays light: ``frames`` (and pandas) load on first use of a frame.
+Importing this package stays light: ``frames`` imports pandas and the reports only when a
+frame is asked for. (No frame is named after a submodule: importing one would set the
+package attribute of its name.)
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from daydream.results.frames import (
+    compare,
+    evaluations,
+    final_results,
+    judge_calibration,
+    judge_reliability,
+    pivot,
+)
 
-# Not named after a submodule (importing one sets the package attribute of its name).
+# frames imports pandas and the report modules only when a frame is asked for.
 __all__ = [
     "compare",
     "evaluations",
@@ -32,15 +40,3 @@ __all__ = [
     "judge_reliability",
     "pivot",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name not in __all__:
-        raise AttributeError(f"module 'daydream.results' has no attribute {name!r}")
-    value = getattr(importlib.import_module(".frames", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
