@@ -263,3 +263,48 @@ def test_compare_refuses_what_it_cannot_compare(known):
             compare_levels(conn, "k", "essay_template", template="nope")
         finally:
             conn.close()
+
+
+def test_judge_reliability_matches_the_krippendorff_package(tmp_path):
+    krippendorff = pytest.importorskip("krippendorff")
+
+    def score(row):  # m2 one point above m1; replicates of a judge always agree
+        return _base(row) + (row["essay_template"] == "B")
+
+    db = scored_cohort(tmp_path, score, judges=("m1", "m2"), replicates=2)
+    conn = connect(db)
+    try:
+        report = build_report(conn, "k")
+    finally:
+        conn.close()
+    rows = {(r["scope"], r["evaluation_model"]): r for r in report.tables["judge_reliability"].rows}
+    essays = sorted({r["essay_gen_id"] for r in report.tables["evaluation_scores"].rows})
+    matrix = [
+        [
+            next(
+                r["score"]
+                for r in report.tables["evaluation_scores"].rows
+                if r["essay_gen_id"] == essay and r["evaluation_model"] == judge
+            )
+            for essay in essays
+        ]
+        for judge in ("m1", "m2")
+    ]
+    expected = krippendorff.alpha(reliability_data=matrix, level_of_measurement="interval")
+    judges = rows[("judge models", None)]
+    assert (judges["coders"], judges["essays"], judges["icc_essays"]) == (2, 16, 16)
+    assert judges["alpha"] == round(expected, 3)
+    assert judges["alpha"] < 1 and judges["icc"] < 1  # a constant offset is disagreement
+    for model in ("m1", "m2"):
+        replicas = rows[("replicates", model)]
+        assert (replicas["alpha"], replicas["alpha_reading"], replicas["icc"]) == (
+            1.0,
+            "reliable",
+            1.0,
+        )
+    text = CliRunner().invoke(cli, ["report", "k", "--db", str(db), "--out", str(tmp_path / "r")])
+    assert (
+        f"judge, between judge models (2): alpha {judges['alpha']:.3f} ({judges['alpha_reading']},"
+        " 16 essays)" in text.output
+    )
+    assert "detail, judge agreement classes" in text.output

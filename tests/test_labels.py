@@ -129,3 +129,28 @@ def test_a_score_outside_the_scale_refuses_the_file_and_writes_nothing(rated, tm
         " (fix the score)"
     )
     assert scalar(db, "SELECT count(*) FROM events") == events
+
+
+def test_ratings_are_browsable_beside_the_judges_scores(rated):
+    import asyncio
+
+    from daydream.browse.app import make_datasette
+
+    db, _, filled, rows = rated
+    assert CliRunner().invoke(cli, ["label", "import", str(filled), "--db", str(db)]).exit_code == 0
+    essay = rows[0]["essay_gen_id"]
+    ds = make_datasette(db)
+    name = db.stem
+
+    async def fetch(path):
+        return await ds.client.get(path)
+
+    view = asyncio.run(fetch(f"/{name}/essay_ratings.json?essay_gen_id={essay}&_shape=array"))
+    assert view.status_code == 200, view.text
+    [row] = view.json()
+    assert (row["ratings"], row["judge_mean"] - row["human_mean"]) == (2, 0.5)
+    assert row["human_scores"].startswith("ab ") and "m1 " in row["judge_scores"]
+    # The essay's own row page links to its ratings (human_ratings has a foreign key to it).
+    page = asyncio.run(fetch(f"/{name}/generations/{essay}"))
+    assert page.status_code == 200
+    assert f"/human_ratings?essay_gen_id={essay}" in page.text
