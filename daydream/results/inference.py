@@ -41,6 +41,11 @@ RESAMPLES = 2000
 MIN_CLUSTERS = 2
 
 
+# Below this many clusters a percentile bootstrap interval is known to be too narrow: the
+# text output flags it.
+FEW_CLUSTERS = 20
+
+
 # The fewest clusters a two-sided Wilcoxon test needs to reach p < 0.05 at all: with n
 # clusters all pointing one way its exact p-value is 2 / 2**n (n = 5: 0.0625).
 MIN_TEST_CLUSTERS = 6

@@ -144,7 +144,8 @@ def judge_reliability(evaluations: list[dict[str, Any]]) -> list[dict[str, Any]]
     for template in sorted({r["evaluation_template"] for r in scored}):
         mine = [r for r in scored if r["evaluation_template"] == template]
         judges = _table(mine, coder="evaluation_model")
-        rows.append(_reliability_row(template, "judge models", None, judges, "ICC(2,1)"))
+        if len({r["evaluation_model"] for r in mine}) > 1:  # one model cannot disagree
+            rows.append(_reliability_row(template, "judge models", None, judges, "ICC(2,1)"))
         for model in sorted({r["evaluation_model"] for r in mine}):
             replicas = _table(
                 [r for r in mine if r["evaluation_model"] == model], coder="evaluation_replicate"

@@ -9,6 +9,7 @@ from typing import Any
 
 from daydream.plan.report import PlanReport
 from daydream.queue.cohorts import Status
+from daydream.results.inference import FEW_CLUSTERS
 from daydream.runner.rehearsal import Rehearsal
 
 
@@ -60,6 +61,11 @@ def format_report(summary: dict[str, Any], written: list[Path]) -> str:
         for row in s["by_evaluation_template"]:
             cells = "".join(f"{'' if row[c] is None else row[c]:>7}" for c in columns)
             lines.append(f"  {row['evaluation_template']:<{width}}{cells}  {_interval(row):>22}")
+    if any(_interval(r).endswith("*") for r in s["by_evaluation_template"]):
+        lines.append(
+            f"  * fewer than {FEW_CLUSTERS} combinations: the interval is too narrow, read it"
+            " as rough"
+        )
     lines += [f"  {line}" for line in format_reliability(s.get("reliability", []))]
     for r in s.get("calibration", []):
         lines.append(
@@ -99,7 +105,8 @@ def format_reliability(rows: list[dict[str, Any]]) -> list[str]:
 def _interval(row: dict[str, Any]) -> str:
     if row.get("ci_low") is None:
         return "n/a (one combination)" if row.get("ci_clusters") == 1 else ""
-    return f"{row['ci_low']:g} to {row['ci_high']:g} ({row['ci_clusters']})"
+    few = "*" if row["ci_clusters"] < FEW_CLUSTERS else ""
+    return f"{row['ci_low']:g} to {row['ci_high']:g} ({row['ci_clusters']}){few}"
 
 
 def format_ranking(ranking: Any) -> str:
