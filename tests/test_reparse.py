@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from click.testing import CliRunner
+
+from daydream.cli import cli
 from daydream.db.connection import connect
 from daydream.results.reports import build_report
 from tests.fakeapi import FakeAPI
@@ -23,6 +26,7 @@ from tests.scenario import (
     worker_cmd,
     write_catalog,
 )
+from tests.scored import ESSAY_TEMPLATES, scored_cohort
 
 
 def _judge_scale(low: int, high: int) -> dict:
@@ -147,3 +151,40 @@ def test_a_draft_that_now_parses_unblocks_its_children(tmp_path):
         assert len(api.requests) == calls + 2  # the two judges; the copy essays call nobody
         assert set(query(db, "SELECT status FROM generations")) == {("done",)}
         check_invariants(db)
+
+
+def test_an_essay_that_no_longer_parses_keeps_its_judged_children_and_says_so(tmp_path):
+    db = scored_cohort(tmp_path, lambda row: 5, combos=3)
+    strict = {
+        **ESSAY_TEMPLATES,
+        "essay": [
+            {**ESSAY_TEMPLATES["essay"][0], "parser": "essay_block"},
+            ESSAY_TEMPLATES["essay"][1],
+        ],
+    }
+    catalog = write_catalog(tmp_path / "catalog", models=[model("m1")], combos=3, templates=strict)
+    run(daydream_cmd("catalog", "import", str(catalog), "--db", str(db)))
+    runner = CliRunner()
+    wrong = runner.invoke(cli, ["reparse", "k", "--template", "nope", "--db", str(db)])
+    assert wrong.exit_code == 2
+    assert wrong.output.strip().splitlines()[-1] == (
+        'Error: Invalid value for --template: template "nope" is not used by cohort "k"'
+        " (templates: A, B, judge, notes)"
+    )
+    result = runner.invoke(cli, ["reparse", "k", "--stage", "essay", "--db", str(db), "--json"])
+    report = json.loads(result.output)
+    assert (report["changed"], report["transitions"], report["stale_children"]) == (
+        3,
+        {"ok -> parse_failed": 3},
+        3,
+    )
+    pairs = query(
+        db,
+        "SELECT e.template_id, e.status, v.status FROM generations e"
+        " JOIN generations v ON v.parent_gen_id = e.gen_id WHERE e.stage = 'essay'",
+    )
+    assert set(pairs) == {
+        ("A", "failed", "done"),
+        ("B", "done", "done"),
+    }
+    check_invariants(db)
