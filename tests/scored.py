@@ -25,6 +25,7 @@ ESSAY_TEMPLATES = {
     "essay": [
         {"id": "A", "parser": "identity", "max_tokens": 600},
         {"id": "B", "parser": "identity", "max_tokens": 600},
+        {"id": "copy", "generator": "copy"},
     ],
 }
 
@@ -94,6 +95,7 @@ def scored_cohort(
     combos: int = 8,
     judges: tuple[str, ...] = ("m1",),
     replicates: int = 1,
+    essays: tuple[str, ...] = ("A", "B"),
 ) -> Path:
     """Plan and score cohort ``k`` in ``root/run.db`` (returned); see the module docstring."""
     models = [offline_model(m) for m in sorted({"m1", *judges})]
@@ -104,7 +106,7 @@ def scored_cohort(
         templates=ESSAY_TEMPLATES,
         bodies={("essay", "A"): ESSAY_BODY, ("essay", "B"): ESSAY_BODY},
         axes={
-            "essay_template": ["A", "B"],
+            "essay_template": list(essays),
             "essay_llm": ["m1"],
             "evaluation_llm": list(judges),
             "evaluation_replicate": list(range(1, replicates + 1)),
@@ -116,9 +118,11 @@ def scored_cohort(
             "SELECT g.gen_id, g.stage, g.model_id, g.replicate, e.template_id FROM generations g"
             " LEFT JOIN generations e ON e.gen_id = g.parent_gen_id ORDER BY g.rowid"
         ).fetchall()
+        copies = {r[0] for r in conn.execute("SELECT gen_id FROM generations WHERE mode = 'copy'")}
         for gen_id, stage, model, replicate, essay_template in rows:
             if stage != "evaluation":
-                complete(conn, gen_id, f"{stage} text of {gen_id}")
+                mode = "copy" if gen_id in copies else "llm"
+                complete(conn, gen_id, f"{stage} text of {gen_id}", mode=mode)
                 continue
             lineage = {
                 "combo": _combo_of(conn, gen_id),

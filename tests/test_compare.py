@@ -308,3 +308,16 @@ def test_judge_reliability_matches_the_krippendorff_package(tmp_path):
         " 16 essays)" in text.output
     )
     assert "detail, judge agreement classes" in text.output
+
+
+def test_a_copy_template_is_compared_on_the_same_drafts(tmp_path):
+    """A copy essay has no model: against it, the other template's essays of the same draft
+    match whatever their model."""
+
+    def written_beats_copied(row):
+        return _base(row) + (2 if row["essay_template"] == "A" else 0)
+
+    db = scored_cohort(tmp_path, written_beats_copied, essays=("A", "copy"))
+    [row] = _compare(db, "essay_template", levels=["copy", "A"])
+    assert (row["n_pairs"], row["unmatched_a"], row["unmatched_b"]) == (8, 0, 0)
+    assert (row["mean_diff"], row["verdict"]) == (2.0, "b_higher")

@@ -6,7 +6,9 @@ draft (so the same combination) with every other axis equal, judge included; for
 axis, the same combination with every other axis equal; for judge models, the same essay.
 A unit's value at a level is the mean of its scored evaluations there (replicates pool).
 A unit with a value at both levels is a *pair*, its difference is ``b - a``; a unit seen
-at only one level is counted as unmatched and left out, never mixed in.
+at only one level is counted as unmatched and left out, never mixed in. A copy-mode essay
+has no model, so against a level made of copies the other level's essays of the same
+draft pool over their models.
 
 Pairs that share a combination are not independent, so the interval resamples
 combinations and the signed-rank test runs on one mean difference per combination
@@ -134,11 +136,11 @@ def compare_levels(
                 key = tuple(r[c] for c in key_columns)
                 units.setdefault(key, {}).setdefault(str(r[axis]), []).append(r["score"])
                 clusters[key] = r["combo_id"]
-        pairs = list(itertools.combinations(chosen, 2))
-        rows = [
-            _compare(units, clusters, a, b, seed=seed_for(cohort_id, axis, rubric, a, b))
-            for a, b in pairs
-        ]
+        rows = []
+        for a, b in itertools.combinations(chosen, 2):
+            matched, groups = _copy_matches_any_model(units, clusters, key_columns, a, b)
+            seed = seed_for(cohort_id, axis, rubric, a, b)
+            rows.append(_compare(matched, groups, a, b, seed=seed))
         result.comparisons += _finish(rows, axis=axis, template=rubric, matched_on=matched_on)
     return result
 
@@ -294,6 +296,35 @@ def describe(row: dict[str, Any], *, family: int = 1) -> str:
 
 
 # -- helpers ----------------------------------------------------------------------------------
+
+
+def _copy_matches_any_model(
+    units: dict[tuple, dict[str, list[float]]],
+    clusters: dict[tuple, str],
+    key_columns: tuple[str, ...],
+    a: str,
+    b: str,
+) -> tuple[dict[tuple, dict[str, list[float]]], dict[tuple, str]]:
+    """A copy-mode essay has no model of its own: when one level is made only of copies,
+    the other level's essays of the same draft (and judge) pool over their models, so
+    "writing an essay" can be compared with "copying the draft"."""
+    if "essay_model" not in key_columns:
+        return units, clusters
+    i = key_columns.index("essay_model")
+    copies = [
+        all(key[i] is None for key, by_level in units.items() if level in by_level)
+        for level in (a, b)
+    ]
+    if not any(copies):
+        return units, clusters
+    merged: dict[tuple, dict[str, list[float]]] = {}
+    groups: dict[tuple, str] = {}
+    for key, by_level in units.items():
+        short = key[:i] + key[i + 1 :]
+        for level, scores in by_level.items():
+            merged.setdefault(short, {}).setdefault(level, []).extend(scores)
+        groups[short] = clusters[key]
+    return merged, groups
 
 
 def _with_essay_model(row: dict[str, Any]) -> dict[str, Any]:
