@@ -283,7 +283,6 @@ def measure_statistics(db_path: Path, runs: int) -> dict:
 
     from daydream.db.connection import connect
     from daydream.results import reports
-    from daydream.results.inference import Interval
 
     def plain() -> None:
         conn = connect(db_path, create=False)
@@ -294,7 +293,8 @@ def measure_statistics(db_path: Path, runs: int) -> dict:
 
     def baseline() -> None:
         with (
-            mock.patch.object(reports, "cluster_interval", lambda *a, **k: Interval(0, None, None, 0, 0)),
+            mock.patch.object(reports, "_interval_arrays", lambda scored: {}),
+            mock.patch.object(reports, "_interval_columns", lambda *args: {}),
             mock.patch.object(reports, "judge_reliability", lambda rows: []),
             mock.patch.object(reports, "t_interval", lambda values: None),
         ):

@@ -95,24 +95,54 @@ def cluster_interval(
     confidence: float = CONFIDENCE,
 ) -> Interval:
     """The mean of ``values`` and its interval, resampling the ``clusters`` they belong to."""
-    sums, counts = cluster_totals(values, clusters)
-    mean = float(sums.sum() / counts.sum())
-    low, high = bootstrap_ratio(sums, counts, seed=seed, resamples=resamples, confidence=confidence)
-    return Interval(mean, low, high, int(counts.sum()), len(sums))
+    [interval] = cluster_intervals(
+        [values], clusters, seed=seed, resamples=resamples, confidence=confidence
+    )
+    return interval
+
+
+def cluster_intervals(
+    columns: Sequence[Sequence[float]],
+    clusters: Sequence[Hashable] | np.ndarray,
+    *,
+    seed: int,
+    resamples: int = RESAMPLES,
+    confidence: float = CONFIDENCE,
+) -> list[Interval]:
+    """``cluster_interval`` of several value columns over the same clusters (labels, or
+    integer codes as ``cluster_codes`` gives), drawing the resampled clusters once for all."""
+    codes = clusters if isinstance(clusters, np.ndarray) else cluster_codes(clusters)
+    counts = np.bincount(codes).astype(float)
+    sums = [np.bincount(codes, weights=np.asarray(v, dtype=float)) for v in columns]
+    bounds = bootstrap_ratios(sums, counts, seed=seed, resamples=resamples, confidence=confidence)
+    n = int(counts.sum())
+    return [
+        Interval(float(s.sum() / n), low, high, n, len(counts))
+        for s, (low, high) in zip(sums, bounds, strict=True)
+    ]
 
 
 def cluster_totals(
     values: Sequence[float], clusters: Sequence[Hashable]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per cluster (in order of first appearance): the sum and the count of its values."""
+    codes = cluster_codes(clusters)
+    return np.bincount(codes, weights=np.asarray(values, dtype=float)), np.bincount(codes).astype(
+        float
+    )
+
+
+def cluster_codes(clusters: Sequence[Hashable] | np.ndarray) -> np.ndarray:
+    """Each value's cluster as 0, 1, 2... in order of first appearance."""
+    if isinstance(clusters, np.ndarray):  # integer labels: numpy does it without a loop
+        _, first, inverse = np.unique(clusters, return_index=True, return_inverse=True)
+        rank = np.empty(len(first), dtype=np.int64)
+        rank[np.argsort(first)] = np.arange(len(first))
+        return rank[inverse.reshape(-1)]
     index: dict[Hashable, int] = {}
-    codes = np.fromiter(
+    return np.fromiter(
         (index.setdefault(c, len(index)) for c in clusters), dtype=np.int64, count=len(clusters)
     )
-    data = np.asarray(values, dtype=float)
-    sums = np.bincount(codes, weights=data, minlength=len(index))
-    counts = np.bincount(codes, minlength=len(index)).astype(float)
-    return sums, counts
 
 
 def bootstrap_ratio(
@@ -129,22 +159,41 @@ def bootstrap_ratio(
     Draws exactly as ``scipy.stats.bootstrap(..., paired=True, method="percentile")`` does
     (one ``integers(0, n, (resamples, n))`` matrix), in row chunks to bound memory.
     """
-    n = len(sums)
+    [bounds] = bootstrap_ratios([sums], counts, seed=seed, resamples=resamples, confidence=confidence)
+    return bounds
+
+
+def bootstrap_ratios(
+    sums: Sequence[np.ndarray],
+    counts: np.ndarray,
+    *,
+    seed: int,
+    resamples: int = RESAMPLES,
+    confidence: float = CONFIDENCE,
+) -> list[tuple[float | None, float | None]]:
+    """``bootstrap_ratio`` of several sums over the same clusters, on the same draws."""
+    n = len(counts)
     if n < MIN_CLUSTERS:
-        return None, None
-    if np.all(sums * counts[0] == sums[0] * counts):  # every cluster has the same mean
-        value = float(sums[0] / counts[0])
-        return value, value
+        return [(None, None)] * len(sums)
     rng = np.random.default_rng(seed)
     rows = max(1, _CHUNK // n)
-    estimates = np.empty(resamples)
+    estimates = np.empty((len(sums), resamples))
     for start in range(0, resamples, rows):
         stop = min(resamples, start + rows)
         picks = rng.integers(0, n, (stop - start, n))
-        estimates[start:stop] = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
+        drawn = counts[picks].sum(axis=1)
+        for i, column in enumerate(sums):
+            estimates[i, start:stop] = column[picks].sum(axis=1) / drawn
     tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(estimates, [tail, 100 - tail])
-    return float(low), float(high)
+    out: list[tuple[float | None, float | None]] = []
+    for column, row in zip(sums, estimates, strict=True):
+        if np.all(column * counts[0] == column[0] * counts):  # every cluster has one mean
+            value = float(column[0] / counts[0])
+            out.append((value, value))
+        else:
+            low, high = np.percentile(row, [tail, 100 - tail])
+            out.append((float(low), float(high)))
+    return out
 
 
 def paired_difference(
@@ -226,8 +275,8 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple
     n = len(values)
     if n < 2:
         return None
-    data = np.asarray(values, dtype=float)
-    mean, spread = float(data.mean()), float(data.std(ddof=1))
+    mean = math.fsum(values) / n
+    spread = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
     half = _t_quantile(0.5 + confidence / 2, n - 1) * spread / math.sqrt(n)
     return mean - half, mean + half
 

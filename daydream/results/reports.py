@@ -37,10 +37,12 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from daydream.errors import ConfigError
 from daydream.queue.cohorts import require_cohort
 from daydream.results.html import render_html
-from daydream.results.inference import Interval, cluster_interval, seed_for, t_interval
+from daydream.results.inference import cluster_codes, cluster_intervals, seed_for, t_interval
 from daydream.results.labels import ratings_of
 from daydream.results.reliability import (
     CALIBRATION_COLUMNS,
@@ -174,36 +176,55 @@ def _essay_pivot(
 
 def _final_results(scored: list[dict[str, Any]]) -> Table:
     rows = []
+    arrays = _interval_arrays(scored)
     for analysis, keys in AXES:
-        groups: dict[tuple, list[dict[str, Any]]] = {}
-        for r in scored:
-            groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(scored):
+            groups.setdefault(tuple(r[k] for k in keys), []).append(i)
         for values in sorted(groups, key=sort_key):
             row: dict[str, Any] = {"analysis_type": analysis, **dict.fromkeys(AXIS_COLUMNS)}
             row.update(zip(keys, values, strict=True))
-            row.update(score_stats(groups[values]))
-            row.update(_interval_columns(analysis, values, groups[values]))
+            row.update(score_stats([scored[i] for i in groups[values]]))
+            row.update(_interval_columns(analysis, values, np.asarray(groups[values]), arrays))
             rows.append(row)
     columns = ["analysis_type", *AXIS_COLUMNS, *STAT_COLUMNS, *INTERVAL_COLUMNS]
     return Table("final_results", columns, rows)
 
 
-def _interval_columns(analysis: str, values: tuple, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _interval_arrays(scored: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Per scored evaluation, once per report: its score, its score on 0-1 (NaN without a
+    scale) and integer codes of its combination and essay, the clusters intervals resample."""
+    spans = [scale_span(r["scale_min"], r["scale_max"]) for r in scored]
+    return {
+        "score": np.array([r["score"] for r in scored], dtype=float),
+        "unit": np.array(
+            [
+                (r["score"] - r["scale_min"]) / span if span else np.nan
+                for r, span in zip(scored, spans, strict=True)
+            ],
+            dtype=float,
+        ),
+        "combo_id": cluster_codes([r["combo_id"] for r in scored]),
+        "essay_gen_id": cluster_codes([r["essay_gen_id"] for r in scored]),
+    }
+
+
+def _interval_columns(
+    analysis: str, values: tuple, rows: np.ndarray, arrays: dict[str, np.ndarray]
+) -> dict[str, Any]:
     """The group's 95% intervals, resampling combinations (essays within one combination)."""
     unit = "essay_gen_id" if analysis == "by_combo" else "combo_id"
-    clusters = [r[unit] for r in rows]
-    seed = seed_for(analysis, *values)
-    interval = cluster_interval([r["score"] for r in rows], clusters, seed=seed)
-    spans = [scale_span(r["scale_min"], r["scale_max"]) for r in rows]
-    unit_interval: Interval | None = None
-    if all(spans):
-        units = [(r["score"] - r["scale_min"]) / s for r, s in zip(rows, spans, strict=True) if s]
-        unit_interval = cluster_interval(units, clusters, seed=seed)
+    units = arrays["unit"][rows]
+    columns = [arrays["score"][rows]] + ([units] if not np.isnan(units).any() else [])
+    intervals = cluster_intervals(
+        columns, cluster_codes(arrays[unit][rows]), seed=seed_for(analysis, *values)
+    )
+    unit_interval = intervals[1] if len(intervals) > 1 else None
     return {
-        "ci_low": rounded(interval.low),
-        "ci_high": rounded(interval.high),
+        "ci_low": rounded(intervals[0].low),
+        "ci_high": rounded(intervals[0].high),
         "ci_unit": unit,
-        "ci_clusters": interval.clusters,
+        "ci_clusters": intervals[0].clusters,
         "mean_unit_ci_low": rounded(unit_interval.low) if unit_interval else None,
         "mean_unit_ci_high": rounded(unit_interval.high) if unit_interval else None,
     }
