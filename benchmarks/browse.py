@@ -294,7 +294,9 @@ def measure_statistics(db_path: Path, runs: int) -> dict:
     def baseline() -> None:
         with (
             mock.patch.object(reports, "_interval_arrays", lambda scored: {}),
-            mock.patch.object(reports, "_interval_columns", lambda *args: {}),
+            mock.patch.object(
+                reports, "_interval_columns", lambda *args: dict.fromkeys(reports.INTERVAL_COLUMNS)
+            ),
             mock.patch.object(reports, "judge_reliability", lambda rows: []),
             mock.patch.object(reports, "t_interval", lambda values: None),
         ):
