@@ -77,7 +77,7 @@ def test_a_changed_scale_rescores_stored_replies_without_a_model_call(tmp_path):
                 assert (status, state, score) == ("failed", "parse_failed", None)
                 assert error.startswith(f"score {old:g} is outside the template's scale 1-5")
         rejected = len(before) - len(kept)
-        assert "12 stored repl(ies) parsed again: 12 changed, 0 unchanged" in out.stdout
+        assert "12 stored replies parsed again: 12 changed, 0 unchanged" in out.stdout
         assert f"ok -> ok: {len(kept)}" in out.stdout
         assert f"ok -> parse_failed: {rejected}" in out.stdout
 

@@ -180,7 +180,7 @@ def compare_command(
 
     Example:
 
-        daydream compare demo --axis essay_template --levels focused-essay direct-essay
+        daydream compare demo --axis essay_template --levels idea-verbatim focused-essay
         daydream compare demo demo-best --template novelty-rubric --json
     """
     from daydream.results.comparison import compare_cohorts, compare_levels

@@ -269,7 +269,7 @@ def format_reparse(report: Any) -> str:
     )
     lines = [
         head,
-        f"  {report.examined} stored repl(ies) parsed again: {report.changed} changed,"
+        f"  {report.examined} stored replies parsed again: {report.changed} changed,"
         f" {report.examined - report.changed} unchanged; {report.skipped} without a reply"
         " or still running left alone",
     ]
