@@ -22,21 +22,7 @@ package attribute of its name.)
 
 from __future__ import annotations
 
-from daydream.results.frames import (
-    compare,
-    evaluations,
-    final_results,
-    judge_calibration,
-    judge_reliability,
-    pivot,
-)
-
-# frames imports pandas and the report modules only when a frame is asked for.
-__all__ = [
-    "compare",
-    "evaluations",
-    "final_results",
-    "judge_calibration",
-    "judge_reliability",
-    "pivot",
-]
+# The frames (their names are frames.__all__); frames imports pandas and the reports only
+# when a frame is asked for.
+from daydream.results.frames import *  # noqa: F403
+from daydream.results.frames import __all__ as __all__
