@@ -35,7 +35,9 @@ def _judge_scale(low: int, high: int) -> dict:
 
 
 def _reimport(tmp_path: Path, db: Path, templates: dict) -> None:
-    catalog = write_catalog(tmp_path / "catalog", models=[model("m1")], combos=6, templates=templates)
+    catalog = write_catalog(
+        tmp_path / "catalog", models=[model("m1")], combos=6, templates=templates
+    )
     run(daydream_cmd("catalog", "import", str(catalog), "--db", str(db)))
 
 
@@ -43,7 +45,8 @@ def _evaluations(db: Path) -> dict[str, tuple]:
     return {
         r[0]: r[1:]
         for r in query(
-            db, "SELECT gen_id, status, state, score, error FROM generations WHERE stage = 'evaluation'"
+            db,
+            "SELECT gen_id, status, state, score, error FROM generations WHERE stage = 'evaluation'",
         )
     }
 
@@ -188,3 +191,54 @@ def test_an_essay_that_no_longer_parses_keeps_its_judged_children_and_says_so(tm
         ("B", "done", "done"),
     }
     check_invariants(db)
+
+
+def test_a_generation_that_moves_while_replies_are_parsed_is_left_alone(tmp_path):
+    from daydream import events as ev
+    from daydream.db.log import append
+    from daydream.worker.reparse import reparse
+
+    db = scored_cohort(tmp_path, lambda row: 8, combos=2)
+    catalog = write_catalog(
+        tmp_path / "catalog",
+        models=[model("m1")],
+        combos=2,
+        templates={
+            **ESSAY_TEMPLATES,
+            "evaluation": _judge_scale(1, 5)["evaluation"],
+        },
+    )
+    run(daydream_cmd("catalog", "import", str(catalog), "--db", str(db)))
+    [first, second] = [
+        r[0]
+        for r in query(
+            db, "SELECT gen_id FROM generations WHERE stage = 'evaluation' ORDER BY rowid"
+        )
+    ][:2]
+
+    def meanwhile(done: int, total: int) -> None:  # a worker claims one of them again
+        other = connect(db)
+        try:
+            append(
+                other,
+                [
+                    ev.AttemptStarted(
+                        gen_id=first, attempt=2, worker="w", lease_expires_at="2030-01-01T00:00:00Z"
+                    )
+                ],
+                actor="w",
+            )
+        finally:
+            other.close()
+
+    conn = connect(db)
+    try:
+        report = reparse(conn, "k", stage="evaluation", progress=meanwhile)
+    finally:
+        conn.close()
+    assert (report.changed, report.moved, report.events) == (4, 1, 3)
+    assert query(
+        db,
+        "SELECT gen_id, status FROM generations WHERE gen_id IN (?, ?) ORDER BY gen_id",
+        sorted([first, second]),
+    ) == sorted([(first, "running"), (second, "failed")])

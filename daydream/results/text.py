@@ -278,6 +278,11 @@ def format_reparse(report: Any) -> str:
     for example in report.examples:
         reason = f" ({example['error']})" if example["error"] else ""
         lines.append(f"    e.g. {example['gen_id']}: {example['before']} -> {example['after']}{reason}")
+    if report.moved:
+        lines.append(
+            f"  {report.moved} generation(s) changed while their replies were parsed (a worker"
+            " retried them): left alone; run reparse again once it is done"
+        )
     if report.stale_children:
         lines.append(
             f"  note: {report.stale_children} finished child generation(s) were made from a"

@@ -16,7 +16,9 @@ Invariants:
 - The previous result stays in the log (its ``generation.completed`` or ``attempt.failed``)
   and beside the new one in ``reparses``; projections, reports and pivots follow.
 - Generations still running or without a stored reply (provider errors, never run) are
-  left alone and counted.
+  left alone and counted. Replies are read and parsed without the write lock; a change is
+  recorded only if its generation still holds what was read (a worker may have retried
+  it meanwhile: ``moved``).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class ReparseReport:
     transitions: dict[str, int] = field(default_factory=dict)
     examples: list[dict[str, Any]] = field(default_factory=list)
     stale_children: int = 0
+    moved: int = 0  # changed by a worker while the replies were parsed: left alone
     events: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,29 +80,55 @@ def reparse(
     if stage is not None and stage not in STAGES:
         raise OptionError(f'stage "{stage}" is unknown: use one of {", ".join(STAGES)}', option="--stage")
     report = ReparseReport(cohort_id, stage, template, PARSER_VERSION, dry_run)
+    # Read and parse without holding the write lock (workers may be running), then
+    # record, in one transaction, the changes whose generation has not moved since.
+    rows = _candidates(conn, cohort_id, stage, template)
+    report.skipped = sum(1 for r in rows if r["raw"] is None or r["status"] not in ("done", "failed"))
+    rows = [r for r in rows if r["raw"] is not None and r["status"] in ("done", "failed")]
+    templates = _current_templates(conn)
+    changes: list[tuple[ev.GenerationReparsed, str | None]] = []
+    for index, row in enumerate(rows, 1):
+        report.examined += 1
+        change = _reparsed(row, templates[(row["stage"], row["template_id"])])
+        if change is not None:
+            changes.append(change)
+            _count(report, row, change[0])
+        if progress is not None and (index % BATCH == 0 or index == len(rows)):
+            progress(index, len(rows))
+    report.stale_children = _stale_children(conn, [c[0] for c in changes], rows)
+    if dry_run or not changes:
+        return report
     with transaction(conn):
-        rows = _candidates(conn, cohort_id, stage, template)
-        report.skipped = sum(1 for r in rows if r["raw"] is None or r["status"] not in ("done", "failed"))
-        rows = [r for r in rows if r["raw"] is not None and r["status"] in ("done", "failed")]
-        templates = _current_templates(conn)
-        changes: list[tuple[ev.GenerationReparsed, str | None]] = []
-        for index, row in enumerate(rows, 1):
-            report.examined += 1
-            change = _reparsed(row, templates[(row["stage"], row["template_id"])])
-            if change is not None:
-                changes.append(change)
-                _count(report, row, change[0])
-            if progress is not None and (index % BATCH == 0 or index == len(rows)):
-                progress(index, len(rows))
-        report.stale_children = _stale_children(conn, [c[0] for c in changes], rows)
-        if not dry_run:
-            for start in range(0, len(changes), BATCH):
-                batch = changes[start : start + BATCH]
-                for _, text in batch:
-                    if text is not None:
-                        put_text(conn, text)
-                report.events += len(append(conn, [event for event, _ in batch], actor=actor))
+        read = {r["gen_id"]: _fingerprint(r) for r in rows}
+        now = _fingerprints(conn, [event.gen_id for event, _ in changes])
+        unmoved = [(e, text) for e, text in changes if now.get(e.gen_id) == read[e.gen_id]]
+        report.moved = len(changes) - len(unmoved)
+        for start in range(0, len(unmoved), BATCH):
+            batch = unmoved[start : start + BATCH]
+            for _, text in batch:
+                if text is not None:
+                    put_text(conn, text)
+            report.events += len(append(conn, [event for event, _ in batch], actor=actor))
     return report
+
+
+def _fingerprint(row: dict[str, Any]) -> tuple:
+    return (row["status"], row["state"], row["parsed_hash"], row["score"])
+
+
+def _fingerprints(conn: sqlite3.Connection, gen_ids: list[str]) -> dict[str, tuple]:
+    """gen_id -> what the reparse read of it (status, state, parsed output, score) now."""
+    out = {}
+    for start in range(0, len(gen_ids), 500):
+        part = gen_ids[start : start + 500]
+        marks = ", ".join("?" for _ in part)
+        for gen_id, *fields in conn.execute(
+            f"SELECT gen_id, status, state, parsed_hash, score FROM generations"
+            f" WHERE gen_id IN ({marks})",
+            part,
+        ):
+            out[gen_id] = tuple(fields)
+    return out
 
 
 def _candidates(
