@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "pages": measure_pages(db_path, args.runs),
             "report": measure_report(db_path, runs=3),
+            "statistics": measure_statistics(db_path, runs=3),
         }
         figures["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     if args.json:
@@ -274,6 +275,47 @@ def measure_report(db_path: Path, runs: int) -> dict:
     }
 
 
+def measure_statistics(db_path: Path, runs: int) -> dict:
+    """What the report's inference costs: ``build_report`` in this process as it is, then
+    with the bootstrap intervals and the reliability table stubbed out (the baseline),
+    alternating, medians; the ratio is the report's time over the baseline's."""
+    from unittest import mock
+
+    from daydream.db.connection import connect
+    from daydream.results import reports
+
+    def plain() -> None:
+        conn = connect(db_path, create=False)
+        try:
+            reports.build_report(conn, COHORT)
+        finally:
+            conn.close()
+
+    def baseline() -> None:
+        with (
+            mock.patch.object(reports, "_interval_arrays", lambda scored: {}),
+            mock.patch.object(
+                reports, "_interval_columns", lambda *args: dict.fromkeys(reports.INTERVAL_COLUMNS)
+            ),
+            mock.patch.object(reports, "judge_reliability", lambda rows: []),
+            mock.patch.object(reports, "t_interval", lambda values: None),
+        ):
+            plain()
+
+    timed: dict[str, list[float]] = {"with": [], "without": []}
+    for _ in range(runs):
+        for name, run in (("without", baseline), ("with", plain)):
+            start = time.perf_counter()
+            run()
+            timed[name].append(time.perf_counter() - start)
+    with_s, without_s = statistics.median(timed["with"]), statistics.median(timed["without"])
+    return {
+        "build_report_s": round(with_s, 2),
+        "without_intervals_s": round(without_s, 2),
+        "ratio": round(with_s / without_s, 2),
+    }
+
+
 def format_figures(f: dict) -> str:
     lines = [
         f"{f['generations']:,} generations"
@@ -300,6 +342,12 @@ def format_figures(f: dict) -> str:
         )
     else:
         lines.append(f"daydream report: {report.get('skipped') or report.get('failed')}")
+    stats = f.get("statistics")
+    if stats:
+        lines.append(
+            f"build_report in process: {stats['build_report_s']:.2f} s, without intervals and"
+            f" reliability {stats['without_intervals_s']:.2f} s (ratio {stats['ratio']:.2f})"
+        )
     return "\n".join(lines)
 
 

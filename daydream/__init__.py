@@ -45,6 +45,11 @@ _LAZY = {
     "build_report": "results.reports",
     "write_report": "results.reports",
     "import_legacy": "legacy.importer",
+    "compare_levels": "results.comparison",
+    "compare_cohorts": "results.comparison",
+    "reparse": "worker.reparse",
+    "export_sheet": "results.labels",
+    "import_ratings": "results.labels",
 }
 
 __all__ = [

@@ -377,6 +377,56 @@ class AttemptFailed(Event):
         return self.gen_id
 
 
+class GenerationReparsed(Event):
+    """``daydream reparse`` ran the parsed phase again on the stored raw reply (no model
+    call), with the template's current version (``template_version``: its parser, scale and
+    settings) and the parsers of ``parser_version``, and the result differed.
+
+    ``state`` is ``ok`` (``parsed_hash``, ``score``, ``written_scale`` as in
+    ``generation.completed``) or the failure state with its ``error``. The generation becomes
+    done or failed accordingly; the previous result stays in the log (and in ``reparses``).
+    A parse that now succeeds unblocks the children it had blocked; one that now fails
+    blocks the children still waiting for it (finished children keep their results).
+    """
+
+    type: ClassVar[str] = "generation.reparsed"
+    gen_id: str
+    template_version: str
+    parser: str
+    parser_version: int
+    state: str
+    parsed_hash: str | None = None
+    score: float | None = None
+    written_scale: float | None = None
+    error: str | None = None
+
+    @property
+    def subject(self) -> str:
+        return self.gen_id
+
+
+class RatingRecorded(Event):
+    """A human rater scored an essay on a rubric (``daydream label import``).
+
+    ``score`` was checked against the scale of the rubric's ``template_version``; ``source``
+    names the file it came from. A later rating by the same rater of the same essay and
+    rubric replaces this one in ``human_ratings``; both stay in the log.
+    """
+
+    type: ClassVar[str] = "rating.recorded"
+    essay_gen_id: str
+    evaluation_template: str
+    template_version: str
+    rater: str
+    score: float
+    note: str | None = None
+    source: str
+
+    @property
+    def subject(self) -> str:
+        return self.essay_gen_id
+
+
 class GenerationsRetried(Event):
     """Failed (or chosen) generations were put back to work by ``daydream retry``.
 

@@ -37,12 +37,18 @@ from daydream.errors import ParseError
 
 __all__ = [
     "PARSER_FUNCTIONS",
+    "PARSER_VERSION",
     "Parsed",
     "Scale",
     "parse_output",
     "parser_names",
     "validate_output",
 ]
+
+PARSER_VERSION = 1
+"""The version of the parsers' behaviour, recorded by ``daydream reparse``: bump it with any
+change that gives a different result for the same reply and settings."""
+
 
 Scale = tuple[float, float]
 """A template's declared score range ``(min, max)``, both inclusive."""

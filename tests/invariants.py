@@ -96,9 +96,12 @@ def _check_single_completion(conn: sqlite3.Connection, problems: list[str]) -> N
         " WHERE type = 'generation.completed' GROUP BY 1 HAVING count(*) > 1"
     ):
         problems.append(f"I2 {gen_id} completed {count} times")
+    # A reply that failed to parse and parses after `daydream reparse` is done by its
+    # generation.reparsed event (state ok) instead.
     for (gen_id,) in conn.execute(
         "SELECT g.gen_id FROM generations g WHERE g.status = 'done' AND NOT EXISTS"
-        " (SELECT 1 FROM events e WHERE e.type = 'generation.completed' AND e.subject = g.gen_id)"
+        " (SELECT 1 FROM events e WHERE e.subject = g.gen_id AND (e.type = 'generation.completed'"
+        " OR (e.type = 'generation.reparsed' AND json_extract(e.data, '$.state') = 'ok')))"
     ):
         problems.append(f"I2 {gen_id} is done without a generation.completed event")
 

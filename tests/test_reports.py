@@ -26,19 +26,17 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from daydream import events as ev
 from daydream.catalog.load import load_catalog
 from daydream.catalog.recording import import_catalog
 from daydream.cli import cli
 from daydream.db.connection import connect
-from daydream.db.log import append
-from daydream.db.texts import put_text
 from daydream.errors import ConfigError, PlanError, SpecError
 from daydream.plan.write import plan_cohort
 from daydream.results.curation import curation_rows, export_essays, rank_essays, write_ranking
 from daydream.results.reports import build_report, write_report
 from daydream.results.scores import stability
 from tests.example_catalog import EXAMPLE
+from tests.scored import complete, fail
 
 NOV, FEAS = "novelty-rubric", "feasibility-rubric"
 S, L = "offline-small", "offline-large"
@@ -76,56 +74,6 @@ def _rows() -> list[dict]:
     return rows
 
 
-def _start(conn, gen_id: str) -> int:
-    [token] = append(
-        conn,
-        [
-            ev.AttemptStarted(
-                gen_id=gen_id, attempt=1, worker="test", lease_expires_at="2030-01-01T00:00:00Z"
-            )
-        ],
-        actor="test",
-    )
-    return token
-
-
-def _complete(conn, gen_id: str, text: str, *, score=None, mode="llm") -> None:
-    token = _start(conn, gen_id)
-    digest = put_text(conn, text)
-    append(
-        conn,
-        [
-            ev.GenerationResponded(
-                gen_id=gen_id,
-                token=token,
-                mode=mode,
-                prompt_hash=put_text(conn, f"prompt for {gen_id}"),
-                raw_hash=digest,
-            ),
-            ev.GenerationCompleted(gen_id=gen_id, token=token, parsed_hash=digest, score=score),
-        ],
-        actor="test",
-    )
-
-
-def _fail(conn, gen_id: str) -> None:
-    token = _start(conn, gen_id)
-    append(
-        conn,
-        [
-            ev.AttemptFailed(
-                gen_id=gen_id,
-                token=token,
-                state="parse_failed",
-                error="no SCORE line in the last lines",
-                retryable=False,
-                final=True,
-            )
-        ],
-        actor="test",
-    )
-
-
 @pytest.fixture
 def cohort(tmp_path):
     """The database path and the ids: {"draft", "E1", "E2", "E3", (essay, tpl, model, rep): id}."""
@@ -147,10 +95,10 @@ def cohort(tmp_path):
         " WHERE stage = 'evaluation'"
     ):
         ids[(essay_names[parent], template, model, replicate)] = gen_id
-    _complete(conn, ids["draft"], "Draft notes.\nIDEA: fungal market makers")
-    _complete(conn, ids["E1"], "Essay one: mycelial market makers.")
-    _complete(conn, ids["E2"], "Essay two: a second draw.")
-    _complete(conn, ids["E3"], "fungal market makers", mode="copy")
+    complete(conn, ids["draft"], "Draft notes.\nIDEA: fungal market makers")
+    complete(conn, ids["E1"], "Essay one: mycelial market makers.")
+    complete(conn, ids["E2"], "Essay two: a second draw.")
+    complete(conn, ids["E3"], "fungal market makers", mode="copy")
     scores = {
         ("E1", NOV, S, 1): 8,
         ("E1", NOV, S, 2): 9,
@@ -165,8 +113,8 @@ def cohort(tmp_path):
         ("E3", FEAS, L, 1): 2,
     }
     for key, score in scores.items():
-        _complete(conn, ids[key], f"reasoning\nSCORE: {score}", score=float(score))
-    _fail(conn, ids[("E2", FEAS, L, 1)])
+        complete(conn, ids[key], f"reasoning\nSCORE: {score}", score=float(score))
+    fail(conn, ids[("E2", FEAS, L, 1)])
     conn.close()
     return db, ids
 
@@ -216,6 +164,8 @@ def test_essay_pivot_keeps_replicates_and_copy_essays_apart(cohort):
         "n",
         "judges",
         "mean_unit",
+        "ci_low",
+        "ci_high",
     ]
     e1, e2, e3 = table.rows
     assert [e1["essay_gen_id"], e2["essay_gen_id"], e3["essay_gen_id"]] == [
@@ -239,6 +189,9 @@ def test_essay_pivot_keeps_replicates_and_copy_essays_apart(cohort):
     assert tuple(e1[k] for k in summary) == (6.6, 3.435, 5, 4, 0.74)
     assert tuple(e2[k] for k in summary) == (6.0, 1.0, 3, 3, 0.767)
     assert tuple(e3[k] for k in summary) == (2.0, 1.0, 3, 3, 0.183)
+    # Student's t interval over the essay's five scored evaluations: 6.6 +- t(.975, 4) *
+    # 3.435 / sqrt(5).
+    assert (e1["ci_low"], e1["ci_high"]) == (2.335, 10.865)
 
 
 def test_final_results_count_high_low_and_top_on_each_templates_scale(cohort):
@@ -640,6 +593,8 @@ def test_report_command_writes_csv_json_and_a_self_contained_page(cohort, tmp_pa
         "evaluation_scores.csv",
         "final_results.csv",
         "judge_agreement.csv",
+        "judge_calibration.csv",
+        "judge_reliability.csv",
         "report.html",
         "top_of_scale.csv",
     ]
@@ -673,6 +628,8 @@ def test_write_report_and_ranking_files(cohort, tmp_path):
         "final_results.csv",
         "judge_agreement.csv",
         "top_of_scale.csv",
+        "judge_reliability.csv",
+        "judge_calibration.csv",
     ]
     conn = connect(db)
     ranking = rank_essays(conn, "c1", FEAS)

@@ -92,6 +92,24 @@ TABLES: dict[str, dict[str, Any]] = {
             " scores. The essay_scores view adds lineage and the mean."
         ),
     },
+    "reparses": {
+        "description": "One row per reply parsed again by daydream reparse (no model call):"
+        " the template version and parser version used, the new result and the one it"
+        " replaced (previous_*).",
+        "sort_desc": "event_id",
+        "facets": ["stage", "previous_state", "state", "parser_version"],
+    },
+    "human_ratings": {
+        "description": "Human ratings recorded by daydream label import: the latest per"
+        " essay, rubric and rater (earlier ones stay in the log). essay_ratings shows them"
+        " beside the judges' scores.",
+        "facets": ["evaluation_template", "rater"],
+    },
+    "essay_ratings": {
+        "description": "Per essay and rubric with human ratings: the raters' scores and"
+        " mean beside the judges' scored evaluations and their mean (all cohorts).",
+        "facets": ["evaluation_template"],
+    },
     "schema_migrations": {"description": "Internal: the applied migrations."},
     "projection_meta": {"description": "Internal: the hash of the projections' DDL."},
     # report views (views.py)
@@ -313,6 +331,24 @@ COLUMNS: dict[str, str] = {
 }
 
 COLUMN_OVERRIDES: dict[tuple[str, str], str] = {
+    ("generations", "parsed_with"): "The template version whose parser and scale gave"
+    " the parsed output after daydream reparse (empty: the planned version).",
+    ("reparses", "event_id"): "The generation.reparsed event.",
+    ("reparses", "parser_version"): "The parsers' version (daydream.parsers.PARSER_VERSION).",
+    ("reparses", "previous_state"): "The outcome state before the reparse.",
+    ("reparses", "previous_score"): "The score before the reparse.",
+    ("reparses", "previous_parsed_hash"): "The parsed output's hash before the reparse.",
+    ("human_ratings", "rater"): "Who rated (as written in the sheet).",
+    ("human_ratings", "score"): "The rater's score, on the rubric's scale.",
+    ("human_ratings", "note"): "The rater's note.",
+    ("human_ratings", "template_version"): "The rubric version whose scale checked it.",
+    ("human_ratings", "source"): "The file it was imported from.",
+    ("human_ratings", "event_id"): "The rating.recorded event.",
+    ("essay_ratings", "ratings"): "Human ratings of the essay on this rubric.",
+    ("essay_ratings", "human_scores"): "Each rater's score.",
+    ("essay_ratings", "human_mean"): "Mean of the human ratings.",
+    ("essay_ratings", "judge_mean"): "Mean of the judges' scored evaluations.",
+    ("essay_ratings", "judge_scores"): "Each scored evaluation: judge model and score.",
     ("schema_migrations", "version"): "Migration number.",
     ("schema_migrations", "name"): "Migration file name.",
     ("combos", "level"): "Description level the combination's concepts are shown at.",

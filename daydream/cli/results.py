@@ -150,6 +150,211 @@ def top_command(
 
 
 
+# -- compare (comparison.py) -----------------------------------------------------------------
+
+
+@cli.command("compare")
+@db_option
+@click.argument("cohorts", nargs=-1, required=True)
+@click.option("--axis", help="The axis whose levels to compare within one cohort.")
+@click.option(
+    "--levels",
+    multiple=True,
+    help="The levels to compare, in order (default: all with scores): --levels A B, or A,B.",
+)
+@click.option("--template", help="Only this evaluation template (rubric); default: each one.")
+@json_option
+def compare_command(
+    db_path: Path,
+    cohorts: tuple[str, ...],
+    axis: str | None,
+    levels: tuple[str, ...],
+    template: str | None,
+    as_json: bool,
+) -> None:
+    """Compare an axis's levels on matched units, or two cohorts, with paired statistics.
+
+    With --axis (draft_template, draft_model, essay_template, generation_model,
+    evaluation_model): each unit is the same draft, combination or essay with every other
+    axis equal; b minus a is averaged over matched units with a 95% interval that resamples
+    combinations, and tested with Wilcoxon's signed-rank test (Holm-adjusted over all pairs
+    when more than two levels). Unmatched units are counted and left out. With two cohorts:
+    the same on their shared essays, else their shared combinations. docs/reports.md
+    explains each number and when not to trust it.
+
+    Example:
+
+        daydream compare demo --axis essay_template --levels idea-verbatim focused-essay
+        daydream compare demo demo-best --template novelty-rubric --json
+    """
+    from daydream.results.comparison import compare_cohorts, compare_levels
+    from daydream.results.text import format_comparisons
+
+    if axis is None and len(cohorts) != 2:
+        raise click.UsageError(
+            "give --axis AXIS to compare levels within a cohort, or two cohorts to compare them"
+        )
+    if axis is not None and len(cohorts) > 1 and not levels:
+        raise click.UsageError(
+            "--axis compares levels within one cohort: give one cohort (to compare two"
+            " cohorts, leave out --axis)"
+        )
+    conn = _open(db_path)
+    try:
+        if axis is None:
+            result = compare_cohorts(conn, cohorts[0], cohorts[1], template=template)
+        else:
+            # `--levels A B`: click gives --levels A, and B lands among the cohorts.
+            wanted = [v.strip() for value in (*levels, *cohorts[1:]) for v in value.split(",")]
+            result = compare_levels(
+                conn, cohorts[0], axis, levels=[v for v in wanted if v], template=template
+            )
+    finally:
+        conn.close()
+    if as_json:
+        _echo_json(result.to_dict())
+    else:
+        click.echo(format_comparisons(result))
+
+
+# -- reparse (worker/reparse.py) -------------------------------------------------------------
+
+
+@cli.command("reparse")
+@db_option
+@click.argument("cohort")
+@click.option("--stage", type=click.Choice(["draft", "essay", "evaluation"]), help="Only this stage.")
+@click.option("--template", help="Only generations of this template.")
+@click.option("--dry-run", is_flag=True, help="Say what would change; write nothing.")
+@json_option
+def reparse_command(
+    db_path: Path,
+    cohort: str,
+    stage: str | None,
+    template: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Parse stored replies again with the current templates and parsers (no model call).
+
+    After a parser fix, or after re-importing a catalog whose template changed its scale,
+    parser or min_lines: every stored reply of the cohort (of --stage and --template) is
+    validated and parsed again with the template's current version, exactly as a worker
+    would, and each changed result is recorded as a generation.reparsed event with the
+    parser version. Reports and pivots follow; the previous results stay in the log and in
+    the reparses table. Running it twice changes nothing the second time.
+
+    Example:
+
+        daydream catalog import specs/catalog
+        daydream reparse demo --stage evaluation --dry-run
+        daydream reparse demo --stage evaluation
+    """
+    from daydream.results.text import format_reparse
+    from daydream.worker.reparse import reparse
+
+    def progress(done: int, total: int) -> None:
+        if total >= 5_000:
+            _err(f"parsed {done:,} of {total:,} replies")
+
+    conn = _open(db_path)
+    try:
+        report = reparse(
+            conn, cohort, stage=stage, template=template, dry_run=dry_run, progress=progress
+        )
+    finally:
+        conn.close()
+    if as_json:
+        _echo_json(report.to_dict())
+    else:
+        click.echo(format_reparse(report))
+
+
+# -- label export / import (labels.py) -------------------------------------------------------
+
+
+@cli.group("label")
+def label_group() -> None:
+    """Human ratings: a sheet for raters, and their ratings recorded beside the judges'."""
+
+
+@label_group.command("export")
+@db_option
+@click.argument("cohort")
+@click.option("--template", required=True, help="The rubric (evaluation template) to rate on.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The sheet (default: reports/COHORT/labels-TEMPLATE.csv).",
+)
+@click.option("--rater", default="", help="Fill the rater column with this name.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the shuffled order.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing sheet.")
+def label_export(
+    db_path: Path,
+    cohort: str,
+    template: str,
+    out: Path | None,
+    rater: str,
+    seed: int,
+    overwrite: bool,
+) -> None:
+    """Write a blind rating sheet: one row per essay, with its text and a blank score.
+
+    Columns: essay_gen_id, evaluation_template, rater, score, note (what label import
+    reads), then scale and essay_text. No template, model or judge score is shown, and the
+    order is shuffled (fixed by --seed). Raters fill rater and score (and a note).
+
+    Example:
+
+        daydream label export demo --template novelty-rubric --rater ab
+    """
+    from daydream.results.labels import export_sheet
+
+    path = out or Path("reports") / cohort / f"labels-{template}.csv"
+    conn = _open(db_path)
+    try:
+        count = export_sheet(
+            conn, cohort, template, path, rater=rater, overwrite=overwrite, seed=seed
+        )
+    finally:
+        conn.close()
+    click.echo(f"wrote {count} essay(s) to {path}")
+    _err(f"next: have raters fill rater and score, then: daydream label import {path}")
+
+
+@label_group.command("import")
+@db_option
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@json_option
+def label_import(db_path: Path, file: Path, as_json: bool) -> None:
+    """Record human ratings from a CSV (essay_gen_id,evaluation_template,rater,score[,note]).
+
+    Each score is checked against the rubric's scale; any bad row refuses the whole file
+    (nothing written). Rows without a score are skipped; a rating identical to the one
+    recorded is skipped; a changed one replaces it (both stay in the log). The report's
+    calibration section and the essay_ratings view then show them beside the judges.
+
+    Example:
+
+        daydream label import reports/demo/labels-novelty-rubric.csv
+    """
+    from daydream.results.labels import import_ratings
+
+    conn = _open(db_path)
+    try:
+        report = import_ratings(conn, file)
+    finally:
+        conn.close()
+    if as_json:
+        _echo_json(report.to_dict())
+        return
+    click.echo(
+        f"{file}: {report.recorded} rating(s) recorded, {report.unchanged} unchanged,"
+        f" {report.blank} row(s) without a score skipped"
+    )
+
+
 # -- browse (browse.py) ---------------------------------------------------------------------
 
 

@@ -8,16 +8,24 @@ offline and can be mailed or archived as one file. The charts are SVG strings dr
 - mean score heatmaps: essay template x generation model for each evaluation template, and
   evaluation template x judge model; cells are coloured by ``mean_unit`` (0-1 on the
   template's own scale) and labelled with the mean and the number of scores;
+- means per axis with their 95% intervals as error bars, the judge reliability table and
+  the judges' calibration against human ratings (``html_inference``);
 - judge agreement: per evaluation template, how many essays fall in each stability class.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
 from html import escape
 from typing import Any
 
+from daydream.results.html_inference import inference_sections, interval_text
+from daydream.results.markup import charts as _charts
+from daydream.results.markup import colour as _colour
+from daydream.results.markup import figure as _figure
+from daydream.results.markup import line as _line
+from daydream.results.markup import svg_open as _svg_open
+from daydream.results.markup import table as _table
+from daydream.results.markup import text as _text
 from daydream.results.scores import STABILITY_CLASSES
 from daydream.results.tables import Report
 
@@ -37,7 +45,6 @@ figure { margin: 0; } figcaption { font-weight: 600; margin-bottom: .2em; }
 svg text { font: 11px system-ui, sans-serif; fill: #333; }
 """
 _BAR = "#4a78b5"
-_TEXT_CELL = '<td class="t">'
 _AGREEMENT_COLOURS = {
     "high_agreement": "#2e7d32",
     "moderate_agreement": "#9ccc65",
@@ -76,7 +83,7 @@ def render_html(report: Report) -> str:
                 "max",
                 "high",
                 "low",
-                "top",
+                "top", "95% CI (combinations)",
             ],
             [
                 [
@@ -90,6 +97,7 @@ def render_html(report: Report) -> str:
                     r["high"],
                     r["low"],
                     r["top_of_scale"],
+                    interval_text(r) and f"{interval_text(r)} ({r['ci_clusters']})",
                 ]
                 for r in results
                 if r["analysis_type"] == "by_evaluation_template"
@@ -115,7 +123,8 @@ def render_html(report: Report) -> str:
         ),
         "<h2>Mean score: evaluation template &times; judge model</h2>",
         _charts([_figure("all essays", _heatmap(_judge_cells(results)))]),
-        "<h2>Judge agreement</h2>",
+        *inference_sections(report.tables),
+        "<h2>Judge agreement classes (detail)</h2>",
         '<p class="note">Per essay and evaluation template: the range of the judge models\''
         " mean scores. Classes use upstream's thresholds (range 1 / 2 / 3 on a 0-9 scale)"
         " scaled to the template's span; fewer than two judges is insufficient_data.</p>",
@@ -336,56 +345,3 @@ def _cell(rows: list[dict[str, Any]]) -> tuple[float, float | None, int]:
         (mean - low) / (high - low) if low is not None and high is not None and high > low else None
     )
     return round(mean, 2), unit, len(scores)
-
-
-# -- SVG and HTML bits -------------------------------------------------------------------------
-
-
-def _svg_open(width: float, height: float) -> str:
-    return (
-        f'<svg width="{width:.0f}" height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}"'
-        ' role="img">'
-    )
-
-
-def _line(x1: float, y1: float, x2: float, y2: float) -> str:
-    return f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="#999"/>'
-
-
-def _text(x: float, y: float, text: str, *, anchor: str) -> str:
-    return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}">{escape(text)}</text>'
-
-
-def _colour(unit: float | None) -> tuple[str, str]:
-    """Light (low) to dark blue (high); grey when the scale is unknown."""
-    if unit is None or math.isnan(unit):
-        return "#dddddd", "#222"
-    unit = min(1.0, max(0.0, unit))
-    light, dark = (239, 243, 250), (23, 63, 125)
-    rgb = [round(a + (b - a) * unit) for a, b in zip(light, dark, strict=True)]
-    return "#{:02x}{:02x}{:02x}".format(*rgb), "#fff" if unit > 0.55 else "#222"
-
-
-def _figure(caption: str, body: str) -> str:
-    return f"<figure><figcaption>{escape(caption)}</figcaption>{body}</figure>"
-
-
-def _charts(figures: Iterable[str]) -> str:
-    body = "".join(figures)
-    return f'<div class="charts">{body}</div>' if body else "<p>no scores</p>"
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>"
-        + "".join(
-            (_TEXT_CELL if isinstance(v, str) else "<td>")
-            + escape("" if v is None else str(v))
-            + "</td>"
-            for v in row
-        )
-        + "</tr>"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

@@ -16,7 +16,13 @@ Definitions (``docs/reports.md`` lists every column):
   compared to 10 on a 0-9 scale, so it never found one). ``mean_unit`` maps each score to
   0-1 on its own scale, so groups that mix templates stay comparable.
 - ``std`` is the sample standard deviation (n - 1), empty below two values.
-- Judge agreement is per essay and evaluation template: the spread of the judge models'
+- Every mean per axis carries a 95% interval, a percentile bootstrap that resamples
+  combinations (essays, in the ``by_combo`` rows), the unit that repeats across cells
+  (``inference``); an essay's mean in the pivot carries Student's t interval over its
+  scored evaluations.
+- Judge reliability (``reliability``): per rubric, Krippendorff's alpha and an intraclass
+  correlation between judge models and between replicates of one judge. The older detail,
+  judge agreement per essay and evaluation template, is the spread of the judge models'
   mean scores, classed with upstream's thresholds (range 1 / 2 / 3 on its 0-9 scale)
   scaled to the template: ``range <= k * span / 9``.
 - An essay is one row wherever essays are rows: replicates are never merged and copy-mode
@@ -31,10 +37,20 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from daydream.errors import ConfigError
 from daydream.queue.cohorts import require_cohort
 from daydream.results.files import write_file
 from daydream.results.html import render_html
+from daydream.results.inference import cluster_codes, cluster_intervals, seed_for, t_interval
+from daydream.results.labels import ratings_of
+from daydream.results.reliability import (
+    CALIBRATION_COLUMNS,
+    RELIABILITY_COLUMNS,
+    judge_calibration,
+    judge_reliability,
+)
 from daydream.results.rows import (
     EVALUATION_COLUMNS,
     LINEAGE,
@@ -60,6 +76,7 @@ from daydream.results.tables import (
     AGREEMENT_COLUMNS,
     AXES,
     AXIS_COLUMNS,
+    INTERVAL_COLUMNS,
     TOP_OF_SCALE_COLUMNS,
     Report,
     Table,
@@ -82,6 +99,12 @@ def build_report(conn: sqlite3.Connection, cohort_id: str) -> Report:
             "top_of_scale",
             list(TOP_OF_SCALE_COLUMNS),
             [{c: r[c] for c in TOP_OF_SCALE_COLUMNS} for r in scored if is_top(r)],
+        ),
+        Table("judge_reliability", list(RELIABILITY_COLUMNS), judge_reliability(evaluations)),
+        Table(
+            "judge_calibration",
+            list(CALIBRATION_COLUMNS),
+            judge_calibration(evaluations, ratings_of(conn, cohort_id)),
         ),
     ]
     report = Report(cohort_id, {t.name: t for t in tables}, {}, [f"{t}__{m}" for t, m in judges])
@@ -118,7 +141,7 @@ def _essay_pivot(
     for template, model in judges:
         key = f"{template}__{model}"
         columns += [key, f"{key}_min", f"{key}_max", f"{key}_n"]
-    columns += ["mean", "std", "n", "judges", "mean_unit"]
+    columns += ["mean", "std", "n", "judges", "mean_unit", "ci_low", "ci_high"]
     by_essay: dict[str, list[dict[str, Any]]] = {}
     for r in evaluations:
         if is_scored(r):
@@ -135,12 +158,15 @@ def _essay_pivot(
             row[f"{key}_max"] = max(values) if values else None
             row[f"{key}_n"] = len(values)
         values = [r["score"] for r in scored]
+        interval = t_interval(values)
         row.update(
             mean=rounded(statistics.fmean(values)) if values else None,
             std=rounded(statistics.stdev(values)) if len(values) > 1 else None,
             n=len(values),
             judges=len({judge_of(r) for r in scored}),
             mean_unit=mean_unit(scored),
+            ci_low=rounded(interval[0]) if interval else None,
+            ci_high=rounded(interval[1]) if interval else None,
         )
         rows.append(row)
     return Table("essay_pivot", columns, rows)
@@ -148,16 +174,58 @@ def _essay_pivot(
 
 def _final_results(scored: list[dict[str, Any]]) -> Table:
     rows = []
+    arrays = _interval_arrays(scored)
     for analysis, keys in AXES:
-        groups: dict[tuple, list[dict[str, Any]]] = {}
-        for r in scored:
-            groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(scored):
+            groups.setdefault(tuple(r[k] for k in keys), []).append(i)
         for values in sorted(groups, key=sort_key):
             row: dict[str, Any] = {"analysis_type": analysis, **dict.fromkeys(AXIS_COLUMNS)}
             row.update(zip(keys, values, strict=True))
-            row.update(score_stats(groups[values]))
+            row.update(score_stats([scored[i] for i in groups[values]]))
+            row.update(_interval_columns(analysis, values, np.asarray(groups[values]), arrays))
             rows.append(row)
-    return Table("final_results", ["analysis_type", *AXIS_COLUMNS, *STAT_COLUMNS], rows)
+    columns = ["analysis_type", *AXIS_COLUMNS, *STAT_COLUMNS, *INTERVAL_COLUMNS]
+    return Table("final_results", columns, rows)
+
+
+def _interval_arrays(scored: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Per scored evaluation, once per report: its score, its score on 0-1 (NaN without a
+    scale) and integer codes of its combination and essay, the clusters intervals resample."""
+    spans = [scale_span(r["scale_min"], r["scale_max"]) for r in scored]
+    return {
+        "score": np.array([r["score"] for r in scored], dtype=float),
+        "unit": np.array(
+            [
+                (r["score"] - r["scale_min"]) / span if span else np.nan
+                for r, span in zip(scored, spans, strict=True)
+            ],
+            dtype=float,
+        ),
+        "combo_id": cluster_codes([r["combo_id"] for r in scored]),
+        "essay_gen_id": cluster_codes([r["essay_gen_id"] for r in scored]),
+    }
+
+
+def _interval_columns(
+    analysis: str, values: tuple, rows: np.ndarray, arrays: dict[str, np.ndarray]
+) -> dict[str, Any]:
+    """The group's 95% intervals, resampling combinations (essays within one combination)."""
+    unit = "essay_gen_id" if analysis == "by_combo" else "combo_id"
+    units = arrays["unit"][rows]
+    columns = [arrays["score"][rows]] + ([units] if not np.isnan(units).any() else [])
+    intervals = cluster_intervals(
+        columns, cluster_codes(arrays[unit][rows]), seed=seed_for(analysis, *values)
+    )
+    unit_interval = intervals[1] if len(intervals) > 1 else None
+    return {
+        "ci_low": rounded(intervals[0].low),
+        "ci_high": rounded(intervals[0].high),
+        "ci_unit": unit,
+        "ci_clusters": intervals[0].clusters,
+        "mean_unit_ci_low": rounded(unit_interval.low) if unit_interval else None,
+        "mean_unit_ci_high": rounded(unit_interval.high) if unit_interval else None,
+    }
 
 
 def _judge_agreement(essays: list[dict[str, Any]], evaluations: list[dict[str, Any]]) -> Table:
@@ -217,7 +285,7 @@ def _summary(
     for row in report.tables["judge_agreement"].rows:
         agreement[row["stability"]] += 1
     per_template = [
-        {k: row[k] for k in ("evaluation_template", *STAT_COLUMNS)}
+        {k: row[k] for k in ("evaluation_template", *STAT_COLUMNS, *INTERVAL_COLUMNS)}
         for row in report.tables["final_results"].rows
         if row["analysis_type"] == "by_evaluation_template"
     ]
@@ -233,6 +301,8 @@ def _summary(
         "copy_essays": sum(1 for e in essays if e["essay_mode"] == "copy"),
         "judges": report.judges,
         "by_evaluation_template": per_template,
+        "reliability": report.tables["judge_reliability"].rows,
+        "calibration": report.tables["judge_calibration"].rows,
         "agreement": agreement,
         "top_of_scale": len(report.tables["top_of_scale"].rows),
     }

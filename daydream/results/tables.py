@@ -29,6 +29,18 @@ AXIS_COLUMNS = (
 )
 
 
+# The 95% interval of a group's mean (and of its mean_unit), resampling ``ci_unit``
+# (combo_id; essay_gen_id within one combination) ``ci_clusters`` times over.
+INTERVAL_COLUMNS = (
+    "ci_low",
+    "ci_high",
+    "ci_unit",
+    "ci_clusters",
+    "mean_unit_ci_low",
+    "mean_unit_ci_high",
+)
+
+
 AGREEMENT_COLUMNS = (
     "essay_gen_id",
     "combo_id",

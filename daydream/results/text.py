@@ -9,6 +9,7 @@ from typing import Any
 
 from daydream.plan.report import PlanReport
 from daydream.queue.cohorts import Status
+from daydream.results.inference import FEW_CLUSTERS
 from daydream.runner.rehearsal import Rehearsal
 
 
@@ -56,17 +57,56 @@ def format_report(summary: dict[str, Any], written: list[Path]) -> str:
             f"  {'evaluation template':<{width}}"
             + "".join(f"{c.replace('top_of_scale', 'top'):>7}" for c in columns)
         )
+        lines[-1] += f"  {'95% CI (combinations)':>22}"
         for row in s["by_evaluation_template"]:
             cells = "".join(f"{'' if row[c] is None else row[c]:>7}" for c in columns)
-            lines.append(f"  {row['evaluation_template']:<{width}}{cells}")
+            lines.append(f"  {row['evaluation_template']:<{width}}{cells}  {_interval(row):>22}")
+    if any(_interval(r).endswith("*") for r in s["by_evaluation_template"]):
+        lines.append(
+            f"  * fewer than {FEW_CLUSTERS} combinations: the interval is too narrow, read it"
+            " as rough"
+        )
+    lines += [f"  {line}" for line in format_reliability(s.get("reliability", []))]
+    for r in s.get("calibration", []):
+        lines.append(
+            f"  against human ratings, {r['evaluation_template']} {r['evaluation_model']}:"
+            f" Spearman {r['spearman']}, Kendall {r['kendall']}, mean bias {r['mean_bias']}"
+            f" over {r['essays']} essays ({r['raters']} raters)"
+        )
     agreement = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in s["agreement"].items())
-    lines.append(f"  judge agreement (essay x evaluation template): {agreement}")
+    lines.append(f"  detail, judge agreement classes (essay x evaluation template): {agreement}")
     lines.append(f"  top of scale: {s['top_of_scale']} evaluation(s)")
     if written:
         lines.append(
             f"wrote {len(written)} file(s) to {written[0].parent}: {', '.join(p.name for p in written)}"
         )
     return "\n".join(lines)
+
+
+def format_reliability(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per rubric and scope: Krippendorff's alpha (with its reading) and the ICC."""
+    if not rows:
+        return []
+    lines = ["judge reliability (Krippendorff's alpha, interval; intraclass correlation):"]
+    for r in rows:
+        who = "between judge models" if r["evaluation_model"] is None else (
+            f"between replicates of {r['evaluation_model']}"
+        )
+        alpha = "n/a" if r["alpha"] is None else f"{r['alpha']:.3f}"
+        icc = "n/a" if r["icc"] is None else f"{r['icc']:.3f}"
+        lines.append(
+            f"  {r['evaluation_template']}, {who} ({r['coders']}): alpha {alpha}"
+            f" ({r['alpha_reading']}, {r['essays']} essays), {r['icc_form']} {icc}"
+            f" ({r['icc_essays']} essays scored by all)"
+        )
+    return lines
+
+
+def _interval(row: dict[str, Any]) -> str:
+    if row.get("ci_low") is None:
+        return "n/a (one combination)" if row.get("ci_clusters") == 1 else ""
+    few = "*" if row["ci_clusters"] < FEW_CLUSTERS else ""
+    return f"{row['ci_low']:g} to {row['ci_high']:g} ({row['ci_clusters']}){few}"
 
 
 def format_ranking(ranking: Any) -> str:
@@ -184,4 +224,73 @@ def format_rehearsal(result: Rehearsal) -> str:
             lines.append(f"    {p['stage']}/{p['template_id']}: {p['n']} {p['state']} e.g. {p['example']}: {p['error']}")
     else:
         lines.append("  no template errors, every reply parsed")
+    return "\n".join(lines)
+
+
+def format_comparisons(result: Any) -> str:
+    """Per rubric, one paragraph per pair of levels: the sentence, then the numbers."""
+    subject = (
+        f"cohort {result.cohorts[0]} against cohort {result.cohorts[1]}"
+        if result.axis == "cohort"
+        else f"{result.axis} in cohort {result.cohorts[0]}"
+    )
+    lines = [f"compare {subject} (b minus a; 95% intervals resample combinations):"]
+    template = None
+    for c in result.comparisons:
+        if c["template"] != template:
+            template = c["template"]
+            lines.append(f"  rubric {template}, matched on {c['matched_on']}:")
+        lines.append(f"    {c['b']} vs {c['a']}: {c['summary']}")
+        unmatched = c["unmatched_a"] + c["unmatched_b"]
+        if unmatched and c["n_pairs"]:
+            lines.append(
+                f"      left out: {c['unmatched_a']} unit(s) of {c['a']} and"
+                f" {c['unmatched_b']} of {c['b']} without a match"
+            )
+    if not result.comparisons:
+        lines.append("  no scored evaluations to compare")
+    return "\n".join(lines)
+
+
+def format_reparse(report: Any) -> str:
+    """How many replies were parsed again, what changed (old -> new state) and examples."""
+    scope = " ".join(
+        part
+        for part in (
+            f"stage {report.stage}" if report.stage else "",
+            f"template {report.template}" if report.template else "",
+        )
+        if part
+    )
+    head = (
+        f"reparse of cohort {report.cohort_id}{f' ({scope})' if scope else ''} with parser"
+        f" version {report.parser_version}, no model call"
+        f"{' (dry run: nothing written)' if report.dry_run else ''}:"
+    )
+    lines = [
+        head,
+        f"  {report.examined} stored replies parsed again: {report.changed} changed,"
+        f" {report.examined - report.changed} unchanged; {report.skipped} without a reply"
+        " or still running left alone",
+    ]
+    for transition, count in sorted(report.transitions.items()):
+        lines.append(f"    {transition}: {count}")
+    for example in report.examples:
+        reason = f" ({example['error']})" if example["error"] else ""
+        lines.append(f"    e.g. {example['gen_id']}: {example['before']} -> {example['after']}{reason}")
+    if report.moved:
+        lines.append(
+            f"  {report.moved} generation(s) changed while their replies were parsed (a worker"
+            " retried them): left alone; run reparse again once it is done"
+        )
+    if report.stale_children:
+        lines.append(
+            f"  note: {report.stale_children} finished child generation(s) were made from a"
+            " parsed text that has now changed; they keep their results"
+        )
+    if not report.dry_run:
+        lines.append(
+            f"  {report.events} event(s) written; the previous results stay in the log"
+            " (table reparses lists both)"
+        )
     return "\n".join(lines)

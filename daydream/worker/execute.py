@@ -22,7 +22,7 @@ from daydream.clock import Clock, isoformat, utcnow
 from daydream.crashpoints import crash_point
 from daydream.db.texts import text_hash
 from daydream.errors import ConfigError, ParseError, ProviderError, TemplateError
-from daydream.parsers import parse_output, validate_output
+from daydream.parsers import Parsed, parse_output, validate_output
 from daydream.prompts import concept_contents, render_prompt, stage_variables
 from daydream.providers.protocol import CompletionRequest
 from daydream.providers.registry import make_provider
@@ -222,18 +222,16 @@ class Executor:
                 **responded,
             )
         ]
-        settings = task.template.get("settings", {})
-        min_lines = settings.get("min_lines", DEFAULT_MIN_LINES.get(task.stage))
         try:
-            if task.mode != "copy":
-                validate_output(
-                    raw,
-                    finish_reason=responded.get("finish_reason"),
-                    min_lines=min_lines,
-                    completion_tokens=responded.get("completion_tokens"),
-                    max_tokens=_token_limit(responded.get("params", {})),
-                )
-            parsed = parse_output(task.template["parser"], raw, scale=task.template.get("scale"))
+            parsed = parse_reply(
+                task.template,
+                task.stage,
+                task.mode,
+                raw,
+                finish_reason=responded.get("finish_reason"),
+                completion_tokens=responded.get("completion_tokens"),
+                max_tokens=token_limit(responded.get("params", {})),
+            )
         except ParseError as exc:
             outcome = self._failed(task, state=exc.state, error=str(exc), retryable=False)
             outcome.events[:0] = events
@@ -334,7 +332,34 @@ class Executor:
         return Outcome(task, [event], ok=False, retry_delay=delay, ended_at=now)
 
 
-def _token_limit(params: dict[str, Any]) -> int | None:
+def parse_reply(
+    template: dict[str, Any],
+    stage: str,
+    mode: str,
+    raw: str,
+    *,
+    finish_reason: str | None,
+    completion_tokens: int | None = None,
+    max_tokens: int | None = None,
+) -> Parsed:
+    """The parsed phase of a reply: validated (unless a copy: refused, truncated by the
+    finish reason or by reaching the call's token limit, too short), then parsed with the
+    template's parser and scale. Raises ``ParseError`` with the outcome state. ``daydream
+    reparse`` runs the same function on stored replies."""
+    settings = template.get("settings", {})
+    min_lines = settings.get("min_lines", DEFAULT_MIN_LINES.get(stage))
+    if mode != "copy":
+        validate_output(
+            raw,
+            finish_reason=finish_reason,
+            min_lines=min_lines,
+            completion_tokens=completion_tokens,
+            max_tokens=max_tokens,
+        )
+    return parse_output(template["parser"], raw, scale=template.get("scale"))
+
+
+def token_limit(params: dict[str, Any]) -> int | None:
     """The completion-token limit a call was sent with: ``max_tokens``, or OpenAI's
     ``max_completion_tokens`` for reasoning models (given in ``extra``)."""
     limit = params.get("max_tokens") or params.get("extra", {}).get("max_completion_tokens")

@@ -42,3 +42,26 @@ def set_blocked(conn: sqlite3.Connection, gen_ids: list[str], reason: str) -> No
             (reason, reason),
         )
         gen_ids = children_of(conn, gen_ids)
+
+
+def unblock_descendants(conn: sqlite3.Connection, gen_id: str) -> None:
+    """Descendants blocked by ``gen_id`` wait for it again (its children become ready
+    once it is done)."""
+    frontier = [gen_id]
+    while frontier:
+        children = [
+            gid
+            for (gid,) in select_in(
+                conn,
+                "SELECT gen_id FROM generations WHERE status = 'blocked' AND parent_gen_id IN",
+                frontier,
+            )
+        ]
+        if children:
+            select_in(
+                conn,
+                "UPDATE generations SET status = 'waiting', blocked_reason = NULL,"
+                " state = NULL, error = NULL, finished_at = NULL WHERE gen_id IN",
+                children,
+            )
+        frontier = children

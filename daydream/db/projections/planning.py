@@ -12,7 +12,7 @@ from typing import Any
 
 from daydream import events as ev
 from daydream.db.projections.cells import join_score_cells
-from daydream.db.projections.lineage import select_in
+from daydream.db.projections.lineage import select_in, unblock_descendants
 
 
 def _concept_defined(conn, event_id, e: ev.ConceptDefined, at):
@@ -222,25 +222,7 @@ def _generations_retried(conn, event_id, e: ev.GenerationsRetried, at):
             " finished_at = NULL WHERE gen_id = ?",
             (gen_id,),
         )
-        # Descendants blocked by this generation wait for it again.
-        frontier = [gen_id]
-        while frontier:
-            children = [
-                gid
-                for (gid,) in select_in(
-                    conn,
-                    "SELECT gen_id FROM generations WHERE status = 'blocked' AND parent_gen_id IN",
-                    frontier,
-                )
-            ]
-            if children:
-                select_in(
-                    conn,
-                    "UPDATE generations SET status = 'waiting', blocked_reason = NULL,"
-                    " state = NULL, error = NULL, finished_at = NULL WHERE gen_id IN",
-                    children,
-                )
-            frontier = children
+        unblock_descendants(conn, gen_id)  # they wait for it again
 
 
 def _cohort_cancelled(conn, event_id, e: ev.CohortCancelled, at):

@@ -130,7 +130,10 @@ CREATE TABLE generations (
     lease_expires_at TEXT,
     slot INTEGER NOT NULL DEFAULT 0, -- 1: the lease holds a pool slot (0: queued, or not running)
     last_error TEXT,
-    blocked_reason TEXT
+    blocked_reason TEXT,
+    -- the template version whose parser and scale gave the parsed output, when
+    -- `daydream reparse` parsed it again (NULL: the version it was planned with)
+    parsed_with TEXT REFERENCES template_versions(version)
 );
 -- Claims read ready generations by stage, then rowid (plan order). Status counts use it too.
 CREATE INDEX generations_queue ON generations (status, stage);
@@ -177,6 +180,37 @@ CREATE TABLE essay_judge_scores (
     max REAL,
     PRIMARY KEY (cohort_id, essay_gen_id, evaluation_template, evaluation_model)
 ) WITHOUT ROWID;
+-- One row per `generation.reparsed`: the new result and the one it replaced.
+CREATE TABLE reparses (
+    event_id INTEGER PRIMARY KEY,
+    gen_id TEXT NOT NULL REFERENCES generations(gen_id),
+    stage TEXT NOT NULL,
+    template_version TEXT NOT NULL REFERENCES template_versions(version),
+    parser TEXT NOT NULL,
+    parser_version INTEGER NOT NULL,
+    previous_state TEXT,
+    previous_score REAL,
+    previous_parsed_hash TEXT REFERENCES texts(hash),
+    state TEXT NOT NULL,
+    score REAL,
+    parsed_hash TEXT REFERENCES texts(hash),
+    error TEXT,
+    recorded_at TEXT NOT NULL
+);
+CREATE INDEX reparses_gen ON reparses (gen_id);
+-- Human ratings (`daydream label import`): the latest per essay, rubric and rater.
+CREATE TABLE human_ratings (
+    essay_gen_id TEXT NOT NULL REFERENCES generations(gen_id),
+    evaluation_template TEXT NOT NULL,
+    rater TEXT NOT NULL,
+    score REAL NOT NULL,
+    note TEXT,
+    template_version TEXT NOT NULL REFERENCES template_versions(version),
+    source TEXT NOT NULL,
+    event_id INTEGER NOT NULL,
+    recorded_at TEXT NOT NULL,
+    PRIMARY KEY (essay_gen_id, evaluation_template, rater)
+) WITHOUT ROWID;
 CREATE TABLE pools (
     pool TEXT PRIMARY KEY,
     "limit" INTEGER NOT NULL,
@@ -189,6 +223,8 @@ CREATE TABLE pools (
 
 # Tables in drop/compare order (children first when dropping).
 PROJECTION_TABLES = (
+    "human_ratings",
+    "reparses",
     "essay_judge_scores",
     "calls",
     "cohort_members",

@@ -4,7 +4,8 @@ Views live in the database (created with the projections, rebuilt with them), so
 ``datasette daydream.db``, ``sqlite3`` and the reports all see the same definitions.
 
 ``evaluation_scores`` is the base: one row per evaluation with its lineage (essay, draft,
-combination, templates, models), score and outcome state. Copy-mode essays have no model
+combination, templates, models), score and outcome state. Its scale is the one the score
+was parsed against: the version of a reparse (``parsed_with``), else the planned one. Copy-mode essays have no model
 of their own: ``generation_model`` is then the draft's model (upstream reported the string
 "None" and lost those essays from every pivot).
 """
@@ -47,7 +48,7 @@ SELECT
 FROM generations v
 JOIN generations e ON e.gen_id = v.parent_gen_id
 LEFT JOIN generations d ON d.gen_id = e.parent_gen_id
-LEFT JOIN template_versions t ON t.version = v.template_version
+LEFT JOIN template_versions t ON t.version = coalesce(v.parsed_with, v.template_version)
 WHERE v.stage = 'evaluation'
 """
 
@@ -418,6 +419,25 @@ FROM (
     )
     WHERE first = 1
 ) r
+"""
+
+# Human ratings beside the judges' scores: per essay and rubric, the raters' mean and the
+# judges' scored evaluations (all cohorts: a rating belongs to the essay, not a cohort).
+VIEWS["essay_ratings"] = """
+SELECT
+    r.essay_gen_id AS essay_gen_id,
+    r.evaluation_template AS evaluation_template,
+    count(*) AS ratings,
+    group_concat(r.rater || ' ' || r.score, ', ') AS human_scores,
+    round(avg(r.score), 3) AS human_mean,
+    (SELECT round(avg(v.score), 3) FROM generations v
+        WHERE v.parent_gen_id = r.essay_gen_id AND v.template_id = r.evaluation_template
+        AND v.stage = 'evaluation' AND v.state = 'ok') AS judge_mean,
+    (SELECT group_concat(v.model_id || ' ' || v.score, ', ') FROM generations v
+        WHERE v.parent_gen_id = r.essay_gen_id AND v.template_id = r.evaluation_template
+        AND v.stage = 'evaluation' AND v.state = 'ok') AS judge_scores
+FROM human_ratings r
+GROUP BY r.essay_gen_id, r.evaluation_template
 """
 
 # Calls, tokens and cost per model over the whole database (from calls: one row per
