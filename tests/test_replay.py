@@ -22,10 +22,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from daydream import events as ev
 from daydream.catalog.load import load_catalog
 from daydream.catalog.recording import import_catalog
 from daydream.db.check import check
 from daydream.db.connection import connect
+from daydream.db.log import append
 from daydream.db.projections import replay, schema
 from daydream.errors import ProviderError
 from daydream.plan.write import plan_cohort
@@ -243,6 +245,44 @@ def workload(tmp_path_factory):
         timeout=300,
     )
     assert run.returncode == 0, run.stderr
+    # A human rating and a re-parse, as `daydream label import` and `daydream reparse`
+    # record them (the reparse's result differs: the judgement now failed to parse).
+    conn = connect(path)
+    essay = conn.execute(
+        "SELECT gen_id FROM generations WHERE stage = 'essay' AND status = 'done' LIMIT 1"
+    ).fetchone()[0]
+    rubric, version, low = conn.execute(
+        "SELECT t.template_id, t.version, v.scale_min FROM templates t"
+        " JOIN template_versions v USING (version) WHERE t.stage = 'evaluation' LIMIT 1"
+    ).fetchone()
+    judged = conn.execute(
+        "SELECT gen_id, template_version FROM generations WHERE stage = 'evaluation'"
+        " AND status = 'done' AND score IS NOT NULL LIMIT 1"
+    ).fetchone()
+    append(
+        conn,
+        [
+            ev.RatingRecorded(
+                essay_gen_id=essay,
+                evaluation_template=rubric,
+                template_version=version,
+                rater="r1",
+                score=low,
+                source="ratings.csv",
+            ),
+            ev.GenerationReparsed(
+                gen_id=judged[0],
+                template_version=judged[1],
+                parser="score",
+                parser_version=1,
+                state="parse_failed",
+                error="no SCORE line (test)",
+            ),
+        ],
+        actor="test",
+        clock=clock,
+    )
+    conn.close()
     return path
 
 
@@ -421,6 +461,8 @@ def test_a_tampered_projection_fails_check_until_rebuilt(workload, tmp_path, tam
 # Every projection table, named here rather than taken from the code's list: a table left
 # out of the comparison must fail this test, not shrink it.
 PROJECTIONS = (
+    "human_ratings",
+    "reparses",
     "concepts",
     "concept_descriptions",
     "combos",
