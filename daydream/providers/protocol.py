@@ -74,6 +74,7 @@ class Completion:
     cost: float | None = None
     request_id: str | None = None
     offline: bool = False
+    endpoint: str | None = None  # which replica answered, when a provider has several
 
     @property
     def is_truncated(self) -> bool:
@@ -87,6 +88,7 @@ class Provider(Protocol):
 
     name: str
     is_offline: bool
+    endpoints: tuple[str, ...]  # the base URLs it calls, without credentials (offline: none)
 
     async def complete(self, request: CompletionRequest) -> Completion: ...
 
