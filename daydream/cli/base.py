@@ -13,8 +13,13 @@ from typing import Any
 import click
 
 from daydream import __version__
-from daydream.errors import DaydreamError, OptionError
-from daydream.worker.config import DEFAULT_LEASE_S, DEFAULT_MAX_ATTEMPTS, WorkerConfig
+from daydream.errors import DaydreamError, OptionError, PreflightError
+from daydream.worker.config import (
+    DEFAULT_LEASE_S,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_OUTAGE_LIMIT_S,
+    WorkerConfig,
+)
 
 
 class _Group(click.Group):
@@ -24,6 +29,10 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except PreflightError as exc:  # one line per problem
+            for problem in exc.problems[:-1]:
+                click.echo(f"Error: {problem}", err=True)
+            raise click.ClickException(exc.problems[-1]) from None
         except OptionError as exc:
             raise click.BadParameter(str(exc), param_hint=exc.option) from None
         except DaydreamError as exc:
@@ -64,6 +73,7 @@ _WORKER_OPTIONS = [
     click.option("--offline-latency", "offline_latency_s", type=click.FloatRange(min=0), default=0.0, help="Simulated latency of the offline provider, seconds."),
     click.option("--base-url", "base_urls", multiple=True, callback=lambda _ctx, _param, values: _base_urls(values), help="Override a provider's base URL: PROVIDER=URL (repeatable)."),
     click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), help="Deadline of one model call in seconds (default: the provider's, 300)."),
+    click.option("--outage-limit", "outage_limit_s", type=click.FloatRange(min=0), default=DEFAULT_OUTAGE_LIMIT_S, show_default=True, help="Seconds to wait for an endpoint that is down (its calls wait, not fail) before stopping with its generations pending."),
 ]
 
 

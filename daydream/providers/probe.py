@@ -72,7 +72,7 @@ async def probe_endpoint(
             detail = str(exc) or type(exc).__name__
             return Probe(endpoint, None, error=redact(f"{type(exc).__name__}: {detail}"))
         probe = _read_models(endpoint, response, redact)
-        if context and probe.status is not None and probe.status < 300:
+        if context:
             n_ctx = await _props_context(client, base_url)
             probe = replace(probe, server_context=n_ctx)
         return probe

@@ -17,6 +17,7 @@ from typing import Any
 
 DEFAULT_LEASE_S = 120.0
 DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_OUTAGE_LIMIT_S = 900.0
 
 
 @dataclass
@@ -40,6 +41,12 @@ class WorkerConfig:
     # Build every provider the scope's calls use before the first claim (``daydream run``
     # does it once for all its workers and turns it off in theirs).
     check_providers: bool = True
+    # How long an endpoint may stay down before the worker stops waiting for it (seconds).
+    outage_limit_s: float = DEFAULT_OUTAGE_LIMIT_S
+    # A cap on what the scope's calls may cost (USD; None: no budget), and how to count
+    # calls of models without prices under it (USD per million tokens; None: refused).
+    max_cost_usd: float | None = None
+    unpriced_per_mtok: float | None = None
 
     def __post_init__(self) -> None:
         if not self.name:

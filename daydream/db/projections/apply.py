@@ -2,7 +2,8 @@
 
 ``apply_event()`` never reads the clock or anything outside the event and the database,
 so a replay is deterministic. The appliers live beside what they maintain: the catalog,
-plans and cohort operations in ``planning``, the life of an attempt in ``attempts``.
+plans and cohort operations in ``planning``, the life of an attempt in ``attempts``,
+endpoints and stopped pools in ``health``.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 from daydream import events as ev
-from daydream.db.projections import attempts, planning
+from daydream.db.projections import attempts, health, planning
 
 Applier = Callable[[sqlite3.Connection, int, Any, str], None]
 """An applier: (connection, event id, event, recorded_at) -> None, inside the append's
 transaction."""
 
-_APPLIERS: dict[str, Applier] = {**planning.APPLIERS, **attempts.APPLIERS}
+_APPLIERS: dict[str, Applier] = {**planning.APPLIERS, **attempts.APPLIERS, **health.APPLIERS}
 
 
 def apply_event(conn: sqlite3.Connection, event_id: int, event: ev.Event, recorded_at: str) -> None:

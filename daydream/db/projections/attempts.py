@@ -18,8 +18,17 @@ from daydream.db.projections.lineage import children_of, select_in, set_blocked
 def _attempt_started(conn, event_id, e: ev.AttemptStarted, at):
     conn.execute(
         "UPDATE generations SET status = 'running', attempts = ?, lease_owner = ?,"
-        " lease_token = ?, lease_expires_at = ?, not_before = NULL, slot = ? WHERE gen_id = ?",
-        (e.attempt, e.worker, event_id, e.lease_expires_at, int(not e.queued), e.gen_id),
+        " lease_token = ?, lease_expires_at = ?, not_before = NULL, slot = ?, reserved_usd = ?"
+        " WHERE gen_id = ?",
+        (
+            e.attempt,
+            e.worker,
+            event_id,
+            e.lease_expires_at,
+            int(not e.queued),
+            e.reserved_usd,
+            e.gen_id,
+        ),
     )
 
 
@@ -68,15 +77,27 @@ def _attempt_throttled(conn, event_id, e: ev.AttemptThrottled, at):
         " WHERE gen_id = ?",
         (e.retry_at, e.error, e.gen_id),
     )
-    _record_failed_call(conn, event_id, e.gen_id, 429, e.error, at)
+    _record_failed_call(conn, event_id, e.gen_id, 429, e.error, at, e.endpoint)
 
 
-def _record_failed_call(conn, event_id, gen_id, http_status, error, at) -> None:
+def _attempt_deferred(conn, event_id, e: ev.AttemptDeferred, at):
+    # Ready again at once: claims skip the task while its endpoint is down or its pool is
+    # stopped. Not an attempt that counts (deferrals, like throttles, are subtracted).
+    conn.execute(
+        "UPDATE generations SET deferrals = deferrals + 1 WHERE gen_id = ? AND lease_token = ?",
+        (e.gen_id, e.token),
+    )
+    _release(conn, e.gen_id, e.token, e.error)
+    if e.endpoint is not None:  # a call was made (not: skipped, its pool being stopped)
+        _record_failed_call(conn, event_id, e.gen_id, e.http_status, e.error, at, e.endpoint)
+
+
+def _record_failed_call(conn, event_id, gen_id, http_status, error, at, endpoint=None) -> None:
     conn.execute(
         "INSERT INTO calls (event_id, gen_id, model_id, pool, ok, http_status, error,"
-        " recorded_at) SELECT ?, gen_id, model_id, pool, 0, ?, ?, ? FROM generations"
+        " recorded_at, endpoint) SELECT ?, gen_id, model_id, pool, 0, ?, ?, ?, ? FROM generations"
         " WHERE gen_id = ?",
-        (event_id, http_status, error, at, gen_id),
+        (event_id, http_status, error, at, endpoint, gen_id),
     )
 
 
@@ -102,8 +123,8 @@ def _generation_responded(conn, event_id, e: ev.GenerationResponded, at):
     if e.mode == "llm":
         conn.execute(
             "INSERT INTO calls (event_id, gen_id, model_id, pool, ok, prompt_tokens,"
-            " completion_tokens, cost, latency_s, offline, recorded_at)"
-            " SELECT ?, ?, ?, pool, 1, ?, ?, ?, ?, ?, ? FROM generations WHERE gen_id = ?",
+            " completion_tokens, cost, latency_s, offline, recorded_at, endpoint)"
+            " SELECT ?, ?, ?, pool, 1, ?, ?, ?, ?, ?, ?, ? FROM generations WHERE gen_id = ?",
             (
                 event_id,
                 e.gen_id,
@@ -114,6 +135,7 @@ def _generation_responded(conn, event_id, e: ev.GenerationResponded, at):
                 e.latency_s,
                 int(e.offline),
                 at,
+                e.endpoint,
                 e.gen_id,
             ),
         )
@@ -141,7 +163,7 @@ def _generation_completed(conn, event_id, e: ev.GenerationCompleted, at):
 
 def _attempt_failed(conn, event_id, e: ev.AttemptFailed, at):
     if e.state == "provider_error":
-        _record_failed_call(conn, event_id, e.gen_id, e.http_status, e.error, at)
+        _record_failed_call(conn, event_id, e.gen_id, e.http_status, e.error, at, e.endpoint)
     if not e.final:
         conn.execute(
             "UPDATE generations SET status = 'ready', lease_owner = NULL, lease_token = NULL,"
@@ -165,6 +187,7 @@ APPLIERS: dict[str, Callable[..., None]] = {
     ev.LeaseExpired.type: _lease_expired,
     ev.LeaseReleased.type: _lease_released,
     ev.AttemptThrottled.type: _attempt_throttled,
+    ev.AttemptDeferred.type: _attempt_deferred,
     ev.GenerationResponded.type: _generation_responded,
     ev.GenerationCompleted.type: _generation_completed,
     ev.AttemptFailed.type: _attempt_failed,
