@@ -27,6 +27,7 @@ from tests.scenario import (
     start,
     stop,
     wait_for,
+    worker_cmd,
 )
 
 WRITE = {"essay_template": ["write"], "essay_llm": ["m1"]}  # essays are model calls too
@@ -167,11 +168,19 @@ def test_a_rejected_key_stops_its_pool_at_once_and_other_pools_go_on(tmp_path):
         assert (stopped["pool"], stopped["model_id"], stopped["http_status"]) == ("vllm", "m1", 401)
         status = run(daydream_cmd("status", "k", "--db", str(db))).stdout
         assert "  pool vllm stopped: provider vllm, model m1: HTTP 401: invalid api key" in status
+        # A worker started on its own resumes the pool, meets the 401 and stops it again.
+        alone = run(worker_cmd(db, base_url=api.base_url), check=False)
+        assert alone.returncode == 4, alone.stderr
+        assert error_lines(alone.stderr) == [error_lines(done.stderr)[0].rsplit("; ", 1)[0]]
 
         rejected["on"] = False  # the key is fixed
         again = run(run_cmd(db, base_url=api.base_url), check=False)
     assert again.returncode == 0, again.stderr
-    assert [e["pool"] for e in events_of(db, types=["pool.resumed"])] == ["vllm"]
+    resumed = events_of(db, types=["pool.resumed"])
+    assert [(e["pool"], e["actor"].split(":")[0]) for e in resumed] == [
+        ("vllm", "worker"),
+        ("vllm", "cli"),
+    ]
     assert statuses(db) == {"done": 36}
     check_invariants(db)
 
