@@ -12,6 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from daydream.queue.cohorts import Status
+from daydream.results.text import format_progress
+from daydream.runner.run import RunSummary
+from daydream.vocabulary import EXIT_CODES, STATUSES
 from tests.fakeapi import FakeAPI, Fault
 from tests.invariants import check_invariants
 from tests.scenario import (
@@ -272,3 +276,36 @@ def test_replicas_share_the_calls_and_survive_one_going_down(tmp_path):
     ids = "SELECT gen_id FROM generations ORDER BY gen_id"
     assert query(db, ids) == query(alone, ids)  # which replica answered changes no id
     check_invariants(db)
+
+
+def test_the_progress_line_shows_an_endpoint_down_and_a_stopped_pool():
+    status = Status(
+        "k",
+        stages={"draft": {**dict.fromkeys(STATUSES, 0), "done": 3, "ready": 5}},
+        down=[{"endpoint": "http://gpu:8000/v1", "pool": "vllm", "down_s": 12.4, "error": "x"}],
+        stopped=[{"pool": "openrouter", "message": "pool openrouter stopped: ..."}],
+    )
+    line = format_progress(status, 30.0, 0.5)
+    assert line.endswith(" | pool vllm: endpoint down 12 s, retrying | pool openrouter stopped")
+
+
+def test_an_interrupt_then_a_stopped_pool_then_an_outage_then_the_budget_decide_the_exit():
+    """When several reasons apply, the documented order decides the exit code."""
+
+    def outcome(remaining: int, stops: set[str], states: dict[str, int], **kwargs: Any) -> str:
+        stages = {"draft": {**dict.fromkeys(STATUSES, 0), "ready": remaining}}
+        status = Status("k", stages=stages, states=states)
+        return RunSummary(status, 1.0, 0, False, stops=stops, **kwargs).outcome
+
+    everything = {"pool_stopped", "outage", "budget"}
+    assert outcome(3, everything, {"provider_error": 1}) == "pool_stopped"
+    assert outcome(3, {"outage", "budget"}, {}) == "outage"
+    assert outcome(3, {"budget"}, {"provider_error": 1}) == "budget"
+    assert outcome(3, set(), {}) == "error"
+    assert outcome(0, set(), {"ok": 5, "template_error": 1}) == "failures"
+    assert outcome(0, set(), {"ok": 5, "parse_failed": 2, "refused": 1}) == "ok"
+    interrupted = RunSummary(Status("k"), 1.0, 0, True, stops=everything)
+    assert interrupted.outcome == "interrupted"
+    assert {EXIT_CODES[o] for o in ("ok", "failures", "pool_stopped", "outage", "budget")} == {
+        0, 3, 4, 5, 6
+    }
