@@ -21,7 +21,10 @@ from daydream.providers.protocol import CompletionRequest
 from daydream.providers.registry import make_provider
 from daydream.providers.replicas import ReplicatedProvider
 from daydream.providers.retry import failure_scope
+from daydream.queue.tasks import Task
+from daydream.worker.health import Health
 from tests.fakeapi import FakeAPI, Fault
+from tests.scenario import T0
 
 REQUEST = CompletionRequest(model="m", prompt="Brainstorm about flywheels.")
 
@@ -204,3 +207,23 @@ def test_fakeapi_serves_again_on_the_same_port_after_a_stop():
         api.stop()
         api.start()
         assert api.base_url == base_url
+
+
+def test_a_workers_view_follows_the_database_except_for_what_it_has_yet_to_record():
+    """A pool another process resumed, or an endpoint it saw back, is forgotten at the next
+    exchange; a stop or an outage this worker found itself, not recorded yet, is kept."""
+    health = Health(clock=lambda: T0)
+    health.update({"http://a/v1": "2031-01-01T11:59:00Z"}, {"p1": "pool p1 stopped: ..."})
+    assert (health.down, set(health.stopped)) == ({"http://a/v1"}, {"p1"})
+    health.update({}, {})  # resumed elsewhere, back elsewhere
+    assert (health.down, health.stopped) == (set(), {})
+    task = Task("d_1", 7, 1, 0, "draft", "llm", "p2", "t", {}, {"model_id": "m", "provider": "vllm"},
+                None, None, None, [], 1)
+    error = ProviderError("provider vllm, model m: HTTP 401: no", retryable=False, status=401)
+    health.stop_pool(task, error, "check the key")
+    health.update({}, {})  # the exchange that will record the stop has not run yet
+    assert health.stopped == {"p2": "pool p2 stopped: provider vllm, model m: HTTP 401: no; fix: check the key"}
+    (event,) = health.take_events()
+    assert (event.type, event.pool, event.http_status) == ("pool.stopped", "p2", 401)
+    health.update({}, {})
+    assert health.stopped == {}

@@ -94,16 +94,21 @@ class Health:
             self._refused.pop(model_id or "", None)
 
     def update(self, down: dict[str, str], stopped: dict[str, str]) -> None:
-        """What the database says after an exchange (``Exchanged.down``, ``.stopped``)."""
+        """What the database says after an exchange (``Exchanged.down``, ``.stopped``): it
+        wins (another process may have resumed a pool or seen an endpoint back), except for
+        what this worker learnt since that exchange began (its events still to record)."""
+        learnt_down = {e.endpoint for e in self._events if isinstance(e, ev.EndpointDown)}
         for endpoint in list(self.down):
-            if endpoint not in down:
+            if endpoint not in down and endpoint not in learnt_down:
                 self._forget(endpoint)
+        back = {e.endpoint for e in self._events if isinstance(e, ev.EndpointRecovered)}
         for endpoint, since in down.items():
-            if endpoint not in self.down:
+            if endpoint not in self.down and endpoint not in back:
                 self.down.add(endpoint)
                 self.since[endpoint] = parse_time(since) if since else self.clock()
                 self._schedule(endpoint, first=True)
-        self.stopped = {**stopped, **{p: m for p, m in self.stopped.items() if p not in stopped}}
+        learnt = {e.pool: e.message for e in self._events if isinstance(e, ev.PoolStopped)}
+        self.stopped = {**stopped, **learnt}
 
     def take_events(self) -> list[ev.Event]:
         """What this worker learnt since the last exchange, for it to record."""
