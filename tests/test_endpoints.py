@@ -51,6 +51,7 @@ def free_port() -> int:
         (401, None, "HTTP 401: invalid api key", "model"),
         (402, None, "HTTP 402: insufficient credits", "model"),
         (403, None, "HTTP 403: forbidden", "model"),
+        (403, None, "HTTP 403: Your input was flagged by moderation", "request"),
         (404, None, "HTTP 404: The model `x` does not exist.", "model"),
         (400, None, "HTTP 400: openai/gpt-9 is not a valid model ID", "model"),
         (404, None, 'HTTP 404: model "llama9" not found, try pulling it first', "model"),

@@ -57,6 +57,9 @@ _UNKNOWN_MODEL = re.compile(
 )
 
 
+_MODERATED = re.compile(r"flagged|moderation", re.IGNORECASE)
+
+
 def failure_scope(status: int | None, kind: str | None, message: str) -> str:
     """Where the fault behind a failed call lies, which decides what the worker does next:
 
@@ -65,14 +68,17 @@ def failure_scope(status: int | None, kind: str | None, message: str) -> str:
     - ``"model"``: no call of this model through this endpoint can succeed (401 or 403: the
       key is rejected; 402: no credit; 404, or a 400/422 saying the model does not exist:
       an unknown model or a wrong base URL);
-    - ``"request"``: the server refuses the request itself (400, 413, 422), which the
-      catalog's settings may cause for every call (a max_tokens past the context);
+    - ``"request"``: the server refuses the request itself (400, 413, 422, or a 403 whose
+      words say moderation flagged the prompt), which the catalog's settings may cause for
+      every call (a max_tokens past the context);
     - ``"call"``: anything else, retried or not as ``is_retryable_status`` says.
     """
     if status is None:
         return "endpoint" if kind in ("connect", "dropped", "timeout") else "call"
     if status in ENDPOINT_STATUSES:
         return "endpoint"
+    if status == 403 and _MODERATED.search(message):
+        return "request"  # OpenRouter's moderation refused this prompt, not every call
     if status in (401, 402, 403, 404):
         return "model"
     if status in (400, 413, 422):
