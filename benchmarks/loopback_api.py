@@ -1,7 +1,7 @@
 """A minimal, fast OpenAI-compatible chat-completions server for benchmarks (asyncio, one
 process, keep-alive). tests/fakeapi.py has the full fault matrix; this one only does what
 the run benchmark needs at thousands of requests per second: a fixed latency and a share
-of 429 replies with Retry-After.
+of 429 replies with Retry-After, and an empty model list for a worker's probe (GET).
 
     python benchmarks/loopback_api.py --port 0 --latency 0.05 --rate-429 0.2 --retry-after 1
 
@@ -39,8 +39,13 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ar
                     length = int(line[15:])
             body = json.loads(await reader.readexactly(length)) if length else {}
             arrived = loop.time()
+            if head.startswith(b"GET "):
+                # A probe (GET /models: is the server there?): no model call, no 429.
+                payload = b'{"object": "list", "data": []}'
+                status = b"200 OK"
+                extra = b""
             # A rate limiter answers at the edge, before any inference: 429s come back at once.
-            if rng.random() < args.rate_429:
+            elif rng.random() < args.rate_429:
                 payload = b'{"error": {"message": "rate limited", "code": 429}}'
                 status = b"429 Too Many Requests"
                 extra = f"Retry-After: {args.retry_after}\r\n".encode()

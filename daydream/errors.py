@@ -40,7 +40,11 @@ class ParseError(DaydreamError):
 
 
 class ProviderError(DaydreamError):
-    """A model call failed. ``retryable`` says whether trying again may succeed."""
+    """A model call failed. ``retryable`` says whether trying again may succeed.
+
+    ``endpoint`` is the base URL the call went to (without credentials); ``kind`` says how
+    a call without an HTTP status failed: ``connect`` (refused, unreachable, connect
+    timeout), ``dropped`` (reset or closed mid-call), ``timeout`` (no reply in time)."""
 
     def __init__(
         self,
@@ -50,16 +54,30 @@ class ProviderError(DaydreamError):
         status: int | None = None,
         retry_after: float | None = None,
         state: str = "provider_error",
+        endpoint: str | None = None,
+        kind: str | None = None,
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.status = status
         self.retry_after = retry_after
         self.state = state
+        self.endpoint = endpoint
+        self.kind = kind
 
 
 class ConfigError(DaydreamError):
     """An option, environment variable or setting is invalid."""
+
+
+class PreflightError(ConfigError):
+    """What ``daydream run`` found wrong before starting any worker (an endpoint that does
+    not answer, a model the server does not serve, a key variable not set...): one line
+    per problem in ``problems``."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
 
 
 class OptionError(ConfigError):

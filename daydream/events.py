@@ -9,7 +9,9 @@ Invariants:
   so ``daydream events --subject`` shows one thing's history.
 - Every model forbids unknown fields, so a typo in a writer fails loudly.
 
-docs/events.md is generated from this module (``python -m daydream.docgen``).
+docs/events.md is generated from this module (``python -m daydream.cli.reference``). The
+module is long because it is the one catalogue of event types, each with the docstring that
+documents it; splitting it would scatter that reference.
 """
 
 from __future__ import annotations
@@ -143,12 +145,15 @@ class CohortPlanned(Event):
     ``spec_hash`` is the hash of the spec file's text (stored in ``texts``), so a report can
     show exactly what was planned. Followed by ``generations.planned`` events in the same
     transaction; the per-stage membership counts in ``cohorts`` grow with those.
+    ``budget_usd``: the spec's cap on what the cohort's calls may cost (``daydream run``
+    stops claiming before it would pass it).
     """
 
     type: ClassVar[str] = "cohort.planned"
     cohort_id: str
     spec_path: str
     spec_hash: str
+    budget_usd: float | None = None
 
     @property
     def subject(self) -> str:
@@ -195,7 +200,9 @@ class AttemptStarted(Event):
     The fencing token of the attempt is this event's id: a worker may record a result only
     while the task still carries its token. ``lease_expires_at`` is UTC. A ``queued`` lease
     is claimed ahead, to start the moment one of the worker's calls in the same pool ends:
-    it holds no pool slot until ``slots.taken`` says so.
+    it holds no pool slot until ``slots.taken`` says so. ``reserved_usd``: under a budget,
+    the most this call can cost (its prompt's bytes as tokens and its ``max_tokens``, at
+    the model's prices), held against the budget while it runs.
     """
 
     type: ClassVar[str] = "attempt.started"
@@ -204,6 +211,7 @@ class AttemptStarted(Event):
     worker: str
     lease_expires_at: str
     queued: bool = False
+    reserved_usd: float | None = None
 
     @property
     def subject(self) -> str:
@@ -284,6 +292,29 @@ class AttemptThrottled(Event):
     retry_at: str
     latency_s: float | None = None
     slot_wait_s: float | None = None
+    endpoint: str | None = None
+
+    @property
+    def subject(self) -> str:
+        return self.gen_id
+
+
+class AttemptDeferred(Event):
+    """The call could not be made or could not finish through no fault of the task: its
+    endpoint is down (``reason`` ``endpoint_down``: connections refused or dropped, a
+    burst of 502/503/504, confirmed by a probe), or its pool was stopped (``pool_stopped``,
+    see ``pool.stopped``). The task is ready again and, as after a 429, the attempt does
+    not count against the maximum; it is claimed again once the endpoint is back or the
+    pool resumes. ``endpoint`` is set when a call was made (it is then a row of ``calls``).
+    """
+
+    type: ClassVar[str] = "attempt.deferred"
+    gen_id: str
+    token: int
+    reason: str
+    error: str
+    http_status: int | None = None
+    endpoint: str | None = None
 
     @property
     def subject(self) -> str:
@@ -300,7 +331,8 @@ class GenerationResponded(Event):
     pool slot before the call, ``http_status`` the reply's status. A reasoning model's
     reasoning, when the server returns it apart from the reply, is ``reasoning_hash`` (a
     text, never part of the raw or parsed text); ``reasoning_tokens`` is the provider's
-    count (``usage.completion_tokens_details.reasoning_tokens``).
+    count (``usage.completion_tokens_details.reasoning_tokens``). ``endpoint`` is the base
+    URL that answered (one of a provider's replicas).
     """
 
     type: ClassVar[str] = "generation.responded"
@@ -323,6 +355,7 @@ class GenerationResponded(Event):
     slot_wait_s: float | None = None
     reasoning_hash: str | None = None
     reasoning_tokens: int | None = None
+    endpoint: str | None = None
 
     @property
     def subject(self) -> str:
@@ -371,6 +404,7 @@ class AttemptFailed(Event):
     error_class: str | None = None
     latency_s: float | None = None
     slot_wait_s: float | None = None
+    endpoint: str | None = None
 
     @property
     def subject(self) -> str:
@@ -470,3 +504,70 @@ class PoolLimitChanged(Event):
     @property
     def subject(self) -> str:
         return f"pool:{self.pool}"
+
+
+class PoolStopped(Event):
+    """A call failed in a way no retry can fix for any call of the pool: the key was
+    rejected (401, 403), the account has no credit (402), the model is unknown (404, or
+    the server's "model not found"), or the server refused every request of the model
+    (a catalog setting such as a max_tokens past the context). No worker claims the
+    pool's tasks until a run resumes it (``pool.resumed``); they stay pending, never
+    failed. ``message`` is the line shown to the user: provider, model, the server's words
+    and the fix.
+    """
+
+    type: ClassVar[str] = "pool.stopped"
+    pool: str
+    provider: str
+    model_id: str
+    message: str
+    http_status: int | None = None
+
+    @property
+    def subject(self) -> str:
+        return f"pool:{self.pool}"
+
+
+class PoolResumed(Event):
+    """A stopped pool's tasks may be claimed again: a new ``daydream run`` (or worker)
+    whose checks passed."""
+
+    type: ClassVar[str] = "pool.resumed"
+    pool: str
+    reason: str
+
+    @property
+    def subject(self) -> str:
+        return f"pool:{self.pool}"
+
+
+class EndpointDown(Event):
+    """Workers stopped sending calls to an endpoint (a base URL, without credentials): its
+    connections were refused or dropped, it timed out, or it answered 502/503/504 in a
+    burst, and a probe (``GET {endpoint}/models``) found it away. Tasks of models served
+    only by down endpoints wait, their attempts not spent, while workers probe it with
+    backoff; ``error`` is what the failing call or probe said, ``pool`` the pool of that
+    call."""
+
+    type: ClassVar[str] = "endpoint.down"
+    endpoint: str
+    provider: str
+    pool: str
+    error: str
+
+    @property
+    def subject(self) -> str:
+        return f"endpoint:{self.endpoint}"
+
+
+class EndpointRecovered(Event):
+    """A down endpoint answers again (a worker's probe, or the preflight of a run): its
+    tasks are claimed again. ``by`` says who found it: ``probe`` or ``preflight``."""
+
+    type: ClassVar[str] = "endpoint.recovered"
+    endpoint: str
+    by: str
+
+    @property
+    def subject(self) -> str:
+        return f"endpoint:{self.endpoint}"

@@ -33,6 +33,37 @@ its calls ends; ``running`` counts calls (leases holding a pool slot)."""
 TERMINAL: tuple[str, ...] = ("done", "failed", "blocked", "cancelled")
 """Statuses a generation does not leave on its own (``daydream retry`` can)."""
 
+INFRASTRUCTURE_STATES: tuple[str, ...] = ("provider_error", "template_error", "error")
+"""Outcome states that say the run's set-up failed (a call that never answered, a template
+that did not render, a crash), as opposed to what a model wrote (truncated, too_short,
+parse_failed, refused: results). Any of them makes ``daydream run`` exit non-zero."""
+
+EXIT_CODES: dict[str, int] = {
+    "ok": 0,
+    "error": 1,
+    "usage": 2,
+    "failures": 3,
+    "pool_stopped": 4,
+    "outage": 5,
+    "budget": 6,
+    "interrupted": 130,
+}
+"""The exit codes of ``daydream run`` (and ``daydream worker``), by meaning:
+
+- ``ok``: every generation finished, none with an infrastructure failure;
+- ``error``: bad input, a failed preflight, or work left because workers kept dying;
+- ``usage``: an option is wrong;
+- ``failures``: everything finished, but some generations with an infrastructure failure
+  (``INFRASTRUCTURE_STATES``);
+- ``pool_stopped``: stopped: a pool is unusable (a rejected key, an unknown model, every
+  request refused); its generations are still pending;
+- ``outage``: stopped: an endpoint stayed down past the outage limit;
+- ``budget``: stopped: the budget leaves no room for another call;
+- ``interrupted``: Ctrl-C or SIGTERM.
+
+When several apply, the first of interrupted, pool_stopped, outage, budget, error,
+failures wins."""
+
 STATES: tuple[str, ...] = (
     "ok",
     "truncated",

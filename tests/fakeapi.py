@@ -54,6 +54,13 @@ A 200 reply's fields can be replaced: ``Fault(usage={...})`` merges into its ``u
 ``Fault(fields={...})`` into the top level (``model``, ``id``, ``choices``...). The text
 of a stray response is ``STRAY_TEXT``; ``strays_sent`` counts them.
 
+What a server says about itself: ``GET .../models`` lists ``models`` (with vLLM's
+``max_model_len`` when given; a 404, as before, when ``models`` is None) and ``GET
+/props`` gives llama.cpp's ``n_ctx`` when ``n_ctx`` is set; these GETs take no scripted
+fault and are not counted as calls (``probes`` counts them). With ``api_key``, every
+request without ``Authorization: Bearer <api_key>`` is answered 401. ``stop()`` then
+``start()`` serves again on the same port (a server killed and restarted).
+
 Run it alone (for benchmarks, in its own process so it does not share the GIL with the
 workers): ``PYTHONPATH=. python tests/fakeapi.py --port 8999 --latency 0.05 --rate-429 0.1``.
 """
@@ -197,6 +204,10 @@ class FakeAPI:
         log_path: str | os.PathLike[str] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        models: Iterable[str] | None = None,
+        max_model_len: int | None = None,
+        n_ctx: int | None = None,
+        api_key: str | None = None,
     ) -> None:
         self.latency_s = latency_s
         self.rate_429 = rate_429
@@ -209,6 +220,11 @@ class FakeAPI:
         self.reply = reply
         self.props = props
         self.log_path = Path(log_path) if log_path is not None else None
+        self.models = None if models is None else list(models)
+        self.max_model_len = max_model_len
+        self.n_ctx = n_ctx
+        self.api_key = api_key
+        self.probes = 0
         self._address = (host, port)
         if callable(script):
             self._script_fn: Callable[[int, Any], FaultSpec | None] | None = script
@@ -251,6 +267,7 @@ class FakeAPI:
         if self.log_path is not None:
             self._log_file = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115
         self._server = _Server(self._address, _Handler)
+        self._address = self._server.server_address[:2]  # a restart binds the same port
         self._server.fake = self
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -296,8 +313,11 @@ class FakeAPI:
 
     @property
     def port(self) -> int:
+        """The port it serves on (after a ``stop()``, the one it will serve on again)."""
         if self._server is None:
-            raise RuntimeError("FakeAPI is not running")
+            if self._address[1]:
+                return self._address[1]
+            raise RuntimeError("FakeAPI has not started")
         return self._server.server_address[1]
 
     @property
@@ -341,6 +361,36 @@ class FakeAPI:
             return list(self._errors)
 
     # --- request handling ---------------------------------------------------------------
+
+    def _handle_get(self, handler: _Handler) -> None:
+        """What the server says about itself: ``/models``, ``/props`` (not a call)."""
+        with self._lock:
+            self.probes += 1
+        path = handler.path.split("?")[0].rstrip("/")
+        if not self._authorised(handler):
+            return
+        if path.endswith("/models") and self.models is not None:
+            entries = [
+                {"id": name, "object": "model", "owned_by": "fakeapi"}
+                | ({"max_model_len": self.max_model_len} if self.max_model_len else {})
+                for name in self.models
+            ]
+            self._send_json(handler, 200, {"object": "list", "data": entries})
+        elif path.endswith("/props") and (self.props is not None or self.n_ctx is not None):
+            props = dict(self.props or {})
+            if self.n_ctx is not None:
+                props.setdefault("default_generation_settings", {"n_ctx": self.n_ctx})
+                props.setdefault("total_slots", 1)
+            self._send_json(handler, 200, props)
+        else:
+            self._send_json(handler, 404, _error_body(f"no route for {handler.path}", 404))
+
+    def _authorised(self, handler: _Handler) -> bool:
+        """With ``api_key`` set: is the request's bearer token that key? (Else a 401.)"""
+        if self.api_key is None or handler.headers.get("Authorization") == f"Bearer {self.api_key}":
+            return True
+        self._send_json(handler, 401, _error_body("fakeapi: invalid API key", 401))
+        return False
 
     def _handle(self, handler: _Handler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
@@ -410,14 +460,13 @@ class FakeAPI:
         return self.latency_s
 
     def _respond(self, handler: _Handler, fault: Fault, body: Any) -> None:
-        if handler.command == "GET" and handler.path.rstrip("/") == "/props" and self.props:
-            self._send_json(handler, 200, self.props)
-            return
         if handler.command != "POST" or not handler.path.rstrip("/").endswith("/chat/completions"):
             self._send_json(handler, 404, _error_body(f"no route for {handler.path}", 404))
             return
         if not isinstance(body, dict) or "model" not in body or "messages" not in body:
             self._send_json(handler, 400, _error_body("body must have model and messages", 400))
+            return
+        if not self._authorised(handler):
             return
         kind = fault.kind
         if _is_status(kind):
@@ -664,7 +713,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.fake._handle(self)
 
     def do_GET(self) -> None:
-        self.server.fake._handle(self)
+        self.server.fake._handle_get(self)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

@@ -19,7 +19,13 @@ from daydream.db.files import readonly_uri
 
 TERMINAL = ("done", "failed", "blocked", "cancelled")
 # An attempt after the first must be explained by how the previous one ended.
-EXPLAINS_NEXT_ATTEMPT = ("attempt.failed", "attempt.throttled", "lease.expired", "lease.released")
+EXPLAINS_NEXT_ATTEMPT = (
+    "attempt.failed",
+    "attempt.throttled",
+    "attempt.deferred",
+    "lease.expired",
+    "lease.released",
+)
 
 
 def log_snapshot(db: Path) -> list[tuple[int, str]]:
@@ -42,18 +48,21 @@ def check_invariants(
     drained: bool = True,
     before: list[tuple[int, str]] | None = None,
     now: datetime | None = None,
+    pending: bool = False,
 ) -> dict[str, int]:
     """Check I1-I7 on ``db``; returns a few counts for the test's own assertions.
 
     ``drained``: no worker is running any more, so no task may still be ``running`` (I3 in
     its strict form: a clean drain leaves no lease at all). ``before``: an earlier
-    ``log_snapshot`` that must be a prefix of the log now (I7).
+    ``log_snapshot`` that must be a prefix of the log now (I7). ``pending``: the run
+    stopped with work left on purpose (a stopped pool, an outage, a budget), so ``ready``
+    and ``waiting`` generations are allowed (after a drain, still no ``running`` one).
     """
     problems: list[str] = []
     conn = sqlite3.connect(readonly_uri(db), uri=True)
     conn.row_factory = sqlite3.Row
     try:
-        _check_terminal(conn, problems)
+        _check_terminal(conn, problems, pending)
         _check_single_completion(conn, problems)
         _check_leases(conn, problems, drained, now or datetime.now(timezone.utc))
         _check_attempts(conn, problems)
@@ -76,12 +85,14 @@ def check_invariants(
     return counts
 
 
-def _check_terminal(conn: sqlite3.Connection, problems: list[str]) -> None:
-    """I1: every planned generation is done, failed (with a reason), blocked or cancelled."""
+def _check_terminal(conn: sqlite3.Connection, problems: list[str], pending: bool) -> None:
+    """I1: every planned generation is done, failed (with a reason), blocked or cancelled
+    (or, with ``pending``, still ready or waiting)."""
+    allowed = (*TERMINAL, "ready", "waiting") if pending else TERMINAL
     for gen_id, status, error, blocked_reason in conn.execute(
         "SELECT gen_id, status, error, blocked_reason FROM generations"
     ):
-        if status not in TERMINAL:
+        if status not in allowed:
             problems.append(f"I1 {gen_id} is {status}, not terminal")
         if status == "failed" and not error:
             problems.append(f"I1 {gen_id} failed without a reason")
@@ -140,8 +151,8 @@ def _check_attempts(conn: sqlite3.Connection, problems: list[str]) -> None:
             retried.setdefault(gen_id, []).append((event_id, "generations.retried", {}))
     events = conn.cursor().execute(
         "SELECT subject, id, type, data FROM events WHERE type IN"
-        " ('attempt.started', 'attempt.failed', 'attempt.throttled', 'lease.expired',"
-        " 'lease.released', 'generation.completed') ORDER BY subject, id"
+        " ('attempt.started', 'attempt.failed', 'attempt.throttled', 'attempt.deferred',"
+        " 'lease.expired', 'lease.released', 'generation.completed') ORDER BY subject, id"
     )
     pending = next(events, None)
     for gen_id, attempts in conn.execute("SELECT gen_id, attempts FROM generations ORDER BY gen_id"):

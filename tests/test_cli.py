@@ -123,7 +123,7 @@ def _error_cases(tmp: Path, db: Path) -> list[tuple[list, str]]:
         (
             ["spec", "compile", key],
             f'spec {key}: unknown top-level key "bogus" (allowed: name, description, axes,'
-            " rules, output)",
+            " rules, output, budget_usd)",
         ),
         (
             ["spec", "compile", include],
@@ -260,7 +260,7 @@ def test_a_plan_error_on_an_empty_database(tmp_path):
 def test_option_misuse_exits_2(db):
     result = invoke("events", "--type", "nope", "--db", db)
     assert result.exit_code == 2
-    assert "Invalid value for --type: unknown event type 'nope' (known: attempt.failed," in (
+    assert "Invalid value for --type: unknown event type 'nope' (known: attempt.deferred," in (
         result.stderr
     )
     assert "Traceback" not in result.output

@@ -46,6 +46,8 @@ from tests.scenario import FixedClock
 class FlakyProvider:
     """The offline provider behind a scripted list of faults, one per call (None = answer)."""
 
+    endpoints: tuple[str, ...] = ()
+
     def __init__(self, faults: list[int | None]) -> None:
         self.faults = list(faults)
         self.inner = OfflineProvider()

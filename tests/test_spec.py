@@ -818,7 +818,8 @@ ERRORS = [
     pytest.param(
         AXES + "combos: {}\n",
         {},
-        'spec spec.yaml: unknown top-level key "combos" (allowed: name, description, axes, rules, output)',
+        'spec spec.yaml: unknown top-level key "combos" (allowed: name, description, axes, rules,'
+        " output, budget_usd)",
         id="unknown-top-level-key",
     ),
     pytest.param(

@@ -505,7 +505,7 @@ def test_retry_failed_then_run_again_completes_them(tmp_path):
     with FakeAPI(script=script_by_gen(faults)) as api:
         db = cohort(tmp_path, [model("m1")], combos=2)
         d1 = drafts_by_combo(db)["c1"]
-        faults[d1] = [Fault("401", message="invalid API key")]
+        faults[d1] = [Fault("400", message="bad request")]
         run(worker_cmd(db, base_url=api.base_url))
         assert generation(db, d1)["status"] == "failed"
         children = descendants(db, d1)
@@ -553,7 +553,7 @@ def test_retrying_a_failed_evaluation_whose_essay_is_done_runs_it_again(tmp_path
         db = cohort(tmp_path, [model("m1")], combos=1)
         draft = drafts_by_combo(db)["c1"]
         essay, evaluation = descendants(db, draft)
-        faults[evaluation] = [Fault("401", message="invalid API key")]
+        faults[evaluation] = [Fault("400", message="bad request")]
         run(worker_cmd(db, base_url=api.base_url))
         assert [generation(db, g)["status"] for g in (draft, essay, evaluation)] == [
             "done",

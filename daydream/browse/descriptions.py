@@ -85,6 +85,15 @@ TABLES: dict[str, dict[str, Any]] = {
         "facets": ["model_id", "ok", "http_status"],
     },
     "pools": {"description": "Concurrency limits of the model pools (set or adapted)."},
+    "pool_stops": {
+        "description": "Pools stopped by an error no retry can fix (a rejected key, an unknown"
+        " model): their generations stay pending until a run resumes them.",
+    },
+    "endpoints": {
+        "description": "Endpoints (base URLs) that were ever down: status down while workers"
+        " wait for them and probe them; their calls wait, not fail.",
+        "facets": ["status", "provider"],
+    },
     "essay_judge_scores": {
         "description": (
             "Score cells kept up to date as evaluations are planned and scored: per cohort,"
@@ -241,7 +250,7 @@ COLUMNS: dict[str, str] = {
     "finish_reason": "Why the model stopped (stop, length...).",
     "prompt_tokens": "Prompt tokens.",
     "completion_tokens": "Completion tokens.",
-    "cost": "Cost in USD (empty or 0 when the model has no prices).",
+    "cost": "Cost in USD (empty, unknown, when the model has no prices).",
     "latency_s": "Call latency in seconds: the time at the server (the HTTP call).",
     "mean_latency_s": "Mean call latency in seconds: the time at the server.",
     "slot_wait_s": "Seconds the task waited in its worker for a pool slot before the call.",
@@ -283,6 +292,13 @@ COLUMNS: dict[str, str] = {
     "evaluations": "Evaluations in the group, scored or not.",
     "throttles": "Times the provider rate-limited it.",
     "releases": "Times a worker gave it back unfinished at a clean shutdown (not an attempt).",
+    "deferrals": "Times its call met a down endpoint or a stopped pool (not an attempt).",
+    "reserved_usd": "Under a budget: the most the running call can cost, held against it.",
+    "budget_usd": "The spec's cap on what the cohort's calls may cost (USD).",
+    "endpoint": "The endpoint (base URL) the call went to.",
+    "down_since": "When the endpoint went down (UTC).",
+    "message": "Why the pool stopped: provider, model, the server's words and the fix.",
+    "stopped_at": "When the pool stopped (UTC).",
     "not_before": "Not claimable before this time (backoff).",
     "lease_owner": "The worker holding the lease.",
     "lease_token": "Fencing token of the current attempt.",
@@ -361,6 +377,12 @@ COLUMN_OVERRIDES: dict[tuple[str, str], str] = {
     ("model_usage", "offline"): "1 when any call was answered by the offline provider.",
     ("cohort_model_usage", "offline"): "1 when any call was answered by the offline provider.",
     ("pools", "reason"): "Why the limit changed.",
+    ("endpoints", "status"): "down while workers wait for it; up once a probe found it back.",
+    ("endpoints", "pool"): "The pool of the call that found it down.",
+    ("endpoints", "error"): "What the failing call or probe said.",
+    ("endpoints", "changed_at"): "When its status last changed (UTC).",
+    ("pool_stops", "model_id"): "The model whose call stopped the pool.",
+    ("endpoints", "endpoint"): "The base URL, without credentials.",
     ("cohort_progress", "generations"): "Generations of the cohort at this stage.",
     ("failure_reasons", "generations"): "Generations with this reason.",
     ("judge_agreement", "judges"): "Judge models with a mean score.",

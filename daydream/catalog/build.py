@@ -113,8 +113,9 @@ def validate(cls: type[BaseModel], file: Path, where: str, data: Any) -> Any:
             text = f"{key} is missing (add it)"
         elif err.get("input") == "":
             text = f"{key} is empty (fill it in)"
-        elif key in _HINTS:  # never echo these values: a key may have been pasted there
-            text = f"{key} {_HINTS[key]}"
+        elif err["loc"] and err["loc"][0] in _HINTS:  # never echo these values: a key may
+            # have been pasted there (base_url may be a list: loc is then base_url.<type>...)
+            text = f"{err['loc'][0]} {_HINTS[str(err['loc'][0])]}"
         elif err["type"] == "value_error":  # a validator's own words
             text = f"{key or 'entry'}: {err['ctx']['error']}"
         else:

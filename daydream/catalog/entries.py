@@ -152,7 +152,7 @@ class Model(_Entry):
     max_tokens: MaxTokens | None = None
     seed: Seed | None = None
     extra: Extra = {}  # merged into the request body
-    base_url: str | None = None  # overrides the provider's endpoint
+    base_url: str | tuple[str, ...] | None = None  # the provider's endpoint (several: replicas)
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
         """USD for one call, or None when a price is unknown."""
@@ -165,7 +165,7 @@ class Provider(_Entry):
     """An OpenAI-compatible endpoint declared in providers.yaml (new, or overriding a default)."""
 
     name: Id
-    base_url: str
+    base_url: str | tuple[str, ...]  # several: replicas of one deployment
     api_key_env: str | None = None  # the *name* of the variable holding the key, never a key
 
 

@@ -5,6 +5,7 @@ in ``templates/<stage>/<id>.j2``, ``models.yaml`` and an optional ``providers.ya
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,6 +38,8 @@ from daydream.catalog.entries import (
 from daydream.catalog.files import read_yaml
 from daydream.providers.config import DEFAULT_PROVIDERS
 from daydream.vocabulary import LEVELS, STAGES
+
+Url = Annotated[str, Field(pattern=r"^https?://")]
 
 
 class _In(BaseModel):
@@ -87,11 +90,11 @@ class _ModelIn(_In):
     max_tokens: MaxTokens | None = None
     seed: Seed | None = None
     extra: Extra = {}
-    base_url: str | None = Field(default=None, pattern=r"^https?://")
+    base_url: Url | list[Url] | None = None  # a list: replicas of one deployment
 
 
 class _ProviderIn(_In):
-    base_url: str = Field(pattern=r"^https?://")
+    base_url: Url | list[Url]
     api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 

@@ -14,9 +14,15 @@ from typing import Any
 import click
 
 from daydream import __version__
-from daydream.errors import DaydreamError, OptionError
+from daydream.errors import DaydreamError, OptionError, PreflightError
 from daydream.values import shorten_message
-from daydream.worker.config import DEFAULT_LEASE_S, DEFAULT_MAX_ATTEMPTS, LIMITS, WorkerConfig
+from daydream.worker.config import (
+    DEFAULT_LEASE_S,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_OUTAGE_LIMIT_S,
+    LIMITS,
+    WorkerConfig,
+)
 
 
 class _Group(click.Group):
@@ -27,6 +33,10 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except PreflightError as exc:  # one line per problem
+            for problem in exc.problems[:-1]:
+                click.echo(f"Error: {problem}", err=True)
+            raise click.ClickException(exc.problems[-1]) from None
         except OptionError as exc:
             raise click.BadParameter(shorten_message(str(exc)), param_hint=exc.option) from None
         except DaydreamError as exc:
@@ -77,7 +87,7 @@ class Whole(click.IntRange):
     beyond what SQLite or a machine holds gets in."""
 
 
-def _option_type(name: str) -> Any:
+def option_type(name: str) -> Any:
     """The option type of the worker setting ``name``, with its range (``LIMITS``)."""
     low, high = LIMITS[name]
     if name in ("concurrency", "max_attempts"):
@@ -86,14 +96,15 @@ def _option_type(name: str) -> Any:
 
 
 _WORKER_OPTIONS = [
-    click.option("--concurrency", "-c", type=_option_type("concurrency"), default=32, show_default=True, help="Model calls at once per worker process."),
-    click.option("--max-attempts", type=_option_type("max_attempts"), default=DEFAULT_MAX_ATTEMPTS, show_default=True, help="Attempts before a generation fails."),
-    click.option("--lease", "lease_s", type=_option_type("lease_s"), default=DEFAULT_LEASE_S, show_default=True, help="Lease length in seconds (heartbeats extend it)."),
-    click.option("--grace", "grace_s", type=_option_type("grace_s"), default=10.0, show_default=True, help="Seconds a worker gives its in-flight calls after SIGTERM or Ctrl-C before releasing them."),
+    click.option("--concurrency", "-c", type=option_type("concurrency"), default=32, show_default=True, help="Model calls at once per worker process."),
+    click.option("--max-attempts", type=option_type("max_attempts"), default=DEFAULT_MAX_ATTEMPTS, show_default=True, help="Attempts before a generation fails."),
+    click.option("--lease", "lease_s", type=option_type("lease_s"), default=DEFAULT_LEASE_S, show_default=True, help="Lease length in seconds (heartbeats extend it)."),
+    click.option("--grace", "grace_s", type=option_type("grace_s"), default=10.0, show_default=True, help="Seconds a worker gives its in-flight calls after SIGTERM or Ctrl-C before releasing them."),
     click.option("--offline", is_flag=True, help="Answer every model call with the offline dry-run provider."),
-    click.option("--offline-latency", "offline_latency_s", type=_option_type("offline_latency_s"), default=0.0, help="Simulated latency of the offline provider, seconds."),
+    click.option("--offline-latency", "offline_latency_s", type=option_type("offline_latency_s"), default=0.0, help="Simulated latency of the offline provider, seconds."),
     click.option("--base-url", "base_urls", multiple=True, callback=lambda _ctx, _param, values: _base_urls(values), help="Override a provider's base URL: PROVIDER=URL (repeatable)."),
-    click.option("--timeout", "timeout_s", type=_option_type("timeout_s"), help="Deadline of one model call in seconds (default: the provider's, 300)."),
+    click.option("--timeout", "timeout_s", type=option_type("timeout_s"), help="Deadline of one model call in seconds (default: the provider's, 300)."),
+    click.option("--outage-limit", "outage_limit_s", type=option_type("outage_limit_s"), default=DEFAULT_OUTAGE_LIMIT_S, show_default=True, help="Seconds to wait for an endpoint that is down (its calls wait, not fail) before stopping with its generations pending."),
 ]
 
 

@@ -17,6 +17,7 @@ from daydream.cli.base import (
     cli,
     db_option,
     json_option,
+    option_type,
     worker_config,
     worker_options,
 )
@@ -53,11 +54,15 @@ def worker(db_path: Path, pools: tuple[str, ...], forever: bool, **options: Any)
 
         daydream worker --concurrency 64 --cohort demo
     """
+    from daydream.vocabulary import EXIT_CODES
     from daydream.worker.process import run_worker
 
     config = worker_config(db_path, pools=pools, exit_when_idle=not forever, **options)
     stats = run_worker(config, log=_err)
     _err(stats.line(config.name))
+    if stats.stopped:
+        _err(f"Error: {stats.stop_message}")
+        sys.exit(EXIT_CODES[stats.stopped])
 
 
 @cli.command()
@@ -67,6 +72,8 @@ def worker(db_path: Path, pools: tuple[str, ...], forever: bool, **options: Any)
 @worker_options
 @click.option("--pool-limit", "pool_limits", multiple=True, callback=lambda _ctx, _param, values: _pool_limits(values), help="Concurrency limit of a pool across all workers: POOL=N (repeatable).")
 @click.option("--rehearse", is_flag=True, help="Run everything offline in a scratch copy of the database and report what would break.")
+@click.option("--max-cost", "max_cost_usd", type=option_type("max_cost_usd"), help="Stop claiming before the cohort's calls could cost more than this, in USD (default: the spec's budget_usd).")
+@click.option("--unpriced-per-mtok", "unpriced_per_mtok", type=option_type("unpriced_per_mtok"), help="Under a budget, count calls of models without prices at this many USD per million tokens (0: free, e.g. a local server).")
 @json_option
 def run(
     db_path: Path, cohort: str | None, workers: int, pool_limits: list[tuple[str, int]],
@@ -74,21 +81,31 @@ def run(
 ) -> None:
     """Run a cohort (or all planned work) with N worker processes until nothing is left.
 
-    Shows live progress on stderr. Ctrl-C stops cleanly; running again resumes, and a
-    completed generation is never called again.
+    First checks every endpoint, model, key and context the remaining calls need (one
+    line per problem, nothing written). Shows live progress on stderr, waits for an
+    endpoint that goes down (up to --outage-limit), and ends with the failures grouped.
+    Ctrl-C stops cleanly; running again resumes, and a completed generation is never
+    called again. Exit codes: 0 all finished, 1 error, 3 infrastructure failures,
+    4 a pool is unusable, 5 outage limit, 6 budget reached, 130 interrupted.
 
     Example:
 
-        daydream run demo --workers 4 --concurrency 16
+        daydream run demo --workers 4 --concurrency 16 --max-cost 5
     """
-    from daydream.results.text import format_rehearsal, format_status
+    from daydream.results.text import (
+        format_failures,
+        format_rehearsal,
+        format_run_end,
+        format_status,
+    )
     from daydream.runner.rehearsal import rehearse as run_rehearsal
     from daydream.runner.run import prepare_run, run_cohort
+    from daydream.vocabulary import EXIT_CODES
 
     config = worker_config(db_path, cohort=cohort, **options)
     if rehearse:
-        prepare_run(config, rehearsal=True)
-        result = run_rehearsal(config, workers=workers)
+        config, setup = prepare_run(config, rehearsal=True)
+        result = run_rehearsal(config, workers=workers, setup=setup)
         if as_json:
             _echo_json(result.to_dict())
         else:
@@ -96,26 +113,26 @@ def run(
         if result.problems or result.setup:
             sys.exit(1)
         return
-    for note in prepare_run(config, pool_limits):  # before any worker starts; one line each
+    config, notes = prepare_run(config, pool_limits)  # before any worker starts
+    for note in notes:  # a problem raises: one line each, nothing written
         _err(note)
     config.check_providers = False  # checked once here, not again in every worker
     summary = run_cohort(config, workers=workers, progress=_progress_line())
     if sys.stderr.isatty():
         _err("")
     if as_json:
-        _echo_json({**summary.status.to_dict(), "elapsed_s": round(summary.elapsed_s, 3), "restarts": summary.restarts, "interrupted": summary.interrupted})
+        _echo_json({**summary.status.to_dict(), "elapsed_s": round(summary.elapsed_s, 3), "restarts": summary.restarts, "interrupted": summary.interrupted, "outcome": summary.outcome, "exit_code": EXIT_CODES[summary.outcome]})
     else:
         click.echo(format_status(summary.status))
+        if failures := format_failures(summary.status, db_path):
+            click.echo(failures)
         click.echo(f"elapsed {summary.elapsed_s:.1f}s" + (f", {summary.restarts} worker restart(s)" if summary.restarts else ""))
     if summary.interrupted:
         _err("interrupted: run the same command again to resume")
-        sys.exit(130)
-    if summary.status.remaining:
-        raise click.ClickException(
-            f"{summary.status.remaining} generation(s) are still pending: the workers kept"
-            f" dying ({summary.restarts} restarts; see their errors above); run the same"
-            " command again to resume"
-        )
+        sys.exit(EXIT_CODES["interrupted"])
+    for line in format_run_end(summary).splitlines():
+        _err(f"Error: {line}")
+    sys.exit(EXIT_CODES[summary.outcome])
 
 
 def _progress_line() -> Any:
@@ -141,7 +158,10 @@ def _progress_line() -> Any:
 @click.argument("cohort", required=False)
 @json_option
 def status(db_path: Path, cohort: str | None, as_json: bool) -> None:
-    """Show a cohort's progress per stage, outcome states, and tokens/cost per model.
+    """Show a cohort's progress per stage, outcome states, tokens/cost per model, and why.
+
+    Ends with the failures grouped by reason (count, state, an example) and where to see
+    them in `daydream browse`, the pools stopped and the endpoints down.
 
     Example:
 
@@ -149,18 +169,20 @@ def status(db_path: Path, cohort: str | None, as_json: bool) -> None:
     """
     from daydream.db import files
     from daydream.queue.cohorts import cohort_status, require_cohort
-    from daydream.results.text import format_status
+    from daydream.results.text import format_failures, format_status
 
     conn = _open(db_path)
     if cohort:
         require_cohort(conn, cohort)
-    result = cohort_status(conn, cohort)
+    result = cohort_status(conn, cohort, failures=True)
     conn.close()
     wal = files.wal_bytes(db_path)
     if as_json:
         _echo_json({**result.to_dict(), "wal_bytes": wal})
     else:
         click.echo(format_status(result))
+        if failures := format_failures(result, db_path):
+            click.echo(failures)
     if wal > files.WAL_WARN_BYTES:
         _err(
             f"warning: the write-ahead log is {wal / 2**20:.0f} MB: a reader holding an old"

@@ -36,6 +36,16 @@ class PlanReport:
     # template id -> completed generations reused although made with an older version
     stale: dict[str, int] = field(default_factory=dict)
 
+    def estimate(self) -> dict[str, Any] | None:
+        """The cost range of the new calls: ``low`` and ``high`` in USD (None, unknown, when
+        no model of them has prices; never $0 for calls of unknown price), and whether it
+        covers every call (``complete``: no model without prices)."""
+        if not self.new_calls:
+            return None
+        priced = set(self.new_calls) - set(self.unpriced_models)
+        low, high = (round(self.cost_low, 4), round(self.cost_high, 4)) if priced else (None, None)
+        return {"low": low, "high": high, "complete": not self.unpriced_models}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "cohort_id": self.cohort_id,
@@ -44,9 +54,7 @@ class PlanReport:
             "rows": self.rows,
             "stages": {s: vars(c) for s, c in self.stages.items()},
             "new_calls_by_model": self.new_calls,
-            "cost_estimate_usd": {"low": round(self.cost_low, 4), "high": round(self.cost_high, 4)}
-            if self.new_calls
-            else None,
+            "cost_estimate_usd": self.estimate(),
             "unpriced_models": self.unpriced_models,
             "events_written": self.events,
             "notes": self.notes,

@@ -65,10 +65,12 @@ def plan_cohort(
     _check_cohort_id(cohort_id)
     spec_path = str(spec_path)
     report = PlanReport(cohort_id=cohort_id, spec_path=spec_path, dry_run=dry_run)
+    budget = None
     if rows is None:
         spec = spec_module.load_spec(spec_path)  # first: it says what is wrong with the file
         compiled: Iterable[dict[str, Any]] = spec_module.compile_rows(spec)
         derived_combos = dict(getattr(spec, "derived_combos", {}) or {})
+        budget = getattr(spec, "budget_usd", None)
     else:
         compiled, derived_combos = rows, {}
     spec_text = _spec_text(Path(spec_path))
@@ -83,6 +85,7 @@ def plan_cohort(
             report,
             actor,
             from_spec=rows is None,
+            budget_usd=budget,
         )
     except _NothingNew:
         report.events = 0
@@ -92,7 +95,8 @@ def plan_cohort(
 
 
 def _plan(
-    conn, compiled, derived_combos, cohort_id, spec_path, spec_text, report, actor, *, from_spec
+    conn, compiled, derived_combos, cohort_id, spec_path, spec_text, report, actor, *,
+    from_spec, budget_usd=None,
 ) -> None:
     dry_run = report.dry_run
     # Dropping indexes and reading the catalog from another process are only safe in a
@@ -110,6 +114,7 @@ def _plan(
                 cohort_id=cohort_id,
                 spec_path=spec_path,
                 spec_hash=put_text(conn, spec_text),
+                budget_usd=budget_usd,
             )
             head: list[ev.Event] = [*combo_events, planned]
             append(conn, head, actor=actor)

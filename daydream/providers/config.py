@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -44,6 +44,9 @@ class ProviderConfig:
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     offline: bool = False
+    # Replicas: every base URL of one deployment when there are several (``base_url`` is
+    # the first); empty for one endpoint.
+    base_urls: tuple[str, ...] = ()
 
 
 DEFAULT_PROVIDERS: Mapping[str, ProviderConfig] = MappingProxyType(
@@ -78,7 +81,7 @@ DEFAULT_PROVIDERS: Mapping[str, ProviderConfig] = MappingProxyType(
 def resolve_provider_config(
     name: str,
     *,
-    base_url: str | None = None,
+    base_url: str | Sequence[str] | None = None,
     providers: Mapping[str, ProviderConfig] | None = None,
     environ: Mapping[str, str] | None = None,
     command_line_url: str | None = None,
@@ -90,7 +93,8 @@ def resolve_provider_config(
     configuration in ``providers`` or ``DEFAULT_PROVIDERS``: what the user typed for this
     run beats the deployment's environment, which beats the committed catalog. A name that
     is not known becomes a generic OpenAI-compatible provider when a base URL is given,
-    with an optional key in ``$<NAME>_API_KEY``.
+    with an optional key in ``$<NAME>_API_KEY``. Several base URLs (a list, or one string
+    with commas) are replicas of one deployment: ``base_urls``.
     """
     environ = os.environ if environ is None else environ
     known = {**DEFAULT_PROVIDERS, **(providers or {})}
@@ -106,18 +110,27 @@ def resolve_provider_config(
                 f"provider {name}: unknown provider (known: {', '.join(sorted(known))}); "
                 f"give its model a base_url in the catalog or set {url_var}"
             )
-        config = ProviderConfig(name=name, base_url=override, api_key_env=f"{env_name}_API_KEY")
+        config = ProviderConfig(
+            name=name, base_url=_split_urls(override)[0], api_key_env=f"{env_name}_API_KEY"
+        )
     if config.offline:
         return config
-    if override:
-        config = replace(config, base_url=override)
-    parts = urlsplit(config.base_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(
-            f"provider {name}: base_url {display_url(config.base_url)!r} must be an "
-            "http:// or https:// URL such as http://localhost:8000/v1"
-        )
-    return replace(config, base_url=config.base_url.rstrip("/"))
+    urls = _split_urls(override) if override else [config.base_url]
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(
+                f"provider {name}: base_url {display_url(url)!r} must be an "
+                "http:// or https:// URL such as http://localhost:8000/v1"
+            )
+    urls = list(dict.fromkeys(url.rstrip("/") for url in urls))
+    return replace(config, base_url=urls[0], base_urls=tuple(urls) if len(urls) > 1 else ())
+
+
+def _split_urls(value: str | Sequence[str]) -> list[str]:
+    """Base URLs from a list or a comma-separated string (replicas), blanks dropped."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [item.strip() for item in items if item and item.strip()] or [""]
 
 
 def load_dotenv(
@@ -170,6 +183,11 @@ def display_url(url: str) -> str:
         return "(unparseable URL)"
     netloc = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def base_url_variable(name: str) -> str:
+    """The environment variable that overrides provider ``name``'s base URL."""
+    return f"DAYDREAM_{_env_name(name)}_BASE_URL"
 
 
 def _env_name(name: str) -> str:

@@ -24,6 +24,7 @@ class OfflineProvider:
 
     name = "offline"
     is_offline = True
+    endpoints: tuple[str, ...] = ()  # no endpoint: never down, never probed
 
     def __init__(self, latency_s: float = 0.0) -> None:
         self.latency_s = latency_s

@@ -24,6 +24,7 @@ import httpx
 from daydream.errors import ConfigError, ProviderError
 from daydream.providers.chat import ReplyError, read_completion, redact, request_body, status_error
 from daydream.providers.config import ProviderConfig, display_url
+from daydream.providers.probe import PROBE_TIMEOUT_S, Probe, probe_endpoint
 from daydream.providers.protocol import Completion, CompletionRequest
 from daydream.providers.transport import (
     ResponseTooLarge,
@@ -77,6 +78,9 @@ class OpenAICompatibleProvider:
         self._target: tuple[str, str, int] = ("", "", 0)
         self._clock = clock
         self._url = config.base_url.rstrip("/") + "/chat/completions"
+        self.endpoint = display_url(config.base_url)  # its name in events: no credentials
+        self.endpoints: tuple[str, ...] = (self.endpoint,)
+        self.down: set[str] = set()  # endpoints marked down (a single one is called anyway)
 
     def __repr__(self) -> str:
         key = "set" if self._api_key else "none"
@@ -124,7 +128,10 @@ class OpenAICompatibleProvider:
         except (asyncio.TimeoutError, httpx.TimeoutException) as exc:
             kind = type(exc).__name__ if isinstance(exc, httpx.TimeoutException) else "deadline"
             raise self._error(
-                request, f"timed out after {timeout:g}s ({kind})", retryable=True
+                request,
+                f"timed out after {timeout:g}s ({kind})",
+                retryable=True,
+                kind="connect" if isinstance(exc, httpx.ConnectTimeout) else "timeout",
             ) from None
         except httpx.HTTPError as exc:
             raise self._transport_error(request, exc) from None
@@ -141,6 +148,17 @@ class OpenAICompatibleProvider:
                 status=exc.status,
                 retry_after=exc.retry_after,
             ) from None
+
+    async def probe(self, endpoint: str | None = None, *, context: bool = False) -> Probe:
+        """Ask the endpoint what it serves (``GET {base_url}/models``; with ``context``, also
+        llama.cpp's ``GET /props``): whether it answers, and how (``providers.probe``)."""
+        return await probe_endpoint(
+            self.config.base_url,
+            self._fixed_headers(),
+            timeout=min(self.config.connect_timeout, PROBE_TIMEOUT_S),
+            redact=self._redact,
+            context=context,
+        )
 
     def _acquire_shard(self) -> _ClientShard:
         # httpcore's pool does O(connections**2) work each time a request starts or ends
@@ -241,18 +259,17 @@ class OpenAICompatibleProvider:
     def _transport_error(self, request: CompletionRequest, exc: httpx.HTTPError) -> ProviderError:
         kind = type(exc).__name__
         detail = f"{kind}: {exc}" if str(exc) else kind
-        if isinstance(exc, httpx.ConnectError):
+        if isinstance(exc, (httpx.ConnectError, httpx.ProxyError)):
             return self._error(
                 request,
-                f"cannot connect to {display_url(self.config.base_url)} ({detail}); "
+                f"cannot connect to {self.endpoint} ({detail}); "
                 "is the server running and the base_url right?",
                 retryable=True,
+                kind="connect",
             )
-        retryable = isinstance(
-            exc,
-            (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError, httpx.DecodingError),
-        )
-        return self._error(request, detail, retryable=retryable)
+        dropped = isinstance(exc, (httpx.NetworkError, httpx.RemoteProtocolError))
+        retryable = dropped or isinstance(exc, httpx.DecodingError)
+        return self._error(request, detail, retryable=retryable, kind="dropped" if dropped else None)
 
     def _error(
         self,
@@ -262,9 +279,17 @@ class OpenAICompatibleProvider:
         retryable: bool,
         status: int | None = None,
         retry_after: float | None = None,
+        kind: str | None = None,
     ) -> ProviderError:
         message = self._redact(f"provider {self.name}, model {request.model}: {detail}")
-        return ProviderError(message, retryable=retryable, status=status, retry_after=retry_after)
+        return ProviderError(
+            message,
+            retryable=retryable,
+            status=status,
+            retry_after=retry_after,
+            endpoint=self.endpoint,
+            kind=kind,
+        )
 
     def _redact(self, text: str) -> str:
         return redact(text, self._api_key)

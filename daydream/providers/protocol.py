@@ -81,6 +81,7 @@ class Completion:
     http_status: int | None = None
     reasoning: str | None = None
     reasoning_tokens: int | None = None
+    endpoint: str | None = None  # which replica answered, when a provider has several
 
     @property
     def is_truncated(self) -> bool:
@@ -94,6 +95,7 @@ class Provider(Protocol):
 
     name: str
     is_offline: bool
+    endpoints: tuple[str, ...]  # the base URLs it calls, without credentials (offline: none)
 
     async def complete(self, request: CompletionRequest) -> Completion: ...
 

@@ -4,7 +4,7 @@ that makes its calls. The one place that knows which name is served by which cla
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import httpx
@@ -13,12 +13,13 @@ from daydream.providers.config import ProviderConfig, resolve_provider_config
 from daydream.providers.offline import OfflineProvider
 from daydream.providers.openai_compatible import OpenAICompatibleProvider
 from daydream.providers.protocol import Provider
+from daydream.providers.replicas import ReplicatedProvider
 
 
 def make_provider(
     name: str,
     *,
-    base_url: str | None = None,
+    base_url: str | Sequence[str] | None = None,
     client: httpx.AsyncClient | None = None,
     providers: Mapping[str, ProviderConfig] | None = None,
     environ: Mapping[str, str] | None = None,
@@ -36,8 +37,9 @@ def make_provider(
     ``offline_latency_s``: how long the offline provider waits before each reply
     (benchmarks simulate a model with it). ``base_url`` is the catalog's, and
     ``command_line_url`` the run's ``--base-url`` (see ``resolve_provider_config`` for
-    which wins). Raises ``ConfigError`` for an unknown provider, a bad URL or a missing
-    required API key, before any call is made.
+    which wins). Several base URLs (a list, or commas) are replicas: a
+    ``ReplicatedProvider`` spreads the calls over them. Raises ``ConfigError`` for an
+    unknown provider, a bad URL or a missing required API key, before any call is made.
     """
     config = resolve_provider_config(
         name,
@@ -50,4 +52,11 @@ def make_provider(
         return OfflineProvider(latency_s=offline_latency_s)
     if api_key_env:
         config = replace(config, api_key_env=api_key_env)
+    if config.base_urls:
+        return ReplicatedProvider(
+            [
+                OpenAICompatibleProvider(replace(config, base_url=url), client=client, environ=environ)
+                for url in config.base_urls
+            ]
+        )
     return OpenAICompatibleProvider(config, client=client, environ=environ)

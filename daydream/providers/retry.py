@@ -8,6 +8,7 @@ A status is retryable when trying again may succeed: 408, 409, 425, 429 and ever
 from __future__ import annotations
 
 import random
+import re
 
 RETRY_AFTER_CAP_S = 600.0
 
@@ -44,3 +45,42 @@ def backoff_delay(
         spread = min(base, max(0.005, floor / 100))
         delay = max(delay, floor + rng.uniform(0.0, spread))
     return delay
+
+
+ENDPOINT_STATUSES = (502, 503, 504)
+"""Statuses a gateway or an overloaded server answers while the model server is away."""
+
+_UNKNOWN_MODEL = re.compile(
+    r"model\b.{0,120}?\b(not found|does not exist|not exist|is not a valid|not available"
+    r"|not supported|unknown)|\b(unknown|invalid|no such|not a valid) model\b",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+_MODERATED = re.compile(r"flagged|moderation", re.IGNORECASE)
+
+
+def failure_scope(status: int | None, kind: str | None, message: str) -> str:
+    """Where the fault behind a failed call lies, which decides what the worker does next:
+
+    - ``"endpoint"``: the server may be away (a refused, dropped or timed-out connection,
+      or 502/503/504): the worker probes it before spending an attempt;
+    - ``"model"``: no call of this model through this endpoint can succeed (401 or 403: the
+      key is rejected; 402: no credit; 404, or a 400/422 saying the model does not exist:
+      an unknown model or a wrong base URL);
+    - ``"request"``: the server refuses the request itself (400, 413, 422, or a 403 whose
+      words say moderation flagged the prompt), which the catalog's settings may cause for
+      every call (a max_tokens past the context);
+    - ``"call"``: anything else, retried or not as ``is_retryable_status`` says.
+    """
+    if status is None:
+        return "endpoint" if kind in ("connect", "dropped", "timeout") else "call"
+    if status in ENDPOINT_STATUSES:
+        return "endpoint"
+    if status == 403 and _MODERATED.search(message):
+        return "request"  # OpenRouter's moderation refused this prompt, not every call
+    if status in (401, 402, 403, 404):
+        return "model"
+    if status in (400, 413, 422):
+        return "model" if _UNKNOWN_MODEL.search(message) else "request"
+    return "call"

@@ -12,9 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from daydream import events as ev
+from daydream.clock import Clock, utcnow
 from daydream.db.log import append
+from daydream.db.projections.views import FAILURE_REASON
 from daydream.db.transaction import transaction
 from daydream.errors import PlanError
+from daydream.queue.pools import default_pool_limit, parse_time
 from daydream.vocabulary import STAGES, STATUSES
 
 
@@ -28,8 +31,16 @@ class Status:
     pools: list[dict[str, Any]] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost: float = 0.0
+    cost: float = 0.0  # of the calls whose cost is known
     offline_calls: int = 0
+    # Models whose successful calls have no cost (no prices): the total is then unknown.
+    unpriced_models: list[str] = field(default_factory=list)
+    # Pools no call of which can succeed until a run resumes them (``pool.stopped``), and
+    # endpoints workers wait for (``endpoint.down``), across all cohorts.
+    stopped: list[dict[str, Any]] = field(default_factory=list)
+    down: list[dict[str, Any]] = field(default_factory=list)
+    # Failures grouped by status, state and reason (``cohort_status(failures=True)``).
+    failures: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -42,6 +53,11 @@ class Status:
     def remaining(self) -> int:
         return self.count("running", "queued", "ready", "waiting")
 
+    @property
+    def total_cost(self) -> float | None:
+        """What the calls cost, or None ("unknown") when a model has no prices."""
+        return None if self.unpriced_models else round(self.cost, 6)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "cohort": self.cohort,
@@ -50,13 +66,22 @@ class Status:
             "models": self.models,
             "pools": self.pools,
             "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens},
-            "cost_usd": round(self.cost, 6),
+            "cost_usd": self.total_cost,
+            "cost_usd_known": round(self.cost, 6),
+            "unpriced_models": self.unpriced_models,
             "offline_calls": self.offline_calls,
+            "stopped_pools": self.stopped,
+            "down_endpoints": self.down,
+            "failures": self.failures,
         }
 
 
-def cohort_status(conn: sqlite3.Connection, cohort: str | None) -> Status:
-    """Per-stage task counts, outcome states and per-model totals (one cohort or all)."""
+def cohort_status(
+    conn: sqlite3.Connection, cohort: str | None, *, failures: bool = False, clock: Clock = utcnow
+) -> Status:
+    """Per-stage task counts, outcome states and per-model totals (one cohort or all), the
+    stopped pools and down endpoints (``down_s`` counted to ``clock()``), and with
+    ``failures`` the failures grouped (``failure_groups``)."""
     status = Status(cohort)
     for stage in STAGES:
         status.stages[stage] = dict.fromkeys(STATUSES, 0)
@@ -101,26 +126,75 @@ def cohort_status(conn: sqlite3.Connection, cohort: str | None) -> Status:
         " coalesce(sum(c.prompt_tokens), 0) AS prompt_tokens,"
         " coalesce(sum(c.completion_tokens), 0) AS completion_tokens,"
         " coalesce(sum(c.cost), 0) AS cost, max(c.offline) AS offline,"
+        " sum(c.ok = 1 AND c.cost IS NULL AND NOT coalesce(c.offline, 0)) AS unpriced_calls,"
         f" avg(c.latency_s) AS mean_latency_s FROM {calls}"
         " GROUP BY c.model_id ORDER BY c.model_id",
         params,
     ):
         model = dict(row)
-        status.models.append(model)
         status.prompt_tokens += model["prompt_tokens"]
         status.completion_tokens += model["completion_tokens"]
         status.cost += model["cost"]
+        if model.pop("unpriced_calls"):
+            model["cost"] = None  # unknown, never $0
+            status.unpriced_models.append(model["model_id"])
+        status.models.append(model)
         if model["offline"]:
             status.offline_calls += model["ok"] or 0
     status.pools = pool_usage(conn)
+    status.stopped, status.down = _health(conn, clock)
+    if failures:
+        status.failures = failure_groups(conn, cohort)
     return status
+
+
+def _health(conn: sqlite3.Connection, clock: Clock) -> tuple[list[dict], list[dict]]:
+    """The stopped pools and the endpoints down (with how long, in seconds)."""
+    stopped = [
+        dict(row)
+        for row in conn.execute(
+            "SELECT pool, provider, model_id, http_status, message, stopped_at FROM pool_stops"
+            " ORDER BY pool"
+        )
+    ]
+    now = clock()
+    down = []
+    for row in conn.execute(
+        "SELECT endpoint, provider, pool, error, down_since FROM endpoints"
+        " WHERE status = 'down' ORDER BY endpoint"
+    ):
+        entry = dict(row)
+        entry["down_s"] = round((now - parse_time(entry["down_since"])).total_seconds(), 1)
+        down.append(entry)
+    return stopped, down
+
+
+def failure_groups(
+    conn: sqlite3.Connection, cohort: str | None, *, limit: int = 10
+) -> list[dict[str, Any]]:
+    """The failed, blocked and cancelled generations grouped by status, state and reason
+    (the error's first line; a blocked child's names no parent id), most frequent first:
+    ``count``, ``status``, ``state``, ``reason``, ``example`` (a generation id)."""
+    source, params = "generations g", []
+    if cohort:
+        source = "cohort_members m JOIN generations g ON g.gen_id = m.gen_id"
+        params = [cohort]
+    where = "m.cohort_id = ? AND " if cohort else ""
+    return [
+        dict(row)
+        for row in conn.execute(
+            f"SELECT count(*) AS count, g.status AS status, g.state AS state,"
+            f" {FAILURE_REASON} AS reason, min(g.gen_id) AS example FROM {source}"
+            f" WHERE {where}g.status IN ('failed', 'blocked', 'cancelled')"
+            " GROUP BY 2, 3, 4 ORDER BY 1 DESC, 2, 3, 4 LIMIT ?",
+            [*params, limit],
+        )
+    ]
 
 
 def pool_usage(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """Each pool with a set limit or a lease: its limit and ceiling, the calls in flight
     (slots held) and the leases queued in workers, across all cohorts and workers."""
-    from daydream.queue.pools import default_pool_limit
-
     usage: dict[str, dict[str, Any]] = {}
     for pool, limit, ceiling in conn.execute('SELECT pool, "limit", ceiling FROM pools'):
         usage[pool] = {

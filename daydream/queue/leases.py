@@ -14,54 +14,22 @@ directly with a fixed clock.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from daydream import events as ev
 from daydream.clock import Clock, isoformat, utcnow
 from daydream.crashpoints import crash_point, fail_point
 from daydream.db.log import append
 from daydream.db.transaction import transaction
+from daydream.queue.budget import Budget
+from daydream.queue.health import read_health, record_health
 from daydream.queue.pools import adapt_pools, default_pool_limit, excess_shares, pool_capacity
+from daydream.queue.protocol import Claimant, Exchange, Exchanged
 from daydream.queue.storing import store_outcomes
 from daydream.queue.tasks import Outcome, Task, load_task
 
-
-class Claimant(Protocol):
-    """Who claims tasks (a ``WorkerConfig`` is one): its name in leases and events, how long
-    its leases last, how many attempts a task gets, and which tasks it may take (one
-    cohort's, some pools'; all when unset)."""
-
-    name: str
-    lease_s: float
-    max_attempts: int
-    cohort: str | None
-    pools: tuple[str, ...]
-
-
-@dataclass
-class Exchange:
-    """What a worker hands to one exchange (``exchange``): what to record and what to claim.
-
-    ``outcomes``: calls that ended, to record. ``taken``: queued tasks that started calls in
-    the slots of those outcomes (the slots pass to them in the same transaction). ``want``:
-    new tasks to claim into slots; ``queue``: how many more to claim as queued leases (no
-    slot; only in pools where the worker holds slots). ``held``: the worker's slots per
-    pool, after this exchange's hand-overs; ``shedding``: those it is letting go after a
-    limit cut. ``promote``: queued tasks to give a slot first, where a pool has room.
-    ``queued`` and ``running``: leases to check are still held (the worker's other queued
-    tasks; its calls in flight, now and then)."""
-
-    outcomes: list[Outcome] = field(default_factory=list)
-    taken: list[Task] = field(default_factory=list)
-    want: int = 0
-    queue: int = 0
-    held: dict[str, int] = field(default_factory=dict)
-    shedding: dict[str, int] = field(default_factory=dict)
-    promote: list[Task] = field(default_factory=list)
-    queued: list[Task] = field(default_factory=list)
-    running: list[Task] = field(default_factory=list)
+__all__ = ["Claimant", "Exchange", "Exchanged", "claim", "exchange", "heartbeat", "record"]
 
 
 def claim(
@@ -73,6 +41,8 @@ def claim(
     queue: int = 0,
     held: dict[str, int] | None = None,
     promote: list[Task] | None = None,
+    skip: tuple[tuple[str, ...], tuple[str, ...]] = ((), ()),
+    budget: Budget | None = None,
 ) -> list[Task]:
     """Claim up to ``limit`` ready tasks in one transaction (reaping expired leases first).
 
@@ -83,6 +53,9 @@ def claim(
     worker to give slots to, where the pool has room, before any new task; each promoted
     task comes back first in the result (the same Task object), its ``slot`` set True once
     the transaction has committed (by ``exchange`` when the claim runs inside it).
+    ``skip``: (models, pools) whose tasks are not to be claimed (their endpoints are down,
+    they are stopped). ``budget``: new tasks are claimed only while the budget's cap holds
+    (``Budget.admit``), each reserving the most its call can cost.
     """
     now = clock()
     expires = isoformat(now + timedelta(seconds=config.lease_s))
@@ -93,31 +66,37 @@ def claim(
         promoted = _promote(conn, config, promote or [], capacity, limit, now) if limit > 0 else []
         holding = {pool for pool, n in (held or {}).items() if n > 0}
         holding.update(task.pool for task in promoted)
-        chosen = _choose(conn, config, limit - len(promoted), queue, capacity, holding, now)
+        chosen = _choose(
+            conn, config, limit - len(promoted), queue, capacity, holding, now, skip
+        )
+        tasks = [load_task(conn, g, 0, attempts + 1, throttles) for g, _, attempts, throttles, _ in chosen]
+        for task, row in zip(tasks, chosen, strict=True):
+            task.slot = row[4]
+        reserved: list[float | None] = [None] * len(tasks)
+        if budget is not None:
+            reserved = list(budget.admit(conn, tasks))
+            tasks = tasks[: len(reserved)]
         started = [
             ev.AttemptStarted(
-                gen_id=gen_id,
-                attempt=attempts + 1,
+                gen_id=task.gen_id,
+                attempt=task.attempt,
                 worker=config.name,
                 lease_expires_at=expires,
-                queued=not slot,
+                queued=not task.slot,
+                reserved_usd=cost,
             )
-            for gen_id, _, attempts, _, slot in chosen
+            for task, cost in zip(tasks, reserved, strict=True)
         ]
         tokens = append(conn, started, actor=actor, clock=lambda: now) if started else []
-    tasks = [
-        load_task(conn, gen_id, token, attempts + 1, throttles)
-        for (gen_id, _, attempts, throttles, _), token in zip(chosen, tokens, strict=True)
-    ]
-    for task, row in zip(tasks, chosen, strict=True):
-        task.slot = row[4]
+    for task, token in zip(tasks, tokens, strict=True):
+        task.token = token
     return _promoted(conn, promoted) + tasks
 
 
 def _reap_expired(conn: sqlite3.Connection, config: Claimant, now: datetime) -> None:
     """Expired leases make their tasks claimable again (or fail them: ``_reap``)."""
     expired = conn.execute(
-        "SELECT gen_id, lease_token, lease_owner, attempts - throttles - releases"
+        "SELECT gen_id, lease_token, lease_owner, attempts - throttles - releases - deferrals"
         " FROM generations"
         " WHERE status = 'running' AND lease_expires_at < ? LIMIT 1000",
         (isoformat(now),),
@@ -163,12 +142,16 @@ def _choose(
     capacity: dict[str, int],
     holding: set[str],
     now: datetime,
+    skip: tuple[tuple[str, ...], tuple[str, ...]] = ((), ()),
 ) -> list[tuple[str, str, int, int, bool]]:
     """Ready tasks to claim: up to ``limit`` into free slots (``capacity`` loses them) and
     up to ``queue`` queued in pools the worker holds slots in (``holding`` grows with the
-    pools it claims into); (gen_id, pool, attempts, throttles, slot) each."""
+    pools it claims into); (gen_id, pool, attempts, throttles, slot) each. None of the
+    models or pools in ``skip``."""
+    skip_models, skip_pools = skip
     full = sorted(
-        pool for pool, room in capacity.items() if room <= 0 and not (queue and pool in holding)
+        {pool for pool, room in capacity.items() if room <= 0 and not (queue and pool in holding)}
+        | set(skip_pools)
     )
     sql = (
         "SELECT t.gen_id, t.pool, t.attempts, t.throttles FROM generations t"
@@ -181,6 +164,10 @@ def _choose(
     if full:
         sql += f" AND t.pool NOT IN ({', '.join('?' for _ in full)})"
         params.extend(full)
+    if skip_models:  # a copy has no model: NULL NOT IN (...) would drop it
+        marks = ", ".join("?" for _ in skip_models)
+        sql += f" AND (t.model_id IS NULL OR t.model_id NOT IN ({marks}))"
+        params.extend(skip_models)
     if config.cohort:
         sql += (
             # EXISTS probes the membership key per candidate; IN (SELECT ...) would build
@@ -310,20 +297,6 @@ def _held_tokens(conn: sqlite3.Connection, gen_ids: list[str]) -> dict[str, int]
     return {gen_id: token for gen_id, (token, _) in _running_leases(conn, gen_ids).items()}
 
 
-@dataclass
-class Exchanged:
-    recorded: int
-    stale: int
-    tasks: list[Task]  # promoted queued tasks first (the same objects), then new claims
-    lost: set[str] = field(default_factory=set)  # queued/taken leases no longer held
-    # pool -> slots this worker should give up as its calls end: the pool holds more slots
-    # than its limit (the limit was cut); this worker's share of the excess.
-    shed: dict[str, int] = field(default_factory=dict)
-    # taken tasks refused a slot (none was freed for them and the pool had no room): the
-    # worker stops their calls and gives their leases back.
-    untaken: set[str] = field(default_factory=set)
-
-
 def exchange(
     conn: sqlite3.Connection,
     config: Claimant,
@@ -339,6 +312,8 @@ def exchange(
     ``lost`` in the result names the checked tasks (queued, taken, running) whose leases no
     longer hold (a cancelled cohort, an expired lease): the worker drops or stops them.
     ``signals``: the worker's view of each pool's recent calls (``pools.adapt_pools``).
+    ``request.health`` is recorded before the claim, which skips stopped pools and
+    ``request.skip_models``; the result says which endpoints are down and pools stopped.
     """
     outcomes = request.outcomes
     # The rate-limit signals move only with a committed record: a rolled-back write keeps
@@ -353,6 +328,9 @@ def exchange(
             else (0, 0)
         )
         untaken = _hand_over(conn, config, request.taken, freed, clock)
+        if request.health:
+            record_health(conn, request.health, actor=f"worker:{config.name}", clock=clock)
+        down, stopped = read_health(conn)
         # Queue only where the worker may still start calls (not where it sheds them all).
         usable = {p: n - request.shedding.get(p, 0) for p, n in request.held.items()}
         tasks = (
@@ -364,6 +342,8 @@ def exchange(
                 queue=request.queue,
                 held=usable,
                 promote=request.promote,
+                skip=(request.skip_models, (*request.skip_pools, *stopped)),
+                budget=request.budget,
             )
             if request.want > 0 or request.queue > 0
             else []
@@ -382,7 +362,7 @@ def exchange(
             task.slot = True
     if signals is not None:
         signals.update(pending)
-    return Exchanged(recorded, stale, tasks, lost, shed, untaken - lost)
+    return Exchanged(recorded, stale, tasks, lost, shed, untaken - lost, down, stopped)
 
 
 def _hand_over(

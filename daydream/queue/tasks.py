@@ -39,6 +39,7 @@ class Task:
     concepts: list[Any]
     replicate: int
     released: int = 0  # attempts given back by a clean shutdown: not counted, like throttles
+    deferred: int = 0  # attempts that met a down endpoint or a stopped pool: not counted
     slot: bool = True  # the lease holds a pool slot (False: queued in its worker)
     # When the worker got the lease (monotonic), and how long it then waited for a slot.
     claimed_at: float = field(default_factory=time.monotonic)
@@ -51,6 +52,7 @@ class Outcome:
     events: list[ev.Event]
     ok: bool
     throttled: bool = False
+    deferred: bool = False  # its endpoint was down or its pool stopped: not an attempt
     texts: dict[str, str] = field(default_factory=dict)  # hash -> text, stored with the events
     # Backoff before the task may run again, counted from ``ended_at`` (when the attempt
     # ended: a Retry-After counts from the reply) but never before the outcome is recorded:
@@ -98,14 +100,14 @@ def load_task(
 ) -> Task:
     g = conn.execute(
         "SELECT g.stage, g.mode, g.pool, g.template_id, g.template_version, g.model_id,"
-        " g.parent_gen_id, g.combo_id, g.replicate, x.text, g.releases"
+        " g.parent_gen_id, g.combo_id, g.replicate, x.text, g.releases, g.deferrals"
         " FROM generations g"
         " LEFT JOIN generations p ON p.gen_id = g.parent_gen_id"
         " LEFT JOIN texts x ON x.hash = p.parsed_hash WHERE g.gen_id = ?",
         (gen_id,),
     ).fetchone()
     stage, mode, pool, template_id, version, model_id, parent, combo, replicate = g[:9]
-    parent_text, released = g[9], g[10]
+    parent_text, released, deferred = g[9], g[10], g[11]
     template = _TEMPLATE_CACHE.get(version) if version else _missing_template(version)
     if template is None:
         row = conn.execute(
@@ -147,6 +149,7 @@ def load_task(
         concepts=concepts,
         replicate=replicate,
         released=released,
+        deferred=deferred,
     )
 
 
@@ -246,8 +249,38 @@ def _combo_concepts(conn: sqlite3.Connection, combo_id: str) -> list[Any]:
     return result
 
 
-def has_pending(conn: sqlite3.Connection, cohort: str | None, pools: tuple[str, ...] = ()) -> bool:
-    """Is there anything left that a worker (of ``pools``, if given) could eventually run?"""
+def has_pending(
+    conn: sqlite3.Connection,
+    cohort: str | None,
+    pools: tuple[str, ...] = (),
+    stopped: tuple[str, ...] = (),
+) -> bool:
+    """Is there anything left that a worker (of ``pools``, if given) could eventually run?
+
+    Nothing in a ``stopped`` pool can run, nor what waits for it: with stopped pools, work
+    that waits for a parent counts only while something else may still finish (a task
+    outside them is ready, or a call is running)."""
     where, params = unfinished(cohort, pools)
-    sql = f"SELECT 1 FROM generations g WHERE {where} LIMIT 1"
+    if not stopped:
+        sql = f"SELECT 1 FROM generations g WHERE {where} LIMIT 1"
+        return conn.execute(sql, params).fetchone() is not None
+    outside = f"g.pool NOT IN ({', '.join('?' * len(stopped))})"
+    sql = f"SELECT 1 FROM generations g WHERE {where} AND {outside} AND g.status != 'waiting'"
+    if conn.execute(sql + " LIMIT 1", [*params, *stopped]).fetchone():
+        return True
+    anywhere, anywhere_params = unfinished(cohort, ())
+    moving = (
+        f"SELECT 1 FROM generations g WHERE {anywhere} AND (g.status = 'running'"
+        f" OR (g.status = 'ready' AND {outside})) LIMIT 1"
+    )
+    if not conn.execute(moving, [*anywhere_params, *stopped]).fetchone():
+        return False
+    sql = f"SELECT 1 FROM generations g WHERE {where} AND {outside} LIMIT 1"
+    return conn.execute(sql, [*params, *stopped]).fetchone() is not None
+
+
+def has_running(conn: sqlite3.Connection, cohort: str | None) -> bool:
+    """Does any worker hold a lease on a task of ``cohort`` (all: None)?"""
+    where, params = unfinished(cohort, ())
+    sql = f"SELECT 1 FROM generations g WHERE {where} AND g.status = 'running' LIMIT 1"
     return conn.execute(sql, params).fetchone() is not None

@@ -11,6 +11,8 @@ from daydream.plan.report import PlanReport
 from daydream.queue.cohorts import Status
 from daydream.results.inference import FEW_CLUSTERS
 from daydream.runner.rehearsal import Rehearsal
+from daydream.runner.run import RunSummary
+from daydream.vocabulary import INFRASTRUCTURE_STATES
 
 
 def format_plan(report: PlanReport) -> str:
@@ -24,9 +26,11 @@ def format_plan(report: PlanReport) -> str:
     if report.new_calls:
         calls = ", ".join(f"{m} {n}" for m, n in report.new_calls.items())
         lines.append(f"  new model calls: {calls}")
-        if report.cost_high > 0:
+        estimate = report.estimate() or {}
+        if estimate.get("high"):
+            unknown = "" if estimate["complete"] else " + unknown"
             lines.append(
-                f"  estimated cost: ${report.cost_low:.2f} - ${report.cost_high:.2f} (rough; `daydream run --rehearse` forecasts from real prompts)"
+                f"  estimated cost: ${report.cost_low:.2f} - ${report.cost_high:.2f}{unknown} (rough; `daydream run --rehearse` forecasts from real prompts)"
             )
         if report.unpriced_models:
             lines.append(
@@ -164,7 +168,7 @@ def format_status(status: Status) -> str:
         lines.append("  states: " + ", ".join(f"{k} {v}" for k, v in status.states.items()))
     for m in status.models:
         label = " (offline dry-run)" if m["offline"] else ""
-        cost = f"${m['cost']:.4f}" if m["cost"] else "-"
+        cost = "cost unknown (no prices)" if m["cost"] is None else f"${m['cost']:.4f}" if m["cost"] else "-"
         lines.append(
             f"  model {m['model_id']}{label}: {m['ok'] or 0} ok, {m['errors'] or 0} errors,"
             f" {m['prompt_tokens']:,} prompt + {m['completion_tokens']:,} completion tokens, {cost}"
@@ -175,7 +179,67 @@ def format_status(status: Status) -> str:
             f"  pool {p['pool']}: {p['in_flight']} call(s) in flight of a limit of {p['limit']}"
             f"{grows}, {p['queued']} queued (all cohorts)"
         )
+    lines += [f"  {stop['message']}" for stop in status.stopped]
+    for down in status.down:
+        lines.append(
+            f"  endpoint {down['endpoint']} (pool {down['pool']}) down for {down['down_s']:.0f} s:"
+            f" {down['error']}"
+        )
     return "\n".join(lines)
+
+
+def format_failures(status: Status, db_path: Path | str) -> str:
+    """The failures grouped (count, status and state, an example, the reason), and where
+    to see them all in ``daydream browse``; "" when there are none."""
+    if not status.failures:
+        return ""
+    lines = ["failures (count, status/state, an example, the reason):"]
+    for f in status.failures:
+        lines.append(f"  {f['count']:>6} {f['status']}/{f['state']} e.g. {f['example']}: {f['reason']}")
+    name = Path(db_path).stem
+    where = f"?cohort_id={status.cohort}" if status.cohort else ""
+    lines.append(
+        f"  all of them in `daydream browse --db {db_path}`: /{name}/failure_reasons{where}"
+        f" (grouped), /{name}/failures{where} (each, with its raw reply)"
+    )
+    return "\n".join(lines)
+
+
+def format_run_end(summary: RunSummary) -> str:
+    """Why a run ended with work left, or with infrastructure failures (one line each; ""
+    when it ended well): for ``summary.outcome`` (``runner.run.RunSummary``)."""
+    status, outcome = summary.status, summary.outcome
+    left = f"{status.remaining} generation(s) are still pending"
+    if outcome == "pool_stopped":
+        lines = [stop["message"] for stop in status.stopped] or ["a pool was stopped"]
+        lines[-1] += f"; {left}, none failed by it: run the same command again once fixed"
+        return "\n".join(lines)
+    if outcome == "outage":
+        lines = [
+            f"stopped: endpoint {d['endpoint']} has been down for {d['down_s']:.0f} s, past the"
+            f" outage limit (last error: {d['error']})"
+            for d in status.down
+        ] or ["stopped: an endpoint stayed down past the outage limit"]
+        lines[-1] += f"; {left}, none failed: start the server, then run the same command again"
+        return "\n".join(lines)
+    if outcome == "budget":
+        spent = f"${status.cost:.4f}" + (" + unknown" if status.unpriced_models else "")
+        return (
+            f"stopped: the budget of ${summary.budget_usd:g} leaves no room for another call"
+            f" ({spent} spent); {left}; raise --max-cost (or the spec's budget_usd) to go on"
+        )
+    if outcome == "failures":
+        count = sum(status.states.get(state, 0) for state in INFRASTRUCTURE_STATES)
+        return (
+            f"{count} generation(s) ended with an infrastructure failure (see the failures"
+            " above); fix the cause, then: daydream retry COHORT --failed"
+        )
+    if outcome == "error":
+        return (
+            f"{left}: the workers kept dying ({summary.restarts} restarts; see their errors"
+            " above); run the same command again to resume"
+        )
+    return ""
 
 
 def format_progress(status: Status, elapsed: float, rate: float) -> str:
@@ -194,8 +258,15 @@ def format_progress(status: Status, elapsed: float, rate: float) -> str:
     eta = f"ETA {remaining / rate:,.0f}s" if rate > 0 and remaining else ""
     tokens = status.prompt_tokens + status.completion_tokens
     cost = f" ${status.cost:.4f}" if status.cost else ""
+    if status.unpriced_models:
+        cost += " + unknown" if status.cost else " cost unknown"
+    waits = [
+        f"pool {d['pool']}: endpoint down {d['down_s']:.0f} s, retrying" for d in status.down
+    ]
+    waits += [f"pool {stop['pool']} stopped" for stop in status.stopped]
     return (
         f"[{elapsed:6.1f}s] " + " | ".join(parts) + f" | {rate:,.1f}/s {eta} | {tokens:,} tok{cost}"
+        + "".join(f" | {wait}" for wait in waits)
     )
 
 
@@ -212,7 +283,11 @@ def format_rehearsal(result: Rehearsal) -> str:
             f"  {item['prompt_tokens']:>9,} prompt tok  {item['output_tokens_low']:,}-{item['output_tokens_high']:,} output tok  {cost}"
         )
     if result.forecast:
-        lines.append(f"  forecast total: ${result.cost_low:.4f} - ${result.cost_high:.4f}")
+        span = result.cost_range()
+        total = f"${span['low']:.4f} - ${span['high']:.4f}" if span["low"] is not None else "unknown"
+        if span["low"] is not None and not span["complete"]:
+            total += " + unknown"
+        lines.append(f"  forecast total: {total}")
     if result.unpriced:
         lines.append(f"  no prices for: {', '.join(result.unpriced)}")
     if result.setup:

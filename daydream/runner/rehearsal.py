@@ -22,12 +22,9 @@ from typing import Any
 
 from daydream.db.connection import connect
 from daydream.db.files import open_scratch
-from daydream.errors import ConfigError
 from daydream.queue.cohorts import Status
-from daydream.queue.tasks import remaining_models
 from daydream.runner.run import run_cohort
 from daydream.worker.config import WorkerConfig
-from daydream.worker.execute import Executor
 
 _DEFAULT_MAX_OUTPUT = 2000
 
@@ -44,29 +41,36 @@ class Rehearsal:
     # What a real run would refuse before its first call (a missing API key...).
     setup: list[str] = field(default_factory=list)
 
+    def cost_range(self) -> dict[str, Any]:
+        """The forecast's range in USD; ``low``/``high`` None (unknown, never $0) when no
+        remaining call has prices; ``complete`` false when some have none."""
+        priced = any(item["cost_low"] is not None for item in self.forecast)
+        low, high = (round(self.cost_low, 4), round(self.cost_high, 4)) if priced else (None, None)
+        return {"low": low, "high": high, "complete": not self.unpriced}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "cohort": self.cohort,
             "status": self.status.to_dict(),
             "problems": self.problems,
             "forecast": self.forecast,
-            "cost_usd": {"low": round(self.cost_low, 4), "high": round(self.cost_high, 4)},
+            "cost_usd": self.cost_range(),
             "unpriced_models": self.unpriced,
             "setup_problems": self.setup,
         }
 
 
-def rehearse(config: WorkerConfig, *, workers: int = 2) -> Rehearsal:
+def rehearse(config: WorkerConfig, *, workers: int = 2, setup: list[str] | None = None) -> Rehearsal:
     """Run the remaining work of ``config``'s cohort offline in a scratch copy of its
     database, with ``workers`` processes of ``config`` (every call answered offline, one
-    attempt each), and report."""
+    attempt each), and report; ``setup``: what a real run would stop on before its first
+    call (``runner.run.prepare_run(rehearsal=True)``)."""
     db_path, cohort = Path(config.db_path), config.cohort
     scratch_dir = Path(tempfile.mkdtemp(prefix="daydream-rehearsal-"))
     scratch = scratch_dir / "rehearsal.db"
     try:
         source = connect(db_path, create=False)
         pending = _pending(source, cohort)
-        setup = _setup_problems(source, db_path, cohort, config.base_urls)
         target = open_scratch(scratch)
         source.backup(target)
         target.close()
@@ -74,28 +78,13 @@ def rehearse(config: WorkerConfig, *, workers: int = 2) -> Rehearsal:
         offline = replace(config, db_path=scratch, provider_override="offline", max_attempts=1)
         summary = run_cohort(offline, workers=workers)
         conn = connect(scratch, create=False)
-        result = Rehearsal(cohort, summary.status, setup=setup)
+        result = Rehearsal(cohort, summary.status, setup=list(setup or []))
         result.problems = _problems(conn, pending)
         _forecast(conn, pending, result)
         conn.close()
         return result
     finally:
         shutil.rmtree(scratch_dir, ignore_errors=True)
-
-
-def _setup_problems(
-    conn: sqlite3.Connection, db_path: Path, cohort: str | None, base_urls: dict[str, str]
-) -> list[str]:
-    """Each provider a real run of the cohort would fail to set up, in one line each."""
-    executor = Executor(WorkerConfig(db_path=db_path, cohort=cohort, base_urls=base_urls))
-    problems: list[str] = []
-    for model in remaining_models(conn, cohort):
-        try:
-            executor.provider(model)
-        except ConfigError as exc:
-            if str(exc) not in problems:
-                problems.append(str(exc))
-    return problems
 
 
 def _pending(conn: sqlite3.Connection, cohort: str | None) -> list[str]:

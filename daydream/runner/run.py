@@ -21,20 +21,26 @@ import signal
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from daydream.db.connection import connect
-from daydream.errors import OptionError
+from daydream.errors import OptionError, PreflightError
 from daydream.launch import Forked, fork_blocker
+from daydream.queue.budget import budget_problems
 from daydream.queue.cohorts import Status, cohort_status, require_cohort
+from daydream.queue.health import resume
 from daydream.queue.pools import set_pool_limit
 from daydream.queue.tasks import has_pending
 from daydream.runner.local import set_local_pool_limits
+from daydream.runner.preflight import preflight
 from daydream.runner.workers import start
-from daydream.vocabulary import TERMINAL
+from daydream.vocabulary import EXIT_CODES, INFRASTRUCTURE_STATES, TERMINAL
 from daydream.worker.config import WorkerConfig
-from daydream.worker.process import check_providers
+
+# A worker's exit code that says it stopped with work left that it cannot run (the
+# reason, as in ``WorkerStats.stop``): not a crash, not restarted.
+STOP_CODES = {EXIT_CODES[reason]: reason for reason in ("pool_stopped", "outage", "budget")}
 
 
 @dataclass
@@ -46,6 +52,23 @@ class RunSummary:
     # How the workers started: "fork", or "spawn" and why a fork was not safe
     # (``launch.fork_blocker``); a restarted worker is always spawned.
     started: str = ""
+    # Why workers stopped with work left (``STOP_CODES``), and the run's budget, if any.
+    stops: set[str] = field(default_factory=set)
+    budget_usd: float | None = None
+
+    @property
+    def outcome(self) -> str:
+        """How the run ended, a key of ``vocabulary.EXIT_CODES`` (see there)."""
+        if self.interrupted:
+            return "interrupted"
+        if self.status.remaining:
+            for reason in ("pool_stopped", "outage", "budget"):
+                if reason in self.stops or (reason == "pool_stopped" and self.status.stopped):
+                    return reason
+            return "error"
+        if any(self.status.states.get(state) for state in INFRASTRUCTURE_STATES):
+            return "failures"
+        return "ok"
 
 
 def run_cohort(
@@ -81,10 +104,18 @@ def run_cohort(
     finally:
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGHUP, previous_hup)
-    status = cohort_status(conn, config.cohort)
+    status = cohort_status(conn, config.cohort, failures=True)
     conn.close()
     elapsed = time.monotonic() - started
-    return RunSummary(status, elapsed, supervisor.restarts, supervisor.interrupted, how)
+    return RunSummary(
+        status,
+        elapsed,
+        supervisor.restarts,
+        supervisor.interrupted,
+        how,
+        stops=supervisor.stops,
+        budget_usd=config.max_cost_usd,
+    )
 
 
 class _Supervisor:
@@ -99,6 +130,7 @@ class _Supervisor:
         self.interrupted = False
         self.forwarded = False  # a stop signal was passed on
         self.idle_stopped = False
+        self.stops: set[str] = set()  # why workers stopped with work left (STOP_CODES)
 
     def start(self, workers: int) -> str:
         """Start the workers; returns how ("fork", or "spawn" and why a fork was not safe)."""
@@ -153,6 +185,9 @@ class _Supervisor:
             if code is None:
                 continue
             del self.procs[index]
+            if code in STOP_CODES:  # work left that it cannot run: not a crash
+                self.stops.add(STOP_CODES[code])
+                continue
             stopped = self.forwarded or self.interrupted or self.idle_stopped
             if code == 0 and self.procs and not stopped:
                 self.idle_stopped = _stop_idle(conn, self.config.cohort, self.procs)
@@ -169,14 +204,19 @@ def prepare_run(
     pool_limits: Sequence[tuple[str, int]] = (),
     *,
     rehearsal: bool = False,
-) -> list[str]:
-    """What ``daydream run`` checks and sets before any worker starts, each problem one
-    line, nothing written if any: the cohort exists; every base-URL override names a
-    provider that a model of the catalog uses; and for a real run (not a ``rehearsal``,
-    which reports setup problems instead) every provider the cohort's calls use can be set
-    up (``check_providers``: keys, URLs), pools served by local servers get the servers'
-    limits (``runner.local``), and the pool limits asked for are set (each pool named must
-    have generations). Returns notes for the user (a local pool limited to 1...)."""
+) -> tuple[WorkerConfig, list[str]]:
+    """What ``daydream run`` checks and sets before any worker starts; returns the config
+    to run (with the cohort's ``budget_usd`` when no ``--max-cost`` was given) and lines
+    for the user: for a ``rehearsal``, the problems a real run would stop on; for a real
+    run (whose problems raise), notes (a local pool limited to 1...).
+
+    The cohort must exist, every base-URL override must name a provider that a model of
+    the catalog uses, and the preflight (``runner.preflight``: keys, endpoints, models,
+    context) and the budget's checks (``queue.budget.budget_problems``) must pass: for a
+    real run each problem is one line of a ``PreflightError``, and nothing is written.
+    Then pools served by local servers get the servers' limits (``runner.local``), the
+    pool limits asked for are set (each pool named must have generations), the endpoints
+    the preflight reached are marked up and stopped pools resumed."""
     conn = connect(config.db_path, create=False)
     try:
         if config.cohort:
@@ -190,24 +230,46 @@ def prepare_run(
                 f" {', '.join(sorted(known))}); check its spelling",
                 option="--base-url",
             )
+        config = replace(config, max_cost_usd=_budget(conn, config))
+        checked = preflight(config, conn)
+        problems = checked.problems
+        if config.max_cost_usd is not None and config.provider_override != "offline":
+            problems += budget_problems(conn, config.cohort, config.unpriced_per_mtok)
         if rehearsal:
-            return []
-        check_providers(config, conn)
-        pools = {row[0] for row in conn.execute("SELECT DISTINCT pool FROM generations")}
-        pools |= {row[0] for row in conn.execute("SELECT pool FROM pools")}
-        for pool, _ in pool_limits:
-            if pool not in pools:
-                raise OptionError(
-                    f"no generation is in pool {pool!r} (pools: {', '.join(sorted(pools))});"
-                    " check its spelling",
-                    option="--pool-limit",
-                )
+            return config, problems
+        if problems:
+            raise PreflightError(problems)
+        _check_pool_names(conn, pool_limits)
         notes = set_local_pool_limits(conn, config, skip={pool for pool, _ in pool_limits})
         for pool, limit in pool_limits:
             set_pool_limit(conn, pool, limit)
-        return notes
+        resume(conn, reached=checked.reached, actor="cli:run", reason="a new run; its checks passed")
+        return config, notes
     finally:
         conn.close()
+
+
+def _budget(conn: sqlite3.Connection, config: WorkerConfig) -> float | None:
+    """The run's cap: ``--max-cost``, else the cohort spec's ``budget_usd``."""
+    if config.max_cost_usd is not None or not config.cohort:
+        return config.max_cost_usd
+    row = conn.execute(
+        "SELECT budget_usd FROM cohorts WHERE cohort_id = ?", (config.cohort,)
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _check_pool_names(conn: sqlite3.Connection, pool_limits: Sequence[tuple[str, int]]) -> None:
+    """A ``--pool-limit`` for a pool no generation is in is refused (a typo)."""
+    pools = {row[0] for row in conn.execute("SELECT DISTINCT pool FROM generations")}
+    pools |= {row[0] for row in conn.execute("SELECT pool FROM pools")}
+    for pool, _ in pool_limits:
+        if pool not in pools:
+            raise OptionError(
+                f"no generation is in pool {pool!r} (pools: {', '.join(sorted(pools))});"
+                " check its spelling",
+                option="--pool-limit",
+            )
 
 
 def _stop_idle(conn: Any, cohort: str | None, procs: dict) -> bool:
@@ -215,7 +277,8 @@ def _stop_idle(conn: Any, cohort: str | None, procs: dict) -> bool:
     all, the other workers are only polling (every 0.1 s) to find that out too; a stop
     request ends them now. (If work is left, say in pools the finished worker does not
     run, the others go on.)"""
-    if has_pending(conn, cohort, ()):
+    stopped = tuple(row[0] for row in conn.execute("SELECT pool FROM pool_stops"))
+    if has_pending(conn, cohort, (), stopped):
         return False
     for proc in procs.values():
         if proc.poll() is None:

@@ -20,6 +20,7 @@ import sys
 
 from daydream.errors import DaydreamError
 from daydream.launch import Forked, python_command
+from daydream.vocabulary import EXIT_CODES
 from daydream.worker.config import WorkerConfig
 from daydream.worker.process import run_worker
 
@@ -56,7 +57,9 @@ def run(config: WorkerConfig) -> int:
         log("Aborted!")
         return 1
     log(stats.line(config.name))
-    return 0
+    # Stopped with work it cannot run (a stopped pool, an outage, the budget): the runner
+    # says why once, for the whole run, and does not restart it.
+    return EXIT_CODES[stats.stopped] if stats.stopped else 0
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ Level = str | int | float
 Value = Level | tuple[Any, ...]  # a pair or tuple slot's values are (nested) tuples
 Row = dict[str, Level]
 
-TOP_LEVEL_KEYS = ("name", "description", "axes", "rules", "output")
+TOP_LEVEL_KEYS = ("name", "description", "axes", "rules", "output", "budget_usd")
 RULE_SECTIONS = ("subsets", "ties", "pairs", "tuples")
 COMBO_AXIS = "combo_id"
 MAX_COMBOS = 1_000_000
@@ -162,6 +162,7 @@ class Spec:
     derived_combos: dict[str, DerivedCombo] = field(default_factory=dict)
     name: str | None = None
     description: str | None = None
+    budget_usd: float | None = None  # a cap on what the cohort's calls may cost (USD)
     _slots: tuple[_Slot, ...] = field(default=(), repr=False, compare=False)
     _columns: tuple[str, ...] = field(default=(), repr=False, compare=False)
 

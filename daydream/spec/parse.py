@@ -66,9 +66,22 @@ class SpecParser(AxesReader, RulesReader):
             derived_combos=combos,
             name=name,
             description=description,
+            budget_usd=self._budget(data.get("budget_usd")),
             _slots=tuple(design.slots),
             _columns=_column_order(design.slots, field_order),
         )
+
+    def _budget(self, raw: Any) -> float | None:
+        """``budget_usd``: a number of US dollars, at least 0 (or absent)."""
+        if raw is None:
+            return None
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or not raw >= 0:
+            self.fail(
+                "budget_usd",
+                f"must be a number of US dollars, 0 or more (got {_describe(raw)});"
+                " e.g. budget_usd: 25",
+            )
+        return float(raw)
 
     def _output(
         self, raw: Any, axes: dict[str, tuple[Level, ...]]

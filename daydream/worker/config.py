@@ -23,6 +23,7 @@ from daydream.values import quote
 
 DEFAULT_LEASE_S = 120.0
 DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_OUTAGE_LIMIT_S = 900.0
 
 LIMITS: dict[str, tuple[float, float]] = {
     "concurrency": (1, 10_000),
@@ -31,6 +32,9 @@ LIMITS: dict[str, tuple[float, float]] = {
     "grace_s": (0, 3_600),
     "offline_latency_s": (0, 3_600),
     "timeout_s": (0.1, 86_400),
+    "outage_limit_s": (0, 7 * 86_400),
+    "max_cost_usd": (0, 1_000_000),
+    "unpriced_per_mtok": (0, 1_000_000),
     "batch": (0, 10_000),
     "queue": (0, 100_000),
 }
@@ -58,6 +62,12 @@ class WorkerConfig:
     # Build every provider the scope's calls use before the first claim (``daydream run``
     # does it once for all its workers and turns it off in theirs).
     check_providers: bool = True
+    # How long an endpoint may stay down before the worker stops waiting for it (seconds).
+    outage_limit_s: float = DEFAULT_OUTAGE_LIMIT_S
+    # A cap on what the scope's calls may cost (USD; None: no budget), and how to count
+    # calls of models without prices under it (USD per million tokens; None: refused).
+    max_cost_usd: float | None = None
+    unpriced_per_mtok: float | None = None
 
     def __post_init__(self) -> None:
         if not self.name:

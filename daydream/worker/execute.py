@@ -3,13 +3,15 @@ validate and parse the reply, and return the outcome: the events to record.
 
 Nothing here writes to the database; the worker loop records the outcome with the
 task's fencing token. Rate-limited calls (429) are requeued with ``not_before``
-(honouring Retry-After) and do not count as attempts; other retryable failures are
-attempts with exponential backoff; after ``max_attempts`` the generation fails with its
-last error.
+(honouring Retry-After) and do not count as attempts; nor do calls whose endpoint is down
+or whose pool was stopped (``attempt.deferred``; ``worker.health`` decides); other
+retryable failures are attempts with exponential backoff; after ``max_attempts`` the
+generation fails with its last error.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
 import traceback
@@ -26,9 +28,11 @@ from daydream.parsers import Parsed, parse_output, validate_output
 from daydream.prompts import concept_contents, render_prompt, stage_variables
 from daydream.providers.protocol import CompletionRequest
 from daydream.providers.registry import make_provider
-from daydream.providers.retry import backoff_delay
+from daydream.providers.retry import backoff_delay, failure_scope
+from daydream.queue.budget import PROMPT_OVERHEAD_TOKENS
 from daydream.queue.tasks import Outcome, Task
 from daydream.worker.config import WorkerConfig
+from daydream.worker.health import Health, pool_fix
 
 MAX_THROTTLES = 100
 
@@ -40,11 +44,17 @@ class Executor:
     """Runs one claimed task: prompt -> raw -> parsed, returning the events to record."""
 
     def __init__(
-        self, config: WorkerConfig, *, clock: Clock = utcnow, rng: random.Random | None = None
+        self,
+        config: WorkerConfig,
+        *,
+        clock: Clock = utcnow,
+        rng: random.Random | None = None,
+        health: Health | None = None,
     ):
         self.config = config
         self.clock = clock
         self.rng = rng or random.Random(config.seed)
+        self.health = health or Health(outage_limit_s=config.outage_limit_s, clock=clock)
         self._providers: dict[tuple[str, str | None, str | None], Any] = {}
 
     def provider(self, model: dict[str, Any]) -> Any:
@@ -53,6 +63,8 @@ class Executor:
         name = self.config.provider_override or model.get("provider", "offline")
         settings = model.get("settings", {})
         base_url, typed = settings.get("base_url"), self.config.base_urls.get(name)
+        if isinstance(base_url, list):  # replicas
+            base_url = ",".join(base_url)
         key_env = settings.get("api_key_env")
         key = (name, typed or base_url, key_env)
         found = self._providers.get(key)
@@ -68,8 +80,52 @@ class Executor:
         return found
 
     async def aclose(self) -> None:
+        self.health.cancel_probes()
         for provider in self._providers.values():
             await provider.aclose()
+
+    def learn(self, models: list[dict[str, Any]]) -> int:
+        """Tell ``health`` which endpoints ``models`` use (building their providers; one that
+        cannot be built is left out: its calls fail on their own). Returns how many."""
+        learnt = 0
+        for model in models:
+            try:
+                self.health.learn(model["model_id"], self.provider(model))
+            except ConfigError:
+                continue
+            learnt += 1
+        return learnt
+
+    def prompt(self, task: Task) -> str | None:
+        """The prompt ``task``'s call would send (None: it renders no prompt)."""
+        try:
+            return self._prompt(task)
+        except _Ended:
+            return None
+
+    def max_cost(self, task: Task) -> float:
+        """The most ``task``'s call can cost, in USD (budgets: ``queue.budget``): its prompt's
+        UTF-8 bytes as tokens plus the chat format's, and its ``max_tokens``, at the model's
+        prices (a model without prices at ``unpriced_per_mtok``). 0 when no call is made;
+        ``inf`` when there is no ceiling (no ``max_tokens``, no price to count by)."""
+        model = task.model or {}
+        offline = (self.config.provider_override or model.get("provider")) == "offline"
+        if task.mode == "copy" or offline:
+            return 0.0
+        try:
+            prompt = self._prompt(task)
+            _, params = self._request(task, model, prompt)
+        except (_Ended, ConfigError):
+            return 0.0  # no call will be made: the attempt fails before it
+        price_in, price_out = model.get("price_input"), model.get("price_output")
+        if price_in is None or price_out is None:
+            if self.config.unpriced_per_mtok is None:
+                return math.inf
+            price_in = price_out = self.config.unpriced_per_mtok / 1_000_000
+        if params.get("max_tokens") is None:
+            return math.inf
+        tokens_in = len(prompt.encode("utf-8")) + PROMPT_OVERHEAD_TOKENS
+        return tokens_in * price_in + params["max_tokens"] * price_out
 
     async def run(self, task: Task) -> Outcome:
         # The call starts now: the time since the claim was spent waiting for a pool slot.
@@ -141,13 +197,21 @@ class Executor:
         model = task.model or {}
         request, params = self._request(task, model, prompt)
         provider = self.provider(model)
+        health = self.health
+        if not health.knows(model.get("model_id", "")):
+            health.learn(model.get("model_id", ""), provider)
+        if (health.down or health.stopped) and (why := health.blocked(task)):
+            error = health.stopped.get(task.pool) or "its endpoints are down"
+            raise _Ended(self._deferred(task, why, error))
         crash_point("before_call")
         started = time.perf_counter()
         try:
             completion = await provider.complete(request)
         except ProviderError as exc:
             latency = round(time.perf_counter() - started, 4)
-            raise _Ended(self._provider_failed(task, exc, latency)) from None
+            raise _Ended(await self._provider_failed(task, exc, provider, latency)) from None
+        endpoint = completion.endpoint or next(iter(provider.endpoints), None)
+        health.answered(model.get("model_id"), endpoint)
         crash_point("after_response")
         cost = completion.cost
         if (
@@ -174,6 +238,7 @@ class Executor:
             slot_wait_s=task.slot_wait_s,
             reasoning=completion.reasoning,
             reasoning_tokens=completion.reasoning_tokens,
+            endpoint=endpoint,
         )
 
     def _request(
@@ -266,8 +331,18 @@ class Executor:
             task.stage, concepts=concepts, parent_text=task.parent_text, extras=extras
         )
 
-    def _provider_failed(self, task: Task, exc: ProviderError, latency: float) -> Outcome:
+    async def _provider_failed(
+        self, task: Task, exc: ProviderError, provider: Any, latency: float
+    ) -> Outcome:
         now = self.clock()
+        scope = failure_scope(exc.status, exc.kind, str(exc))
+        if scope == "endpoint" and await self.health.endpoint_failed(exc, provider, task.pool):
+            return self._deferred(task, "endpoint_down", str(exc), exc)
+        if scope == "model" or (scope == "request" and self.health.refused(task)):
+            key_env = getattr(getattr(provider, "config", None), "api_key_env", None)
+            fix = pool_fix(scope, exc.status, task.model or {}, key_env, exc.endpoint)
+            self.health.stop_pool(task, exc, fix)
+            return self._deferred(task, "pool_stopped", str(exc), exc)
         if exc.status == 429 and task.throttles < MAX_THROTTLES:
             # The server said when to come back: honour exactly that (plus jitter). Without
             # Retry-After, back off exponentially over consecutive throttles.
@@ -283,6 +358,7 @@ class Executor:
                 retry_at=isoformat(now + timedelta(seconds=delay)),
                 latency_s=latency,
                 slot_wait_s=task.slot_wait_s,
+                endpoint=exc.endpoint,
             )
             return Outcome(task, [event], ok=False, throttled=True, retry_delay=delay, ended_at=now)
         return self._failed(
@@ -293,7 +369,23 @@ class Executor:
             http_status=exc.status,
             retry_after=exc.retry_after,
             call=(latency, task.slot_wait_s),
+            endpoint=exc.endpoint,
         )
+
+    def _deferred(
+        self, task: Task, reason: str, error: str, exc: ProviderError | None = None
+    ) -> Outcome:
+        """The attempt ends without counting: the task is ready again (``attempt.deferred``);
+        ``exc``: the failed call, when one was made."""
+        event = ev.AttemptDeferred(
+            gen_id=task.gen_id,
+            token=task.token,
+            reason=reason,
+            error=error[:2000],
+            http_status=exc.status if exc else None,
+            endpoint=exc.endpoint if exc else None,
+        )
+        return Outcome(task, [event], ok=False, deferred=True, ended_at=self.clock())
 
     def _failed(
         self,
@@ -306,9 +398,11 @@ class Executor:
         retry_after: float | None = None,
         error_class: str | None = None,
         call: tuple[float, float | None] | None = None,
+        endpoint: str | None = None,
     ) -> Outcome:
-        """A failed attempt (``call``: the failed model call's latency and slot wait)."""
-        counted = task.attempt - task.throttles - task.released
+        """A failed attempt (``call``: the failed model call's latency and slot wait;
+        ``endpoint``: the base URL that answered)."""
+        counted = task.attempt - task.throttles - task.released - task.deferred
         final = not retryable or counted >= self.config.max_attempts
         retry_at, delay, now = None, None, self.clock()
         if not final:
@@ -328,6 +422,7 @@ class Executor:
             error_class=error_class,
             latency_s=call[0] if call else None,
             slot_wait_s=call[1] if call else None,
+            endpoint=endpoint,
         )
         return Outcome(task, [event], ok=False, retry_delay=delay, ended_at=now)
 

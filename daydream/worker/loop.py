@@ -23,11 +23,13 @@ from daydream.clock import Clock, utcnow
 from daydream.crashpoints import crash_point
 from daydream.db.connection import connect
 from daydream.queue.leases import Exchange, exchange, heartbeat, release
-from daydream.queue.tasks import Outcome, Task, has_pending
+from daydream.queue.tasks import Outcome, Task
 from daydream.worker.config import WorkerConfig
 from daydream.worker.execute import Executor
+from daydream.worker.health import Health
 from daydream.worker.slots import Slots
 from daydream.worker.stats import WorkerStats
+from daydream.worker.waiting import Waiting
 
 IDLE_FIRST_S = 0.02  # first sleep of a worker that found nothing to claim (doubling)
 IDLE_POLL_S = 0.1  # longest sleep of an idle worker between looks at the queue
@@ -55,6 +57,8 @@ class Worker:
         self.log = log or (lambda message: None)
         self.stats = WorkerStats()
         self.slots = Slots()
+        self.health = Health(outage_limit_s=config.outage_limit_s, clock=clock, log=self.log)
+        self.waiting = Waiting(self)
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="daydream-db")
         self._conn: sqlite3.Connection | None = None
         self._stopping = False
@@ -88,18 +92,21 @@ class Worker:
             while not self._stopping:
                 busy = await self.run_once()
                 await self._heartbeat_if_due()
+                self.health.start_probes()
                 if busy:
                     idle_sleep = BUSY_IDLE_S
                 elif self._queued():
                     await asyncio.sleep(idle_sleep)  # waiting for a slot in a full pool
                     idle_sleep = min(idle_sleep * 2, 0.2)
-                elif self.config.exit_when_idle and not await self._pending():
+                elif self.config.exit_when_idle and await self.waiting.ended():
                     break
                 else:
                     # Back off while others hold the work, but wake for our own backoffs
-                    # (a rate-limited task is due again after its Retry-After), and at once
-                    # on a stop (`daydream run` stops idle workers when nothing is left).
-                    await self._idle(min(idle_sleep, self._until_due()))
+                    # (a rate-limited task is due again after its Retry-After), for probes of
+                    # down endpoints, and at once on a stop (`daydream run` stops idle
+                    # workers when nothing is left).
+                    due = min(self._until_due(), self.health.until_probe())
+                    await self._idle(min(idle_sleep, due))
                     idle_sleep = min(idle_sleep * 2, IDLE_POLL_S)
         return self.stats
 
@@ -115,7 +122,8 @@ class Worker:
 
     async def __aenter__(self) -> Worker:
         self._wake = asyncio.Event()
-        self._executor = Executor(self.config, clock=self.clock)
+        self._executor = Executor(self.config, clock=self.clock, health=self.health)
+        self.waiting.start(self._executor, wake=self._wake.set)
         self._last_beat = time.monotonic()
         return self
 
@@ -163,7 +171,9 @@ class Worker:
         try:
             with self.slots.handing_over(outcomes, taken):
                 request = self._request(outcomes, taken)
-                if not (outcomes or taken or request.want > 0 or request.queue > 0):
+                if not (
+                    outcomes or taken or request.want > 0 or request.queue > 0 or request.health
+                ):
                     # Nothing to write; still look at the queued leases now and then, so
                     # that a cancelled one is dropped before a slot frees for it.
                     if not request.running and (
@@ -178,6 +188,7 @@ class Worker:
             # The transaction rolled back: nothing was written (the slots are as they were).
             # Keep the results in memory and write them later (a full disk, an I/O error).
             self._done[:0] = outcomes
+            self.health.put_back(request.health)
             await self._write_failed(exc)
             return False
         self._write_failures = 0
@@ -187,6 +198,7 @@ class Worker:
             crash_point("after_claim")
         self._count(outcomes, result.recorded, result.stale)
         self.slots.shed = result.shed
+        self.health.update(result.down, result.stopped)
         wall, monotonic = self.clock(), time.monotonic()
         for outcome in outcomes:
             ready = outcome.ready_at(wall)
@@ -200,6 +212,7 @@ class Worker:
         for pool in list(self._queue):
             self._fill(pool)
         await self._release_stranded()
+        await self.waiting.release_blocked()
         return started or bool(result.tasks)
 
     def _request(self, outcomes: list[Outcome], taken: list[Task]) -> Exchange:
@@ -232,6 +245,9 @@ class Worker:
             promote=promote,
             queued=queued,
             running=running,
+            health=self.health.take_events(),
+            skip_models=self.health.skip_models(),
+            budget=self.waiting.budget,
         )
 
     def _take(self, tasks: list[Task], promote: list[Task]) -> bool:
@@ -294,14 +310,6 @@ class Worker:
                 end = min(end, time.monotonic() + 0.5)
             await asyncio.sleep(min(0.05, max(0.0, end - time.monotonic())))
 
-    async def _pending(self) -> bool:
-        """Is anything left to run? (Yes while the database cannot be read.)"""
-        try:
-            return bool(await self._db_call(has_pending, self.config.cohort, self.config.pools))
-        except sqlite3.OperationalError as exc:
-            self.log(f"worker {self.config.name}: reading the queue failed ({exc})")
-            return True
-
     async def _give_back(self, tasks: list[Task], reason: str) -> None:
         """Release leases (lease.released); if the database is not writable, they expire."""
         if not tasks:
@@ -314,12 +322,8 @@ class Worker:
             self.log(f"worker {self.config.name}: leases not released ({exc}); they expire")
 
     def _count(self, outcomes: list[Outcome], recorded: int, stale: int) -> None:
-        self.stats.add(outcomes, recorded, stale)
-        if stale:
-            self.log(
-                f"{stale} result(s) discarded: the lease was no longer held (the task was"
-                " cancelled, or taken over by another worker after the lease expired)"
-            )
+        if note := self.stats.add(outcomes, recorded, stale):
+            self.log(note)
 
     # -- calls ------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from daydream import crashpoints
 from daydream.db.connection import connect
 from daydream.errors import DaydreamError
+from daydream.queue.health import resume
 from daydream.queue.tasks import remaining_models
 from daydream.worker.config import WorkerConfig
 from daydream.worker.execute import Executor
@@ -41,6 +42,7 @@ def check_providers(config: WorkerConfig, conn: sqlite3.Connection | None = None
 
 def run_worker(config: WorkerConfig, *, log: Callable[[str], None] | None = None) -> WorkerStats:
     """Run one worker until idle (or stopped by a signal); first ``check_providers``
+    and resume the stopped pools of its scope (a worker started on its own is a new run),
     unless ``config.check_providers`` is off (``daydream run`` checks once for all its
     workers)."""
     if not Path(config.db_path).exists():
@@ -48,4 +50,14 @@ def run_worker(config: WorkerConfig, *, log: Callable[[str], None] | None = None
     crashpoints.check()
     if config.check_providers:
         check_providers(config)
+        conn = connect(config.db_path, create=False)
+        try:
+            resume(
+                conn,
+                pools=config.pools or None,
+                actor=f"worker:{config.name}",
+                reason="a worker started on its own; its checks passed",
+            )
+        finally:
+            conn.close()
     return asyncio.run(Worker(config, log=log).run())

@@ -3,7 +3,8 @@
 ``apply_event()`` never reads the clock or anything outside the event and the database,
 so a replay is deterministic. The appliers live beside what they maintain: the catalog,
 plans and cohort operations in ``planning``, the life of an attempt in ``attempts``,
-a reply parsed again in ``reparsing``.
+a reply parsed again in ``reparsing``,
+endpoints and stopped pools in ``health``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from daydream import events as ev
-from daydream.db.projections import attempts, planning, reparsing
+from daydream.db.projections import attempts, health, planning, reparsing
 
 Applier = Callable[[sqlite3.Connection, int, Any, str], None]
 """An applier: (connection, event id, event, recorded_at) -> None, inside the append's
@@ -23,6 +24,7 @@ _APPLIERS: dict[str, Applier] = {
     **planning.APPLIERS,
     **attempts.APPLIERS,
     **reparsing.APPLIERS,
+    **health.APPLIERS,
 }
 
 

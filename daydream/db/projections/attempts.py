@@ -18,8 +18,17 @@ from daydream.db.projections.lineage import children_of, select_in, set_blocked
 def _attempt_started(conn, event_id, e: ev.AttemptStarted, at):
     conn.execute(
         "UPDATE generations SET status = 'running', attempts = ?, lease_owner = ?,"
-        " lease_token = ?, lease_expires_at = ?, not_before = NULL, slot = ? WHERE gen_id = ?",
-        (e.attempt, e.worker, event_id, e.lease_expires_at, int(not e.queued), e.gen_id),
+        " lease_token = ?, lease_expires_at = ?, not_before = NULL, slot = ?, reserved_usd = ?"
+        " WHERE gen_id = ?",
+        (
+            e.attempt,
+            e.worker,
+            event_id,
+            e.lease_expires_at,
+            int(not e.queued),
+            e.reserved_usd,
+            e.gen_id,
+        ),
     )
 
 
@@ -71,13 +80,36 @@ def _attempt_throttled(conn, event_id, e: ev.AttemptThrottled, at):
     _record_failed_call(conn, event_id, e, 429, at)
 
 
+def _attempt_deferred(conn, event_id, e: ev.AttemptDeferred, at):
+    # Ready again at once: claims skip the task while its endpoint is down or its pool is
+    # stopped. Not an attempt that counts (deferrals, like throttles, are subtracted).
+    conn.execute(
+        "UPDATE generations SET deferrals = deferrals + 1 WHERE gen_id = ? AND lease_token = ?",
+        (e.gen_id, e.token),
+    )
+    _release(conn, e.gen_id, e.token, e.error)
+    if e.endpoint is not None:  # a call was made (not: skipped, its pool being stopped)
+        _record_failed_call(conn, event_id, e, e.http_status, at)
+
+
 def _record_failed_call(conn, event_id, e, http_status, at) -> None:
+    """A call that got no usable reply, in ``calls``: its status, the time at the server
+    and the wait for a slot where the event says, and the endpoint that answered."""
     conn.execute(
         "INSERT INTO calls (event_id, gen_id, model_id, pool, ok, http_status, error,"
-        " latency_s, slot_wait_s, recorded_at)"
-        " SELECT ?, gen_id, model_id, pool, 0, ?, ?, ?, ?, ? FROM generations"
+        " latency_s, slot_wait_s, recorded_at, endpoint)"
+        " SELECT ?, gen_id, model_id, pool, 0, ?, ?, ?, ?, ?, ? FROM generations"
         " WHERE gen_id = ?",
-        (event_id, http_status, e.error, e.latency_s, e.slot_wait_s, at, e.gen_id),
+        (
+            event_id,
+            http_status,
+            e.error,
+            getattr(e, "latency_s", None),
+            getattr(e, "slot_wait_s", None),
+            at,
+            getattr(e, "endpoint", None),
+            e.gen_id,
+        ),
     )
 
 
@@ -107,8 +139,8 @@ def _generation_responded(conn, event_id, e: ev.GenerationResponded, at):
         conn.execute(
             "INSERT INTO calls (event_id, gen_id, model_id, pool, ok, http_status,"
             " prompt_tokens, completion_tokens, cost, latency_s, slot_wait_s,"
-            " reasoning_tokens, offline, recorded_at)"
-            " SELECT ?, ?, ?, pool, 1, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM generations"
+            " reasoning_tokens, offline, recorded_at, endpoint)"
+            " SELECT ?, ?, ?, pool, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM generations"
             " WHERE gen_id = ?",
             (
                 event_id,
@@ -123,6 +155,7 @@ def _generation_responded(conn, event_id, e: ev.GenerationResponded, at):
                 e.reasoning_tokens,
                 int(e.offline),
                 at,
+                e.endpoint,
                 e.gen_id,
             ),
         )
@@ -174,6 +207,7 @@ APPLIERS: dict[str, Callable[..., None]] = {
     ev.LeaseExpired.type: _lease_expired,
     ev.LeaseReleased.type: _lease_released,
     ev.AttemptThrottled.type: _attempt_throttled,
+    ev.AttemptDeferred.type: _attempt_deferred,
     ev.GenerationResponded.type: _generation_responded,
     ev.GenerationCompleted.type: _generation_completed,
     ev.AttemptFailed.type: _attempt_failed,

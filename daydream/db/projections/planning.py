@@ -103,11 +103,11 @@ def _model_defined(conn, event_id, e: ev.ModelDefined, at):
 def _cohort_planned(conn, event_id, e: ev.CohortPlanned, at):
     conn.execute(
         "INSERT INTO cohorts (cohort_id, spec_path, spec_hash, drafts, essays, evaluations,"
-        " planned_at) VALUES (?, ?, ?, 0, 0, 0, ?)"
+        " planned_at, budget_usd) VALUES (?, ?, ?, 0, 0, 0, ?, ?)"
         " ON CONFLICT (cohort_id) DO UPDATE SET spec_path = excluded.spec_path,"
         " spec_hash = excluded.spec_hash, replanned_at = excluded.planned_at,"
-        " cancelled_at = NULL",
-        (e.cohort_id, e.spec_path, e.spec_hash, at),
+        " cancelled_at = NULL, budget_usd = excluded.budget_usd",
+        (e.cohort_id, e.spec_path, e.spec_hash, at, e.budget_usd),
     )
 
 
@@ -218,7 +218,8 @@ def _generations_retried(conn, event_id, e: ev.GenerationsRetried, at):
             "UPDATE generations SET status = CASE WHEN parent_gen_id IS NULL THEN 'ready' ELSE"
             f" {_PARENT_STATUS} END, attempts = 0, not_before = NULL, last_error = NULL,"
             " blocked_reason = NULL, lease_owner = NULL, lease_token = NULL,"
-            " lease_expires_at = NULL, throttles = 0, releases = 0, state = NULL, error = NULL,"
+            " lease_expires_at = NULL, throttles = 0, releases = 0, deferrals = 0, state = NULL,"
+            " error = NULL,"
             " finished_at = NULL WHERE gen_id = ?",
             (gen_id,),
         )

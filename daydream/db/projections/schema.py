@@ -86,7 +86,8 @@ CREATE TABLE cohorts (
     evaluations INTEGER NOT NULL,
     planned_at TEXT NOT NULL,
     replanned_at TEXT,
-    cancelled_at TEXT
+    cancelled_at TEXT,
+    budget_usd REAL -- the spec's budget_usd: the most the cohort's calls may cost
 );
 CREATE TABLE generations (
     gen_id TEXT PRIMARY KEY,
@@ -124,11 +125,13 @@ CREATE TABLE generations (
     -- the queue: the lease of a running generation, retries and why it waits or failed
     throttles INTEGER NOT NULL DEFAULT 0,
     releases INTEGER NOT NULL DEFAULT 0,
+    deferrals INTEGER NOT NULL DEFAULT 0, -- attempts not counted: endpoint down, pool stopped
     not_before TEXT,
     lease_owner TEXT,
     lease_token INTEGER,
     lease_expires_at TEXT,
     slot INTEGER NOT NULL DEFAULT 0, -- 1: the lease holds a pool slot (0: queued, or not running)
+    reserved_usd REAL, -- under a budget: the most the running attempt's call can cost
     last_error TEXT,
     blocked_reason TEXT,
     -- the template version whose parser and scale gave the parsed output, when
@@ -165,7 +168,8 @@ CREATE TABLE calls (
     slot_wait_s REAL, -- the time the task waited in its worker for a pool slot first
     reasoning_tokens INTEGER,
     offline INTEGER,
-    recorded_at TEXT NOT NULL
+    recorded_at TEXT NOT NULL,
+    endpoint TEXT -- the base URL the call went to (one of a provider's replicas)
 );
 CREATE INDEX calls_model ON calls (model_id);
 CREATE TABLE essay_judge_scores (
@@ -218,6 +222,26 @@ CREATE TABLE pools (
     reason TEXT NOT NULL,
     changed_at TEXT NOT NULL
 );
+-- Pools no call of which can succeed (a rejected key, an unknown model): not claimed
+-- until a run resumes them.
+CREATE TABLE pool_stops (
+    pool TEXT PRIMARY KEY,
+    provider TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    http_status INTEGER,
+    message TEXT NOT NULL,
+    stopped_at TEXT NOT NULL
+);
+-- Every endpoint (base URL) that was ever down: status 'down' while workers wait for it.
+CREATE TABLE endpoints (
+    endpoint TEXT PRIMARY KEY,
+    provider TEXT NOT NULL,
+    status TEXT NOT NULL,
+    pool TEXT,
+    error TEXT,
+    down_since TEXT,
+    changed_at TEXT NOT NULL
+);
 """
 
 
@@ -231,6 +255,8 @@ PROJECTION_TABLES = (
     "generations",
     "cohorts",
     "pools",
+    "pool_stops",
+    "endpoints",
     "models",
     "templates",
     "template_versions",

@@ -329,9 +329,19 @@ JOIN generations g ON g.gen_id = m.gen_id
 WHERE g.status IN ('failed', 'blocked', 'cancelled')
 """
 
-# Failures grouped by cohort, stage, state and reason. The reason is the error's first
-# line; "parent <id> failed: X" becomes "parent failed: X" so blocked children group.
-VIEWS["failure_reasons"] = """
+# A failure's reason, for grouping: the error's first line; "parent <id> failed: X"
+# becomes "parent failed: X" so blocked children group (over ``generations g``).
+FAILURE_REASON = """CASE
+            WHEN g.error IS NULL THEN g.state
+            WHEN g.error LIKE 'parent % %'
+                THEN 'parent' || substr(g.error, 7 + instr(substr(g.error, 8), ' '))
+            WHEN instr(g.error, char(10)) > 0
+                THEN substr(g.error, 1, instr(g.error, char(10)) - 1)
+            ELSE g.error
+        END"""
+
+# Failures grouped by cohort, stage, state and reason (``FAILURE_REASON``).
+VIEWS["failure_reasons"] = f"""
 SELECT
     cohort_id,
     stage,
@@ -349,14 +359,7 @@ FROM (
         g.state AS state,
         g.model_id AS model_id,
         g.gen_id AS gen_id,
-        CASE
-            WHEN g.error IS NULL THEN g.state
-            WHEN g.error LIKE 'parent % %'
-                THEN 'parent' || substr(g.error, 7 + instr(substr(g.error, 8), ' '))
-            WHEN instr(g.error, char(10)) > 0
-                THEN substr(g.error, 1, instr(g.error, char(10)) - 1)
-            ELSE g.error
-        END AS reason
+        {FAILURE_REASON} AS reason
     FROM cohort_members m
     JOIN generations g ON g.gen_id = m.gen_id
     WHERE g.status IN ('failed', 'blocked', 'cancelled')
@@ -450,7 +453,9 @@ SELECT
     count(*) - sum(c.ok) AS errors,
     coalesce(sum(c.prompt_tokens), 0) AS prompt_tokens,
     coalesce(sum(c.completion_tokens), 0) AS completion_tokens,
-    round(coalesce(sum(c.cost), 0), 6) AS cost,
+    -- unknown (empty), never 0, when a successful call had no cost (no prices)
+    CASE WHEN sum(c.ok = 1 AND c.cost IS NULL AND NOT coalesce(c.offline, 0)) > 0 THEN NULL
+        ELSE round(coalesce(sum(c.cost), 0), 6) END AS cost,
     round(avg(c.latency_s), 3) AS mean_latency_s,
     round(avg(c.slot_wait_s), 3) AS mean_slot_wait_s,
     max(c.offline) AS offline
@@ -469,7 +474,9 @@ SELECT
     count(*) - sum(c.ok) AS errors,
     coalesce(sum(c.prompt_tokens), 0) AS prompt_tokens,
     coalesce(sum(c.completion_tokens), 0) AS completion_tokens,
-    round(coalesce(sum(c.cost), 0), 6) AS cost,
+    -- unknown (empty), never 0, when a successful call had no cost (no prices)
+    CASE WHEN sum(c.ok = 1 AND c.cost IS NULL AND NOT coalesce(c.offline, 0)) > 0 THEN NULL
+        ELSE round(coalesce(sum(c.cost), 0), 6) END AS cost,
     round(avg(c.latency_s), 3) AS mean_latency_s,
     round(avg(c.slot_wait_s), 3) AS mean_slot_wait_s,
     max(c.offline) AS offline
