@@ -280,6 +280,14 @@ def workload(tmp_path_factory):
                 state="parse_failed",
                 error="no SCORE line (test)",
             ),
+            # An endpoint that went down and came back, and a pool stopped (a bad key).
+            ev.EndpointDown(
+                endpoint="http://127.0.0.1:9/v1", provider="vllm", pool="api", error="refused"
+            ),
+            ev.EndpointRecovered(endpoint="http://127.0.0.1:9/v1", by="probe"),
+            ev.PoolStopped(
+                pool="api", provider="vllm", model_id="m", message="HTTP 401", http_status=401
+            ),
         ],
         actor="test",
         clock=clock,
@@ -463,6 +471,8 @@ def test_a_tampered_projection_fails_check_until_rebuilt(workload, tmp_path, tam
 # Every projection table, named here rather than taken from the code's list: a table left
 # out of the comparison must fail this test, not shrink it.
 PROJECTIONS = (
+    "endpoints",
+    "pool_stops",
     "human_ratings",
     "reparses",
     "concepts",
