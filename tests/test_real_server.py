@@ -103,11 +103,6 @@ def test_a_cohort_runs_through_a_real_llamacpp_server(tmp_path, model_file):
     assert scalar(db, "SELECT count(DISTINCT resolved_model) FROM generations") == 1
 
 
-@pytest.mark.xfail(
-    reason="waits for issue 13 part A (outages are waiting, not failing): today the calls"
-    " made while the server is down use up their attempts and fail",
-    strict=False,
-)
 def test_a_server_killed_and_restarted_mid_run_loses_nothing(tmp_path, model_file):
     db = plan(tmp_path, combos=4, replicates=2)  # 8 drafts, 8 copies, 8 judgements
     log = tmp_path / "run.log"
