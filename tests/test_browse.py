@@ -26,93 +26,28 @@ import pytest
 from click.testing import CliRunner
 from datasette.app import Datasette
 
-from daydream import events as ev
 from daydream.browse.app import make_datasette
 from daydream.browse.metadata import HIDDEN_TABLES, column_description
 from daydream.cli import cli
 from daydream.db.connection import connect
-from daydream.db.log import append
 from daydream.db.projections.views import VIEWS
 from daydream.db.texts import get_text
-from daydream.demo import run_demo
 from daydream.plan.write import plan_cohort
 from daydream.queue.cohorts import cohort_status
 from daydream.results.curation import rank_essays
+from tests.browsing import CHROMIUM, PROVIDER_ERROR, get, query, rows
 
 DB = "daydream"  # the fixture file is daydream.db, so Datasette names the database "daydream"
-PROVIDER_ERROR = "HTTP 500 from offline: upstream exploded\n<html>trace</html>"
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("browse") / f"{DB}.db"
-    run_demo(path, out=lambda _: None, err=lambda _: None)
-    conn = connect(path)
-    row = {
-        "combo_id": "memory-codes",
-        "draft_template": "free-notes",
-        "draft_llm": "offline-large",
-        "essay_template": "focused-essay",
-        "essay_llm": "offline-large",
-        "evaluation_template": "novelty-rubric",
-        "evaluation_llm": "offline-small",
-    }
-    plan_cohort(conn, path.parent / "extra.yaml", "extra", rows=[row])
-    [draft] = conn.execute(
-        "SELECT g.gen_id FROM generations g JOIN cohort_members m USING (gen_id)"
-        " WHERE m.cohort_id = 'extra' AND g.stage = 'draft'"
-    ).fetchone()
-    [token] = append(
-        conn,
-        [
-            ev.AttemptStarted(
-                gen_id=draft, attempt=1, worker="t", lease_expires_at="2030-01-01T00:00:00Z"
-            )
-        ],
-        actor="test",
-    )
-    append(
-        conn,
-        [
-            ev.AttemptFailed(
-                gen_id=draft,
-                token=token,
-                state="provider_error",
-                error=PROVIDER_ERROR,
-                retryable=True,
-                final=True,
-                http_status=500,
-            )
-        ],
-        actor="test",
-    )
-    conn.close()
-    return path
+def db(browse_db) -> Path:
+    return browse_db
 
 
 @pytest.fixture(scope="module")
 def ds(db) -> Datasette:
     return make_datasette(db)
-
-
-def get(ds: Datasette, path: str) -> httpx.Response:
-    return asyncio.run(ds.client.get(path))
-
-
-def rows(ds: Datasette, path: str) -> list[dict]:
-    sep = "&" if "?" in path else "?"
-    response = get(ds, f"{path}{sep}_shape=array&_size=max")
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def query(db: Path, sql: str, params: tuple = ()) -> list[dict]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(sql, params)]
-    finally:
-        conn.close()
 
 
 # -- the views through Datasette --------------------------------------------------------------
@@ -193,7 +128,7 @@ def test_lineage_links_evaluation_essay_draft_combination_and_concepts(db, ds):
         r["draft_gen_id"] == r["gen_id"] and r["essay_gen_id"] is None for r in drafts
     )
     page = get(ds, f"/{DB}/lineage?gen_id={expected[0]['gen_id']}").text
-    assert f'href="/{DB}/generation?gen_id={expected[0]["draft"]}"' in page
+    assert f'href="/{DB}/-/generation/{expected[0]["draft"]}"' in page
     assert f'href="/{DB}/combos_with_concepts?combo_id={expected[0]["combo_id"]}"' in page
 
 
@@ -439,7 +374,7 @@ def test_plain_datasette_shows_what_daydream_browse_shows_and_leaves_other_datab
     page = asyncio.run(plain.client.get(f"/{DB}/generation_texts?stage=essay")).text
     assert page.count('class="daydream-text"') == page_texts(ds, "essay")
     lineage = asyncio.run(plain.client.get(f"/{DB}/lineage?_size=1")).text
-    assert f'href="/{DB}/generation?gen_id=' in lineage
+    assert f'href="/{DB}/-/generation/' in lineage
     (essay,) = [r for r in query(db, "SELECT gen_id FROM generations WHERE stage = 'essay'")][:1]
     chain = asyncio.run(
         plain.client.get(f"/{DB}/generation.json?gen_id={essay['gen_id']}&_shape=array")
@@ -451,7 +386,7 @@ def test_plain_datasette_shows_what_daydream_browse_shows_and_leaves_other_datab
         asyncio.run(plain.databases[DB].execute_write("DELETE FROM cohorts"))
     # The other database: no daydream texts, links or metadata; its writes go through.
     notes = asyncio.run(plain.client.get("/notes/notes_view")).text
-    assert "daydream-text" not in notes and "generation?gen_id=" not in notes
+    assert "daydream-text" not in notes and "/-/generation/" not in notes
     assert plain.metadata("queries", database="notes") is None
     asyncio.run(plain.databases["notes"].execute_write("DELETE FROM notes"))
     assert ds.setting("suggest_facets") is False  # daydream's settings: its instance only
@@ -492,11 +427,6 @@ def test_browse_refuses_a_path_datasette_would_misread_and_says_how_to_browse_it
 
 
 # -- one real browser --------------------------------------------------------------------------
-
-CHROMIUM = next(
-    (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
-)
-
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install chromium)")
 def test_headless_chromium_renders_the_pivot_page_served_by_daydream_browse(db, tmp_path):

@@ -291,6 +291,7 @@ def test_check_passes_after_the_workload(workload):
         "migrations",
         "append_only_guards",
         "replay_equals_projections",
+        "search_index",
     ]
     assert all(ok for _, ok, _ in results), results
 

@@ -682,8 +682,8 @@ def test_write_report_and_ranking_files(cohort, tmp_path):
     assert header == (
         "selection_rank,selected,essay_gen_id,avg_score,max_score,models_covered,"
         "score__offline-large,score__offline-small,evaluation_template,source_models,combo_id,"
-        "draft_template,essay_template,generation_model,selection_method,selection_limit,"
-        "source_cohort_id"
+        "draft_template,draft_model,draft_replicate,essay_template,generation_model,"
+        "essay_replicate,selection_method,selection_limit,source_cohort_id"
     )
     with pytest.raises(ConfigError):
         write_ranking(ranking, path)

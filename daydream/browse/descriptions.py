@@ -146,6 +146,43 @@ TABLES: dict[str, dict[str, Any]] = {
         " judge model, averaged over judge models (as `daydream` curation ranks them)."
         " Filter by cohort_id and evaluation_template.",
     },
+    "unscored_essays": {
+        "description": "Essays left out of top_essays: per cohort and evaluation template,"
+        " the essays whose evaluations of it have no score, with the reason (the essay did"
+        " not complete, or its evaluations failed, were blocked or have not run).",
+    },
+    "generation_search": {
+        "description": "Full-text search over prompts, raw replies and parsed texts: type"
+        " words in the search box (phrases in quotes; words are matched by their stem, so"
+        " invent finds inventing). One row per cohort, generation and matching text; field"
+        " says which of its texts matched, gen_id opens its page. Filter by cohort_id and"
+        " stage; daydream search QUERY does the same in the terminal.",
+        "fts_table": "search_texts_fts",
+        "fts_pk": "text_id",
+        "facets": ["field", "stage", "model_id"],
+        "size": 20,
+    },
+    "indexed_texts": {
+        "description": "The texts the full-text index holds, by their number in it (the"
+        " content of search_texts_fts).",
+    },
+    "search_texts": {
+        "description": "Internal: each generation text the full-text index holds, numbered"
+        " (a projection: rebuilt by replay).",
+    },
+    "search_texts_fts": {
+        "description": "The full-text index (SQLite FTS5) of prompts, raw replies and"
+        " parsed texts; search it through generation_search.",
+    },
+    **{
+        f"search_texts_fts_{part}": {"description": f"Internal: FTS5's {what} of the full-text index."}
+        for part, what in (
+            ("data", "pages"),
+            ("idx", "term index"),
+            ("docsize", "text sizes"),
+            ("config", "settings"),
+        )
+    },
     "model_usage": {
         "description": "Calls, tokens and cost per model over the whole database.",
     },
@@ -184,6 +221,7 @@ COLUMNS: dict[str, str] = {
     "essay_mode": "llm or copy.",
     "essay_replicate": "The essay's replicate number.",
     "generation_model": "The essay's model, or its draft's model for copy-mode essays.",
+    "essay_model": "The essay's model (empty for a copy-mode essay).",
     "evaluation_template": "The judging template (rubric).",
     "evaluation_model": "The judge model.",
     "evaluation_replicate": "The evaluation's replicate number.",
@@ -211,6 +249,8 @@ COLUMNS: dict[str, str] = {
     "raw_text": "The raw model output (kept even when parsing failed).",
     "parsed_text": "The parsed output: what the next stage reads.",
     "hash": "b2: + BLAKE2b-128 of the UTF-8 text.",
+    "text_id": "The text's number in the full-text index (search_texts).",
+    "field": "Which text of the generation matched: parsed, raw or prompt.",
     "text": "The text.",
     "length": "Length in characters.",
     # usage
@@ -308,6 +348,19 @@ COLUMNS: dict[str, str] = {
 
 COLUMN_OVERRIDES: dict[tuple[str, str], str] = {
     ("schema_migrations", "version"): "Migration number.",
+    ("search_texts", "id"): "The text's number in the full-text index.",
+    ("unscored_essays", "reason"): "Why it has no score.",
+    ("unscored_essays", "evaluations"): "Its planned evaluations of this template.",
+    ("search_texts_fts_data", "id"): "Internal (FTS5).",
+    ("search_texts_fts_data", "block"): "Internal (FTS5).",
+    ("search_texts_fts_idx", "segid"): "Internal (FTS5).",
+    ("search_texts_fts_idx", "term"): "Internal (FTS5).",
+    ("search_texts_fts_idx", "pgno"): "Internal (FTS5).",
+    ("search_texts_fts_docsize", "id"): "Internal (FTS5).",
+    ("search_texts_fts_docsize", "sz"): "Internal (FTS5).",
+    ("search_texts_fts_config", "k"): "Internal (FTS5).",
+    ("search_texts_fts_config", "v"): "Internal (FTS5).",
+    ("indexed_texts", "id"): "The text's number in the full-text index.",
     ("schema_migrations", "name"): "Migration file name.",
     ("combos", "level"): "Description level the combination's concepts are shown at.",
     ("cohorts", "evaluations"): "Evaluations in the cohort.",

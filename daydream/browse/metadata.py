@@ -22,7 +22,12 @@ from daydream.browse.queries import canned_queries, judges_of
 from daydream.db.connection import connect
 
 TITLE = "daydream"
-HIDDEN_TABLES = ("schema_migrations", "projection_meta")
+HIDDEN_TABLES = (
+    "schema_migrations",
+    "projection_meta",
+    "search_texts",
+    *(f"search_texts_fts_{part}" for part in ("data", "idx", "docsize", "config")),
+)
 START_HERE = (
     ("cohort_progress", "progress of each cohort"),
     ("top_essays", "essays ranked per evaluation template"),

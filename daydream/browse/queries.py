@@ -22,10 +22,15 @@ _ESSAY_CONTEXT = """
     (SELECT e.combo_id FROM generations e WHERE e.gen_id = {essay}) AS combo_id,
     (SELECT d.template_id FROM generations e JOIN generations d ON d.gen_id = e.parent_gen_id
         WHERE e.gen_id = {essay}) AS draft_template,
+    (SELECT d.model_id FROM generations e JOIN generations d ON d.gen_id = e.parent_gen_id
+        WHERE e.gen_id = {essay}) AS draft_model,
+    (SELECT d.replicate FROM generations e JOIN generations d ON d.gen_id = e.parent_gen_id
+        WHERE e.gen_id = {essay}) AS draft_replicate,
     (SELECT e.template_id FROM generations e WHERE e.gen_id = {essay}) AS essay_template,
     (SELECT coalesce(e.model_id, d.model_id) FROM generations e
         LEFT JOIN generations d ON d.gen_id = e.parent_gen_id
-        WHERE e.gen_id = {essay}) AS generation_model"""
+        WHERE e.gen_id = {essay}) AS generation_model,
+    (SELECT e.replicate FROM generations e WHERE e.gen_id = {essay}) AS essay_replicate"""
 
 
 def pivot_sql(judges: list[tuple[str, str]]) -> str:
@@ -131,7 +136,9 @@ def canned_queries(judges: list[tuple[str, str]]) -> dict[str, dict[str, Any]]:
                 " template / judge model) holding the mean of that judge's scored"
                 " evaluations (replicates pooled); n and mean over every judge;"
                 " evaluations counts the planned ones, failed included. The long form with"
-                f" min, max and n per judge is the essay_scores view. Judges: {shown}."
+                " min, max and n per judge is the essay_scores view. Judges (every cohort's,"
+                f" when browsing started): {shown}. The pivot page (-/pivot?cohort=ID) shows"
+                " only the chosen cohort's judges, and every axis."
             ),
             "sql": pivot_sql(judges),
             "hide_sql": True,

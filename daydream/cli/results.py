@@ -65,7 +65,9 @@ def report_command(
 @cli.command("top")
 @db_option
 @click.argument("cohort")
-@click.option("--template", required=True, help="Rank by this evaluation template.")
+@click.option(
+    "--template", help="Rank by this evaluation template (default: the cohort's only one)."
+)
 @click.option(
     "-n",
     "--top-n",
@@ -86,7 +88,8 @@ def report_command(
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="The selection list CSV (default: reports/COHORT/top-TEMPLATE.csv).",
+    help="Write the selection list CSV here (default: reports/COHORT/top-TEMPLATE.csv,"
+    " written when it does not exist yet).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing selection list.")
 @click.option(
@@ -99,7 +102,7 @@ def report_command(
 def top_command(
     db_path: Path,
     cohort: str,
-    template: str,
+    template: str | None,
     top_n: int | None,
     span: float | None,
     models: tuple[str, ...],
@@ -108,34 +111,51 @@ def top_command(
     export_dir: Path | None,
     as_json: bool,
 ) -> None:
-    """Rank a cohort's essays by one evaluation template and write an editable list.
+    """Rank a cohort's essays by one evaluation template and keep an editable list.
 
     Per essay and judge model the best score counts; essays are ordered by the average
-    over judge models, then by id. Edit the list's selected column, then curate a new
-    cohort from it with: daydream plan --from-list LIST --cohort NEW --judge T:M.
+    over judge models, then by id; essays whose evaluations have no score are listed
+    after the ranking with the reason. The list (a selected column per essay) is written
+    to --out, or to reports/COHORT/top-TEMPLATE.csv when that file does not exist yet: an
+    existing list (it may hold your edits) is kept unless --overwrite, so the command can
+    be run again. Edit the selected column, then curate a new cohort from it with:
+    daydream plan --from-list LIST --cohort NEW --judge T:M.
 
     Example:
 
         daydream top demo --template novelty-rubric -n 5 --export reports/demo/top
     """
-    from daydream.results.curation import export_essays, rank_essays, write_ranking
+    from daydream.results.curation import export_essays, is_same_list, rank_essays, write_ranking
     from daydream.results.text import format_ranking
 
     chosen = [m.strip() for value in models for m in value.split(",") if m.strip()]
     conn = _open(db_path)
     ranking = rank_essays(conn, cohort, template, models=chosen, top_n=top_n, span=span)
-    path = write_ranking(
-        ranking, out or Path("reports") / cohort / f"top-{template}.csv", overwrite=overwrite
-    )
+    path = out or Path("reports") / cohort / f"top-{ranking.template}.csv"
+    same = is_same_list(ranking, path)
+    existed = path.exists()
+    if not same:
+        write_ranking(ranking, path, overwrite=overwrite, keep_existing=out is None)
     exported = export_essays(conn, ranking, export_dir) if export_dir else []
     conn.close()
     if as_json:
         _echo_json(
-            {"list": str(path), "exported": [str(p) for p in exported], "rows": ranking.rows}
+            {
+                "list": str(path),
+                "list_written": not same and (overwrite or not existed),
+                "exported": [str(p) for p in exported],
+                "rows": ranking.rows,
+                "unscored": ranking.unscored,
+            }
         )
         return
     click.echo(format_ranking(ranking))
-    _err(f"wrote {len(ranking.rows)} essay(s) to {path}")
+    if same:
+        _err(f"the list {path} already holds this ranking")
+    elif existed and not overwrite:
+        _err(f"kept your list {path} (it differs: it may hold edits); --overwrite replaces it")
+    else:
+        _err(f"wrote {len(ranking.rows)} essay(s) to {path}")
     if exported:
         _err(f"exported {len(exported)} essay(s) to {export_dir}")
     _err(
@@ -144,6 +164,89 @@ def top_command(
     )
 
 
+# -- reading: search, show (results/search.py, results/transcript.py) ---------------------
+
+
+@cli.command("search")
+@db_option
+@click.argument("query")
+@click.option("--cohort", help="Only this cohort's generations.")
+@click.option("--stage", type=click.Choice(["draft", "essay", "evaluation"]), help="Only this stage.")
+@click.option(
+    "--field",
+    type=click.Choice(["parsed", "raw", "prompt"]),
+    help="Only this text of each generation (default: any).",
+)
+@click.option(
+    "-n", "--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Results to show."
+)
+@click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip the first N results.")
+@json_option
+def search_command(
+    db_path: Path,
+    query: str,
+    cohort: str | None,
+    stage: str | None,
+    field: str | None,
+    limit: int,
+    offset: int,
+    as_json: bool,
+) -> None:
+    """Search the prompts, replies and parsed texts of every generation (full text).
+
+    Words must all appear (matched by their stem: invent finds inventing); "a phrase" in
+    quotes, OR, NOT, prefix* and NEAR(a b) work as in SQLite FTS5. Best match first, one
+    line per generation with its best passage; open one with: daydream show GEN_ID.
+
+    Example:
+
+        daydream search "carbon capture" --cohort demo --stage essay
+    """
+    from daydream.queue.cohorts import require_cohort
+    from daydream.results.search import search
+    from daydream.results.text import format_search
+
+    conn = _open(db_path)
+    if cohort:
+        require_cohort(conn, cohort)
+    hits = search(
+        conn, query, cohort_id=cohort, stage=stage, field=field, limit=limit, offset=offset
+    )
+    conn.close()
+    if as_json:
+        _echo_json([hit.to_dict() for hit in hits])
+        return
+    click.echo(format_search(hits))
+    if hits:
+        _err(f"open one with: daydream show {hits[0].gen_id}")
+        if len(hits) == limit:
+            _err(f"more may match: add --offset {offset + limit}")
+
+
+@cli.command("show")
+@db_option
+@click.argument("gen_id")
+@json_option
+def show_command(db_path: Path, gen_id: str, as_json: bool) -> None:
+    """Show one generation: lineage, call, prompt, reply, parsed text and judges.
+
+    For an essay, every judge's score and reply; for a draft, what was made from it. The
+    same transcript as the generation page of daydream browse.
+
+    Example:
+
+        daydream show e_2ry5fekzryvabjd1
+    """
+    from daydream.results.text import format_transcript
+    from daydream.results.transcript import read_transcript
+
+    conn = _open(db_path)
+    transcript = read_transcript(conn, gen_id)
+    conn.close()
+    if as_json:
+        _echo_json(transcript.to_dict())
+    else:
+        click.echo(format_transcript(transcript))
 
 
 # -- browse (browse.py) ---------------------------------------------------------------------

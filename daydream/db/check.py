@@ -1,7 +1,7 @@
 """``daydream db check``: every invariant of a database, checked.
 
-Integrity, foreign keys, migrations, the append-only guards, and that replaying the log
-reproduces every projection table exactly.
+Integrity, foreign keys, migrations, the append-only guards, that replaying the log
+reproduces every projection table exactly, and that the full-text index matches the texts.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from daydream.db.files import database_bytes
 from daydream.db.migrations import GUARD_TRIGGERS, _has_table, list_migrations
 from daydream.db.projections.replay import compare_with_replay
 from daydream.db.projections.schema import DDL_HASH, built_by
+from daydream.db.projections.search import check_search_index
 from daydream.errors import StoreError
 
 CHECK_PROGRESS_BYTES = 64 * 2**20  # `daydream db check` says what it does from this size
@@ -90,4 +91,11 @@ def check(
                 "every projection table matches a replay of the log",
             )
         )
+    say("checking the full-text index against the texts")
+    conn = connect(path, create=False, migrate=False)
+    try:
+        problem = check_search_index(conn)
+    finally:
+        conn.close()
+    results.append(("search_index", problem is None, problem or "matches the texts"))
     return results

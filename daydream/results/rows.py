@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -20,6 +21,19 @@ LINEAGE = (
     "essay_mode",
     "generation_model",
     "draft_replicate",
+    "essay_replicate",
+)
+
+
+# The axes that can vary between the essays of a cohort, as lineage columns: what a
+# ranking, the pivot page and the report list each essay with.
+ESSAY_AXES = (
+    "combo_id",
+    "draft_template",
+    "draft_model",
+    "draft_replicate",
+    "essay_template",
+    "generation_model",
     "essay_replicate",
 )
 
@@ -73,6 +87,14 @@ def essay_rows(conn: sqlite3.Connection, cohort_id: str) -> list[dict[str, Any]]
     return [dict(zip((*LINEAGE, "essay_state"), row, strict=True)) for row in rows]
 
 
+def fetch_dicts(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """The rows of ``sql`` as dicts, on any connection (daydream's, whose rows are
+    ``sqlite3.Row``, or Datasette's, whose rows are tuples)."""
+    cursor = conn.execute(sql, params)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
 def is_scored(row: dict[str, Any]) -> bool:
     """Whether an evaluation row enters the statistics (state ok, with a score)."""
     return row["state"] == "ok" and row["score"] is not None
@@ -81,6 +103,13 @@ def is_scored(row: dict[str, Any]) -> bool:
 def write_csv(path: Path, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
     """Write ``rows`` (dicts) under the header ``columns``; None becomes an empty cell."""
     with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+        handle.write(csv_text(columns, rows))
+
+
+def csv_text(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
+    """The CSV ``write_csv`` writes, as a string."""
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()

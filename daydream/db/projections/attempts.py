@@ -13,6 +13,7 @@ from collections.abc import Callable
 from daydream import events as ev
 from daydream.db.projections.cells import score_cells
 from daydream.db.projections.lineage import children_of, select_in, set_blocked
+from daydream.db.projections.search import index_texts
 
 
 def _attempt_started(conn, event_id, e: ev.AttemptStarted, at):
@@ -99,6 +100,7 @@ def _generation_responded(conn, event_id, e: ev.GenerationResponded, at):
             e.gen_id,
         ),
     )
+    index_texts(conn, (e.prompt_hash, e.raw_hash))
     if e.mode == "llm":
         conn.execute(
             "INSERT INTO calls (event_id, gen_id, model_id, pool, ok, prompt_tokens,"
@@ -126,6 +128,7 @@ def _generation_completed(conn, event_id, e: ev.GenerationCompleted, at):
         " parsed_hash = ?, score = ?, written_scale = ?, finished_at = ? WHERE gen_id = ?",
         (e.parsed_hash, e.score, e.written_scale, at, e.gen_id),
     )
+    index_texts(conn, (e.parsed_hash,))
     if e.score is not None:
         score_cells(conn, e.gen_id, e.score)
     children = [
