@@ -20,8 +20,9 @@ from daydream.browse import pages
 from daydream.browse.app import make_datasette
 from daydream.db.connection import connect
 from daydream.db.texts import get_text, put_text
+from daydream.plan.write import plan_cohort
 from daydream.results.search import search
-from tests.browsing import PROVIDER_ERROR, get, query, rows
+from tests.browsing import EXTRA_ROW, PROVIDER_ERROR, get, query, rows
 
 DB = "daydream"
 
@@ -381,3 +382,17 @@ def test_the_search_box_finds_the_generations_search_finds(browse_db, ds):
     page = get(ds, f"/{DB}/generation_search?_search=fungal").text
     assert 'name="_search"' in page  # Datasette's own search box
     assert f'href="/{DB}/-/generation/{sorted(expected)[0]}"' in page
+
+
+def test_the_matrix_sees_essays_planned_after_it_was_first_shown(browse_db, tmp_path):
+    """The lineage of a cohort's essays is read once per plan of the cohort: planning more
+    into it shows them at once."""
+    copy = tmp_path / "daydream.db"
+    shutil.copy(browse_db, copy)
+    ds = make_datasette(copy)
+    page = "/daydream/-/compare?cohort=extra&rows=combo_id&columns=essay_llm"
+    assert len(matrix_cells(get(ds, page).text)) == 1
+    conn = connect(copy)
+    plan_cohort(conn, copy.parent / "extra.yaml", "extra", rows=[{**EXTRA_ROW, "combo_id": "fungal-market"}])
+    conn.close()
+    assert len(matrix_cells(get(ds, page).text)) == 2

@@ -18,6 +18,7 @@ from daydream.cli import cli
 from daydream.db.check import check
 from daydream.db.connection import connect
 from daydream.db.projections.replay import rebuild
+from daydream.plan.write import plan_cohort
 from daydream.results.search import fts_query, search
 from tests.browsing import query
 
@@ -89,7 +90,7 @@ def test_filters_by_cohort_stage_and_field(browse_db):
         h.gen_id for h in every if h.stage == "essay" and h.gen_id in demo
     }
     assert essays and all(h.stage == "essay" for h in essays)
-    assert parsed and all(h.fields == ("parsed",) for h in parsed)
+    assert parsed and all("parsed" in h.fields for h in parsed)
 
 
 def test_the_query_language(browse_db):
@@ -276,3 +277,42 @@ def test_top_lists_the_essays_it_could_not_rank_with_the_reason(db, tmp_path, mo
     assert [(v["essay_gen_id"], v["reason"]) for v in view] == [
         (f["essay"], "its evaluations: 1 failed (parse_failed)") for f in failed
     ]
+
+
+def test_pages_of_a_filtered_search_are_slices_of_the_whole_ranking(db, monkeypatch):
+    """Only the best-ranked texts are joined to their generations, more while the filters
+    leave too few: each page must still be the same slice of the complete ranking. A small
+    cohort ("solo": two essays and their judges, shared with the demo) leaves few."""
+    import daydream.results.search
+
+    conn = connect(db)
+    essays = [r[0] for r in conn.execute(
+        "SELECT gen_id FROM generations WHERE stage = 'essay' AND mode = 'llm' ORDER BY gen_id LIMIT 2"
+    )]
+    judge = {"evaluation_template": "novelty-rubric", "evaluation_llm": "offline-small"}
+    plan_cohort(conn, db.parent / "solo.yaml", "solo", rows=[{"essay_id": e, **judge} for e in essays])
+    monkeypatch.setattr(daydream.results.search, "FIRST_TEXTS", 1)
+    monkeypatch.setattr(daydream.results.search, "TEXTS_PER_RESULT", 1)
+    rounds: list[str] = []
+
+    class Counting:
+        def execute(self, sql, params=()):
+            if "ORDER BY f.rank" in sql:
+                rounds.append(sql)
+            return conn.execute(sql, params)
+
+    try:
+        for filters in ({"stage": "essay"}, {"cohort_id": "solo"}, {}):
+            whole = [h.gen_id for h in search(conn, "offline", limit=10_000, **filters)]
+            assert len(whole) >= 4, filters
+            rounds.clear()
+            pages = [
+                h.gen_id
+                for offset in (0, 3, 6)
+                for h in search(Counting(), "offline", limit=3, offset=offset, **filters)
+            ]
+            assert pages == whole[:9], filters
+            if filters == {"cohort_id": "solo"}:
+                assert len(rounds) > 3  # some page needed more texts than it first joined
+    finally:
+        conn.close()

@@ -154,12 +154,12 @@ TABLES: dict[str, dict[str, Any]] = {
     "generation_search": {
         "description": "Full-text search over prompts, raw replies and parsed texts: type"
         " words in the search box (phrases in quotes; words are matched by their stem, so"
-        " invent finds inventing). One row per cohort, generation and matching text; field"
+        " invent finds inventing). One row per cohort, generation and matching text; fields"
         " says which of its texts matched, gen_id opens its page. Filter by cohort_id and"
         " stage; daydream search QUERY does the same in the terminal.",
         "fts_table": "search_texts_fts",
         "fts_pk": "text_id",
-        "facets": ["field", "stage", "model_id"],
+        "facets": ["fields", "stage", "model_id"],
         "size": 20,
     },
     "indexed_texts": {
@@ -250,7 +250,7 @@ COLUMNS: dict[str, str] = {
     "parsed_text": "The parsed output: what the next stage reads.",
     "hash": "b2: + BLAKE2b-128 of the UTF-8 text.",
     "text_id": "The text's number in the full-text index (search_texts).",
-    "field": "Which text of the generation matched: parsed, raw or prompt.",
+    "fields": "Which texts of the generation the matching text is: parsed, raw, prompt.",
     "text": "The text.",
     "length": "Length in characters.",
     # usage
@@ -349,6 +349,7 @@ COLUMNS: dict[str, str] = {
 COLUMN_OVERRIDES: dict[tuple[str, str], str] = {
     ("schema_migrations", "version"): "Migration number.",
     ("search_texts", "id"): "The text's number in the full-text index.",
+    ("search_texts", "uses"): "Bits: which stages use it as which text (a search's filter).",
     ("unscored_essays", "reason"): "Why it has no score.",
     ("unscored_essays", "evaluations"): "Its planned evaluations of this template.",
     ("search_texts_fts_data", "id"): "Internal (FTS5).",

@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 from datasette.utils import tilde_decode, tilde_encode
 from datasette.utils.asgi import NotFound, Response
 from jinja2 import ChoiceLoader, FileSystemLoader
+from markupsafe import Markup
 
 from daydream.errors import DaydreamError, NotFoundError
 from daydream.results.matrix import AXES, comparison_matrix
@@ -93,7 +94,7 @@ class Pages:
             "m": m,
             "title": f"Compare {m.cohort_id}: {m.rows} x {m.columns}",
             "axis_choices": [a for a in AXES if a in m.levels or a in (m.rows, m.columns, "combo_id")],
-            "clip": CLIP,
+            "table": _render_part(datasette, name, "_daydream_matrix.html", {"m": m, "clip": CLIP}),
             "size": size,
             "next_url": "?" + urlencode({**query, "size": size, "after": m.next_after}),
         }
@@ -185,8 +186,24 @@ def _int(value: str | None, default: int, low: int, high: int) -> int:
 async def _render(
     datasette: Any, request: Any, database: str, template: str, context: dict[str, Any]
 ) -> Response:
-    env = _environment(datasette)
-    urls = {
+    html = await datasette.render_template(
+        _environment(datasette).get_template(template),
+        {"database": database, "dd": _urls(datasette, database), **context},
+        request=request,
+    )
+    return Response.html(html)
+
+
+def _render_part(datasette: Any, database: str, template: str, context: dict[str, Any]) -> Markup:
+    """A part of a page rendered on its own, synchronously: a matrix's hundreds of cells
+    render several times faster than through Datasette's asynchronous environment."""
+    env = _environment(datasette, asynchronous=False)
+    return Markup(env.get_template(template).render(dd=_urls(datasette, database), **context))
+
+
+def _urls(datasette: Any, database: str) -> dict[str, Callable[..., str]]:
+    """The links a page makes: ``gen(id)``, ``table(name, **filters)``, ``page(name, **args)``."""
+    return {
         "gen": lambda gen_id: generation_url(datasette, database, gen_id),
         "table": lambda table, **args: datasette.urls.table(database, table)
         + (f"?{urlencode(args)}" if args else ""),
@@ -194,12 +211,6 @@ async def _render(
         + f"/-/{page}"
         + (f"?{urlencode({k: v for k, v in args.items() if v not in (None, '')})}" if args else ""),
     }
-    html = await datasette.render_template(
-        env.get_template(template),
-        {"database": database, "dd": urls, **context},
-        request=request,
-    )
-    return Response.html(html)
 
 
 async def _error(
@@ -212,13 +223,15 @@ async def _error(
     return response
 
 
-def _environment(datasette: Any) -> Any:
+def _environment(datasette: Any, *, asynchronous: bool = True) -> Any:
     """Datasette's Jinja environment, also finding daydream's templates (which extend
-    Datasette's ``base.html``); made once per Datasette."""
-    env = datasette.__dict__.get("_daydream_jinja")
+    Datasette's ``base.html``), or its synchronous twin for parts; made once per Datasette."""
+    key = f"_daydream_jinja_{asynchronous}"
+    env = datasette.__dict__.get(key)
     if env is None:
         env = datasette.jinja_env.overlay(
-            loader=ChoiceLoader([FileSystemLoader(str(TEMPLATES)), datasette.jinja_env.loader])
+            loader=ChoiceLoader([FileSystemLoader(str(TEMPLATES)), datasette.jinja_env.loader]),
+            enable_async=asynchronous,
         )
-        datasette.__dict__["_daydream_jinja"] = env
+        datasette.__dict__[key] = env
     return env

@@ -148,9 +148,8 @@ def comparison_matrix(
     if rows == columns:
         raise ConfigError(f'rows and columns are both "{rows}": choose two different axes')
     stage = _subject_stage(conn, cohort_id, tuple(a for a in (rows, columns, *pins) if a))
-    entries = _entries(conn, cohort_id, stage)
-    judges = _judges(conn, cohort_id) if stage == "essay" else []
-    levels = _levels(entries, judges)
+    found = _Found(conn, cohort_id, stage)
+    levels = found.levels()
     if columns is None:
         columns = next(
             (a for a in COLUMN_CHOICE if a != rows and len(levels.get(a, [])) > 1),
@@ -159,32 +158,124 @@ def comparison_matrix(
     notes: list[str] = []
     pins = _checked_pins(pins, levels)
     if stage == "essay":
-        _choose_scale(conn, judges, rows, columns, pins, notes)
-    entries = [e for e in entries if all(e.levels[a] == v for a, v in pins.items() if a in e.levels)]
-    row_levels = _page(levels.get(rows) or _all_levels(rows, entries, judges), after, size + 1)
-    more = len(row_levels) > size
-    row_levels = row_levels[:size]
-    column_levels = (levels.get(columns) or _all_levels(columns, entries, judges))[:MAX_COLUMNS]
-    if len(levels.get(columns, [])) > MAX_COLUMNS:
+        _choose_scale(conn, found.judges, rows, columns, pins, notes)
+    found.pin(pins)
+    row_levels = _page(found.levels(filtered=True).get(rows, []), after, size + 1)
+    column_levels = levels.get(columns, [])
+    if len(column_levels) > MAX_COLUMNS:
         notes.append(f"only the first {MAX_COLUMNS} levels of {columns} are shown; pin it or swap the axes")
-    cells = _cells(entries, rows, columns, row_levels, column_levels, per_cell)
-    shown = [e for cell in cells.values() for e in cell.entries]
-    _fill_texts(conn, shown)
-    if stage == "essay":
-        _fill_scores(conn, cohort_id, cells, rows, columns, pins)
-    return Matrix(
+    matrix = Matrix(
         cohort_id,
         stage,
         rows,
         columns,
-        row_levels,
-        column_levels,
-        cells,
+        row_levels[:size],
+        column_levels[:MAX_COLUMNS],
+        {},
         {a: v for a, v in levels.items() if len(v) > 1},
         pins,
-        next_after=row_levels[-1] if more and row_levels else None,
+        next_after=row_levels[size - 1] if len(row_levels) > size else None,
         notes=notes,
     )
+    matrix.cells = _cells(found, matrix, per_cell)
+    _fill_texts(conn, [e for cell in matrix.cells.values() for e in cell.entries])
+    if stage == "essay":
+        _fill_scores(conn, cohort_id, matrix)
+    return matrix
+
+
+class _Found:
+    """The cohort's essays (or drafts) as plain rows: (gen id, then each axis level).
+    ``Entry`` objects, with their status, are made only for the rows of the page."""
+
+    def __init__(self, conn: sqlite3.Connection, cohort_id: str, stage: str) -> None:
+        self.conn = conn
+        self.stage = stage
+        self.axes = list(ESSAY_AXIS_SQL if stage == "essay" else DRAFT_AXIS_SQL)
+        self.all_rows = _lineage(conn, cohort_id, stage)
+        self.rows = self.all_rows
+        self.judges = _judges(conn, cohort_id) if stage == "essay" else []
+
+    def levels(self, *, filtered: bool = False) -> dict[str, list[Any]]:
+        rows = self.rows if filtered else self.all_rows
+        found = {
+            axis: {row[1 + i] for row in rows} for i, axis in enumerate(self.axes) if rows
+        }
+        for axis, position in JUDGE_AXES.items():
+            if self.judges:
+                found[axis] = {judge[position] for judge in self.judges}
+        return {axis: sorted(values, key=_order) for axis, values in found.items()}
+
+    def pin(self, pins: dict[str, Any]) -> None:
+        fixed = [(1 + self.axes.index(a), v) for a, v in pins.items() if a in self.axes]
+        self.rows = [r for r in self.rows if all(r[i] == v for i, v in fixed)]
+
+    def entries(self, axis: str, wanted: set[Any]) -> list[Entry]:
+        """The pinned rows whose ``axis`` level is in ``wanted`` (every row for a judge
+        axis), with their status read now."""
+        if axis in JUDGE_AXES:
+            chosen = self.rows
+        else:
+            index = 1 + self.axes.index(axis)
+            chosen = [r for r in self.rows if r[index] in wanted]
+        status = _status(self.conn, [r[0] for r in chosen])
+        entries = []
+        for r in chosen:
+            state, outcome, error = status[r[0]]
+            levels = dict(zip(self.axes, r[1:], strict=True))
+            entries.append(Entry(r[0], self.stage, state, outcome, error, levels))
+        return entries
+
+
+# The lineage of a cohort's essays never changes once planned: it is read once per plan of
+# the cohort (the key holds the file, the cohort, when it was planned and its counts) and
+# kept for the few cohorts last looked at. Statuses are read for each page.
+_LINEAGE_CACHE: dict[tuple, list[tuple]] = {}
+_LINEAGE_CACHED = 4
+
+
+def _lineage(conn: sqlite3.Connection, cohort_id: str, stage: str) -> list[tuple]:
+    """(gen id, axis levels...) of the cohort's members of ``stage``, by the
+    ``cohort_members`` key."""
+    path = next((row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main"), "")
+    plan = conn.execute(
+        "SELECT planned_at, replanned_at, drafts, essays, evaluations FROM cohorts"
+        " WHERE cohort_id = ?",
+        (cohort_id,),
+    ).fetchone()
+    key = (path, cohort_id, stage, *plan) if path else None
+    if key in _LINEAGE_CACHE:
+        return _LINEAGE_CACHE[key]
+    sql = ESSAY_AXIS_SQL if stage == "essay" else DRAFT_AXIS_SQL
+    draft = " LEFT JOIN generations d ON d.gen_id = s.parent_gen_id" if stage == "essay" else ""
+    rows = [
+        tuple(NONE if value is None else value for value in row)
+        for row in conn.execute(
+            f"SELECT s.gen_id, {', '.join(sql.values())}"
+            " FROM cohort_members m CROSS JOIN generations s ON s.gen_id = m.gen_id"
+            f"{draft} WHERE m.cohort_id = ? AND m.stage = ?",
+            (cohort_id, stage),
+        )
+    ]
+    if key is not None:
+        while len(_LINEAGE_CACHE) >= _LINEAGE_CACHED:
+            _LINEAGE_CACHE.pop(next(iter(_LINEAGE_CACHE)))
+        _LINEAGE_CACHE[key] = rows
+    return rows
+
+
+def _status(conn: sqlite3.Connection, ids: list[str]) -> dict[str, tuple]:
+    """(status, state, error) of each generation of ``ids``."""
+    found: dict[str, tuple] = {}
+    for start in range(0, len(ids), 500):
+        part = ids[start : start + 500]
+        for row in conn.execute(
+            "SELECT gen_id, status, state, error FROM generations"
+            f" WHERE gen_id IN ({', '.join('?' for _ in part)})",
+            part,
+        ):
+            found[row[0]] = tuple(row[1:])
+    return found
 
 
 def _subject_stage(conn: sqlite3.Connection, cohort_id: str, axes: tuple[str, ...]) -> str:
@@ -202,29 +293,6 @@ def _subject_stage(conn: sqlite3.Connection, cohort_id: str, axes: tuple[str, ..
     raise NotFoundError(f'cohort "{cohort_id}" has no drafts or essays to compare')
 
 
-def _entries(conn: sqlite3.Connection, cohort_id: str, stage: str) -> list[Entry]:
-    axes = ESSAY_AXIS_SQL if stage == "essay" else DRAFT_AXIS_SQL
-    columns = ", ".join(f"{expr} AS {name}" for name, expr in axes.items())
-    draft = " LEFT JOIN generations d ON d.gen_id = s.parent_gen_id" if stage == "essay" else ""
-    rows = conn.execute(
-        f"SELECT s.gen_id, s.status, s.state, s.error, {columns}"
-        " FROM cohort_members m JOIN generations s ON s.gen_id = m.gen_id"
-        f"{draft} WHERE m.cohort_id = ? AND m.stage = ?",
-        (cohort_id, stage),
-    ).fetchall()
-    return [
-        Entry(
-            row[0],
-            stage,
-            row[1],
-            row[2],
-            row[3],
-            {name: NONE if value is None else value for name, value in zip(axes, row[4:], strict=True)},
-        )
-        for row in rows
-    ]
-
-
 def _judges(conn: sqlite3.Connection, cohort_id: str) -> list[tuple[str, str, int]]:
     """The cohort's judges: (evaluation template, model, scored evaluations)."""
     rows = conn.execute(
@@ -233,21 +301,6 @@ def _judges(conn: sqlite3.Connection, cohort_id: str) -> list[tuple[str, str, in
         (cohort_id,),
     ).fetchall()
     return [(row[0], row[1], row[2]) for row in rows]
-
-
-def _levels(entries: list[Entry], judges: list[tuple[str, str, int]]) -> dict[str, list[Any]]:
-    found: dict[str, set[Any]] = {}
-    for entry in entries:
-        for axis, value in entry.levels.items():
-            found.setdefault(axis, set()).add(value)
-    for axis, position in JUDGE_AXES.items():
-        if judges:
-            found[axis] = {judge[position] for judge in judges}
-    return {axis: sorted(values, key=_order) for axis, values in found.items()}
-
-
-def _all_levels(axis: str, entries: list[Entry], judges: list[tuple[str, str, int]]) -> list[Any]:
-    return _levels(entries, judges).get(axis, [])
 
 
 def _checked_pins(pins: dict[str, Any], levels: dict[str, list[Any]]) -> dict[str, Any]:
@@ -302,25 +355,23 @@ def _page(levels: list[Any], after: Any, count: int) -> list[Any]:
     return levels[start : start + count]
 
 
-def _cells(entries, rows, columns, row_levels, column_levels, per_cell) -> dict:
-    wanted_rows = set(row_levels)
+def _cells(found: _Found, m: Matrix, per_cell: int) -> dict[tuple[Any, Any], Cell]:
+    rows, columns = m.rows, m.columns
     grouped: dict[tuple[Any, Any], list[Entry]] = {}
     judge_rows, judge_columns = rows in JUDGE_AXES, columns in JUDGE_AXES
+    entries = found.entries(rows, set(m.row_levels))
     for entry in entries:
-        row_value = None if judge_rows else entry.levels.get(rows)
-        if not judge_rows and row_value not in wanted_rows:
-            continue
-        for r in row_levels if judge_rows else [row_value]:
-            for c in column_levels if judge_columns else [entry.levels.get(columns)]:
+        for r in m.row_levels if judge_rows else [entry.levels[rows]]:
+            for c in m.column_levels if judge_columns else [entry.levels.get(columns)]:
                 grouped.setdefault((r, c), []).append(entry)
     cells = {}
-    for r in row_levels:
-        for c in column_levels:
-            found = sorted(grouped.get((r, c), []), key=lambda e: (e.status != "done", e.gen_id))
+    for r in m.row_levels:
+        for c in m.column_levels:
+            entries = sorted(grouped.get((r, c), []), key=lambda e: (e.status != "done", e.gen_id))
             # A copy per cell: an entry shown in several cells (a judge axis) scores apart.
-            cell = Cell([replace(e) for e in found[:per_cell]], more=max(0, len(found) - per_cell))
-            if not found:
-                cell.reason = f"none planned: no {_noun(entries)} with {rows} {r} and {columns} {c}"
+            cell = Cell([replace(e) for e in entries[:per_cell]], more=max(0, len(entries) - per_cell))
+            if not entries:
+                cell.reason = f"none planned: no {found.stage} with {rows} {r} and {columns} {c}"
             cells[(r, c)] = cell
     return cells
 
@@ -344,17 +395,20 @@ def _fill_texts(conn: sqlite3.Connection, entries: list[Entry]) -> None:
         entry.text_kind = "parsed" if found.get("parsed") is not None else "raw"
 
 
-def _fill_scores(conn, cohort_id, cells, rows, columns, pins) -> None:
+def _fill_scores(conn: sqlite3.Connection, cohort_id: str, m: Matrix) -> None:
     """Each shown essay's score over the cohort's evaluations of it that count in its
     cell (by the parent index, then the membership key), with why the others have none."""
+    cells, rows, columns, pins = m.cells, m.rows, m.columns, m.pins
     ids = sorted({e.gen_id for cell in cells.values() for e in cell.entries})
     judged: dict[str, list[tuple]] = {}
     for start in range(0, len(ids), 500):
         part = ids[start : start + 500]
         for row in conn.execute(
+            # CROSS JOIN: from the essays' evaluations (the parent index) to their
+            # membership, never the other way (the whole cohort).
             "SELECT v.parent_gen_id, v.template_id, v.model_id, v.status, v.state, v.score,"
             " v.error FROM generations v"
-            " JOIN cohort_members m ON m.cohort_id = ? AND m.gen_id = v.gen_id"
+            " CROSS JOIN cohort_members m ON m.cohort_id = ? AND m.gen_id = v.gen_id"
             f" WHERE v.stage = 'evaluation' AND v.parent_gen_id IN ({', '.join('?' for _ in part)})",
             [cohort_id, *part],
         ):
@@ -403,10 +457,6 @@ def _summary(reasons: list[str]) -> str:
     for reason in reasons:
         counts[reason] = counts.get(reason, 0) + 1
     return "; ".join(f"{n} x {reason}" if n > 1 else reason for reason, n in counts.items())
-
-
-def _noun(entries: list[Entry]) -> str:
-    return entries[0].stage if entries else "essay"
 
 
 def _order(value: Any) -> tuple:

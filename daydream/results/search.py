@@ -13,17 +13,20 @@ generations (the prompt of every judge of an essay) gives one hit per generation
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from daydream.db.projections.search import FIELDS, TEXT_FIELDS, TEXT_TO_GENERATIONS, use_bit
 from daydream.errors import ConfigError
 from daydream.vocabulary import STAGES
 
-FIELDS = ("parsed", "raw", "prompt")
 SNIPPET_WORDS = 16
 MARKS = ("**", "**")  # around each matched word in a snippet
+FIRST_TEXTS = 64  # the fewest best-ranked texts a search first joins to their generations
+TEXTS_PER_RESULT = 4  # texts first joined per result wanted (then 4 times more each round)
 _OPERATORS = re.compile(r'"|\*|\b(?:AND|OR|NOT|NEAR)\b|[()^:]')
 
 
@@ -69,7 +72,7 @@ def search(
         SearchHit(
             gen_id=gen_id,
             stage=stage,
-            fields=tuple(f for f in FIELDS if f in fields.split(",")),
+            fields=tuple(f for f in FIELDS if f in fields.split()),
             template_id=template_id,
             model_id=model_id,
             status=status,
@@ -94,33 +97,60 @@ def fts_query(query: str, *, raw: bool = False) -> str:
 
 def _ranked(conn, match, cohort_id, stage, field, limit, offset) -> list[tuple]:
     """(text id, gen id, stage, fields, template, model, status, state, score), best first:
-    one row per generation, with the text id of its best-ranked text (SQLite takes a bare
-    column of a min() aggregate from the row holding the minimum)."""
-    arms = []
-    params: list[Any] = []
-    for name in (field,) if field else FIELDS:
-        cohort = " JOIN cohort_members m ON m.gen_id = g.gen_id AND m.cohort_id = ?"
-        arms.append(
-            f"SELECT h.id, h.rank, g.gen_id, g.stage, '{name}' AS field, g.template_id,"
-            " g.model_id, g.status, g.state, g.score"
-            f" FROM hits h JOIN generations g ON g.{name}_hash = h.hash"
-            + (cohort if cohort_id is not None else "")
-            + (" WHERE g.stage = ?" if stage is not None else "")
-        )
-        params += [p for p in (cohort_id, stage) if p is not None]
-    sql = (
-        "WITH hits AS (SELECT s.id, s.hash, f.rank FROM search_texts_fts f"
-        " JOIN search_texts s ON s.id = f.rowid WHERE search_texts_fts MATCH ?)"
-        " SELECT id, min(rank) AS best, gen_id, stage, group_concat(field) AS fields,"
-        " template_id, model_id, status, state, score"
-        f" FROM ({' UNION ALL '.join(arms)})"
-        " GROUP BY gen_id ORDER BY best, gen_id LIMIT ? OFFSET ?"
+    one row per generation, with the text id of its best-ranked text.
+
+    Only the best-ranked texts are joined to their generations: enough for the page
+    (``offset + limit`` generations) after the filters, ``TEXTS_PER_RESULT`` per result
+    wanted and then four times more while the filters leave too few, so a word found in
+    every text does not join every text. Texts are ordered by rank, then id, and a
+    generation by its best text's place in that order, then its id: a generation with a
+    text among the first N has its best one there too, so each page is exactly that slice
+    of the whole ranking.
+    """
+    wanted = offset + limit
+    uses = sum(
+        use_bit(s, f)
+        for s in ((stage,) if stage else STAGES)
+        for f in ((field,) if field else FIELDS)
     )
+    sql = _ranked_sql(cohort_id, stage, field)
+    params = [p for p in (cohort_id, stage) if p is not None]
+    texts = max(FIRST_TEXTS, TEXTS_PER_RESULT * wanted)
     try:
-        rows = conn.execute(sql, [match, *params, limit, offset]).fetchall()
+        while True:
+            best = conn.execute(
+                "SELECT t.id FROM search_texts_fts f JOIN search_texts t ON t.id = f.rowid"
+                " WHERE search_texts_fts MATCH ? AND t.uses & ? ORDER BY f.rank, t.id LIMIT ?",
+                (match, uses, texts + 1),
+            ).fetchall()
+            every = len(best) <= texts
+            chosen = json.dumps([row[0] for row in best[:texts]])
+            rows = conn.execute(sql, [chosen, *params, wanted]).fetchall()
+            if every or len(rows) >= wanted:
+                break
+            texts *= 4
     except sqlite3.OperationalError as exc:
         raise ConfigError(_syntax_error(match, exc)) from None
-    return [(row[0], *row[2:]) for row in rows]
+    return [(row[0], *row[2:]) for row in rows[offset:]]
+
+
+def _ranked_sql(cohort_id: str | None, stage: str | None, field: str | None) -> str:
+    """The best generations of the texts given as a JSON list of ids, best first (SQLite
+    takes the bare ``id`` of a min() aggregate from the row holding the minimum)."""
+    # CROSS JOIN keeps the order: the matches, then their generations, then the
+    # membership (left to itself, SQLite would walk the whole cohort).
+    cohort = " CROSS JOIN cohort_members m ON m.gen_id = g.gen_id AND m.cohort_id = ?"
+    join = f"g.{field}_hash = s.hash" if field else TEXT_TO_GENERATIONS
+    return (
+        "WITH s AS MATERIALIZED (SELECT t.id, t.hash, j.key AS rank"
+        " FROM json_each(?) j JOIN search_texts t ON t.id = j.value)"
+        f" SELECT s.id, min(s.rank) AS best, g.gen_id, g.stage, group_concat({TEXT_FIELDS}, ' '),"
+        " g.template_id, g.model_id, g.status, g.state, g.score"
+        f" FROM s CROSS JOIN generations g ON ({join})"
+        + (cohort if cohort_id is not None else "")
+        + (" WHERE g.stage = ?" if stage is not None else "")
+        + " GROUP BY g.gen_id ORDER BY best, g.gen_id LIMIT ?"
+    )
 
 
 def _snippets(conn: sqlite3.Connection, match: str, text_ids: set[int]) -> dict[int, str]:

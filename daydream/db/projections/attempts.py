@@ -82,10 +82,10 @@ def _record_failed_call(conn, event_id, gen_id, http_status, error, at) -> None:
 
 
 def _generation_responded(conn, event_id, e: ev.GenerationResponded, at):
-    conn.execute(
+    [stage] = conn.execute(
         "UPDATE generations SET prompt_hash = ?, raw_hash = ?, provider = ?,"
         " resolved_model = ?, finish_reason = ?, prompt_tokens = ?, completion_tokens = ?,"
-        " cost = ?, latency_s = ?, offline = ? WHERE gen_id = ?",
+        " cost = ?, latency_s = ?, offline = ? WHERE gen_id = ? RETURNING stage",
         (
             e.prompt_hash,
             e.raw_hash,
@@ -99,8 +99,8 @@ def _generation_responded(conn, event_id, e: ev.GenerationResponded, at):
             int(e.offline),
             e.gen_id,
         ),
-    )
-    index_texts(conn, (e.prompt_hash, e.raw_hash))
+    ).fetchone()
+    index_texts(conn, stage, (("prompt", e.prompt_hash), ("raw", e.raw_hash)))
     if e.mode == "llm":
         conn.execute(
             "INSERT INTO calls (event_id, gen_id, model_id, pool, ok, prompt_tokens,"
@@ -122,13 +122,14 @@ def _generation_responded(conn, event_id, e: ev.GenerationResponded, at):
 
 
 def _generation_completed(conn, event_id, e: ev.GenerationCompleted, at):
-    conn.execute(
+    [stage] = conn.execute(
         "UPDATE generations SET status = 'done', lease_owner = NULL, lease_token = NULL,"
         " lease_expires_at = NULL, last_error = NULL, state = 'ok', error = NULL,"
-        " parsed_hash = ?, score = ?, written_scale = ?, finished_at = ? WHERE gen_id = ?",
+        " parsed_hash = ?, score = ?, written_scale = ?, finished_at = ? WHERE gen_id = ?"
+        " RETURNING stage",
         (e.parsed_hash, e.score, e.written_scale, at, e.gen_id),
-    )
-    index_texts(conn, (e.parsed_hash,))
+    ).fetchone()
+    index_texts(conn, stage, (("parsed", e.parsed_hash),))
     if e.score is not None:
         score_cells(conn, e.gen_id, e.score)
     children = [

@@ -22,10 +22,15 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 
+from daydream.vocabulary import STAGES
+
+FIELDS = ("parsed", "raw", "prompt")  # the texts of a generation that are indexed
+
 SEARCH_DDL = """
 CREATE TABLE search_texts (
     id INTEGER PRIMARY KEY,
-    hash TEXT NOT NULL UNIQUE REFERENCES texts(hash)
+    hash TEXT NOT NULL UNIQUE REFERENCES texts(hash),
+    uses INTEGER NOT NULL -- bits: which (stage, field) pairs use it (use_bit)
 );
 CREATE VIRTUAL TABLE search_texts_fts USING fts5(
     text, content = 'indexed_texts', content_rowid = 'id',
@@ -43,18 +48,34 @@ JOIN texts t ON t.hash = s.hash
 SEARCH_TABLES = ("search_texts_fts", "search_texts")  # drop order
 
 
-def index_texts(conn: sqlite3.Connection, hashes: Iterable[str | None]) -> None:
-    """Index the texts with these hashes that are not indexed yet."""
-    for digest in hashes:
+def use_bit(stage: str, field: str) -> int:
+    """The bit of ``search_texts.uses`` saying a generation of ``stage`` has the text as
+    its ``field``: a search filtered by stage or field skips the texts without it before
+    looking up any generation."""
+    return 1 << (STAGES.index(stage) * len(FIELDS) + FIELDS.index(field))
+
+
+def index_texts(conn: sqlite3.Connection, stage: str, texts: Iterable[tuple[str, str | None]]) -> None:
+    """Index the texts a generation of ``stage`` has as (field, hash): a text not indexed
+    yet is numbered and indexed; one that is gains the use."""
+    for field, digest in texts:
         if digest is None:
             continue
-        cursor = conn.execute("INSERT OR IGNORE INTO search_texts (hash) VALUES (?)", (digest,))
+        bit = use_bit(stage, field)
+        cursor = conn.execute(
+            "INSERT OR IGNORE INTO search_texts (hash, uses) VALUES (?, ?)", (digest, bit)
+        )
         if cursor.rowcount:
             # A replay into a scratch database (db check) has no texts: nothing to index.
             conn.execute(
                 "INSERT INTO search_texts_fts (rowid, text)"
                 " SELECT ?, text FROM texts WHERE hash = ?",
                 (cursor.lastrowid, digest),
+            )
+        else:
+            conn.execute(
+                "UPDATE search_texts SET uses = uses | ? WHERE hash = ? AND uses & ? = 0",
+                (bit, digest, bit),
             )
 
 
@@ -70,24 +91,34 @@ def check_search_index(conn: sqlite3.Connection) -> str | None:
     return None
 
 
-# One row per cohort membership x generation x text of it (prompt, raw, parsed) that is
-# indexed; `text_id` is the FTS rowid, so Datasette's search box filters this view (its
-# metadata names search_texts_fts and text_id). Three arms, one per text column, each
-# reaching generations through its own partial index, so a match's filter on text_id is
-# pushed into every arm.
-_ARM = """
-SELECT s.id AS text_id, '{field}' AS field, m.cohort_id AS cohort_id, g.gen_id AS gen_id,
-    m.stage AS stage, g.template_id AS template_id, g.model_id AS model_id,
-    g.status AS status, g.state AS state, g.score AS score,
-    (SELECT text FROM texts WHERE hash = s.hash) AS text
-FROM search_texts s
-JOIN generations g ON g.{field}_hash = s.hash
-JOIN cohort_members m ON m.gen_id = g.gen_id"""
+# From an indexed text to the generations that hold it as prompt, raw reply or parsed text:
+# one join whose OR SQLite answers with the three partial indexes of generations.
+TEXT_TO_GENERATIONS = (
+    "g.parsed_hash = s.hash OR g.raw_hash = s.hash OR g.prompt_hash = s.hash"
+)
+# Which of a generation's texts the text is (a parser that keeps the whole reply makes
+# the raw and parsed texts one).
+TEXT_FIELDS = (
+    "trim(CASE WHEN g.parsed_hash = s.hash THEN 'parsed ' ELSE '' END"
+    " || CASE WHEN g.raw_hash = s.hash THEN 'raw ' ELSE '' END"
+    " || CASE WHEN g.prompt_hash = s.hash THEN 'prompt' ELSE '' END)"
+)
 
+# One row per cohort membership x generation x indexed text of it; ``text_id`` is the FTS
+# rowid, so Datasette's search box filters this view (its metadata names search_texts_fts
+# and text_id). One SELECT, not a UNION: SQLite applies a search's filter on text_id
+# inside it even under count(*) and facets. CROSS JOIN fixes the order (texts, then their
+# generations, then memberships): with a cohort filter SQLite would otherwise walk the
+# whole cohort.
 SEARCH_VIEWS = {
     "indexed_texts": INDEXED_TEXTS_VIEW,
-    "generation_search": "\nUNION ALL".join(
-        _ARM.format(field=field) for field in ("parsed", "raw", "prompt")
-    )
-    + "\n",
+    "generation_search": f"""
+SELECT s.id AS text_id, {TEXT_FIELDS} AS fields, m.cohort_id AS cohort_id,
+    g.gen_id AS gen_id, m.stage AS stage, g.template_id AS template_id,
+    g.model_id AS model_id, g.status AS status, g.state AS state, g.score AS score,
+    (SELECT text FROM texts WHERE hash = s.hash) AS text
+FROM search_texts s
+CROSS JOIN generations g ON ({TEXT_TO_GENERATIONS})
+CROSS JOIN cohort_members m ON m.gen_id = g.gen_id
+""",
 }
