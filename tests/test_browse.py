@@ -402,7 +402,8 @@ def test_browse_command_refuses_a_missing_database(tmp_path):
     result = CliRunner().invoke(cli, ["browse", "--db", str(tmp_path / "nope.db")])
     assert result.exit_code == 1
     assert result.output == (
-        f"Error: database {tmp_path / 'nope.db'} does not exist (create it with: daydream db init)\n"
+        f"Error: database {tmp_path / 'nope.db'} does not exist; start with: daydream catalog"
+        " import CATALOG_DIR (it creates the database), or try: daydream demo\n"
     )
 
 

@@ -165,7 +165,8 @@ def _error_cases(tmp: Path, db: Path) -> list[tuple[list, str]]:
         ),
         (
             ["plan", good, "--cohort", "c", "--db", missing_db],
-            f"database {missing_db} does not exist (create it with: daydream db init)",
+            f"database {missing_db} does not exist; start with: daydream catalog import"
+            " CATALOG_DIR (it creates the database), or try: daydream demo",
         ),
         (
             ["catalog", "import", no_name, "--db", db],
@@ -183,11 +184,13 @@ def _error_cases(tmp: Path, db: Path) -> list[tuple[list, str]]:
         ),
         (
             ["catalog", "list", "--db", missing_db],
-            f"database {missing_db} does not exist (create it with: daydream db init)",
+            f"database {missing_db} does not exist; start with: daydream catalog import"
+            " CATALOG_DIR (it creates the database), or try: daydream demo",
         ),
         (
             ["events", "--db", missing_db],
-            f"database {missing_db} does not exist (create it with: daydream db init)",
+            f"database {missing_db} does not exist; start with: daydream catalog import"
+            " CATALOG_DIR (it creates the database), or try: daydream demo",
         ),
         (
             ["spec", "compile", good, "--out", tmp / "no-such-dir" / "rows.csv"],
@@ -195,7 +198,8 @@ def _error_cases(tmp: Path, db: Path) -> list[tuple[list, str]]:
         ),
         (
             ["db", "check", "--db", missing_db],
-            f"database {missing_db} does not exist (create it with: daydream db init)",
+            f"database {missing_db} does not exist; start with: daydream catalog import"
+            " CATALOG_DIR (it creates the database), or try: daydream demo",
         ),
         (
             ["demo", "--db", dup, "--fresh"],  # a spec, not a database: --fresh keeps it

@@ -24,6 +24,7 @@ def make_provider(
     environ: Mapping[str, str] | None = None,
     api_key_env: str | None = None,
     offline_latency_s: float = 0.0,
+    offline_in_scale: bool = False,
 ) -> Provider:
     """The provider called ``name``, configured from defaults, the catalog and the environment.
 
@@ -32,13 +33,14 @@ def make_provider(
     httpx's pool cheap. A ``client`` passed in (a ``MockTransport`` in tests) is used as is
     and left for the caller to close. ``api_key_env``: the variable holding the key, when
 the catalog names one (its ``providers.yaml`` or a model's settings). ``offline_latency_s``: how long the offline provider
-    waits before each reply (benchmarks simulate a model with it). Raises ``ConfigError``
+    waits before each reply (benchmarks simulate a model with it); ``offline_in_scale``: whether its
+    judges answer within each rubric's scale (rehearsals). Raises ``ConfigError``
     for an unknown provider, a bad URL or a missing required API key, before any call is
     made.
     """
     config = resolve_provider_config(name, base_url=base_url, providers=providers, environ=environ)
     if config.offline:
-        return OfflineProvider(latency_s=offline_latency_s)
+        return OfflineProvider(latency_s=offline_latency_s, in_scale=offline_in_scale)
     if api_key_env:
         config = replace(config, api_key_env=api_key_env)
     return OpenAICompatibleProvider(config, client=client, environ=environ)

@@ -42,7 +42,7 @@ def command(config: WorkerConfig) -> list[str]:
 
 def run(config: WorkerConfig) -> int:
     """A worker process's work: run the worker to the end, say how it went on stderr (as
-    ``daydream worker`` does); returns the exit code."""
+    ``daydream worker`` does) unless it found nothing to do; returns the exit code."""
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -55,7 +55,10 @@ def run(config: WorkerConfig) -> int:
     except KeyboardInterrupt:  # before the worker's own handlers were installed
         log("Aborted!")
         return 1
-    log(stats.line(config.name))
+    if stats.claimed or stats.recorded or stats.stale or stats.released:  # idle: silent
+        # On a terminal the runner redraws its progress line without ending it: clear it
+        # first, so the summary stands on its own line (the next redraw starts afresh).
+        log(("\r\033[K" if sys.stderr.isatty() else "") + stats.line(config.name))
     return 0
 
 

@@ -60,6 +60,7 @@ class Executor:
                 base_url=base_url,
                 api_key_env=key_env,
                 offline_latency_s=self.config.offline_latency_s,
+                offline_in_scale=self.config.offline_in_scale,
             )
             self._providers[key] = found
         return found
@@ -190,6 +191,7 @@ class Executor:
             seed=params.get("seed"),
             extra=extra,
             timeout=self.config.timeout_s,
+            scale=task.template.get("scale"),
         )
         return request, params
 
