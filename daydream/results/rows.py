@@ -27,15 +27,16 @@ LINEAGE = (
 
 # The axes that can vary between the essays of a cohort, as lineage columns: what a
 # ranking, the pivot page and the report list each essay with.
-ESSAY_AXES = (
-    "combo_id",
-    "draft_template",
-    "draft_model",
-    "draft_replicate",
-    "essay_template",
-    "generation_model",
-    "essay_replicate",
+ESSAY_AXIS_TITLES = (
+    ("combo_id", "combination"),
+    ("draft_template", "draft template"),
+    ("draft_model", "draft model"),
+    ("draft_replicate", "draft rep"),
+    ("essay_template", "essay template"),
+    ("generation_model", "generation model"),
+    ("essay_replicate", "essay rep"),
 )
+ESSAY_AXES = tuple(axis for axis, _ in ESSAY_AXIS_TITLES)
 
 
 EVALUATION_COLUMNS = (

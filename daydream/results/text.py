@@ -9,6 +9,7 @@ from typing import Any
 
 from daydream.plan.report import PlanReport
 from daydream.queue.cohorts import Status
+from daydream.results.rows import ESSAY_AXIS_TITLES
 from daydream.runner.rehearsal import Rehearsal
 
 
@@ -93,15 +94,7 @@ def format_ranking(ranking: Any) -> str:
     return "\n".join(lines)
 
 
-_RANKED_AXES = (
-    ("combo_id", "combo"),
-    ("draft_template", "draft template"),
-    ("draft_model", "draft model"),
-    ("draft_replicate", "draft rep"),
-    ("essay_template", "essay template"),
-    ("generation_model", "generation model"),
-    ("essay_replicate", "essay rep"),
-)
+_RANKED_AXES = ESSAY_AXIS_TITLES
 
 
 def format_legacy(report: Any) -> str:
