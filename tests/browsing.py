@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import sqlite3
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -88,3 +95,66 @@ def query(db: Path, sql: str, params: tuple = ()) -> list[dict]:
         return [dict(r) for r in conn.execute(sql, params)]
     finally:
         conn.close()
+
+
+@contextmanager
+def served(db: Path) -> Iterator[str]:
+    """``daydream browse`` on a free loopback port, as a user starts it: its base URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "daydream", "browse", "--db", str(db), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(base + "/", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, server.stdout.read().decode()  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "daydream browse did not start"
+            time.sleep(0.2)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def screenshot(url: str, path: Path, profile: Path, size: tuple[int, int] = (1280, 900)) -> Path:
+    """A headless Chromium screenshot of ``url`` in a ``size`` window, saved at ``path``."""
+    assert CHROMIUM is not None
+    subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            f"--screenshot={path}",
+            f"--window-size={size[0]},{size[1]}",
+            url,
+        ],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    return path
+
+
+def assert_png(path: Path, size: tuple[int, int]) -> None:
+    """A PNG of ``size`` pixels with something drawn (a blank page compresses to a few kB)."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", data[16:24]) == size
+    assert len(data) > 20_000

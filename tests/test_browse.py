@@ -13,12 +13,7 @@ import asyncio
 import hashlib
 import html
 import shutil
-import socket
 import sqlite3
-import struct
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -35,7 +30,16 @@ from daydream.db.texts import get_text
 from daydream.plan.write import plan_cohort
 from daydream.queue.cohorts import cohort_status
 from daydream.results.curation import rank_essays
-from tests.browsing import CHROMIUM, PROVIDER_ERROR, get, query, rows
+from tests.browsing import (
+    CHROMIUM,
+    PROVIDER_ERROR,
+    assert_png,
+    get,
+    query,
+    rows,
+    screenshot,
+    served,
+)
 
 DB = "daydream"  # the fixture file is daydream.db, so Datasette names the database "daydream"
 
@@ -429,54 +433,11 @@ def test_browse_refuses_a_path_datasette_would_misread_and_says_how_to_browse_it
 
 # -- one real browser --------------------------------------------------------------------------
 
+
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install chromium)")
 def test_headless_chromium_renders_the_pivot_page_served_by_daydream_browse(db, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "daydream", "browse", "--db", str(db), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/{DB}/cohort_pivot?cohort=demo"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url, timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, server.stdout.read().decode()
-            assert time.monotonic() < deadline, "daydream browse did not start"
-            time.sleep(0.2)
+    with served(db) as base:
+        url = f"{base}/{DB}/cohort_pivot?cohort=demo"
         assert "novelty-rubric / offline-large" in httpx.get(url).text
-        shot = tmp_path / "pivot.png"
-        subprocess.run(
-            [
-                CHROMIUM,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                f"--user-data-dir={tmp_path / 'profile'}",
-                f"--screenshot={shot}",
-                "--window-size=1280,900",
-                url,
-            ],
-            capture_output=True,
-            timeout=120,
-            check=False,
-        )
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-    data = shot.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    assert struct.unpack(">II", data[16:24]) == (1280, 900)
-    assert len(data) > 20_000  # a blank page compresses to a few kB
+        shot = screenshot(url, tmp_path / "pivot.png", tmp_path / "profile")
+    assert_png(shot, (1280, 900))

@@ -7,11 +7,13 @@ called. The fixture database is ``tests/browsing.py``'s: the demo cohort and the
 from __future__ import annotations
 
 import html
+import os
 import re
 import shutil
 import sqlite3
 from pathlib import Path
 
+import httpx
 import markupsafe
 import pytest
 from datasette.app import Datasette
@@ -22,7 +24,17 @@ from daydream.db.connection import connect
 from daydream.db.texts import get_text, put_text
 from daydream.plan.write import plan_cohort
 from daydream.results.search import search
-from tests.browsing import EXTRA_ROW, PROVIDER_ERROR, get, query, rows
+from tests.browsing import (
+    CHROMIUM,
+    EXTRA_ROW,
+    PROVIDER_ERROR,
+    assert_png,
+    get,
+    query,
+    rows,
+    screenshot,
+    served,
+)
 
 DB = "daydream"
 
@@ -94,6 +106,12 @@ def test_essay_page_shows_prompt_reply_parsed_text_and_every_judge_side_by_side(
             assert f'<span class="dd-score">{judge["score"]:g}</span>' in card
         else:  # the failure is explained, not hidden
             assert judge["state"] in card and escaped(judge["error"]) in card
+    # Per rubric, on its own scale (never pooled across scales).
+    for template in {j["template_id"] for j in judges}:
+        scores = [j["score"] for j in judges if j["template_id"] == template and j["state"] == "ok"]
+        if scores:
+            assert f"{template} (" in page
+            assert f"mean <strong>{round(sum(scores) / len(scores), 3):g}</strong> over {len(scores)}" in page
     assert escaped(f"{essay['prompt_tokens']:,} prompt") in page
     assert essay["resolved_model"] in page and essay["finish_reason"] in page
 
@@ -267,7 +285,7 @@ def test_the_matrix_shows_each_cells_essays_with_texts_and_scores(browse_db, ds)
         for column, cell in zip(columns, cells, strict=True):
             essays = query(
                 browse_db,
-                "SELECT e.gen_id, e.parsed_hash,"
+                "SELECT e.gen_id, e.parsed_hash, d.template_id AS draft_template,"
                 " (SELECT avg(v.score) FROM generations v WHERE v.parent_gen_id = e.gen_id"
                 "   AND v.template_id = ? AND v.state = 'ok') AS mean,"
                 " (SELECT count(v.score) FROM generations v WHERE v.parent_gen_id = e.gen_id"
@@ -283,6 +301,7 @@ def test_the_matrix_shows_each_cells_essays_with_texts_and_scores(browse_db, ds)
                 continue
             assert re.findall(r'href="/daydream/-/generation/(e_\w+)"', cell) == [e["gen_id"] for e in essays]
             for essay in essays:
+                assert f"draft_template {essay['draft_template']}" in cell  # it varies in a cell
                 text = text_of(browse_db, essay["parsed_hash"])
                 assert escaped(text[: pages.CLIP]) in cell
                 assert f"<strong>{round(essay['mean'], 3):g}</strong> <span class=\"dd-scale\">(n={essay['n']})</span>" in cell
@@ -396,3 +415,31 @@ def test_the_matrix_sees_essays_planned_after_it_was_first_shown(browse_db, tmp_
     plan_cohort(conn, copy.parent / "extra.yaml", "extra", rows=[{**EXTRA_ROW, "combo_id": "fungal-market"}])
     conn.close()
     assert len(matrix_cells(get(ds, page).text)) == 2
+
+
+# -- a real browser --------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install chromium)")
+def test_headless_chromium_renders_the_generation_page_and_the_matrix(browse_db, tmp_path):
+    """Screenshots of the pages as ``daydream browse`` serves them, kept in the test's
+    directory (or DAYDREAM_SCREENSHOTS, to look at them)."""
+    essay = one(
+        browse_db,
+        "SELECT gen_id FROM generations WHERE stage = 'essay' AND mode = 'llm' ORDER BY gen_id LIMIT 1",
+    )["gen_id"]
+    out = Path(os.environ.get("DAYDREAM_SCREENSHOTS") or tmp_path)
+    out.mkdir(parents=True, exist_ok=True)
+    pages = {
+        "generation.png": (f"/{DB}/-/generation/{essay}", (1280, 1800)),
+        "compare.png": (
+            f"/{DB}/-/compare?cohort=demo&rows=combo_id&columns=essay_llm&evaluation_template=novelty-rubric",
+            (1280, 1100),
+        ),
+    }
+    with served(browse_db) as base:
+        for name, (path, size) in pages.items():
+            page = httpx.get(base + path)
+            assert page.status_code == 200
+            assert_png(screenshot(base + path, out / name, tmp_path / "profile", size), size)
+        assert "Judges (5)" in httpx.get(base + pages["generation.png"][0]).text

@@ -121,6 +121,12 @@ class Matrix:
     def cell(self, row: Any, column: Any) -> Cell:
         return self.cells[(row, column)]
 
+    @property
+    def others(self) -> list[str]:
+        """The axes that vary within a cell: each entry says its level of them."""
+        fixed = (self.rows, self.columns, *self.pins, *JUDGE_AXES)
+        return [axis for axis in self.levels if axis not in fixed]
+
 
 def comparison_matrix(
     conn: sqlite3.Connection,

@@ -76,8 +76,28 @@ class Transcript:
         """The call metadata (``CALL_FIELDS``) of the generation."""
         return {name: self.generation.get(name) for name in CALL_FIELDS}
 
+    def rubrics(self) -> list[dict[str, Any]]:
+        """Per evaluation template of an essay's judges: its scale, the mean of its scores
+        and their n, and how many of its evaluations have no score (scales never pool)."""
+        found: dict[str, dict[str, Any]] = {}
+        for j in self.judges:
+            rubric = found.setdefault(
+                j["template_id"],
+                {"template_id": j["template_id"], "scale_min": j["scale_min"],
+                 "scale_max": j["scale_max"], "scores": [], "unscored": 0},
+            )
+            if j["score"] is not None:
+                rubric["scores"].append(j["score"])
+            else:
+                rubric["unscored"] += 1
+        for rubric in found.values():
+            scores = rubric.pop("scores")
+            rubric["n"] = len(scores)
+            rubric["mean"] = round(sum(scores) / len(scores), 3) if scores else None
+        return sorted(found.values(), key=lambda r: r["template_id"])
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "rubrics": self.rubrics()}
 
 
 def read_transcript(conn: sqlite3.Connection, gen_id: str) -> Transcript:
