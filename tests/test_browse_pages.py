@@ -443,3 +443,20 @@ def test_headless_chromium_renders_the_generation_page_and_the_matrix(browse_db,
             assert page.status_code == 200
             assert_png(screenshot(base + path, out / name, tmp_path / "profile", size), size)
         assert "Judges (5)" in httpx.get(base + pages["generation.png"][0]).text
+
+
+def test_every_bookmark_in_the_docs_opens_whatever_the_file_is_called(browse_db, tmp_path):
+    """docs/browse.md's "Pages to bookmark", against a database file of another name."""
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "browse.md").read_text(encoding="utf-8")
+    section = docs[docs.index("## Pages to bookmark") :].split("```")[1]
+    urls = re.findall(r"http://127\.0\.0\.1:8001(\S+)", section)
+    assert len(urls) >= 6
+    renamed = tmp_path / "run-7.db"
+    shutil.copy(browse_db, renamed)
+    ds = make_datasette(renamed)
+    for url in urls:
+        moved = get(ds, url)
+        assert moved.status_code == 302, url
+        assert moved.headers["location"].startswith("/run-7/"), url
+        page = get(ds, moved.headers["location"])
+        assert page.status_code == 200, (url, page.text[:300])
