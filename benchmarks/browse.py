@@ -219,7 +219,6 @@ def pages(database: str, essay: str) -> dict[str, str]:
             f"{base}/generation_search?_search=term42&cohort_id={COHORT}"
         ),
         "pivot page, 100 essays (pivot)": f"{base}/-/pivot?cohort={COHORT}",
-        "pivot, wide (cohort_pivot)": f"{base}/cohort_pivot?cohort={COHORT}",
         "pivot, long (essay_scores)": f"{base}/essay_scores?cohort_id={COHORT}",
         "top essays (cohort_top_essays)": (
             f"{base}/cohort_top_essays?cohort={COHORT}&template=rubric-0"

@@ -10,8 +10,10 @@ evaluation are blocked.
 from __future__ import annotations
 
 import asyncio
+import csv
 import hashlib
 import html
+import io
 import shutil
 import sqlite3
 from pathlib import Path
@@ -169,7 +171,7 @@ def test_score_pivot_equals_a_direct_computation_and_essay_scores(db, ds):
         " WHERE v.stage = 'evaluation' AND v.state = 'ok' GROUP BY 1, 2, 3",
     )
     assert len(direct) > 20
-    wide = {r["essay_gen_id"]: r for r in rows(ds, f"/{DB}/cohort_pivot.json?cohort=demo")}
+    wide = {r["essay_gen_id"]: r for r in rows(ds, f"/{DB}/-/pivot.json?cohort=demo")}
     for d in direct:
         assert wide[d["essay"]][f"{d['t']} / {d['m']}"] == round(d["mean"], 3)
     for essay, r in wide.items():
@@ -183,8 +185,14 @@ def test_score_pivot_equals_a_direct_computation_and_essay_scores(db, ds):
     assert {
         (d["essay"], d["t"], d["m"]): round(d["mean"], 3) for d in direct
     }.items() <= means.items()
-    page = get(ds, f"/{DB}/cohort_pivot?cohort=demo").text
-    assert "novelty-rubric / offline-large" in page
+    page = get(ds, f"/{DB}/-/pivot?cohort=demo").text
+    assert "<th>novelty-rubric / offline-large</th>" in page
+    # The canned query it replaced: its bookmarks lead to the page, in every format.
+    for old, new in (("", ""), (".json", ".json"), (".csv", ".csv")):
+        moved = get(ds, f"/{DB}/cohort_pivot{old}?cohort=demo")
+        assert (moved.status_code, moved.headers["location"]) == (302, f"/{DB}/-/pivot{new}?cohort=demo")
+    csv_rows = list(csv.DictReader(io.StringIO(get(ds, f"/{DB}/-/pivot.csv?cohort=demo").text)))
+    assert {r["essay_gen_id"]: r["n"] for r in csv_rows} == {e: str(r["n"]) for e, r in wide.items()}
 
 
 def test_top_essays_rank_as_daydream_curation_does(db, ds):
@@ -262,7 +270,6 @@ def test_generation_query_shows_the_lineage_with_texts(db, ds):
 def test_every_canned_query_runs(ds):
     queries = ds.metadata("queries", database=DB)
     assert set(queries) == {
-        "cohort_pivot",
         "cohort_top_essays",
         "generation",
         "cohort_scores",
@@ -337,7 +344,7 @@ def test_browse_cannot_write_and_sees_what_workers_write(db, ds):
         assert "Statement must be a SELECT" in response.json()["error"]
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
         asyncio.run(database.execute_write("DELETE FROM cohorts"))
-    for path in (f"/{DB}/cohort_pivot?cohort=demo", f"/{DB}/generation_texts", f"/{DB}/events"):
+    for path in (f"/{DB}/-/pivot?cohort=demo", f"/{DB}/generation_texts", f"/{DB}/events"):
         assert get(ds, path).status_code == 200
     assert fingerprint() == before
     # A write by another connection (a worker) shows on the next request.
@@ -437,7 +444,7 @@ def test_browse_refuses_a_path_datasette_would_misread_and_says_how_to_browse_it
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install chromium)")
 def test_headless_chromium_renders_the_pivot_page_served_by_daydream_browse(db, tmp_path):
     with served(db) as base:
-        url = f"{base}/{DB}/cohort_pivot?cohort=demo"
+        url = f"{base}/{DB}/-/pivot?cohort=demo"
         assert "novelty-rubric / offline-large" in httpx.get(url).text
         shot = screenshot(url, tmp_path / "pivot.png", tmp_path / "profile")
     assert_png(shot, (1280, 900))

@@ -4,10 +4,11 @@ The views (``projections/views.py``) are plain SQL stored in the database, so ``
 and ``sqlite3`` see the same tables and views. daydream's Datasette plugin (``hooks``,
 an entry point, so plain ``datasette daydream.db`` has it too) adds what only Datasette can
 use: table and column descriptions, facets, sort orders, label columns, hidden internal
-tables, canned queries (``queries``: a cohort's wide score pivot, top essays, scores and
-failures; a generation's lineage with its texts), texts rendered whole in ``<pre>``-like
-blocks, and generation, combination and cohort ids in views rendered as links. ``daydream
-browse`` (``serve``) adds a title and its settings.
+tables, canned queries (``queries``: a cohort's top essays, scores and failures; a
+generation's lineage with its texts), texts rendered whole in ``<pre>``-like blocks,
+generation, combination and cohort ids rendered as links, and its own pages (``pages``: a
+generation, the comparison matrix, a cohort's pivot). ``daydream browse`` (``serve``)
+adds a title and its settings.
 
 Invariants:
 
@@ -18,9 +19,6 @@ Invariants:
   Datasette's own write connection cannot change it.
 - The hooks act only on daydream databases: any other database in the same Datasette,
   or in another, is untouched.
-- The wide pivot's columns (one per judge: evaluation template x judge model) are read
-  from the database when Datasette first describes it; restart the browser to show judges
-  planned later.
 """
 
 from __future__ import annotations

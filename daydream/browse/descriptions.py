@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 DESCRIPTION = (
-    "Structured LLM idea-generation experiments, read-only. The database page also lists"
-    " canned queries: a cohort's wide score pivot, top essays, scores and failures, and a"
-    " generation's lineage with its texts."
+    "Structured LLM idea-generation experiments, read-only. Each generation has a page"
+    " (every generation id links to it); a cohort has a comparison matrix and a score"
+    " pivot; the database page lists canned queries: a cohort's top essays, scores and"
+    " failures, and a generation's lineage with its texts."
 )
 DATABASE_DESCRIPTION = (
     "events is the append-only log; every other table is a projection of it; the views"
@@ -101,7 +102,7 @@ TABLES: dict[str, dict[str, Any]] = {
     "essay_scores": {
         "description": "The score pivot, long form: one row per cohort, essay and judge"
         " (evaluation template x judge model) with n, mean, min and max of the scored"
-        " evaluations. The wide form is the cohort_pivot query. Filter by cohort_id.",
+        " evaluations. The wide form is the pivot page (-/pivot?cohort=ID). Filter by cohort_id.",
     },
     "essay_score_summary": {
         "description": "One row per cohort and essay over every scored evaluation.",

@@ -3,17 +3,16 @@ datasette]``), so a plain ``datasette daydream.db`` shows what ``daydream browse
 
 For every database that is a daydream database (it has the event log and projections:
 ``db.connection.is_daydream_database``) the hooks add: table, view and column descriptions and the
-canned queries (``get_metadata``); texts rendered whole in readable blocks and generation,
-combination and cohort ids in views rendered as links (``render_cell``); folded column
-descriptions (``extra_body_script``); and ``PRAGMA query_only`` on every connection, so
+canned queries (``get_metadata``); texts rendered whole in readable blocks, generation ids
+everywhere and combination and cohort ids in views rendered as links (``render_cell``);
+folded column descriptions (``extra_body_script``); daydream's own pages
+(``register_routes``: ``pages``); and ``PRAGMA query_only`` on every connection, so
 even Datasette's own write connection cannot change the database (``prepare_connection``).
 Any other database, in the same Datasette or another, is left exactly as Datasette shows
 it.
 
 What a hook knows about a database is read once per Datasette instance and kept on it
-(``_state``): Datasette calls these hooks for every cell and every metadata lookup. A
-database's canned pivot has a column per judge found when it was first read: restart to
-show judges planned later.
+(``_state``): Datasette calls these hooks for every cell and every metadata lookup.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from markupsafe import Markup
 from daydream.errors import DaydreamError, NotFoundError
 from daydream.results.matrix import AXES, comparison_matrix
 from daydream.results.pivot import score_pivot
-from daydream.results.rows import ESSAY_AXES
+from daydream.results.rows import ESSAY_AXES, csv_text
 from daydream.results.transcript import read_transcript
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -50,7 +50,12 @@ class Pages:
         return [
             (r"^/(?P<database>[^/]+)/-/generation/(?P<gen_id>[^/]+)$", self.generation),
             (r"^/(?P<database>[^/]+)/-/compare$", self.compare),
-            (r"^/(?P<database>[^/]+)/-/pivot$", self.pivot),
+            (r"^/(?P<database>[^/]+)/-/pivot(\.(?P<format>json|csv))?$", self.pivot),
+            # The canned query the pivot page replaced: its bookmarks lead there.
+            (
+                r"^/(?P<database>[^\/\.]+)/(?P<table>cohort_pivot)(\.(?P<format>\w+))?$",
+                self.old_pivot,
+            ),
             # Datasette's own row route, for the generations table only.
             (
                 r"^/(?P<database>[^\/\.]+)/(?P<table>generations)/(?P<pks>[^/]+?)(\.(?P<format>\w+))?$",
@@ -102,13 +107,37 @@ class Pages:
 
     async def pivot(self, datasette: Any, request: Any) -> Response:
         name, db = await self._database(datasette, request)
-        size = _int(request.args.get("size"), 100, 1, 1000)
+        fmt = request.url_vars.get("format")
+        # The page shows 100 essays at a time; JSON and CSV hold every one unless asked.
+        size = (
+            _int(request.args.get("size"), 0, 0, 10**9) or None
+            if fmt
+            else _int(request.args.get("size"), 100, 1, 1000)
+        )
         after = request.args.get("after")
         try:
             cohort = request.args.get("cohort") or await _read(db, _only_cohort)
             found = await _read(db, lambda conn: score_pivot(conn, cohort, after=after, size=size))
         except DaydreamError as exc:
+            if fmt:
+                return Response.json({"ok": False, "error": str(exc)}, status=400)
             return await _error(datasette, request, name, str(exc), 400)
+        if fmt == "csv":
+            body = csv_text(found.columns(), found.records())
+            return Response(body, content_type="text/csv; charset=utf-8")
+        if fmt == "json":
+            if request.args.get("_shape") == "array":
+                return Response.json(found.records())
+            return Response.json(
+                {
+                    "ok": True,
+                    "cohort_id": found.cohort_id,
+                    "judges": [f"{t} / {m}" for t, m in found.judges],
+                    "columns": found.columns(),
+                    "rows": found.records(),
+                    "next": found.next_after,
+                }
+            )
         values = {c: {str(r.lineage[c]) for r in found.rows} for c in ESSAY_AXES}
         context = {
             "p": found,
@@ -118,9 +147,9 @@ class Pages:
             "constant": {c: v.pop() for c, v in values.items() if len(v) == 1},
             "size": size,
             "after": after,
-            "csv_url": datasette.urls.query(name, "cohort_pivot")
-            + ".csv?"
-            + urlencode({"cohort": found.cohort_id, "_size": "max"}),
+            "csv_url": datasette.urls.database(name)
+            + "/-/pivot.csv?"
+            + urlencode({"cohort": found.cohort_id}),
         }
         return await _render(datasette, request, name, "daydream_pivot.html", context)
 
@@ -135,6 +164,20 @@ class Pages:
             return await RowView.as_view(datasette)(request, send)
         gen_id = tilde_decode(request.url_vars["pks"])
         return Response.redirect(generation_url(datasette, name, gen_id))
+
+    async def old_pivot(self, datasette: Any, request: Any, send: Any) -> Response:
+        """``/<db>/cohort_pivot`` was a canned query with a column per judge of every
+        cohort; it leads to the pivot page now (a table of that name in another database
+        is Datasette's)."""
+        name = tilde_decode(request.url_vars["database"])
+        if not self.is_daydream(datasette, name):
+            from datasette.views.table import TableView  # see generation_row
+
+            return await TableView.as_view(datasette)(request, send)
+        fmt = request.url_vars.get("format")
+        target = datasette.urls.database(name) + "/-/pivot" + (f".{fmt}" if fmt else "")
+        query = request.query_string
+        return Response.redirect(target + (f"?{query}" if query else ""))
 
     async def moved(self, datasette: Any, request: Any) -> Response:
         """A bookmark of the docs: /-/daydream/<page> -> /<first daydream database>/<page>."""

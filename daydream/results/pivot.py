@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from daydream.queue.cohorts import require_cohort
-from daydream.results.rows import fetch_dicts
+from daydream.results.rows import ESSAY_AXES, fetch_dicts
 
 
 @dataclass
@@ -24,6 +24,7 @@ class PivotRow:
     cells: dict[tuple[str, str], dict[str, Any]]  # judge -> evaluations, n, mean
     n: int
     mean: float | None
+    evaluations: int = 0  # planned, failed included
 
 
 @dataclass
@@ -33,11 +34,32 @@ class Pivot:
     rows: list[PivotRow]
     next_after: str | None
 
+    def columns(self) -> list[str]:
+        """The wide table's columns: the essay, its lineage, ``<template> / <model>`` per
+        judge (the mean), then n, mean and evaluations over every judge."""
+        judges = [f"{t} / {m}" for t, m in self.judges]
+        return ["essay_gen_id", *ESSAY_AXES, *judges, "n", "mean", "evaluations"]
+
+    def records(self) -> list[dict[str, Any]]:
+        """The rows as dicts of ``columns()`` (what the page's JSON and CSV hold)."""
+        return [
+            {
+                "essay_gen_id": r.essay_gen_id,
+                **{c: r.lineage[c] for c in ESSAY_AXES},
+                **{f"{t} / {m}": (r.cells.get((t, m)) or {}).get("mean") for t, m in self.judges},
+                "n": r.n,
+                "mean": r.mean,
+                "evaluations": r.evaluations,
+            }
+            for r in self.rows
+        ]
+
 
 def score_pivot(
-    conn: sqlite3.Connection, cohort_id: str, *, after: str | None = None, size: int = 100
+    conn: sqlite3.Connection, cohort_id: str, *, after: str | None = None, size: int | None = 100
 ) -> Pivot:
-    """Up to ``size`` essays of ``cohort_id`` after the essay id ``after``, in id order."""
+    """Up to ``size`` essays (None: all) of ``cohort_id`` after the essay id ``after``, in
+    id order."""
     require_cohort(conn, cohort_id)
     judges = [
         (r["evaluation_template"], r["evaluation_model"])
@@ -54,10 +76,10 @@ def score_pivot(
             conn,
             "SELECT DISTINCT essay_gen_id FROM essay_judge_scores WHERE cohort_id = ?"
             " AND essay_gen_id > ? ORDER BY essay_gen_id LIMIT ?",
-            (cohort_id, after or "", size + 1),
+            (cohort_id, after or "", -1 if size is None else size + 1),
         )
     ]
-    more = len(essays) > size
+    more = size is not None and len(essays) > size
     essays = essays[:size]
     rows = [_row(conn, cohort_id, essay) for essay in essays]
     return Pivot(cohort_id, judges, rows, essays[-1] if more and essays else None)
@@ -84,7 +106,9 @@ def _row(conn: sqlite3.Connection, cohort_id: str, essay: str) -> PivotRow:
             "evaluations": c["evaluations"],
             "n": c["n"],
             "mean": round(c["total"] / c["n"], 3) if c["n"] else None,
+            "total": c["total"],
         }
     n = sum(c["n"] for c in cells.values())
-    total = sum(c["mean"] * c["n"] for c in cells.values() if c["n"])
-    return PivotRow(essay, lineage, cells, n, round(total / n, 3) if n else None)
+    total = sum(c["total"] for c in cells.values())
+    evaluations = sum(c["evaluations"] for c in cells.values())
+    return PivotRow(essay, lineage, cells, n, round(total / n, 3) if n else None, evaluations)
