@@ -246,6 +246,8 @@ def test_the_pages_leave_other_databases_alone(browse_db, tmp_path):
     raw = sqlite3.connect(other)
     raw.execute("CREATE TABLE generations (gen_id TEXT PRIMARY KEY, body TEXT)")
     raw.execute("INSERT INTO generations VALUES ('e_1', 'mine')")
+    raw.execute("CREATE TABLE cohort_pivot (essay TEXT, note TEXT)")
+    raw.execute("INSERT INTO cohort_pivot VALUES ('e_1', 'also mine')")
     raw.commit()
     raw.close()
     plain = Datasette([str(browse_db), str(other)])  # the plugin comes by entry point
@@ -253,6 +255,11 @@ def test_the_pages_leave_other_databases_alone(browse_db, tmp_path):
         assert get(plain, path).status_code == 404, path
     row = get(plain, "/notes/generations/e_1")  # Datasette's own row page
     assert row.status_code == 200 and "mine" in row.text
+    table = get(plain, "/notes/cohort_pivot")  # Datasette's own table page
+    assert table.status_code == 200 and "also mine" in table.text
+    assert get(plain, "/notes/cohort_pivot.json?_shape=array").json() == [
+        {"rowid": 1, "essay": "e_1", "note": "also mine"}
+    ]
     gen_id = one(browse_db, "SELECT gen_id FROM generations LIMIT 1")["gen_id"]
     assert get(plain, f"/{DB}/-/generation/{gen_id}").status_code == 200
 
