@@ -6,6 +6,9 @@ traceback. A message names the thing (file, key path, value) and the fix, in one
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class DaydreamError(Exception):
     """Base class of every expected failure."""
@@ -87,3 +90,14 @@ class OptionError(ConfigError):
     def __init__(self, message: str, *, option: str) -> None:
         super().__init__(message)
         self.option = option
+
+
+class NotFoundError(DaydreamError):
+    """Something asked for by id (a generation, a cohort's axis) is not in the database."""
+
+
+def did_you_mean(value: str, choices: Iterable[str]) -> str:
+    """`` (did you mean "x"?)`` for the closest of ``choices`` to a misspelt ``value``, or
+    an empty string when none is close: the tail of a message naming a wrong name."""
+    close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)
+    return f' (did you mean "{close[0]}"?)' if close else ""

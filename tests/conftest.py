@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.browsing import build_browse_db
 from tests.scenario import cohort, offline_model
 
 
@@ -26,3 +27,11 @@ def offline_cohort(tmp_path: Path) -> Callable[..., Path]:
         return cohort(root or tmp_path, [entry], combos=combos)
 
     return plan
+
+
+@pytest.fixture(scope="module")
+def browse_db(tmp_path_factory) -> Path:
+    """The demo cohort run offline plus a cohort "extra" whose draft failed (its essay and
+    evaluation blocked), in ``daydream.db`` (Datasette names it "daydream"); one per test
+    module (``tests/browsing.py``)."""
+    return build_browse_db(tmp_path_factory.mktemp("browse") / "daydream.db")

@@ -119,6 +119,20 @@ def test_every_name_of_the_public_api_resolves():
         assert getattr(daydream, name) is not None, name
 
 
+def test_no_module_hides_a_name_its_package_exports():
+    """A module named like a function its package exports replaces that function on the
+    package once anything imports the module (``daydream.results.pivot`` once did)."""
+    import importlib
+
+    modules = _modules()
+    clashes = []
+    for name, path in modules.items():
+        if path.name == "__init__.py":
+            exported = getattr(importlib.import_module(name), "__all__", ())
+            clashes += [f"{name}.{n}" for n in sorted(exported) if f"{name}.{n}" in modules]
+    assert clashes == []
+
+
 def test_every_connection_is_opened_by_the_database_package():
     """Pragmas, the fork guard and read-only URIs live in one place (``daydream/db``):
     no other module calls ``sqlite3.connect`` itself."""

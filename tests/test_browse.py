@@ -10,17 +10,12 @@ evaluation are blocked.
 from __future__ import annotations
 
 import asyncio
+import csv
 import hashlib
 import html
+import io
 import shutil
-import socket
 import sqlite3
-import struct
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -28,93 +23,37 @@ import pytest
 from click.testing import CliRunner
 from datasette.app import Datasette
 
-from daydream import events as ev
 from daydream.browse.app import make_datasette
 from daydream.browse.metadata import HIDDEN_TABLES, column_description
 from daydream.cli import cli
 from daydream.db.connection import connect
-from daydream.db.log import append
 from daydream.db.projections.views import VIEWS
 from daydream.db.texts import get_text
-from daydream.demo import run_demo
 from daydream.plan.write import plan_cohort
 from daydream.queue.cohorts import cohort_status
 from daydream.results.curation import rank_essays
+from tests.browsing import (
+    CHROMIUM,
+    PROVIDER_ERROR,
+    assert_png,
+    get,
+    query,
+    rows,
+    screenshot,
+    served,
+)
 
 DB = "daydream"  # the fixture file is daydream.db, so Datasette names the database "daydream"
-PROVIDER_ERROR = "HTTP 500 from offline: upstream exploded\n<html>trace</html>"
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("browse") / f"{DB}.db"
-    run_demo(path, out=lambda _: None, err=lambda _: None)
-    conn = connect(path)
-    row = {
-        "combo_id": "memory-codes",
-        "draft_template": "free-notes",
-        "draft_llm": "offline-large",
-        "essay_template": "focused-essay",
-        "essay_llm": "offline-large",
-        "evaluation_template": "novelty-rubric",
-        "evaluation_llm": "offline-small",
-    }
-    plan_cohort(conn, path.parent / "extra.yaml", "extra", rows=[row])
-    [draft] = conn.execute(
-        "SELECT g.gen_id FROM generations g JOIN cohort_members m USING (gen_id)"
-        " WHERE m.cohort_id = 'extra' AND g.stage = 'draft'"
-    ).fetchone()
-    [token] = append(
-        conn,
-        [
-            ev.AttemptStarted(
-                gen_id=draft, attempt=1, worker="t", lease_expires_at="2030-01-01T00:00:00Z"
-            )
-        ],
-        actor="test",
-    )
-    append(
-        conn,
-        [
-            ev.AttemptFailed(
-                gen_id=draft,
-                token=token,
-                state="provider_error",
-                error=PROVIDER_ERROR,
-                retryable=True,
-                final=True,
-                http_status=500,
-            )
-        ],
-        actor="test",
-    )
-    conn.close()
-    return path
+def db(browse_db) -> Path:
+    return browse_db
 
 
 @pytest.fixture(scope="module")
 def ds(db) -> Datasette:
     return make_datasette(db)
-
-
-def get(ds: Datasette, path: str) -> httpx.Response:
-    return asyncio.run(ds.client.get(path))
-
-
-def rows(ds: Datasette, path: str) -> list[dict]:
-    sep = "&" if "?" in path else "?"
-    response = get(ds, f"{path}{sep}_shape=array&_size=max")
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def query(db: Path, sql: str, params: tuple = ()) -> list[dict]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(sql, params)]
-    finally:
-        conn.close()
 
 
 # -- the views through Datasette --------------------------------------------------------------
@@ -195,7 +134,7 @@ def test_lineage_links_evaluation_essay_draft_combination_and_concepts(db, ds):
         r["draft_gen_id"] == r["gen_id"] and r["essay_gen_id"] is None for r in drafts
     )
     page = get(ds, f"/{DB}/lineage?gen_id={expected[0]['gen_id']}").text
-    assert f'href="/{DB}/generation?gen_id={expected[0]["draft"]}"' in page
+    assert f'href="/{DB}/-/generation/{expected[0]["draft"]}"' in page
     assert f'href="/{DB}/combos_with_concepts?combo_id={expected[0]["combo_id"]}"' in page
 
 
@@ -232,7 +171,7 @@ def test_score_pivot_equals_a_direct_computation_and_essay_scores(db, ds):
         " WHERE v.stage = 'evaluation' AND v.state = 'ok' GROUP BY 1, 2, 3",
     )
     assert len(direct) > 20
-    wide = {r["essay_gen_id"]: r for r in rows(ds, f"/{DB}/cohort_pivot.json?cohort=demo")}
+    wide = {r["essay_gen_id"]: r for r in rows(ds, f"/{DB}/-/pivot.json?cohort=demo")}
     for d in direct:
         assert wide[d["essay"]][f"{d['t']} / {d['m']}"] == round(d["mean"], 3)
     for essay, r in wide.items():
@@ -246,8 +185,14 @@ def test_score_pivot_equals_a_direct_computation_and_essay_scores(db, ds):
     assert {
         (d["essay"], d["t"], d["m"]): round(d["mean"], 3) for d in direct
     }.items() <= means.items()
-    page = get(ds, f"/{DB}/cohort_pivot?cohort=demo").text
-    assert "novelty-rubric / offline-large" in page
+    page = get(ds, f"/{DB}/-/pivot?cohort=demo").text
+    assert "<th>novelty-rubric / offline-large</th>" in page
+    # The canned query it replaced: its bookmarks lead to the page, in every format.
+    for old, new in (("", ""), (".json", ".json"), (".csv", ".csv")):
+        moved = get(ds, f"/{DB}/cohort_pivot{old}?cohort=demo")
+        assert (moved.status_code, moved.headers["location"]) == (302, f"/{DB}/-/pivot{new}?cohort=demo")
+    csv_rows = list(csv.DictReader(io.StringIO(get(ds, f"/{DB}/-/pivot.csv?cohort=demo").text)))
+    assert {r["essay_gen_id"]: r["n"] for r in csv_rows} == {e: str(r["n"]) for e, r in wide.items()}
 
 
 def test_top_essays_rank_as_daydream_curation_does(db, ds):
@@ -325,7 +270,6 @@ def test_generation_query_shows_the_lineage_with_texts(db, ds):
 def test_every_canned_query_runs(ds):
     queries = ds.metadata("queries", database=DB)
     assert set(queries) == {
-        "cohort_pivot",
         "cohort_top_essays",
         "generation",
         "cohort_scores",
@@ -400,7 +344,7 @@ def test_browse_cannot_write_and_sees_what_workers_write(db, ds):
         assert "Statement must be a SELECT" in response.json()["error"]
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
         asyncio.run(database.execute_write("DELETE FROM cohorts"))
-    for path in (f"/{DB}/cohort_pivot?cohort=demo", f"/{DB}/generation_texts", f"/{DB}/events"):
+    for path in (f"/{DB}/-/pivot?cohort=demo", f"/{DB}/generation_texts", f"/{DB}/events"):
         assert get(ds, path).status_code == 200
     assert fingerprint() == before
     # A write by another connection (a worker) shows on the next request.
@@ -441,7 +385,7 @@ def test_plain_datasette_shows_what_daydream_browse_shows_and_leaves_other_datab
     page = asyncio.run(plain.client.get(f"/{DB}/generation_texts?stage=essay")).text
     assert page.count('class="daydream-text"') == page_texts(ds, "essay")
     lineage = asyncio.run(plain.client.get(f"/{DB}/lineage?_size=1")).text
-    assert f'href="/{DB}/generation?gen_id=' in lineage
+    assert f'href="/{DB}/-/generation/' in lineage
     (essay,) = [r for r in query(db, "SELECT gen_id FROM generations WHERE stage = 'essay'")][:1]
     chain = asyncio.run(
         plain.client.get(f"/{DB}/generation.json?gen_id={essay['gen_id']}&_shape=array")
@@ -453,7 +397,7 @@ def test_plain_datasette_shows_what_daydream_browse_shows_and_leaves_other_datab
         asyncio.run(plain.databases[DB].execute_write("DELETE FROM cohorts"))
     # The other database: no daydream texts, links or metadata; its writes go through.
     notes = asyncio.run(plain.client.get("/notes/notes_view")).text
-    assert "daydream-text" not in notes and "generation?gen_id=" not in notes
+    assert "daydream-text" not in notes and "/-/generation/" not in notes
     assert plain.metadata("queries", database="notes") is None
     asyncio.run(plain.databases["notes"].execute_write("DELETE FROM notes"))
     assert ds.setting("suggest_facets") is False  # daydream's settings: its instance only
@@ -469,7 +413,8 @@ def test_browse_command_refuses_a_missing_database(tmp_path):
     result = CliRunner().invoke(cli, ["browse", "--db", str(tmp_path / "nope.db")])
     assert result.exit_code == 1
     assert result.output == (
-        f"Error: database {tmp_path / 'nope.db'} does not exist (create it with: daydream db init)\n"
+        f"Error: database {tmp_path / 'nope.db'} does not exist; start with: daydream catalog"
+        " import CATALOG_DIR (it creates the database), or try: daydream demo\n"
     )
 
 
@@ -495,38 +440,6 @@ def test_browse_refuses_a_path_datasette_would_misread_and_says_how_to_browse_it
 
 # -- one real browser --------------------------------------------------------------------------
 
-CHROMIUM = next(
-    (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
-)
-
-
-@contextmanager
-def browse_server(db: Path) -> Iterator[int]:
-    """``daydream browse`` serving ``db`` in its own process; yields its port once it answers."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "daydream", "browse", "--db", str(db), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, server.stdout.read().decode()  # type: ignore[union-attr]
-            assert time.monotonic() < deadline, "daydream browse did not start"
-            time.sleep(0.2)
-        yield port
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
 
 LOOPBACK_HOSTS = ["127.0.0.1:{port}", "localhost:{port}", "LOCALHOST", "[::1]:{port}"]
 FOREIGN_HOSTS = [
@@ -542,10 +455,11 @@ def test_browse_answers_only_requests_for_a_loopback_host(db):
     """A page on a domain rebound to 127.0.0.1 sends its own host name: it gets 403 and no
     data; the addresses browse prints (and localhost) work."""
     answers = {}
-    with browse_server(db) as port:
+    with served(db) as base:
+        port = base.rsplit(":", 1)[1]
         for host in LOOPBACK_HOSTS + FOREIGN_HOSTS:
             response = httpx.get(
-                f"http://127.0.0.1:{port}/{DB}/generations.json",
+                f"{base}/{DB}/generations.json",
                 headers={"Host": host.format(port=port)},
             )
             answers[host] = (response.status_code, response.text)
@@ -563,31 +477,8 @@ def test_browse_answers_only_requests_for_a_loopback_host(db):
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install chromium)")
 def test_headless_chromium_renders_the_pivot_page_served_by_daydream_browse(db, tmp_path):
-    with browse_server(db) as port:
-        url = f"http://127.0.0.1:{port}/{DB}/cohort_pivot?cohort=demo"
+    with served(db) as base:
+        url = f"{base}/{DB}/-/pivot?cohort=demo"
         assert "novelty-rubric / offline-large" in httpx.get(url).text
-        shot = tmp_path / "pivot.png"
-        subprocess.run(
-            [
-                CHROMIUM,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                f"--user-data-dir={tmp_path / 'profile'}",
-                f"--screenshot={shot}",
-                "--window-size=1280,900",
-                url,
-            ],
-            capture_output=True,
-            timeout=120,
-            check=False,
-        )
-    data = shot.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    assert struct.unpack(">II", data[16:24]) == (1280, 900)
-    assert len(data) > 20_000  # a blank page compresses to a few kB
+        shot = screenshot(url, tmp_path / "pivot.png", tmp_path / "profile")
+    assert_png(shot, (1280, 900))

@@ -165,7 +165,8 @@ def _error_cases(tmp: Path, db: Path) -> list[tuple[list, str]]:
         ),
         (
             ["plan", good, "--cohort", "c", "--db", missing_db],
-            f"database {missing_db} does not exist (create it with: daydream db init)",
+            f"database {missing_db} does not exist; start with: daydream catalog import"
+            " CATALOG_DIR (it creates the database), or try: daydream demo",
         ),
         (
             ["catalog", "import", no_name, "--db", db],
@@ -183,11 +184,13 @@ def _error_cases(tmp: Path, db: Path) -> list[tuple[list, str]]:
         ),
         (
             ["catalog", "list", "--db", missing_db],
-            f"database {missing_db} does not exist (create it with: daydream db init)",
+            f"database {missing_db} does not exist; start with: daydream catalog import"
+            " CATALOG_DIR (it creates the database), or try: daydream demo",
         ),
         (
             ["events", "--db", missing_db],
-            f"database {missing_db} does not exist (create it with: daydream db init)",
+            f"database {missing_db} does not exist; start with: daydream catalog import"
+            " CATALOG_DIR (it creates the database), or try: daydream demo",
         ),
         (
             ["spec", "compile", good, "--out", tmp / "no-such-dir" / "rows.csv"],
@@ -195,7 +198,8 @@ def _error_cases(tmp: Path, db: Path) -> list[tuple[list, str]]:
         ),
         (
             ["db", "check", "--db", missing_db],
-            f"database {missing_db} does not exist (create it with: daydream db init)",
+            f"database {missing_db} does not exist; start with: daydream catalog import"
+            " CATALOG_DIR (it creates the database), or try: daydream demo",
         ),
         (
             ["demo", "--db", dup, "--fresh"],  # a spec, not a database: --fresh keeps it
@@ -346,9 +350,10 @@ def test_db_check_passes_on_a_healthy_database(planned):
         "ok   migrations",
         "ok   append_only_guards",
         "ok   replay_equals_projections",
+        "ok   search_index",
     ]
     checks = json.loads(ok("db", "check", "--json", "--db", planned).stdout)
-    assert all(c["ok"] for c in checks) and len(checks) == 5
+    assert all(c["ok"] for c in checks) and len(checks) == 6
 
 
 def test_db_check_says_what_it_is_doing_on_a_big_database(planned, monkeypatch):
@@ -367,6 +372,7 @@ def test_db_check_says_what_it_is_doing_on_a_big_database(planned, monkeypatch):
     assert loud.stderr.splitlines() == [
         f"db check: checking the integrity of {size:,.0f} MB (PRAGMA integrity_check)...",
         f"db check: replaying {events:,} events to compare with the projections...",
+        "db check: checking the full-text index against the texts...",
     ]
     assert loud.stdout == quiet.stdout
 
@@ -380,7 +386,7 @@ def test_a_database_in_a_directory_with_an_awkward_name_is_checked_browsed_and_r
     ok("catalog", "import", EXAMPLE, "--db", path)
     ok("plan", write_spec(tmp_path, "a", DRAFTS), "--cohort", "a", "--db", path)
     out = ok("db", "check", "--db", path).stdout
-    assert out.count("ok   ") == 5, out
+    assert out.count("ok   ") == 6, out
     assert "a" in ok("status", "--json", "--db", path).stdout
     assert json.loads(ok("status", "a", "--json", "--db", path).stdout)["stages"]["draft"]
     from daydream.browse.metadata import database_metadata
@@ -423,7 +429,7 @@ def test_db_check_fails_on_a_tampered_projection_and_rebuild_repairs_it(planned)
     raw.close()
     result = invoke("db", "check", "--db", planned)
     assert result.exit_code == 1
-    assert result.stdout.splitlines()[-1] == (
+    assert result.stdout.splitlines()[-2] == (
         "FAIL replay_equals_projections: generations: live 9 rows, replay 9 rows"
         " (same count, different content)"
     )

@@ -150,7 +150,10 @@ def test_ratings_are_browsable_beside_the_judges_scores(rated):
     [row] = view.json()
     assert (row["ratings"], row["judge_mean"] - row["human_mean"]) == (2, 0.5)
     assert row["human_scores"].startswith("ab ") and "m1 " in row["judge_scores"]
-    # The essay's own row page links to its ratings (human_ratings has a foreign key to it).
-    page = asyncio.run(fetch(f"/{name}/generations/{essay}"))
+    # The essay's page lists its ratings and links to them; `daydream show` prints them.
+    page = asyncio.run(fetch(f"/{name}/-/generation/{essay}"))
     assert page.status_code == 200
+    assert "Human ratings (2)" in page.text
     assert f"/human_ratings?essay_gen_id={essay}" in page.text
+    shown = CliRunner().invoke(cli, ["show", essay, "--db", str(db)])
+    assert "== human ratings (2) ==" in shown.output

@@ -318,6 +318,7 @@ def test_import_keeps_ids_and_reports_counts_and_skips(tmp_path):
         ("migrations", True),
         ("append_only_guards", True),
         ("replay_equals_projections", True),
+        ("search_index", True),
     ]
 
 

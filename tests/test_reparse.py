@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from daydream.cli import cli
 from daydream.db.connection import connect
 from daydream.results.reports import build_report
+from daydream.results.search import search
 from tests.fakeapi import FakeAPI
 from tests.invariants import check_invariants, log_snapshot
 from tests.scenario import (
@@ -149,6 +150,16 @@ def test_a_draft_that_now_parses_unblocks_its_children(tmp_path):
             ("essay", "ready"),
             ("evaluation", "waiting"),
         }
+        # The drafts' new parsed texts are in the full-text index: search finds them there.
+        drafts = dict(query(db, "SELECT gen_id, parsed_hash FROM generations WHERE stage = 'draft'"))
+        [word] = query(db, "SELECT text FROM texts WHERE hash = ?", (next(iter(drafts.values())),))
+        word = max(word[0].split(), key=len).strip(".,:;!?")
+        conn = connect(db)
+        try:
+            found = {h.gen_id for h in search(conn, word, stage="draft", field="parsed")}
+        finally:
+            conn.close()
+        assert found and found <= set(drafts)
         calls = len(api.requests)
         run(worker_cmd(db, base_url=api.base_url))
         assert len(api.requests) == calls + 2  # the two judges; the copy essays call nobody

@@ -18,6 +18,7 @@ Thresholds: novelty high >= 8, low <= 3, top 10; feasibility high >= 4.2, low <=
 from __future__ import annotations
 
 import csv
+import html
 import json
 import re
 import shutil
@@ -242,7 +243,10 @@ def test_final_results_count_high_low_and_top_on_each_templates_scale(cohort):
     assert [r["analysis_type"] for r in rows].count("by_essay_template_and_generation_model") == 2
     assert {r["analysis_type"] for r in rows} == {
         "by_draft_template",
+        "by_draft_model",
+        "by_draft_replicate",
         "by_essay_template",
+        "by_essay_replicate",
         "by_generation_model",
         "by_essay_template_and_generation_model",
         "by_evaluation_template",
@@ -597,6 +601,7 @@ def test_report_command_writes_csv_json_and_a_self_contained_page(cohort, tmp_pa
         "judge_reliability.csv",
         "report.html",
         "top_of_scale.csv",
+        "unscored_essays.csv",
     ]
     with (out / "final_results.csv").open(encoding="utf-8", newline="") as handle:
         overall = [r for r in csv.DictReader(handle) if r["analysis_type"] == "overall"]
@@ -630,6 +635,7 @@ def test_write_report_and_ranking_files(cohort, tmp_path):
         "top_of_scale.csv",
         "judge_reliability.csv",
         "judge_calibration.csv",
+        "unscored_essays.csv",
     ]
     conn = connect(db)
     ranking = rank_essays(conn, "c1", FEAS)
@@ -639,8 +645,46 @@ def test_write_report_and_ranking_files(cohort, tmp_path):
     assert header == (
         "selection_rank,selected,essay_gen_id,avg_score,max_score,models_covered,"
         "score__offline-large,score__offline-small,evaluation_template,source_models,combo_id,"
-        "draft_template,essay_template,generation_model,selection_method,selection_limit,"
-        "source_cohort_id"
+        "draft_template,draft_model,draft_replicate,essay_template,generation_model,"
+        "essay_replicate,selection_method,selection_limit,source_cohort_id"
     )
     with pytest.raises(ConfigError):
         write_ranking(ranking, path)
+
+
+def test_the_report_page_holds_its_best_essays_texts_every_axis_and_the_unscored(browse_db, tmp_path):
+    """The demo: its best essays' texts (folded), a small combination x axis matrix per
+    varied axis, every lineage axis of each best essay, and the essays a rubric left
+    without a score, with the reason; still one self-contained file."""
+    conn = connect(browse_db)
+    report = build_report(conn, "demo")
+    texts = {
+        r["gen_id"]: r["text"]
+        for r in conn.execute(
+            "SELECT g.gen_id, t.text FROM generations g JOIN texts t ON t.hash = g.parsed_hash"
+            " WHERE g.stage = 'essay'"
+        )
+    }
+    conn.close()
+    [path] = [p for p in write_report(report, tmp_path, html=True) if p.suffix == ".html"]
+    page = path.read_text(encoding="utf-8")
+    best = sorted(
+        (r for r in report.tables["essay_pivot"].rows if r["mean_unit"] is not None),
+        key=lambda r: (-r["mean_unit"], r["essay_gen_id"]),
+    )[:10]
+    assert best
+    for rank, row in enumerate(best, 1):
+        assert f"{rank}. {row['essay_gen_id']}" in page
+        assert f"<details><summary>Read the essay ({len(texts[row['essay_gen_id']]):,} characters)</summary><pre>{html.escape(texts[row['essay_gen_id']])}</pre>" in page
+    head = page[page.index("<h2>Best essays</h2>") :].split("</thead>")[0]
+    for title in ("draft model", "draft rep", "essay rep", "draft template", "generation model"):
+        assert f"<th>{title}</th>" in head
+    for axis in ("draft template", "essay template", "generation model", "judge model"):
+        assert f"<figcaption>combination x {axis}</figcaption>" in page
+    assert "<figcaption>combination x draft model</figcaption>" not in page  # one level only
+    unscored = report.tables["unscored_essays"].rows
+    assert unscored and all(r["evaluation_template"] == "clarity-five" for r in unscored)
+    section = page[page.index("<h2>Essays without a score</h2>") :]
+    for r in unscored:
+        assert f"<td class=\"t\">{r['essay_gen_id']}</td><td class=\"t\">clarity-five</td><td>1</td><td class=\"t\">its evaluations: 1 failed (parse_failed)</td>" in section
+    assert "<script" not in page.lower() and "http://" not in page and "https://" not in page

@@ -4,10 +4,11 @@ The views (``projections/views.py``) are plain SQL stored in the database, so ``
 and ``sqlite3`` see the same tables and views. daydream's Datasette plugin (``hooks``,
 an entry point, so plain ``datasette daydream.db`` has it too) adds what only Datasette can
 use: table and column descriptions, facets, sort orders, label columns, hidden internal
-tables, canned queries (``queries``: a cohort's wide score pivot, top essays, scores and
-failures; a generation's lineage with its texts), texts rendered whole in ``<pre>``-like
-blocks, and generation, combination and cohort ids in views rendered as links. ``daydream
-browse`` (``serve``) adds a title and its settings.
+tables, canned queries (``queries``: a cohort's top essays, scores and failures; a
+generation's lineage with its texts), texts rendered whole in ``<pre>``-like blocks,
+generation, combination and cohort ids rendered as links, and its own pages (``pages``: a
+generation, the comparison matrix, a cohort's pivot). ``daydream browse`` (``serve``)
+adds a title and its settings.
 
 Invariants:
 
@@ -19,13 +20,12 @@ Invariants:
   Datasette's own write connection cannot change it.
 - The hooks act only on daydream databases: any other database in the same Datasette,
   or in another, is untouched.
-- The wide pivot's columns (one per judge: evaluation template x judge model) are read
-  from the database when Datasette first describes it; restart the browser to show judges
-  planned later.
 """
 
 from __future__ import annotations
 
+import errno
+import socket
 import webbrowser
 from collections.abc import Callable
 from pathlib import Path
@@ -37,8 +37,8 @@ from datasette.app import Datasette
 from daydream.browse.guard import loopback_only
 from daydream.browse.hooks import ensure_registered
 from daydream.browse.metadata import instance_metadata
-from daydream.db.connection import connect
-from daydream.errors import StoreError
+from daydream.db.connection import connect, missing_database
+from daydream.errors import ConfigError, StoreError
 
 # Datasette settings for `daydream browse`. Facet suggestions run one query per column
 # and make every view page scan its view several times, so only declared facets run;
@@ -55,7 +55,7 @@ def make_datasette(db_path: str | Path, *, settings: dict[str, Any] | None = Non
     """A read-only Datasette for ``db_path``, with daydream's hooks and settings."""
     path = Path(db_path).absolute()  # not resolved: a plain link to an awkward path works
     if not path.is_file():
-        raise StoreError(f"database {db_path} does not exist (create it with: daydream db init)")
+        raise missing_database(db_path)
     if any(char in str(path) for char in "#?%"):
         # Datasette opens f"file:{path}?..." unescaped: SQLite would cut the name at '#' or
         # '?' (and create an empty file there) or decode '%xx', and show no tables.
@@ -86,12 +86,37 @@ def serve(
     """
     connect(db_path, create=False).close()
     ds = make_datasette(db_path)
+    sock = listening_socket(host, port)
     url = f"http://{host}:{port}/"
     log(f"serving {db_path} read-only at {url} (Ctrl-C stops)")
     if open_browser:
         webbrowser.open(url)
-    app = loopback_only(ds.app())  # a page on a rebinding domain gets nothing (guard.py)
-    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        loopback_only(ds.app()),  # a page on a rebinding domain gets nothing (guard.py)
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="on",
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The socket to serve on, bound here so a busy port is one clear line (uvicorn would
+    log a traceback-like error and exit)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # not a listening one
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {port} on {host} is in use (another daydream browse or datasette?);"
+                f" choose another with --port {port + 1 if port < 65535 else 8001}"
+            ) from None
+        raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port") from None
+    return sock
 
 
 def database_name(db_path: str | Path) -> str:

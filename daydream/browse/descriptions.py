@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 DESCRIPTION = (
-    "Structured LLM idea-generation experiments, read-only. The database page also lists"
-    " canned queries: a cohort's wide score pivot, top essays, scores and failures, and a"
-    " generation's lineage with its texts."
+    "Structured LLM idea-generation experiments, read-only. Each generation has a page"
+    " (every generation id links to it); a cohort has a comparison matrix and a score"
+    " pivot; the database page lists canned queries: a cohort's top essays, scores and"
+    " failures, and a generation's lineage with its texts."
 )
 DATABASE_DESCRIPTION = (
     "events is the append-only log; every other table is a projection of it; the views"
@@ -129,7 +130,7 @@ TABLES: dict[str, dict[str, Any]] = {
     "essay_scores": {
         "description": "The score pivot, long form: one row per cohort, essay and judge"
         " (evaluation template x judge model) with n, mean, min and max of the scored"
-        " evaluations. The wide form is the cohort_pivot query. Filter by cohort_id.",
+        " evaluations. The wide form is the pivot page (-/pivot?cohort=ID). Filter by cohort_id.",
     },
     "essay_score_summary": {
         "description": "One row per cohort and essay over every scored evaluation.",
@@ -174,6 +175,43 @@ TABLES: dict[str, dict[str, Any]] = {
         " judge model, averaged over judge models (as `daydream` curation ranks them)."
         " Filter by cohort_id and evaluation_template.",
     },
+    "unscored_essays": {
+        "description": "Essays left out of top_essays: per cohort and evaluation template,"
+        " the essays whose evaluations of it have no score, with the reason (the essay did"
+        " not complete, or its evaluations failed, were blocked or have not run).",
+    },
+    "generation_search": {
+        "description": "Full-text search over prompts, raw replies and parsed texts: type"
+        " words in the search box (phrases in quotes; words are matched by their stem, so"
+        " invent finds inventing). One row per cohort, generation and matching text; fields"
+        " says which of its texts matched, gen_id opens its page. Filter by cohort_id and"
+        " stage; daydream search QUERY does the same in the terminal.",
+        "fts_table": "search_texts_fts",
+        "fts_pk": "text_id",
+        "facets": ["fields", "stage", "model_id"],
+        "size": 20,
+    },
+    "indexed_texts": {
+        "description": "The texts the full-text index holds, by their number in it (the"
+        " content of search_texts_fts).",
+    },
+    "search_texts": {
+        "description": "Internal: each generation text the full-text index holds, numbered"
+        " (a projection: rebuilt by replay).",
+    },
+    "search_texts_fts": {
+        "description": "The full-text index (SQLite FTS5) of prompts, raw replies and"
+        " parsed texts; search it through generation_search.",
+    },
+    **{
+        f"search_texts_fts_{part}": {"description": f"Internal: FTS5's {what} of the full-text index."}
+        for part, what in (
+            ("data", "pages"),
+            ("idx", "term index"),
+            ("docsize", "text sizes"),
+            ("config", "settings"),
+        )
+    },
     "model_usage": {
         "description": "Calls, tokens and cost per model over the whole database.",
     },
@@ -212,6 +250,7 @@ COLUMNS: dict[str, str] = {
     "essay_mode": "llm or copy.",
     "essay_replicate": "The essay's replicate number.",
     "generation_model": "The essay's model, or its draft's model for copy-mode essays.",
+    "essay_model": "The essay's model (empty for a copy-mode essay).",
     "evaluation_template": "The judging template (rubric).",
     "evaluation_model": "The judge model.",
     "evaluation_replicate": "The evaluation's replicate number.",
@@ -242,6 +281,8 @@ COLUMNS: dict[str, str] = {
     "reasoning_text": "A reasoning model's reasoning, sent apart from the reply (never parsed).",
     "reasoning_tokens": "Reasoning tokens the provider counted (part of the completion tokens).",
     "hash": "b2: + BLAKE2b-128 of the UTF-8 text.",
+    "text_id": "The text's number in the full-text index (search_texts).",
+    "fields": "Which texts of the generation the matching text is: parsed, raw, prompt.",
     "text": "The text.",
     "length": "Length in characters.",
     # usage
@@ -366,6 +407,20 @@ COLUMN_OVERRIDES: dict[tuple[str, str], str] = {
     ("essay_ratings", "judge_mean"): "Mean of the judges' scored evaluations.",
     ("essay_ratings", "judge_scores"): "Each scored evaluation: judge model and score.",
     ("schema_migrations", "version"): "Migration number.",
+    ("search_texts", "id"): "The text's number in the full-text index.",
+    ("search_texts", "uses"): "Bits: which stages use it as which text (a search's filter).",
+    ("unscored_essays", "reason"): "Why it has no score.",
+    ("unscored_essays", "evaluations"): "Its planned evaluations of this template.",
+    ("search_texts_fts_data", "id"): "Internal (FTS5).",
+    ("search_texts_fts_data", "block"): "Internal (FTS5).",
+    ("search_texts_fts_idx", "segid"): "Internal (FTS5).",
+    ("search_texts_fts_idx", "term"): "Internal (FTS5).",
+    ("search_texts_fts_idx", "pgno"): "Internal (FTS5).",
+    ("search_texts_fts_docsize", "id"): "Internal (FTS5).",
+    ("search_texts_fts_docsize", "sz"): "Internal (FTS5).",
+    ("search_texts_fts_config", "k"): "Internal (FTS5).",
+    ("search_texts_fts_config", "v"): "Internal (FTS5).",
+    ("indexed_texts", "id"): "The text's number in the full-text index.",
     ("schema_migrations", "name"): "Migration file name.",
     ("combos", "level"): "Description level the combination's concepts are shown at.",
     ("cohorts", "evaluations"): "Evaluations in the cohort.",

@@ -3,22 +3,22 @@ datasette]``), so a plain ``datasette daydream.db`` shows what ``daydream browse
 
 For every database that is a daydream database (it has the event log and projections:
 ``db.connection.is_daydream_database``) the hooks add: table, view and column descriptions and the
-canned queries (``get_metadata``); texts rendered whole in readable blocks and generation,
-combination and cohort ids in views rendered as links (``render_cell``); folded column
-descriptions (``extra_body_script``); and ``PRAGMA query_only`` on every connection, so
+canned queries (``get_metadata``); texts rendered whole in readable blocks, generation ids
+everywhere and combination and cohort ids in views rendered as links (``render_cell``);
+folded column descriptions (``extra_body_script``); daydream's own pages
+(``register_routes``: ``pages``); and ``PRAGMA query_only`` on every connection, so
 even Datasette's own write connection cannot change the database (``prepare_connection``).
 Any other database, in the same Datasette or another, is left exactly as Datasette shows
 it.
 
 What a hook knows about a database is read once per Datasette instance and kept on it
-(``_state``): Datasette calls these hooks for every cell and every metadata lookup. A
-database's canned pivot has a column per judge found when it was first read: restart to
-show judges planned later.
+(``_state``): Datasette calls these hooks for every cell and every metadata lookup.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import sys
 from typing import Any
@@ -28,11 +28,13 @@ import markupsafe
 from datasette import hookimpl
 from datasette.plugins import pm
 
+from daydream.browse import pages
 from daydream.browse.metadata import database_metadata
 from daydream.db.connection import is_daydream_database
 from daydream.db.projections.views import VIEWS
 
 PLUGIN_NAME = "daydream"  # the entry point's name, so the plugin is registered once
+_GEN_ID = re.compile(r"^[dev]_[0-9a-z]+$")  # an event subject that is a generation
 
 _TEXT_STYLE = (
     "white-space: pre-wrap; max-height: 28em; overflow: auto; min-width: 24em;"
@@ -85,16 +87,28 @@ def render_cell(value: Any, column: str, table: str | None, database: str, datas
         return markupsafe.Markup(
             f'<div class="daydream-text" style="{_TEXT_STYLE}">{markupsafe.escape(value)}</div>'
         )
-    if (table is not None and table not in VIEWS) or not isinstance(value, str):
-        return None  # tables link their keys themselves
-    # A page renders every cell through here: look each column's link up once.
-    links = _state(datasette, database)["links"]
-    if column not in links:
-        links[column] = _link_base(datasette, database, column)
-    if links[column] is None:
+    if isinstance(value, dict) and _is_gen_column(column):
+        value = value.get("value")  # a table's foreign key to generations, expanded
+    if not isinstance(value, str):
         return None
-    href = links[column] + quote_plus(value)
+    if _is_gen_column(column) or (table == "events" and column == "subject" and _GEN_ID.match(value)):
+        href = pages.generation_url(datasette, database, value)
+    elif table is not None and table not in VIEWS:
+        return None  # tables link their other keys themselves
+    else:
+        # A page renders every cell through here: look each column's link up once.
+        links = _state(datasette, database)["links"]
+        if column not in links:
+            links[column] = _link_base(datasette, database, column)
+        if links[column] is None:
+            return None
+        href = links[column] + quote_plus(value)
     return markupsafe.Markup(f'<a href="{markupsafe.escape(href)}">{markupsafe.escape(value)}</a>')
+
+
+@hookimpl
+def register_routes(datasette: Any) -> Any:
+    return pages.Pages(_daydream).routes()
 
 
 @hookimpl
@@ -124,10 +138,12 @@ def _state(datasette: Any, database: str) -> dict[str, Any]:
     return known[database]
 
 
+def _is_gen_column(column: str) -> bool:
+    return column == "gen_id" or column.endswith("_gen_id")
+
+
 def _link_base(datasette: Any, database: str, column: str) -> str | None:
-    """The link of a view column's value, up to the value: generation ids open their lineage."""
-    if column == "gen_id" or column.endswith("_gen_id"):
-        return datasette.urls.query(database, "generation") + "?gen_id="
+    """The link of a view column's value, up to the value (generation ids: ``pages``)."""
     if column == "combo_id":
         return datasette.urls.table(database, "combos_with_concepts") + "?combo_id="
     if column == "cohort_id":

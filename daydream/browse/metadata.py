@@ -18,15 +18,23 @@ from daydream.browse.descriptions import (
     DESCRIPTION,
     TABLES,
 )
-from daydream.browse.queries import canned_queries, judges_of
+from daydream.browse.queries import canned_queries
 from daydream.db.connection import connect
 
 TITLE = "daydream"
-HIDDEN_TABLES = ("schema_migrations", "projection_meta")
+HIDDEN_TABLES = (
+    "schema_migrations",
+    "projection_meta",
+    "search_texts",
+    *(f"search_texts_fts_{part}" for part in ("data", "idx", "docsize", "config")),
+)
 START_HERE = (
     ("cohort_progress", "progress of each cohort"),
     ("top_essays", "essays ranked per evaluation template"),
-    ("essay_scores", "the score pivot (long form; wide: the cohort_pivot query)"),
+    ("-/pivot", "the score pivot of a cohort: an essay a row, a judge a column"),
+    ("-/compare", "a cohort's essays side by side: the comparison matrix"),
+    ("essay_scores", "the score pivot in long form"),
+    ("generation_search", "search every prompt, reply and parsed text"),
     ("generation_texts", "generations with their texts"),
     ("lineage", "evaluation -> essay -> draft -> concepts"),
     ("failure_reasons", "failures grouped by reason"),
@@ -44,7 +52,6 @@ def database_metadata(db_path: str | Path, name: str) -> dict[str, Any]:
             name: [column.name for column in db[name].columns]
             for name in sorted([*db.table_names(), *db.view_names()])
         }
-        judges = judges_of(conn) if "generations" in columns else []
     finally:
         conn.close()
     tables: dict[str, dict[str, Any]] = {}
@@ -59,7 +66,7 @@ def database_metadata(db_path: str | Path, name: str) -> dict[str, Any]:
     return {
         "description_html": _start_here(name, DATABASE_DESCRIPTION),
         "tables": tables,
-        "queries": canned_queries(judges),
+        "queries": canned_queries(),
     }
 
 

@@ -1,56 +1,11 @@
-"""The canned queries of a daydream database: a cohort's wide score pivot (one column per
-judge), its scores, failures and top essays, and a generation's lineage with its texts.
+"""The canned queries of a daydream database: a cohort's scores, failures and top essays,
+and a generation's lineage with its texts. (A cohort's wide score pivot, one column per
+judge of that cohort, is a page of the plugin: ``pages``, ``/<database>/-/pivot``.)
 """
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
-
-MAX_PIVOT_JUDGES = 60
-
-
-def judges_of(conn: sqlite3.Connection) -> list[tuple[str, str]]:
-    rows = conn.execute(
-        "SELECT DISTINCT template_id, model_id FROM generations"
-        " WHERE stage = 'evaluation' AND model_id IS NOT NULL ORDER BY 1, 2"
-    ).fetchall()
-    return [(t, m) for t, m in rows][:MAX_PIVOT_JUDGES]
-
-
-_ESSAY_CONTEXT = """
-    (SELECT e.combo_id FROM generations e WHERE e.gen_id = {essay}) AS combo_id,
-    (SELECT d.template_id FROM generations e JOIN generations d ON d.gen_id = e.parent_gen_id
-        WHERE e.gen_id = {essay}) AS draft_template,
-    (SELECT e.template_id FROM generations e WHERE e.gen_id = {essay}) AS essay_template,
-    (SELECT coalesce(e.model_id, d.model_id) FROM generations e
-        LEFT JOIN generations d ON d.gen_id = e.parent_gen_id
-        WHERE e.gen_id = {essay}) AS generation_model"""
-
-
-def pivot_sql(judges: list[tuple[str, str]]) -> str:
-    """The wide score pivot of cohort ``:cohort``: one row per essay, one column per judge.
-
-    A judge column holds the mean of that judge's scored evaluations of the essay (its
-    evaluation replicates pooled), as in ``essay_scores.mean``; ``n`` and ``mean`` cover
-    every judge. It reads the ``essay_judge_scores`` cells of the cohort in essay order. Datasette cannot bind column names, so the judges' ids are written into
-    the SQL as quoted identifiers and string literals.
-    """
-    cells = "".join(
-        f"\n    max(CASE WHEN j.evaluation_template = {_literal(template)}"
-        f" AND j.evaluation_model = {_literal(model)} AND j.n > 0"
-        f" THEN round(j.total / j.n, 3) END) AS {_identifier(f'{template} / {model}')},"
-        for template, model in judges
-    )
-    return f"""SELECT
-    j.essay_gen_id AS essay_gen_id,{_ESSAY_CONTEXT.format(essay="j.essay_gen_id")},{cells}
-    sum(j.n) AS n,
-    CASE WHEN sum(j.n) > 0 THEN round(sum(j.total) / sum(j.n), 3) END AS mean,
-    sum(j.evaluations) AS evaluations
-FROM essay_judge_scores j
-WHERE j.cohort_id = :cohort
-GROUP BY j.essay_gen_id"""
-
 
 _CONCEPTS = """(SELECT group_concat(name, ' + ') FROM (
         SELECT k.name FROM combo_concepts cc JOIN concepts k ON k.concept_id = cc.concept_id
@@ -120,22 +75,9 @@ WHERE cohort_id = :cohort
     AND rank <= coalesce(nullif(CAST(:top AS INTEGER), 0), 100)"""
 
 
-def canned_queries(judges: list[tuple[str, str]]) -> dict[str, dict[str, Any]]:
-    """The canned queries; the wide pivot has one column per judge in ``judges``."""
-    shown = ", ".join(f"{t} / {m}" for t, m in judges) or "none yet"
+def canned_queries() -> dict[str, dict[str, Any]]:
+    """The canned queries (the wide score pivot is a page: ``pages``, ``-/pivot``)."""
     return {
-        "cohort_pivot": {
-            "title": "Score pivot of a cohort (one row per essay)",
-            "description": (
-                "One row per essay of the cohort, one column per judge (evaluation"
-                " template / judge model) holding the mean of that judge's scored"
-                " evaluations (replicates pooled); n and mean over every judge;"
-                " evaluations counts the planned ones, failed included. The long form with"
-                f" min, max and n per judge is the essay_scores view. Judges: {shown}."
-            ),
-            "sql": pivot_sql(judges),
-            "hide_sql": True,
-        },
         "cohort_top_essays": {
             "title": "Top essays of a cohort",
             "description": (

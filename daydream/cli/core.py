@@ -326,7 +326,9 @@ def spec_compile(
 @click.argument(
     "spec_path", metavar="[SPEC]", required=False, type=click.Path(dir_okay=False, path_type=Path)
 )
-@click.option("--cohort", "cohort_id", required=True, help="The cohort id to plan into.")
+@click.option(
+    "--cohort", "cohort_id", help="The cohort id to plan into (default: the spec's name)."
+)
 @click.option(
     "--from-list",
     "list_path",
@@ -346,7 +348,7 @@ def spec_compile(
 def plan(
     db_path: Path,
     spec_path: Path | None,
-    cohort_id: str,
+    cohort_id: str | None,
     list_path: Path | None,
     judges: tuple[str, ...],
     dry_run: bool,
@@ -356,6 +358,7 @@ def plan(
 
     All or nothing: a problem anywhere leaves the database unchanged. Planning the same
     spec again adds nothing; generations shared with other cohorts are linked, not copied.
+    The cohort id is --cohort, or the spec's name.
 
     With --from-list LIST instead of SPEC, plan a curated cohort: every selected essay of
     the list (selected = true) judged by every --judge. Finished drafts, essays and

@@ -1,4 +1,4 @@
-"""Commands for results: report, top, browse, import legacy."""
+"""Commands for results: report, top, compare, reparse, label, import legacy."""
 
 from __future__ import annotations
 
@@ -66,7 +66,9 @@ def report_command(
 @cli.command("top")
 @db_option
 @click.argument("cohort")
-@click.option("--template", required=True, help="Rank by this evaluation template.")
+@click.option(
+    "--template", help="Rank by this evaluation template (default: the cohort's only one)."
+)
 @click.option(
     "-n",
     "--top-n",
@@ -87,7 +89,8 @@ def report_command(
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="The selection list CSV (default: reports/COHORT/top-TEMPLATE.csv).",
+    help="Write the selection list CSV here (default: reports/COHORT/top-TEMPLATE.csv,"
+    " written when it does not exist yet).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing selection list.")
 @click.option(
@@ -100,7 +103,7 @@ def report_command(
 def top_command(
     db_path: Path,
     cohort: str,
-    template: str,
+    template: str | None,
     top_n: int | None,
     span: float | None,
     models: tuple[str, ...],
@@ -109,45 +112,58 @@ def top_command(
     export_dir: Path | None,
     as_json: bool,
 ) -> None:
-    """Rank a cohort's essays by one evaluation template and write an editable list.
+    """Rank a cohort's essays by one evaluation template and keep an editable list.
 
     Per essay and judge model the best score counts; essays are ordered by the average
-    over judge models, then by id. Edit the list's selected column, then curate a new
-    cohort from it with: daydream plan --from-list LIST --cohort NEW --judge T:M.
+    over judge models, then by id; essays whose evaluations have no score are listed
+    after the ranking with the reason. The list (a selected column per essay) is written
+    to --out, or to reports/COHORT/top-TEMPLATE.csv when that file does not exist yet: an
+    existing list (it may hold your edits) is kept unless --overwrite, so the command can
+    be run again. Edit the selected column, then curate a new cohort from it with:
+    daydream plan --from-list LIST --cohort NEW --judge T:M.
 
     Example:
 
         daydream top demo --template novelty-rubric -n 5 --export reports/demo/top
     """
-    from daydream.results.curation import export_essays, rank_essays, write_ranking
+    from daydream.results.curation import export_essays, is_same_list, rank_essays, write_ranking
     from daydream.results.files import safe_name
     from daydream.results.text import format_ranking
 
     chosen = [m.strip() for value in models for m in value.split(",") if m.strip()]
     conn = _open(db_path)
     ranking = rank_essays(conn, cohort, template, models=chosen, top_n=top_n, span=span)
-    path = write_ranking(
-        ranking,
-        out or Path("reports") / cohort / f"top-{safe_name(template)}.csv",
-        overwrite=overwrite,
-    )
+    path = out or Path("reports") / cohort / f"top-{safe_name(ranking.template)}.csv"
+    same = is_same_list(ranking, path)
+    existed = path.exists()
+    if not same:
+        write_ranking(ranking, path, overwrite=overwrite, keep_existing=out is None)
     exported = export_essays(conn, ranking, export_dir) if export_dir else []
     conn.close()
     if as_json:
         _echo_json(
-            {"list": str(path), "exported": [str(p) for p in exported], "rows": ranking.rows}
+            {
+                "list": str(path),
+                "list_written": not same and (overwrite or not existed),
+                "exported": [str(p) for p in exported],
+                "rows": ranking.rows,
+                "unscored": ranking.unscored,
+            }
         )
         return
     click.echo(format_ranking(ranking))
-    _err(f"wrote {len(ranking.rows)} essay(s) to {path}")
+    if same:
+        _err(f"the list {path} already holds this ranking")
+    elif existed and not overwrite:
+        _err(f"kept your list {path} (it differs: it may hold edits); --overwrite replaces it")
+    else:
+        _err(f"wrote {len(ranking.rows)} essay(s) to {path}")
     if exported:
         _err(f"exported {len(exported)} essay(s) to {export_dir}")
     _err(
         f"next: edit its selected column, then: daydream plan --from-list {path}"
         " --cohort NEW --judge TEMPLATE:MODEL"
     )
-
-
 
 
 # -- compare (comparison.py) -----------------------------------------------------------------
@@ -353,31 +369,6 @@ def label_import(db_path: Path, file: Path, as_json: bool) -> None:
         f"{file}: {report.recorded} rating(s) recorded, {report.unchanged} unchanged,"
         f" {report.blank} row(s) without a score skipped"
     )
-
-
-# -- browse (browse.py) ---------------------------------------------------------------------
-
-
-@cli.command()
-@db_option
-@click.option(
-    "--port", type=click.IntRange(1, 65535), default=8001, show_default=True, help="Port on 127.0.0.1."
-)
-@click.option("--open", "open_browser", is_flag=True, help="Open the browser at the index page.")
-def browse(db_path: Path, port: int, open_browser: bool) -> None:
-    """Browse the database in Datasette on 127.0.0.1, read-only (safe while workers run).
-
-    Shows cohort progress, generations with their texts, lineage, failures, the score
-    pivot and top essays, with descriptions, facets and canned queries. The same views
-    work in plain `datasette DB` and `sqlite3`. Ctrl-C stops.
-
-    Example:
-
-        daydream browse --db demo.db --port 8001 --open
-    """
-    from daydream.browse.app import serve
-
-    serve(db_path, port=port, open_browser=open_browser, log=_err)
 
 
 # -- import legacy (legacy.py) --------------------------------------------------------------

@@ -1,11 +1,12 @@
 """``daydream db check``: every invariant of a database, checked.
 
-Integrity, foreign keys, migrations, the append-only guards, and that replaying the log
-reproduces every projection table exactly.
+Integrity, foreign keys, migrations, the append-only guards, that replaying the log
+reproduces every projection table exactly, and that the full-text index matches the texts.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from daydream.db.files import database_bytes
 from daydream.db.migrations import GUARD_TRIGGERS, _has_table, list_migrations
 from daydream.db.projections.replay import compare_with_replay
 from daydream.db.projections.schema import DDL_HASH, built_by
+from daydream.db.projections.search import check_search_index
 from daydream.errors import StoreError
 
 CHECK_PROGRESS_BYTES = 64 * 2**20  # `daydream db check` says what it does from this size
@@ -37,32 +39,7 @@ def check(
     say = progress if progress is not None and size >= CHECK_PROGRESS_BYTES else (lambda _: None)
     try:
         say(f"checking the integrity of {size / 1e6:,.0f} MB (PRAGMA integrity_check)")
-        integrity = [row[0] for row in conn.execute("PRAGMA integrity_check")]
-        results.append(("integrity_check", integrity == ["ok"], "; ".join(integrity)[:200]))
-        fk = conn.execute("PRAGMA foreign_key_check").fetchall()
-        results.append(
-            ("foreign_key_check", not fk, f"{len(fk)} violation(s)" if fk else "no violations")
-        )
-        recorded = [
-            row[0] for row in conn.execute("SELECT name FROM schema_migrations ORDER BY version")
-        ]
-        expected = [name for _, name, _ in list_migrations()]
-        results.append(
-            (
-                "migrations",
-                recorded == expected,
-                f"{len(recorded)} applied"
-                if recorded == expected
-                else f"applied {recorded}, expected {expected}",
-            )
-        )
-        results.append(
-            (
-                "append_only_guards",
-                True,
-                ", ".join(GUARD_TRIGGERS) + " present, as their migration wrote them",
-            )
-        )
+        results += _file_checks(conn)
         built = built_by(conn) if _has_table(conn, "projection_meta") else None
         events = conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0
     finally:
@@ -96,4 +73,44 @@ def check(
                 "every projection table matches a replay of the log",
             )
         )
+    say("checking the full-text index against the texts")
+    conn = connect(path, create=False, migrate=False)
+    try:
+        problem = check_search_index(conn)
+    finally:
+        conn.close()
+    results.append(("search_index", problem is None, problem or "matches the texts"))
+    return results
+
+
+def _file_checks(conn: sqlite3.Connection) -> list[tuple[str, bool, str]]:
+    """The file's own checks: SQLite's integrity and foreign keys, the migrations applied,
+    the append-only guards (``connect`` refuses a database whose guards differ)."""
+    results: list[tuple[str, bool, str]] = []
+    integrity = [row[0] for row in conn.execute("PRAGMA integrity_check")]
+    results.append(("integrity_check", integrity == ["ok"], "; ".join(integrity)[:200]))
+    fk = conn.execute("PRAGMA foreign_key_check").fetchall()
+    results.append(
+        ("foreign_key_check", not fk, f"{len(fk)} violation(s)" if fk else "no violations")
+    )
+    recorded = [
+        row[0] for row in conn.execute("SELECT name FROM schema_migrations ORDER BY version")
+    ]
+    expected = [name for _, name, _ in list_migrations()]
+    results.append(
+        (
+            "migrations",
+            recorded == expected,
+            f"{len(recorded)} applied"
+            if recorded == expected
+            else f"applied {recorded}, expected {expected}",
+        )
+    )
+    results.append(
+        (
+            "append_only_guards",
+            True,
+            ", ".join(GUARD_TRIGGERS) + " present, as their migration wrote them",
+        )
+    )
     return results

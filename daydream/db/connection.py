@@ -69,7 +69,7 @@ def connect(
     """Open (and if needed create and migrate) a daydream database."""
     path = Path(path)
     if not path.exists() and (readonly or not create):
-        raise StoreError(f"database {path} does not exist (create it with: daydream db init)")
+        raise missing_database(path)
     if not path.parent.is_dir():
         raise StoreError(
             f"database {path}: directory {path.parent} does not exist (create it, or choose"
@@ -129,6 +129,14 @@ def _refuse_foreign(conn: sqlite3.Connection, path: Path) -> None:
             f"database {path}: an SQLite database that is not daydream's (tables {shown}"
             f"{more}); left unchanged: give --db a new or empty file"
         )
+
+
+def missing_database(path: str | Path) -> StoreError:
+    """The error for a database file that is not there, naming the first real step."""
+    return StoreError(
+        f"database {path} does not exist; start with: daydream catalog import CATALOG_DIR"
+        " (it creates the database), or try: daydream demo"
+    )
 
 
 _MARKERS = ("events", "generations", "projection_meta")  # tables only daydream's have

@@ -52,7 +52,7 @@ LATE_INDEXES = (
 def plan_cohort(
     conn: sqlite3.Connection,
     spec_path: str | Path,
-    cohort_id: str,
+    cohort_id: str | None = None,
     *,
     dry_run: bool = False,
     actor: str = "cli:plan",
@@ -60,19 +60,23 @@ def plan_cohort(
 ) -> PlanReport:
     """Compile ``spec_path`` and plan it as ``cohort_id``: all or nothing.
 
-    ``rows`` replaces the spec's compiled rows (used by ``plan --from-list``).
+    ``rows`` replaces the spec's compiled rows (used by ``plan --from-list``). Without
+    ``cohort_id``, the spec's ``name``.
     """
-    _check_cohort_id(cohort_id)
     spec_path = str(spec_path)
+    spec = spec_module.load_spec(spec_path) if rows is None else None  # first: it says
+    # what is wrong with the file
+    cohort_id = cohort_id or _named_cohort(spec, spec_path)
+    _check_cohort_id(cohort_id)
     report = PlanReport(cohort_id=cohort_id, spec_path=spec_path, dry_run=dry_run)
+    compiled: Iterable[dict[str, Any]] = rows or []
+    derived_combos = {}
     budget = None
-    if rows is None:
-        spec = spec_module.load_spec(spec_path)  # first: it says what is wrong with the file
-        compiled: Iterable[dict[str, Any]] = spec_module.compile_rows(spec)
+    if spec is not None:
+        _refuse_misspelt_axes(spec, spec_path)
+        compiled = spec_module.compile_rows(spec)
         derived_combos = dict(getattr(spec, "derived_combos", {}) or {})
         budget = getattr(spec, "budget_usd", None)
-    else:
-        compiled, derived_combos = rows, {}
     spec_text = _spec_text(Path(spec_path))
     try:
         _plan(
@@ -241,6 +245,17 @@ def _spec_text(path: Path) -> str:
         ) from None
 
 
+def _named_cohort(spec: Any, spec_path: str) -> str:
+    if spec is not None and spec.name:
+        return str(spec.name)
+    raise PlanError(
+        f"spec {spec_path} has no name: give the cohort id with --cohort ID, or add"
+        " name: ID to the spec"
+        if spec is not None
+        else f"list {spec_path}: give the new cohort's id with --cohort ID"
+    )
+
+
 def _check_cohort_id(cohort_id: str) -> None:
     import re
 
@@ -348,6 +363,20 @@ def _split_batch(
                 key = f"{stage}\t{template_id}\t{model_id}"
                 report.new_calls[key] = report.new_calls.get(key, 0) + 1
     return new, joining
+
+
+def _refuse_misspelt_axes(spec: Any, spec_path: str) -> None:
+    """An axis the planner does not read is ignored; one whose name is close to a column
+    it reads (``draft_replicates``) is a typo that would plan something else: refuse it."""
+    columns = list(spec.axes) + [c for c in spec_module.compile_rows(spec).columns if c not in spec.axes]
+    misspelt = spec_module.misspelt_columns(dict.fromkeys(columns))
+    if misspelt:
+        problems = "; ".join(
+            f"{'axes.' + column if column in spec.axes else 'rules'}: \"{column}\" is not a"
+            f" column the planner reads{hint}"
+            for column, hint in misspelt
+        )
+        raise PlanError(f"spec {spec_path}: {problems}; rename it")
 
 
 def _note_stale(report: PlanReport) -> None:

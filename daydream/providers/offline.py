@@ -26,18 +26,24 @@ class OfflineProvider:
     is_offline = True
     endpoints: tuple[str, ...] = ()  # no endpoint: never down, never probed
 
-    def __init__(self, latency_s: float = 0.0) -> None:
+    def __init__(self, latency_s: float = 0.0, *, in_scale: bool = False) -> None:
         self.latency_s = latency_s
+        self.in_scale = in_scale  # judge within the request's scale (rehearsals)
 
     def __repr__(self) -> str:
-        return f"OfflineProvider(latency_s={self.latency_s!r})"
+        return f"OfflineProvider(latency_s={self.latency_s!r}, in_scale={self.in_scale!r})"
 
     async def complete(self, request: CompletionRequest) -> Completion:
         """Reply with ``render_offline_reply`` after ``latency_s`` seconds."""
         started = time.perf_counter()
         if self.latency_s > 0:
             await asyncio.sleep(self.latency_s)
-        text = render_offline_reply(request.prompt, model=request.model, seed=request.seed)
+        text = render_offline_reply(
+            request.prompt,
+            model=request.model,
+            seed=request.seed,
+            scale=request.scale if self.in_scale else None,
+        )
         return Completion(
             text=text,
             finish_reason="stop",
@@ -61,13 +67,15 @@ def render_offline_reply(
     seed: int | None = None,
     label: str = OFFLINE_LABEL,
     origin: str | None = None,
+    scale: tuple[float, float] | None = None,
 ) -> str:
     """A well-formed synthetic reply to ``prompt``, a pure function of its arguments.
 
     The shape follows what the prompt asks for, so every parser has something to parse:
 
     - ``SCORE`` in the prompt (an evaluation rubric): a few reasoning lines, then a final
-      line ``SCORE: N`` with N in 0-9;
+      line ``SCORE: N`` with N in 0-9, or within ``scale`` when given (whole numbers on a
+      whole-number scale);
     - ``<essay-idea`` (a rolling-thread draft): several ``<essay-idea stage="k">`` blocks,
       tags on their own lines;
     - ``<essay>`` (or ``<ESSAY>``, ``<Essay>``): one ``<essay>...</essay>`` block;
@@ -81,7 +89,7 @@ def render_offline_reply(
     words = _topic_words(prompt, digest)
     origin = origin or f"offline/{model}"
     if "SCORE" in prompt:
-        return _judge_reply(label, origin, words, digest)
+        return _judge_reply(label, origin, words, digest, scale)
     # Not prompt.lower(): lower-casing a long non-ASCII prompt costs more than the reply.
     if "<essay-idea" in prompt or "<ESSAY-IDEA" in prompt:
         return _essay_ideas_reply(label, origin, words, digest)
@@ -145,7 +153,9 @@ def _topic_words(prompt: str, digest: bytes) -> list[str]:
     return [words[(start + i * 7) % len(words)] for i in range(6)]
 
 
-def _judge_reply(label: str, origin: str, words: list[str], digest: bytes) -> str:
+def _judge_reply(
+    label: str, origin: str, words: list[str], digest: bytes, scale: tuple[float, float] | None
+) -> str:
     a, b, c, d = words[:4]
     return "\n".join(
         (
@@ -154,9 +164,20 @@ def _judge_reply(label: str, origin: str, words: list[str], digest: bytes) -> st
             f"- Strength: it gives {c} a concrete role.",
             f"- Weakness: {d} is mentioned but never tested.",
             "Overall: a placeholder verdict derived from the prompt's hash.",
-            f"SCORE: {digest[1] % 10}",
+            f"SCORE: {_score(digest[1], scale)}",
         )
     )
+
+
+def _score(byte: int, scale: tuple[float, float] | None) -> str:
+    """0-9, or a point of ``scale`` (the whole numbers of a whole-number scale; tenths of
+    its span otherwise)."""
+    if scale is None:
+        return str(byte % 10)
+    low, high = scale
+    if float(low).is_integer() and float(high).is_integer():
+        return f"{low + byte % (int(high - low) + 1):g}"
+    return f"{low + (high - low) * (byte % 11) / 10:g}"
 
 
 def _essay_ideas_reply(label: str, origin: str, words: list[str], digest: bytes) -> str:

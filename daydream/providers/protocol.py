@@ -36,6 +36,10 @@ class CompletionRequest:
     extra: Mapping[str, Any] = field(default_factory=dict)
     timeout: float | None = None
     idempotency_key: str | None = None
+    # The scale a judge's score must fall in (an evaluation template's). Never sent: a real
+    # model reads its scale from the prompt; the offline provider answers within it when
+    # asked to (a rehearsal).
+    scale: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.max_tokens is not None and (

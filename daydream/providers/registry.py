@@ -26,6 +26,7 @@ def make_provider(
     api_key_env: str | None = None,
     offline_latency_s: float = 0.0,
     command_line_url: str | None = None,
+    offline_in_scale: bool = False,
 ) -> Provider:
     """The provider called ``name``, configured from defaults, the catalog and the environment.
 
@@ -35,7 +36,8 @@ def make_provider(
     and left for the caller to close. ``api_key_env``: the variable holding the key, when
     the catalog names one (its ``providers.yaml`` or a model's settings).
     ``offline_latency_s``: how long the offline provider waits before each reply
-    (benchmarks simulate a model with it). ``base_url`` is the catalog's, and
+    (benchmarks simulate a model with it); ``offline_in_scale``: whether its judges answer
+    within each rubric's scale (rehearsals). ``base_url`` is the catalog's, and
     ``command_line_url`` the run's ``--base-url`` (see ``resolve_provider_config`` for
     which wins). Several base URLs (a list, or commas) are replicas: a
     ``ReplicatedProvider`` spreads the calls over them. Raises ``ConfigError`` for an
@@ -49,7 +51,7 @@ def make_provider(
         command_line_url=command_line_url,
     )
     if config.offline:
-        return OfflineProvider(latency_s=offline_latency_s)
+        return OfflineProvider(latency_s=offline_latency_s, in_scale=offline_in_scale)
     if api_key_env:
         config = replace(config, api_key_env=api_key_env)
     if config.base_urls:

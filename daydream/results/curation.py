@@ -17,7 +17,7 @@ import re
 import sqlite3
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,24 @@ from daydream.db.texts import get_text
 from daydream.errors import ConfigError, SpecError
 from daydream.queue.cohorts import require_cohort
 from daydream.results.files import UniqueNames, safe_name, write_file
-from daydream.results.rows import essay_rows, evaluation_rows, is_scored, write_csv
+from daydream.results.rows import (
+    ESSAY_AXES,
+    csv_text,
+    essay_rows,
+    evaluation_rows,
+    is_scored,
+    write_csv,
+)
+from daydream.results.scores import unscored_reason
 
-__all__ = ["Ranking", "curation_rows", "export_essays", "rank_essays", "write_ranking"]
+__all__ = [
+    "Ranking",
+    "curation_rows",
+    "export_essays",
+    "is_same_list",
+    "rank_essays",
+    "write_ranking",
+]
 
 EPS = 1e-9
 _TRUE = {"true", "1", "yes", "y"}
@@ -42,12 +57,14 @@ class Ranking:
     models: list[str]
     columns: list[str]
     rows: list[dict[str, Any]]
+    # Essays judged by this template whose evaluations have no score: not ranked, and why.
+    unscored: list[dict[str, Any]] = field(default_factory=list)
 
 
 def rank_essays(
     conn: sqlite3.Connection,
     cohort_id: str,
-    template: str,
+    template: str | None = None,
     *,
     models: Sequence[str] = (),
     top_n: int | None = None,
@@ -59,11 +76,16 @@ def rank_essays(
     an essay down); ``avg_score`` is the mean over the judge models that scored it. Order:
     ``avg_score`` descending, then essay id. ``span`` keeps essays within ``span`` of the
     best average, then ``top_n`` keeps the first N (default 10 when no span is given).
+    Without ``template``, the cohort's only evaluation template. Essays whose evaluations
+    of it have no score are not ranked: ``unscored`` lists them with the reason.
     """
     require_cohort(conn, cohort_id)
     evaluations = evaluation_rows(conn, cohort_id)
+    template = template or _only_template(evaluations, cohort_id)
     chosen = _judges(evaluations, cohort_id, template, models)
     best = _best_scores(evaluations, template, chosen)
+    lineage = {e["essay_gen_id"]: e for e in essay_rows(conn, cohort_id)}
+    unscored = _unscored(evaluations, template, chosen, lineage)
     if not best:
         raise ConfigError(
             f'cohort "{cohort_id}" has no scored "{template}" evaluations by'
@@ -74,7 +96,6 @@ def rank_essays(
     ranked = _ranked(best, top_n, span)
     method = "+".join(m for m, v in (("score_span", span), ("top_n", top_n)) if v is not None)
     limit = "+".join(f"{v:g}" for v in (span, top_n) if v is not None)
-    lineage = {e["essay_gen_id"]: e for e in essay_rows(conn, cohort_id)}
     rows = []
     for rank, (avg, essay, scores) in enumerate(ranked, 1):
         info = lineage.get(essay, {})
@@ -89,16 +110,50 @@ def rank_essays(
                 **{f"score__{m}": scores.get(m) for m in chosen},
                 "evaluation_template": template,
                 "source_models": ", ".join(chosen),
-                **{
-                    k: info.get(k)
-                    for k in ("combo_id", "draft_template", "essay_template", "generation_model")
-                },
+                **{k: info.get(k) for k in ESSAY_AXES},
                 "selection_method": method,
                 "selection_limit": limit,
                 "source_cohort_id": cohort_id,
             }
         )
-    return Ranking(cohort_id, template, chosen, _columns(chosen), rows)
+    return Ranking(cohort_id, template, chosen, _columns(chosen), rows, unscored)
+
+
+
+def _only_template(evaluations: list[dict[str, Any]], cohort_id: str) -> str:
+    templates = sorted({r["evaluation_template"] for r in evaluations})
+    if len(templates) == 1:
+        return templates[0]
+    raise ConfigError(
+        f'cohort "{cohort_id}" has '
+        + (
+            f"{len(templates)} evaluation templates ({', '.join(templates)}); pick one with --template"
+            if templates
+            else "no evaluations to rank by; plan judges for it (evaluation_template and evaluation_llm)"
+        )
+    )
+
+
+def _unscored(
+    evaluations: list[dict[str, Any]],
+    template: str,
+    chosen: list[str],
+    lineage: dict[str, dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Essays with evaluations of ``template`` by the chosen judges, none scored."""
+    judged: dict[str, list[dict[str, Any]]] = {}
+    for r in evaluations:
+        if r["evaluation_template"] == template and r["evaluation_model"] in chosen:
+            judged.setdefault(r["essay_gen_id"], []).append(r)
+    return [
+        {
+            "essay_gen_id": essay,
+            "evaluations": len(rows),
+            "reason": unscored_reason(lineage.get(essay, {}).get("essay_state"), rows),
+        }
+        for essay, rows in sorted(judged.items())
+        if not any(is_scored(r) for r in rows)
+    ]
 
 
 def _judges(
@@ -170,26 +225,37 @@ def _columns(chosen: list[str]) -> list[str]:
         *(f"score__{m}" for m in chosen),
         "evaluation_template",
         "source_models",
-        "combo_id",
-        "draft_template",
-        "essay_template",
-        "generation_model",
+        *ESSAY_AXES,
         "selection_method",
         "selection_limit",
         "source_cohort_id",
     ]
 
 
-def write_ranking(ranking: Ranking, path: str | Path, *, overwrite: bool = False) -> Path:
-    """Write the editable selection list; refuse to replace an existing (maybe edited) one."""
+def write_ranking(
+    ranking: Ranking, path: str | Path, *, overwrite: bool = False, keep_existing: bool = False
+) -> Path:
+    """Write the editable selection list; never replace an existing (maybe edited) one
+    unless ``overwrite``: refuse, or with ``keep_existing`` leave it as it is (the caller
+    asks ``has_list`` first to tell the user)."""
     path = Path(path)
     if path.exists() and not overwrite:
+        if keep_existing:
+            return path
         raise ConfigError(
             f"{path} exists (it may hold your edits); choose another --out or add --overwrite"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     write_csv(path, ranking.columns, ranking.rows)
     return path
+
+
+def is_same_list(ranking: Ranking, path: str | Path) -> bool:
+    """Whether the list at ``path`` is exactly what ``write_ranking`` would write now."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    return path.read_bytes() == csv_text(ranking.columns, ranking.rows).encode("utf-8")
 
 
 def export_essays(conn: sqlite3.Connection, ranking: Ranking, directory: str | Path) -> list[Path]:

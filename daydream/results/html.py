@@ -18,15 +18,12 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from daydream.results.charts import agreement, heatmap, histogram
 from daydream.results.html_inference import inference_sections, interval_text
-from daydream.results.markup import charts as _charts
-from daydream.results.markup import colour as _colour
-from daydream.results.markup import figure as _figure
-from daydream.results.markup import line as _line
-from daydream.results.markup import svg_open as _svg_open
+from daydream.results.markup import charts, figure
+from daydream.results.markup import row as _row
 from daydream.results.markup import table as _table
-from daydream.results.markup import text as _text
-from daydream.results.scores import STABILITY_CLASSES
+from daydream.results.rows import ESSAY_AXES, ESSAY_AXIS_TITLES
 from daydream.results.tables import Report
 
 __all__ = ["render_html"]
@@ -40,18 +37,18 @@ table { border-collapse: collapse; margin: .5em 0 1em; }
 th, td { padding: .25em .6em; border-bottom: 1px solid #eee; text-align: right; }
 th:first-child, td:first-child, td.t { text-align: left; }
 th { background: #f6f6f6; }
+tr.essay td { border-bottom: 2px solid #ddd; padding-top: 0; }
+details > summary { cursor: pointer; color: #345; }
+pre { white-space: pre-wrap; overflow-wrap: anywhere; max-width: 70em; background: #fafafa;
+      border: 1px solid #e3e3e3; padding: .6em .8em; font-size: .9em; }
 .charts { display: flex; flex-wrap: wrap; gap: 1.2em; }
 figure { margin: 0; } figcaption { font-weight: 600; margin-bottom: .2em; }
 svg text { font: 11px system-ui, sans-serif; fill: #333; }
 """
-_BAR = "#4a78b5"
-_AGREEMENT_COLOURS = {
-    "high_agreement": "#2e7d32",
-    "moderate_agreement": "#9ccc65",
-    "low_agreement": "#ffb300",
-    "poor_agreement": "#e53935",
-    "insufficient_data": "#bdbdbd",
-}
+BEST_ESSAYS = 10
+MATRIX_ROWS = 30  # combinations in a small matrix
+_LINEAGE_TITLES = ESSAY_AXIS_TITLES
+_LINEAGE_KEYS = list(ESSAY_AXES)
 
 
 def render_html(report: Report) -> str:
@@ -72,228 +69,143 @@ def render_html(report: Report) -> str:
         " High = score &ge; min + 0.8 &times; span, low = score &le; min + 0.3 &times; span,"
         " top = the template's maximum.</p>",
         "<h2>Scores per evaluation template</h2>",
-        _table(
-            [
-                "evaluation template",
-                "scale",
-                "n",
-                "mean",
-                "std",
-                "min",
-                "max",
-                "high",
-                "low",
-                "top", "95% CI (combinations)",
-            ],
-            [
-                [
-                    r["evaluation_template"],
-                    r["scale"],
-                    r["count"],
-                    r["mean"],
-                    r["std"],
-                    r["min"],
-                    r["max"],
-                    r["high"],
-                    r["low"],
-                    r["top_of_scale"],
-                    interval_text(r) and f"{interval_text(r)} ({r['ci_clusters']})",
-                ]
-                for r in results
-                if r["analysis_type"] == "by_evaluation_template"
-            ],
-        ),
-        "<h2>Score distribution per evaluation template</h2>",
-        _charts(
-            _figure(f"{template} ({len(scores)} scores)", _histogram(scores, low, high))
-            for template, low, high, scores in _groups(scored, ("evaluation_template",))
-        ),
-        "<h2>Score distribution per judge model</h2>",
-        _charts(
-            _figure(f"{model} on {template} ({len(scores)})", _histogram(scores, low, high))
-            for (model, template), low, high, scores in _groups(
-                scored, ("evaluation_model", "evaluation_template")
-            )
-        ),
+        _per_template(results),
+        "<h2>Best essays</h2>",
+        _best_essays(report),
+        *_distributions(scored),
+        "<h2>Per axis: combination &times; each axis that varies</h2>",
+        '<p class="note">The comparison matrix in small form: the same concepts (rows) made'
+        " with each level of one axis (columns). Colour and label: the mean score on the 0-1"
+        " unit scale (each score mapped onto its own rubric's scale, so rubrics pool), then"
+        " n. daydream browse shows the texts: -/compare?cohort=ID&amp;rows=combo_id&amp;columns=AXIS.</p>",
+        _axis_matrices(scored),
         "<h2>Mean score: essay template &times; generation model</h2>",
         '<p class="note">Per evaluation template; colour = mean on the 0-1 unit scale,'
         " label = mean (n).</p>",
-        _charts(
-            _figure(template, _heatmap(cells)) for template, cells in _generation_heatmaps(scored)
+        charts(
+            figure(template, heatmap(cells))
+            for template, cells in _heatmaps(scored, ("essay_template", "generation_model"))
+        ),
+        "<h2>Mean score: draft template &times; draft model</h2>",
+        charts(
+            figure(template, heatmap(cells))
+            for template, cells in _heatmaps(scored, ("draft_template", "draft_model"))
         ),
         "<h2>Mean score: evaluation template &times; judge model</h2>",
-        _charts([_figure("all essays", _heatmap(_judge_cells(results)))]),
+        charts([figure("all essays", heatmap(_judge_cells(results)))]),
         *inference_sections(report.tables),
         "<h2>Judge agreement classes (detail)</h2>",
         '<p class="note">Per essay and evaluation template: the range of the judge models\''
         " mean scores. Classes use upstream's thresholds (range 1 / 2 / 3 on a 0-9 scale)"
         " scaled to the template's span; fewer than two judges is insufficient_data.</p>",
-        _agreement(report.tables["judge_agreement"].rows),
-        "<h2>Best essays</h2>",
-        _best_essays(report),
+        agreement(report.tables["judge_agreement"].rows),
+        "<h2>Essays without a score</h2>",
+        _unscored(report),
         "</body></html>",
     ]
     return "\n".join(parts) + "\n"
 
 
-# -- charts ------------------------------------------------------------------------------------
+def _per_template(results: list[dict[str, Any]]) -> str:
+    columns = ("evaluation_template", "scale", "count", "mean", "std", "min", "max")
+    return _table(
+        [
+            *("evaluation template", "scale", "n", "mean", "std", "min", "max"),
+            *("high", "low", "top", "95% CI (combinations)"),
+        ],
+        [
+            [
+                *(r[c] for c in columns),
+                *(r["high"], r["low"], r["top_of_scale"]),
+                interval_text(r) and f"{interval_text(r)} ({r['ci_clusters']})",
+            ]
+            for r in results
+            if r["analysis_type"] == "by_evaluation_template"
+        ],
+    )
 
 
-def _histogram(scores: list[float], low: float | None, high: float | None) -> str:
-    if low is None or high is None or high <= low:
-        low, high = min(scores), max(scores) + 1
-    if float(low).is_integer() and float(high).is_integer() and high - low <= 20:
-        edges = [low + i for i in range(int(high - low) + 1)]
-        labels = [f"{e:g}" for e in edges]
-    else:
-        step = (high - low) / 10
-        edges = [low + i * step for i in range(10)]
-        labels = [f"{e:.3g}" for e in edges]
-    counts = [0] * len(edges)
-    for score in scores:
-        index = 0
-        for i, edge in enumerate(edges):
-            if score >= edge - 1e-9:
-                index = i
-        counts[index] += 1
-    width, height, left, bottom, top = 340, 170, 28, 22, 14
-    bar = (width - left - 6) / len(edges)
-    peak = max(counts) or 1
-    out = [_svg_open(width, height)]
-    out.append(_line(left, height - bottom, width - 4, height - bottom))
-    for i, (count, label) in enumerate(zip(counts, labels, strict=True)):
-        x = left + i * bar
-        h = (height - bottom - top) * count / peak
-        y = height - bottom - h
-        if count:
-            out.append(
-                f'<rect x="{x + 1:.1f}" y="{y:.1f}" width="{bar - 2:.1f}" height="{h:.1f}"'
-                f' fill="{_BAR}"><title>{escape(label)}: {count}</title></rect>'
+def _distributions(scored: list[dict[str, Any]]) -> list[str]:
+    return [
+        "<h2>Score distribution per evaluation template</h2>",
+        charts(
+            figure(f"{template} ({len(scores)} scores)", histogram(scores, low, high))
+            for template, low, high, scores in _groups(scored, ("evaluation_template",))
+        ),
+        "<h2>Score distribution per judge model</h2>",
+        charts(
+            figure(f"{model} on {template} ({len(scores)})", histogram(scores, low, high))
+            for (model, template), low, high, scores in _groups(
+                scored, ("evaluation_model", "evaluation_template")
             )
-            out.append(_text(x + bar / 2, y - 3, str(count), anchor="middle"))
-        out.append(_text(x + bar / 2, height - bottom + 14, label, anchor="middle"))
-    out.append(_text(2, top, "n", anchor="start"))
-    out.append("</svg>")
-    return "".join(out)
-
-
-def _heatmap(cells: dict[tuple[str, str], tuple[float, float | None, int]]) -> str:
-    rows = sorted({r for r, _ in cells})
-    cols = sorted({c for _, c in cells})
-    if not rows:
-        return "<p>no scores</p>"
-    label_w = max(90, 7 * max(len(r) for r in rows))
-    cell_w = max(70, 7 * max(len(c) for c in cols))
-    cell_h, head = 30, 24
-    width = label_w + cell_w * len(cols) + 4
-    height = head + cell_h * len(rows) + 4
-    out = [_svg_open(width, height)]
-    for j, col in enumerate(cols):
-        out.append(_text(label_w + (j + 0.5) * cell_w, head - 8, col, anchor="middle"))
-    for i, row in enumerate(rows):
-        y = head + i * cell_h
-        out.append(_text(label_w - 6, y + cell_h / 2 + 4, row, anchor="end"))
-        for j, col in enumerate(cols):
-            x = label_w + j * cell_w
-            if (row, col) not in cells:
-                out.append(
-                    f'<rect x="{x}" y="{y}" width="{cell_w - 2}" height="{cell_h - 2}" fill="#f4f4f4"/>'
-                )
-                continue
-            mean, unit, n = cells[(row, col)]
-            colour, ink = _colour(unit)
-            out.append(
-                f'<rect x="{x}" y="{y}" width="{cell_w - 2}" height="{cell_h - 2}" fill="{colour}">'
-                f"<title>{escape(row)} x {escape(col)}: mean {mean:g} over {n}</title></rect>"
-            )
-            out.append(
-                f'<text x="{x + (cell_w - 2) / 2:.1f}" y="{y + cell_h / 2 + 3:.1f}"'
-                f' text-anchor="middle" style="fill:{ink}">{mean:g} ({n})</text>'
-            )
-    out.append("</svg>")
-    return "".join(out)
-
-
-def _agreement(rows: list[dict[str, Any]]) -> str:
-    per_template: dict[str, dict[str, int]] = {}
-    for row in rows:
-        counts = per_template.setdefault(
-            row["evaluation_template"], dict.fromkeys(STABILITY_CLASSES, 0)
-        )
-        counts[row["stability"]] += 1
-    if not per_template:
-        return "<p>no evaluations</p>"
-    label_w, bar_w, bar_h = 170, 560, 24
-    height = 30 + (bar_h + 8) * len(per_template)
-    legend_w = sum(14 + 7 * len(name) + 8 for name in STABILITY_CLASSES)
-    out = [_svg_open(max(label_w + bar_w, label_w + legend_w) + 10, height)]
-    x = float(label_w)
-    for name in STABILITY_CLASSES:
-        out.append(
-            f'<rect x="{x}" y="4" width="10" height="10" fill="{_AGREEMENT_COLOURS[name]}"/>'
-        )
-        out.append(_text(x + 14, 13, name.replace("_", " "), anchor="start"))
-        x += 14 + 7 * len(name) + 8
-    for i, (template, counts) in enumerate(sorted(per_template.items())):
-        y = 30 + i * (bar_h + 8)
-        total = sum(counts.values())
-        out.append(_text(label_w - 6, y + bar_h / 2 + 4, f"{template} ({total})", anchor="end"))
-        x = float(label_w)
-        for name in STABILITY_CLASSES:
-            if not counts[name]:
-                continue
-            w = bar_w * counts[name] / total
-            out.append(
-                f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{bar_h}"'
-                f' fill="{_AGREEMENT_COLOURS[name]}"><title>{name}: {counts[name]}</title></rect>'
-            )
-            if w > 18:
-                ink = "#fff" if name in ("high_agreement", "poor_agreement") else "#222"
-                out.append(
-                    f'<text x="{x + w / 2:.1f}" y="{y + bar_h / 2 + 4:.1f}" text-anchor="middle"'
-                    f' style="fill:{ink}">{counts[name]}</text>'
-                )
-            x += w
-    out.append("</svg>")
-    return f"<figure>{''.join(out)}</figure>"
+        ),
+    ]
 
 
 def _best_essays(report: Report) -> str:
+    """The ten best essays by mean_unit, each with every axis of its lineage and its text
+    (folded)."""
     rows = [r for r in report.tables["essay_pivot"].rows if r["mean_unit"] is not None]
     rows.sort(key=lambda r: (-r["mean_unit"], r["essay_gen_id"]))
     if not rows:
         return "<p>no scored essays</p>"
+    header = ["essay", *(title for _, title in _LINEAGE_TITLES), "mean", "n", "judges", "mean_unit"]
+    body = []
+    for rank, r in enumerate(rows[:BEST_ESSAYS], 1):
+        lineage = [r[c] for c, _ in _LINEAGE_TITLES]
+        if r["essay_mode"] == "copy":
+            lineage[_LINEAGE_KEYS.index("generation_model")] = f"{r['generation_model']} (copy)"
+        body.append(_row([f"{rank}. {r['essay_gen_id']}", *lineage, r["mean"], r["n"], r["judges"], r["mean_unit"]]))
+        text = report.texts.get(r["essay_gen_id"])
+        body.append(
+            f'<tr class="essay"><td colspan="{len(header)}"><details><summary>Read the essay'
+            f" ({len(text or ''):,} characters)</summary><pre>{escape(text or '(no text)')}</pre>"
+            "</details></td></tr>"
+        )
     return (
-        '<p class="note">Top 10 essays by mean_unit (every scored evaluation of the essay, each'
-        " mapped to 0-1 on its template's scale). The full pivot is essay_pivot.csv.</p>"
+        f'<p class="note">The {min(len(rows), BEST_ESSAYS)} best essays by mean_unit (every scored'
+        " evaluation of the essay, each mapped to 0-1 on its template's scale); open one to read"
+        " it. The full pivot is essay_pivot.csv.</p>"
+        + _table(header, [], body="".join(body))
+    )
+
+
+def _axis_matrices(scored: list[dict[str, Any]]) -> str:
+    combos = sorted({r["combo_id"] for r in scored}, key=str)
+    shown = set(combos[:MATRIX_ROWS])
+    figures = []
+    for axis, title in (*_LINEAGE_TITLES[1:], ("evaluation_model", "judge model")):
+        levels = {r[axis] for r in scored}
+        if len(levels) < 2:
+            continue
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for r in scored:
+            if r["combo_id"] in shown:
+                groups.setdefault((str(r["combo_id"]), str(r[axis])), []).append(r)
+        cells: dict[tuple[str, str], tuple[float, float | None, int]] = {}
+        for key, group in groups.items():
+            unit = _unit(group)
+            if unit is not None:
+                cells[key] = (round(unit, 2), unit, len(group))
+        figures.append(figure(f"combination x {title}", heatmap(cells)))
+    note = (
+        f'<p class="note">The first {MATRIX_ROWS} of {len(combos)} combinations (by id).</p>'
+        if len(combos) > MATRIX_ROWS
+        else ""
+    )
+    return note + (charts(figures) if figures else "<p>no axis varies besides the combination</p>")
+
+
+def _unscored(report: Report) -> str:
+    rows = report.tables["unscored_essays"].rows
+    if not rows:
+        return "<p>none: every essay judged has a score from each of its rubrics</p>"
+    return (
+        '<p class="note">Essays left out of the scores above for a rubric, and why'
+        " (unscored_essays.csv).</p>"
         + _table(
-            [
-                "essay",
-                "combination",
-                "draft template",
-                "essay template",
-                "generation model",
-                "mean",
-                "std",
-                "n",
-                "judges",
-                "mean_unit",
-            ],
-            [
-                [
-                    r["essay_gen_id"],
-                    r["combo_id"],
-                    r["draft_template"],
-                    r["essay_template"],
-                    r["generation_model"] + (" (copy)" if r["essay_mode"] == "copy" else ""),
-                    r["mean"],
-                    r["std"],
-                    r["n"],
-                    r["judges"],
-                    r["mean_unit"],
-                ]
-                for r in rows[:10]
-            ],
+            ["essay", "evaluation template", "evaluations", "why"],
+            [[r["essay_gen_id"], r["evaluation_template"], r["evaluations"], r["reason"]] for r in rows],
         )
     )
 
@@ -314,15 +226,16 @@ def _groups(
     ]
 
 
-def _generation_heatmaps(
-    scored: list[dict[str, Any]],
+def _heatmaps(
+    scored: list[dict[str, Any]], axes: tuple[str, str]
 ) -> list[tuple[str, dict[tuple[str, str], tuple[float, float | None, int]]]]:
+    """Per evaluation template, the mean score of each pair of levels of ``axes``."""
     out = []
     for template in sorted({r["evaluation_template"] for r in scored}):
         cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for r in scored:
             if r["evaluation_template"] == template:
-                cells.setdefault((r["essay_template"], r["generation_model"]), []).append(r)
+                cells.setdefault((str(r[axes[0]]), str(r[axes[1]])), []).append(r)
         out.append((template, {k: _cell(v) for k, v in cells.items()}))
     return out
 
@@ -345,3 +258,13 @@ def _cell(rows: list[dict[str, Any]]) -> tuple[float, float | None, int]:
         (mean - low) / (high - low) if low is not None and high is not None and high > low else None
     )
     return round(mean, 2), unit, len(scores)
+
+
+def _unit(rows: list[dict[str, Any]]) -> float | None:
+    """The mean of the scores mapped to 0-1 on their own template's scale."""
+    units = [
+        (r["score"] - r["scale_min"]) / (r["scale_max"] - r["scale_min"])
+        for r in rows
+        if r["scale_min"] is not None and r["scale_max"] is not None and r["scale_max"] > r["scale_min"]
+    ]
+    return sum(units) / len(units) if units else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from daydream.results.markup import charts, figure, line, svg_open, table, text
+from daydream.results.markup import charts, figure, svg_line, svg_open, svg_text, table
 
 # (analysis type, the axis columns that name a group, the chart's caption)
 ERROR_BAR_AXES = (
@@ -70,11 +70,11 @@ def error_bars(labels: list[str], rows: list[dict[str, Any]]) -> str:
     out = [svg_open(width, height)]
     for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
         x = label_w + plot_w * tick
-        out.append(line(x, head - 4, x, height - 6))
-        out.append(text(x, head - 8, f"{tick:g}", anchor="middle"))
+        out.append(svg_line(x, head - 4, x, height - 6))
+        out.append(svg_text(x, head - 8, f"{tick:g}", anchor="middle"))
     for i, (label, row) in enumerate(zip(labels, rows, strict=True)):
         y = head + i * row_h + row_h / 2
-        out.append(text(label_w - 8, y + 4, label, anchor="end"))
+        out.append(svg_text(label_w - 8, y + 4, label, anchor="end"))
         unit = row["mean_unit"]
         if unit is not None:
             low, high = row.get("mean_unit_ci_low"), row.get("mean_unit_ci_high")
@@ -94,7 +94,7 @@ def error_bars(labels: list[str], rows: list[dict[str, Any]]) -> str:
                 f'<circle cx="{cx:.1f}" cy="{y:.1f}" r="4" fill="{_INK}">'
                 f"<title>{escape(label)}: {escape(_describe(row))}</title></circle>"
             )
-        out.append(text(label_w + plot_w + 8, y + 4, _describe(row), anchor="start"))
+        out.append(svg_text(label_w + plot_w + 8, y + 4, _describe(row), anchor="start"))
     out.append("</svg>")
     return "".join(out)
 

@@ -18,15 +18,15 @@ def svg_open(width: float, height: float) -> str:
     )
 
 
-def line(x1: float, y1: float, x2: float, y2: float) -> str:
+def svg_line(x1: float, y1: float, x2: float, y2: float) -> str:
     return f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="#999"/>'
 
 
-def text(x: float, y: float, text: str, *, anchor: str) -> str:
-    return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}">{escape(text)}</text>'
+def svg_text(x: float, y: float, label: str, *, anchor: str) -> str:
+    return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}">{escape(label)}</text>'
 
 
-def colour(unit: float | None) -> tuple[str, str]:
+def unit_colour(unit: float | None) -> tuple[str, str]:
     """Light (low) to dark blue (high); grey when the scale is unknown."""
     if unit is None or math.isnan(unit):
         return "#dddddd", "#222"
@@ -45,17 +45,21 @@ def charts(figures: Iterable[str]) -> str:
     return f'<div class="charts">{body}</div>' if body else "<p>no scores</p>"
 
 
-def table(header: list[str], rows: list[list[Any]]) -> str:
+def table(header: list[str], rows: list[list[Any]], *, body: str = "") -> str:
+    """A table of ``rows`` (text cells left-aligned), or of ready-made ``body`` rows."""
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = "".join(
+    body = body or "".join(row(values) for values in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def row(values: list[Any]) -> str:
+    return (
         "<tr>"
         + "".join(
             (TEXT_CELL if isinstance(v, str) else "<td>")
             + escape("" if v is None else str(v))
             + "</td>"
-            for v in row
+            for v in values
         )
         + "</tr>"
-        for row in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

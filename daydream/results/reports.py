@@ -42,7 +42,7 @@ import numpy as np
 from daydream.errors import ConfigError
 from daydream.queue.cohorts import require_cohort
 from daydream.results.files import write_file
-from daydream.results.html import render_html
+from daydream.results.html import BEST_ESSAYS, render_html
 from daydream.results.inference import cluster_codes, cluster_intervals, seed_for, t_interval
 from daydream.results.labels import ratings_of
 from daydream.results.reliability import (
@@ -71,6 +71,7 @@ from daydream.results.scores import (
     score_stats,
     sort_key,
     stability,
+    unscored_reason,
 )
 from daydream.results.tables import (
     AGREEMENT_COLUMNS,
@@ -78,6 +79,7 @@ from daydream.results.tables import (
     AXIS_COLUMNS,
     INTERVAL_COLUMNS,
     TOP_OF_SCALE_COLUMNS,
+    UNSCORED_COLUMNS,
     Report,
     Table,
 )
@@ -90,9 +92,10 @@ def build_report(conn: sqlite3.Connection, cohort_id: str) -> Report:
     essays = essay_rows(conn, cohort_id)
     scored = [r for r in evaluations if is_scored(r)]
     judges = sorted({judge_of(r) for r in evaluations})
+    pivot = _essay_pivot(essays, evaluations, judges)
     tables = [
         Table("evaluation_scores", list(EVALUATION_COLUMNS), evaluations),
-        _essay_pivot(essays, evaluations, judges),
+        pivot,
         _final_results(scored),
         _judge_agreement(essays, evaluations),
         Table(
@@ -106,10 +109,53 @@ def build_report(conn: sqlite3.Connection, cohort_id: str) -> Report:
             list(CALIBRATION_COLUMNS),
             judge_calibration(evaluations, ratings_of(conn, cohort_id)),
         ),
+        _unscored_essays(essays, evaluations),
     ]
     report = Report(cohort_id, {t.name: t for t in tables}, {}, [f"{t}__{m}" for t, m in judges])
     report.summary = _summary(report, evaluations, scored, essays)
+    report.texts = _best_texts(conn, pivot.rows)
     return report
+
+
+def _unscored_essays(essays: list[dict[str, Any]], evaluations: list[dict[str, Any]]) -> Table:
+    """Per essay and evaluation template with no scored evaluation: why."""
+    judged: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in evaluations:
+        judged.setdefault((r["essay_gen_id"], r["evaluation_template"]), []).append(r)
+    by_essay = {e["essay_gen_id"]: e for e in essays}
+    rows = []
+    for (essay, template), group in sorted(judged.items()):
+        if any(is_scored(r) for r in group):
+            continue
+        lineage = by_essay.get(essay, {})
+        rows.append(
+            {
+                **{c: lineage.get(c) for c in UNSCORED_COLUMNS[:9]},
+                "essay_gen_id": essay,
+                "evaluation_template": template,
+                "evaluations": len(group),
+                "reason": unscored_reason(lineage.get("essay_state"), group),
+            }
+        )
+    return Table("unscored_essays", list(UNSCORED_COLUMNS), rows)
+
+
+def _best_texts(conn: sqlite3.Connection, pivot: list[dict[str, Any]]) -> dict[str, str]:
+    """The parsed texts of the essays the page shows first (``html.BEST_ESSAYS``)."""
+    best = sorted(
+        (r for r in pivot if r["mean_unit"] is not None),
+        key=lambda r: (-r["mean_unit"], r["essay_gen_id"]),
+    )[:BEST_ESSAYS]
+    texts = {}
+    for r in best:
+        found = conn.execute(
+            "SELECT t.text FROM generations g JOIN texts t ON t.hash = g.parsed_hash"
+            " WHERE g.gen_id = ?",
+            (r["essay_gen_id"],),
+        ).fetchone()
+        if found is not None:
+            texts[r["essay_gen_id"]] = found[0]
+    return texts
 
 
 def write_report(

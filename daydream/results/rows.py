@@ -27,6 +27,20 @@ LINEAGE = (
 )
 
 
+# The axes that can vary between the essays of a cohort, as lineage columns: what a
+# ranking, the pivot page and the report list each essay with.
+ESSAY_AXIS_TITLES = (
+    ("combo_id", "combination"),
+    ("draft_template", "draft template"),
+    ("draft_model", "draft model"),
+    ("draft_replicate", "draft rep"),
+    ("essay_template", "essay template"),
+    ("generation_model", "generation model"),
+    ("essay_replicate", "essay rep"),
+)
+ESSAY_AXES = tuple(axis for axis, _ in ESSAY_AXIS_TITLES)
+
+
 EVALUATION_COLUMNS = (
     "gen_id",
     *LINEAGE,
@@ -76,6 +90,14 @@ def essay_rows(conn: sqlite3.Connection, cohort_id: str) -> list[dict[str, Any]]
     return [dict(zip((*LINEAGE, "essay_state"), row, strict=True)) for row in rows]
 
 
+def fetch_dicts(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """The rows of ``sql`` as dicts, on any connection (daydream's, whose rows are
+    ``sqlite3.Row``, or Datasette's, whose rows are tuples)."""
+    cursor = conn.execute(sql, params)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
 def is_scored(row: dict[str, Any]) -> bool:
     """Whether an evaluation row enters the statistics (state ok, with a score)."""
     return row["state"] == "ok" and row["score"] is not None
@@ -84,8 +106,13 @@ def is_scored(row: dict[str, Any]) -> bool:
 def write_csv(path: Path, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
     """Write ``rows`` (dicts) under the header ``columns``; None becomes an empty cell.
     Never through a link (``files.write_file``)."""
-    handle = io.StringIO(newline="")
-    writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
+    write_file(path, csv_text(columns, rows))
+
+
+def csv_text(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
+    """The CSV ``write_csv`` writes, as a string."""
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    write_file(path, handle.getvalue())
+    return buffer.getvalue()

@@ -132,3 +132,21 @@ def rounded(value: float | None) -> float | None:
 
 def sort_key(values: Iterable[Any]) -> tuple:
     return tuple((v is None, "" if v is None else str(v)) for v in values)
+
+
+def unscored_reason(essay_state: str | None, evaluations: list[dict[str, Any]]) -> str:
+    """Why an essay has no score from ``evaluations`` (none of them scored): ``the essay
+    failed (parse_failed)``, or ``its evaluations: 2 failed (parse_failed), 1 ready``
+    (the ``unscored_essays`` view says the same)."""
+    if essay_state not in (None, "ok"):
+        return f"the essay did not complete ({essay_state})"
+    counts: dict[str, int] = {}
+    for r in evaluations:
+        what = (
+            "done without a score"
+            if r["status"] == "done"
+            else r["status"] + (f" ({r['state']})" if r["state"] else "")
+        )
+        counts[what] = counts.get(what, 0) + 1
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return "its evaluations: " + ", ".join(f"{n} {what}" for what, n in ordered)

@@ -5,10 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from daydream.results.rows import ESSAY_AXES
+
 AXES = (
     ("by_draft_template", ("draft_template",)),
+    ("by_draft_model", ("draft_model",)),
+    ("by_draft_replicate", ("draft_replicate",)),
     ("by_essay_template", ("essay_template",)),
     ("by_generation_model", ("generation_model",)),
+    ("by_essay_replicate", ("essay_replicate",)),
     ("by_essay_template_and_generation_model", ("essay_template", "generation_model")),
     ("by_evaluation_template", ("evaluation_template",)),
     ("by_evaluation_model", ("evaluation_model",)),
@@ -20,9 +25,7 @@ AXES = (
 
 
 AXIS_COLUMNS = (
-    "draft_template",
-    "essay_template",
-    "generation_model",
+    *ESSAY_AXES[1:],
     "evaluation_template",
     "evaluation_model",
     "combo_id",
@@ -63,6 +66,17 @@ AGREEMENT_COLUMNS = (
 )
 
 
+# Essays with evaluations of a template planned, none scored: left out of its scores.
+UNSCORED_COLUMNS = (
+    "essay_gen_id",
+    *ESSAY_AXES,
+    "essay_state",
+    "evaluation_template",
+    "evaluations",
+    "reason",
+)
+
+
 TOP_OF_SCALE_COLUMNS = (
     "gen_id",
     "essay_gen_id",
@@ -95,3 +109,4 @@ class Report:
     tables: dict[str, Table]
     summary: dict[str, Any]
     judges: list[str] = field(default_factory=list)  # "<template>__<model>" keys in order
+    texts: dict[str, str] = field(default_factory=dict)  # the best essays' parsed texts

@@ -10,6 +10,7 @@ from typing import Any
 from daydream.plan.report import PlanReport
 from daydream.queue.cohorts import Status
 from daydream.results.inference import FEW_CLUSTERS
+from daydream.results.rows import ESSAY_AXIS_TITLES
 from daydream.runner.rehearsal import Rehearsal
 from daydream.runner.run import RunSummary
 from daydream.vocabulary import INFRASTRUCTURE_STATES
@@ -114,16 +115,30 @@ def _interval(row: dict[str, Any]) -> str:
 
 
 def format_ranking(ranking: Any) -> str:
+    """The ranking as a table (the combination and every other axis that varies among the
+    ranked essays), then the essays left unranked for want of a score, with the reason."""
     keys = ["selection_rank", "essay_gen_id", "avg_score", "max_score", "models_covered"]
     keys += [f"score__{m}" for m in ranking.models]
-    keys += ["combo_id", "essay_template", "generation_model"]
     header = ["rank", "essay", "avg", "max", "models", *ranking.models]
-    header += ["combo", "essay template", "generation model"]
+    for axis, title in _RANKED_AXES:
+        if axis == "combo_id" or len({str(r.get(axis)) for r in ranking.rows}) > 1:
+            keys.append(axis)
+            header.append(title)
     table = [header, *(["" if r[k] is None else str(r[k]) for k in keys] for r in ranking.rows)]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    return "\n".join(
+    lines = [
         "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in table
-    )
+    ]
+    if ranking.unscored:
+        lines.append(
+            f"not ranked: {len(ranking.unscored)} essay(s) with no scored {ranking.template}"
+            " evaluation"
+        )
+        lines += [f"  {u['essay_gen_id']}: {u['reason']}" for u in ranking.unscored]
+    return "\n".join(lines)
+
+
+_RANKED_AXES = ESSAY_AXIS_TITLES
 
 
 def format_legacy(report: Any) -> str:

@@ -75,7 +75,15 @@ def rehearse(config: WorkerConfig, *, workers: int = 2, setup: list[str] | None 
         source.backup(target)
         target.close()
         source.close()
-        offline = replace(config, db_path=scratch, provider_override="offline", max_attempts=1)
+        # A rehearsal checks templates and parsers, not a model: its judges answer within
+        # each rubric's declared scale (the demo's offline judge answers 0-9 on any).
+        offline = replace(
+            config,
+            db_path=scratch,
+            provider_override="offline",
+            offline_in_scale=True,
+            max_attempts=1,
+        )
         summary = run_cohort(offline, workers=workers)
         conn = connect(scratch, create=False)
         result = Rehearsal(cohort, summary.status, setup=list(setup or []))

@@ -43,7 +43,7 @@ def command(config: WorkerConfig) -> list[str]:
 
 def run(config: WorkerConfig) -> int:
     """A worker process's work: run the worker to the end, say how it went on stderr (as
-    ``daydream worker`` does); returns the exit code."""
+    ``daydream worker`` does) unless it found nothing to do; returns the exit code."""
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -56,7 +56,10 @@ def run(config: WorkerConfig) -> int:
     except KeyboardInterrupt:  # before the worker's own handlers were installed
         log("Aborted!")
         return 1
-    log(stats.line(config.name))
+    if stats.claimed or stats.recorded or stats.stale or stats.released:  # idle: silent
+        # On a terminal the runner redraws its progress line without ending it: clear it
+        # first, so the summary stands on its own line (the next redraw starts afresh).
+        log(("\r\033[K" if sys.stderr.isatty() else "") + stats.line(config.name))
     # Stopped with work it cannot run (a stopped pool, an outage, the budget): the runner
     # says why once, for the whole run, and does not restart it.
     return EXIT_CODES[stats.stopped] if stats.stopped else 0

@@ -52,6 +52,7 @@ from daydream.spec.model import (
     TieRule,
     TupleRule,
     _q,
+    misspelt_columns,
     normalise_row,
 )
 from daydream.spec.parse import SpecParser
@@ -71,6 +72,7 @@ __all__ = [
     "TupleRule",
     "compile_rows",
     "load_spec",
+    "misspelt_columns",
     "normalise_row",
     "parse_spec_mapping",
     "write_rows",

@@ -14,7 +14,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
-from daydream.errors import SpecError
+from daydream.errors import SpecError, did_you_mean
 from daydream.values import QUOTE_CHARS, quote
 from daydream.vocabulary import STAGES
 
@@ -74,6 +74,16 @@ STAGE_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 REPLICATE_COLUMNS = ("draft_replicate", "essay_replicate", "evaluation_replicate")
 _CANONICAL = {alias: column for column, aliases in COLUMN_ALIASES.items() for alias in aliases}
+
+
+def misspelt_columns(columns: Iterable[str]) -> list[tuple[str, str]]:
+    """(column, `` (did you mean "x"?)``) for each column the planner does not read but
+    would have read under a nearby name (``draft_replicates``)."""
+    found = []
+    for column in columns:
+        if column not in _CANONICAL and (hint := did_you_mean(column, _CANONICAL)):
+            found.append((column, hint))
+    return found
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ class WorkerConfig:
     grace_s: float = 10.0  # for calls in flight after a stop request
     provider_override: str | None = None  # "offline" for rehearsals
     offline_latency_s: float = 0.0
+    offline_in_scale: bool = False  # offline judges answer within each rubric's scale
     base_urls: dict[str, str] = field(default_factory=dict)  # provider -> base URL
     timeout_s: float | None = None  # whole-call deadline per model call; None = provider's
     batch: int = 0  # tasks per claim; 0 = concurrency

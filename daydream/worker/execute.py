@@ -75,6 +75,7 @@ class Executor:
                 command_line_url=typed,
                 api_key_env=key_env,
                 offline_latency_s=self.config.offline_latency_s,
+                offline_in_scale=self.config.offline_in_scale,
             )
             self._providers[key] = found
         return found
@@ -266,6 +267,7 @@ class Executor:
             seed=params.get("seed"),
             extra=extra,
             timeout=self.config.timeout_s,
+            scale=task.template.get("scale"),
         )
         return request, params
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from daydream import events as ev
 from daydream.db.projections.cells import score_cells
 from daydream.db.projections.lineage import children_of, select_in, set_blocked
+from daydream.db.projections.search import index_texts
 
 
 def _attempt_started(conn, event_id, e: ev.AttemptStarted, at):
@@ -114,11 +115,11 @@ def _record_failed_call(conn, event_id, e, http_status, at) -> None:
 
 
 def _generation_responded(conn, event_id, e: ev.GenerationResponded, at):
-    conn.execute(
+    [stage] = conn.execute(
         "UPDATE generations SET prompt_hash = ?, raw_hash = ?, provider = ?,"
         " resolved_model = ?, finish_reason = ?, prompt_tokens = ?, completion_tokens = ?,"
         " cost = ?, latency_s = ?, offline = ?, reasoning_hash = ?, reasoning_tokens = ?"
-        " WHERE gen_id = ?",
+        " WHERE gen_id = ? RETURNING stage",
         (
             e.prompt_hash,
             e.raw_hash,
@@ -134,7 +135,8 @@ def _generation_responded(conn, event_id, e: ev.GenerationResponded, at):
             e.reasoning_tokens,
             e.gen_id,
         ),
-    )
+    ).fetchone()
+    index_texts(conn, stage, (("prompt", e.prompt_hash), ("raw", e.raw_hash)))
     if e.mode == "llm":
         conn.execute(
             "INSERT INTO calls (event_id, gen_id, model_id, pool, ok, http_status,"
@@ -162,12 +164,14 @@ def _generation_responded(conn, event_id, e: ev.GenerationResponded, at):
 
 
 def _generation_completed(conn, event_id, e: ev.GenerationCompleted, at):
-    conn.execute(
+    [stage] = conn.execute(
         "UPDATE generations SET status = 'done', lease_owner = NULL, lease_token = NULL,"
         " lease_expires_at = NULL, last_error = NULL, state = 'ok', error = NULL,"
-        " parsed_hash = ?, score = ?, written_scale = ?, finished_at = ? WHERE gen_id = ?",
+        " parsed_hash = ?, score = ?, written_scale = ?, finished_at = ? WHERE gen_id = ?"
+        " RETURNING stage",
         (e.parsed_hash, e.score, e.written_scale, at, e.gen_id),
-    )
+    ).fetchone()
+    index_texts(conn, stage, (("parsed", e.parsed_hash),))
     if e.score is not None:
         score_cells(conn, e.gen_id, e.score)
     children = [

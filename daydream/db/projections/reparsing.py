@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from daydream import events as ev
 from daydream.db.projections.lineage import children_of, set_blocked, unblock_descendants
+from daydream.db.projections.search import index_texts
 
 # Every cell of the evaluation's essay x judge, in every cohort holding the evaluation,
 # recomputed from the scored evaluations of that cohort.
@@ -79,6 +80,7 @@ def _generation_reparsed(conn, event_id, e: ev.GenerationReparsed, at):
             e.gen_id,
         ),
     )
+    index_texts(conn, stage, (("parsed", e.parsed_hash),))  # search finds the new text
     if stage == "evaluation":
         conn.execute(_RECOUNT_CELLS, (e.gen_id,))
     if ok and status == "failed":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 
+from daydream.db.projections.search import SEARCH_DDL, SEARCH_TABLES
 from daydream.db.projections.views import VIEWS, VIEWS_DDL
 
 PROJECTION_DDL = """
@@ -146,6 +147,11 @@ CREATE INDEX generations_parent ON generations (parent_gen_id) WHERE parent_gen_
 CREATE INDEX generations_scores
     ON generations (parent_gen_id, template_id, model_id, state, score, gen_id, stage)
     WHERE stage = 'evaluation';
+-- From a text to the generations that use it (full-text search, search.py). Partial: a plan
+-- writes no entry, a result one per text.
+CREATE INDEX generations_prompt_text ON generations (prompt_hash) WHERE prompt_hash IS NOT NULL;
+CREATE INDEX generations_raw_text ON generations (raw_hash) WHERE raw_hash IS NOT NULL;
+CREATE INDEX generations_parsed_text ON generations (parsed_hash) WHERE parsed_hash IS NOT NULL;
 CREATE TABLE cohort_members (
     cohort_id TEXT NOT NULL REFERENCES cohorts(cohort_id),
     gen_id TEXT NOT NULL REFERENCES generations(gen_id),
@@ -242,11 +248,13 @@ CREATE TABLE endpoints (
     down_since TEXT,
     changed_at TEXT NOT NULL
 );
-"""
+""" + SEARCH_DDL
 
 
-# Tables in drop/compare order (children first when dropping).
+# Tables in drop/compare order (children first when dropping). The full-text index itself
+# (search_texts_fts) is dropped with them, never compared: FTS5 checks it (db check).
 PROJECTION_TABLES = (
+    "search_texts",
     "human_ratings",
     "reparses",
     "essay_judge_scores",
@@ -274,7 +282,8 @@ def _views_ddl() -> str:
 # Bump when an applier's results change for the same events (a fix), so that databases
 # whose projections the old code built are rebuilt when opened, not reported as replay
 # mismatches by `daydream db check`. 2: retry takes its status from the parent's.
-APPLIER_VERSION = 2
+# 3: results index their texts for full-text search.
+APPLIER_VERSION = 3
 
 
 DDL_HASH = hashlib.blake2b(
@@ -296,7 +305,7 @@ def _drop(conn: sqlite3.Connection) -> None:
     views = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'view'")]
     for view in views:
         conn.execute(f'DROP VIEW IF EXISTS "{view}"')
-    for table in (*RETIRED_TABLES, *PROJECTION_TABLES):
+    for table in (*RETIRED_TABLES, *SEARCH_TABLES, *PROJECTION_TABLES):
         conn.execute(f"DROP TABLE IF EXISTS {table}")
 
 

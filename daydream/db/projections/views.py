@@ -12,6 +12,9 @@ of their own: ``generation_model`` is then the draft's model (upstream reported 
 
 from __future__ import annotations
 
+from daydream.db.projections.ranking import RANKING_VIEWS
+from daydream.db.projections.search import SEARCH_VIEWS
+
 VIEWS: dict[str, str] = {}
 
 # The work queue: each generation is its own task (the queue columns live in generations).
@@ -368,62 +371,6 @@ GROUP BY cohort_id, stage, status, state, reason
 ORDER BY cohort_id, generations DESC, stage, reason
 """
 
-# Top essays per cohort and evaluation template, ranked as `daydream` curation ranks them
-# (curation.rank_essays, upstream's select_top_essays): per judge model the best scored
-# evaluation counts, avg_score is the mean over the judge models, ties go by essay id.
-# Window functions instead of a second GROUP BY keep a cohort_id / evaluation_template
-# filter pushed down to the scan (SQLite stops pushing down at a nested aggregate).
-VIEWS["top_essays"] = """
-SELECT
-    r.cohort_id AS cohort_id,
-    r.evaluation_template AS evaluation_template,
-    r.rank AS rank,
-    r.essay_gen_id AS essay_gen_id,
-    round(r.avg_score, 3) AS avg_score,
-    r.max_score AS max_score,
-    r.models_covered AS models_covered,
-    r.judge_scores AS judge_scores,
-    (SELECT e.combo_id FROM generations e WHERE e.gen_id = r.essay_gen_id) AS combo_id,
-    (SELECT d.template_id FROM generations e JOIN generations d ON d.gen_id = e.parent_gen_id
-        WHERE e.gen_id = r.essay_gen_id) AS draft_template,
-    (SELECT e.template_id FROM generations e WHERE e.gen_id = r.essay_gen_id)
-        AS essay_template,
-    (SELECT coalesce(e.model_id, d.model_id) FROM generations e
-        LEFT JOIN generations d ON d.gen_id = e.parent_gen_id
-        WHERE e.gen_id = r.essay_gen_id) AS generation_model
-FROM (
-    SELECT
-        cohort_id, evaluation_template, essay_gen_id, avg_score, max_score, models_covered,
-        judge_scores,
-        row_number() OVER (
-            PARTITION BY cohort_id, evaluation_template ORDER BY avg_score DESC, essay_gen_id
-        ) AS rank
-    FROM (
-        SELECT
-            cohort_id,
-            evaluation_template,
-            essay_gen_id,
-            avg(best) OVER judges AS avg_score,
-            max(best) OVER judges AS max_score,
-            count(*) OVER judges AS models_covered,
-            group_concat(printf('%s %g', evaluation_model, best), ', ') OVER judges
-                AS judge_scores,
-            row_number() OVER judges AS first
-        FROM (
-            SELECT cohort_id, evaluation_template, essay_gen_id, evaluation_model, max AS best
-            FROM essay_judge_scores
-            WHERE n > 0
-        )
-        WINDOW judges AS (
-            PARTITION BY cohort_id, evaluation_template, essay_gen_id
-            ORDER BY evaluation_model
-            ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
-        )
-    )
-    WHERE first = 1
-) r
-"""
-
 # Human ratings beside the judges' scores: per essay and rubric, the raters' mean and the
 # judges' scored evaluations (all cohorts: a rating belongs to the essay, not a cohort).
 VIEWS["essay_ratings"] = """
@@ -485,5 +432,8 @@ JOIN calls c ON c.gen_id = m.gen_id
 GROUP BY m.cohort_id, c.model_id
 ORDER BY m.cohort_id, c.model_id
 """
+
+VIEWS.update(RANKING_VIEWS)  # top essays and the essays with no score (ranking.py)
+VIEWS.update(SEARCH_VIEWS)  # full-text search (search.py)
 
 VIEWS_DDL = "\n".join(f'CREATE VIEW "{name}" AS {body.strip()};' for name, body in VIEWS.items())
