@@ -246,3 +246,25 @@ def test_the_idle_workers_of_a_run_are_stopped_once_nothing_is_left(offline_coho
     )
     result, _ = run_script(script, str(db))
     assert result["started"] == "fork" and result["remaining"] == 0
+
+
+GIVE_BACK = """
+import json, os, signal, sys
+from daydream.worker.config import WorkerConfig
+from daydream.worker.process import run_worker
+heard = []
+signal.signal(signal.SIGTERM, lambda *_: heard.append("SIGTERM"))
+run_worker(WorkerConfig(db_path=sys.argv[1], cohort="k", provider_override="offline"))
+os.kill(os.getpid(), signal.SIGTERM)  # after the worker's loop has closed
+print(json.dumps({"heard": heard, "wakeup_fd": signal.set_wakeup_fd(-1)}))
+"""
+
+
+def test_a_worker_gives_the_stop_signals_back_before_its_loop_closes(offline_cohort):
+    """The loop's handlers go while it still runs: a stop arriving as it closes meets the
+    previous handler, never the loop's closed wakeup pipe ("Exception ignored ... signal
+    wakeup fd" and a traceback on stderr, which ``daydream run`` printed now and then when
+    it stopped its idle workers)."""
+    db = offline_cohort()
+    result, _ = run_script(GIVE_BACK, str(db))
+    assert result == {"heard": ["SIGTERM"], "wakeup_fd": -1}

@@ -82,32 +82,36 @@ class Worker:
     async def run(self) -> WorkerStats:
         """Run until idle (unless ``exit_when_idle`` is off) or stopped by a signal."""
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        for sig in previous:
             try:
                 loop.add_signal_handler(sig, self.request_stop)
             except (NotImplementedError, RuntimeError):  # pragma: no cover - not main thread
                 pass
-        async with self:
-            idle_sleep = IDLE_FIRST_S
-            while not self._stopping:
-                busy = await self.run_once()
-                await self._heartbeat_if_due()
-                self.health.start_probes()
-                if busy:
-                    idle_sleep = BUSY_IDLE_S
-                elif self._queued():
-                    await asyncio.sleep(idle_sleep)  # waiting for a slot in a full pool
-                    idle_sleep = min(idle_sleep * 2, 0.2)
-                elif self.config.exit_when_idle and await self.waiting.ended():
-                    break
-                else:
-                    # Back off while others hold the work, but wake for our own backoffs
-                    # (a rate-limited task is due again after its Retry-After), for probes of
-                    # down endpoints, and at once on a stop (`daydream run` stops idle
-                    # workers when nothing is left).
-                    due = min(self._until_due(), self.health.until_probe())
-                    await self._idle(min(idle_sleep, due))
-                    idle_sleep = min(idle_sleep * 2, IDLE_POLL_S)
+        try:
+            async with self:
+                idle_sleep = IDLE_FIRST_S
+                while not self._stopping:
+                    busy = await self.run_once()
+                    await self._heartbeat_if_due()
+                    self.health.start_probes()
+                    if busy:
+                        idle_sleep = BUSY_IDLE_S
+                    elif self._queued():
+                        await asyncio.sleep(idle_sleep)  # waiting for a slot in a full pool
+                        idle_sleep = min(idle_sleep * 2, 0.2)
+                    elif self.config.exit_when_idle and await self.waiting.ended():
+                        break
+                    else:
+                        # Back off while others hold the work, but wake for our own backoffs
+                        # (a rate-limited task is due again after its Retry-After), for probes of
+                        # down endpoints, and at once on a stop (`daydream run` stops idle
+                        # workers when nothing is left).
+                        due = min(self._until_due(), self.health.until_probe())
+                        await self._idle(min(idle_sleep, due))
+                        idle_sleep = min(idle_sleep * 2, IDLE_POLL_S)
+        finally:
+            _release_signals(loop, previous)
         return self.stats
 
     async def run_once(self) -> bool:
@@ -495,3 +499,13 @@ class Worker:
                 " (the database is not writable); their leases expire and they run again"
             )
         await self._give_back(leftover, "worker stopped")
+
+
+def _release_signals(loop: asyncio.AbstractEventLoop, previous: dict[signal.Signals, Any]) -> None:
+    """Give SIGTERM and SIGINT back to their previous handlers while the loop still runs.
+    asyncio closes its wakeup pipe before it removes its handlers, so a stop arriving in
+    between (``daydream run`` stops idle workers) printed "Exception ignored ... signal
+    wakeup fd" with a traceback."""
+    for sig, handler in previous.items():
+        if loop.remove_signal_handler(sig) and handler is not None:
+            signal.signal(sig, handler)
