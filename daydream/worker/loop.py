@@ -11,7 +11,6 @@ invariants it keeps are the package's (``daydream/worker/__init__.py``).
 from __future__ import annotations
 
 import asyncio
-import signal
 import sqlite3
 import time
 from collections import deque
@@ -27,6 +26,7 @@ from daydream.queue.tasks import Outcome, Task
 from daydream.worker.config import WorkerConfig
 from daydream.worker.execute import Executor
 from daydream.worker.health import Health
+from daydream.worker.signals import stop_signals
 from daydream.worker.slots import Slots
 from daydream.worker.stats import WorkerStats
 from daydream.worker.waiting import Waiting
@@ -81,14 +81,7 @@ class Worker:
 
     async def run(self) -> WorkerStats:
         """Run until idle (unless ``exit_when_idle`` is off) or stopped by a signal."""
-        loop = asyncio.get_running_loop()
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-        for sig in previous:
-            try:
-                loop.add_signal_handler(sig, self.request_stop)
-            except (NotImplementedError, RuntimeError):  # pragma: no cover - not main thread
-                pass
-        try:
+        with stop_signals(asyncio.get_running_loop(), self.request_stop):
             async with self:
                 idle_sleep = IDLE_FIRST_S
                 while not self._stopping:
@@ -110,8 +103,6 @@ class Worker:
                         due = min(self._until_due(), self.health.until_probe())
                         await self._idle(min(idle_sleep, due))
                         idle_sleep = min(idle_sleep * 2, IDLE_POLL_S)
-        finally:
-            _release_signals(loop, previous)
         return self.stats
 
     async def run_once(self) -> bool:
@@ -499,13 +490,3 @@ class Worker:
                 " (the database is not writable); their leases expire and they run again"
             )
         await self._give_back(leftover, "worker stopped")
-
-
-def _release_signals(loop: asyncio.AbstractEventLoop, previous: dict[signal.Signals, Any]) -> None:
-    """Give SIGTERM and SIGINT back to their previous handlers while the loop still runs.
-    asyncio closes its wakeup pipe before it removes its handlers, so a stop arriving in
-    between (``daydream run`` stops idle workers) printed "Exception ignored ... signal
-    wakeup fd" with a traceback."""
-    for sig, handler in previous.items():
-        if loop.remove_signal_handler(sig) and handler is not None:
-            signal.signal(sig, handler)
