@@ -212,6 +212,17 @@ def test_a_selection_list_daydream_cannot_read_is_one_printable_line(
     assert refused([*args, "--db", str(db)], db, code=1).endswith(expected)
 
 
+@pytest.mark.parametrize(
+    "args", [["worker", "--offline", "--cohort", "nope"], ["run", "nope"]], ids=["worker", "run"]
+)
+def test_a_cohort_that_does_not_exist_is_refused_not_run_as_an_idle_worker(db, args):
+    line = refused([*args, "--db", str(db)], db, code=1)
+    assert line == (
+        'Error: cohort "nope" does not exist (cohorts: demo; plan one with:'
+        " daydream plan SPEC --cohort ID)"
+    )
+
+
 def test_a_binary_file_given_to_parse_is_one_line(tmp_path, db):
     binary = write(tmp_path / "reply.bin", bytes(range(256)) * 4)
     line = refused(["parse", "score", str(binary)], db, code=1)

@@ -15,6 +15,7 @@ from pathlib import Path
 from daydream import crashpoints
 from daydream.db.connection import connect
 from daydream.errors import DaydreamError
+from daydream.queue.cohorts import require_cohort
 from daydream.queue.health import resume
 from daydream.queue.tasks import remaining_models
 from daydream.worker.config import WorkerConfig
@@ -26,11 +27,14 @@ from daydream.worker.stats import WorkerStats
 def check_providers(config: WorkerConfig, conn: sqlite3.Connection | None = None) -> None:
     """Build the provider of every model that the unfinished calls in ``config``'s scope
     will use, as a worker would: a missing API key, an unknown provider or a bad base URL
-    is one ``ConfigError`` before any call, not a failed generation per task. ``conn``: an
+    is one ``ConfigError`` before any call, not a failed generation per task (and a
+    cohort that does not exist is a ``PlanError``, not an idle worker). ``conn``: an
     open connection to the database, else one is opened for this."""
     own = conn is None
     conn = conn or connect(config.db_path, create=False)
     try:
+        if config.cohort:
+            require_cohort(conn, config.cohort)
         models = remaining_models(conn, config.cohort, config.pools)
     finally:
         if own:
