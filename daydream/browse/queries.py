@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from daydream.db.projections.ranking import ranked_columns
+
 _CONCEPTS = """(SELECT group_concat(name, ' + ') FROM (
         SELECT k.name FROM combo_concepts cc JOIN concepts k ON k.concept_id = cc.concept_id
         WHERE cc.combo_id = g.combo_id ORDER BY cc.position))"""
@@ -68,11 +70,34 @@ WHERE cohort_id = :cohort
 ORDER BY CASE stage WHEN 'draft' THEN 1 WHEN 'essay' THEN 2 ELSE 3 END, status, state, gen_id"""
 
 
-COHORT_TOP_ESSAYS_SQL = """SELECT *
-FROM top_essays
-WHERE cohort_id = :cohort
-    AND (:template = '' OR evaluation_template = :template)
-    AND rank <= coalesce(nullif(CAST(:top AS INTEGER), 0), 100)"""
+# The top of each ranking of a cohort (one evaluation template, or every one): per
+# template, the score of its N-th essay is found on the ranking index, then only the
+# essays at or above it are read and ranked. The columns are top_essays'.
+_TOP = "coalesce(nullif(CAST(:top AS INTEGER), 0), 100)"
+COHORT_TOP_ESSAYS_SQL = f"""WITH
+    chosen AS (
+        SELECT j.evaluation_template AS template,
+            (SELECT s.avg_score FROM essay_rubric_scores s
+                WHERE s.cohort_id = :cohort AND s.evaluation_template = j.evaluation_template
+                AND s.judges > 0
+                ORDER BY s.avg_score DESC, s.essay_gen_id LIMIT 1 OFFSET {_TOP} - 1) AS lowest
+        FROM cohort_judges j
+        WHERE j.cohort_id = :cohort AND (:template = '' OR j.evaluation_template = :template)
+        GROUP BY j.evaluation_template
+    ),
+    ranked AS (
+        SELECT r.*, row_number() OVER (
+            PARTITION BY r.evaluation_template ORDER BY r.avg_score DESC, r.essay_gen_id
+        ) AS rank
+        FROM chosen c
+        JOIN essay_rubric_scores r ON r.cohort_id = :cohort
+            AND r.evaluation_template = c.template AND r.judges > 0
+            AND r.avg_score >= coalesce(c.lowest, -1e308)
+    )
+SELECT{ranked_columns("r.rank")}
+FROM ranked r
+WHERE r.rank <= {_TOP}
+ORDER BY r.evaluation_template, r.rank"""
 
 
 def canned_queries() -> dict[str, dict[str, Any]]:
