@@ -518,6 +518,7 @@ def test_projections_of_an_earlier_layout_are_rebuilt_when_the_database_is_opene
     raw.execute("CREATE TABLE tasks (gen_id TEXT PRIMARY KEY, status TEXT NOT NULL)")
     raw.execute("INSERT INTO tasks SELECT gen_id, status FROM generations")
     raw.execute("UPDATE projection_meta SET value = 'earlier' WHERE key = 'ddl_hash'")
+    raw.execute("DELETE FROM projection_meta WHERE key = 'tables_hash'")  # not kept then
     raw.execute("DELETE FROM essay_judge_scores")  # stale content is replaced, not kept
     raw.commit()
     raw.close()
@@ -527,6 +528,32 @@ def test_projections_of_an_earlier_layout_are_rebuilt_when_the_database_is_opene
     assert kinds == {"tasks": "view"}
     conn.close()
     assert all(ok for _, ok, _ in check(copy))
+
+
+def test_when_only_the_views_changed_opening_makes_the_views_again_without_a_replay(
+    workload, tmp_path
+):
+    """The tables' hash is the same, the whole hash is not: the views are made again (an
+    altered one is put right) and the tables keep their rows: no replay (a marker that a
+    replay would remove stays). Then the database is current."""
+    copy = copy_of(workload, tmp_path / "views.db")
+    raw = sqlite3.connect(copy)
+    raw.execute("UPDATE projection_meta SET value = 'other views' WHERE key = 'ddl_hash'")
+    raw.execute("DROP VIEW top_essays")
+    raw.execute("CREATE VIEW top_essays AS SELECT 1 AS altered")
+    raw.execute("UPDATE cohorts SET spec_path = 'marker' WHERE cohort_id = 'main'")
+    raw.commit()
+    raw.close()
+    conn = connect(copy)
+    try:
+        marker = conn.execute("SELECT spec_path FROM cohorts WHERE cohort_id = 'main'")
+        assert marker.fetchone()[0] == "marker"
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(top_essays)")]
+        assert "altered" not in columns and "avg_score" in columns
+        assert conn.execute("SELECT count(*) FROM top_essays").fetchone()[0] > 0
+        assert replay.built_by(conn) == schema.DDL_HASH
+    finally:
+        conn.close()
 
 
 @pytest.mark.parametrize(

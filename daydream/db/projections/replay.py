@@ -20,9 +20,12 @@ from daydream.db.projections.apply import apply_event
 from daydream.db.projections.schema import (
     DDL_HASH,
     PROJECTION_TABLES,
+    TABLES_HASH,
     _create,
     _drop,
     built_by,
+    record_built,
+    remake_views,
 )
 from daydream.db.transaction import transaction
 
@@ -43,6 +46,10 @@ def ensure_projections(conn: sqlite3.Connection) -> bool:
         built = built_by(conn)
         if built == DDL_HASH:
             return False
+        if built is not None and built_by(conn, "tables_hash") == TABLES_HASH:
+            remake_views(conn)  # only the views changed: the tables' rows stand
+            record_built(conn)
+            return False
         rebuild(conn)
     return built is not None
 
@@ -53,10 +60,7 @@ def rebuild(conn: sqlite3.Connection, *, batch: int = 5000) -> int:
         _drop(conn)
         _create(conn)
         applied = replay(conn, batch=batch)
-        conn.execute(
-            "INSERT OR REPLACE INTO projection_meta (key, value) VALUES ('ddl_hash', ?)",
-            (DDL_HASH,),
-        )
+        record_built(conn)
     return applied
 
 
