@@ -195,3 +195,11 @@ FROM (
 ) u
 JOIN generations e ON e.gen_id = u.essay_gen_id
 """
+
+
+# The canned cohort_scores query before it read the score cells: a sort of every evaluation.
+COHORT_SCORES = """SELECT s.*
+FROM cohort_members m
+JOIN evaluation_scores s ON s.gen_id = m.gen_id
+WHERE m.cohort_id = :cohort AND m.stage = 'evaluation'
+ORDER BY s.essay_gen_id, s.evaluation_template, s.evaluation_model, s.evaluation_replicate"""

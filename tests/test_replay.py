@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from daydream import events as ev
-from daydream.browse.queries import COHORT_TOP_ESSAYS_SQL
+from daydream.browse.queries import COHORT_SCORES_SQL, COHORT_TOP_ESSAYS_SQL
 from daydream.catalog.load import load_catalog
 from daydream.catalog.recording import import_catalog
 from daydream.db.check import check
@@ -42,7 +42,7 @@ from daydream.worker.execute import Executor
 from tests.counting import counter_mismatches
 from tests.example_catalog import EXAMPLE, write_spec
 from tests.invariants import check_invariants
-from tests.reference_views import REFERENCE
+from tests.reference_views import COHORT_SCORES, REFERENCE
 from tests.scenario import FixedClock
 
 
@@ -416,6 +416,24 @@ def test_a_view_read_from_counters_shows_what_a_pass_over_the_cohort_shows(workl
         assert mine == pytest.approx(theirs), view
 
 
+@pytest.mark.parametrize("cohort", ["main", "nothing"])
+def test_the_cohort_scores_query_streams_what_a_sort_of_every_evaluation_gives(
+    workload, cohort
+):
+    """cohort_scores reads the cohort's score cells in key order; it lists the same rows in
+    the same order as sorting every evaluation of the cohort (retried, failed, reparsed
+    and cancelled ones included)."""
+    conn = connect(workload)
+    try:
+        params = {"cohort": cohort}
+        new = [tuple(r) for r in conn.execute(COHORT_SCORES_SQL, params)]
+        old = [tuple(r) for r in conn.execute(COHORT_SCORES, params)]
+    finally:
+        conn.close()
+    assert new == old
+    assert bool(new) == (cohort == "main")
+
+
 @pytest.mark.parametrize("template", ["", "novelty-rubric", "feasibility-rubric", "nothing"])
 @pytest.mark.parametrize("top", ["", "1", "2", "3", "100", "-1", "x"])
 def test_the_top_essays_query_shows_the_top_of_each_ranking(workload, template, top):
@@ -682,3 +700,26 @@ def test_check_names_projections_built_by_another_version_instead_of_a_replay_mi
     conn = connect(copy)  # opening it rebuilds
     conn.close()
     assert all(ok for _, ok, _ in check(copy))
+
+
+@pytest.mark.parametrize("parents", [1, 3, 500])
+@pytest.mark.parametrize("sql", ["CHILDREN_SQL", "BLOCKED_CHILDREN_SQL"])
+def test_a_generations_children_are_found_by_the_parent_index(workload, sql, parents):
+    """Each completed or failed generation looks up its children: by the parent index,
+    never by the queue index, which would read every waiting generation of the database
+    for each parent (what made a million-generation run slow down as it grew)."""
+    from daydream.db.projections import lineage
+
+    conn = connect(workload)
+    try:
+        plan = [
+            row[3]
+            for row in conn.execute(
+                f"EXPLAIN QUERY PLAN {getattr(lineage, sql)} ({', '.join('?' * parents)})",
+                [f"x{i}" for i in range(parents)],
+            )
+        ]
+    finally:
+        conn.close()
+    assert any("generations_parent" in step for step in plan), plan
+    assert not any("generations_queue" in step for step in plan), plan

@@ -56,11 +56,17 @@ JOIN generations g ON g.gen_id = c.gen_id
 ORDER BY c.depth, g.parent_gen_id, g.template_id, g.model_id, g.replicate, g.gen_id"""
 
 
+# In the order of the cohort's score cells (their key: essay, template, judge), each
+# cell's evaluations found by the parent index: rows stream in order, so the page costs
+# its rows, not a sort of every evaluation of the cohort.
 COHORT_SCORES_SQL = """SELECT s.*
-FROM cohort_members m
-JOIN evaluation_scores s ON s.gen_id = m.gen_id
-WHERE m.cohort_id = :cohort AND m.stage = 'evaluation'
-ORDER BY s.essay_gen_id, s.evaluation_template, s.evaluation_model, s.evaluation_replicate"""
+FROM essay_judge_scores j
+JOIN generations v ON v.parent_gen_id = j.essay_gen_id AND v.stage = 'evaluation'
+    AND v.template_id = j.evaluation_template AND v.model_id = j.evaluation_model
+JOIN evaluation_scores s ON s.gen_id = v.gen_id
+WHERE j.cohort_id = :cohort
+    AND EXISTS (SELECT 1 FROM cohort_members m WHERE m.cohort_id = :cohort AND m.gen_id = v.gen_id)
+ORDER BY j.essay_gen_id, j.evaluation_template, j.evaluation_model, s.evaluation_replicate"""
 
 
 COHORT_FAILURES_SQL = """SELECT gen_id, stage, status, state, error, attempts, template_id,
