@@ -92,22 +92,29 @@ def _replay_progress(
     say: Callable[[str], None], total: int, clock: Callable[[], float] = time.monotonic
 ) -> Callable[[int], None]:
     """What hears a replay's progress: every ``REPLAY_REPORT_EVERY_S``, the events replayed
-    and how long the rest will take at the rate so far; at the end, that the tables are
-    being compared (the live and the replayed projections, each read in key order)."""
+    and, from the second report on, how long the rest will take at the rate since the
+    first (the first events include the plans, far slower to apply than the rest); at the
+    end, that the tables are being compared (the live and the replayed projections, each
+    read in key order)."""
     start = last = clock()
+    first: tuple[float, int] | None = None
 
     def heard(done: int) -> None:
-        nonlocal last
+        nonlocal last, first
         now = clock()
         if done >= total:
             say(f"replayed {total:,} events in {_duration(now - start)}; comparing the tables")
-        elif now - last >= REPLAY_REPORT_EVERY_S:
-            last = now
-            left = (total - done) * (now - start) / done
-            say(
-                f"replayed {done:,} of {total:,} events ({100 * done / total:.0f}%),"
-                f" about {_duration(left)} left"
-            )
+            return
+        if now - last < REPLAY_REPORT_EVERY_S:
+            return
+        last = now
+        line = f"replayed {done:,} of {total:,} events ({100 * done / total:.0f}%)"
+        if first is None:
+            first = (now, done)
+        elif done > first[1]:
+            left = (total - done) * (now - first[0]) / (done - first[1])
+            line += f", about {_duration(left)} left"
+        say(line)
 
     return heard
 
