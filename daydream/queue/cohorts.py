@@ -209,7 +209,10 @@ def _first_failure(
     conn: sqlite3.Connection, cohort: str, stage: str, group: dict[str, Any]
 ) -> str | None:
     row = conn.execute(
-        "SELECT g.gen_id FROM generations g WHERE g.status = ? AND g.stage = ?"
+        # By the index of failures: SQLite would choose the queue index (status, stage) and
+        # sort every failure of the stage (1.5 s for 16,000 failed evaluations).
+        "SELECT g.gen_id FROM generations g INDEXED BY generations_failures"
+        " WHERE g.status IN ('failed', 'blocked', 'cancelled') AND g.status = ? AND g.stage = ?"
         f" AND g.state IS ? AND ({FAILURE_REASON}) IS ?"
         " AND EXISTS (SELECT 1 FROM cohort_members m WHERE m.cohort_id = ? AND m.gen_id = g.gen_id)"
         " ORDER BY g.gen_id LIMIT 1",

@@ -351,8 +351,9 @@ SELECT
     nullif(reason, '') AS reason,
     sum(generations) AS generations,
     group_concat(nullif(model_id, '')) AS models,
-    min((SELECT g.gen_id FROM generations g
-        WHERE g.status = c.status AND g.stage = c.stage AND g.state IS nullif(c.state, '')
+    min((SELECT g.gen_id FROM generations g INDEXED BY generations_failures
+        WHERE g.status IN ('failed', 'blocked', 'cancelled')
+        AND g.status = c.status AND g.stage = c.stage AND g.state IS nullif(c.state, '')
         AND ({FAILURE_REASON}) IS nullif(c.reason, '')
         AND EXISTS (SELECT 1 FROM cohort_members m
             WHERE m.cohort_id = c.cohort_id AND m.gen_id = g.gen_id)
