@@ -77,16 +77,21 @@ ORDER BY CASE stage WHEN 'draft' THEN 1 WHEN 'essay' THEN 2 ELSE 3 END, status, 
 
 
 # The top of each ranking of a cohort (one evaluation template, or every one): per
-# template, the score of its N-th essay is found on the ranking index, then only the
-# essays at or above it are read and ranked. The columns are top_essays'.
+# template, the score and id of its N-th essay are found on the ranking index, then only
+# the essays above it (a higher score, or the same score and a smaller id: two ranges of
+# the index, read with each template as the outer loop: CROSS JOIN) are read and ranked.
+# The columns are top_essays'.
 _TOP = "coalesce(nullif(CAST(:top AS INTEGER), 0), 100)"
+_NTH = """(SELECT s.{column} FROM essay_rubric_scores s
+                WHERE s.cohort_id = :cohort AND s.evaluation_template = j.evaluation_template
+                AND s.judges > 0
+                ORDER BY s.avg_score DESC, s.essay_gen_id LIMIT 1 OFFSET {top} - 1)"""
+_RUBRIC = "r.cohort_id = :cohort AND r.evaluation_template = c.template AND r.judges > 0"
 COHORT_TOP_ESSAYS_SQL = f"""WITH
     chosen AS (
         SELECT j.evaluation_template AS template,
-            (SELECT s.avg_score FROM essay_rubric_scores s
-                WHERE s.cohort_id = :cohort AND s.evaluation_template = j.evaluation_template
-                AND s.judges > 0
-                ORDER BY s.avg_score DESC, s.essay_gen_id LIMIT 1 OFFSET {_TOP} - 1) AS lowest
+            {_NTH.format(column="avg_score", top=_TOP)} AS lowest,
+            {_NTH.format(column="essay_gen_id", top=_TOP)} AS last_id
         FROM cohort_judges j
         WHERE j.cohort_id = :cohort AND (:template = '' OR j.evaluation_template = :template)
         GROUP BY j.evaluation_template
@@ -95,10 +100,13 @@ COHORT_TOP_ESSAYS_SQL = f"""WITH
         SELECT r.*, row_number() OVER (
             PARTITION BY r.evaluation_template ORDER BY r.avg_score DESC, r.essay_gen_id
         ) AS rank
-        FROM chosen c
-        JOIN essay_rubric_scores r ON r.cohort_id = :cohort
-            AND r.evaluation_template = c.template AND r.judges > 0
-            AND r.avg_score >= coalesce(c.lowest, -1e308)
+        FROM (
+            SELECT r.* FROM chosen c CROSS JOIN essay_rubric_scores r
+                ON {_RUBRIC} AND r.avg_score > coalesce(c.lowest, -1e308)
+            UNION ALL
+            SELECT r.* FROM chosen c CROSS JOIN essay_rubric_scores r
+                ON {_RUBRIC} AND r.avg_score = c.lowest AND r.essay_gen_id <= c.last_id
+        ) r
     )
 SELECT{ranked_columns("r.rank")}
 FROM ranked r
