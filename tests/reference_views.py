@@ -203,3 +203,34 @@ FROM cohort_members m
 JOIN evaluation_scores s ON s.gen_id = m.gen_id
 WHERE m.cohort_id = :cohort AND m.stage = 'evaluation'
 ORDER BY s.essay_gen_id, s.evaluation_template, s.evaluation_model, s.evaluation_replicate"""
+
+
+# essay_scores with its lineage joined (its count(*) looked up every essay and draft).
+REFERENCE["essay_scores"] = """
+SELECT
+    j.cohort_id AS cohort_id,
+    j.essay_gen_id AS essay_gen_id,
+    e.parent_gen_id AS draft_gen_id,
+    coalesce(d.combo_id, e.combo_id) AS combo_id,
+    d.template_id AS draft_template,
+    d.model_id AS draft_model,
+    e.template_id AS essay_template,
+    e.mode AS essay_mode,
+    coalesce(e.model_id, d.model_id) AS generation_model,
+    d.replicate AS draft_replicate,
+    e.replicate AS essay_replicate,
+    j.evaluation_template AS evaluation_template,
+    j.evaluation_model AS evaluation_model,
+    j.evaluation_template || '__' || j.evaluation_model AS judge,
+    t.scale_min AS scale_min,
+    t.scale_max AS scale_max,
+    j.evaluations AS evaluations,
+    j.n AS n,
+    CASE WHEN j.n > 0 THEN round(j.total / j.n, 3) END AS mean,
+    j.min AS min,
+    j.max AS max
+FROM essay_judge_scores j
+LEFT JOIN generations e ON e.gen_id = j.essay_gen_id
+LEFT JOIN generations d ON d.gen_id = e.parent_gen_id
+LEFT JOIN templates t ON t.stage = 'evaluation' AND t.template_id = j.evaluation_template
+"""

@@ -74,21 +74,29 @@ _LINEAGE = """
 # judge model). n, mean, min and max count only scored evaluations (state ok); evaluation
 # replicates of one judge pool together; essay replicates and copy essays stay apart. Read
 # from the essay_judge_scores projection (kept up to date as evaluations are planned and
-# scored), so a page never aggregates every evaluation. Left joins (every essay exists) let
-# SQLite count a page's rows from the cells alone.
-VIEWS["essay_scores"] = """
+# scored), so a page never aggregates every evaluation. The essay's lineage columns are
+# correlated lookups, so a page's count(*) reads the cells alone (joins to the essay and
+# its draft made it look up both for each of a cohort's cells: 10 s at 1,000,000).
+_ESSAY = "FROM generations e WHERE e.gen_id = j.essay_gen_id"
+_DRAFT = "FROM generations e JOIN generations d ON d.gen_id = e.parent_gen_id" + (
+    " WHERE e.gen_id = j.essay_gen_id"
+)
+_EITHER = "FROM generations e LEFT JOIN generations d ON d.gen_id = e.parent_gen_id" + (
+    " WHERE e.gen_id = j.essay_gen_id"
+)
+VIEWS["essay_scores"] = f"""
 SELECT
     j.cohort_id AS cohort_id,
     j.essay_gen_id AS essay_gen_id,
-    e.parent_gen_id AS draft_gen_id,
-    coalesce(d.combo_id, e.combo_id) AS combo_id,
-    d.template_id AS draft_template,
-    d.model_id AS draft_model,
-    e.template_id AS essay_template,
-    e.mode AS essay_mode,
-    coalesce(e.model_id, d.model_id) AS generation_model,
-    d.replicate AS draft_replicate,
-    e.replicate AS essay_replicate,
+    (SELECT e.parent_gen_id {_ESSAY}) AS draft_gen_id,
+    (SELECT coalesce(d.combo_id, e.combo_id) {_EITHER}) AS combo_id,
+    (SELECT d.template_id {_DRAFT}) AS draft_template,
+    (SELECT d.model_id {_DRAFT}) AS draft_model,
+    (SELECT e.template_id {_ESSAY}) AS essay_template,
+    (SELECT e.mode {_ESSAY}) AS essay_mode,
+    (SELECT coalesce(e.model_id, d.model_id) {_EITHER}) AS generation_model,
+    (SELECT d.replicate {_DRAFT}) AS draft_replicate,
+    (SELECT e.replicate {_ESSAY}) AS essay_replicate,
     j.evaluation_template AS evaluation_template,
     j.evaluation_model AS evaluation_model,
     j.evaluation_template || '__' || j.evaluation_model AS judge,
@@ -100,8 +108,6 @@ SELECT
     j.min AS min,
     j.max AS max
 FROM essay_judge_scores j
-LEFT JOIN generations e ON e.gen_id = j.essay_gen_id
-LEFT JOIN generations d ON d.gen_id = e.parent_gen_id
 LEFT JOIN templates t ON t.stage = 'evaluation' AND t.template_id = j.evaluation_template
 """
 
