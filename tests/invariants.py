@@ -16,6 +16,7 @@ from pathlib import Path
 from daydream.clock import isoformat
 from daydream.db.check import check
 from daydream.db.files import readonly_uri
+from tests.counting import counter_mismatches
 
 TERMINAL = ("done", "failed", "blocked", "cancelled")
 # An attempt after the first must be explained by how the previous one ended.
@@ -67,6 +68,7 @@ def check_invariants(
         _check_leases(conn, problems, drained, now or datetime.now(timezone.utc))
         _check_attempts(conn, problems)
         _check_log_grows(conn, db, problems, before)
+        problems.extend(counter_mismatches(conn))  # the counters equal a fresh count
         counts = {
             "generations": conn.execute("SELECT count(*) FROM generations").fetchone()[0],
             "done": conn.execute(

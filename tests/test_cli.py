@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -369,12 +370,39 @@ def test_db_check_says_what_it_is_doing_on_a_big_database(planned, monkeypatch):
     from daydream.db.files import database_bytes
 
     size = database_bytes(planned) / 1e6  # file and write-ahead log (none once closed)
-    assert loud.stderr.splitlines() == [
+    lines = loud.stderr.splitlines()
+    assert lines[:2] == [
         f"db check: checking the integrity of {size:,.0f} MB (PRAGMA integrity_check)...",
         f"db check: replaying {events:,} events to compare with the projections...",
-        "db check: checking the full-text index against the texts...",
     ]
+    assert re.fullmatch(
+        rf"db check: replayed {events:,} events in \d+ s; comparing the tables\.\.\.", lines[2]
+    ), lines[2]
+    assert lines[3:] == ["db check: checking the full-text index against the texts..."]
     assert loud.stdout == quiet.stdout
+
+
+def test_db_check_says_how_far_its_replay_is_and_how_long_is_left(planned, monkeypatch):
+    """A long replay reports the events replayed so far and the share, from the second
+    report on with an estimate of the time left (at the rate since the first), in order,
+    then that the tables are compared."""
+    import daydream.db.check
+
+    monkeypatch.setattr(daydream.db.check, "CHECK_PROGRESS_BYTES", 0)
+    monkeypatch.setattr(daydream.db.check, "REPLAY_BATCH", 10)
+    monkeypatch.setattr(daydream.db.check, "REPLAY_REPORT_EVERY_S", 0.0)
+    events = events_in(planned)
+    lines = ok("db", "check", "--db", planned).stderr.splitlines()
+    pattern = (
+        rf"db check: replayed (\d+) of {events:,} events \((\d+)%\)"
+        r"(, about (\d+ s|\d+ min \d\d s) left)?\.\.\."
+    )
+    found = [(i, m) for i, line in enumerate(lines) if (m := re.fullmatch(pattern, line))]
+    done = [int(m.group(1)) for _, m in found]
+    assert done == list(range(10, events, 10)), lines
+    assert [m.group(3) is not None for _, m in found] == [False] + [True] * (len(found) - 1)
+    assert [int(m.group(2)) for _, m in found] == [round(100 * d / events) for d in done]
+    assert lines[found[-1][0] + 1].endswith("; comparing the tables..."), lines
 
 
 def test_a_database_in_a_directory_with_an_awkward_name_is_checked_browsed_and_read(tmp_path):

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from daydream import events as ev
+from daydream.browse.queries import COHORT_SCORES_SQL, COHORT_TOP_ESSAYS_SQL
 from daydream.catalog.load import load_catalog
 from daydream.catalog.recording import import_catalog
 from daydream.db.check import check
@@ -38,8 +39,10 @@ from daydream.queue.pools import set_pool_limit
 from daydream.queue.tasks import has_pending
 from daydream.worker.config import WorkerConfig
 from daydream.worker.execute import Executor
+from tests.counting import counter_mismatches
 from tests.example_catalog import EXAMPLE, write_spec
 from tests.invariants import check_invariants
+from tests.reference_views import COHORT_SCORES, REFERENCE
 from tests.scenario import FixedClock
 
 
@@ -207,6 +210,8 @@ def workload(tmp_path_factory):
         clock=clock,
     )
 
+    # Mid-run (leases held, calls failed and throttled): the counters follow every change.
+    assert counter_mismatches(conn) == []
     drain(conn, config, clock, executor)
     assert flaky.faults == [] and flaky.calls > 4
 
@@ -338,6 +343,123 @@ def test_invariants_hold_after_the_workload(workload):
     assert counts["generations"] == 43
 
 
+def test_counters_equal_a_fresh_count_after_runs_retries_reparse_and_cancel(workload):
+    """cohort_counts, the call totals, cohort_judges and essay_rubric_scores hold what a
+    count over generations, memberships and calls gives (tests/counting.py, in Python),
+    after the workload's runs, retries, cancel, reparse and added judge; and not vacuously:
+    every counter has rows, in every status the workload left."""
+    conn = connect(workload)
+    try:
+        assert counter_mismatches(conn) == []
+        for table in COUNTERS:
+            assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] > 0, table
+        statuses = {
+            r[0] for r in conn.execute("SELECT status FROM cohort_counts WHERE generations > 0")
+        }
+        assert statuses == {"done", "failed", "blocked", "cancelled"}
+    finally:
+        conn.close()
+
+
+COUNTERS = (
+    "cohort_counts",
+    "model_calls",
+    "cohort_model_calls",
+    "cohort_judges",
+    "essay_rubric_scores",
+)
+
+
+@pytest.mark.parametrize("table", COUNTERS)
+def test_a_counter_that_drifts_from_its_rows_is_found(workload, tmp_path, table):
+    """The fresh count is no rubber stamp: one counter cell changed by one is named."""
+    copy = copy_of(workload, tmp_path / "copy.db")
+    raw = sqlite3.connect(copy)
+    column = {
+        "cohort_counts": "generations",
+        "model_calls": "calls",
+        "cohort_model_calls": "ok",
+        "cohort_judges": "n",
+        "essay_rubric_scores": "evaluations",
+    }[table]
+    keys = _keys(raw, table)
+    raw.execute(
+        f"UPDATE {table} SET {column} = {column} + 1"
+        f" WHERE ({keys}) IN (SELECT {keys} FROM {table} LIMIT 1)"
+    )
+    raw.commit()
+    [problem] = counter_mismatches(raw)
+    raw.close()
+    assert table in problem.split(" differs")[0]
+
+
+def _keys(raw: sqlite3.Connection, table: str) -> str:
+    columns = raw.execute(f"PRAGMA table_info({table})").fetchall()
+    return ", ".join(c[1] for c in sorted(columns, key=lambda c: c[5]) if c[5])
+
+
+@pytest.mark.parametrize("view", sorted(REFERENCE))
+def test_a_view_read_from_counters_shows_what_a_pass_over_the_cohort_shows(workload, view):
+    """Each summary view now reads counters; row for row it shows what its earlier
+    definition (a pass over the cohort's rows: tests/reference_views.py) shows."""
+    conn = connect(workload)
+    try:
+        new = [dict(r) for r in conn.execute(f"SELECT * FROM {view}")]
+        old = [dict(r) for r in conn.execute(REFERENCE[view])]
+    finally:
+        conn.close()
+    assert new and len(new) == len(old)
+    for mine, theirs in zip(new, old, strict=True):
+        if view == "failure_reasons":  # group_concat(DISTINCT) has no order
+            mine["models"] = ",".join(sorted((mine["models"] or "").split(",")))
+            theirs["models"] = ",".join(sorted((theirs["models"] or "").split(",")))
+        assert mine == pytest.approx(theirs), view
+
+
+@pytest.mark.parametrize("cohort", ["main", "nothing"])
+def test_the_cohort_scores_query_streams_what_a_sort_of_every_evaluation_gives(
+    workload, cohort
+):
+    """cohort_scores reads the cohort's score cells in key order; it lists the same rows in
+    the same order as sorting every evaluation of the cohort (retried, failed, reparsed
+    and cancelled ones included)."""
+    conn = connect(workload)
+    try:
+        params = {"cohort": cohort}
+        new = [tuple(r) for r in conn.execute(COHORT_SCORES_SQL, params)]
+        old = [tuple(r) for r in conn.execute(COHORT_SCORES, params)]
+    finally:
+        conn.close()
+    assert new == old
+    assert bool(new) == (cohort == "main")
+
+
+@pytest.mark.parametrize("template", ["", "novelty-rubric", "feasibility-rubric", "nothing"])
+@pytest.mark.parametrize("top", ["", "1", "2", "3", "100", "-1", "x"])
+def test_the_top_essays_query_shows_the_top_of_each_ranking(workload, template, top):
+    """cohort_top_essays reads only the top of each ranking; it shows what filtering the
+    whole ranking by rank shows (ties at the cut included, by essay id)."""
+    conn = connect(workload)
+    try:
+        params = {"cohort": "main", "template": template, "top": top}
+        new = [dict(r) for r in conn.execute(COHORT_TOP_ESSAYS_SQL, params)]
+        old = [
+            dict(r)
+            for r in conn.execute(
+                f"SELECT * FROM ({REFERENCE['top_essays']}) WHERE cohort_id = :cohort"
+                " AND (:template = '' OR evaluation_template = :template)"
+                " AND rank <= coalesce(nullif(CAST(:top AS INTEGER), 0), 100)"
+                " ORDER BY evaluation_template, rank",
+                params,
+            )
+        ]
+    finally:
+        conn.close()
+    assert new == old
+    if template in ("", "novelty-rubric") and top not in ("-1",):
+        assert new
+
+
 def test_check_passes_after_the_workload(workload):
     results = check(workload)
     assert [name for name, _, _ in results] == [
@@ -414,6 +536,7 @@ def test_projections_of_an_earlier_layout_are_rebuilt_when_the_database_is_opene
     raw.execute("CREATE TABLE tasks (gen_id TEXT PRIMARY KEY, status TEXT NOT NULL)")
     raw.execute("INSERT INTO tasks SELECT gen_id, status FROM generations")
     raw.execute("UPDATE projection_meta SET value = 'earlier' WHERE key = 'ddl_hash'")
+    raw.execute("DELETE FROM projection_meta WHERE key = 'tables_hash'")  # not kept then
     raw.execute("DELETE FROM essay_judge_scores")  # stale content is replaced, not kept
     raw.commit()
     raw.close()
@@ -423,6 +546,32 @@ def test_projections_of_an_earlier_layout_are_rebuilt_when_the_database_is_opene
     assert kinds == {"tasks": "view"}
     conn.close()
     assert all(ok for _, ok, _ in check(copy))
+
+
+def test_when_only_the_views_changed_opening_makes_the_views_again_without_a_replay(
+    workload, tmp_path
+):
+    """The tables' hash is the same, the whole hash is not: the views are made again (an
+    altered one is put right) and the tables keep their rows: no replay (a marker that a
+    replay would remove stays). Then the database is current."""
+    copy = copy_of(workload, tmp_path / "views.db")
+    raw = sqlite3.connect(copy)
+    raw.execute("UPDATE projection_meta SET value = 'other views' WHERE key = 'ddl_hash'")
+    raw.execute("DROP VIEW top_essays")
+    raw.execute("CREATE VIEW top_essays AS SELECT 1 AS altered")
+    raw.execute("UPDATE cohorts SET spec_path = 'marker' WHERE cohort_id = 'main'")
+    raw.commit()
+    raw.close()
+    conn = connect(copy)
+    try:
+        marker = conn.execute("SELECT spec_path FROM cohorts WHERE cohort_id = 'main'")
+        assert marker.fetchone()[0] == "marker"
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(top_essays)")]
+        assert "altered" not in columns and "avg_score" in columns
+        assert conn.execute("SELECT count(*) FROM top_essays").fetchone()[0] > 0
+        assert replay.built_by(conn) == schema.DDL_HASH
+    finally:
+        conn.close()
 
 
 @pytest.mark.parametrize(
@@ -472,6 +621,11 @@ def test_a_tampered_projection_fails_check_until_rebuilt(workload, tmp_path, tam
 # Every projection table, named here rather than taken from the code's list: a table left
 # out of the comparison must fail this test, not shrink it.
 PROJECTIONS = (
+    "cohort_counts",
+    "cohort_model_calls",
+    "model_calls",
+    "cohort_judges",
+    "essay_rubric_scores",
     "search_texts",
     "endpoints",
     "pool_stops",
@@ -521,7 +675,9 @@ def test_tampering_with_any_projection_table_fails_check(workload, tmp_path, tab
     raw.commit()
     raw.close()
     ok, text = {name: (ok, text) for name, ok, text in check(copy)}["replay_equals_projections"]
-    assert not ok and text.startswith(f"{table}: live "), text
+    # The summaries a table's triggers keep (cohort_judges and essay_rubric_scores follow
+    # essay_judge_scores) change with it, and are named beside it.
+    assert not ok and re.search(rf"(^|; ){table}: live ", text), text
 
 
 def test_check_names_projections_built_by_another_version_instead_of_a_replay_mismatch(
@@ -544,3 +700,26 @@ def test_check_names_projections_built_by_another_version_instead_of_a_replay_mi
     conn = connect(copy)  # opening it rebuilds
     conn.close()
     assert all(ok for _, ok, _ in check(copy))
+
+
+@pytest.mark.parametrize("parents", [1, 3, 500])
+@pytest.mark.parametrize("sql", ["CHILDREN_SQL", "BLOCKED_CHILDREN_SQL"])
+def test_a_generations_children_are_found_by_the_parent_index(workload, sql, parents):
+    """Each completed or failed generation looks up its children: by the parent index,
+    never by the queue index, which would read every waiting generation of the database
+    for each parent (what made a million-generation run slow down as it grew)."""
+    from daydream.db.projections import lineage
+
+    conn = connect(workload)
+    try:
+        plan = [
+            row[3]
+            for row in conn.execute(
+                f"EXPLAIN QUERY PLAN {getattr(lineage, sql)} ({', '.join('?' * parents)})",
+                [f"x{i}" for i in range(parents)],
+            )
+        ]
+    finally:
+        conn.close()
+    assert any("generations_parent" in step for step in plan), plan
+    assert not any("generations_queue" in step for step in plan), plan

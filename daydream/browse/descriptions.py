@@ -102,6 +102,28 @@ TABLES: dict[str, dict[str, Any]] = {
             " scores. The essay_scores view adds lineage and the mean."
         ),
     },
+    "cohort_counts": {
+        "description": "Counters: a cohort's generations per stage, status (queued: a lease"
+        " held ahead, without a pool slot), outcome state, model and failure reason, kept"
+        " with the log (cohort_progress, failure_reasons and daydream status read them).",
+    },
+    "model_calls": {
+        "description": "Counters: calls, tokens, cost and latency per model over the whole"
+        " database, kept with the log (model_usage shows them).",
+    },
+    "cohort_model_calls": {
+        "description": "Counters: calls, tokens, cost and latency per cohort and model, kept"
+        " with the log (cohort_model_usage shows them).",
+    },
+    "cohort_judges": {
+        "description": "Counters: per cohort and judge (evaluation template x model), its"
+        " score cells, planned evaluations and scored ones.",
+    },
+    "essay_rubric_scores": {
+        "description": "Per cohort, essay and evaluation template: planned evaluations,"
+        " judge models with a score, the mean of their best scores and the best (empty"
+        " while none has a score). top_essays ranks from it; unscored_essays lists the rest.",
+    },
     "reparses": {
         "description": "One row per reply parsed again by daydream reparse (no model call):"
         " the template version and parser version used, the new result and the one it"
@@ -407,6 +429,28 @@ COLUMN_OVERRIDES: dict[tuple[str, str], str] = {
     ("essay_ratings", "judge_mean"): "Mean of the judges' scored evaluations.",
     ("essay_ratings", "judge_scores"): "Each scored evaluation: judge model and score.",
     ("schema_migrations", "version"): "Migration number.",
+    ("cohort_counts", "status"): "Task status; queued: running without a pool slot.",
+    ("cohort_counts", "state"): "Outcome state (empty while unfinished).",
+    ("cohort_counts", "model_id"): "Model id (empty for copy-mode essays).",
+    ("cohort_counts", "reason"): "For failed, blocked and cancelled generations: the"
+    " error's first line (blocked children group by their parent's state); else empty.",
+    ("cohort_judges", "essays"): "Essays with evaluations by this judge.",
+    ("cohort_judges", "evaluations"): "Evaluations by this judge, scored or not.",
+    ("essay_rubric_scores", "evaluations"): "Its planned evaluations of this template.",
+    ("essay_rubric_scores", "judges"): "Judge models with a scored evaluation of it.",
+    **{
+        (table, column): text
+        for table in ("model_calls", "cohort_model_calls")
+        for column, text in (
+            ("model_id", "Model id (empty for calls without one)."),
+            ("latency_total", "Sum of the calls' latencies in seconds (over latency_n)."),
+            ("latency_n", "Calls with a latency."),
+            ("slot_wait_total", "Sum of the calls' waits for a pool slot in seconds."),
+            ("slot_wait_n", "Calls with a slot wait."),
+            ("unpriced", "Successful calls with no cost (the model has no prices)."),
+            ("offline", "1 when the offline dry-run provider answered some calls."),
+        )
+    },
     ("search_texts", "id"): "The text's number in the full-text index.",
     ("search_texts", "uses"): "Bits: which stages use it as which text (a search's filter).",
     ("unscored_essays", "reason"): "Why it has no score.",

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from daydream.db.projections.ranking import ranked_columns
+
 _CONCEPTS = """(SELECT group_concat(name, ' + ') FROM (
         SELECT k.name FROM combo_concepts cc JOIN concepts k ON k.concept_id = cc.concept_id
         WHERE cc.combo_id = g.combo_id ORDER BY cc.position))"""
@@ -54,11 +56,17 @@ JOIN generations g ON g.gen_id = c.gen_id
 ORDER BY c.depth, g.parent_gen_id, g.template_id, g.model_id, g.replicate, g.gen_id"""
 
 
+# In the order of the cohort's score cells (their key: essay, template, judge), each
+# cell's evaluations found by the parent index: rows stream in order, so the page costs
+# its rows, not a sort of every evaluation of the cohort.
 COHORT_SCORES_SQL = """SELECT s.*
-FROM cohort_members m
-JOIN evaluation_scores s ON s.gen_id = m.gen_id
-WHERE m.cohort_id = :cohort AND m.stage = 'evaluation'
-ORDER BY s.essay_gen_id, s.evaluation_template, s.evaluation_model, s.evaluation_replicate"""
+FROM essay_judge_scores j
+JOIN generations v ON v.parent_gen_id = j.essay_gen_id AND v.stage = 'evaluation'
+    AND v.template_id = j.evaluation_template AND v.model_id = j.evaluation_model
+JOIN evaluation_scores s ON s.gen_id = v.gen_id
+WHERE j.cohort_id = :cohort
+    AND EXISTS (SELECT 1 FROM cohort_members m WHERE m.cohort_id = :cohort AND m.gen_id = v.gen_id)
+ORDER BY j.essay_gen_id, j.evaluation_template, j.evaluation_model, s.evaluation_replicate"""
 
 
 COHORT_FAILURES_SQL = """SELECT gen_id, stage, status, state, error, attempts, template_id,
@@ -68,11 +76,42 @@ WHERE cohort_id = :cohort
 ORDER BY CASE stage WHEN 'draft' THEN 1 WHEN 'essay' THEN 2 ELSE 3 END, status, state, gen_id"""
 
 
-COHORT_TOP_ESSAYS_SQL = """SELECT *
-FROM top_essays
-WHERE cohort_id = :cohort
-    AND (:template = '' OR evaluation_template = :template)
-    AND rank <= coalesce(nullif(CAST(:top AS INTEGER), 0), 100)"""
+# The top of each ranking of a cohort (one evaluation template, or every one): per
+# template, the score and id of its N-th essay are found on the ranking index, then only
+# the essays above it (a higher score, or the same score and a smaller id: two ranges of
+# the index, read with each template as the outer loop: CROSS JOIN) are read and ranked.
+# The columns are top_essays'.
+_TOP = "coalesce(nullif(CAST(:top AS INTEGER), 0), 100)"
+_NTH = """(SELECT s.{column} FROM essay_rubric_scores s
+                WHERE s.cohort_id = :cohort AND s.evaluation_template = j.evaluation_template
+                AND s.judges > 0
+                ORDER BY s.avg_score DESC, s.essay_gen_id LIMIT 1 OFFSET {top} - 1)"""
+_RUBRIC = "r.cohort_id = :cohort AND r.evaluation_template = c.template AND r.judges > 0"
+COHORT_TOP_ESSAYS_SQL = f"""WITH
+    chosen AS (
+        SELECT j.evaluation_template AS template,
+            {_NTH.format(column="avg_score", top=_TOP)} AS lowest,
+            {_NTH.format(column="essay_gen_id", top=_TOP)} AS last_id
+        FROM cohort_judges j
+        WHERE j.cohort_id = :cohort AND (:template = '' OR j.evaluation_template = :template)
+        GROUP BY j.evaluation_template
+    ),
+    ranked AS (
+        SELECT r.*, row_number() OVER (
+            PARTITION BY r.evaluation_template ORDER BY r.avg_score DESC, r.essay_gen_id
+        ) AS rank
+        FROM (
+            SELECT r.* FROM chosen c CROSS JOIN essay_rubric_scores r
+                ON {_RUBRIC} AND r.avg_score > coalesce(c.lowest, -1e308)
+            UNION ALL
+            SELECT r.* FROM chosen c CROSS JOIN essay_rubric_scores r
+                ON {_RUBRIC} AND r.avg_score = c.lowest AND r.essay_gen_id <= c.last_id
+        ) r
+    )
+SELECT{ranked_columns("r.rank")}
+FROM ranked r
+WHERE r.rank <= {_TOP}
+ORDER BY r.evaluation_template, r.rank"""
 
 
 def canned_queries() -> dict[str, dict[str, Any]]:

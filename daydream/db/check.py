@@ -7,6 +7,7 @@ reproduces every projection table exactly, and that the full-text index matches 
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from daydream.db.projections.search import check_search_index
 from daydream.errors import StoreError
 
 CHECK_PROGRESS_BYTES = 64 * 2**20  # `daydream db check` says what it does from this size
+REPLAY_REPORT_EVERY_S = 15.0  # how often a long replay says how far it is and how long is left
+REPLAY_BATCH = 5000  # events replayed between two looks at the clock
 
 
 def check(
@@ -57,7 +60,9 @@ def check(
         )
         return results
     say(f"replaying {events:,} events to compare with the projections")
-    mismatches = compare_with_replay(str(path))
+    mismatches = compare_with_replay(
+        str(path), progress=_replay_progress(say, events), batch=REPLAY_BATCH
+    )
     if mismatches:
         detail = "; ".join(
             f"{table}: live {live[0]} rows, replay {replayed[0]} rows"
@@ -81,6 +86,47 @@ def check(
         conn.close()
     results.append(("search_index", problem is None, problem or "matches the texts"))
     return results
+
+
+def _replay_progress(
+    say: Callable[[str], None], total: int, clock: Callable[[], float] = time.monotonic
+) -> Callable[[int], None]:
+    """What hears a replay's progress: every ``REPLAY_REPORT_EVERY_S``, the events replayed
+    and, from the second report on, how long the rest will take at the rate since the
+    first (the first events include the plans, far slower to apply than the rest); at the
+    end, that the tables are being compared (the live and the replayed projections, each
+    read in key order)."""
+    start = last = clock()
+    first: tuple[float, int] | None = None
+
+    def heard(done: int) -> None:
+        nonlocal last, first
+        now = clock()
+        if done >= total:
+            say(f"replayed {total:,} events in {_duration(now - start)}; comparing the tables")
+            return
+        if now - last < REPLAY_REPORT_EVERY_S:
+            return
+        last = now
+        line = f"replayed {done:,} of {total:,} events ({100 * done / total:.0f}%)"
+        if first is None:
+            first = (now, done)
+        elif done > first[1]:
+            left = (total - done) * (now - first[0]) / (done - first[1])
+            line += f", about {_duration(left)} left"
+        say(line)
+
+    return heard
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``3 min 20 s``, ``1 h 05 min``."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
 
 
 def _file_checks(conn: sqlite3.Connection) -> list[tuple[str, bool, str]]:

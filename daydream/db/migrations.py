@@ -77,7 +77,7 @@ def apply_migrations(conn: sqlite3.Connection, directory: Path | None = None) ->
         conn.execute("BEGIN IMMEDIATE")
         try:
             # executescript() would COMMIT first; run statement by statement instead.
-            for statement in _split_sql(sql):
+            for statement in split_sql(sql):
                 conn.execute(statement)
             conn.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
@@ -91,8 +91,9 @@ def apply_migrations(conn: sqlite3.Connection, directory: Path | None = None) ->
     return done
 
 
-def _split_sql(sql: str) -> Iterator[str]:
-    """Split a migration into statements, keeping CREATE TRIGGER ... END; blocks whole."""
+def split_sql(sql: str) -> Iterator[str]:
+    """Split SQL (a migration, the projections' DDL) into statements, keeping CREATE
+    TRIGGER ... END; blocks whole."""
     buffer = ""
     for line in sql.splitlines(keepends=True):
         if line.strip().startswith("--") and not buffer.strip():
@@ -141,7 +142,7 @@ def guard_sql(directory: Path | None = None) -> dict[str, str]:
     """Each guard trigger's SQL as its migration writes it (whitespace normalised)."""
     found: dict[str, str] = {}
     for _, _, migration in list_migrations(directory):
-        for statement in _split_sql(migration.read_text(encoding="utf-8")):
+        for statement in split_sql(migration.read_text(encoding="utf-8")):
             match = _TRIGGER.match(statement)
             if match and match.group(1) in GUARD_TRIGGERS:
                 found[match.group(1)] = _normal(statement.rstrip(";"))

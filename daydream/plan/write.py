@@ -37,7 +37,8 @@ PLAN_CACHE_KIB = 128 * 1024  # page cache while planning (see _page_cache)
 
 
 # Below this many generations already planned, a plan builds the secondary indexes of
-# generations and cohort_members after its inserts (see _indexes_built_after).
+# generations, cohort_members and the essays' rubric rows after its inserts (see
+# _indexes_built_after).
 BULK_BELOW = 50_000
 
 
@@ -46,6 +47,8 @@ LATE_INDEXES = (
     "generations_parent",
     "generations_scores",
     "cohort_members_gen",
+    "cohort_members_stage",
+    "essay_rubric_scores_unscored",
 )
 
 

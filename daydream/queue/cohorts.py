@@ -14,7 +14,7 @@ from typing import Any
 from daydream import events as ev
 from daydream.clock import Clock, utcnow
 from daydream.db.log import append
-from daydream.db.projections.views import FAILURE_REASON
+from daydream.db.projections.counts import FAILURE_REASON
 from daydream.db.transaction import transaction
 from daydream.errors import PlanError
 from daydream.queue.pools import default_pool_limit, parse_time
@@ -86,17 +86,17 @@ def cohort_status(
     for stage in STAGES:
         status.stages[stage] = dict.fromkeys(STATUSES, 0)
     if cohort:
-        # One pass over the members, each generation read by key: counts and states at once.
+        # The cohort's counters (cohort_counts, kept with the log): a few rows, whatever
+        # the cohort's size. "queued" is already apart from "running" there.
         states: dict[str, int] = {}
-        for stage, task_status, outcome, queued, count in conn.execute(
-            "SELECT g.stage, g.status, g.state, g.status = 'running' AND g.slot = 0, count(*)"
-            " FROM cohort_members m JOIN generations g ON g.gen_id = m.gen_id"
-            " WHERE m.cohort_id = ? GROUP BY 1, 2, 3, 4",
+        for stage, task_status, outcome, count in conn.execute(
+            "SELECT stage, status, state, sum(generations) FROM cohort_counts"
+            " WHERE cohort_id = ? GROUP BY 1, 2, 3",
             [cohort],
         ):
             counts = status.stages.setdefault(stage, dict.fromkeys(STATUSES, 0))
-            counts["queued" if queued else task_status] += count
-            if outcome is not None:
+            counts[task_status] += count
+            if outcome and count:
                 states[outcome] = states.get(outcome, 0) + count
         status.states = dict(sorted(states.items(), key=lambda item: -item[1]))
     else:
@@ -117,18 +117,17 @@ def cohort_status(
                 " GROUP BY 1 ORDER BY 2 DESC"
             ).fetchall()
         )
-    calls, params = "calls c", []
+    # The call counters (model_calls, cohort_model_calls): one row per model.
+    calls, params = "model_calls c", []
     if cohort:
-        calls = "cohort_members m JOIN calls c ON c.gen_id = m.gen_id WHERE m.cohort_id = ?"
-        params = [cohort]
+        calls, params = "cohort_model_calls c WHERE c.cohort_id = ?", [cohort]
     for row in conn.execute(
-        "SELECT c.model_id, count(*) AS calls, sum(c.ok) AS ok, sum(1 - c.ok) AS errors,"
-        " coalesce(sum(c.prompt_tokens), 0) AS prompt_tokens,"
-        " coalesce(sum(c.completion_tokens), 0) AS completion_tokens,"
-        " coalesce(sum(c.cost), 0) AS cost, max(c.offline) AS offline,"
-        " sum(c.ok = 1 AND c.cost IS NULL AND NOT coalesce(c.offline, 0)) AS unpriced_calls,"
-        f" avg(c.latency_s) AS mean_latency_s FROM {calls}"
-        " GROUP BY c.model_id ORDER BY c.model_id",
+        "SELECT nullif(c.model_id, '') AS model_id, c.calls AS calls, c.ok AS ok,"
+        " c.calls - c.ok AS errors, c.prompt_tokens AS prompt_tokens,"
+        " c.completion_tokens AS completion_tokens, c.cost AS cost, c.offline AS offline,"
+        " c.unpriced AS unpriced_calls,"
+        " c.latency_total / nullif(c.latency_n, 0) AS mean_latency_s"
+        f" FROM {calls} ORDER BY c.model_id",
         params,
     ):
         model = dict(row)
@@ -175,21 +174,51 @@ def failure_groups(
     """The failed, blocked and cancelled generations grouped by status, state and reason
     (the error's first line; a blocked child's names no parent id), most frequent first:
     ``count``, ``status``, ``state``, ``reason``, ``example`` (a generation id)."""
-    source, params = "generations g", []
-    if cohort:
-        source = "cohort_members m JOIN generations g ON g.gen_id = m.gen_id"
-        params = [cohort]
-    where = "m.cohort_id = ? AND " if cohort else ""
-    return [
+    if not cohort:
+        return [
+            dict(row)
+            for row in conn.execute(
+                f"SELECT count(*) AS count, g.status AS status, g.state AS state,"
+                f" {FAILURE_REASON} AS reason, min(g.gen_id) AS example FROM generations g"
+                " WHERE g.status IN ('failed', 'blocked', 'cancelled')"
+                " GROUP BY 2, 3, 4 ORDER BY 1 DESC, 2, 3, 4 LIMIT ?",
+                [limit],
+            )
+        ]
+    # From the cohort's counters; each group's example is its first generation in each of
+    # its stages, found by the index of failures.
+    groups = [
         dict(row)
         for row in conn.execute(
-            f"SELECT count(*) AS count, g.status AS status, g.state AS state,"
-            f" {FAILURE_REASON} AS reason, min(g.gen_id) AS example FROM {source}"
-            f" WHERE {where}g.status IN ('failed', 'blocked', 'cancelled')"
-            " GROUP BY 2, 3, 4 ORDER BY 1 DESC, 2, 3, 4 LIMIT ?",
-            [*params, limit],
+            "SELECT sum(generations) AS count, status, nullif(state, '') AS state,"
+            " nullif(reason, '') AS reason, group_concat(DISTINCT stage) AS stages"
+            " FROM cohort_counts WHERE cohort_id = ? AND generations > 0"
+            " AND status IN ('failed', 'blocked', 'cancelled')"
+            " GROUP BY status, state, reason ORDER BY 1 DESC, 2, 3, 4 LIMIT ?",
+            [cohort, limit],
         )
     ]
+    for group in groups:
+        stages = group.pop("stages").split(",")
+        examples = [_first_failure(conn, cohort, stage, group) for stage in stages]
+        group["example"] = min((e for e in examples if e is not None), default=None)
+    return groups
+
+
+def _first_failure(
+    conn: sqlite3.Connection, cohort: str, stage: str, group: dict[str, Any]
+) -> str | None:
+    row = conn.execute(
+        # By the index of failures: SQLite would choose the queue index (status, stage) and
+        # sort every failure of the stage (1.5 s for 16,000 failed evaluations).
+        "SELECT g.gen_id FROM generations g INDEXED BY generations_failures"
+        " WHERE g.status IN ('failed', 'blocked', 'cancelled') AND g.status = ? AND g.stage = ?"
+        f" AND g.state IS ? AND ({FAILURE_REASON}) IS ?"
+        " AND EXISTS (SELECT 1 FROM cohort_members m WHERE m.cohort_id = ? AND m.gen_id = g.gen_id)"
+        " ORDER BY g.gen_id LIMIT 1",
+        (group["status"], stage, group["state"], group["reason"], cohort),
+    ).fetchone()
+    return row[0] if row else None
 
 
 def pool_usage(conn: sqlite3.Connection) -> list[dict[str, Any]]:

@@ -302,8 +302,8 @@ def _subject_stage(conn: sqlite3.Connection, cohort_id: str, axes: tuple[str, ..
 def _judges(conn: sqlite3.Connection, cohort_id: str) -> list[tuple[str, str, int]]:
     """The cohort's judges: (evaluation template, model, scored evaluations)."""
     rows = conn.execute(
-        "SELECT evaluation_template, evaluation_model, sum(n) FROM essay_judge_scores"
-        " WHERE cohort_id = ? GROUP BY 1, 2 ORDER BY 1, 2",
+        "SELECT evaluation_template, evaluation_model, n FROM cohort_judges"
+        " WHERE cohort_id = ? ORDER BY 1, 2",
         (cohort_id,),
     ).fetchall()
     return [(row[0], row[1], row[2]) for row in rows]

@@ -65,7 +65,7 @@ def score_pivot(
         (r["evaluation_template"], r["evaluation_model"])
         for r in fetch_dicts(
             conn,
-            "SELECT DISTINCT evaluation_template, evaluation_model FROM essay_judge_scores"
+            "SELECT evaluation_template, evaluation_model FROM cohort_judges"
             " WHERE cohort_id = ? ORDER BY 1, 2",
             (cohort_id,),
         )

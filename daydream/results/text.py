@@ -5,15 +5,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from daydream.plan.report import PlanReport
-from daydream.queue.cohorts import Status
-from daydream.results.inference import FEW_CLUSTERS
 from daydream.results.rows import ESSAY_AXIS_TITLES
-from daydream.runner.rehearsal import Rehearsal
-from daydream.runner.run import RunSummary
 from daydream.vocabulary import INFRASTRUCTURE_STATES
+
+if TYPE_CHECKING:  # for annotations only: `daydream status` need not import the runner
+    from daydream.plan.report import PlanReport
+    from daydream.queue.cohorts import Status
+    from daydream.runner.rehearsal import Rehearsal
+    from daydream.runner.run import RunSummary
 
 
 def format_plan(report: PlanReport) -> str:
@@ -68,7 +69,7 @@ def format_report(summary: dict[str, Any], written: list[Path]) -> str:
             lines.append(f"  {row['evaluation_template']:<{width}}{cells}  {_interval(row):>22}")
     if any(_interval(r).endswith("*") for r in s["by_evaluation_template"]):
         lines.append(
-            f"  * fewer than {FEW_CLUSTERS} combinations: the interval is too narrow, read it"
+            f"  * fewer than {_few_clusters()} combinations: the interval is too narrow, read it"
             " as rough"
         )
     lines += [f"  {line}" for line in format_reliability(s.get("reliability", []))]
@@ -107,10 +108,16 @@ def format_reliability(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _few_clusters() -> int:
+    from daydream.results.inference import FEW_CLUSTERS  # numpy: imported for reports only
+
+    return FEW_CLUSTERS
+
+
 def _interval(row: dict[str, Any]) -> str:
     if row.get("ci_low") is None:
         return "n/a (one combination)" if row.get("ci_clusters") == 1 else ""
-    few = "*" if row["ci_clusters"] < FEW_CLUSTERS else ""
+    few = "*" if row["ci_clusters"] < _few_clusters() else ""
     return f"{row['ci_low']:g} to {row['ci_high']:g} ({row['ci_clusters']}){few}"
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from daydream import events as ev
 from daydream.db.projections.cells import join_score_cells
+from daydream.db.projections.counts import count_members
 from daydream.db.projections.lineage import select_in, unblock_descendants
 
 
@@ -129,17 +130,25 @@ _PARENT_STATUS = (
 def _generations_planned(conn, event_id, e: ev.GenerationsPlanned, at):
     rows = e.generations
     status = _first_status(conn, rows)
+    # A new generation whose parent did not complete starts blocked, with the reason. It
+    # has no children yet except new ones, which start blocked too (from its status): no
+    # walk down the lineage, which a first plan could not afford (its parent index is
+    # built after the inserts, plan._indexes_built_after).
     conn.executemany(
         "INSERT INTO generations (gen_id, stage, parent_gen_id, combo_id, template_id,"
-        " template_version, model_id, replicate, mode, signature, pool, status, planned_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(*row[:11], status[row[0]], at) for row in rows],
+        " template_version, model_id, replicate, mode, signature, pool, status, planned_at,"
+        " blocked_reason, state, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (*row[:11], status[row[0]], at, *_blocked(row, status[row[0]]))
+            for row in rows
+        ],
     )
     # The cohort's per-stage counts grow by the memberships actually added (a re-plan that
     # names an existing member again adds nothing), so they hold without recounting.
     joined: dict[str, list[str]] = {"draft": [], "essay": [], "evaluation": []}
     for row in rows:
         joined[row[1]].append(row[0])
+    existing: list[str] = []
     if e.members:
         already = {
             gen_id
@@ -155,6 +164,7 @@ def _generations_planned(conn, event_id, e: ev.GenerationsPlanned, at):
         ):
             if gen_id not in already:
                 joined[stage].append(gen_id)
+                existing.append(gen_id)
     added = {
         stage: conn.executemany(
             "INSERT OR IGNORE INTO cohort_members (cohort_id, gen_id, stage) VALUES (?, ?, ?)",
@@ -168,23 +178,17 @@ def _generations_planned(conn, event_id, e: ev.GenerationsPlanned, at):
             " evaluations = evaluations + ? WHERE cohort_id = ?",
             (added["draft"], added["essay"], added["evaluation"], e.cohort_id),
         )
+    count_members(conn, e.cohort_id, rows, status, existing)
     if joined["evaluation"]:
         join_score_cells(conn, e.cohort_id, joined["evaluation"], planned=rows)
-    # A new generation whose parent did not complete starts blocked, with the reason. It
-    # has no children yet except new ones, which start blocked too (from its status): no
-    # walk down the lineage, which a first plan could not afford (its parent index is
-    # built after the inserts, plan._indexes_built_after).
-    if "blocked" in status.values():
-        conn.executemany(
-            "UPDATE generations SET blocked_reason = ?, state = 'blocked', error = ?"
-            " WHERE gen_id = ?",
-            [
-                (reason, reason, row[0])
-                for row in rows
-                if status[row[0]] == "blocked"
-                for reason in (f"parent {row[2]} did not complete",)
-            ],
-        )
+
+
+def _blocked(row: list[Any], status: str) -> tuple[str | None, str | None, str | None]:
+    """(blocked_reason, state, error) of a new generation starting in ``status``."""
+    if status != "blocked":
+        return (None, None, None)
+    reason = f"parent {row[2]} did not complete"
+    return (reason, "blocked", reason)
 
 
 def _first_status(conn: sqlite3.Connection, rows: list[list[Any]]) -> dict[str, str]:

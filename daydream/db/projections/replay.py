@@ -12,6 +12,7 @@ import json
 import os
 import sqlite3
 import tempfile
+from collections.abc import Callable
 
 from daydream import events as ev
 from daydream.db.files import database_bytes, open_scratch, readonly_uri
@@ -19,9 +20,12 @@ from daydream.db.projections.apply import apply_event
 from daydream.db.projections.schema import (
     DDL_HASH,
     PROJECTION_TABLES,
+    TABLES_HASH,
     _create,
     _drop,
     built_by,
+    record_built,
+    remake_views,
 )
 from daydream.db.transaction import transaction
 
@@ -42,6 +46,10 @@ def ensure_projections(conn: sqlite3.Connection) -> bool:
         built = built_by(conn)
         if built == DDL_HASH:
             return False
+        if built is not None and built_by(conn, "tables_hash") == TABLES_HASH:
+            remake_views(conn)  # only the views changed: the tables' rows stand
+            record_built(conn)
+            return False
         rebuild(conn)
     return built is not None
 
@@ -52,15 +60,19 @@ def rebuild(conn: sqlite3.Connection, *, batch: int = 5000) -> int:
         _drop(conn)
         _create(conn)
         applied = replay(conn, batch=batch)
-        conn.execute(
-            "INSERT OR REPLACE INTO projection_meta (key, value) VALUES ('ddl_hash', ?)",
-            (DDL_HASH,),
-        )
+        record_built(conn)
     return applied
 
 
-def replay(conn: sqlite3.Connection, *, source: str = "main", batch: int = 5000) -> int:
-    """Apply every event of ``source``.events, in order, to the projections of ``main``."""
+def replay(
+    conn: sqlite3.Connection,
+    *,
+    source: str = "main",
+    batch: int = 5000,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Apply every event of ``source``.events, in order, to the projections of ``main``;
+    ``progress`` hears the events applied so far after each batch."""
     applied = 0
     last = 0
     while True:
@@ -75,6 +87,8 @@ def replay(conn: sqlite3.Connection, *, source: str = "main", batch: int = 5000)
             apply_event(conn, event_id, ev.parse_event(type_, data), recorded_at)
         applied += len(rows)
         last = rows[-1][0]
+        if progress is not None:
+            progress(applied)
 
 
 def table_digests(conn: sqlite3.Connection, schema: str = "main") -> dict[str, tuple[int, str]]:
@@ -103,11 +117,14 @@ def table_digests(conn: sqlite3.Connection, schema: str = "main") -> dict[str, t
 REPLAY_IN_MEMORY_BELOW = 256 * 1024 * 1024  # database bytes; a bigger one replays to a file
 
 
-def compare_with_replay(path: str) -> dict[str, tuple[tuple[int, str], tuple[int, str]]]:
+def compare_with_replay(
+    path: str, *, progress: Callable[[int], None] | None = None, batch: int = 5000
+) -> dict[str, tuple[tuple[int, str], tuple[int, str]]]:
     """Replay the log of the database at ``path`` into a scratch database and compare.
 
     Returns the mismatching tables: name -> ((live count, live hash), (replay count, hash)).
-    The database at ``path`` is only read.
+    The database at ``path`` is only read. ``progress`` hears the events replayed so far,
+    every ``batch`` events.
     """
     scratch_path = _scratch_path(path)
     scratch = open_scratch(scratch_path)
@@ -117,7 +134,7 @@ def compare_with_replay(path: str) -> dict[str, tuple[tuple[int, str], tuple[int
         scratch.execute("CREATE TABLE texts (hash TEXT PRIMARY KEY, text TEXT, length INTEGER)")
         _create(scratch, views=False)
         scratch.execute("BEGIN")
-        replay(scratch, source="src")
+        replay(scratch, source="src", batch=batch, progress=progress)
         scratch.execute("COMMIT")
         replayed = table_digests(scratch, "main")
         live = table_digests(scratch, "src")

@@ -12,6 +12,7 @@ of their own: ``generation_model`` is then the draft's model (upstream reported 
 
 from __future__ import annotations
 
+from daydream.db.projections.counts import FAILURE_REASON
 from daydream.db.projections.ranking import RANKING_VIEWS
 from daydream.db.projections.search import SEARCH_VIEWS
 
@@ -73,20 +74,29 @@ _LINEAGE = """
 # judge model). n, mean, min and max count only scored evaluations (state ok); evaluation
 # replicates of one judge pool together; essay replicates and copy essays stay apart. Read
 # from the essay_judge_scores projection (kept up to date as evaluations are planned and
-# scored), so a page never aggregates every evaluation.
-VIEWS["essay_scores"] = """
+# scored), so a page never aggregates every evaluation. The essay's lineage columns are
+# correlated lookups, so a page's count(*) reads the cells alone (joins to the essay and
+# its draft made it look up both for each of a cohort's cells: 10 s at 1,000,000).
+_ESSAY = "FROM generations e WHERE e.gen_id = j.essay_gen_id"
+_DRAFT = "FROM generations e JOIN generations d ON d.gen_id = e.parent_gen_id" + (
+    " WHERE e.gen_id = j.essay_gen_id"
+)
+_EITHER = "FROM generations e LEFT JOIN generations d ON d.gen_id = e.parent_gen_id" + (
+    " WHERE e.gen_id = j.essay_gen_id"
+)
+VIEWS["essay_scores"] = f"""
 SELECT
     j.cohort_id AS cohort_id,
     j.essay_gen_id AS essay_gen_id,
-    e.parent_gen_id AS draft_gen_id,
-    coalesce(d.combo_id, e.combo_id) AS combo_id,
-    d.template_id AS draft_template,
-    d.model_id AS draft_model,
-    e.template_id AS essay_template,
-    e.mode AS essay_mode,
-    coalesce(e.model_id, d.model_id) AS generation_model,
-    d.replicate AS draft_replicate,
-    e.replicate AS essay_replicate,
+    (SELECT e.parent_gen_id {_ESSAY}) AS draft_gen_id,
+    (SELECT coalesce(d.combo_id, e.combo_id) {_EITHER}) AS combo_id,
+    (SELECT d.template_id {_DRAFT}) AS draft_template,
+    (SELECT d.model_id {_DRAFT}) AS draft_model,
+    (SELECT e.template_id {_ESSAY}) AS essay_template,
+    (SELECT e.mode {_ESSAY}) AS essay_mode,
+    (SELECT coalesce(e.model_id, d.model_id) {_EITHER}) AS generation_model,
+    (SELECT d.replicate {_DRAFT}) AS draft_replicate,
+    (SELECT e.replicate {_ESSAY}) AS essay_replicate,
     j.evaluation_template AS evaluation_template,
     j.evaluation_model AS evaluation_model,
     j.evaluation_template || '__' || j.evaluation_model AS judge,
@@ -98,8 +108,6 @@ SELECT
     j.min AS min,
     j.max AS max
 FROM essay_judge_scores j
-JOIN generations e ON e.gen_id = j.essay_gen_id
-LEFT JOIN generations d ON d.gen_id = e.parent_gen_id
 LEFT JOIN templates t ON t.stage = 'evaluation' AND t.template_id = j.evaluation_template
 """
 
@@ -205,7 +213,8 @@ WHERE s.state = 'ok' AND s.score >= s.scale_max
 # Cohort-scoped views carry cohort_id and hold one row per cohort membership, so a filter
 # on cohort_id (Datasette: ?cohort_id=demo) is pushed down to cohort_members' primary key.
 # Lineage and context columns are correlated subqueries, not joins, so Datasette's
-# count(*) of a page never evaluates them.
+# count(*) of a page never evaluates them; generations is LEFT JOINed (every member has
+# its row), so SQLite drops the join from a count and counts memberships alone.
 
 _CONCEPT_IDS = """(SELECT group_concat(concept_id, ', ') FROM (
         SELECT cc.concept_id FROM combo_concepts cc
@@ -215,27 +224,29 @@ _CONCEPT_NAMES = """(SELECT group_concat(name, ' + ') FROM (
         WHERE cc.combo_id = {combo} ORDER BY cc.position))"""
 
 # Progress per cohort and stage: generations by status, and the share done / finished.
-VIEWS["cohort_progress"] = """
+# From the cohort_counts counters (counts.py): a few rows per cohort, whatever its size.
+_COUNT = "sum(CASE WHEN c.status = '{status}' THEN c.generations ELSE 0 END)"
+VIEWS["cohort_progress"] = f"""
 SELECT
-    m.cohort_id AS cohort_id,
-    m.stage AS stage,
-    count(*) AS generations,
-    sum(g.status = 'done') AS done,
-    sum(g.status = 'failed') AS failed,
-    sum(g.status = 'blocked') AS blocked,
-    sum(g.status = 'cancelled') AS cancelled,
+    c.cohort_id AS cohort_id,
+    c.stage AS stage,
+    sum(c.generations) AS generations,
+    {_COUNT.format(status="done")} AS done,
+    {_COUNT.format(status="failed")} AS failed,
+    {_COUNT.format(status="blocked")} AS blocked,
+    {_COUNT.format(status="cancelled")} AS cancelled,
     -- running: calls in flight (leases holding a pool slot); queued: leases held ahead.
-    sum(g.status = 'running' AND g.slot = 1) AS running,
-    sum(g.status = 'running' AND g.slot = 0) AS queued,
-    sum(g.status = 'ready') AS ready,
-    sum(g.status = 'waiting') AS waiting,
-    round(100.0 * sum(g.status = 'done') / count(*), 1) AS pct_done,
-    round(100.0 * sum(g.status IN ('done', 'failed', 'blocked', 'cancelled')) / count(*), 1)
-        AS pct_finished
-FROM cohort_members m
-JOIN generations g ON g.gen_id = m.gen_id
-GROUP BY m.cohort_id, m.stage
-ORDER BY m.cohort_id, CASE m.stage WHEN 'draft' THEN 1 WHEN 'essay' THEN 2 ELSE 3 END
+    {_COUNT.format(status="running")} AS running,
+    {_COUNT.format(status="queued")} AS queued,
+    {_COUNT.format(status="ready")} AS ready,
+    {_COUNT.format(status="waiting")} AS waiting,
+    round(100.0 * {_COUNT.format(status="done")} / sum(c.generations), 1) AS pct_done,
+    round(100.0 * sum(CASE WHEN c.status IN ('done', 'failed', 'blocked', 'cancelled')
+        THEN c.generations ELSE 0 END) / sum(c.generations), 1) AS pct_finished
+FROM cohort_counts c
+GROUP BY c.cohort_id, c.stage
+HAVING sum(c.generations) > 0
+ORDER BY c.cohort_id, CASE c.stage WHEN 'draft' THEN 1 WHEN 'essay' THEN 2 ELSE 3 END
 """
 
 # Every generation with its texts: parsed output, raw reply (and a reasoning model's
@@ -267,7 +278,7 @@ SELECT
     g.offline AS offline,
     g.finished_at AS finished_at
 FROM cohort_members m
-JOIN generations g ON g.gen_id = m.gen_id
+LEFT JOIN generations g ON g.gen_id = m.gen_id
 """
 
 # A combination's concepts in order, by id and by name.
@@ -306,11 +317,13 @@ SELECT
     g.state AS state,
     g.score AS score
 FROM cohort_members m
-JOIN generations g ON g.gen_id = m.gen_id
+LEFT JOIN generations g ON g.gen_id = m.gen_id
 """
 
 # Generations that ended without a result (failed, blocked or cancelled), with the reason
-# and the raw reply when there was one (parse failures keep it).
+# and the raw reply when there was one (parse failures keep it). Read from the failed
+# generations (an index holds them), then their memberships: the cost of the page is the
+# failures, not the cohort.
 VIEWS["failures"] = """
 SELECT
     m.cohort_id AS cohort_id,
@@ -327,46 +340,32 @@ SELECT
     g.finish_reason AS finish_reason,
     (SELECT text FROM texts WHERE hash = g.raw_hash) AS raw_text,
     g.finished_at AS finished_at
-FROM cohort_members m
-JOIN generations g ON g.gen_id = m.gen_id
+FROM generations g
+CROSS JOIN cohort_members m ON m.gen_id = g.gen_id
 WHERE g.status IN ('failed', 'blocked', 'cancelled')
 """
 
-# A failure's reason, for grouping: the error's first line; "parent <id> failed: X"
-# becomes "parent failed: X" so blocked children group (over ``generations g``).
-FAILURE_REASON = """CASE
-            WHEN g.error IS NULL THEN g.state
-            WHEN g.error LIKE 'parent % %'
-                THEN 'parent' || substr(g.error, 7 + instr(substr(g.error, 8), ' '))
-            WHEN instr(g.error, char(10)) > 0
-                THEN substr(g.error, 1, instr(g.error, char(10)) - 1)
-            ELSE g.error
-        END"""
-
-# Failures grouped by cohort, stage, state and reason (``FAILURE_REASON``).
+# Failures grouped by cohort, stage, state and reason (counts.FAILURE_REASON), from the
+# cohort_counts counters; the example is the group's first generation, found by the index
+# of failures (generations_failures).
 VIEWS["failure_reasons"] = f"""
 SELECT
     cohort_id,
     stage,
     status,
-    state,
-    reason,
-    count(*) AS generations,
-    group_concat(DISTINCT model_id) AS models,
-    min(gen_id) AS example_gen_id
-FROM (
-    SELECT
-        m.cohort_id AS cohort_id,
-        g.stage AS stage,
-        g.status AS status,
-        g.state AS state,
-        g.model_id AS model_id,
-        g.gen_id AS gen_id,
-        {FAILURE_REASON} AS reason
-    FROM cohort_members m
-    JOIN generations g ON g.gen_id = m.gen_id
-    WHERE g.status IN ('failed', 'blocked', 'cancelled')
-)
+    nullif(state, '') AS state,
+    nullif(reason, '') AS reason,
+    sum(generations) AS generations,
+    group_concat(nullif(model_id, '')) AS models,
+    min((SELECT g.gen_id FROM generations g INDEXED BY generations_failures
+        WHERE g.status IN ('failed', 'blocked', 'cancelled')
+        AND g.status = c.status AND g.stage = c.stage AND g.state IS nullif(c.state, '')
+        AND ({FAILURE_REASON}) IS nullif(c.reason, '')
+        AND EXISTS (SELECT 1 FROM cohort_members m
+            WHERE m.cohort_id = c.cohort_id AND m.gen_id = g.gen_id)
+        ORDER BY g.gen_id LIMIT 1)) AS example_gen_id
+FROM cohort_counts c
+WHERE status IN ('failed', 'blocked', 'cancelled') AND generations > 0
 GROUP BY cohort_id, stage, status, state, reason
 ORDER BY cohort_id, generations DESC, stage, reason
 """
@@ -390,47 +389,32 @@ FROM human_ratings r
 GROUP BY r.essay_gen_id, r.evaluation_template
 """
 
-# Calls, tokens and cost per model over the whole database (from calls: one row per
-# model call, failed calls included, copy-mode essays excluded).
-VIEWS["model_usage"] = """
-SELECT
-    c.model_id AS model_id,
-    count(*) AS calls,
-    sum(c.ok) AS ok,
-    count(*) - sum(c.ok) AS errors,
-    coalesce(sum(c.prompt_tokens), 0) AS prompt_tokens,
-    coalesce(sum(c.completion_tokens), 0) AS completion_tokens,
+# Calls, tokens and cost per model over the whole database, and per cohort (a generation
+# shared by two cohorts counts in both), from the call counters (counts.py): one row per
+# model call, failed calls included, copy-mode essays excluded.
+_USAGE = """
+    nullif(c.model_id, '') AS model_id,
+    c.calls AS calls,
+    c.ok AS ok,
+    c.calls - c.ok AS errors,
+    c.prompt_tokens AS prompt_tokens,
+    c.completion_tokens AS completion_tokens,
     -- unknown (empty), never 0, when a successful call had no cost (no prices)
-    CASE WHEN sum(c.ok = 1 AND c.cost IS NULL AND NOT coalesce(c.offline, 0)) > 0 THEN NULL
-        ELSE round(coalesce(sum(c.cost), 0), 6) END AS cost,
-    round(avg(c.latency_s), 3) AS mean_latency_s,
-    round(avg(c.slot_wait_s), 3) AS mean_slot_wait_s,
-    max(c.offline) AS offline
-FROM calls c
-GROUP BY c.model_id
+    CASE WHEN c.unpriced > 0 THEN NULL ELSE round(c.cost, 6) END AS cost,
+    round(c.latency_total / nullif(c.latency_n, 0), 3) AS mean_latency_s,
+    round(c.slot_wait_total / nullif(c.slot_wait_n, 0), 3) AS mean_slot_wait_s,
+    c.offline AS offline"""
+VIEWS["model_usage"] = f"""
+SELECT{_USAGE}
+FROM model_calls c
 ORDER BY c.model_id
 """
 
-# The same per cohort (a generation shared by two cohorts counts in both).
-VIEWS["cohort_model_usage"] = """
+VIEWS["cohort_model_usage"] = f"""
 SELECT
-    m.cohort_id AS cohort_id,
-    c.model_id AS model_id,
-    count(*) AS calls,
-    sum(c.ok) AS ok,
-    count(*) - sum(c.ok) AS errors,
-    coalesce(sum(c.prompt_tokens), 0) AS prompt_tokens,
-    coalesce(sum(c.completion_tokens), 0) AS completion_tokens,
-    -- unknown (empty), never 0, when a successful call had no cost (no prices)
-    CASE WHEN sum(c.ok = 1 AND c.cost IS NULL AND NOT coalesce(c.offline, 0)) > 0 THEN NULL
-        ELSE round(coalesce(sum(c.cost), 0), 6) END AS cost,
-    round(avg(c.latency_s), 3) AS mean_latency_s,
-    round(avg(c.slot_wait_s), 3) AS mean_slot_wait_s,
-    max(c.offline) AS offline
-FROM cohort_members m
-JOIN calls c ON c.gen_id = m.gen_id
-GROUP BY m.cohort_id, c.model_id
-ORDER BY m.cohort_id, c.model_id
+    c.cohort_id AS cohort_id,{_USAGE}
+FROM cohort_model_calls c
+ORDER BY c.cohort_id, c.model_id
 """
 
 VIEWS.update(RANKING_VIEWS)  # top essays and the essays with no score (ranking.py)
