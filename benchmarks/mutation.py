@@ -1,0 +1,177 @@
+"""Mutation testing of daydream's core: how many small bugs would the tests catch?
+
+    python benchmarks/mutation.py                        # every core module (hours)
+    python benchmarks/mutation.py daydream.ids           # one module (or a path: daydream/ids.py)
+    python benchmarks/mutation.py --report               # the last results, without a run
+    python benchmarks/mutation.py --report --json        # the same, for machines
+
+Needs the ``mutation`` extra (``pip install -e '.[test,mutation]'``): mutmut 3. mutmut
+copies the package into ``mutants/`` with every function rewritten as a trampoline to its
+original or to one of its mutants (chosen by the environment variable
+``MUTANT_UNDER_TEST``, which worker processes inherit), runs the suite once to learn
+which tests call which function, then runs each mutant against only those tests. The
+core modules are ``[tool.mutmut] only_mutate`` in pyproject.toml; docs/testing.md says
+why each is in it, records the last figures, and lists the equivalent mutants (a mutant
+that changes nothing observable), which count as detected here.
+
+The report gives per module: mutants, killed (a test failed, or the tests ran past their
+time limit), equivalent, survived, no tests (no test calls the mutated function in the
+test process; a function that only worker subprocesses run shows up here), and the
+score: (killed + equivalent) / mutants. Then every surviving mutant by name; ``mutmut
+show NAME`` prints its diff. Results are kept in ``mutants/`` (delete it to start over);
+a second run re-tests only mutants of functions that changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the mutation extra installs tomli there
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTING_DOC = ROOT / "docs" / "testing.md"
+# mutmut's exit codes per mutant, as ``mutmut results`` names them (mutmut/stats.py).
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped"}
+TIMEOUTS = {-24, 24, 152, 255, 36}
+# "- `daydream.ids.x_base36__mutmut_3`: why it changes nothing" in docs/testing.md
+EQUIVALENT = re.compile(r"^- `(daydream\.[\w.ǁ]+__mutmut_\d+)`: (.+)$", re.M)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", help="daydream.queue.leases or its path")
+    parser.add_argument("--report", action="store_true", help="only report the last results")
+    parser.add_argument("--json", action="store_true", help="the report as JSON")
+    parser.add_argument(
+        "--max-children", type=int, default=2, help="mutants tested at once (default 2)"
+    )
+    args = parser.parse_args(argv)
+    core = core_modules()
+    try:
+        modules = [module_name(m, core) for m in args.modules] or core
+    except ValueError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 2
+    if not args.report:
+        done = run_mutmut(modules, args.max_children)
+        if done != 0:
+            print(f"Error: mutmut run exited with {done} (its output is above)", file=sys.stderr)
+            return done
+    rows = report(modules, equivalent_mutants())
+    print(json.dumps(rows, indent=2) if args.json else format_report(rows))
+    return 0
+
+
+def core_modules() -> list[str]:
+    """The core's modules, dotted, from ``[tool.mutmut] only_mutate``."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    paths = config["tool"]["mutmut"]["only_mutate"]
+    return [path.removesuffix(".py").replace("/", ".") for path in paths]
+
+
+def module_name(given: str, core: list[str]) -> str:
+    """``daydream/ids.py`` or ``daydream.ids`` -> ``daydream.ids``, if it is in the core."""
+    name = given.removesuffix(".py").replace("/", ".").strip(".")
+    if name not in core:
+        raise ValueError(
+            f"{given} is not a core module ([tool.mutmut] only_mutate in pyproject.toml: "
+            f"{', '.join(core)})"
+        )
+    return name
+
+
+def run_mutmut(modules: list[str], children: int) -> int:
+    """``mutmut run`` on the mutants of ``modules``, from the repository root."""
+    mutmut = Path(sys.executable).parent / "mutmut"
+    if not mutmut.exists():
+        print("Error: mutmut is not installed: pip install -e '.[test,mutation]'", file=sys.stderr)
+        return 2
+    globs = [f"{module}.*" for module in modules]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run(
+        [str(mutmut), "run", "--max-children", str(children), *globs], cwd=ROOT, env=env
+    ).returncode
+
+
+def equivalent_mutants() -> dict[str, str]:
+    """Mutant name -> why it is equivalent, as docs/testing.md lists them."""
+    if not TESTING_DOC.exists():
+        return {}
+    return dict(EQUIVALENT.findall(TESTING_DOC.read_text(encoding="utf-8")))
+
+
+def report(modules: list[str], equivalent: dict[str, str]) -> list[dict]:
+    """Per module: the counts by status, the score and the surviving mutants."""
+    rows = []
+    for module in modules:
+        meta = ROOT / "mutants" / (module.replace(".", "/") + ".py.meta")
+        codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
+        counts: Counter[str] = Counter()
+        survivors = []
+        for name, code in sorted(codes.items(), key=lambda kv: _natural(kv[0])):
+            status = _status(code)
+            if status in ("survived", "no tests") and name in equivalent:
+                status = "equivalent"
+            counts[status] += 1
+            if status in ("survived", "no tests", "not checked"):
+                survivors.append({"mutant": name, "status": status})
+        total = sum(counts.values())
+        detected = counts["killed"] + counts["equivalent"]
+        rows.append(
+            {
+                "module": module,
+                "mutants": total,
+                **{k: counts[k] for k in ("killed", "equivalent", "survived", "no tests")},
+                "not checked": counts["not checked"],
+                "score": round(100 * detected / total, 1) if total else None,
+                "survivors": survivors,
+            }
+        )
+    return rows
+
+
+def _status(code: int | None) -> str:
+    if code is None:
+        return "not checked"
+    if code in TIMEOUTS:
+        return "killed"  # the tests ran past their limit: the mutant broke something
+    return STATUS.get(code, "killed" if code < 0 else "survived")
+
+
+def _natural(name: str) -> tuple[str, int]:
+    stem, _, number = name.rpartition("__mutmut_")
+    return stem, int(number) if number.isdigit() else 0
+
+
+def format_report(rows: list[dict]) -> str:
+    columns = ("mutants", "killed", "equivalent", "survived", "no tests", "not checked")
+    width = max(len(row["module"]) for row in rows)
+    lines = [f"{'module':<{width}}  " + "  ".join(f"{c:>11}" for c in columns) + "  score"]
+    for row in rows:
+        score = "-" if row["score"] is None else f"{row['score']:.1f}%"
+        cells = "  ".join(f"{row[c]:>11}" for c in columns)
+        lines.append(f"{row['module']:<{width}}  {cells}  {score:>5}")
+    total = {c: sum(row[c] for row in rows) for c in columns}
+    if len(rows) > 1 and total["mutants"]:
+        detected = total["killed"] + total["equivalent"]
+        cells = "  ".join(f"{total[c]:>11}" for c in columns)
+        lines.append(f"{'all':<{width}}  {cells}  {100 * detected / total['mutants']:.1f}%")
+    for row in rows:
+        if row["survivors"]:
+            lines.append(f"\n{row['module']}: not killed ({len(row['survivors'])})")
+            lines.extend(f"  {s['mutant']}  ({s['status']})" for s in row["survivors"])
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
