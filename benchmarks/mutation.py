@@ -4,6 +4,7 @@
     python benchmarks/mutation.py daydream.ids           # one module (or a path: daydream/ids.py)
     python benchmarks/mutation.py --report               # the last results, without a run
     python benchmarks/mutation.py --report --json        # the same, for machines
+    python benchmarks/mutation.py --recheck TEST... [MODULE...]  # survivors vs worker tests
 
 Needs the ``mutation`` extra (``pip install -e '.[test,mutation]'``): mutmut 3. mutmut
 copies the package into ``mutants/`` with every function rewritten as a trampoline to its
@@ -20,6 +21,14 @@ test process; a function that only worker subprocesses run shows up here), and t
 score: (killed + equivalent) / mutants. Then every surviving mutant by name; ``mutmut
 show NAME`` prints its diff. Results are kept in ``mutants/`` (delete it to start over);
 a second run re-tests only mutants of functions that changed.
+
+mutmut learns which tests call a function in the test process only: a function that a
+test runs only inside a worker subprocess is not linked to that test, so its mutants may
+survive mutmut's run although a worker-process test kills them (the subprocesses do run
+the mutant: they inherit ``MUTANT_UNDER_TEST`` and import the ``mutants/`` copy).
+``--recheck TEST...`` runs each survivor of the modules against those tests (pytest node
+ids, from the repository root) and keeps the ones they kill in ``mutants/rechecked.json``;
+the report counts them as "killed by worker tests".
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ else:  # the mutation extra installs tomli there
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
+RECHECKED = ROOT / "mutants" / "rechecked.json"
 TESTING_DOC = ROOT / "docs" / "testing.md"
 # mutmut's exit codes per mutant, as ``mutmut results`` names them (mutmut/stats.py).
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped"}
@@ -53,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", action="store_true", help="only report the last results")
     parser.add_argument("--json", action="store_true", help="the report as JSON")
     parser.add_argument(
+        "--recheck", nargs="+", metavar="TEST", help="run the survivors against these tests"
+    )
+    parser.add_argument(
         "--max-children", type=int, default=2, help="mutants tested at once (default 2)"
     )
     args = parser.parse_args(argv)
@@ -62,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"Error: {error}", file=sys.stderr)
         return 2
-    if not args.report:
+    if args.recheck:
+        recheck(modules, args.recheck)
+    elif not args.report:
         done = run_mutmut(modules, args.max_children)
         if done != 0:
             print(f"Error: mutmut run exited with {done} (its output is above)", file=sys.stderr)
@@ -103,6 +118,33 @@ def run_mutmut(modules: list[str], children: int) -> int:
     ).returncode
 
 
+def recheck(modules: list[str], tests: list[str]) -> None:
+    """Run every survivor of ``modules`` against ``tests``; keep those killed."""
+    rechecked = _rechecked()
+    survivors = [
+        s["mutant"]
+        for row in report(modules, equivalent_mutants())
+        for s in row["survivors"]
+    ]
+    for number, mutant in enumerate(survivors, 1):
+        env = {**os.environ, "MUTANT_UNDER_TEST": mutant, "PYTHONDONTWRITEBYTECODE": "1"}
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
+            cwd=ROOT / "mutants",
+            env=env,
+            capture_output=True,
+        )
+        killed = done.returncode == 1
+        print(f"{number}/{len(survivors)} {mutant}: {'killed' if killed else 'survived'}")
+        if killed:
+            rechecked[mutant] = " ".join(tests)
+            RECHECKED.write_text(json.dumps(rechecked, indent=2, sort_keys=True))
+
+
+def _rechecked() -> dict[str, str]:
+    return json.loads(RECHECKED.read_text()) if RECHECKED.exists() else {}
+
+
 def equivalent_mutants() -> dict[str, str]:
     """Mutant name -> why it is equivalent, as docs/testing.md lists them."""
     if not TESTING_DOC.exists():
@@ -113,6 +155,7 @@ def equivalent_mutants() -> dict[str, str]:
 def report(modules: list[str], equivalent: dict[str, str]) -> list[dict]:
     """Per module: the counts by status, the score and the surviving mutants."""
     rows = []
+    rechecked = _rechecked()
     for module in modules:
         meta = ROOT / "mutants" / (module.replace(".", "/") + ".py.meta")
         codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
@@ -122,22 +165,28 @@ def report(modules: list[str], equivalent: dict[str, str]) -> list[dict]:
             status = _status(code)
             if status in ("survived", "no tests") and name in equivalent:
                 status = "equivalent"
+            elif status in ("survived", "no tests") and name in rechecked:
+                status = "killed by worker tests"
             counts[status] += 1
-            if status in ("survived", "no tests", "not checked"):
+            if status in ("survived", "no tests"):
                 survivors.append({"mutant": name, "status": status})
         total = sum(counts.values())
-        detected = counts["killed"] + counts["equivalent"]
+        detected = sum(counts[k] for k in DETECTED)
         rows.append(
             {
                 "module": module,
                 "mutants": total,
-                **{k: counts[k] for k in ("killed", "equivalent", "survived", "no tests")},
+                **{k: counts[k] for k in COUNTED},
                 "not checked": counts["not checked"],
                 "score": round(100 * detected / total, 1) if total else None,
                 "survivors": survivors,
             }
         )
     return rows
+
+
+COUNTED = ("killed", "killed by worker tests", "equivalent", "survived", "no tests")
+DETECTED = ("killed", "killed by worker tests", "equivalent")
 
 
 def _status(code: int | None) -> str:
@@ -154,21 +203,22 @@ def _natural(name: str) -> tuple[str, int]:
 
 
 def format_report(rows: list[dict]) -> str:
-    columns = ("mutants", "killed", "equivalent", "survived", "no tests", "not checked")
+    columns = ("mutants", *COUNTED, "not checked")
+    heads = ("mutants", "killed", "in workers", "equivalent", "survived", "no tests", "unchecked")
     width = max(len(row["module"]) for row in rows)
-    lines = [f"{'module':<{width}}  " + "  ".join(f"{c:>11}" for c in columns) + "  score"]
+    lines = [f"{'module':<{width}}  " + "  ".join(f"{c:>11}" for c in heads) + "  score"]
     for row in rows:
         score = "-" if row["score"] is None else f"{row['score']:.1f}%"
         cells = "  ".join(f"{row[c]:>11}" for c in columns)
         lines.append(f"{row['module']:<{width}}  {cells}  {score:>5}")
     total = {c: sum(row[c] for row in rows) for c in columns}
     if len(rows) > 1 and total["mutants"]:
-        detected = total["killed"] + total["equivalent"]
+        detected = sum(total[k] for k in DETECTED)
         cells = "  ".join(f"{total[c]:>11}" for c in columns)
         lines.append(f"{'all':<{width}}  {cells}  {100 * detected / total['mutants']:.1f}%")
     for row in rows:
         if row["survivors"]:
-            lines.append(f"\n{row['module']}: not killed ({len(row['survivors'])})")
+            lines.append(f"\n{row['module']}: survived ({len(row['survivors'])})")
             lines.extend(f"  {s['mutant']}  ({s['status']})" for s in row["survivors"])
     return "\n".join(lines)
 
