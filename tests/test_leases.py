@@ -11,43 +11,45 @@ from datetime import timedelta
 
 from daydream.clock import isoformat
 from daydream.db.connection import connect
-from daydream.queue.leases import claim, heartbeat, record, release
+from daydream.queue.leases import Exchange, claim, exchange, heartbeat
+from daydream.queue.pools import set_pool_limit
 from daydream.worker.config import WorkerConfig
 from tests.scenario import T0, FixedClock, events_of, execute, scalar
 
 
 def test_every_event_of_a_lease_carries_the_time_of_the_clock_it_was_given(offline_cohort):
-    """Claim, heartbeat, reap, record and release stamp their events with the injected
-    clock, never the wall clock: a run replayed or simulated in fixed time has one
-    timeline (STYLE 15), and reports read durations from these times."""
-    db = offline_cohort()
+    """Claim, heartbeat, record, slot hand-over and reap stamp their events with the
+    injected clock, never the wall clock: a run simulated in fixed time has one timeline
+    (STYLE 15), and reports read durations from these times."""
+    db = offline_cohort(combos=3, pool="tiny")
     clock = FixedClock()
     a = WorkerConfig(db_path=db, name="A", lease_s=30)
     b = WorkerConfig(db_path=db, name="B", lease_s=30)
     conn = connect(db, create=False)
     try:
-        first, second = claim(conn, a, 10, clock=clock)  # T0
+        assert set_pool_limit(conn, "tiny", 1)
+        first, queued = claim(conn, a, 1, clock=clock, queue=1)  # T0
         clock.advance(10)
-        assert heartbeat(conn, a, [first], clock=clock) == set()  # T0+10
-        clock.advance(25)
-        (reclaimed,) = claim(conn, b, 10, clock=clock)  # T0+35: reaps the second lease
+        assert heartbeat(conn, a, [first, queued], clock=clock) == set()  # to T0+40
+        clock.advance(10)
         (outcome,) = execute(a, [first], clock)
-        assert record(conn, [outcome], a, clock=clock) == (1, 0)  # T0+35
-        assert release(conn, [reclaimed], "shutdown", actor="worker:B") == 1
+        result = exchange(conn, a, Exchange(outcomes=[outcome], taken=[queued]), clock=clock)
+        assert (result.recorded, result.untaken) == (1, set())  # T0+20
+        clock.advance(25)
+        assert claim(conn, b, 10, clock=clock)  # T0+45: reaps the queued task's lease
     finally:
         conn.close()
-    at = {
-        e["type"]: e["recorded_at"]
-        for e in events_of(db)
-        if e["type"] in ("leases.extended", "lease.expired", "generation.completed")
-    }
+    at = {e["type"]: e["recorded_at"] for e in events_of(db) if e["type"] in TIMED}
+    seconds = {"leases.extended": 10, "generation.completed": 20, "slots.taken": 20}
     assert at == {
-        "leases.extended": isoformat(T0 + timedelta(seconds=10)),
-        "lease.expired": isoformat(T0 + timedelta(seconds=35)),
-        "generation.completed": isoformat(T0 + timedelta(seconds=35)),
+        **{kind: isoformat(T0 + timedelta(seconds=s)) for kind, s in seconds.items()},
+        "lease.expired": isoformat(T0 + timedelta(seconds=45)),
     }
-    starts = [e["recorded_at"] for e in events_of(db, types=["attempt.started"])]
-    assert starts == [isoformat(T0)] * 2 + [isoformat(T0 + timedelta(seconds=35))]
+    starts = {e["recorded_at"] for e in events_of(db, types=["attempt.started"])}
+    assert starts == {isoformat(T0), isoformat(T0 + timedelta(seconds=45))}
+
+
+TIMED = ("leases.extended", "generation.completed", "slots.taken", "lease.expired")
 
 
 def test_a_task_whose_lease_expires_on_its_last_attempt_fails_as_retryable(offline_cohort):
