@@ -9,12 +9,21 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from daydream import events as ev
 from daydream.clock import isoformat
 from daydream.db.connection import connect
 from daydream.queue.leases import Exchange, claim, exchange, heartbeat
 from daydream.queue.pools import set_pool_limit
 from daydream.worker.config import WorkerConfig
-from tests.scenario import T0, FixedClock, events_of, execute, scalar
+from tests.scenario import (
+    T0,
+    FixedClock,
+    cohort,
+    events_of,
+    execute,
+    offline_model,
+    scalar,
+)
 
 
 def test_every_event_of_a_lease_carries_the_time_of_the_clock_it_was_given(offline_cohort):
@@ -79,3 +88,35 @@ def test_a_task_whose_lease_expires_on_its_last_attempt_fails_as_retryable(offli
         " running it, every time (see the workers' logs); gave up"
     )
     assert scalar(db, "SELECT status FROM generations WHERE gen_id = ?", [task.gen_id]) == "failed"
+
+
+def test_an_exchange_that_only_claims_records_nothing(offline_cohort):
+    """The worker counts its results from ``recorded`` and ``stale``: an exchange with no
+    outcome to record says (0, 0), whatever it claims."""
+    db = offline_cohort()
+    a = WorkerConfig(db_path=db, name="A")
+    conn = connect(db, create=False)
+    try:
+        result = exchange(conn, a, Exchange(want=10), clock=FixedClock())
+    finally:
+        conn.close()
+    assert (result.recorded, result.stale, len(result.tasks)) == (0, 0, 2)
+
+
+def test_a_pool_stop_learnt_in_an_exchange_is_recorded_once_and_claims_skip_it(tmp_path):
+    """A worker that finds a pool's key rejected says so in its next exchange: the stop is
+    recorded (once, however many workers report it) and that exchange's claim already
+    leaves the pool's tasks alone, while other pools go on."""
+    models = [offline_model("m1", pool="tiny"), offline_model("m2")]
+    db = cohort(tmp_path, models, combos=1, axes={"draft_llm": ["m1", "m2"]})
+    a = WorkerConfig(db_path=db, name="A")
+    stop = ev.PoolStopped(pool="tiny", provider="offline", model_id="m1", message="key rejected")
+    conn = connect(db, create=False)
+    try:
+        first = exchange(conn, a, Exchange(want=10, health=[stop]), clock=FixedClock())
+        again = exchange(conn, a, Exchange(want=10, health=[stop]), clock=FixedClock())
+    finally:
+        conn.close()
+    assert first.stopped == again.stopped == {"tiny": "key rejected"}
+    assert [t.pool for t in first.tasks] and "tiny" not in {t.pool for t in first.tasks}
+    assert len(events_of(db, types=["pool.stopped"])) == 1
