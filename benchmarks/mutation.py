@@ -2,6 +2,7 @@
 
     python benchmarks/mutation.py                        # every core module (hours)
     python benchmarks/mutation.py daydream.ids           # one module (or a path: daydream/ids.py)
+    python benchmarks/mutation.py --survivors daydream.ids  # the survivors again (new tests)
     python benchmarks/mutation.py --report               # the last results, without a run
     python benchmarks/mutation.py --report --json        # the same, for machines
     python benchmarks/mutation.py --recheck TEST... [MODULE...]  # survivors vs worker tests
@@ -19,8 +20,10 @@ The report gives per module: mutants, killed (a test failed, or the tests ran pa
 time limit), equivalent, survived, no tests (no test calls the mutated function in the
 test process; a function that only worker subprocesses run shows up here), and the
 score: (killed + equivalent) / mutants. Then every surviving mutant by name; ``mutmut
-show NAME`` prints its diff. Results are kept in ``mutants/`` (delete it to start over);
-a second run re-tests only mutants of functions that changed.
+show NAME`` prints its diff. Results are kept in ``mutants/`` (delete it to start over):
+a second run goes on with the mutants not checked yet (mutmut itself re-tests those of
+functions that changed since), and ``--survivors`` runs the survivors again, once new
+tests are in (mutmut first learns which functions the new tests call).
 
 mutmut learns which tests call a function in the test process only: a function that a
 test runs only inside a worker subprocess is not linked to that test, so its mutants may
@@ -50,9 +53,6 @@ else:  # the mutation extra installs tomli there
 ROOT = Path(__file__).resolve().parent.parent
 RECHECKED = ROOT / "mutants" / "rechecked.json"
 TESTING_DOC = ROOT / "docs" / "testing.md"
-# mutmut's exit codes per mutant, as ``mutmut results`` names them (mutmut/stats.py).
-STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped"}
-TIMEOUTS = {-24, 24, 152, 255, 36}
 # "- `daydream.ids.x_base36__mutmut_3`: why it changes nothing" in docs/testing.md
 EQUIVALENT = re.compile(r"^- `(daydream\.[\w.ǁ]+__mutmut_\d+)`: (.+)$", re.M)
 
@@ -63,10 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", action="store_true", help="only report the last results")
     parser.add_argument("--json", action="store_true", help="the report as JSON")
     parser.add_argument(
+        "--survivors", action="store_true", help="run the survivors again (after new tests)"
+    )
+    parser.add_argument(
         "--recheck", nargs="+", metavar="TEST", help="run the survivors against these tests"
     )
     parser.add_argument(
-        "--max-children", type=int, default=2, help="mutants tested at once (default 2)"
+        "--max-children", type=int, default=1, help="mutants tested at once (default 1)"
     )
     args = parser.parse_args(argv)
     core = core_modules()
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.recheck:
         recheck(modules, args.recheck)
     elif not args.report:
-        done = run_mutmut(modules, args.max_children)
+        done = run_mutmut(modules, args.max_children, args.survivors)
         if done != 0:
             print(f"Error: mutmut run exited with {done} (its output is above)", file=sys.stderr)
             return done
@@ -105,17 +108,35 @@ def module_name(given: str, core: list[str]) -> str:
     return name
 
 
-def run_mutmut(modules: list[str], children: int) -> int:
-    """``mutmut run`` on the mutants of ``modules``, from the repository root."""
+def run_mutmut(modules: list[str], children: int, survivors: bool = False) -> int:
+    """``mutmut run`` on the mutants of ``modules`` not checked yet (all of them the first
+    time; with ``survivors``, those that survived), from the repository root."""
     mutmut = Path(sys.executable).parent / "mutmut"
     if not mutmut.exists():
         print("Error: mutmut is not installed: pip install -e '.[test,mutation]'", file=sys.stderr)
         return 2
-    globs = [f"{module}.*" for module in modules]
+    wanted = ("survived", "no tests") if survivors else ("not checked",)
+    codes = {module: _exit_codes(module) for module in modules}
+    names = [f"{module}.*" for module in modules if not codes[module]]
+    names += [
+        name
+        for module in modules
+        for name, code in codes[module].items()
+        if _status(code) in wanted
+    ]
+    if not names:
+        print("Nothing to run: every mutant of these modules has a result (--report shows it)")
+        return 0
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     return subprocess.run(
-        [str(mutmut), "run", "--max-children", str(children), *globs], cwd=ROOT, env=env
+        [str(mutmut), "run", "--max-children", str(children), *names], cwd=ROOT, env=env
     ).returncode
+
+
+def _exit_codes(module: str) -> dict[str, int | None]:
+    """mutmut's result per mutant of ``module`` (None: not checked), or {} before a run."""
+    meta = ROOT / "mutants" / (module.replace(".", "/") + ".py.meta")
+    return json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
 
 
 def recheck(modules: list[str], tests: list[str]) -> None:
@@ -157,8 +178,7 @@ def report(modules: list[str], equivalent: dict[str, str]) -> list[dict]:
     rows = []
     rechecked = _rechecked()
     for module in modules:
-        meta = ROOT / "mutants" / (module.replace(".", "/") + ".py.meta")
-        codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
+        codes = _exit_codes(module)
         counts: Counter[str] = Counter()
         survivors = []
         for name, code in sorted(codes.items(), key=lambda kv: _natural(kv[0])):
@@ -190,11 +210,15 @@ DETECTED = ("killed", "killed by worker tests", "equivalent")
 
 
 def _status(code: int | None) -> str:
+    """killed, survived, no tests or not checked, from mutmut's exit code for a mutant."""
     if code is None:
         return "not checked"
-    if code in TIMEOUTS:
-        return "killed"  # the tests ran past their limit: the mutant broke something
-    return STATUS.get(code, "killed" if code < 0 else "survived")
+    from mutmut.stats import status_by_exit_code
+
+    status = status_by_exit_code[code]
+    if status in ("killed", "timeout", "caught by type check", "segfault"):
+        return "killed"  # a timeout: the tests ran past their limit, the mutant broke them
+    return status if status in ("survived", "no tests") else "not checked"
 
 
 def _natural(name: str) -> tuple[str, int]:
