@@ -119,4 +119,5 @@ def test_a_pool_stop_learnt_in_an_exchange_is_recorded_once_and_claims_skip_it(t
         conn.close()
     assert first.stopped == again.stopped == {"tiny": "key rejected"}
     assert [t.pool for t in first.tasks] and "tiny" not in {t.pool for t in first.tasks}
-    assert len(events_of(db, types=["pool.stopped"])) == 1
+    (stopped,) = events_of(db, types=["pool.stopped"])
+    assert (stopped["actor"], stopped["recorded_at"]) == ("worker:A", isoformat(T0))
