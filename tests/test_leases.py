@@ -121,3 +121,57 @@ def test_a_pool_stop_learnt_in_an_exchange_is_recorded_once_and_claims_skip_it(t
     assert [t.pool for t in first.tasks] and "tiny" not in {t.pool for t in first.tasks}
     (stopped,) = events_of(db, types=["pool.stopped"])
     assert (stopped["actor"], stopped["recorded_at"]) == ("worker:A", isoformat(T0))
+
+
+def test_an_exchange_claims_the_one_task_or_the_one_queued_lease_asked_for(offline_cohort):
+    db = offline_cohort(combos=3, pool="tiny")
+    a = WorkerConfig(db_path=db, name="A")
+    conn = connect(db, create=False)
+    try:
+        assert set_pool_limit(conn, "tiny", 1)
+        (running,) = exchange(conn, a, Exchange(want=1), clock=FixedClock()).tasks
+        queued = exchange(conn, a, Exchange(queue=1, held={"tiny": 1}), clock=FixedClock())
+    finally:
+        conn.close()
+    assert running.slot and [t.slot for t in queued.tasks] == [False]
+
+
+def test_a_worker_queues_no_lease_in_a_pool_whose_slots_it_is_shedding(offline_cohort):
+    """After a limit cut a worker lets its share of the pool's slots go as its calls end:
+    it must not queue tasks behind the slots it is giving up, only behind those it keeps."""
+    db = offline_cohort(combos=4, pool="tiny")
+    a = WorkerConfig(db_path=db, name="A")
+    conn = connect(db, create=False)
+    try:
+        assert set_pool_limit(conn, "tiny", 2)
+        exchange(conn, a, Exchange(want=2), clock=FixedClock())
+
+        def queue(shedding: dict[str, int]) -> int:
+            request = Exchange(queue=1, held={"tiny": 2}, shedding=shedding)
+            return len(exchange(conn, a, request, clock=FixedClock()).tasks)
+
+        assert queue({"tiny": 2}) == 0  # sheds both: nothing to start behind
+        assert queue({"tiny": 1}) == 1  # keeps one slot to queue behind
+        assert queue({}) == 1
+    finally:
+        conn.close()
+
+
+def test_an_exchange_names_the_checked_leases_that_no_longer_hold(offline_cohort):
+    """A queued or running task whose lease was reaped and taken by another worker is
+    ``lost``: its worker drops it; the ones still held are not."""
+    db = offline_cohort(combos=2)
+    clock = FixedClock()
+    a = WorkerConfig(db_path=db, name="A", lease_s=30)
+    b = WorkerConfig(db_path=db, name="B", lease_s=30)
+    conn = connect(db, create=False)
+    try:
+        kept, gone = claim(conn, a, 2, clock=clock)
+        clock.advance(20)
+        assert heartbeat(conn, a, [kept], clock=clock) == set()
+        clock.advance(20)
+        assert [t.gen_id for t in claim(conn, b, 1, clock=clock)] == [gone.gen_id]
+        request = Exchange(queued=[gone], running=[kept])
+        assert exchange(conn, a, request, clock=clock).lost == {gone.gen_id}
+    finally:
+        conn.close()
