@@ -12,6 +12,7 @@ from datetime import timedelta
 from daydream import events as ev
 from daydream.clock import isoformat
 from daydream.db.connection import connect
+from daydream.queue.budget import Budget
 from daydream.queue.leases import Exchange, claim, exchange, heartbeat
 from daydream.queue.pools import set_pool_limit
 from daydream.worker.config import WorkerConfig
@@ -175,3 +176,20 @@ def test_an_exchange_names_the_checked_leases_that_no_longer_hold(offline_cohort
         assert exchange(conn, a, request, clock=clock).lost == {gone.gen_id}
     finally:
         conn.close()
+
+
+def test_an_exchange_under_a_budget_claims_only_what_the_cap_leaves_room_for(offline_cohort):
+    """Each claimed call reserves the most it can cost: with room for one, one is claimed
+    (the other waits, the budget says it was limited) and its reservation is stored."""
+    db = offline_cohort(combos=2)
+    a = WorkerConfig(db_path=db, name="A")
+    budget = Budget(cap_usd=1.5, cohort="k", bound=lambda task: 1.0)
+    conn = connect(db, create=False)
+    try:
+        result = exchange(conn, a, Exchange(want=2, budget=budget), clock=FixedClock())
+    finally:
+        conn.close()
+    (task,) = result.tasks
+    assert budget.limited
+    (started,) = events_of(db, types=["attempt.started"])
+    assert (started["gen_id"], started["reserved_usd"]) == (task.gen_id, 1.0)
