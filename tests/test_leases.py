@@ -193,3 +193,44 @@ def test_an_exchange_under_a_budget_claims_only_what_the_cap_leaves_room_for(off
     assert budget.limited
     (started,) = events_of(db, types=["attempt.started"])
     assert (started["gen_id"], started["reserved_usd"]) == (task.gen_id, 1.0)
+
+
+def test_a_finished_call_hands_its_slot_on_in_a_pool_with_no_limit_set(offline_cohort):
+    """Most pools keep the default limit (no ``pools`` row): a queued task still takes the
+    slot of the call that finished before it."""
+    db = offline_cohort(combos=2)
+    clock = FixedClock()
+    a = WorkerConfig(db_path=db, name="A")
+    conn = connect(db, create=False)
+    try:
+        first, queued = claim(conn, a, 1, clock=clock, queue=1, held={"offline": 1})
+        (outcome,) = execute(a, [first], clock)
+        result = exchange(conn, a, Exchange(outcomes=[outcome], taken=[queued]), clock=clock)
+    finally:
+        conn.close()
+    assert (result.recorded, result.untaken) == (1, set())
+    (taken,) = events_of(db, types=["slots.taken"])
+    assert taken["leases"] == [[queued.gen_id, queued.token]]
+
+
+def test_after_a_limit_cut_every_freed_slot_still_goes_to_a_task_already_calling(
+    offline_cohort,
+):
+    """A queued task given a freed slot is already calling: after a cut the pool may go over
+    its new limit rather than interrupt it (the shed shares bring it down). Two calls end,
+    two queued tasks take their two slots, though the limit is now one."""
+    db = offline_cohort(combos=4, pool="tiny")
+    clock = FixedClock()
+    a = WorkerConfig(db_path=db, name="A")
+    conn = connect(db, create=False)
+    try:
+        assert set_pool_limit(conn, "tiny", 2)
+        first, second, q1, q2 = claim(conn, a, 2, clock=clock, queue=2)
+        assert set_pool_limit(conn, "tiny", 1)
+        outcomes = execute(a, [first, second], clock)
+        request = Exchange(outcomes=outcomes, taken=[q1, q2])
+        assert exchange(conn, a, request, clock=clock).untaken == set()
+    finally:
+        conn.close()
+    (taken,) = events_of(db, types=["slots.taken"])
+    assert taken["leases"] == [[q1.gen_id, q1.token], [q2.gen_id, q2.token]]
