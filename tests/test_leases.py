@@ -234,3 +234,19 @@ def test_after_a_limit_cut_every_freed_slot_still_goes_to_a_task_already_calling
         conn.close()
     (taken,) = events_of(db, types=["slots.taken"])
     assert taken["leases"] == [[q1.gen_id, q1.token], [q2.gen_id, q2.token]]
+
+
+def test_queued_tasks_get_room_by_their_own_pools_default_limit(tmp_path):
+    """The offline pool's default limit is 1024, not the general 16: seventeen queued
+    tasks asking for room there all get it, even with none of its slots held."""
+    db = cohort(tmp_path, [offline_model("m1")], combos=9, axes={"draft_replicate": [1, 2]})
+    clock = FixedClock()
+    a = WorkerConfig(db_path=db, name="A")
+    conn = connect(db, create=False)
+    try:
+        first, *queued = claim(conn, a, 1, clock=clock, queue=17, held={"offline": 1})
+        (outcome,) = execute(a, [first], clock)
+        result = exchange(conn, a, Exchange(outcomes=[outcome], taken=queued), clock=clock)
+    finally:
+        conn.close()
+    assert len(queued) == 17 and result.untaken == set()
