@@ -250,3 +250,39 @@ def test_queued_tasks_get_room_by_their_own_pools_default_limit(tmp_path):
     finally:
         conn.close()
     assert len(queued) == 17 and result.untaken == set()
+
+
+def test_queued_tasks_take_the_room_left_in_their_pool_and_no_more(offline_cohort):
+    """With no call ending, queued tasks take slots only while their pool has room: limit
+    3 and one call running leave room for two of three."""
+    db = offline_cohort(combos=4, pool="tiny")
+    clock = FixedClock()
+    a = WorkerConfig(db_path=db, name="A")
+    conn = connect(db, create=False)
+    try:
+        assert set_pool_limit(conn, "tiny", 3)
+        _, q1, q2, q3 = claim(conn, a, 1, clock=clock, queue=3)
+        assert exchange(conn, a, Exchange(taken=[q1, q2, q3]), clock=clock).untaken == {q3.gen_id}
+    finally:
+        conn.close()
+    (taken,) = events_of(db, types=["slots.taken"])
+    assert taken["leases"] == [[q1.gen_id, q1.token], [q2.gen_id, q2.token]]
+
+
+def test_a_task_refused_a_slot_in_a_full_pool_does_not_hold_up_another_pool(tmp_path):
+    models = [offline_model("m1", pool="tiny"), offline_model("m2")]
+    db = cohort(tmp_path, models, combos=2, axes={"draft_llm": ["m1", "m2"]})
+    clock = FixedClock()
+    a = WorkerConfig(db_path=db, name="A")
+    conn = connect(db, create=False)
+    try:
+        assert set_pool_limit(conn, "tiny", 1)
+        tasks = claim(conn, a, 2, clock=clock, queue=2)
+        queued = sorted((t for t in tasks if not t.slot), key=lambda t: t.pool != "tiny")
+        assert [t.pool for t in queued] == ["tiny", "offline"]
+        result = exchange(conn, a, Exchange(taken=queued), clock=clock)
+    finally:
+        conn.close()
+    assert result.untaken == {queued[0].gen_id}
+    (taken,) = events_of(db, types=["slots.taken"])
+    assert taken["leases"] == [[queued[1].gen_id, queued[1].token]]
