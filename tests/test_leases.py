@@ -286,3 +286,24 @@ def test_a_task_refused_a_slot_in_a_full_pool_does_not_hold_up_another_pool(tmp_
     assert result.untaken == {queued[0].gen_id}
     (taken,) = events_of(db, types=["slots.taken"])
     assert taken["leases"] == [[queued[1].gen_id, queued[1].token]]
+
+
+def test_a_result_after_its_lease_was_reaped_records_nothing(offline_cohort):
+    """Fencing: a worker that stalled past its lease (reaped, not yet claimed again) comes
+    back with a result; it is stale, and the task stays ready for the next claim."""
+    db = offline_cohort(combos=1)
+    clock = FixedClock()
+    a = WorkerConfig(db_path=db, name="A", lease_s=30)
+    b = WorkerConfig(db_path=db, name="B", lease_s=30)
+    conn = connect(db, create=False)
+    try:
+        (task,) = claim(conn, a, 1, clock=clock)
+        clock.advance(31)
+        assert claim(conn, b, 0, clock=clock) == []  # reaps A's lease, claims nothing
+        (outcome,) = execute(a, [task], clock)
+        result = exchange(conn, a, Exchange(outcomes=[outcome]), clock=clock)
+    finally:
+        conn.close()
+    assert (result.recorded, result.stale) == (0, 1)
+    assert scalar(db, "SELECT status FROM generations WHERE gen_id = ?", [task.gen_id]) == "ready"
+    assert not events_of(db, types=["generation.completed"])
