@@ -13,7 +13,7 @@ from daydream import events as ev
 from daydream.clock import isoformat
 from daydream.db.connection import connect
 from daydream.queue.budget import Budget
-from daydream.queue.leases import Exchange, claim, exchange, heartbeat
+from daydream.queue.leases import Exchange, claim, exchange, heartbeat, record
 from daydream.queue.pools import set_pool_limit
 from daydream.worker.config import WorkerConfig
 from tests.scenario import (
@@ -22,6 +22,7 @@ from tests.scenario import (
     cohort,
     events_of,
     execute,
+    fake_outcomes,
     offline_model,
     scalar,
 )
@@ -307,3 +308,37 @@ def test_a_result_after_its_lease_was_reaped_records_nothing(offline_cohort):
     assert (result.recorded, result.stale) == (0, 1)
     assert scalar(db, "SELECT status FROM generations WHERE gen_id = ?", [task.gen_id]) == "ready"
     assert not events_of(db, types=["generation.completed"])
+
+
+def test_a_pool_limit_cut_while_recording_is_recorded_by_the_worker(offline_cohort):
+    """The rate-limit adaptation runs with each recording: ten 429s in a row cut the pool,
+    and the event says which worker cut it, and when."""
+    db = offline_cohort()
+    clock = FixedClock()
+    a = WorkerConfig(db_path=db, name="A")
+    conn = connect(db, create=False)
+    try:
+        assert set_pool_limit(conn, "p", 4)
+        assert record(conn, fake_outcomes("p", "4" * 10), a, clock=clock) == (0, 10)
+    finally:
+        conn.close()
+    (cut,) = events_of(db, types=["pool.limit_changed"])[1:]
+    assert (cut["limit"], cut["actor"], cut["recorded_at"]) == (3, "worker:A", isoformat(T0))
+
+
+def test_a_heartbeat_over_more_leases_than_one_query_takes_keeps_them_all(tmp_path):
+    """Leases are read 500 ids per query (SQLite's variable limit): a worker holding 1,010
+    leases extends every one, none reported lost."""
+    axes = {"draft_replicate": list(range(1, 102))}
+    db = cohort(tmp_path, [offline_model("m1")], combos=10, axes=axes)
+    clock = FixedClock()
+    a = WorkerConfig(db_path=db, name="A", lease_s=30)
+    conn = connect(db, create=False)
+    try:
+        tasks = claim(conn, a, 1010, clock=clock)
+        assert len(tasks) == 1010
+        assert heartbeat(conn, a, tasks, clock=clock) == set()
+    finally:
+        conn.close()
+    (extended,) = events_of(db, types=["leases.extended"])
+    assert len(extended["leases"]) == 1010
