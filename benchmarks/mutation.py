@@ -117,12 +117,13 @@ def run_mutmut(modules: list[str], children: int, survivors: bool = False) -> in
         return 2
     wanted = ("survived", "no tests") if survivors else ("not checked",)
     codes = {module: _exit_codes(module) for module in modules}
+    equivalent = equivalent_mutants()  # no need to run them: nothing can kill them
     names = [f"{module}.*" for module in modules if not codes[module]]
     names += [
         name
         for module in modules
         for name, code in codes[module].items()
-        if _status(code) in wanted
+        if _status(code) in wanted and name not in equivalent
     ]
     if not names:
         print("Nothing to run: every mutant of these modules has a result (--report shows it)")
