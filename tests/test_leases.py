@@ -342,3 +342,34 @@ def test_a_heartbeat_over_more_leases_than_one_query_takes_keeps_them_all(tmp_pa
         conn.close()
     (extended,) = events_of(db, types=["leases.extended"])
     assert len(extended["leases"]) == 1010
+
+
+def test_queued_leases_are_promoted_by_their_own_pools_default_limit(tmp_path):
+    """With none of its slots held, the offline pool (default limit 1024) gives slots to
+    all seventeen queued leases a worker asks to promote, not the general default's 16."""
+    axes = {"draft_replicate": [1, 2]}
+    db = cohort(tmp_path, [offline_model("m1")], combos=9, axes=axes)
+    clock = FixedClock()
+    a = WorkerConfig(db_path=db, name="A")
+    conn = connect(db, create=False)
+    try:
+        first, *queued = claim(conn, a, 1, clock=clock, queue=17, held={"offline": 1})
+        assert record(conn, execute(a, [first], clock), a, clock=clock) == (1, 0)
+        result = exchange(conn, a, Exchange(want=17, promote=queued), clock=clock)
+    finally:
+        conn.close()
+    assert len(queued) == 17 and result.tasks[:17] == queued
+    assert all(task.slot for task in queued)
+
+
+def test_a_claim_promotes_no_more_queued_leases_than_it_asks_for(offline_cohort):
+    db = offline_cohort(combos=3)
+    clock = FixedClock()
+    a = WorkerConfig(db_path=db, name="A")
+    conn = connect(db, create=False)
+    try:
+        first, q1, q2 = claim(conn, a, 1, clock=clock, queue=2, held={"offline": 1})
+        result = exchange(conn, a, Exchange(want=1, promote=[q1, q2]), clock=clock)
+    finally:
+        conn.close()
+    assert result.tasks == [q1] and (q1.slot, q2.slot) == (True, False)
