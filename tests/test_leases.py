@@ -373,3 +373,23 @@ def test_a_claim_promotes_no_more_queued_leases_than_it_asks_for(offline_cohort)
     finally:
         conn.close()
     assert result.tasks == [q1] and (q1.slot, q2.slot) == (True, False)
+
+
+def test_promotions_stop_when_the_pool_is_full(offline_cohort):
+    """Limit 3 with one call running leaves room for two of three queued leases; the slots
+    they take are recorded at the claim's time."""
+    db = offline_cohort(combos=4, pool="tiny")
+    clock = FixedClock()
+    a = WorkerConfig(db_path=db, name="A")
+    conn = connect(db, create=False)
+    try:
+        assert set_pool_limit(conn, "tiny", 3)
+        _, q1, q2, q3 = claim(conn, a, 1, clock=clock, queue=3)
+        clock.advance(5)
+        result = exchange(conn, a, Exchange(want=3, promote=[q1, q2, q3]), clock=clock)
+    finally:
+        conn.close()
+    assert result.tasks == [q1, q2]
+    (taken,) = events_of(db, types=["slots.taken"])
+    assert taken["leases"] == [[q1.gen_id, q1.token], [q2.gen_id, q2.token]]
+    assert taken["recorded_at"] == isoformat(T0 + timedelta(seconds=5))
