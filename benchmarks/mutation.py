@@ -5,7 +5,7 @@
     python benchmarks/mutation.py --survivors daydream.ids  # the survivors again (new tests)
     python benchmarks/mutation.py --report               # the last results, without a run
     python benchmarks/mutation.py --report --json        # the same, for machines
-    python benchmarks/mutation.py --recheck TEST... [MODULE...]  # survivors vs worker tests
+    python benchmarks/mutation.py MODULE --recheck TEST...  # survivors vs tests mutmut missed
 
 Needs the ``mutation`` extra (``pip install -e '.[test,mutation]'``): mutmut 3. mutmut
 copies the package into ``mutants/`` with every function rewritten as a trampoline to its
@@ -28,10 +28,11 @@ tests are in (mutmut first learns which functions the new tests call).
 mutmut learns which tests call a function in the test process only: a function that a
 test runs only inside a worker subprocess is not linked to that test, so its mutants may
 survive mutmut's run although a worker-process test kills them (the subprocesses do run
-the mutant: they inherit ``MUTANT_UNDER_TEST`` and import the ``mutants/`` copy).
-``--recheck TEST...`` runs each survivor of the modules against those tests (pytest node
-ids, from the repository root) and keeps the ones they kill in ``mutants/rechecked.json``;
-the report counts them as "killed by worker tests".
+the mutant: they inherit ``MUTANT_UNDER_TEST`` and import the ``mutants/`` copy). And a
+run tests each mutant with the tests as they were when it started. ``--recheck TEST...``
+runs each survivor of the modules against those tests (pytest node ids or files, as
+they are now) and keeps the ones they kill in ``mutants/rechecked.json``; the report
+counts them as "killed on recheck".
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -142,6 +144,7 @@ def _exit_codes(module: str) -> dict[str, int | None]:
 
 def recheck(modules: list[str], tests: list[str]) -> None:
     """Run every survivor of ``modules`` against ``tests``; keep those killed."""
+    shutil.copytree(ROOT / "tests", ROOT / "mutants" / "tests", dirs_exist_ok=True)
     rechecked = _rechecked()
     survivors = [
         s["mutant"]
@@ -187,7 +190,7 @@ def report(modules: list[str], equivalent: dict[str, str]) -> list[dict]:
             if status in ("survived", "no tests") and name in equivalent:
                 status = "equivalent"
             elif status in ("survived", "no tests") and name in rechecked:
-                status = "killed by worker tests"
+                status = "killed on recheck"
             counts[status] += 1
             if status in ("survived", "no tests"):
                 survivors.append({"mutant": name, "status": status})
@@ -206,8 +209,8 @@ def report(modules: list[str], equivalent: dict[str, str]) -> list[dict]:
     return rows
 
 
-COUNTED = ("killed", "killed by worker tests", "equivalent", "survived", "no tests")
-DETECTED = ("killed", "killed by worker tests", "equivalent")
+COUNTED = ("killed", "killed on recheck", "equivalent", "survived", "no tests")
+DETECTED = ("killed", "killed on recheck", "equivalent")
 
 
 def _status(code: int | None) -> str:
@@ -229,7 +232,7 @@ def _natural(name: str) -> tuple[str, int]:
 
 def format_report(rows: list[dict]) -> str:
     columns = ("mutants", *COUNTED, "not checked")
-    heads = ("mutants", "killed", "in workers", "equivalent", "survived", "no tests", "unchecked")
+    heads = ("mutants", "killed", "rechecked", "equivalent", "survived", "no tests", "unchecked")
     width = max(len(row["module"]) for row in rows)
     lines = [f"{'module':<{width}}  " + "  ".join(f"{c:>11}" for c in heads) + "  score"]
     for row in rows:
