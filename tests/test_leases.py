@@ -393,3 +393,25 @@ def test_promotions_stop_when_the_pool_is_full(offline_cohort):
     (taken,) = events_of(db, types=["slots.taken"])
     assert taken["leases"] == [[q1.gen_id, q1.token], [q2.gen_id, q2.token]]
     assert taken["recorded_at"] == isoformat(T0 + timedelta(seconds=5))
+
+
+def test_a_full_pools_backlog_does_not_hide_other_pools_tasks_from_a_claim(offline_cohort):
+    """A claim reads a window of candidates, upstream stages first: the drafts waiting on
+    a full pool must not fill it, or the ready essay behind them (another pool) would
+    never be claimed, with or without queued leases asked for."""
+    db = offline_cohort(combos=10, pool="tiny")
+    clock = FixedClock()
+    a = WorkerConfig(db_path=db, name="A")
+    b = WorkerConfig(db_path=db, name="B")
+    conn = connect(db, create=False)
+    try:
+        assert set_pool_limit(conn, "tiny", 2)
+        first, _ = claim(conn, a, 2, clock=clock)
+        assert record(conn, execute(a, [first], clock), a, clock=clock) == (1, 0)
+        assert set_pool_limit(conn, "tiny", 1)  # full: one call running, eight drafts wait
+        (essay,) = claim(conn, b, 1, clock=clock, queue=1)
+        assert (essay.stage, essay.pool) == ("essay", "copy")
+        clock.advance(1)
+        assert claim(conn, b, 1, clock=clock) == []  # the essay taken, the drafts wait
+    finally:
+        conn.close()
