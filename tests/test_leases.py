@@ -8,13 +8,15 @@ the events carry and the record of a task given up after its last lease expired.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from daydream import events as ev
 from daydream.clock import isoformat
 from daydream.db.connection import connect
 from daydream.queue.budget import Budget
-from daydream.queue.leases import Exchange, claim, exchange, heartbeat, record
+from daydream.queue.leases import Exchange, claim, exchange, heartbeat, record, release
 from daydream.queue.pools import set_pool_limit
+from daydream.queue.tasks import Task
 from daydream.worker.config import WorkerConfig
 from tests.scenario import (
     T0,
@@ -413,5 +415,32 @@ def test_a_full_pools_backlog_does_not_hide_other_pools_tasks_from_a_claim(offli
         assert (essay.stage, essay.pool) == ("essay", "copy")
         clock.advance(1)
         assert claim(conn, b, 1, clock=clock) == []  # the essay taken, the drafts wait
+    finally:
+        conn.close()
+
+
+def test_claims_honour_several_pools_and_models_to_keep_to_or_leave_alone(tmp_path):
+    """A worker kept to two pools claims only theirs; two models whose endpoints are down
+    and two full pools are each left alone, and the third pool's drafts are claimed."""
+    models = [offline_model(m, pool=f"p{m[1]}") for m in ("m1", "m2", "m3")]
+    db = cohort(tmp_path, models, combos=2, axes={"draft_llm": ["m1", "m2", "m3"]})
+    clock = FixedClock()
+    conn = connect(db, create=False)
+
+    def claimed(name: str, pools: tuple[str, ...] = (), **options: Any) -> list[Task]:
+        config = WorkerConfig(db_path=db, name=name, pools=pools)
+        return claim(conn, config, 10, clock=clock, **options)
+
+    try:
+        kept = claimed("kept", ("p1", "p2"))
+        assert sorted(t.pool for t in kept) == ["p1", "p1", "p2", "p2"]
+        release(conn, kept, "test", actor="test")
+        down = claimed("down", skip=(("m1", "m2"), ()))
+        assert sorted(t.pool for t in down) == ["p3", "p3"]
+        release(conn, down, "test", actor="test")
+        for pool in ("p1", "p2"):
+            assert set_pool_limit(conn, pool, 1)
+        assert sorted(t.pool for t in claimed("one each", ("p1", "p2"))) == ["p1", "p2"]
+        assert sorted(t.pool for t in claimed("full")) == ["p3", "p3"]  # p1, p2 are full
     finally:
         conn.close()
