@@ -187,7 +187,7 @@ def report(modules: list[str], equivalent: dict[str, str]) -> list[dict]:
         survivors = []
         for name, code in sorted(codes.items(), key=lambda kv: _natural(kv[0])):
             status = _status(code)
-            if status in ("survived", "no tests") and name in equivalent:
+            if status in ("survived", "no tests", "not checked") and name in equivalent:
                 status = "equivalent"
             elif status in ("survived", "no tests") and name in rechecked:
                 status = "killed on recheck"
