@@ -444,3 +444,18 @@ def test_claims_honour_several_pools_and_models_to_keep_to_or_leave_alone(tmp_pa
         assert sorted(t.pool for t in claimed("full")) == ["p3", "p3"]  # p1, p2 are full
     finally:
         conn.close()
+
+
+def test_a_claim_on_its_own_marks_the_leases_it_promoted_as_holding_slots(offline_cohort):
+    """Outside an exchange, ``claim`` itself marks a promoted task's slot once its
+    transaction has committed: the worker then starts its call as a slot holder."""
+    db = offline_cohort(combos=2)
+    clock = FixedClock()
+    a = WorkerConfig(db_path=db, name="A")
+    conn = connect(db, create=False)
+    try:
+        _, queued = claim(conn, a, 1, clock=clock, queue=1, held={"offline": 1})
+        assert claim(conn, a, 1, clock=clock, promote=[queued]) == [queued]
+    finally:
+        conn.close()
+    assert queued.slot is True
