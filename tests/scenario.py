@@ -211,6 +211,18 @@ class FixedClock:
         self.moment += timedelta(seconds=seconds)
 
 
+def fake_outcomes(pool: str, pattern: str) -> list[Any]:
+    """Fake outcomes of model calls on ``pool``: one per character, "4" a 429, "." a success
+    (their tasks hold no lease: only the pools' adaptation reads them)."""
+    from daydream.queue.tasks import Outcome
+
+    class _Task:
+        def __init__(self, n: int) -> None:
+            self.pool, self.mode, self.gen_id, self.token = pool, "llm", f"g{n}", 0
+
+    return [Outcome(_Task(n), [], ok=c == ".", throttled=c == "4") for n, c in enumerate(pattern)]
+
+
 def execute(config: WorkerConfig, tasks: list[Any], clock: Callable[[], datetime]) -> list[Any]:
     """Run claimed tasks one after the other through a worker's executor; their outcomes."""
 

@@ -46,6 +46,7 @@ from tests.scenario import (
     daydream_cmd,
     events_of,
     execute,
+    fake_outcomes,
     gen_ids,
     gen_of,
     model,
@@ -1028,17 +1029,6 @@ def test_a_retry_after_counts_from_the_reply_not_from_the_record(tmp_path, recor
         assert retry_at == recorded_at
 
 
-def _outcomes(pool: str, pattern: str) -> list[Any]:
-    """Fake outcomes of model calls on ``pool``: one per character, "4" a 429, "." a success."""
-    from daydream.queue.tasks import Outcome
-
-    class _Task:
-        def __init__(self, n: int) -> None:
-            self.pool, self.mode, self.gen_id = pool, "llm", f"g{n}"
-
-    return [Outcome(_Task(n), [], ok=c == ".", throttled=c == "4") for n, c in enumerate(pattern)]
-
-
 def test_pool_limits_adapt_to_rate_limiting_and_each_change_is_an_event(offline_cohort):
     from daydream.queue.pools import adapt_pools
 
@@ -1056,7 +1046,7 @@ def test_pool_limits_adapt_to_rate_limiting_and_each_change_is_an_event(offline_
 
     def feed(pattern: str) -> None:
         with transaction(conn):
-            adapt_pools(conn, _outcomes("p", pattern), "test", clock, signals)
+            adapt_pools(conn, fake_outcomes("p", pattern), "test", clock, signals)
 
     # A steady 20% of 429s (not growing with concurrency) leaves the limit alone...
     feed("....4" * 8)
