@@ -31,7 +31,7 @@ from tests.scenario import (
 
 
 def test_every_event_of_a_lease_carries_the_time_of_the_clock_it_was_given(offline_cohort):
-    """Claim, heartbeat, record, slot hand-over and reap stamp their events with the
+    """Claim, heartbeat, record, slot hand-over, reap and release stamp their events with the
     injected clock, never the wall clock: a run simulated in fixed time has one timeline
     (STYLE 15), and reports read durations from these times."""
     db = offline_cohort(combos=3, pool="tiny")
@@ -49,7 +49,10 @@ def test_every_event_of_a_lease_carries_the_time_of_the_clock_it_was_given(offli
         result = exchange(conn, a, Exchange(outcomes=[outcome], taken=[queued]), clock=clock)
         assert (result.recorded, result.untaken) == (1, set())  # T0+20
         clock.advance(25)
-        assert claim(conn, b, 10, clock=clock)  # T0+45: reaps the queued task's lease
+        taken = claim(conn, b, 10, clock=clock)  # T0+45: reaps the queued task's lease
+        assert taken
+        clock.advance(5)
+        assert release(conn, taken, "stopping", actor="worker:B", clock=clock)  # T0+50
     finally:
         conn.close()
     at = {e["type"]: e["recorded_at"] for e in events_of(db) if e["type"] in TIMED}
@@ -57,12 +60,15 @@ def test_every_event_of_a_lease_carries_the_time_of_the_clock_it_was_given(offli
     assert at == {
         **{kind: isoformat(T0 + timedelta(seconds=s)) for kind, s in seconds.items()},
         "lease.expired": isoformat(T0 + timedelta(seconds=45)),
+        "lease.released": isoformat(T0 + timedelta(seconds=50)),
     }
     starts = {e["recorded_at"] for e in events_of(db, types=["attempt.started"])}
     assert starts == {isoformat(T0), isoformat(T0 + timedelta(seconds=45))}
 
 
-TIMED = ("leases.extended", "generation.completed", "slots.taken", "lease.expired")
+TIMED = (
+    "leases.extended", "generation.completed", "slots.taken", "lease.expired", "lease.released"
+)
 
 
 def test_a_task_whose_lease_expires_on_its_last_attempt_fails_as_retryable(offline_cohort):

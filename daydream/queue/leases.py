@@ -407,7 +407,9 @@ def _slots_freed(outcomes: list[Outcome], leases: dict[str, tuple[int, int]]) ->
     return freed
 
 
-def release(conn: sqlite3.Connection, tasks: list[Task], reason: str, *, actor: str) -> int:
+def release(
+    conn: sqlite3.Connection, tasks: list[Task], reason: str, *, actor: str, clock: Clock = utcnow
+) -> int:
     """Give leases back (clean shutdown); only leases still held are released."""
     with transaction(conn):
         held = _held_tokens(conn, [task.gen_id for task in tasks])
@@ -416,7 +418,7 @@ def release(conn: sqlite3.Connection, tasks: list[Task], reason: str, *, actor: 
             for task in tasks
             if held.get(task.gen_id) == task.token
         ]
-        append(conn, events, actor=actor)
+        append(conn, events, actor=actor, clock=clock)
     return len(events)
 
 

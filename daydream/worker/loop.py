@@ -311,7 +311,7 @@ class Worker:
             return
         try:
             self.stats.released += await self._db_call(
-                release, tasks, reason, actor=f"worker:{self.config.name}"
+                release, tasks, reason, actor=f"worker:{self.config.name}", clock=self.clock
             )
         except sqlite3.OperationalError as exc:
             self.log(f"worker {self.config.name}: leases not released ({exc}); they expire")
