@@ -107,6 +107,7 @@ def test_essay_block_without_tags_fails():
         "no <essay>...</essay> block found in the reply: ask for one in the template, "
         "or use the parser essay_block_lenient to keep untagged replies"
     )
+    assert error.state == "parse_failed"
 
 
 def test_essay_block_does_not_match_essay_idea_tags():
@@ -171,6 +172,18 @@ def test_essay_idea_last_picks_the_last_of_equal_highest_stages():
 
 def test_essay_idea_last_without_stages_picks_the_last_block():
     text = idea("one") + "notes\n" + idea("two")
+    assert parse_output("essay_idea_last", text).text == "two"
+    assert parse_output("essay_idea_last", idea("one") + idea("two") + idea("three")).text == (
+        "three"
+    )
+
+
+def test_essay_idea_last_does_not_give_a_block_the_stage_of_a_tag_after_it():
+    # The stage is searched up to the end of the block only: an unstaged block does not
+    # take the stage of a later tag (here an inline one, which is not a block itself).
+    text = (
+        idea("unstaged") + '<essay-idea stage="7">inline</essay-idea>\n' + idea("two", ' stage="2"')
+    )
     assert parse_output("essay_idea_last", text).text == "two"
 
 
@@ -310,6 +323,7 @@ def test_score_forms(text, score):
 
 def test_score_text_is_formatted_as_upstream():
     assert parse_output("score", "SCORE: 7", scale=(0, 9)).text == "7.0\n"
+    assert parse_output("score", "SCORE: -0", scale=(0, 9)).text == "0.0\n"
     assert parse_output("score", "SCORE: 8.25", scale=(0, 9)).text == "8.25\n"
 
 
@@ -343,6 +357,23 @@ def test_a_labelled_line_with_nothing_after_it_fails():
         "the last SCORE line has no number after it (line '**SCORE:**'); "
         "expected a final line like 'SCORE: 7'"
     )
+    assert error.state == "parse_failed"
+
+
+def test_a_score_heading_over_prose_does_not_hide_the_score_line_before_it():
+    text = "SCORE: 7\n\n## Score\n\nThe essay is strong."
+    assert parse_output("score", text, scale=(0, 9)).score == 7.0
+
+
+@pytest.mark.parametrize("text", ["", "7\n## Score", "7\n\nScore"])
+def test_a_number_before_a_trailing_score_heading_is_not_the_score(text):
+    # The value follows its label; nothing is read from the lines above it.
+    assert str(parse_error("score", text, scale=(0, 9))) == NO_SCORE
+
+
+def test_a_value_on_the_line_after_its_label_is_checked_against_the_scale():
+    error = parse_error("score", "Final Score:\n\n10", scale=(0, 9))
+    assert str(error) == "score 10 is outside the template's scale 0-9 (line 'Final Score: 10')"
 
 
 def test_a_label_line_followed_by_prose_fails_rather_than_guessing():
@@ -368,6 +399,13 @@ def test_a_value_above_its_own_denominator_fails():
     assert str(error) == (
         "score 11/10 is not between 0 and its own maximum 10 (line 'SCORE: 11/10')"
     )
+    assert error.state == "parse_failed"
+
+
+@pytest.mark.parametrize(("text", "score"), [("SCORE: 0/10", 0.0), ("SCORE: 10/10", 10.0)])
+def test_a_value_at_either_end_of_its_own_denominator_is_kept(text, score):
+    parsed = parse_output("score", text)
+    assert (parsed.score, parsed.scale_max) == (score, 10.0)
 
 
 def test_a_zero_denominator_fails():
@@ -380,12 +418,24 @@ def test_decimal_scale_bounds_are_named_as_written():
     assert str(error) == "score 9 is outside the template's scale 0.5-7.5 (line 'SCORE: 9')"
 
 
+def test_whole_scale_bounds_given_as_floats_are_named_without_decimals():
+    error = parse_error("score", "SCORE: 10", scale=(0.0, 9.0))
+    assert str(error) == "score 10 is outside the template's scale 0-9 (line 'SCORE: 10')"
+
+
 def test_a_long_score_line_is_shortened_in_the_message():
     line = "SCORE: " + "seven " * 30
     message = str(parse_error("score", line, scale=(0, 9)))
     assert message == (
         f"the last SCORE line is not a plain number (line '{line.strip()[:77]}...'); {NOT_A_NUMBER}"
     )
+
+
+def test_a_score_line_of_80_characters_is_quoted_whole():
+    line = "SCORE: " + "x" * 73
+    assert len(line) == 80
+    message = str(parse_error("score", line, scale=(0, 9)))
+    assert message == f"the last SCORE line is not a plain number (line '{line}'); {NOT_A_NUMBER}"
 
 
 def test_without_a_scale_any_number_is_kept_and_a_denominator_recorded():
