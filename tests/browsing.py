@@ -98,13 +98,14 @@ def query(db: Path, sql: str, params: tuple = ()) -> list[dict]:
 
 
 @contextmanager
-def served(db: Path) -> Iterator[str]:
-    """``daydream browse`` on a free loopback port, as a user starts it: its base URL."""
+def served(db: Path, *options: str) -> Iterator[str]:
+    """``daydream browse`` (with ``options``) on a free loopback port, as a user starts it:
+    its base URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "daydream", "browse", "--db", str(db), "--port", str(port)],
+        [sys.executable, "-m", "daydream", "browse", "--db", str(db), "--port", str(port), *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -126,10 +127,9 @@ def served(db: Path) -> Iterator[str]:
         server.wait(timeout=10)
 
 
-def screenshot(url: str, path: Path, profile: Path, size: tuple[int, int] = (1280, 900)) -> Path:
-    """A headless Chromium screenshot of ``url`` in a ``size`` window, saved at ``path``."""
+def _chromium(profile: Path, *arguments: str) -> subprocess.CompletedProcess:
     assert CHROMIUM is not None
-    subprocess.run(
+    return subprocess.run(
         [
             CHROMIUM,
             "--headless",
@@ -141,15 +141,23 @@ def screenshot(url: str, path: Path, profile: Path, size: tuple[int, int] = (128
             "--disable-component-update",
             "--disable-sync",
             f"--user-data-dir={profile}",
-            f"--screenshot={path}",
-            f"--window-size={size[0]},{size[1]}",
-            url,
+            *arguments,
         ],
         capture_output=True,
         timeout=120,
         check=False,
     )
+
+
+def screenshot(url: str, path: Path, profile: Path, size: tuple[int, int] = (1280, 900)) -> Path:
+    """A headless Chromium screenshot of ``url`` in a ``size`` window, saved at ``path``."""
+    _chromium(profile, f"--screenshot={path}", f"--window-size={size[0]},{size[1]}", url)
     return path
+
+
+def rendered(url: str, profile: Path) -> str:
+    """The page at ``url`` as headless Chromium has it after its scripts ran (the DOM)."""
+    return _chromium(profile, "--dump-dom", url).stdout.decode()
 
 
 def assert_png(path: Path, size: tuple[int, int]) -> None:

@@ -51,8 +51,15 @@ SETTINGS: dict[str, Any] = {
 }
 
 
-def make_datasette(db_path: str | Path, *, settings: dict[str, Any] | None = None) -> Datasette:
-    """A read-only Datasette for ``db_path``, with daydream's hooks and settings."""
+def make_datasette(
+    db_path: str | Path,
+    *,
+    settings: dict[str, Any] | None = None,
+    count_up_to: int | None = None,
+) -> Datasette:
+    """A read-only Datasette for ``db_path``, with daydream's hooks and settings; the pages
+    of tables and views that grow with the cohorts count their rows while the database
+    holds at most ``count_up_to`` generations (``uncounted``: 100,000 by default)."""
     path = Path(db_path).absolute()  # not resolved: a plain link to an awkward path works
     if not path.is_file():
         raise missing_database(db_path)
@@ -66,7 +73,7 @@ def make_datasette(db_path: str | Path, *, settings: dict[str, Any] | None = Non
     ensure_registered()
     return Datasette(
         [str(path)],
-        metadata=instance_metadata(database_name(path)),
+        metadata=instance_metadata(database_name(path), count_up_to=count_up_to),
         settings={**SETTINGS, **(settings or {})},
     )
 
@@ -77,6 +84,7 @@ def serve(
     port: int = 8001,
     host: str = "127.0.0.1",
     open_browser: bool = False,
+    count_up_to: int | None = None,
     log: Callable[[str], None] = print,
 ) -> None:
     """Serve ``db_path`` read-only on ``host:port`` until interrupted.
@@ -85,7 +93,7 @@ def serve(
     migrations and views are current); from then on nothing writes to it.
     """
     connect(db_path, create=False).close()
-    ds = make_datasette(db_path)
+    ds = make_datasette(db_path, count_up_to=count_up_to)
     sock = listening_socket(host, port)
     url = f"http://{host}:{port}/"
     log(f"serving {db_path} read-only at {url} (Ctrl-C stops)")

@@ -6,7 +6,9 @@ For every database that is a daydream database (it has the event log and project
 canned queries (``get_metadata``); texts rendered whole in readable blocks, generation ids
 everywhere and combination and cohort ids in views rendered as links (``render_cell``);
 folded column descriptions (``extra_body_script``); daydream's own pages
-(``register_routes``: ``pages``); and ``PRAGMA query_only`` on every connection, so
+(``register_routes``: ``pages``); no row counts or facets on the pages of tables and
+views that grow with the cohorts once the database is large (``asgi_wrapper``:
+``uncounted``); and ``PRAGMA query_only`` on every connection, so
 even Datasette's own write connection cannot change the database (``prepare_connection``).
 Any other database, in the same Datasette or another, is left exactly as Datasette shows
 it.
@@ -28,7 +30,7 @@ import markupsafe
 from datasette import hookimpl
 from datasette.plugins import pm
 
-from daydream.browse import pages
+from daydream.browse import pages, uncounted
 from daydream.browse.metadata import database_metadata
 from daydream.db.connection import is_daydream_database
 from daydream.db.projections.views import VIEWS
@@ -112,10 +114,22 @@ def register_routes(datasette: Any) -> Any:
 
 
 @hookimpl
-def extra_body_script(database: str | None, datasette: Any) -> str | None:
+def asgi_wrapper(datasette: Any) -> Any:
+    def wrap(app: Any) -> Any:
+        async def served(scope: dict, receive: Any, send: Any) -> None:
+            scope = await uncounted.uncounted_scope(datasette, scope, _daydream)
+            await app(scope, receive, send)
+
+        return served
+
+    return wrap
+
+
+@hookimpl
+def extra_body_script(database: str | None, request: Any, datasette: Any) -> str | None:
     if database is None or not _daydream(datasette, database):
         return None
-    return _FOLD_DESCRIPTIONS
+    return _FOLD_DESCRIPTIONS + (uncounted.notice(request) or "")
 
 
 def _daydream(datasette: Any, database: str) -> bool:

@@ -70,9 +70,13 @@ def database_metadata(db_path: str | Path, name: str) -> dict[str, Any]:
     }
 
 
-def instance_metadata(name: str) -> dict[str, Any]:
-    """What ``daydream browse`` adds for the whole instance: its title and where to start."""
-    return {"title": TITLE, "description_html": _start_here(name, DESCRIPTION)}
+def instance_metadata(name: str, *, count_up_to: int | None = None) -> dict[str, Any]:
+    """What ``daydream browse`` adds for the whole instance: its title, where to start, and
+    the plugin's ``count_rows_up_to`` when given (``uncounted``)."""
+    metadata: dict[str, Any] = {"title": TITLE, "description_html": _start_here(name, DESCRIPTION)}
+    if count_up_to is not None:
+        metadata["plugins"] = {"daydream": {"count_rows_up_to": count_up_to}}
+    return metadata
 
 
 def column_description(table: str, column: str) -> str | None:

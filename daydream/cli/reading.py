@@ -102,12 +102,22 @@ def show_command(db_path: Path, gen_id: str, as_json: bool) -> None:
     "--port", type=click.IntRange(1, 65535), default=8001, show_default=True, help="Port on 127.0.0.1."
 )
 @click.option("--open", "open_browser", is_flag=True, help="Open the browser at the index page.")
-def browse(db_path: Path, port: int, open_browser: bool) -> None:
+@click.option(
+    "--count-up-to",
+    type=click.IntRange(0),
+    default=None,
+    metavar="N",
+    help="Count rows and show facets on the pages of growing tables and views while the"
+    " database holds at most N generations [default: 100000].",
+)
+def browse(db_path: Path, port: int, open_browser: bool, count_up_to: int | None) -> None:
     """Browse the database in Datasette on 127.0.0.1, read-only (safe while workers run).
 
     Shows cohort progress, generations with their texts, lineage, failures, the score
     pivot and top essays, with descriptions, facets and canned queries. The same views
-    work in plain `datasette DB` and `sqlite3`. Ctrl-C stops.
+    work in plain `datasette DB` and `sqlite3`. Ctrl-C stops. On a database of more than
+    --count-up-to generations, the pages of tables and views that grow with the cohorts
+    show their rows without a count or facets, and link a page that counts.
 
     Example:
 
@@ -115,4 +125,4 @@ def browse(db_path: Path, port: int, open_browser: bool) -> None:
     """
     from daydream.browse.app import serve
 
-    serve(db_path, port=port, open_browser=open_browser, log=_err)
+    serve(db_path, port=port, open_browser=open_browser, count_up_to=count_up_to, log=_err)
