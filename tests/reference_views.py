@@ -1,7 +1,8 @@
 """The summary views as they were before their counters: each a pass over a cohort's
 generations, calls or score cells. The tests compare the views read from the counters
 (``cohort_progress``, ``failure_reasons``, ``model_usage``, ``cohort_model_usage``,
-``top_essays``, ``unscored_essays``) with these, row for row.
+``top_essays``, ``unscored_essays``) and the report views read from the score cells
+(``essay_score_summary``, ``judge_agreement``, ``top_of_scale``) with these, row for row.
 """
 
 from __future__ import annotations
@@ -233,4 +234,108 @@ FROM essay_judge_scores j
 LEFT JOIN generations e ON e.gen_id = j.essay_gen_id
 LEFT JOIN generations d ON d.gen_id = e.parent_gen_id
 LEFT JOIN templates t ON t.stage = 'evaluation' AND t.template_id = j.evaluation_template
+"""
+
+
+# The report views as they were before they read the score cells: each a pass over
+# every evaluation of the cohort (essay_score_summary, judge_agreement, top_of_scale).
+_EVALUATION_LINEAGE = """
+    s.essay_gen_id AS essay_gen_id,
+    s.draft_gen_id AS draft_gen_id,
+    s.combo_id AS combo_id,
+    s.draft_template AS draft_template,
+    s.draft_model AS draft_model,
+    s.essay_template AS essay_template,
+    s.essay_mode AS essay_mode,
+    s.generation_model AS generation_model,
+    s.draft_replicate AS draft_replicate,
+    s.essay_replicate AS essay_replicate,"""
+
+REFERENCE["essay_score_summary"] = f"""
+SELECT
+    m.cohort_id AS cohort_id,{_EVALUATION_LINEAGE}
+    count(*) AS evaluations,
+    count(DISTINCT CASE WHEN s.state = 'ok' AND s.score IS NOT NULL
+        THEN s.evaluation_template || '__' || s.evaluation_model END) AS judges,
+    count(CASE WHEN s.state = 'ok' THEN s.score END) AS n,
+    round(avg(CASE WHEN s.state = 'ok' THEN s.score END), 3) AS mean,
+    min(CASE WHEN s.state = 'ok' THEN s.score END) AS min,
+    max(CASE WHEN s.state = 'ok' THEN s.score END) AS max,
+    round(avg(CASE WHEN s.state = 'ok' AND s.scale_max > s.scale_min
+        THEN (s.score - s.scale_min) / (s.scale_max - s.scale_min) END), 3) AS mean_unit
+FROM evaluation_scores s
+JOIN cohort_members m ON m.gen_id = s.gen_id
+GROUP BY m.cohort_id, s.essay_gen_id
+"""
+
+_RANGE = "(j_max - j_min) * 9"
+_SPAN = "coalesce(scale_max - scale_min, 9)"
+REFERENCE["judge_agreement"] = f"""
+SELECT
+    cohort_id, essay_gen_id, combo_id, draft_template, essay_template, generation_model,
+    draft_replicate, essay_replicate, evaluation_template, scale_min, scale_max,
+    judges,
+    judge_models,
+    round(j_mean, 3) AS mean,
+    round(j_min, 3) AS min,
+    round(j_max, 3) AS max,
+    CASE WHEN judges >= 2 THEN round(j_max - j_min, 3) END AS range,
+    CASE
+        WHEN judges < 2 THEN 'insufficient_data'
+        WHEN {_RANGE} <= 1 * {_SPAN} + 1e-9 THEN 'high_agreement'
+        WHEN {_RANGE} <= 2 * {_SPAN} + 1e-9 THEN 'moderate_agreement'
+        WHEN {_RANGE} <= 3 * {_SPAN} + 1e-9 THEN 'low_agreement'
+        ELSE 'poor_agreement'
+    END AS stability
+FROM (
+    SELECT
+        *,
+        count(judge_mean) OVER rubric AS judges,
+        group_concat(CASE WHEN judge_mean IS NOT NULL THEN evaluation_model END, ', ')
+            OVER rubric AS judge_models,
+        avg(judge_mean) OVER rubric AS j_mean,
+        min(judge_mean) OVER rubric AS j_min,
+        max(judge_mean) OVER rubric AS j_max,
+        row_number() OVER (
+            PARTITION BY cohort_id, essay_gen_id, evaluation_template
+            ORDER BY evaluation_model DESC
+        ) AS last
+    FROM (
+        SELECT
+            m.cohort_id AS cohort_id,{_EVALUATION_LINEAGE}
+            s.evaluation_template AS evaluation_template,
+            s.evaluation_model AS evaluation_model,
+            s.scale_min AS scale_min,
+            s.scale_max AS scale_max,
+            avg(CASE WHEN s.state = 'ok' THEN s.score END) AS judge_mean
+        FROM evaluation_scores s
+        JOIN cohort_members m ON m.gen_id = s.gen_id
+        GROUP BY m.cohort_id, s.essay_gen_id, s.evaluation_template, s.evaluation_model
+    )
+    WINDOW rubric AS (
+        PARTITION BY cohort_id, essay_gen_id, evaluation_template
+        ORDER BY evaluation_model
+        ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
+    )
+)
+WHERE last = 1
+"""
+
+REFERENCE["top_of_scale"] = """
+SELECT
+    m.cohort_id AS cohort_id,
+    s.gen_id AS gen_id,
+    s.essay_gen_id AS essay_gen_id,
+    s.combo_id AS combo_id,
+    s.draft_template AS draft_template,
+    s.essay_template AS essay_template,
+    s.generation_model AS generation_model,
+    s.evaluation_template AS evaluation_template,
+    s.evaluation_model AS evaluation_model,
+    s.evaluation_replicate AS evaluation_replicate,
+    s.score AS score,
+    s.scale_max AS scale_max
+FROM evaluation_scores s
+JOIN cohort_members m ON m.gen_id = s.gen_id
+WHERE s.state = 'ok' AND s.score >= s.scale_max
 """

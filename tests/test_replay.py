@@ -398,7 +398,9 @@ def _keys(raw: sqlite3.Connection, table: str) -> str:
     return ", ".join(c[1] for c in sorted(columns, key=lambda c: c[5]) if c[5])
 
 
-@pytest.mark.parametrize("view", sorted(REFERENCE))
+# No evaluation of the workload scores its scale's maximum: tests/test_reports.py compares
+# top_of_scale on a cohort where two do.
+@pytest.mark.parametrize("view", sorted(set(REFERENCE) - {"top_of_scale"}))
 def test_a_view_read_from_counters_shows_what_a_pass_over_the_cohort_shows(workload, view):
     """Each summary view now reads counters; row for row it shows what its earlier
     definition (a pass over the cohort's rows: tests/reference_views.py) shows."""

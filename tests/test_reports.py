@@ -37,6 +37,7 @@ from daydream.results.curation import curation_rows, export_essays, rank_essays,
 from daydream.results.reports import build_report, write_report
 from daydream.results.scores import stability
 from tests.example_catalog import EXAMPLE
+from tests.reference_views import REFERENCE
 from tests.scored import complete, fail
 
 NOV, FEAS = "novelty-rubric", "feasibility-rubric"
@@ -375,6 +376,31 @@ def test_sql_views_agree_with_the_report(cohort):
     top = [r["gen_id"] for r in conn.execute("SELECT gen_id FROM top_of_scale ORDER BY score DESC")]
     assert top == [ids[("E1", NOV, L, 1)], ids[("E2", FEAS, S, 1)]]
     conn.close()
+
+
+@pytest.mark.parametrize("view", ["essay_score_summary", "judge_agreement", "top_of_scale"])
+def test_report_views_read_from_the_cells_show_what_a_pass_over_every_evaluation_shows(
+    cohort, view
+):
+    """The report views read the score cells; on a cohort with two scales, a parse
+    failure, an unrun judge and scores at the maximum they show, row for row, what their
+    earlier definitions over every evaluation show (tests/reference_views.py)."""
+    db, _ = cohort
+    conn = connect(db)
+    try:
+        order = "cohort_id, essay_gen_id" + (", gen_id" if view == "top_of_scale" else "")
+        if view == "judge_agreement":
+            order += ", evaluation_template"
+        new = [dict(r) for r in conn.execute(f"SELECT * FROM {view} ORDER BY {order}")]
+        old = [
+            dict(r)
+            for r in conn.execute(f"SELECT * FROM ({REFERENCE[view]}) ORDER BY {order}")
+        ]
+    finally:
+        conn.close()
+    assert len(new) == len(old) >= 2
+    for mine, theirs in zip(new, old, strict=True):
+        assert mine == pytest.approx(theirs)
 
 
 def test_rank_essays_takes_the_best_score_per_model_then_the_mean(cohort):

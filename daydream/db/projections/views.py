@@ -58,18 +58,6 @@ WHERE v.stage = 'evaluation'
 
 # -- report views (reports.py computes the same numbers; tests/test_reports.py checks it) ---
 
-_LINEAGE = """
-    s.essay_gen_id AS essay_gen_id,
-    s.draft_gen_id AS draft_gen_id,
-    s.combo_id AS combo_id,
-    s.draft_template AS draft_template,
-    s.draft_model AS draft_model,
-    s.essay_template AS essay_template,
-    s.essay_mode AS essay_mode,
-    s.generation_model AS generation_model,
-    s.draft_replicate AS draft_replicate,
-    s.essay_replicate AS essay_replicate,"""
-
 # Long form of the essay pivot: one row per cohort x essay x judge (evaluation template x
 # judge model). n, mean, min and max count only scored evaluations (state ok); evaluation
 # replicates of one judge pool together; essay replicates and copy essays stay apart. Read
@@ -84,19 +72,32 @@ _DRAFT = "FROM generations e JOIN generations d ON d.gen_id = e.parent_gen_id" +
 _EITHER = "FROM generations e LEFT JOIN generations d ON d.gen_id = e.parent_gen_id" + (
     " WHERE e.gen_id = j.essay_gen_id"
 )
+_LOOKUP = {
+    "draft_gen_id": f"(SELECT e.parent_gen_id {_ESSAY})",
+    "combo_id": f"(SELECT coalesce(d.combo_id, e.combo_id) {_EITHER})",
+    "draft_template": f"(SELECT d.template_id {_DRAFT})",
+    "draft_model": f"(SELECT d.model_id {_DRAFT})",
+    "essay_template": f"(SELECT e.template_id {_ESSAY})",
+    "essay_mode": f"(SELECT e.mode {_ESSAY})",
+    "generation_model": f"(SELECT coalesce(e.model_id, d.model_id) {_EITHER})",
+    "draft_replicate": f"(SELECT d.replicate {_DRAFT})",
+    "essay_replicate": f"(SELECT e.replicate {_ESSAY})",
+}
+
+
+def _lineage(*columns: str) -> str:
+    """The essay's lineage columns of a score cell ``j``, as correlated lookups."""
+    return "".join(f"\n    {_LOOKUP[column]} AS {column}," for column in columns)
+
+
+_ALL = tuple(_LOOKUP)
+_EVALUATION_TEMPLATE = (
+    "LEFT JOIN templates t ON t.stage = 'evaluation' AND t.template_id = j.evaluation_template"
+)
 VIEWS["essay_scores"] = f"""
 SELECT
     j.cohort_id AS cohort_id,
-    j.essay_gen_id AS essay_gen_id,
-    (SELECT e.parent_gen_id {_ESSAY}) AS draft_gen_id,
-    (SELECT coalesce(d.combo_id, e.combo_id) {_EITHER}) AS combo_id,
-    (SELECT d.template_id {_DRAFT}) AS draft_template,
-    (SELECT d.model_id {_DRAFT}) AS draft_model,
-    (SELECT e.template_id {_ESSAY}) AS essay_template,
-    (SELECT e.mode {_ESSAY}) AS essay_mode,
-    (SELECT coalesce(e.model_id, d.model_id) {_EITHER}) AS generation_model,
-    (SELECT d.replicate {_DRAFT}) AS draft_replicate,
-    (SELECT e.replicate {_ESSAY}) AS essay_replicate,
+    j.essay_gen_id AS essay_gen_id,{_lineage(*_ALL)}
     j.evaluation_template AS evaluation_template,
     j.evaluation_model AS evaluation_model,
     j.evaluation_template || '__' || j.evaluation_model AS judge,
@@ -108,35 +109,43 @@ SELECT
     j.min AS min,
     j.max AS max
 FROM essay_judge_scores j
-LEFT JOIN templates t ON t.stage = 'evaluation' AND t.template_id = j.evaluation_template
+{_EVALUATION_TEMPLATE}
 """
+
+# The report views below read the same cells (n, total, min and max of each judge's
+# scores), so a page reads a cohort's cells in key order, never every evaluation. A scale
+# is the evaluation template's current one (as in essay_scores): an evaluation scored
+# under an earlier version with another scale is counted on the current scale.
 
 # The essay pivot's summary columns: one row per cohort x essay over every scored
 # evaluation. mean_unit maps each score to 0-1 on its template's scale first.
+_SPAN_OK = "t.scale_max > t.scale_min"
 VIEWS["essay_score_summary"] = f"""
 SELECT
-    m.cohort_id AS cohort_id,{_LINEAGE}
-    count(*) AS evaluations,
-    count(DISTINCT CASE WHEN s.state = 'ok' AND s.score IS NOT NULL
-        THEN s.evaluation_template || '__' || s.evaluation_model END) AS judges,
-    count(CASE WHEN s.state = 'ok' THEN s.score END) AS n,
-    round(avg(CASE WHEN s.state = 'ok' THEN s.score END), 3) AS mean,
-    min(CASE WHEN s.state = 'ok' THEN s.score END) AS min,
-    max(CASE WHEN s.state = 'ok' THEN s.score END) AS max,
-    round(avg(CASE WHEN s.state = 'ok' AND s.scale_max > s.scale_min
-        THEN (s.score - s.scale_min) / (s.scale_max - s.scale_min) END), 3) AS mean_unit
-FROM evaluation_scores s
-JOIN cohort_members m ON m.gen_id = s.gen_id
-GROUP BY m.cohort_id, s.essay_gen_id
+    j.cohort_id AS cohort_id,
+    j.essay_gen_id AS essay_gen_id,{_lineage(*_ALL)}
+    sum(j.evaluations) AS evaluations,
+    sum(j.n > 0) AS judges,
+    sum(j.n) AS n,
+    round(sum(j.total) / nullif(sum(j.n), 0), 3) AS mean,
+    min(j.min) AS min,
+    max(j.max) AS max,
+    round(sum(CASE WHEN {_SPAN_OK}
+            THEN (j.total - j.n * t.scale_min) / (t.scale_max - t.scale_min) END)
+        / nullif(sum(CASE WHEN {_SPAN_OK} THEN j.n END), 0), 3) AS mean_unit
+FROM essay_judge_scores j
+{_EVALUATION_TEMPLATE}
+GROUP BY j.cohort_id, j.essay_gen_id
 """
 
 # Judge agreement: per cohort x essay x evaluation template, the spread of the judge
-# models' mean scores. Upstream's classes (range <= 1 / 2 / 3 on its 0-9 scale) scaled to
-# the template's span: range * 9 <= k * span. Fewer than two judges: insufficient_data.
-# Windows over the per-model GROUP BY (not a second GROUP BY) let SQLite push a cohort_id
-# filter down to the cohort_members scan instead of aggregating every cohort first.
+# models' mean scores (a cell's total / n). Upstream's classes (range <= 1 / 2 / 3 on its
+# 0-9 scale) scaled to the template's span: range * 9 <= k * span. Fewer than two judges:
+# insufficient_data. judge_models lists the scored judges in the cells' key order (by
+# model).
 _RANGE = "(j_max - j_min) * 9"
 _SPAN = "coalesce(scale_max - scale_min, 9)"
+_JUDGE_MEAN = "j.total / nullif(j.n, 0)"
 VIEWS["judge_agreement"] = f"""
 SELECT
     cohort_id, essay_gen_id, combo_id, draft_template, essay_template, generation_model,
@@ -156,57 +165,52 @@ SELECT
     END AS stability
 FROM (
     SELECT
-        *,
-        count(judge_mean) OVER rubric AS judges,
-        group_concat(CASE WHEN judge_mean IS NOT NULL THEN evaluation_model END, ', ')
-            OVER rubric AS judge_models,
-        avg(judge_mean) OVER rubric AS j_mean,
-        min(judge_mean) OVER rubric AS j_min,
-        max(judge_mean) OVER rubric AS j_max,
-        row_number() OVER (
-            PARTITION BY cohort_id, essay_gen_id, evaluation_template
-            ORDER BY evaluation_model DESC
-        ) AS last
-    FROM (
-        SELECT
-            m.cohort_id AS cohort_id,{_LINEAGE}
-            s.evaluation_template AS evaluation_template,
-            s.evaluation_model AS evaluation_model,
-            s.scale_min AS scale_min,
-            s.scale_max AS scale_max,
-            avg(CASE WHEN s.state = 'ok' THEN s.score END) AS judge_mean
-        FROM evaluation_scores s
-        JOIN cohort_members m ON m.gen_id = s.gen_id
-        GROUP BY m.cohort_id, s.essay_gen_id, s.evaluation_template, s.evaluation_model
-    )
-    WINDOW rubric AS (
-        PARTITION BY cohort_id, essay_gen_id, evaluation_template
-        ORDER BY evaluation_model
-        ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
-    )
+        j.cohort_id AS cohort_id,
+        j.essay_gen_id AS essay_gen_id,{_lineage(
+            "combo_id", "draft_template", "essay_template", "generation_model",
+            "draft_replicate", "essay_replicate")}
+        j.evaluation_template AS evaluation_template,
+        t.scale_min AS scale_min,
+        t.scale_max AS scale_max,
+        sum(j.n > 0) AS judges,
+        group_concat(CASE WHEN j.n > 0 THEN j.evaluation_model END, ', ') AS judge_models,
+        avg({_JUDGE_MEAN}) AS j_mean,
+        min({_JUDGE_MEAN}) AS j_min,
+        max({_JUDGE_MEAN}) AS j_max
+    FROM essay_judge_scores j
+    {_EVALUATION_TEMPLATE}
+    GROUP BY j.cohort_id, j.essay_gen_id, j.evaluation_template
 )
-WHERE last = 1
 """
 
 # Scored evaluations at their template's declared maximum (upstream looked for 10 on a
-# 0-9 scale and never found one).
-VIEWS["top_of_scale"] = """
+# 0-9 scale and never found one), each on the scale it was parsed with. Only the cells
+# whose best score reaches the lowest maximum of the template's versions are opened, and
+# their evaluations found by the parent index: a page reads cells, not every evaluation.
+VIEWS["top_of_scale"] = f"""
 SELECT
-    m.cohort_id AS cohort_id,
-    s.gen_id AS gen_id,
-    s.essay_gen_id AS essay_gen_id,
-    s.combo_id AS combo_id,
-    s.draft_template AS draft_template,
-    s.essay_template AS essay_template,
-    s.generation_model AS generation_model,
-    s.evaluation_template AS evaluation_template,
-    s.evaluation_model AS evaluation_model,
-    s.evaluation_replicate AS evaluation_replicate,
-    s.score AS score,
-    s.scale_max AS scale_max
-FROM evaluation_scores s
-JOIN cohort_members m ON m.gen_id = s.gen_id
-WHERE s.state = 'ok' AND s.score >= s.scale_max
+    j.cohort_id AS cohort_id,
+    v.gen_id AS gen_id,
+    j.essay_gen_id AS essay_gen_id,
+    coalesce({_LOOKUP["combo_id"]}, v.combo_id) AS combo_id,
+    {_LOOKUP["draft_template"]} AS draft_template,
+    {_LOOKUP["essay_template"]} AS essay_template,
+    {_LOOKUP["generation_model"]} AS generation_model,
+    j.evaluation_template AS evaluation_template,
+    j.evaluation_model AS evaluation_model,
+    v.replicate AS evaluation_replicate,
+    v.score AS score,
+    tv.scale_max AS scale_max
+FROM essay_judge_scores j
+CROSS JOIN generations v ON v.parent_gen_id = j.essay_gen_id
+JOIN template_versions tv ON tv.version = coalesce(v.parsed_with, v.template_version)
+WHERE j.n > 0
+    AND j.max >= (SELECT min(x.scale_max) FROM template_versions x
+        WHERE x.stage = 'evaluation' AND x.template_id = j.evaluation_template)
+    AND v.stage = 'evaluation' AND v.template_id = j.evaluation_template
+    AND v.model_id = j.evaluation_model AND v.state = 'ok' AND v.score >= tv.scale_max
+    AND EXISTS (SELECT 1 FROM cohort_members m
+        WHERE m.cohort_id = j.cohort_id AND m.gen_id = v.gen_id)
 """
 
 # -- browsing views (browse.py describes them to Datasette; docs/browse.md) ---------------
