@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from daydream import events as ev
-from daydream.browse.queries import COHORT_SCORES_SQL, COHORT_TOP_ESSAYS_SQL
+from daydream.browse.queries import COHORT_FAILURES_SQL, COHORT_SCORES_SQL, COHORT_TOP_ESSAYS_SQL
 from daydream.catalog.load import load_catalog
 from daydream.catalog.recording import import_catalog
 from daydream.db.check import check
@@ -434,6 +434,33 @@ def test_the_cohort_scores_query_streams_what_a_sort_of_every_evaluation_gives(
         conn.close()
     assert new == old
     assert bool(new) == (cohort == "main")
+
+
+@pytest.mark.parametrize("cohort", ["main", "broken"])
+def test_the_cohort_failures_query_merges_what_a_sort_of_every_failure_gives(workload, cohort):
+    """cohort_failures reads each stage's failures from the index of failures in order and
+    merges them; it lists what sorting every failure of the cohort lists, without a sort."""
+    conn = connect(workload)
+    try:
+        params = {"cohort": cohort}
+        new = [tuple(r) for r in conn.execute(COHORT_FAILURES_SQL, params)]
+        old = [
+            tuple(r)
+            for r in conn.execute(
+                "SELECT gen_id, stage, status, state, reason, error, attempts, template_id,"
+                " model_id, combo_id, parent_gen_id, raw_text, finished_at FROM failures"
+                " WHERE cohort_id = :cohort ORDER BY stage, status, state, reason, gen_id",
+                params,
+            )
+        ]
+        plan = [r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {COHORT_FAILURES_SQL}", params)]
+    finally:
+        conn.close()
+    assert new == old
+    # broken: an essay fails and its evaluations are blocked, so two stages are merged
+    assert len({row[1] for row in new}) == (2 if cohort == "broken" else 1)
+    assert not [step for step in plan if "TEMP B-TREE" in step], plan
+    assert [step for step in plan if "generations_failures" in step], plan
 
 
 @pytest.mark.parametrize("template", ["", "novelty-rubric", "feasibility-rubric", "nothing"])

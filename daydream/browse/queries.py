@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from daydream.db.projections.ranking import ranked_columns
+from daydream.vocabulary import STAGES
 
 _CONCEPTS = """(SELECT group_concat(name, ' + ') FROM (
         SELECT k.name FROM combo_concepts cc JOIN concepts k ON k.concept_id = cc.concept_id
@@ -69,11 +70,19 @@ WHERE j.cohort_id = :cohort
 ORDER BY j.essay_gen_id, j.evaluation_template, j.evaluation_model, s.evaluation_replicate"""
 
 
-COHORT_FAILURES_SQL = """SELECT gen_id, stage, status, state, error, attempts, template_id,
-    model_id, combo_id, parent_gen_id, raw_text, finished_at
-FROM failures
-WHERE cohort_id = :cohort
-ORDER BY CASE stage WHEN 'draft' THEN 1 WHEN 'essay' THEN 2 ELSE 3 END, status, state, gen_id"""
+# A cohort's failures by stage, status, state, reason and id. One SELECT per stage, each
+# reading the index of failures (status, stage, state, reason, gen_id) in that order,
+# merged in order (UNION ALL with the ORDER BY): the page reads its rows, not a sort of
+# every failure of the cohort with its raw reply (26,031 at 1,000,000 generations).
+_FAILURE_COLUMNS = """gen_id, stage, status, state, reason, error, attempts, template_id,
+    model_id, combo_id, parent_gen_id, raw_text, finished_at"""
+COHORT_FAILURES_SQL = (
+    "\nUNION ALL\n".join(
+        f"SELECT {_FAILURE_COLUMNS}\nFROM failures WHERE cohort_id = :cohort AND stage = '{stage}'"
+        for stage in STAGES
+    )
+    + "\nORDER BY stage, status, state, reason, gen_id"
+)
 
 
 # The top of each ranking of a cohort (one evaluation template, or every one): per

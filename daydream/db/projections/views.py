@@ -327,8 +327,9 @@ LEFT JOIN generations g ON g.gen_id = m.gen_id
 # Generations that ended without a result (failed, blocked or cancelled), with the reason
 # and the raw reply when there was one (parse failures keep it). Read from the failed
 # generations (an index holds them), then their memberships: the cost of the page is the
-# failures, not the cohort.
-VIEWS["failures"] = """
+# failures, not the cohort. reason is failure_reasons' (counts.FAILURE_REASON), the
+# expression of the index of failures, so a query ordered by it reads that index in order.
+VIEWS["failures"] = f"""
 SELECT
     m.cohort_id AS cohort_id,
     g.gen_id AS gen_id,
@@ -343,7 +344,8 @@ SELECT
     g.parent_gen_id AS parent_gen_id,
     g.finish_reason AS finish_reason,
     (SELECT text FROM texts WHERE hash = g.raw_hash) AS raw_text,
-    g.finished_at AS finished_at
+    g.finished_at AS finished_at,
+    {FAILURE_REASON} AS reason
 FROM generations g
 CROSS JOIN cohort_members m ON m.gen_id = g.gen_id
 WHERE g.status IN ('failed', 'blocked', 'cancelled')
