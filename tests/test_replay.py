@@ -580,14 +580,16 @@ def test_projections_of_an_earlier_layout_are_rebuilt_when_the_database_is_opene
 def test_when_only_the_views_changed_opening_makes_the_views_again_without_a_replay(
     workload, tmp_path
 ):
-    """The tables' hash is the same, the whole hash is not: the views are made again (an
-    altered one is put right) and the tables keep their rows: no replay (a marker that a
-    replay would remove stays). Then the database is current."""
+    """The tables' hash is the same, the whole hash is not: the views and read indexes are
+    made again (an altered view is put right, a missing index made) and the tables keep
+    their rows: no replay (a marker that a replay would remove stays). Then the database
+    is current."""
     copy = copy_of(workload, tmp_path / "views.db")
     raw = sqlite3.connect(copy)
     raw.execute("UPDATE projection_meta SET value = 'other views' WHERE key = 'ddl_hash'")
     raw.execute("DROP VIEW top_essays")
     raw.execute("CREATE VIEW top_essays AS SELECT 1 AS altered")
+    raw.execute("DROP INDEX calls_gen")  # as a database of the version before it
     raw.execute("UPDATE cohorts SET spec_path = 'marker' WHERE cohort_id = 'main'")
     raw.commit()
     raw.close()
@@ -598,6 +600,8 @@ def test_when_only_the_views_changed_opening_makes_the_views_again_without_a_rep
         columns = [r[1] for r in conn.execute("PRAGMA table_info(top_essays)")]
         assert "altered" not in columns and "avg_score" in columns
         assert conn.execute("SELECT count(*) FROM top_essays").fetchone()[0] > 0
+        plan = conn.execute("EXPLAIN QUERY PLAN SELECT * FROM calls WHERE gen_id = 'x'")
+        assert "calls_gen" in " ".join(r[3] for r in plan)
         assert replay.built_by(conn) == schema.DDL_HASH
     finally:
         conn.close()
