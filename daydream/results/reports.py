@@ -42,6 +42,7 @@ import numpy as np
 from daydream.errors import ConfigError
 from daydream.queue.cohorts import require_cohort
 from daydream.results.files import write_file
+from daydream.results.groups import Scored, group_stats, groups, scored_arrays
 from daydream.results.html import BEST_ESSAYS, render_html
 from daydream.results.inference import cluster_codes, cluster_intervals, seed_for, t_interval
 from daydream.results.labels import ratings_of
@@ -68,7 +69,6 @@ from daydream.results.scores import (
     rounded,
     scale_label,
     scale_span,
-    score_stats,
     sort_key,
     stability,
     unscored_reason,
@@ -220,48 +220,25 @@ def _essay_pivot(
 
 def _final_results(scored: list[dict[str, Any]]) -> Table:
     rows = []
-    arrays = _interval_arrays(scored)
+    arrays = scored_arrays(scored)
     for analysis, keys in AXES:
-        groups: dict[tuple, list[int]] = {}
-        for i, r in enumerate(scored):
-            groups.setdefault(tuple(r[k] for k in keys), []).append(i)
-        for values in sorted(groups, key=sort_key):
+        for values, members in sorted(groups(arrays, keys), key=lambda g: sort_key(g[0])):
             row: dict[str, Any] = {"analysis_type": analysis, **dict.fromkeys(AXIS_COLUMNS)}
             row.update(zip(keys, values, strict=True))
-            row.update(score_stats([scored[i] for i in groups[values]]))
-            row.update(_interval_columns(analysis, values, np.asarray(groups[values]), arrays))
+            row.update(group_stats(arrays, members))
+            row.update(_interval_columns(analysis, values, members, arrays))
             rows.append(row)
     columns = ["analysis_type", *AXIS_COLUMNS, *STAT_COLUMNS, *INTERVAL_COLUMNS]
     return Table("final_results", columns, rows)
 
 
-def _interval_arrays(scored: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    """Per scored evaluation, once per report: its score, its score on 0-1 (NaN without a
-    scale) and integer codes of its combination and essay, the clusters intervals resample."""
-    spans = [scale_span(r["scale_min"], r["scale_max"]) for r in scored]
-    return {
-        "score": np.array([r["score"] for r in scored], dtype=float),
-        "unit": np.array(
-            [
-                (r["score"] - r["scale_min"]) / span if span else np.nan
-                for r, span in zip(scored, spans, strict=True)
-            ],
-            dtype=float,
-        ),
-        "combo_id": cluster_codes([r["combo_id"] for r in scored]),
-        "essay_gen_id": cluster_codes([r["essay_gen_id"] for r in scored]),
-    }
-
-
-def _interval_columns(
-    analysis: str, values: tuple, rows: np.ndarray, arrays: dict[str, np.ndarray]
-) -> dict[str, Any]:
+def _interval_columns(analysis: str, values: tuple, rows: np.ndarray, arrays: Scored) -> dict[str, Any]:
     """The group's 95% intervals, resampling combinations (essays within one combination)."""
     unit = "essay_gen_id" if analysis == "by_combo" else "combo_id"
-    units = arrays["unit"][rows]
-    columns = [arrays["score"][rows]] + ([units] if not np.isnan(units).any() else [])
+    units = arrays.unit[rows]
+    columns = [arrays.score[rows]] + ([units] if not np.isnan(units).any() else [])
     intervals = cluster_intervals(
-        columns, cluster_codes(arrays[unit][rows]), seed=seed_for(analysis, *values)
+        columns, cluster_codes(arrays.codes(unit)[0][rows]), seed=seed_for(analysis, *values)
     )
     unit_interval = intervals[1] if len(intervals) > 1 else None
     return {

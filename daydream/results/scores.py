@@ -67,29 +67,6 @@ def stability(
     return "poor_agreement"
 
 
-def score_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    scores = [r["score"] for r in rows]
-    n = len(scores)
-    top = sum(1 for r in rows if is_top(r))
-    high = sum(1 for r in rows if is_high(r))
-    low = sum(1 for r in rows if is_low(r))
-    return {
-        "scale": ";".join(sorted({scale_label(r["scale_min"], r["scale_max"]) for r in rows})),
-        "count": n,
-        "mean": rounded(statistics.fmean(scores)),
-        "std": rounded(statistics.stdev(scores)) if n > 1 else None,
-        "min": min(scores),
-        "max": max(scores),
-        "mean_unit": mean_unit(rows),
-        "top_of_scale": top,
-        "top_of_scale_pct": round(100 * top / n, 1),
-        "high": high,
-        "high_pct": round(100 * high / n, 1),
-        "low": low,
-        "low_pct": round(100 * low / n, 1),
-    }
-
-
 def judge_of(row: dict[str, Any]) -> tuple[str, str]:
     return (row["evaluation_template"], row["evaluation_model"])
 
