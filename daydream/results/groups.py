@@ -18,7 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from daydream.results.scores import EPS, HIGH_FRACTION, LOW_FRACTION, rounded, scale_label
+from daydream.results.scores import (
+    EPS,
+    HIGH_FRACTION,
+    LOW_FRACTION,
+    rounded,
+    scale_label,
+)
 
 
 @dataclass
@@ -62,7 +68,9 @@ def scored_arrays(rows: Sequence[dict[str, Any]]) -> Scored:
         label_index: dict[str, int] = {}
         labels = np.fromiter(
             (
-                label_index.setdefault(scale_label(r["scale_min"], r["scale_max"]), len(label_index))
+                label_index.setdefault(
+                    scale_label(r["scale_min"], r["scale_max"]), len(label_index)
+                )
                 for r in rows
             ),
             dtype=np.int64,

@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import statistics
 from pathlib import Path
+from statistics import fmean
 from typing import Any
 
 import numpy as np
@@ -71,6 +71,7 @@ from daydream.results.scores import (
     scale_span,
     sort_key,
     stability,
+    stdev,
     unscored_reason,
 )
 from daydream.results.tables import (
@@ -192,24 +193,27 @@ def _essay_pivot(
     for r in evaluations:
         if is_scored(r):
             by_essay.setdefault(r["essay_gen_id"], []).append(r)
+    keys = [(judge, "__".join(judge)) for judge in judges]
     rows = []
     for essay in essays:
         scored = by_essay.get(essay["essay_gen_id"], [])
         row = dict(essay)
-        for template, model in judges:
-            key = f"{template}__{model}"
-            values = [r["score"] for r in scored if judge_of(r) == (template, model)]
-            row[key] = rounded(statistics.fmean(values)) if values else None
+        per_judge: dict[tuple[str, str], list[float]] = {}
+        for r in scored:
+            per_judge.setdefault(judge_of(r), []).append(r["score"])
+        for judge, key in keys:
+            values = per_judge.get(judge, [])
+            row[key] = rounded(fmean(values)) if values else None
             row[f"{key}_min"] = min(values) if values else None
             row[f"{key}_max"] = max(values) if values else None
             row[f"{key}_n"] = len(values)
         values = [r["score"] for r in scored]
         interval = t_interval(values)
         row.update(
-            mean=rounded(statistics.fmean(values)) if values else None,
-            std=rounded(statistics.stdev(values)) if len(values) > 1 else None,
+            mean=rounded(fmean(values)) if values else None,
+            std=rounded(stdev(values)) if len(values) > 1 else None,
             n=len(values),
-            judges=len({judge_of(r) for r in scored}),
+            judges=len(per_judge),
             mean_unit=mean_unit(scored),
             ci_low=rounded(interval[0]) if interval else None,
             ci_high=rounded(interval[1]) if interval else None,
@@ -267,7 +271,7 @@ def _judge_agreement(essays: list[dict[str, Any]], evaluations: list[dict[str, A
     for essay in essays:
         for template in templates.get(essay["essay_gen_id"], []):
             key = (essay["essay_gen_id"], template)
-            means = {m: statistics.fmean(v) for m, v in sorted(pairs[key].items()) if v}
+            means = {m: fmean(v) for m, v in sorted(pairs[key].items()) if v}
             values = list(means.values())
             low, high = scales[key]
             spread = max(values) - min(values) if values else None
@@ -279,8 +283,8 @@ def _judge_agreement(essays: list[dict[str, Any]], evaluations: list[dict[str, A
                     "scale": scale_label(low, high),
                     "judges": len(values),
                     "judge_models": ", ".join(means),
-                    "mean": rounded(statistics.fmean(values)) if values else None,
-                    "std": rounded(statistics.stdev(values)) if len(values) > 1 else None,
+                    "mean": rounded(fmean(values)) if values else None,
+                    "std": rounded(stdev(values)) if len(values) > 1 else None,
                     "min": rounded(min(values)) if values else None,
                     "max": rounded(max(values)) if values else None,
                     "range": rounded(spread) if len(values) > 1 else None,
