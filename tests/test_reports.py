@@ -22,6 +22,7 @@ import html
 import json
 import re
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,7 @@ from daydream.errors import ConfigError, PlanError, SpecError
 from daydream.plan.write import plan_cohort
 from daydream.results.curation import curation_rows, export_essays, rank_essays, write_ranking
 from daydream.results.reports import build_report, write_report
+from daydream.results.rows import EVALUATION_COLUMNS, cohort_rows
 from daydream.results.scores import stability
 from tests.example_catalog import EXAMPLE
 from tests.reference_views import REFERENCE
@@ -401,6 +403,49 @@ def test_report_views_read_from_the_cells_show_what_a_pass_over_every_evaluation
     assert len(new) == len(old) >= 2
     for mine, theirs in zip(new, old, strict=True):
         assert mine == pytest.approx(theirs)
+
+
+# What the report read before cohort_rows: the evaluation_scores view in lineage order,
+# and the essays that are members or parents of an evaluation.
+_EVALUATIONS_SQL = (
+    "SELECT s.* FROM evaluation_scores s"
+    " JOIN cohort_members m ON m.gen_id = s.gen_id AND m.cohort_id = ?"
+    " ORDER BY s.combo_id, s.draft_template, s.draft_replicate, s.essay_template,"
+    " s.generation_model, s.essay_replicate, s.essay_gen_id, s.evaluation_template,"
+    " s.evaluation_model, s.evaluation_replicate, s.gen_id"
+)
+_ESSAYS_SQL = (
+    "SELECT e.gen_id FROM generations e LEFT JOIN generations d ON d.gen_id = e.parent_gen_id"
+    " WHERE e.stage = 'essay' AND e.gen_id IN ("
+    "   SELECT gen_id FROM cohort_members WHERE cohort_id = ? AND stage = 'essay'"
+    "   UNION SELECT v.parent_gen_id FROM cohort_members m JOIN generations v ON v.gen_id = m.gen_id"
+    "   WHERE m.cohort_id = ? AND m.stage = 'evaluation')"
+    " ORDER BY coalesce(d.combo_id, e.combo_id), d.template_id, d.replicate, e.template_id,"
+    " coalesce(e.model_id, d.model_id), e.replicate, e.gen_id"
+)
+
+
+@pytest.mark.parametrize("members", ["every essay", "one essay not a member"])
+def test_cohort_rows_read_the_view_s_rows_in_its_order(cohort, tmp_path, members):
+    """cohort_rows reads the evaluations and their essays' lineage apart; it gives the
+    evaluation_scores view's rows in the lineage order, and the essays in theirs, also for
+    an essay that is only the parent of the cohort's evaluations (not a member)."""
+    db, ids = cohort
+    if members != "every essay":
+        raw = sqlite3.connect(db)
+        raw.execute("DELETE FROM cohort_members WHERE gen_id = ?", (ids["E2"],))
+        raw.commit()
+        raw.close()
+    conn = connect(db)
+    try:
+        essays, evaluations = cohort_rows(conn, "c1")
+        view = [dict(r) for r in conn.execute(_EVALUATIONS_SQL, ("c1",))]
+        order = [r[0] for r in conn.execute(_ESSAYS_SQL, ("c1", "c1"))]
+    finally:
+        conn.close()
+    assert evaluations == [{c: r[c] for c in EVALUATION_COLUMNS} for r in view]
+    assert [e["essay_gen_id"] for e in essays] == order
+    assert len(order) == 3 and len(evaluations) == 13
 
 
 def test_rank_essays_takes_the_best_score_per_model_then_the_mean(cohort):

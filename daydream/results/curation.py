@@ -27,9 +27,8 @@ from daydream.queue.cohorts import require_cohort
 from daydream.results.files import UniqueNames, safe_name, write_file
 from daydream.results.rows import (
     ESSAY_AXES,
+    cohort_rows,
     csv_text,
-    essay_rows,
-    evaluation_rows,
     is_scored,
     write_csv,
 )
@@ -80,11 +79,11 @@ def rank_essays(
     of it have no score are not ranked: ``unscored`` lists them with the reason.
     """
     require_cohort(conn, cohort_id)
-    evaluations = evaluation_rows(conn, cohort_id)
+    essays, evaluations = cohort_rows(conn, cohort_id)
     template = template or _only_template(evaluations, cohort_id)
     chosen = _judges(evaluations, cohort_id, template, models)
     best = _best_scores(evaluations, template, chosen)
-    lineage = {e["essay_gen_id"]: e for e in essay_rows(conn, cohort_id)}
+    lineage = {e["essay_gen_id"]: e for e in essays}
     unscored = _unscored(evaluations, template, chosen, lineage)
     if not best:
         raise ConfigError(

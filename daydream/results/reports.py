@@ -55,8 +55,7 @@ from daydream.results.reliability import (
 from daydream.results.rows import (
     EVALUATION_COLUMNS,
     LINEAGE,
-    essay_rows,
-    evaluation_rows,
+    cohort_rows,
     is_scored,
     write_csv,
 )
@@ -89,8 +88,7 @@ from daydream.results.tables import (
 def build_report(conn: sqlite3.Connection, cohort_id: str) -> Report:
     """Compute every report table of ``cohort_id`` (read only)."""
     require_cohort(conn, cohort_id)
-    evaluations = evaluation_rows(conn, cohort_id)
-    essays = essay_rows(conn, cohort_id)
+    essays, evaluations = cohort_rows(conn, cohort_id)
     scored = [r for r in evaluations if is_scored(r)]
     judges = sorted({judge_of(r) for r in evaluations})
     pivot = _essay_pivot(essays, evaluations, judges)
