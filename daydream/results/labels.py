@@ -200,14 +200,19 @@ def _scale(conn: sqlite3.Connection, template: str) -> tuple[float, float]:
 
 
 def ratings_of(conn: sqlite3.Connection, cohort_id: str) -> list[dict[str, Any]]:
-    """The human ratings of the cohort's essays (latest per essay, rubric and rater)."""
+    """The human ratings of the cohort's essays (latest per essay, rubric and rater): its
+    member essays and the essays of its evaluations. Read from the ratings (few), each
+    checked against the cohort, not from a list of the cohort's essays (800,000 lookups
+    at 1,000,000 generations, for a table that is often empty)."""
     rows = conn.execute(
         "SELECT r.essay_gen_id, r.evaluation_template, r.rater, r.score FROM human_ratings r"
-        " WHERE r.essay_gen_id IN (SELECT v.parent_gen_id FROM cohort_members m"
-        " JOIN generations v ON v.gen_id = m.gen_id WHERE m.cohort_id = ? AND m.stage = 'evaluation'"
-        " UNION SELECT gen_id FROM cohort_members WHERE cohort_id = ? AND stage = 'essay')"
+        " WHERE EXISTS (SELECT 1 FROM cohort_members m"
+        "   WHERE m.cohort_id = :cohort AND m.gen_id = r.essay_gen_id AND m.stage = 'essay')"
+        " OR EXISTS (SELECT 1 FROM generations v JOIN cohort_members m ON m.gen_id = v.gen_id"
+        "   WHERE v.parent_gen_id = r.essay_gen_id AND m.cohort_id = :cohort"
+        "   AND m.stage = 'evaluation')"
         " ORDER BY 1, 2, 3",
-        (cohort_id, cohort_id),
+        {"cohort": cohort_id},
     )
     columns = ("essay_gen_id", "evaluation_template", "rater", "score")
     return [dict(zip(columns, r, strict=True)) for r in rows]
