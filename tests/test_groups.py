@@ -107,3 +107,31 @@ def test_thresholds_on_a_1_to_5_scale_and_a_group_without_a_scale():
     unscaled = scaled + [{"score": 3.0, "scale_min": None, "scale_max": None}]
     stats = group_stats(scored_arrays(unscaled), np.arange(5))
     assert stats["mean_unit"] is None and stats["scale"] == ";1-5"
+
+
+def test_reliability_matrices_on_arrays_equal_the_nested_tables():
+    """judge_reliability's coders x essays matrices, made by bincounts, hold the same floats
+    as the per-row tables (``_matrix(_table(...))``), NaN where a coder missed an essay."""
+    from daydream.results.reliability import _matrix, _Scored, _table
+
+    rng = random.Random(3)
+    rows = [
+        {
+            "score": float(rng.randint(0, 10)) + rng.random() / 3,
+            "essay_gen_id": f"e{rng.randint(0, 40):02d}",
+            "evaluation_template": rng.choice(["r1", "r2"]),
+            "evaluation_model": rng.choice(["j1", "j2", "j10"]),
+            "evaluation_replicate": rng.choice([1, 2, 3]),
+        }
+        for _ in range(600)
+    ]
+    scored = _Scored(rows)
+    assert scored.values("evaluation_model") == ["j1", "j10", "j2"]
+    for template in ("r1", "r2"):
+        mask = scored.where("evaluation_template", template)
+        picked = [r for r, keep in zip(rows, mask, strict=True) if keep]
+        for coder in ("evaluation_model", "evaluation_replicate"):
+            expected = _matrix(_table(picked, coder=coder))
+            got = scored.matrix(mask, coder=coder)
+            assert got.shape == expected.shape
+            assert np.array_equal(got, expected, equal_nan=True), (template, coder)

@@ -139,20 +139,64 @@ def alpha_reading(alpha: float | None) -> str:
 def judge_reliability(evaluations: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per rubric, agreement between judge models; per rubric and judge model, between its
     evaluation replicates (only where some essay has two of them)."""
-    scored = [r for r in evaluations if is_scored(r)]
+    scored = _Scored([r for r in evaluations if is_scored(r)])
     rows = []
-    for template in sorted({r["evaluation_template"] for r in scored}):
-        mine = [r for r in scored if r["evaluation_template"] == template]
-        judges = _table(mine, coder="evaluation_model")
-        if len({r["evaluation_model"] for r in mine}) > 1:  # one model cannot disagree
+    for template in scored.values("evaluation_template"):
+        mine = scored.where("evaluation_template", template)
+        models = scored.values("evaluation_model", mine)
+        if len(models) > 1:  # one model cannot disagree
+            judges = scored.matrix(mine, coder="evaluation_model")
             rows.append(_reliability_row(template, "judge models", None, judges, "ICC(2,1)"))
-        for model in sorted({r["evaluation_model"] for r in mine}):
-            replicas = _table(
-                [r for r in mine if r["evaluation_model"] == model], coder="evaluation_replicate"
-            )
-            if any(len(by_coder) >= 2 for by_coder in replicas.values()):
+        for model in models:
+            one = mine & scored.where("evaluation_model", model)
+            replicas = scored.matrix(one, coder="evaluation_replicate")
+            if ((~np.isnan(replicas)).sum(axis=0) >= 2).any():
                 rows.append(_reliability_row(template, "replicates", model, replicas, "ICC(1,1)"))
     return rows
+
+
+class _Scored:
+    """Scored evaluations as arrays: each column coded in its values' sorted order (the
+    order ``_matrix`` gives coders and units), so a subset's coders x essays matrix of
+    mean scores is two bincounts. A sum of a cell adds its scores in the rows' order, as
+    ``_table`` does, so the means are the same floats."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+        self.score = np.fromiter((r["score"] for r in rows), dtype=float, count=len(rows))
+        self._coded: dict[str, tuple[np.ndarray, list[Any]]] = {}
+
+    def _codes(self, column: str) -> tuple[np.ndarray, list[Any]]:
+        if column not in self._coded:
+            values = [r[column] for r in self.rows]
+            ordered = sorted(set(values), key=str if column != "essay_gen_id" else None)
+            index = {value: i for i, value in enumerate(ordered)}
+            codes = np.fromiter((index[v] for v in values), dtype=np.int64, count=len(values))
+            self._coded[column] = (codes, ordered)
+        return self._coded[column]
+
+    def values(self, column: str, mask: np.ndarray | None = None) -> list[Any]:
+        """The column's values (of the rows in ``mask``), sorted."""
+        codes, ordered = self._codes(column)
+        present = np.unique(codes if mask is None else codes[mask])
+        return [ordered[i] for i in present]
+
+    def where(self, column: str, value: Any) -> np.ndarray:
+        codes, ordered = self._codes(column)
+        return codes == ordered.index(value)
+
+    def matrix(self, mask: np.ndarray, *, coder: str, unit: str = "essay_gen_id") -> np.ndarray:
+        """``_matrix(_table(rows in mask, coder=coder, unit=unit))``."""
+        coders, units = self._codes(coder)[0][mask], self._codes(unit)[0][mask]
+        coder_levels, coder_at = np.unique(coders, return_inverse=True)
+        unit_levels, unit_at = np.unique(units, return_inverse=True)
+        cells = coder_at.reshape(-1) * len(unit_levels) + unit_at.reshape(-1)
+        size = len(coder_levels) * len(unit_levels)
+        sums = np.bincount(cells, weights=self.score[mask], minlength=size)
+        counts = np.bincount(cells, minlength=size)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = np.where(counts > 0, sums / counts, np.nan)
+        return means.reshape(len(coder_levels), len(unit_levels))
 
 
 def judge_calibration(
@@ -231,9 +275,9 @@ def _matrix(table: dict[str, dict[Any, float]]) -> np.ndarray:
 
 
 def _reliability_row(
-    template: str, scope: str, model: str | None, table: dict[str, dict[Any, float]], form: str
+    template: str, scope: str, model: str | None, matrix: np.ndarray, form: str
 ) -> dict[str, Any]:
-    matrix = _matrix(table)
+    """One row of judge_reliability from its coders x essays matrix of mean scores."""
     complete = matrix[:, ~np.isnan(matrix).any(axis=0)]
     alpha = alpha_interval(matrix)
     pairable = (~np.isnan(matrix)).sum(axis=0) >= 2
