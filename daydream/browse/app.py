@@ -59,7 +59,7 @@ def make_datasette(
 ) -> Datasette:
     """A read-only Datasette for ``db_path``, with daydream's hooks and settings; the pages
     of tables and views that grow with the cohorts count their rows while the database
-    holds at most ``count_up_to`` generations (``uncounted``: 100,000 by default)."""
+    holds at most ``count_up_to`` generations (``uncounted``: 25,000 by default)."""
     path = Path(db_path).absolute()  # not resolved: a plain link to an awkward path works
     if not path.is_file():
         raise missing_database(db_path)

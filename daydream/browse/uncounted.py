@@ -25,9 +25,10 @@ from urllib.parse import parse_qsl, urlencode
 
 from datasette.utils import tilde_decode
 
-# A database with more generations than this serves GROWING pages uncounted. Counting
-# 100,000 rows of a view takes about 0.1-0.6 s on a 2-core machine (docs/benchmarks.md).
-COUNT_ROWS_UP_TO = 100_000
+# A database with more generations than this serves GROWING pages uncounted. A counted
+# lineage page takes about 75 ms at 10,000 generations and 560 ms at 100,000 on a 2-core
+# machine (docs/benchmarks.md): at 25,000 about 200 ms, the slowest a page should be.
+COUNT_ROWS_UP_TO = 25_000
 
 # The tables and views whose rows grow with the generations (tests/test_browse_large.py
 # fails when a table or view of a fresh database is in neither this nor FLAT).

@@ -108,7 +108,7 @@ def show_command(db_path: Path, gen_id: str, as_json: bool) -> None:
     default=None,
     metavar="N",
     help="Count rows and show facets on the pages of growing tables and views while the"
-    " database holds at most N generations [default: 100000].",
+    " database holds at most N generations [default: 25000].",
 )
 def browse(db_path: Path, port: int, open_browser: bool, count_up_to: int | None) -> None:
     """Browse the database in Datasette on 127.0.0.1, read-only (safe while workers run).
