@@ -14,8 +14,9 @@ evaluations, n and total). Scores on different scales are never pooled: when the
 cohort's rubrics differ in scale and none is chosen, the first rubric is.
 
 Cost: one pass over the cohort's essays (by the ``cohort_members`` key) for their axis
-levels, then lookups by key for the texts and score cells of the rows shown; rows are
-paged by keyset (``after`` the last row level shown).
+levels, once per plan of the cohort (``matrix_lineage``, with an index of the rows at
+each level of a pinned axis), then lookups by key for the texts and score cells of the
+rows shown; rows are paged by keyset (``after`` the last row level shown).
 """
 
 from __future__ import annotations
@@ -26,28 +27,9 @@ from typing import Any
 
 from daydream.errors import ConfigError, NotFoundError, did_you_mean
 from daydream.queue.cohorts import require_cohort
+from daydream.results.matrix_lineage import DRAFT_AXIS_SQL, ESSAY_AXIS_SQL, level_order, lineage
 from daydream.results.rows import fetch_dicts
 
-COPY = "(copy)"  # the essay model of a copy-mode essay
-NONE = "(none)"  # a level that does not apply (an essay written without a draft)
-
-# Each lineage axis as a column of the pass over the cohort's essays (s: the essay, d: its
-# draft), or over its drafts (s: the draft).
-ESSAY_AXIS_SQL = {
-    "combo_id": "coalesce(d.combo_id, s.combo_id)",
-    "draft_template": "d.template_id",
-    "draft_llm": "d.model_id",
-    "draft_replicate": "d.replicate",
-    "essay_template": "s.template_id",
-    "essay_llm": f"coalesce(s.model_id, '{COPY}')",
-    "essay_replicate": "s.replicate",
-}
-DRAFT_AXIS_SQL = {
-    "combo_id": "s.combo_id",
-    "draft_template": "s.template_id",
-    "draft_llm": "s.model_id",
-    "draft_replicate": "s.replicate",
-}
 JUDGE_AXES = {"evaluation_template": 0, "evaluation_llm": 1}  # position in a judge
 AXES = (*ESSAY_AXIS_SQL, *JUDGE_AXES)
 COLUMN_CHOICE = (
@@ -166,7 +148,7 @@ def comparison_matrix(
     if stage == "essay":
         _choose_scale(conn, found.judges, rows, columns, pins, notes)
     found.pin(pins)
-    row_levels = _page(found.levels(filtered=True).get(rows, []), after, size + 1)
+    row_levels = _page(found.pinned_levels(rows), after, size + 1)
     column_levels = levels.get(columns, [])
     if len(column_levels) > MAX_COLUMNS:
         notes.append(f"only the first {MAX_COLUMNS} levels of {columns} are shown; pin it or swap the axes")
@@ -198,23 +180,34 @@ class _Found:
         self.conn = conn
         self.stage = stage
         self.axes = list(ESSAY_AXIS_SQL if stage == "essay" else DRAFT_AXIS_SQL)
-        self.all_rows = _lineage(conn, cohort_id, stage)
+        self.lineage = lineage(conn, cohort_id, stage, self.axes)
+        self.all_rows = self.lineage.rows
         self.rows = self.all_rows
         self.judges = _judges(conn, cohort_id) if stage == "essay" else []
 
-    def levels(self, *, filtered: bool = False) -> dict[str, list[Any]]:
-        rows = self.rows if filtered else self.all_rows
-        found = {
-            axis: {row[1 + i] for row in rows} for i, axis in enumerate(self.axes) if rows
-        }
+    def levels(self) -> dict[str, list[Any]]:
+        """Every axis's levels in the cohort (the judge axes: the cohort's judges)."""
+        found = dict(self.lineage.levels())
         for axis, position in JUDGE_AXES.items():
             if self.judges:
-                found[axis] = {judge[position] for judge in self.judges}
-        return {axis: sorted(values, key=_order) for axis, values in found.items()}
+                found[axis] = sorted({judge[position] for judge in self.judges}, key=level_order)
+        return found
+
+    def pinned_levels(self, axis: str) -> list[Any]:
+        """``axis``'s levels among the pinned rows (a judge axis: every judge's)."""
+        if axis in JUDGE_AXES or self.rows is self.all_rows or axis not in self.axes:
+            return self.levels().get(axis, [])
+        index = 1 + self.axes.index(axis)
+        return sorted({row[index] for row in self.rows}, key=level_order)
 
     def pin(self, pins: dict[str, Any]) -> None:
-        fixed = [(1 + self.axes.index(a), v) for a, v in pins.items() if a in self.axes]
-        self.rows = [r for r in self.rows if all(r[i] == v for i, v in fixed)]
+        """Keep the rows at each pinned level (found by the lineage's index of the axis)."""
+        fixed = [(axis, value) for axis, value in pins.items() if axis in self.axes]
+        if not fixed:
+            return
+        at = sorted((self.lineage.at(axis, value) for axis, value in fixed), key=len)
+        kept = set(at[0]).intersection(*at[1:])
+        self.rows = [self.all_rows[position] for position in sorted(kept)]
 
     def entries(self, axis: str, wanted: set[Any]) -> list[Entry]:
         """The pinned rows whose ``axis`` level is in ``wanted`` (every row for a judge
@@ -231,43 +224,6 @@ class _Found:
             levels = dict(zip(self.axes, r[1:], strict=True))
             entries.append(Entry(r[0], self.stage, state, outcome, error, levels))
         return entries
-
-
-# The lineage of a cohort's essays never changes once planned: it is read once per plan of
-# the cohort (the key holds the file, the cohort, when it was planned and its counts) and
-# kept for the few cohorts last looked at. Statuses are read for each page.
-_LINEAGE_CACHE: dict[tuple, list[tuple]] = {}
-_LINEAGE_CACHED = 4
-
-
-def _lineage(conn: sqlite3.Connection, cohort_id: str, stage: str) -> list[tuple]:
-    """(gen id, axis levels...) of the cohort's members of ``stage``, by the
-    ``cohort_members`` key."""
-    path = next((row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main"), "")
-    plan = conn.execute(
-        "SELECT planned_at, replanned_at, drafts, essays, evaluations FROM cohorts"
-        " WHERE cohort_id = ?",
-        (cohort_id,),
-    ).fetchone()
-    key = (path, cohort_id, stage, *plan) if path else None
-    if key in _LINEAGE_CACHE:
-        return _LINEAGE_CACHE[key]
-    sql = ESSAY_AXIS_SQL if stage == "essay" else DRAFT_AXIS_SQL
-    draft = " LEFT JOIN generations d ON d.gen_id = s.parent_gen_id" if stage == "essay" else ""
-    rows = [
-        tuple(NONE if value is None else value for value in row)
-        for row in conn.execute(
-            f"SELECT s.gen_id, {', '.join(sql.values())}"
-            " FROM cohort_members m CROSS JOIN generations s ON s.gen_id = m.gen_id"
-            f"{draft} WHERE m.cohort_id = ? AND m.stage = ?",
-            (cohort_id, stage),
-        )
-    ]
-    if key is not None:
-        while len(_LINEAGE_CACHE) >= _LINEAGE_CACHED:
-            _LINEAGE_CACHE.pop(next(iter(_LINEAGE_CACHE)))
-        _LINEAGE_CACHE[key] = rows
-    return rows
 
 
 def _status(conn: sqlite3.Connection, ids: list[str]) -> dict[str, tuple]:
@@ -357,7 +313,7 @@ def _page(levels: list[Any], after: Any, count: int) -> list[Any]:
         return levels[:count]
     start = next((i + 1 for i, level in enumerate(levels) if str(level) == str(after)), None)
     if start is None:  # not a level (any more): continue after where it would sort
-        start = sum(1 for level in levels if _order(level) <= _order(_typed(after, levels)))
+        start = sum(1 for level in levels if level_order(level) <= level_order(_typed(after, levels)))
     return levels[start : start + count]
 
 
@@ -463,14 +419,6 @@ def _summary(reasons: list[str]) -> str:
     for reason in reasons:
         counts[reason] = counts.get(reason, 0) + 1
     return "; ".join(f"{n} x {reason}" if n > 1 else reason for reason, n in counts.items())
-
-
-def _order(value: Any) -> tuple:
-    if value == NONE or value is None:
-        return (2, 0, "")
-    if isinstance(value, int | float):
-        return (0, value, "")
-    return (1, 0, str(value))
 
 
 def _typed(value: Any, levels: list[Any]) -> Any:
