@@ -62,7 +62,8 @@ class Lineage:
 
     def at(self, axis: str, value: Any) -> list[int]:
         if axis not in self._at:
-            index, found = 1 + self.axes.index(axis), {}
+            index = 1 + self.axes.index(axis)
+            found: dict[Any, list[int]] = {}
             for position, row in enumerate(self.rows):
                 found.setdefault(row[index], []).append(position)
             self._at[axis] = found
