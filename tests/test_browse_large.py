@@ -7,6 +7,7 @@ dozen generations, so each test that needs a "large" database sets the limit bel
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
@@ -70,15 +71,32 @@ def test_a_large_database_shows_the_rows_of_a_growing_view_without_count_or_face
     assert data["rows"] == counted["rows"]
 
 
+ROWS_HEADING = re.compile(r"<h3>\s*[\d,]+ rows?\b")  # Datasette's count above the filters
+
+
 def test_the_notice_says_why_and_links_the_counted_page(db, generations):
     ds = make_datasette(db, count_up_to=generations - 1)
     page = get(ds, f"/{DB}/failures?cohort_id=demo&_sort=stage").text
     assert f"This database holds {generations:,} generations" in page
     assert '"href": "/daydream/failures?cohort_id=demo&_sort=stage&_count=1"' in page
+    assert not ROWS_HEADING.search(page)
     # the link counts, and says nothing more
     counted = get(ds, f"/{DB}/failures?cohort_id=demo&_sort=stage&_count=1").text
     assert "daydream-uncounted" not in counted
-    assert "row" in counted.split('<form class="filters"')[0]
+    assert ROWS_HEADING.search(counted)
+
+
+def test_the_next_page_of_an_uncounted_page_says_so_too(db, generations):
+    """Datasette carries _nocount and _nofacet on in its next-page, sort and filter
+    links: those pages are uncounted and say so, with the link that counts."""
+    ds = make_datasette(db, count_up_to=generations - 1)
+    first = get(ds, f"/{DB}/lineage.json?cohort_id=demo&_size=5").json()
+    assert first["next_url"] and "_nocount=1" in first["next_url"]
+    path = first["next_url"].split("://", 1)[-1].split("/", 1)[1].replace(".json", "", 1)
+    page = get(ds, "/" + path).text
+    assert f"This database holds {generations:,} generations" in page
+    assert "_count=1" in page.split("daydream-uncounted")[1]
+    assert not ROWS_HEADING.search(page)
 
 
 def test_a_request_that_asks_for_facets_or_counts_is_served_as_asked(db, generations):

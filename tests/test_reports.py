@@ -380,14 +380,33 @@ def test_sql_views_agree_with_the_report(cohort):
     conn.close()
 
 
+@pytest.mark.parametrize("catalog", ["as scored", "novelty rescaled after scoring"])
 @pytest.mark.parametrize("view", ["essay_score_summary", "judge_agreement", "top_of_scale"])
 def test_report_views_read_from_the_cells_show_what_a_pass_over_every_evaluation_shows(
-    cohort, view
+    cohort, tmp_path, view, catalog
 ):
     """The report views read the score cells; on a cohort with two scales, a parse
     failure, an unrun judge and scores at the maximum they show, row for row, what their
-    earlier definitions over every evaluation show (tests/reference_views.py)."""
+    earlier definitions over every evaluation show (tests/reference_views.py). Also once
+    the novelty rubric's scale changed (0-10 to 0-20) after its evaluations were scored:
+    each score stays on the scale of the version it was parsed with."""
     db, _ = cohort
+    if catalog != "as scored":
+        rescaled = _catalog(tmp_path / "rescaled")
+        templates = rescaled / "templates.yaml"
+        text = templates.read_text(encoding="utf-8")
+        block = re.search(r"- id: novelty-rubric\n(?:    .*\n)*", text).group(0)
+        templates.write_text(
+            text.replace(block, block.replace("scale: [0, 10]", "scale: [0, 20]")),
+            encoding="utf-8",
+        )
+        conn = connect(db)
+        import_catalog(conn, load_catalog(rescaled), actor="test")
+        versions = conn.execute(
+            "SELECT count(*) FROM template_versions WHERE template_id = ?", (NOV,)
+        ).fetchone()[0]
+        conn.close()
+        assert versions == 2
     conn = connect(db)
     try:
         order = "cohort_id, essay_gen_id" + (", gen_id" if view == "top_of_scale" else "")

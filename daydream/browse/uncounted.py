@@ -11,8 +11,10 @@ holding more than ``COUNT_ROWS_UP_TO`` generations (or the plugin setting
 ``count_rows_up_to``: ``daydream browse --count-up-to N``), and ``notice`` tells the reader so,
 with a link to the same page with ``_count=1``: counted and faceted whatever the size.
 
-A request that already says anything about counting or facets (``_nocount``,
-``_nofacet``, ``_count``, ``_facet...``) is left as it is, and so is every other page:
+A request that already says something else about counting or facets (``_count``,
+``_facet...``, or only one of ``_nocount`` and ``_nofacet``) is left as it is; one with
+both (the next page, a sort or a filter of an uncounted page: Datasette carries its
+arguments on) gets the notice again. Every other page is left as it is:
 the database page, canned queries, daydream's own pages and the small tables and views
 (counters, the catalog), whose counts cost nothing.
 """
@@ -74,10 +76,15 @@ def page_of(path: str, base_url: str) -> tuple[str, str] | None:
     return tilde_decode(parts[0]), tilde_decode(table)
 
 
-def says_how(query_string: bytes) -> bool:
-    """Whether the request names counting or facets itself."""
-    names = (name for name, _ in parse_qsl(query_string.decode("latin-1"), True))
-    return any(name.startswith(_SAYS_HOW) for name in names)
+def says_how(query_string: bytes) -> str | None:
+    """What the request says about counting or facets: None (nothing), "uncounted" (both
+    ``_nocount`` and ``_nofacet``, as the links of an uncounted page carry them on:
+    next page, sort, filters), or "asked" (anything else: served as it asks)."""
+    names = {name for name, _ in parse_qsl(query_string.decode("latin-1"), True)}
+    said = {name for name in names if name.startswith(_SAYS_HOW)}
+    if not said:
+        return None
+    return "uncounted" if said == {"_nocount", "_nofacet"} else "asked"
 
 
 def count_rows_up_to(datasette: Any) -> int:
@@ -102,13 +109,15 @@ async def uncounted_scope(datasette: Any, scope: dict, is_daydream: Any) -> dict
     if page is None or page[1] not in GROWING or page[0] not in datasette.databases:
         return scope
     query_string = scope.get("query_string", b"")
-    if says_how(query_string) or not is_daydream(datasette, page[0]):
+    said = says_how(query_string)
+    if said == "asked" or not is_daydream(datasette, page[0]):
         return scope
     total, limit = await generations(datasette, page[0]), count_rows_up_to(datasette)
     if total <= limit:
         return scope
-    added = b"_nocount=1&_nofacet=1"
-    query_string = query_string + b"&" + added if query_string else added
+    if said is None:
+        added = b"_nocount=1&_nofacet=1"
+        query_string = query_string + b"&" + added if query_string else added
     return {**scope, "query_string": query_string, SCOPE_KEY: (total, limit)}
 
 

@@ -6,6 +6,7 @@ looked at, with each axis's levels and an index of the rows at each level (``mat
 from __future__ import annotations
 
 import sqlite3
+import threading
 from typing import Any
 
 COPY = "(copy)"  # the essay model of a copy-mode essay
@@ -75,6 +76,7 @@ class Lineage:
 # kept for the few cohorts last looked at. Statuses are read for each page.
 _LINEAGE_CACHE: dict[tuple, Lineage] = {}
 _LINEAGE_CACHED = 4
+_CACHE_LOCK = threading.Lock()  # Datasette reads on several threads
 
 
 def lineage(conn: sqlite3.Connection, cohort_id: str, stage: str, axes: list[str]) -> Lineage:
@@ -87,8 +89,10 @@ def lineage(conn: sqlite3.Connection, cohort_id: str, stage: str, axes: list[str
         (cohort_id,),
     ).fetchone()
     key = (path, cohort_id, stage, *plan) if path else None
-    if key in _LINEAGE_CACHE:
-        return _LINEAGE_CACHE[key]
+    with _CACHE_LOCK:
+        cached = _LINEAGE_CACHE.get(key) if key is not None else None
+    if cached is not None:
+        return cached
     sql = ESSAY_AXIS_SQL if stage == "essay" else DRAFT_AXIS_SQL
     draft = " LEFT JOIN generations d ON d.gen_id = s.parent_gen_id" if stage == "essay" else ""
     rows = [
@@ -102,7 +106,8 @@ def lineage(conn: sqlite3.Connection, cohort_id: str, stage: str, axes: list[str
     ]
     found = Lineage(rows, axes)
     if key is not None:
-        while len(_LINEAGE_CACHE) >= _LINEAGE_CACHED:
-            _LINEAGE_CACHE.pop(next(iter(_LINEAGE_CACHE)))
-        _LINEAGE_CACHE[key] = found
+        with _CACHE_LOCK:
+            while len(_LINEAGE_CACHE) >= _LINEAGE_CACHED:
+                _LINEAGE_CACHE.pop(next(iter(_LINEAGE_CACHE)))
+            _LINEAGE_CACHE[key] = found
     return found

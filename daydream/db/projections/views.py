@@ -113,14 +113,31 @@ FROM essay_judge_scores j
 """
 
 # The report views below read the same cells (n, total, min and max of each judge's
-# scores), so a page reads a cohort's cells in key order, never every evaluation. A scale
-# is the evaluation template's current one (as in essay_scores): an evaluation scored
-# under an earlier version with another scale is counted on the current scale.
+# scores), so a page reads a cohort's cells in key order, never every evaluation. Each
+# score is on the scale of the template version it was parsed with, as in the report's
+# files: a template whose versions share one scale (the usual case) has it in
+# _SCALES; the cells of a template whose versions differ are opened and each
+# evaluation's own scale is read (the cell does not say which version each score had).
+_SCALES = """WITH scales AS MATERIALIZED (
+    SELECT template_id,
+        count(DISTINCT coalesce(scale_min, '') || ':' || coalesce(scale_max, '')) = 1 AS one,
+        min(scale_min) AS scale_min,
+        min(scale_max) AS scale_max
+    FROM template_versions WHERE stage = 'evaluation' GROUP BY template_id
+)"""
+_CELL_EVALUATIONS = """FROM generations v
+        JOIN template_versions tv ON tv.version = coalesce(v.parsed_with, v.template_version)
+        WHERE v.parent_gen_id = j.essay_gen_id AND v.stage = 'evaluation'
+            AND v.template_id = j.evaluation_template AND v.model_id = j.evaluation_model
+            AND EXISTS (SELECT 1 FROM cohort_members m
+                WHERE m.cohort_id = j.cohort_id AND m.gen_id = v.gen_id)"""
+_UNIT = "(v.score - tv.scale_min) / (tv.scale_max - tv.scale_min)"
+_SCORED_UNIT = "v.state = 'ok' AND v.score IS NOT NULL AND tv.scale_max > tv.scale_min"
+_ONE_SPAN = "s.one AND s.scale_max > s.scale_min"
 
 # The essay pivot's summary columns: one row per cohort x essay over every scored
-# evaluation. mean_unit maps each score to 0-1 on its template's scale first.
-_SPAN_OK = "t.scale_max > t.scale_min"
-VIEWS["essay_score_summary"] = f"""
+# evaluation. mean_unit maps each score to 0-1 on its scale first.
+VIEWS["essay_score_summary"] = f"""{_SCALES}
 SELECT
     j.cohort_id AS cohort_id,
     j.essay_gen_id AS essay_gen_id,{_lineage(*_ALL)}
@@ -130,26 +147,38 @@ SELECT
     round(sum(j.total) / nullif(sum(j.n), 0), 3) AS mean,
     min(j.min) AS min,
     max(j.max) AS max,
-    round(sum(CASE WHEN {_SPAN_OK}
-            THEN (j.total - j.n * t.scale_min) / (t.scale_max - t.scale_min) END)
-        / nullif(sum(CASE WHEN {_SPAN_OK} THEN j.n END), 0), 3) AS mean_unit
+    round(sum(CASE
+            WHEN {_ONE_SPAN} THEN (j.total - j.n * s.scale_min) / (s.scale_max - s.scale_min)
+            WHEN NOT s.one THEN (SELECT sum({_UNIT}) {_CELL_EVALUATIONS} AND {_SCORED_UNIT})
+        END)
+        / nullif(sum(CASE
+            WHEN {_ONE_SPAN} THEN j.n
+            WHEN NOT s.one THEN (SELECT count(*) {_CELL_EVALUATIONS} AND {_SCORED_UNIT})
+        END), 0), 3) AS mean_unit
 FROM essay_judge_scores j
-{_EVALUATION_TEMPLATE}
+LEFT JOIN scales s ON s.template_id = j.evaluation_template
 GROUP BY j.cohort_id, j.essay_gen_id
 """
 
 # Judge agreement: per cohort x essay x evaluation template, the spread of the judge
 # models' mean scores (a cell's total / n). Upstream's classes (range <= 1 / 2 / 3 on its
 # 0-9 scale) scaled to the template's span: range * 9 <= k * span. Fewer than two judges:
-# insufficient_data. judge_models lists the scored judges in the cells' key order (by
-# model).
+# insufficient_data. Windows over the cells in key order (by model: judge_models lists
+# the scored judges in that order), kept at the last model's row; the scale is the
+# template's, or where its versions differ, that of an evaluation of the last model.
 _RANGE = "(j_max - j_min) * 9"
 _SPAN = "coalesce(scale_max - scale_min, 9)"
 _JUDGE_MEAN = "j.total / nullif(j.n, 0)"
-VIEWS["judge_agreement"] = f"""
+_LAST_SCALE = f"(SELECT tv.{{0}} {_CELL_EVALUATIONS} ORDER BY v.gen_id LIMIT 1)"
+VIEWS["judge_agreement"] = f"""{_SCALES}
 SELECT
-    cohort_id, essay_gen_id, combo_id, draft_template, essay_template, generation_model,
-    draft_replicate, essay_replicate, evaluation_template, scale_min, scale_max,
+    j.cohort_id AS cohort_id,
+    j.essay_gen_id AS essay_gen_id,{_lineage(
+        "combo_id", "draft_template", "essay_template", "generation_model",
+        "draft_replicate", "essay_replicate")}
+    j.evaluation_template AS evaluation_template,
+    scale_min,
+    scale_max,
     judges,
     judge_models,
     round(j_mean, 3) AS mean,
@@ -165,22 +194,28 @@ SELECT
     END AS stability
 FROM (
     SELECT
-        j.cohort_id AS cohort_id,
-        j.essay_gen_id AS essay_gen_id,{_lineage(
-            "combo_id", "draft_template", "essay_template", "generation_model",
-            "draft_replicate", "essay_replicate")}
-        j.evaluation_template AS evaluation_template,
-        t.scale_min AS scale_min,
-        t.scale_max AS scale_max,
-        sum(j.n > 0) AS judges,
-        group_concat(CASE WHEN j.n > 0 THEN j.evaluation_model END, ', ') AS judge_models,
-        avg({_JUDGE_MEAN}) AS j_mean,
-        min({_JUDGE_MEAN}) AS j_min,
-        max({_JUDGE_MEAN}) AS j_max
+        j.*,
+        CASE WHEN s.one THEN s.scale_min ELSE {_LAST_SCALE.format("scale_min")} END
+            AS scale_min,
+        CASE WHEN s.one THEN s.scale_max ELSE {_LAST_SCALE.format("scale_max")} END
+            AS scale_max,
+        count(CASE WHEN j.n > 0 THEN 1 END) OVER rubric AS judges,
+        group_concat(CASE WHEN j.n > 0 THEN j.evaluation_model END, ', ') OVER rubric
+            AS judge_models,
+        avg({_JUDGE_MEAN}) OVER rubric AS j_mean,
+        min({_JUDGE_MEAN}) OVER rubric AS j_min,
+        max({_JUDGE_MEAN}) OVER rubric AS j_max,
+        count(*) OVER rubric AS cells,
+        row_number() OVER rubric AS position
     FROM essay_judge_scores j
-    {_EVALUATION_TEMPLATE}
-    GROUP BY j.cohort_id, j.essay_gen_id, j.evaluation_template
-)
+    LEFT JOIN scales s ON s.template_id = j.evaluation_template
+    WINDOW rubric AS (
+        PARTITION BY j.cohort_id, j.essay_gen_id, j.evaluation_template
+        ORDER BY j.evaluation_model
+        ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
+    )
+) j
+WHERE position = cells
 """
 
 # Scored evaluations at their template's declared maximum (upstream looked for 10 on a
