@@ -26,7 +26,22 @@ SCALES = [(0.0, 10.0), (1.0, 5.0), (0.0, 9.0), (None, None)]
 
 
 def _rows(n: int, seed: int = 7) -> list[dict]:
+    """``n`` scored evaluations of 31 essays; an essay's lineage is the same on each of its
+    evaluations, as in a cohort."""
     rng = random.Random(seed)
+    essays = [
+        {
+            "essay_gen_id": f"e{i}",
+            "combo_id": f"c{rng.randint(0, 5)}",
+            "draft_template": rng.choice(["d1", "d2", None]),
+            "draft_model": rng.choice(["m1", "m2"]),
+            "draft_replicate": rng.choice([1, 2]),
+            "essay_template": rng.choice(["t1", "t2"]),
+            "generation_model": rng.choice(["m1", "m2", "m3"]),
+            "essay_replicate": rng.choice([1, None]),
+        }
+        for i in range(31)
+    ]
     rows = []
     for _ in range(n):
         low, high = rng.choice(SCALES)
@@ -37,14 +52,7 @@ def _rows(n: int, seed: int = 7) -> list[dict]:
                 "score": score,
                 "scale_min": low,
                 "scale_max": high,
-                "combo_id": f"c{rng.randint(0, 5)}",
-                "essay_gen_id": f"e{rng.randint(0, 30)}",
-                "draft_template": rng.choice(["d1", "d2", None]),
-                "draft_model": rng.choice(["m1", "m2"]),
-                "draft_replicate": rng.choice([1, 2]),
-                "essay_template": rng.choice(["t1", "t2"]),
-                "generation_model": rng.choice(["m1", "m2", "m3"]),
-                "essay_replicate": rng.choice([1, None]),
+                **rng.choice(essays),
                 "evaluation_template": rng.choice(["r1", "r2"]),
                 "evaluation_model": rng.choice(["j1", "j2"]),
             }

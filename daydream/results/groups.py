@@ -45,16 +45,35 @@ class Scored:
 
     def codes(self, column: str) -> tuple[np.ndarray, list[Any]]:
         """Each row's ``column`` value as a code 0, 1, 2... (first appearance), and the
-        value of each code."""
+        value of each code. A column of the essay's lineage is coded over the essays (one
+        row each, in order of first appearance) and spread to their rows: the same codes,
+        from a tenth of the lookups."""
         if column not in self._codes:
-            index: dict[Any, int] = {}
-            codes = np.fromiter(
-                (index.setdefault(r[column], len(index)) for r in self.rows),
-                dtype=np.int64,
-                count=len(self.rows),
-            )
-            self._codes[column] = (codes, list(index))
+            if column in ESSAY_LEVEL:
+                essays, _ = self.codes("essay_gen_id")
+                _, first = np.unique(essays, return_index=True)  # by code: first appearance
+                codes, values = _coded([self.rows[i][column] for i in first])
+                self._codes[column] = (codes[essays], values)
+            else:
+                self._codes[column] = _coded([r[column] for r in self.rows])
         return self._codes[column]
+
+
+# Lineage columns that one essay's rows share (its own and its draft's); not combo_id,
+# which an evaluation supplies when neither its essay nor its draft has one.
+ESSAY_LEVEL = frozenset(
+    {"draft_template", "draft_model", "draft_replicate", "essay_template", "generation_model",
+     "essay_replicate", "essay_mode", "draft_gen_id"}
+)  # fmt: skip
+
+
+def _coded(values: list[Any]) -> tuple[np.ndarray, list[Any]]:
+    """Each value as a code 0, 1, 2... in order of first appearance, and the codes' values."""
+    index: dict[Any, int] = {}
+    codes = np.fromiter(
+        (index.setdefault(v, len(index)) for v in values), dtype=np.int64, count=len(values)
+    )
+    return codes, list(index)
 
 
 def scored_arrays(rows: Sequence[dict[str, Any]]) -> Scored:

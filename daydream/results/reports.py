@@ -254,40 +254,47 @@ def _interval_columns(analysis: str, values: tuple, rows: np.ndarray, arrays: Sc
 
 
 def _judge_agreement(essays: list[dict[str, Any]], evaluations: list[dict[str, Any]]) -> Table:
+    """Per essay and evaluation template: the judge models' mean scores and their spread.
+    The evaluations are in lineage order, so an essay's templates come in order."""
     pairs: dict[tuple[str, str], dict[str, list[float]]] = {}
     scales: dict[tuple[str, str], tuple[Any, Any]] = {}
+    templates: dict[str, list[str]] = {}
     for r in evaluations:
         key = (r["essay_gen_id"], r["evaluation_template"])
-        per_model = pairs.setdefault(key, {})
-        scales.setdefault(key, (r["scale_min"], r["scale_max"]))
-        if is_scored(r):
+        per_model = pairs.get(key)
+        if per_model is None:
+            per_model = pairs[key] = {}
+            scales[key] = (r["scale_min"], r["scale_max"])
+            templates.setdefault(key[0], []).append(key[1])
+        if r["state"] == "ok" and r["score"] is not None:  # rows.is_scored
             per_model.setdefault(r["evaluation_model"], []).append(r["score"])
-    templates: dict[str, list[str]] = {}
-    for essay_id, template in sorted(pairs):
-        templates.setdefault(essay_id, []).append(template)
+    lineage = AGREEMENT_COLUMNS[:7]
     rows = []
     for essay in essays:
-        for template in templates.get(essay["essay_gen_id"], []):
-            key = (essay["essay_gen_id"], template)
+        essay_id = essay["essay_gen_id"]
+        shared = {c: essay[c] for c in lineage}
+        for template in sorted(templates.get(essay_id, [])):
+            key = (essay_id, template)
             means = {m: fmean(v) for m, v in sorted(pairs[key].items()) if v}
             values = list(means.values())
             low, high = scales[key]
             spread = max(values) - min(values) if values else None
             span = scale_span(low, high)
+            several = len(values) > 1
             rows.append(
                 {
-                    **{c: essay[c] for c in AGREEMENT_COLUMNS[:7]},
+                    **shared,
                     "evaluation_template": template,
                     "scale": scale_label(low, high),
                     "judges": len(values),
                     "judge_models": ", ".join(means),
                     "mean": rounded(fmean(values)) if values else None,
-                    "std": rounded(stdev(values)) if len(values) > 1 else None,
+                    "std": rounded(stdev(values)) if several else None,
                     "min": rounded(min(values)) if values else None,
                     "max": rounded(max(values)) if values else None,
-                    "range": rounded(spread) if len(values) > 1 else None,
+                    "range": rounded(spread) if several else None,
                     "range_pct": round(100 * spread / span, 1)
-                    if span and spread is not None and len(values) > 1
+                    if span and spread is not None and several
                     else None,
                     "stability": stability(spread, len(values), low, high),
                 }
