@@ -182,7 +182,7 @@ def _generation_completed(conn, event_id, e: ev.GenerationCompleted, at):
     ).fetchone()
     index_texts(conn, stage, (("parsed", e.parsed_hash),))
     if e.score is not None:
-        tally.scored(score_cells(conn, e.gen_id, e.score))
+        score_cells(conn, e.gen_id, e.score)
     waiting = conn.execute(WAITING_CHILDREN_SQL, (e.gen_id,)).fetchall()
     if waiting:
         tally.seen(waiting)

@@ -7,17 +7,14 @@ cohort has, without a pass over its cells) and per cohort, essay and evaluation 
 Scores never change once recorded (a completed generation cannot be retried), so cells
 only grow: an evaluation adds to a cell when it joins a cohort (with its score if it is
 already scored) and when it is scored (in every cohort it belongs to). A reparse is the
-exception: it recounts the cells of its evaluation (``reparsing``). The summaries change in
-the transaction of what changed the cells: a plan's cells by their triggers, scores and
-reparses through the batch's tally (``tally.py``), which adds each judge's new scores in
-one update and ranks an essay again once per batch, and only when the best score of one
-of its cells moved (the ranking is the mean of the cells' best scores).
+exception: it recounts the cells of its evaluation (``reparsing``). Whatever changes a
+cell, its triggers update the two summaries in the same statement's transaction.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 _RUBRIC = (
@@ -80,9 +77,8 @@ BEGIN
     ON CONFLICT DO UPDATE SET evaluations = evaluations + excluded.evaluations;
     {_RESCORE} AND NEW.n > 0;
 END;
--- A plan's join (an UPDATE of evaluations); scores and reparses change the cells'
--- summaries through the tally (cells.py, tally.py).
-CREATE TRIGGER essay_judge_scores_changed AFTER UPDATE OF evaluations ON essay_judge_scores
+CREATE TRIGGER essay_judge_scores_changed AFTER UPDATE OF evaluations, n, max
+    ON essay_judge_scores
 BEGIN
     UPDATE cohort_judges SET evaluations = evaluations + NEW.evaluations - OLD.evaluations,
         n = n + NEW.n - OLD.n
@@ -146,38 +142,14 @@ def join_score_cells(
     )
 
 
-def score_cells(conn: sqlite3.Connection, gen_id: str, score: float) -> list[tuple]:
-    """Add ``score`` to the cells of its evaluation (one per cohort); returns, per cell,
-    its judge (cohort, template, model), its rubric row (cohort, template, essay) and
-    whether the cell's best score may have moved (it is now the score)."""
-    return conn.execute(
+def score_cells(conn: sqlite3.Connection, gen_id: str, score: float) -> None:
+    conn.execute(
         "UPDATE essay_judge_scores SET n = n + 1, total = total + ?,"
         " min = CASE WHEN min IS NULL OR ? < min THEN ? ELSE min END,"
         " max = CASE WHEN max IS NULL OR ? > max THEN ? ELSE max END"
         " WHERE (cohort_id, essay_gen_id, evaluation_template, evaluation_model) IN"
         " (SELECT m.cohort_id, g.parent_gen_id, g.template_id, g.model_id"
         "  FROM generations g JOIN cohort_members m ON m.gen_id = g.gen_id"
-        "  WHERE g.gen_id = ? AND g.stage = 'evaluation')"
-        " RETURNING cohort_id, evaluation_template, evaluation_model, essay_gen_id, max = ?",
-        (score, score, score, score, score, gen_id, score),
-    ).fetchall()
-
-
-def add_judged(conn: sqlite3.Connection, scored: dict[tuple[str, str, str], int]) -> None:
-    """Judges (cohort, template, model) -> the scores their cells gained (or lost)."""
-    conn.executemany(
-        "UPDATE cohort_judges SET n = n + ?"
-        " WHERE cohort_id = ? AND evaluation_template = ? AND evaluation_model = ?",
-        [(n, *judge) for judge, n in sorted(scored.items()) if n],
-    )
-
-
-def rescore(conn: sqlite3.Connection, rubrics: Iterable[tuple[str, str, str]]) -> None:
-    """Rank again the rubric rows (cohort, template, essay) whose cells' best scores moved."""
-    conn.executemany(
-        "UPDATE essay_rubric_scores SET (judges, avg_score, max_score) = ("
-        " SELECT count(*), avg(max), max(max) FROM essay_judge_scores"
-        " WHERE cohort_id = ?1 AND essay_gen_id = ?3 AND evaluation_template = ?2 AND n > 0)"
-        " WHERE cohort_id = ?1 AND evaluation_template = ?2 AND essay_gen_id = ?3",
-        sorted(rubrics),
+        "  WHERE g.gen_id = ? AND g.stage = 'evaluation')",
+        (score, score, score, score, score, gen_id),
     )

@@ -38,19 +38,6 @@ WHERE c.cohort_id = s.cohort_id AND c.essay_gen_id = s.essay
     AND c.evaluation_template = s.template AND c.evaluation_model = s.model
 """
 
-# The cells of an evaluation: (cohort, template, model, essay) -> scores.
-_CELLS_OF = """
-SELECT c.cohort_id, c.evaluation_template, c.evaluation_model, c.essay_gen_id, c.n
-FROM generations g JOIN cohort_members m ON m.gen_id = g.gen_id
-JOIN essay_judge_scores c ON c.cohort_id = m.cohort_id AND c.essay_gen_id = g.parent_gen_id
-    AND c.evaluation_template = g.template_id AND c.evaluation_model = g.model_id
-WHERE g.gen_id = ?
-"""
-
-
-def _cells_of(conn, gen_id: str) -> dict[tuple, int]:
-    return {tuple(row[:4]): row[4] for row in conn.execute(_CELLS_OF, (gen_id,))}
-
 
 def _generation_reparsed(conn, event_id, e: ev.GenerationReparsed, at):
     stage, status, state, score, parsed_hash = conn.execute(
@@ -98,9 +85,7 @@ def _generation_reparsed(conn, event_id, e: ev.GenerationReparsed, at):
     )
     index_texts(conn, stage, (("parsed", e.parsed_hash),))  # search finds the new text
     if stage == "evaluation":
-        before = _cells_of(conn, e.gen_id)
         conn.execute(_RECOUNT_CELLS, (e.gen_id,))
-        tally.recounted(before, _cells_of(conn, e.gen_id))
     if ok and status == "failed":
         unblock_descendants(conn, e.gen_id)
         tally.touch(conn, children_of(conn, [e.gen_id]))

@@ -1,7 +1,5 @@
 """Counting per batch: the counters of ``counts.py`` (``cohort_counts``, ``model_calls``,
-``cohort_model_calls``) and the scores of the cells' summaries (``cells.py``:
-``cohort_judges``, ``essay_rubric_scores``) change once per batch of events, not once per
-changed row.
+``cohort_model_calls``) change once per batch of events, not once per changed row.
 
 A batch is one ``log.append`` (a worker records all its finished calls in one) or a chunk
 of a replay: ``counting(conn)`` opens a ``Tally`` for it and settles it at the end, in the
@@ -11,8 +9,7 @@ counter key the first time it is touched; a call is noted as it is inserted. ``s
 reads the touched rows' keys again and, for each row whose key moved, takes one from the
 old key and adds one to the new in every cohort of the generation: one upsert per counter
 row that changed, whatever the batch's size. Then it adds the calls to their model's and
-cohorts' totals, each judge's new scores to ``cohort_judges``, and ranks again the rubric
-rows (``essay_rubric_scores``) of the cells whose best score moved.
+cohorts' totals.
 
 Invariants:
 
@@ -41,7 +38,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from daydream.db.projections.cells import add_judged, rescore
 from daydream.db.projections.counts import CALL_TOTALS, counter_key
 
 _OPEN: dict[int, Tally] = {}  # id(connection) -> its open tally
@@ -82,8 +78,6 @@ class Tally:
         self.after: dict[str, tuple] = {}  # gen_id -> its key now, where known
         self.unknown: set[str] = set()  # touched: to read again when settling
         self.calls: list[tuple] = []  # rows as CALL_RETURNING gives them, in order
-        self.judged: Counter[tuple[str, str, str]] = Counter()  # judge -> scores gained
-        self.rubrics: set[tuple[str, str, str]] = set()  # rubric rows to rank again
 
     def note(self, conn: sqlite3.Connection, gen_ids: Iterable[str]) -> None:
         """Note the keys and cohorts of ``gen_ids`` not noted yet (before changing them)."""
@@ -125,28 +119,12 @@ class Tally:
         if row is not None:
             self.calls.append(tuple(row))
 
-    def scored(self, cells: Iterable[Sequence[Any]]) -> None:
-        """Cells that gained a score (rows of ``cells.score_cells``)."""
-        for cohort_id, template, model, essay, moved in cells:
-            self.judged[(cohort_id, template, model)] += 1
-            if moved:
-                self.rubrics.add((cohort_id, template, essay))
-
-    def recounted(self, before: dict[tuple, int], after: dict[tuple, int]) -> None:
-        """Cells recounted (a reparse): (cohort, template, model, essay) -> scores, before
-        and after."""
-        for cell, n in after.items():
-            self.judged[cell[:3]] += n - before.get(cell, 0)
-            self.rubrics.add((cell[0], cell[1], cell[3]))
-
     def settle(self, conn: sqlite3.Connection) -> None:
         """Write the batch's changes to the counters and start afresh."""
         before, after, calls = self.before, self.after, self.calls
         unknown = self.unknown | {call[0] for call in calls if call[0] not in self.cohorts}
-        cohorts, judged, rubrics = self.cohorts, self.judged, self.rubrics
+        cohorts = self.cohorts
         self._reset()
-        add_judged(conn, judged)
-        rescore(conn, rubrics)
         if unknown:
             read = Tally()
             read.note(conn, unknown)
