@@ -109,7 +109,8 @@ class Tally:
         """``gen_id`` is about to take ``status`` (one that has no failure reason: not
         failed, blocked or cancelled; 'queued' for a running lease without a slot) and
         ``state`` (None: its state stays), whatever its row holds."""
-        self.note(conn, (gen_id,))
+        if gen_id not in self.before:
+            self.note(conn, (gen_id,))
         if gen_id in self.unknown or gen_id not in self.before:
             return
         stage, _, now, model, _ = self.after.get(gen_id) or self.before[gen_id]
