@@ -3,19 +3,21 @@
 
 A batch is one ``log.append`` (a worker records all its finished calls in one) or a chunk
 of a replay: ``counting(conn)`` opens a ``Tally`` for it and settles it at the end, in the
-same transaction. Inside, an applier about to change a counted column of ``generations``
-(status, slot, state, error) ``touch``es the rows first, and the tally notes each row's
-counter key the first time it is touched; a call is noted as it is inserted. ``settle``
-reads the touched rows' keys again and, for each row whose key moved, takes one from the
-old key and adds one to the new in every cohort of the generation: one upsert per counter
-row that changed, whatever the batch's size. Then it adds the calls to their model's and
-cohorts' totals.
+same transaction. The keys (and cohorts) of the generations the batch's events name are
+read in one query at its start. Inside, an applier about to change a counted column of
+``generations`` (status, slot, state, error) tells the tally first, which notes each
+row's counter key the first time: ``becomes`` when the applier knows the key the row
+takes (a claim, a result, a child made ready), ``touch`` when it does not (the key is read
+again when settling); a call is noted as it is inserted. ``settle`` takes, for each row
+whose key moved, one from the old key and adds one to the new in every cohort of the
+generation: one upsert per counter row that changed, whatever the batch's size. Then it
+adds the calls to their model's and cohorts' totals.
 
 Invariants:
 
-- A row touched in a batch is counted once for the whole batch, its first key against its
-  last, however often it changed: touching twice is harmless, and a batch opened inside
-  another joins it.
+- A row noted in a batch is counted once for the whole batch, its first key against its
+  last, however often it changed: noting twice is harmless, a row touched once is read
+  again however many changes the tally knew, and a batch opened inside another joins it.
 - A counter row at 0 generations is deleted (and none is written), so ``cohort_counts``
   depends only on the rows it counts, not on how events were batched: a replay batches
   differently from the workers and must leave the same rows.
@@ -24,7 +26,7 @@ Invariants:
   throughout the batch.
 - Call totals add one call at a time in the order of the events, starting from the stored
   totals, so floating-point sums come out the same however the calls were batched.
-- An applier that changes a counted column without touching its rows first leaves the
+- An applier that changes a counted column without telling the tally first leaves the
   counters wrong: ``tests/test_counting_batches.py`` and the counters' fresh counts after
   every kind of event (``tests/counting.py``) are there to catch it.
 """
