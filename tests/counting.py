@@ -12,6 +12,14 @@ from collections import Counter, defaultdict
 from typing import Any
 
 FINISHED_BADLY = ("failed", "blocked", "cancelled")
+# The counter tables, each compared here.
+COUNTERS = (
+    "cohort_counts",
+    "model_calls",
+    "cohort_model_calls",
+    "cohort_judges",
+    "essay_rubric_scores",
+)
 
 
 def failure_reason(error: str | None, state: str | None) -> str | None:

@@ -39,7 +39,7 @@ from daydream.queue.pools import set_pool_limit
 from daydream.queue.tasks import has_pending
 from daydream.worker.config import WorkerConfig
 from daydream.worker.execute import Executor
-from tests.counting import counter_mismatches
+from tests.counting import COUNTERS, counter_mismatches
 from tests.example_catalog import EXAMPLE, write_spec
 from tests.invariants import check_invariants
 from tests.reference_views import COHORT_SCORES, REFERENCE
@@ -359,15 +359,6 @@ def test_counters_equal_a_fresh_count_after_runs_retries_reparse_and_cancel(work
         assert statuses == {"done", "failed", "blocked", "cancelled"}
     finally:
         conn.close()
-
-
-COUNTERS = (
-    "cohort_counts",
-    "model_calls",
-    "cohort_model_calls",
-    "cohort_judges",
-    "essay_rubric_scores",
-)
 
 
 @pytest.mark.parametrize("table", COUNTERS)

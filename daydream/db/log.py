@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 
 from daydream.clock import Clock, isoformat, utcnow
-from daydream.db.projections.apply import apply_event
+from daydream.db.projections.apply import apply_batch, apply_event
 from daydream.db.transaction import transaction
 
 
@@ -30,7 +30,7 @@ def append(
     """
     recorded_at = isoformat(clock())
     ids: list[int] = []
-    with transaction(conn):
+    with transaction(conn), apply_batch(conn, events):
         for event in events:
             data = event.model_dump_json()
             cursor = conn.execute(

@@ -14,9 +14,11 @@ from daydream import events as ev
 from daydream.db.projections.cells import score_cells
 from daydream.db.projections.lineage import children_of, select_in, set_blocked
 from daydream.db.projections.search import index_texts
+from daydream.db.projections.tally import CALL_RETURNING, WAITING_CHILDREN_SQL, tally_of
 
 
 def _attempt_started(conn, event_id, e: ev.AttemptStarted, at):
+    tally_of(conn).becomes(conn, e.gen_id, "queued" if e.queued else "running")
     conn.execute(
         "UPDATE generations SET status = 'running', attempts = ?, lease_owner = ?,"
         " lease_token = ?, lease_expires_at = ?, not_before = NULL, slot = ?, reserved_usd = ?"
@@ -42,6 +44,7 @@ def _leases_extended(conn, event_id, e: ev.LeasesExtended, at):
 
 
 def _slots_taken(conn, event_id, e: ev.SlotsTaken, at):
+    tally_of(conn).touch(conn, [gen_id for gen_id, _ in e.leases])
     conn.executemany(
         "UPDATE generations SET slot = 1 WHERE gen_id = ? AND lease_token = ?"
         " AND status = 'running'",
@@ -50,6 +53,7 @@ def _slots_taken(conn, event_id, e: ev.SlotsTaken, at):
 
 
 def _release(conn, gen_id: str, token: int, error: str | None = None) -> None:
+    tally_of(conn).touch(conn, (gen_id,))
     conn.execute(
         "UPDATE generations SET status = 'ready', lease_owner = NULL, lease_token = NULL,"
         " lease_expires_at = NULL, last_error = COALESCE(?, last_error)"
@@ -72,6 +76,7 @@ def _lease_released(conn, event_id, e: ev.LeaseReleased, at):
 
 
 def _attempt_throttled(conn, event_id, e: ev.AttemptThrottled, at):
+    tally_of(conn).touch(conn, (e.gen_id,))
     conn.execute(
         "UPDATE generations SET status = 'ready', lease_owner = NULL, lease_token = NULL,"
         " lease_expires_at = NULL, not_before = ?, throttles = throttles + 1, last_error = ?"
@@ -96,11 +101,11 @@ def _attempt_deferred(conn, event_id, e: ev.AttemptDeferred, at):
 def _record_failed_call(conn, event_id, e, http_status, at) -> None:
     """A call that got no usable reply, in ``calls``: its status, the time at the server
     and the wait for a slot where the event says, and the endpoint that answered."""
-    conn.execute(
+    cursor = conn.execute(
         "INSERT INTO calls (event_id, gen_id, model_id, pool, ok, http_status, error,"
         " latency_s, slot_wait_s, recorded_at, endpoint)"
         " SELECT ?, gen_id, model_id, pool, 0, ?, ?, ?, ?, ?, ? FROM generations"
-        " WHERE gen_id = ?",
+        " WHERE gen_id = ?" + CALL_RETURNING,
         (
             event_id,
             http_status,
@@ -112,6 +117,7 @@ def _record_failed_call(conn, event_id, e, http_status, at) -> None:
             e.gen_id,
         ),
     )
+    tally_of(conn).add_call(cursor.fetchone())
 
 
 def _generation_responded(conn, event_id, e: ev.GenerationResponded, at):
@@ -138,12 +144,12 @@ def _generation_responded(conn, event_id, e: ev.GenerationResponded, at):
     ).fetchone()
     index_texts(conn, stage, (("prompt", e.prompt_hash), ("raw", e.raw_hash)))
     if e.mode == "llm":
-        conn.execute(
+        cursor = conn.execute(
             "INSERT INTO calls (event_id, gen_id, model_id, pool, ok, http_status,"
             " prompt_tokens, completion_tokens, cost, latency_s, slot_wait_s,"
             " reasoning_tokens, offline, recorded_at, endpoint)"
             " SELECT ?, ?, ?, pool, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM generations"
-            " WHERE gen_id = ?",
+            " WHERE gen_id = ?" + CALL_RETURNING,
             (
                 event_id,
                 e.gen_id,
@@ -161,9 +167,12 @@ def _generation_responded(conn, event_id, e: ev.GenerationResponded, at):
                 e.gen_id,
             ),
         )
+        tally_of(conn).add_call(cursor.fetchone())
 
 
 def _generation_completed(conn, event_id, e: ev.GenerationCompleted, at):
+    tally = tally_of(conn)
+    tally.becomes(conn, e.gen_id, "done", "ok")
     [stage] = conn.execute(
         "UPDATE generations SET status = 'done', lease_owner = NULL, lease_token = NULL,"
         " lease_expires_at = NULL, last_error = NULL, state = 'ok', error = NULL,"
@@ -174,18 +183,17 @@ def _generation_completed(conn, event_id, e: ev.GenerationCompleted, at):
     index_texts(conn, stage, (("parsed", e.parsed_hash),))
     if e.score is not None:
         score_cells(conn, e.gen_id, e.score)
-    children = [
-        r[0]
-        for r in conn.execute(
-            "SELECT gen_id FROM generations WHERE parent_gen_id = ? AND status = 'waiting'",
-            (e.gen_id,),
-        )
-    ]
-    if children:
+    waiting = conn.execute(WAITING_CHILDREN_SQL, (e.gen_id,)).fetchall()
+    if waiting:
+        tally.seen(waiting)
+        children = list(dict.fromkeys(row[0] for row in waiting))  # a row per cohort
+        for child in children:
+            tally.becomes(conn, child, "ready")
         select_in(conn, "UPDATE generations SET status = 'ready' WHERE gen_id IN", children)
 
 
 def _attempt_failed(conn, event_id, e: ev.AttemptFailed, at):
+    tally_of(conn).touch(conn, (e.gen_id,))
     if e.state == "provider_error":
         _record_failed_call(conn, event_id, e, e.http_status, at)
     if not e.final:

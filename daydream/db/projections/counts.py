@@ -8,13 +8,14 @@ Invariants:
 
 - A counter changes in the transaction of the event that changes what it counts, so it is
   never behind the log, and a replay rebuilds it like any other projection (``db check``
-  compares it). Every change of a generation's status, slot, state or error goes through
-  one trigger on ``generations`` (``generations_counted``), whichever applier made it (a
-  result, a lease, a retry, a cancel, blocking a lineage, a reparse); every call through
-  one trigger on ``calls`` (``calls_counted``). Planning adds the new memberships itself
-  (``count_members``): a million inserts are counted in Python, not row by row.
+  compares it). Every applier that changes a generation's status, slot, state or error,
+  or inserts a call, tells the batch's ``Tally`` (``tally.py``), which writes the changes
+  once per batch of events: one upsert per counter row that moved, not per row changed.
+  Planning adds the new memberships itself (``count_members``): a million inserts are
+  counted in Python, not row by row.
 - A counter row is keyed by values, never NULL ('' stands for none), so an upsert finds it;
-  a row whose count falls to 0 stays (a replay leaves the same rows).
+  a ``cohort_counts`` row whose count falls to 0 is deleted, so the rows do not depend on
+  how events were batched (a replay batches them differently).
 - ``status`` is the task status, except that a running lease without a pool slot counts
   as ``queued`` (``cohort_progress`` and ``daydream status`` show them apart).
 """
@@ -52,7 +53,7 @@ def _reason(g: str) -> str:
     )
 
 
-def _key(g: str) -> str:
+def counter_key(g: str) -> str:
     """The counter key of a generation row, after the cohort: stage, status, state, model,
     reason."""
     return (
@@ -89,11 +90,9 @@ _CALL_MERGE = ", ".join(
     f"{name} = {merge or f'{name} + excluded.{name}'}" for name, _, _, merge in _CALL_SUMS
 ) + ", " + _OFFLINE_MERGE
 _CALL_COLUMNS = ", ".join(name for name, _, _, _ in _CALL_SUMS) + ", offline"
+# The columns of both call counters after their keys, in order.
+CALL_TOTALS = (*(name for name, _, _, _ in _CALL_SUMS), "offline")
 _CALL_TABLE_COLUMNS = "".join(f"    {name} {kind} NOT NULL,\n" for name, kind, _, _ in _CALL_SUMS)
-
-
-def _one_call(c: str) -> str:
-    return ", ".join(add.format(c=c) for _, _, add, _ in _CALL_SUMS) + f", {c}.offline"
 
 
 def _summed_calls(c: str) -> str:
@@ -107,8 +106,8 @@ def _summed_calls(c: str) -> str:
 
 COUNTS_DDL = f"""
 -- Per cohort: its generations by stage, status ('queued': running without a pool slot),
--- outcome state, model and failure reason ('' for none), kept by the generations_counted
--- trigger and the planning applier (counts.py).
+-- outcome state, model and failure reason ('' for none), kept by the appliers through the
+-- batch's tally and by the planning applier (counts.py, tally.py).
 CREATE TABLE cohort_counts (
     cohort_id TEXT NOT NULL REFERENCES cohorts(cohort_id),
     stage TEXT NOT NULL,
@@ -119,23 +118,13 @@ CREATE TABLE cohort_counts (
     generations INTEGER NOT NULL,
     PRIMARY KEY (cohort_id, stage, status, state, model_id, reason)
 ) WITHOUT ROWID;
-CREATE TRIGGER generations_counted AFTER UPDATE OF status, slot, state, error ON generations
-WHEN ({_key("OLD")}) IS NOT ({_key("NEW")})
-BEGIN
-    UPDATE cohort_counts SET generations = generations - 1
-    WHERE cohort_id IN (SELECT cohort_id FROM cohort_members WHERE gen_id = OLD.gen_id)
-        AND (stage, status, state, model_id, reason) = ({_key("OLD")});
-    INSERT INTO cohort_counts (cohort_id, stage, status, state, model_id, reason, generations)
-    SELECT cohort_id, {_key("NEW")}, 1 FROM cohort_members WHERE gen_id = NEW.gen_id
-    ON CONFLICT DO UPDATE SET generations = generations + 1;
-END;
 -- The first failed, blocked or cancelled generation of a group of cohort_counts (its
 -- example), found by key.
 CREATE INDEX generations_failures
     ON generations (status, stage, state, ({FAILURE_REASON.replace("g.", "")}), gen_id)
     WHERE status IN ('failed', 'blocked', 'cancelled');
 -- Calls, tokens, cost and latency per model (over the whole database) and per cohort and
--- model, kept by the calls_counted trigger and the planning applier (counts.py).
+-- model, kept by the appliers through the batch's tally and by the planning applier.
 CREATE TABLE model_calls (
     model_id TEXT PRIMARY KEY, -- '' for calls without a model
 {_CALL_TABLE_COLUMNS}    offline INTEGER
@@ -146,16 +135,6 @@ CREATE TABLE cohort_model_calls (
 {_CALL_TABLE_COLUMNS}    offline INTEGER,
     PRIMARY KEY (cohort_id, model_id)
 ) WITHOUT ROWID;
-CREATE TRIGGER calls_counted AFTER INSERT ON calls
-BEGIN
-    INSERT INTO model_calls (model_id, {_CALL_COLUMNS})
-    VALUES (coalesce(NEW.model_id, ''), {_one_call("NEW")})
-    ON CONFLICT DO UPDATE SET {_CALL_MERGE};
-    INSERT INTO cohort_model_calls (cohort_id, model_id, {_CALL_COLUMNS})
-    SELECT cohort_id, coalesce(NEW.model_id, ''), {_one_call("NEW")}
-    FROM cohort_members WHERE gen_id = NEW.gen_id
-    ON CONFLICT DO UPDATE SET {_CALL_MERGE};
-END;
 """
 
 COUNTS_TABLES = ("cohort_counts", "cohort_model_calls", "model_calls")
@@ -188,7 +167,7 @@ def count_members(
     _by_ids(
         conn,
         "INSERT INTO cohort_counts (cohort_id, stage, status, state, model_id, reason,"
-        f" generations) SELECT ?, {_key('g')}, count(*) FROM generations g"
+        f" generations) SELECT ?, {counter_key('g')}, count(*) FROM generations g"
         " WHERE g.gen_id IN ({ids}) GROUP BY 2, 3, 4, 5, 6"
         " ON CONFLICT DO UPDATE SET generations = generations + excluded.generations",
         cohort_id,

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from daydream.db.projections.tally import tally_of
+
 
 def select_in(
     conn: sqlite3.Connection, sql: str, ids: list[str], prefix: tuple = (), chunk: int = 500
@@ -37,6 +39,7 @@ def children_of(conn: sqlite3.Connection, gen_ids: list[str]) -> list[str]:
 def set_blocked(conn: sqlite3.Connection, gen_ids: list[str], reason: str) -> None:
     """Block generations and, transitively, their waiting descendants."""
     while gen_ids:
+        tally_of(conn).touch(conn, gen_ids)
         select_in(
             conn,
             "UPDATE generations SET status = 'blocked', blocked_reason = ?, state = 'blocked',"
@@ -57,6 +60,7 @@ def unblock_descendants(conn: sqlite3.Connection, gen_id: str) -> None:
             for (gid,) in select_in(conn, BLOCKED_CHILDREN_SQL, frontier)
         ]
         if children:
+            tally_of(conn).touch(conn, children)
             select_in(
                 conn,
                 "UPDATE generations SET status = 'waiting', blocked_reason = NULL,"

@@ -14,6 +14,7 @@ from daydream import events as ev
 from daydream.db.projections.cells import join_score_cells
 from daydream.db.projections.counts import count_members
 from daydream.db.projections.lineage import select_in, unblock_descendants
+from daydream.db.projections.tally import tally_of
 
 
 def _concept_defined(conn, event_id, e: ev.ConceptDefined, at):
@@ -128,6 +129,10 @@ _PARENT_STATUS = (
 
 
 def _generations_planned(conn, event_id, e: ev.GenerationsPlanned, at):
+    # Memberships change only in a settled tally (tally.py): what earlier events of the
+    # batch changed is counted in the cohorts of that time, then the members that join
+    # are counted as they stand.
+    tally_of(conn).settle(conn)
     rows = e.generations
     status = _first_status(conn, rows)
     # A new generation whose parent did not complete starts blocked, with the reason. It
@@ -217,6 +222,7 @@ def _first_status(conn: sqlite3.Connection, rows: list[list[Any]]) -> dict[str, 
 
 
 def _generations_retried(conn, event_id, e: ev.GenerationsRetried, at):
+    tally_of(conn).touch(conn, e.gen_ids)
     for gen_id in e.gen_ids:
         conn.execute(
             "UPDATE generations SET status = CASE WHEN parent_gen_id IS NULL THEN 'ready' ELSE"
@@ -234,6 +240,7 @@ def _cohort_cancelled(conn, event_id, e: ev.CohortCancelled, at):
     conn.execute("UPDATE cohorts SET cancelled_at = ? WHERE cohort_id = ?", (at, e.cohort_id))
     if not e.gen_ids:
         return
+    tally_of(conn).touch(conn, e.gen_ids)
     select_in(
         conn,
         "UPDATE generations SET status = 'cancelled', lease_owner = NULL, lease_token = NULL,"

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from daydream import events as ev
 from daydream.db.projections.lineage import children_of, set_blocked, unblock_descendants
 from daydream.db.projections.search import index_texts
+from daydream.db.projections.tally import tally_of
 
 # Every cell of the evaluation's essay x judge, in every cohort holding the evaluation,
 # recomputed from the scored evaluations of that cohort.
@@ -65,6 +66,8 @@ def _generation_reparsed(conn, event_id, e: ev.GenerationReparsed, at):
         ),
     )
     ok = e.state == "ok"
+    tally = tally_of(conn)
+    tally.touch(conn, (e.gen_id,))
     conn.execute(
         "UPDATE generations SET status = ?, state = ?, error = ?, last_error = ?,"
         " parsed_hash = ?, score = ?, written_scale = ?, parsed_with = ? WHERE gen_id = ?",
@@ -85,6 +88,7 @@ def _generation_reparsed(conn, event_id, e: ev.GenerationReparsed, at):
         conn.execute(_RECOUNT_CELLS, (e.gen_id,))
     if ok and status == "failed":
         unblock_descendants(conn, e.gen_id)
+        tally.touch(conn, children_of(conn, [e.gen_id]))
         conn.execute(
             "UPDATE generations SET status = 'ready' WHERE parent_gen_id = ? AND status = 'waiting'",
             (e.gen_id,),

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from daydream import events as ev
 from daydream.db.files import database_bytes, open_scratch, readonly_uri
-from daydream.db.projections.apply import apply_event
+from daydream.db.projections.apply import apply_batch, apply_event
 from daydream.db.projections.schema import (
     DDL_HASH,
     PROJECTION_TABLES,
@@ -83,8 +83,10 @@ def replay(
         ).fetchall()
         if not rows:
             return applied
-        for event_id, type_, data, recorded_at in rows:
-            apply_event(conn, event_id, ev.parse_event(type_, data), recorded_at)
+        events = [ev.parse_event(type_, data) for _, type_, data, _ in rows]
+        with apply_batch(conn, events):
+            for (event_id, _, _, recorded_at), event in zip(rows, events, strict=True):
+                apply_event(conn, event_id, event, recorded_at)
         applied += len(rows)
         last = rows[-1][0]
         if progress is not None:

@@ -304,7 +304,9 @@ def _views_ddl() -> str:
 # mismatches by `daydream db check`. 2: retry takes its status from the parent's.
 # 3: results index their texts for full-text search. 4: counters (cohort_counts, calls and
 # judges per cohort, essay_rubric_scores) kept by triggers and the planning applier.
-APPLIER_VERSION = 4
+# 5: generations and calls counted per batch of events (tally.py); a cohort_counts row at
+# 0 generations is deleted.
+APPLIER_VERSION = 5
 
 
 DDL_HASH = hashlib.blake2b(
