@@ -543,10 +543,11 @@ def test_rebuild_reproduces_every_table_and_is_idempotent(workload, tmp_path):
 
 
 def test_projections_of_an_earlier_layout_are_rebuilt_when_the_database_is_opened(
-    workload, tmp_path
+    workload, tmp_path, capsys
 ):
     """An older daydream kept the queue in a tasks table; opening its database with this
-    version replays the log into the current projections (tasks becomes a view)."""
+    version replays the log into the current projections (tasks becomes a view), and says
+    so on stderr first (on a large log it takes minutes)."""
     copy = copy_of(workload, tmp_path / "old.db")
     conn = connect(copy)
     live = replay.table_digests(conn)
@@ -560,7 +561,11 @@ def test_projections_of_an_earlier_layout_are_rebuilt_when_the_database_is_opene
     raw.execute("DELETE FROM essay_judge_scores")  # stale content is replaced, not kept
     raw.commit()
     raw.close()
+    capsys.readouterr()
     conn = connect(copy)
+    said = capsys.readouterr().err
+    events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    assert f"rebuilding them from its log of {events:,} events" in said
     assert replay.table_digests(conn) == live
     kinds = dict(conn.execute("SELECT name, type FROM sqlite_master WHERE name = 'tasks'"))
     assert kinds == {"tasks": "view"}

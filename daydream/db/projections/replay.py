@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import sys
 import tempfile
 from collections.abc import Callable
 
@@ -50,6 +51,15 @@ def ensure_projections(conn: sqlite3.Connection) -> bool:
             remake_views(conn)  # only the views changed: the tables' rows stand
             record_built(conn)
             return False
+        if built is not None:  # not a new database: say why the command waits
+            events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+            print(
+                f"daydream: this database's tables were built by another daydream version;"
+                f" rebuilding them from its log of {events:,} events (once; minutes for"
+                " millions of events)...",
+                file=sys.stderr,
+                flush=True,
+            )
         rebuild(conn)
     return built is not None
 
