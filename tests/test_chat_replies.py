@@ -191,3 +191,59 @@ def test_reasoning_is_kept_as_text_from_a_string_or_a_list_of_parts():
     parts = [{"type": "text", "text": "first, "}, {"type": "text", "text": "the flywheel"}]
     assert completion(reply(message={"reasoning": parts})).reasoning == "first, the flywheel"
     assert completion(reply(message={"reasoning_content": "", "reasoning": []})).reasoning is None
+
+
+def test_reasoning_tokens_and_the_status_are_kept_with_the_reply():
+    usage = {"completion_tokens": 50, "completion_tokens_details": {"reasoning_tokens": 42}}
+    got = completion(reply(usage=usage))
+    assert (got.completion_tokens, got.reasoning_tokens, got.http_status) == (50, 42, 200)
+    assert got.offline is False
+
+
+def test_reasoning_keeps_its_line_breaks_as_plain_newlines():
+    got = completion(reply(message={"reasoning_content": "first\r\nthen\nlast"}))
+    assert got.reasoning == "first\nthen\nlast"
+
+
+def test_a_reply_given_as_a_list_of_strings_and_parts_is_joined():
+    got = completion(reply(message={"content": ["Flywheels ", {"text": "and"}, " daydreams"]}))
+    assert got.text == "Flywheels and daydreams"
+
+
+def test_a_free_call_costs_zero_and_a_million_dollars_is_the_largest_cost_kept():
+    assert completion(reply(usage={"cost": 0})).cost == 0.0
+    assert completion(reply(usage={"cost": 1e6})).cost == 1e6
+    assert completion(reply(usage={"cost": 1e6 + 1})).cost is None
+
+
+def test_true_and_false_are_not_counts_or_costs():
+    got = completion(reply(usage={"prompt_tokens": True, "completion_tokens": False, "cost": True}))
+    assert (got.prompt_tokens, got.completion_tokens, got.cost) == (None, None, None)
+
+
+def test_whitespace_around_a_number_given_as_text_is_ignored():
+    # Python's whitespace, which includes the ASCII separators U+001C-U+001F
+    usage = {"prompt_tokens": " 12\n", "completion_tokens": "\x1f7\x1c", "cost": "\t0.5 "}
+    got = completion(reply(usage=usage))
+    assert (got.prompt_tokens, got.completion_tokens, got.cost) == (12, 7, 0.5)
+
+
+def test_a_reply_with_choices_and_an_empty_error_field_is_a_reply():
+    assert completion(reply(error=None)).text == "the reply"
+    assert completion(reply(error={"message": "ignored"})).text == "the reply"
+
+
+def test_a_reply_without_choices_or_that_failed_mid_reply_is_retried():
+    error = reply_error('{"choices": []}')
+    assert (str(error), error.retryable) == ("""response has no choices: '{"choices": []}'""", True)
+    body = json.dumps(reply() | {"choices": [{"message": {}, "finish_reason": "error"}]})
+    error = reply_error(body)
+    assert str(error) == f"the model failed mid-reply (finish_reason error): {body!r}"
+    assert error.retryable
+
+
+def test_anything_shaped_like_a_key_is_redacted_even_when_it_is_not_ours():
+    error = http_error(401, '{"error": {"message": "Incorrect API key: sk-other1234567890"}}')
+    assert str(error) == "HTTP 401: Incorrect API key: [redacted]"
+    error = http_error(502, "upstream said Authorization: Bearer abc.def.ghi, try again")
+    assert str(error) == "HTTP 502: 'upstream said Authorization: [redacted], try again'"
