@@ -1,0 +1,86 @@
+"""What is left in the queue, per cohort: a worker started for one cohort waits for its
+work, checks and calls the models of its work, and never waits for another cohort's.
+
+The worker reads these inside its own process (``daydream run --cohort``); here they are
+read directly from a database holding two cohorts, so a cohort filter that is lost shows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from daydream.db.connection import connect
+from daydream.queue.leases import claim
+from daydream.queue.tasks import has_pending, has_running, remaining_models
+from daydream.worker.config import WorkerConfig
+from tests.scenario import (
+    FixedClock,
+    cohort,
+    combo_ids,
+    fail_generations,
+    offline_model,
+    plan,
+    query,
+    write_spec,
+)
+
+
+def two_cohorts(root: Path) -> Path:
+    """Cohort ``k`` (its draft and judge by ``m1``) and cohort ``other`` (by ``m2``), one
+    combination each, in one database."""
+    db = cohort(root, [offline_model("m1"), offline_model("m2")], combos=1)
+    spec = {
+        "combo_id": combo_ids(1),
+        "draft_template": ["notes"],
+        "draft_llm": ["m2"],
+        "essay_template": ["copy"],
+        "evaluation_template": ["judge"],
+        "evaluation_llm": ["m2"],
+    }
+    plan(db, root / "catalog", write_spec(root / "other.yaml", spec), cohort="other")
+    return db
+
+
+def members(db: Path, cohort_id: str, stage: str) -> list[str]:
+    sql = (
+        "SELECT g.gen_id FROM generations g JOIN cohort_members m USING (gen_id)"
+        " WHERE m.cohort_id = ? AND g.stage = ?"
+    )
+    return [gen_id for (gen_id,) in query(db, sql, [cohort_id, stage])]
+
+
+def test_the_models_left_to_call_are_those_of_the_cohort_asked_about(tmp_path):
+    db = two_cohorts(tmp_path)
+    conn = connect(db, create=False)
+    try:
+        assert [m["model_id"] for m in remaining_models(conn, "k")] == ["m1"]
+        assert [m["model_id"] for m in remaining_models(conn, "other")] == ["m2"]
+        assert [m["model_id"] for m in remaining_models(conn, None)] == ["m1", "m2"]
+    finally:
+        conn.close()
+
+
+def test_a_cohort_whose_work_failed_has_nothing_pending_while_another_still_has(tmp_path):
+    db = two_cohorts(tmp_path)
+    conn = connect(db, create=False)
+    try:
+        assert has_pending(conn, "k") and has_pending(conn, "other")
+        fail_generations(conn, members(db, "k", "draft"))  # its essay and judge are blocked
+        assert not has_pending(conn, "k")
+        assert has_pending(conn, "other") and has_pending(conn, None)
+    finally:
+        conn.close()
+
+
+def test_a_running_call_counts_only_for_its_own_cohort(tmp_path):
+    db = two_cohorts(tmp_path)
+    conn = connect(db, create=False)
+    try:
+        assert not has_running(conn, None)
+        config = WorkerConfig(db_path=db, name="A", cohort="other")
+        (task,) = claim(conn, config, 1, clock=FixedClock())
+        assert task.gen_id in members(db, "other", "draft")
+        assert has_running(conn, "other") and has_running(conn, None)
+        assert not has_running(conn, "k")
+    finally:
+        conn.close()
