@@ -84,3 +84,28 @@ def test_a_running_call_counts_only_for_its_own_cohort(tmp_path):
         assert not has_running(conn, "k")
     finally:
         conn.close()
+
+
+def test_with_a_pool_stopped_work_waiting_on_it_is_pending_only_while_a_call_runs(tmp_path):
+    """Drafts by ``m1`` in pool ``a``, their judges by ``m2`` in pool ``b`` (the essays are
+    copies). A stopped pool's ready tasks cannot run, nor what waits for them: with pool
+    ``a`` stopped nothing is pending, until a draft is already running there (it may still
+    finish, and its children run elsewhere)."""
+    models = [offline_model("m1", pool="a"), offline_model("m2", pool="b")]
+    db = cohort(tmp_path, models, combos=1, axes={"evaluation_llm": ["m2"]})
+    conn = connect(db, create=False)
+    try:
+        assert has_pending(conn, "k") and has_pending(conn, "k", ("b",))
+        assert has_pending(conn, "k", stopped=("b",))  # the draft is ready in pool a
+        assert not has_pending(conn, "k", stopped=("a",))
+        assert not has_pending(conn, "k", ("b",), stopped=("a",))
+        config = WorkerConfig(db_path=db, name="A")
+        (task,) = claim(conn, config, 1, clock=FixedClock())
+        assert task.pool == "a"
+        assert has_pending(conn, "k", stopped=("a",))  # the running draft may finish
+        assert has_pending(conn, "k", ("b",), stopped=("a",))  # and its judge run in b
+        assert has_pending(conn, "k", stopped=("b",))
+        assert not has_pending(conn, "k", ("a",), stopped=("a",))
+        assert not has_pending(conn, "other", stopped=("b",))  # no such cohort
+    finally:
+        conn.close()
