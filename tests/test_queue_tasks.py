@@ -26,9 +26,10 @@ from tests.scenario import (
 
 
 def two_cohorts(root: Path) -> Path:
-    """Cohort ``k`` (its draft and judge by ``m1``) and cohort ``other`` (by ``m2``), one
-    combination each, in one database."""
-    db = cohort(root, [offline_model("m1"), offline_model("m2")], combos=1)
+    """Cohort ``k`` (its draft and judge by ``m1``, in pool ``a``) and cohort ``other`` (by
+    ``m2``, in pool ``b``), one combination each, in one database."""
+    models = [offline_model("m1", pool="a"), offline_model("m2", pool="b")]
+    db = cohort(root, models, combos=1)
     spec = {
         "combo_id": combo_ids(1),
         "draft_template": ["notes"],
@@ -107,5 +108,18 @@ def test_with_a_pool_stopped_work_waiting_on_it_is_pending_only_while_a_call_run
         assert has_pending(conn, "k", stopped=("b",))
         assert not has_pending(conn, "k", ("a",), stopped=("a",))
         assert not has_pending(conn, "other", stopped=("b",))  # no such cohort
+    finally:
+        conn.close()
+
+
+def test_another_cohorts_running_call_keeps_no_work_pending_behind_a_stopped_pool(tmp_path):
+    db = two_cohorts(tmp_path)
+    conn = connect(db, create=False)
+    try:
+        config = WorkerConfig(db_path=db, name="A", cohort="other")
+        (task,) = claim(conn, config, 1, clock=FixedClock())
+        assert task.pool == "b"
+        assert not has_pending(conn, "k", stopped=("a",))  # k's draft can never run
+        assert has_pending(conn, None, stopped=("a",))  # other's judge waits on a call
     finally:
         conn.close()
