@@ -57,6 +57,8 @@ def test_the_models_left_to_call_are_those_of_the_cohort_asked_about(tmp_path):
         assert [m["model_id"] for m in remaining_models(conn, "k")] == ["m1"]
         assert [m["model_id"] for m in remaining_models(conn, "other")] == ["m2"]
         assert [m["model_id"] for m in remaining_models(conn, None)] == ["m1", "m2"]
+        assert [m["model_id"] for m in remaining_models(conn, None, ("b",))] == ["m2"]
+        assert [m["model_id"] for m in remaining_models(conn, None, ("a", "b"))] == ["m1", "m2"]
     finally:
         conn.close()
 
