@@ -1,4 +1,5 @@
-"""A pool's limit cut below the slots its calls hold: each worker lets its share of the
+"""Pool limits: adapted to rate limiting from what a worker saw of the calls, and a
+limit cut below the slots its calls hold: each worker lets its share of the
 excess go as its calls end, rounded up, and a worker holding no slot there owes nothing.
 
 The workers read their shares inside their own processes (``leases.exchange``); here they
@@ -7,11 +8,17 @@ are read directly with a fixed clock, so the figures themselves are checked.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+from daydream import events as ev
 from daydream.db.connection import connect
+from daydream.db.log import append
+from daydream.db.transaction import transaction
 from daydream.queue.leases import claim
-from daydream.queue.pools import excess_shares, pool_capacity, set_pool_limit
+from daydream.queue.pools import adapt_pools, excess_shares, pool_capacity, set_pool_limit
 from daydream.worker.config import WorkerConfig
-from tests.scenario import FixedClock
+from tests.scenario import FixedClock, fake_outcomes, query
 
 
 def test_after_a_cut_each_worker_owes_its_share_of_the_excess_rounded_up(offline_cohort):
@@ -31,3 +38,47 @@ def test_after_a_cut_each_worker_owes_its_share_of_the_excess_rounded_up(offline
         assert excess_shares(conn, {"other": 2}) == {}
     finally:
         conn.close()
+
+
+def limits(db: Path) -> list[tuple[Any, ...]]:
+    """The pool ``p``'s limit changes after the first: (limit, reason)."""
+    return query(
+        db,
+        "SELECT json_extract(data, '$.limit'), json_extract(data, '$.reason') FROM events"
+        " WHERE type = 'pool.limit_changed' AND subject = 'pool:p' ORDER BY id",
+    )[1:]
+
+
+def test_calls_that_failed_otherwise_neither_count_as_429s_nor_dilute_them(offline_cohort):
+    """A pool of limit 4 judges the last 10 calls answered (a success or a 429); calls that
+    failed for another reason (a 500, a reply that did not parse) are no sign either way."""
+    db = offline_cohort()
+    conn = connect(db, create=False)
+    try:
+        set_pool_limit(conn, "p", 4)
+        with transaction(conn):  # 6 429s in the last 10 answered calls, then 10 failures
+            adapt_pools(conn, fake_outcomes("p", "444444....xxxxxxxxxx"), "t", FixedClock(), {})
+    finally:
+        conn.close()
+    assert limits(db) == [(3, "cut: rate limited (429 on 60% of recent calls)")]
+
+
+def test_a_worker_grows_a_cut_pool_back_only_after_limit_calls_of_its_own(offline_cohort):
+    """Another worker cut the pool to 3 (of 4): a worker starting afresh grows it back by
+    one once it has seen 3 calls without a 429, not sooner."""
+    db = offline_cohort()
+    conn = connect(db, create=False)
+    clock, signals = FixedClock(), {}
+    try:
+        set_pool_limit(conn, "p", 4)
+        cut = ev.PoolLimitChanged(pool="p", limit=3, ceiling=4, reason="cut: by another")
+        append(conn, [cut], actor="worker:B", clock=clock)
+        clock.advance(5)  # past the cooldown
+        for pattern in ("..", "."):
+            with transaction(conn):
+                adapt_pools(conn, fake_outcomes("p", pattern), "worker:A", clock, signals)
+            if pattern == "..":
+                assert limits(db) == [(3, "cut: by another")]
+    finally:
+        conn.close()
+    assert limits(db) == [(3, "cut: by another"), (4, "grow: 3 calls without 429")]
