@@ -82,3 +82,58 @@ def test_a_worker_grows_a_cut_pool_back_only_after_limit_calls_of_its_own(offlin
     finally:
         conn.close()
     assert limits(db) == [(3, "cut: by another"), (4, "grow: 3 calls without 429")]
+
+
+def test_a_pool_may_be_cut_again_one_second_after_its_last_change_not_sooner(offline_cohort):
+    db = offline_cohort()
+    conn = connect(db, create=False)
+    clock, signals = FixedClock(), {}
+    try:
+        cut = ev.PoolLimitChanged(pool="p", limit=4, ceiling=4, reason="set by user")
+        append(conn, [cut], actor="cli", clock=clock)
+        clock.advance(0.999)
+        with transaction(conn):  # a full window of 429s, within the second
+            adapt_pools(conn, fake_outcomes("p", "4" * 10), "worker:A", clock, signals)
+        assert limits(db) == []
+        clock.advance(0.001)
+        with transaction(conn):
+            adapt_pools(conn, fake_outcomes("p", "4"), "worker:A", clock, signals)
+    finally:
+        conn.close()
+    assert limits(db) == [(3, "cut: rate limited (429 on 100% of recent calls)")]
+
+
+def test_a_pool_never_set_is_cut_from_its_default_limit_which_stays_its_ceiling(
+    offline_cohort,
+):
+    """The offline pool's default limit is 1024 (docs/running.md); 429s on most of a full
+    window (2 x 1024 calls) cut it by a quarter, and it may grow back to 1024."""
+    db = offline_cohort()
+    conn = connect(db, create=False)
+    try:
+        assert query(db, "SELECT count(*) FROM pools WHERE pool = 'offline'") == [(0,)]
+        with transaction(conn):
+            outcomes = fake_outcomes("offline", "4" * 2048)
+            adapt_pools(conn, outcomes, "worker:A", FixedClock(), {})
+    finally:
+        conn.close()
+    changes = query(
+        db,
+        "SELECT json_extract(data, '$.limit'), json_extract(data, '$.ceiling') FROM events"
+        " WHERE type = 'pool.limit_changed' AND subject = 'pool:offline'",
+    )
+    assert changes == [(768, 1024)]
+
+
+def test_only_the_last_ten_calls_count_in_a_small_pool(offline_cohort):
+    """A pool of limit 4 judges its last 10 calls (2 x limit, at least 10): a 429 before them
+    has fallen out, and 4 in 10 is not more than the 40% that cuts."""
+    db = offline_cohort()
+    conn = connect(db, create=False)
+    try:
+        set_pool_limit(conn, "p", 4)
+        with transaction(conn):
+            adapt_pools(conn, fake_outcomes("p", "4" + "4444......"), "t", FixedClock(), {})
+    finally:
+        conn.close()
+    assert limits(db) == []
