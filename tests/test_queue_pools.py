@@ -11,10 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from daydream import events as ev
 from daydream.db.connection import connect
 from daydream.db.log import append
 from daydream.db.transaction import transaction
+from daydream.errors import ConfigError
 from daydream.queue.leases import claim
 from daydream.queue.pools import adapt_pools, excess_shares, pool_capacity, set_pool_limit
 from daydream.worker.config import WorkerConfig
@@ -137,3 +140,69 @@ def test_only_the_last_ten_calls_count_in_a_small_pool(offline_cohort):
     finally:
         conn.close()
     assert limits(db) == []
+
+
+def feed(conn: Any, pattern: str, clock: FixedClock, signals: dict[str, Any]) -> None:
+    with transaction(conn):
+        adapt_pools(conn, fake_outcomes("p", pattern), "worker:A", clock, signals)
+
+
+def test_a_pool_at_one_call_is_never_cut_and_a_pool_at_two_is_cut_to_one(offline_cohort):
+    db = offline_cohort()
+    conn = connect(db, create=False)
+    clock, signals = FixedClock(), {}
+    try:
+        set_pool_limit(conn, "p", 2)
+        feed(conn, "4" * 10, clock, signals)  # 2 -> 1
+        clock.advance(5)
+        feed(conn, "4" * 10, clock, signals)  # at 1: nothing left to cut
+    finally:
+        conn.close()
+    assert limits(db) == [(1, "cut: rate limited (429 on 100% of recent calls)")]
+
+
+def test_after_each_change_growing_takes_limit_calls_without_429_again(offline_cohort):
+    """Cut from 4 to 3, the pool grows back to 4 after 3 calls without 429, not 2; set to 2
+    of 4, it grows to 3 after 2 such calls and to 4 after 3 more, not 2."""
+    db = offline_cohort()
+    conn = connect(db, create=False)
+    clock, signals = FixedClock(), {}
+    try:
+        set_pool_limit(conn, "p", 4)
+        feed(conn, "4" * 10, clock, signals)  # cut to 3
+        feed(conn, "..", clock, signals)
+        assert [limit for limit, _ in limits(db)] == [3]
+        feed(conn, ".", clock, signals)
+        assert [limit for limit, _ in limits(db)] == [3, 4]
+        cut = ev.PoolLimitChanged(pool="p", limit=2, ceiling=4, reason="cut: by another")
+        append(conn, [cut], actor="worker:B", clock=clock)
+        feed(conn, "..", clock, signals)
+        feed(conn, "..", clock, signals)
+        assert [limit for limit, _ in limits(db)] == [3, 4, 2, 3]
+        feed(conn, ".", clock, signals)
+    finally:
+        conn.close()
+    assert limits(db)[-1] == (4, "grow: 3 calls without 429")
+
+
+def test_a_limit_set_by_hand_is_a_whole_number_from_1_to_100000_recorded_as_the_clis(
+    offline_cohort,
+):
+    db = offline_cohort()
+    conn = connect(db, create=False)
+    try:
+        for bad in (0, 100_001, 2.0, True):
+            with pytest.raises(ConfigError) as info:
+                set_pool_limit(conn, "p", bad)
+            assert str(info.value) == (
+                f"pool p: limit {bad!r} is not a whole number from 1 to 100000"
+            )
+        assert set_pool_limit(conn, "p", 1) and set_pool_limit(conn, "p", 100_000)
+        assert not set_pool_limit(conn, "p", 100_000)  # already so: nothing recorded
+    finally:
+        conn.close()
+    assert query(
+        db,
+        "SELECT json_extract(data, '$.limit'), actor FROM events"
+        " WHERE type = 'pool.limit_changed' AND subject = 'pool:p' ORDER BY id",
+    ) == [(1, "cli"), (100_000, "cli")]
