@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from daydream.db.connection import connect
-from daydream.queue.leases import claim
+from daydream.queue.leases import claim, release
 from daydream.queue.tasks import has_pending, has_running, remaining_models
 from daydream.worker.config import WorkerConfig
 from tests.scenario import (
@@ -125,3 +125,21 @@ def test_another_cohorts_running_call_keeps_no_work_pending_behind_a_stopped_poo
         assert has_pending(conn, None, stopped=("a",))  # other's judge waits on a call
     finally:
         conn.close()
+
+
+def test_a_task_given_back_at_a_clean_stop_says_so_when_claimed_again(offline_cohort):
+    """A released lease is not an attempt that counts (the worker subtracts releases, like
+    throttles and deferrals): the next claim's task carries the release, apart from the
+    deferrals."""
+    db = offline_cohort(combos=1)
+    config = WorkerConfig(db_path=db, name="A")
+    clock = FixedClock()
+    conn = connect(db, create=False)
+    try:
+        first = claim(conn, config, 1, clock=clock)
+        assert release(conn, first, "stopping", actor="worker:A", clock=clock)
+        (again,) = claim(conn, config, 1, clock=clock)
+    finally:
+        conn.close()
+    assert again.gen_id == first[0].gen_id
+    assert (again.attempt, again.throttles, again.released, again.deferred) == (2, 0, 1, 0)
