@@ -10,13 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from daydream.db.connection import connect
-from daydream.queue.leases import claim, release
+from daydream.queue.leases import claim, record, release
 from daydream.queue.tasks import has_pending, has_running, remaining_models
 from daydream.worker.config import WorkerConfig
 from tests.scenario import (
     FixedClock,
     cohort,
     combo_ids,
+    execute,
     fail_generations,
     offline_model,
     plan,
@@ -143,3 +144,37 @@ def test_a_task_given_back_at_a_clean_stop_says_so_when_claimed_again(offline_co
         conn.close()
     assert again.gen_id == first[0].gen_id
     assert (again.attempt, again.throttles, again.released, again.deferred) == (2, 0, 1, 0)
+
+
+def test_a_claimed_task_carries_its_templates_parser_scale_settings_and_body(offline_cohort):
+    """What the worker renders and parses with: the judge's score parser and its 0-10
+    scale, the template's settings, its body; a draft has no scale. Read again for a second
+    task of the same template (the per-process cache gives the same)."""
+    db = offline_cohort(combos=2)
+    config = WorkerConfig(db_path=db, name="A")
+    clock = FixedClock()
+    conn = connect(db, create=False)
+    try:
+        drafts = claim(conn, config, 2, clock=clock)
+        record(conn, execute(config, drafts, clock), config, clock=clock)
+        essays = claim(conn, config, 2, clock=clock)  # copies of the drafts
+        record(conn, execute(config, essays, clock), config, clock=clock)
+        evaluations = claim(conn, config, 2, clock=clock)
+    finally:
+        conn.close()
+    assert [task.stage for task in drafts + evaluations] == ["draft"] * 2 + ["evaluation"] * 2
+    for task in evaluations:
+        judge = {k: v for k, v in task.template.items() if k not in ("body", "version")}
+        assert judge == {
+            "parser": "score",
+            "generator": "llm",
+            "scale": (0, 10),
+            "settings": {"temperature": 0.0, "max_tokens": 300},
+        }
+        assert task.template["body"].startswith("[gen {{ gen_id }}]\nESSAY\n")
+        assert task.template["version"] == query(
+            db, "SELECT template_version FROM generations WHERE gen_id = ?", [task.gen_id]
+        )[0][0]
+    for task in drafts:
+        assert (task.template["parser"], task.template["scale"]) == ("identity", None)
+        assert task.template["settings"] == {"temperature": 0.3, "max_tokens": 400}
