@@ -164,10 +164,9 @@ def test_a_claimed_task_carries_its_templates_parser_scale_settings_and_body(off
         conn.close()
     assert [task.stage for task in drafts + evaluations] == ["draft"] * 2 + ["evaluation"] * 2
     for task in evaluations:
-        judge = {k: v for k, v in task.template.items() if k not in ("body", "version")}
+        judge = {k: task.template[k] for k in ("parser", "scale", "settings")}
         assert judge == {
             "parser": "score",
-            "generator": "llm",
             "scale": (0, 10),
             "settings": {"temperature": 0.0, "max_tokens": 300},
         }
