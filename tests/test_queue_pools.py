@@ -206,3 +206,19 @@ def test_a_limit_set_by_hand_is_a_whole_number_from_1_to_100000_recorded_as_the_
         "SELECT json_extract(data, '$.limit'), actor FROM events"
         " WHERE type = 'pool.limit_changed' AND subject = 'pool:p' ORDER BY id",
     ) == [(1, "cli"), (100_000, "cli")]
+
+
+def test_a_pool_of_ten_waits_for_twenty_answered_calls_before_a_cut(offline_cohort):
+    """429s come back before successes: a pool of limit 10 judges a full window of its last
+    20 calls, so the first ten 429s cut nothing; twenty do."""
+    db = offline_cohort()
+    conn = connect(db, create=False)
+    clock, signals = FixedClock(), {}
+    try:
+        set_pool_limit(conn, "p", 10)
+        feed(conn, "4" * 10, clock, signals)
+        assert limits(db) == []
+        feed(conn, "4" * 10, clock, signals)
+    finally:
+        conn.close()
+    assert limits(db) == [(7, "cut: rate limited (429 on 100% of recent calls)")]

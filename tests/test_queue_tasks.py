@@ -14,6 +14,7 @@ from daydream.queue.leases import claim, record, release
 from daydream.queue.tasks import has_pending, has_running, remaining_models
 from daydream.worker.config import WorkerConfig
 from tests.scenario import (
+    TEMPLATES,
     FixedClock,
     cohort,
     combo_ids,
@@ -22,6 +23,7 @@ from tests.scenario import (
     offline_model,
     plan,
     query,
+    write_catalog,
     write_spec,
 )
 
@@ -111,6 +113,7 @@ def test_with_a_pool_stopped_work_waiting_on_it_is_pending_only_while_a_call_run
         assert has_pending(conn, "k", stopped=("b",))
         assert not has_pending(conn, "k", ("a",), stopped=("a",))
         assert not has_pending(conn, "other", stopped=("b",))  # no such cohort
+        assert not has_pending(conn, "k", ("b",), stopped=("a", "b"))  # nothing outside both
     finally:
         conn.close()
 
@@ -177,3 +180,29 @@ def test_a_claimed_task_carries_its_templates_parser_scale_settings_and_body(off
     for task in drafts:
         assert (task.template["parser"], task.template["scale"]) == ("identity", None)
         assert task.template["settings"] == {"temperature": 0.3, "max_tokens": 400}
+
+
+def test_an_essay_straight_from_a_combination_is_written_from_its_concepts(tmp_path):
+    templates = {**TEMPLATES, "essay": [{"id": "direct", "parser": "identity"}]}
+    body = "[gen {{ gen_id }}]\n{% for c in concepts %}{{ c.name }}\n{% endfor %}Write an essay.\n"
+    catalog = write_catalog(
+        tmp_path / "catalog",
+        models=[offline_model("m1")],
+        combos=1,
+        templates=templates,
+        bodies={("essay", "direct"): body},
+    )
+    spec = {"combo_id": combo_ids(1), "essay_template": ["direct"], "essay_llm": ["m1"]}
+    db = tmp_path / "run.db"
+    plan(db, catalog, write_spec(tmp_path / "spec.yaml", spec))
+    config = WorkerConfig(db_path=db, name="A")
+    clock = FixedClock()
+    conn = connect(db, create=False)
+    try:
+        (task,) = claim(conn, config, 1, clock=clock)
+        (outcome,) = execute(config, [task], clock)
+    finally:
+        conn.close()
+    assert (task.stage, task.parent_gen_id, outcome.ok) == ("essay", None, True)
+    prompt = next(text for text in outcome.texts.values() if text.startswith("[gen "))
+    assert prompt == f"[gen {task.gen_id}]\nAlpha\nBeta\nWrite an essay."
