@@ -183,8 +183,12 @@ def test_a_claimed_task_carries_its_templates_parser_scale_settings_and_body(off
 
 
 def test_an_essay_straight_from_a_combination_is_written_from_its_concepts(tmp_path):
+    """Its prompt names the concepts, and the combination and replicate it was planned for."""
     templates = {**TEMPLATES, "essay": [{"id": "direct", "parser": "identity"}]}
-    body = "[gen {{ gen_id }}]\n{% for c in concepts %}{{ c.name }}\n{% endfor %}Write an essay.\n"
+    body = (
+        "[gen {{ gen_id }}] {{ combo_id }} {{ replicate }}\n"
+        "{% for c in concepts %}{{ c.name }}\n{% endfor %}Write an essay.\n"
+    )
     catalog = write_catalog(
         tmp_path / "catalog",
         models=[offline_model("m1")],
@@ -205,4 +209,4 @@ def test_an_essay_straight_from_a_combination_is_written_from_its_concepts(tmp_p
         conn.close()
     assert (task.stage, task.parent_gen_id, outcome.ok) == ("essay", None, True)
     prompt = next(text for text in outcome.texts.values() if text.startswith("[gen "))
-    assert prompt == f"[gen {task.gen_id}]\nAlpha\nBeta\nWrite an essay."
+    assert prompt == f"[gen {task.gen_id}] c1 1\nAlpha\nBeta\nWrite an essay."
