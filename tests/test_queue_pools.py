@@ -222,3 +222,15 @@ def test_a_pool_of_ten_waits_for_twenty_answered_calls_before_a_cut(offline_coho
     finally:
         conn.close()
     assert limits(db) == [(7, "cut: rate limited (429 on 100% of recent calls)")]
+
+
+def test_a_pool_never_set_has_its_default_limit_as_capacity(offline_cohort):
+    """The offline pool's limit is 1024 until one is set: two calls leave 1022."""
+    db = offline_cohort(combos=2)
+    conn = connect(db, create=False)
+    try:
+        tasks = claim(conn, WorkerConfig(db_path=db, name="A"), 2, clock=FixedClock())
+        assert {task.pool for task in tasks} == {"offline"}
+        assert pool_capacity(conn) == {"offline": 1022}
+    finally:
+        conn.close()

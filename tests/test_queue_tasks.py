@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from daydream.db.connection import connect
 from daydream.queue.leases import claim, record, release
 from daydream.queue.tasks import has_pending, has_running, remaining_models
 from daydream.worker.config import WorkerConfig
 from tests.scenario import (
+    CONCEPTS,
     TEMPLATES,
     FixedClock,
     cohort,
@@ -210,3 +213,27 @@ def test_an_essay_straight_from_a_combination_is_written_from_its_concepts(tmp_p
     assert (task.stage, task.parent_gen_id, outcome.ok) == ("essay", None, True)
     prompt = next(text for text in outcome.texts.values() if text.startswith("[gen "))
     assert prompt == f"[gen {task.gen_id}] c1 1\nAlpha\nBeta\nWrite an essay."
+
+
+def test_a_draft_is_given_each_concept_at_its_combinations_level(tmp_path):
+    """The combinations are at the sentence level: a concept that also has a paragraph is
+    given by its sentence (a missing level would fall back to the paragraph)."""
+    catalog = write_catalog(tmp_path / "catalog", models=[offline_model("m1")], combos=1)
+    concepts = [
+        {"id": c, "name": name, "sentence": sentence, "paragraph": f"{name}, at length."}
+        for c, name, sentence in CONCEPTS
+    ]
+    (catalog / "concepts.yaml").write_text(yaml.safe_dump(concepts), encoding="utf-8")
+    spec = {"combo_id": combo_ids(1), "draft_template": ["notes"], "draft_llm": ["m1"]}
+    db = tmp_path / "run.db"
+    plan(db, catalog, write_spec(tmp_path / "spec.yaml", spec))
+    config = WorkerConfig(db_path=db, name="A")
+    clock = FixedClock()
+    conn = connect(db, create=False)
+    try:
+        (task,) = claim(conn, config, 1, clock=clock)
+        (outcome,) = execute(config, [task], clock)
+    finally:
+        conn.close()
+    prompt = next(text for text in outcome.texts.values() if text.startswith("[gen "))
+    assert f"- Alpha: {CONCEPTS[0][2]}\n- Beta: {CONCEPTS[1][2]}\n" in prompt
