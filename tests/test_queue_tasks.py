@@ -11,9 +11,11 @@ from pathlib import Path
 
 import yaml
 
+from daydream.catalog.load import load_catalog
+from daydream.catalog.recording import import_catalog
 from daydream.db.connection import connect
 from daydream.queue.leases import claim, record, release
-from daydream.queue.tasks import has_pending, has_running, remaining_models
+from daydream.queue.tasks import has_pending, has_running, load_model, remaining_models
 from daydream.worker.config import WorkerConfig
 from tests.scenario import (
     CONCEPTS,
@@ -237,3 +239,19 @@ def test_a_draft_is_given_each_concept_at_its_combinations_level(tmp_path):
         conn.close()
     prompt = next(text for text in outcome.texts.values() if text.startswith("[gen "))
     assert f"- Alpha: {CONCEPTS[0][2]}\n- Beta: {CONCEPTS[1][2]}\n" in prompt
+
+
+def test_a_model_changed_in_the_catalog_is_called_as_it_now_is(tmp_path):
+    """Re-importing the catalog with a model's settings changed gives it a new version: a
+    worker that already called it (and cached it) calls it with the new settings."""
+    db = cohort(tmp_path, [offline_model("m1", temperature=0.2)], combos=1)
+    conn = connect(db, create=False)
+    try:
+        assert load_model(conn, "m1")["settings"] == {"temperature": 0.2}
+        catalog = write_catalog(
+            tmp_path / "catalog", models=[offline_model("m1", temperature=0.9)], combos=1
+        )
+        import_catalog(conn, load_catalog(catalog), actor="test")
+        assert load_model(conn, "m1")["settings"] == {"temperature": 0.9}
+    finally:
+        conn.close()
