@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from daydream.catalog.load import load_catalog
@@ -255,3 +256,26 @@ def test_a_model_changed_in_the_catalog_is_called_as_it_now_is(tmp_path):
         assert load_model(conn, "m1")["settings"] == {"temperature": 0.9}
     finally:
         conn.close()
+
+
+def test_a_model_left_to_call_is_read_as_the_catalog_gives_it(tmp_path):
+    """What the run's checks and the worker's calls use: the provider, the provider's name
+    for the model, its prices (per token, from the catalog's per million tokens) and its
+    settings."""
+    model = offline_model(
+        "m1", price_input_per_mtok=0.5, price_output_per_mtok=1.5, temperature=0.2
+    )
+    db = cohort(tmp_path, [model], combos=1)
+    conn = connect(db, create=False)
+    try:
+        (got,) = remaining_models(conn, "k")
+    finally:
+        conn.close()
+    assert got == {
+        "model_id": "m1",
+        "provider": "offline",
+        "provider_model": "small",
+        "price_input": pytest.approx(0.5e-6),
+        "price_output": pytest.approx(1.5e-6),
+        "settings": {"temperature": 0.2},
+    }
