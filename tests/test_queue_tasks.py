@@ -227,7 +227,10 @@ def test_a_draft_is_given_each_concept_at_its_combinations_level(tmp_path):
         for c, name, sentence in CONCEPTS
     ]
     (catalog / "concepts.yaml").write_text(yaml.safe_dump(concepts), encoding="utf-8")
-    spec = {"combo_id": combo_ids(1), "draft_template": ["notes"], "draft_llm": ["m1"]}
+    # a combination id of its own: a process caches a combination's concepts by id
+    combos = [{"id": "c-levels", "concepts": ["alpha", "beta"], "level": "sentence"}]
+    (catalog / "combos.yaml").write_text(yaml.safe_dump(combos), encoding="utf-8")
+    spec = {"combo_id": ["c-levels"], "draft_template": ["notes"], "draft_llm": ["m1"]}
     db = tmp_path / "run.db"
     plan(db, catalog, write_spec(tmp_path / "spec.yaml", spec))
     config = WorkerConfig(db_path=db, name="A")
