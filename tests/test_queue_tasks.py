@@ -12,11 +12,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from daydream import events as ev
 from daydream.catalog.load import load_catalog
 from daydream.catalog.recording import import_catalog
 from daydream.db.connection import connect
 from daydream.queue.leases import claim, record, release
-from daydream.queue.tasks import has_pending, has_running, load_model, remaining_models
+from daydream.queue.tasks import (
+    Outcome,
+    has_pending,
+    has_running,
+    load_model,
+    remaining_models,
+)
 from daydream.worker.config import WorkerConfig
 from tests.scenario import (
     CONCEPTS,
@@ -282,3 +289,24 @@ def test_a_model_left_to_call_is_read_as_the_catalog_gives_it(tmp_path):
         "price_output": pytest.approx(1.5e-6),
         "settings": {"temperature": 0.2},
     }
+
+
+def test_a_task_deferred_by_a_down_endpoint_says_so_when_claimed_again(offline_cohort):
+    """An attempt that met a down endpoint does not count either: the next claim's task
+    carries the deferral, apart from the releases."""
+    db = offline_cohort(combos=1)
+    config = WorkerConfig(db_path=db, name="A")
+    clock = FixedClock()
+    conn = connect(db, create=False)
+    try:
+        (task,) = claim(conn, config, 1, clock=clock)
+        deferred = ev.AttemptDeferred(
+            gen_id=task.gen_id, token=task.token, reason="endpoint_down", error="refused"
+        )
+        outcome = Outcome(task, [deferred], ok=False, deferred=True)
+        assert record(conn, [outcome], config, clock=clock) == (1, 0)
+        (again,) = claim(conn, config, 1, clock=clock)
+    finally:
+        conn.close()
+    assert again.gen_id == task.gen_id
+    assert (again.attempt, again.throttles, again.released, again.deferred) == (2, 0, 0, 1)
