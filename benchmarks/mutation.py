@@ -6,6 +6,7 @@
     python benchmarks/mutation.py --report               # the last results, without a run
     python benchmarks/mutation.py --report --json        # the same, for machines
     python benchmarks/mutation.py MODULE --recheck TEST...  # survivors vs tests mutmut missed
+    python benchmarks/mutation.py daydream.ids --deselect TEST...  # a run without these tests
 
 Needs the ``mutation`` extra (``pip install -e '.[test,mutation]'``): mutmut 3. mutmut
 copies the package into ``mutants/`` with every function rewritten as a trampoline to its
@@ -33,6 +34,14 @@ run tests each mutant with the tests as they were when it started. ``--recheck T
 runs each survivor of the modules against those tests (pytest node ids or files, as
 they are now) and keeps the ones they kill in ``mutants/rechecked.json``; the report
 counts them as "killed on recheck".
+
+``--deselect TEST...`` leaves tests (pytest node ids, or a file: every test in it) out of
+a run, through ``PYTEST_ADDOPTS`` rather than ``[tool.mutmut]``: a change of mutmut's own
+test options resets every result it holds, of every module. mutmut's first pass runs
+every test linked to the mutated functions unmutated and stops the run if one fails, so a
+test that fails now and then under load (a timing test) can stop a run before any mutant
+is tested. A narrower run is a different measure: ``mutants/deselected.json`` keeps, per
+module, the tests its runs left out, and the report names them.
 """
 
 from __future__ import annotations
@@ -54,6 +63,7 @@ else:  # the mutation extra installs tomli there
 
 ROOT = Path(__file__).resolve().parent.parent
 RECHECKED = ROOT / "mutants" / "rechecked.json"
+DESELECTED = ROOT / "mutants" / "deselected.json"
 TESTING_DOC = ROOT / "docs" / "testing.md"
 # "- `daydream.ids.x_base36__mutmut_3`: why it changes nothing" in docs/testing.md
 EQUIVALENT = re.compile(r"^- `(daydream\.[\w.ǁ]+__mutmut_\d+)`: (.+)$", re.M)
@@ -73,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-children", type=int, default=1, help="mutants tested at once (default 1)"
     )
+    parser.add_argument(
+        "--deselect", nargs="+", default=[], metavar="TEST", help="leave these tests out of the run"
+    )
     args = parser.parse_args(argv)
     core = core_modules()
     try:
@@ -83,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.recheck:
         recheck(modules, args.recheck)
     elif not args.report:
-        done = run_mutmut(modules, args.max_children, args.survivors)
+        done = run_mutmut(modules, args.max_children, args.survivors, args.deselect)
         if done != 0:
             print(f"Error: mutmut run exited with {done} (its output is above)", file=sys.stderr)
             return done
@@ -110,9 +123,12 @@ def module_name(given: str, core: list[str]) -> str:
     return name
 
 
-def run_mutmut(modules: list[str], children: int, survivors: bool = False) -> int:
+def run_mutmut(
+    modules: list[str], children: int, survivors: bool = False, deselect: list[str] | None = None
+) -> int:
     """``mutmut run`` on the mutants of ``modules`` not checked yet (all of them the first
-    time; with ``survivors``, those that survived), from the repository root."""
+    time; with ``survivors``, those that survived), from the repository root, without the
+    tests in ``deselect``."""
     mutmut = Path(sys.executable).parent / "mutmut"
     if not mutmut.exists():
         print("Error: mutmut is not installed: pip install -e '.[test,mutation]'", file=sys.stderr)
@@ -131,6 +147,14 @@ def run_mutmut(modules: list[str], children: int, survivors: bool = False) -> in
         print("Nothing to run: every mutant of these modules has a result (--report shows it)")
         return 0
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    if deselect:
+        left_out = _deselected()
+        for module in modules:
+            left_out[module] = sorted({*left_out.get(module, []), *deselect})
+        DESELECTED.parent.mkdir(exist_ok=True)
+        DESELECTED.write_text(json.dumps(left_out, indent=2, sort_keys=True))
+        options = " ".join(f"--deselect={test}" for test in deselect)
+        env["PYTEST_ADDOPTS"] = f"{env.get('PYTEST_ADDOPTS', '')} {options}".strip()
     return subprocess.run(
         [str(mutmut), "run", "--max-children", str(children), *names], cwd=ROOT, env=env
     ).returncode
@@ -170,6 +194,10 @@ def _rechecked() -> dict[str, str]:
     return json.loads(RECHECKED.read_text()) if RECHECKED.exists() else {}
 
 
+def _deselected() -> dict[str, list[str]]:
+    return json.loads(DESELECTED.read_text()) if DESELECTED.exists() else {}
+
+
 def equivalent_mutants() -> dict[str, str]:
     """Mutant name -> why it is equivalent, as docs/testing.md lists them."""
     if not TESTING_DOC.exists():
@@ -181,6 +209,7 @@ def report(modules: list[str], equivalent: dict[str, str]) -> list[dict]:
     """Per module: the counts by status, the score and the surviving mutants."""
     rows = []
     rechecked = _rechecked()
+    deselected = _deselected()
     for module in modules:
         codes = _exit_codes(module)
         counts: Counter[str] = Counter()
@@ -204,6 +233,7 @@ def report(modules: list[str], equivalent: dict[str, str]) -> list[dict]:
                 "not checked": counts["not checked"],
                 "score": round(100 * detected / total, 1) if total else None,
                 "survivors": survivors,
+                "deselected": deselected.get(module, []),
             }
         )
     return rows
@@ -244,6 +274,10 @@ def format_report(rows: list[dict]) -> str:
         detected = sum(total[k] for k in DETECTED)
         cells = "  ".join(f"{total[c]:>11}" for c in columns)
         lines.append(f"{'all':<{width}}  {cells}  {100 * detected / total['mutants']:.1f}%")
+    for row in rows:
+        if row["deselected"]:
+            lines.append(f"\n{row['module']}: measured without")
+            lines.extend(f"  {test}" for test in row["deselected"])
     for row in rows:
         if row["survivors"]:
             lines.append(f"\n{row['module']}: survived ({len(row['survivors'])})")

@@ -152,7 +152,12 @@ def test_a_value_the_database_refuses_fails_only_its_own_generation(offline_coho
             f" with: daydream retry COHORT --gen {gen_id}"
         )
         (failed,) = events_of(db, gen_id, ["attempt.failed"])
-        assert (failed["error_class"], failed["final"]) == ("Unstorable", True)
+        # final and not retryable: no worker runs it again by itself (the error says how to)
+        assert (failed["error_class"], failed["final"], failed["retryable"]) == (
+            "Unstorable",
+            True,
+            False,
+        )
     assert generation(db, bystander.task.gen_id)["status"] == "done"
     assert query(db, "SELECT count(*) FROM generations WHERE status = 'running'") == [(0,)]
     assert all(passed for _, passed, _ in check(db))  # replay equals the projections

@@ -726,8 +726,23 @@ def test_backoff_is_reproducible_from_the_seed():
 
 
 def test_backoff_attempts_count_from_one():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"attempt counts from 1 .*, got 0"):
         backoff_delay(0, retry_after=None, rng=random.Random(0))
+
+
+class _LongestDraw(random.Random):
+    """A generator whose every draw is the top of its range: the longest wait possible."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+def test_the_longest_wait_after_a_retry_after_is_a_hundredth_more():
+    """Told to wait 12 s, a call waits at most 12.12 s: the jitter that keeps throttled
+    calls apart adds up to a hundredth of the wait asked for, no more."""
+    assert backoff_delay(1, retry_after=12.0, rng=_LongestDraw()) == pytest.approx(12.12)
+    assert backoff_delay(1, retry_after=300.0, rng=_LongestDraw()) == pytest.approx(301.0)
+    assert backoff_delay(1, retry_after=0.2, rng=_LongestDraw(), base=0.25) == 0.25
 
 
 # --- .env ---------------------------------------------------------------------------------
