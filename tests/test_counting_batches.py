@@ -9,13 +9,17 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from daydream import events as ev
 from daydream.db.check import check
 from daydream.db.connection import connect
 from daydream.db.log import append
+from daydream.db.projections import apply
 from daydream.db.projections.replay import compare_with_replay, replay, table_digests
 from daydream.db.projections.schema import _create
 from daydream.db.texts import put_text
+from daydream.plan.write import plan_cohort
 from tests.counting import COUNTERS, counter_mismatches
 from tests.scenario import gen_ids, query
 
@@ -150,5 +154,64 @@ def test_no_counter_row_at_zero_is_left_so_replay_batches_do_not_matter(offline_
 def test_db_check_finds_nothing_wrong_after_mixed_batches(offline_cohort):
     db = offline_cohort(combos=3)
     _mixed_batches(db).close()
+    results = check(db)
+    assert results and all(ok for _, ok, _ in results), results
+
+
+def _counters(conn: sqlite3.Connection) -> dict[str, list[tuple]]:
+    return {t: sorted(tuple(r) for r in conn.execute(f"SELECT * FROM {t}")) for t in COUNTERS}
+
+
+def test_a_batch_sqlite_rolls_back_itself_counts_nothing(offline_cohort, monkeypatch):
+    """A full disk makes SQLite roll back the whole transaction itself. The batch's counter
+    changes go with it: nothing is written after the rollback (it would commit on its
+    own), and the full disk is the error the caller sees (the worker keeps its results to
+    write again)."""
+    db = offline_cohort(combos=2)
+    conn = connect(db, create=False)
+    drafts = sorted(gen_ids(db, "draft"))
+    before, events = _counters(conn), conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages + 20}")
+    started = apply._APPLIERS["attempt.started"]
+
+    def then_a_disk_full(conn, event_id, event, recorded_at):  # after the first claim
+        started(conn, event_id, event, recorded_at)
+        if event.gen_id == drafts[1]:
+            conn.execute("INSERT INTO texts (hash, text, length) VALUES ('x', ?, 1)", ("y" * 2**21,))
+
+    monkeypatch.setitem(apply._APPLIERS, "attempt.started", then_a_disk_full)
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        append(conn, [_started(d) for d in drafts], actor="t")
+    assert not conn.in_transaction
+    assert _counters(conn) == before
+    assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == events
+    assert counter_mismatches(conn) == []
+    conn.close()
+
+
+def test_calls_of_generations_joining_a_cohort_add_up_as_a_replay_adds_them(offline_cohort, tmp_path):
+    """A second cohort planned over generations that already made calls counts their calls
+    one by one in event order, as a replay does: latencies of 0.1, 0.2 and 0.3 s added in
+    another order (the ids') differ in the last bit, and db check would see a mismatch."""
+    db = offline_cohort(combos=3, root=tmp_path)
+    conn = connect(db, create=False)
+    drafts = sorted(gen_ids(db, "draft"), reverse=True)  # events in the ids' reverse order
+    tokens = append(conn, [_started(d) for d in drafts], actor="t")
+    for gen_id, token, latency in zip(drafts, tokens, (0.1, 0.2, 0.3), strict=True):
+        text = put_text(conn, f"reply of {gen_id}")
+        responded = ev.GenerationResponded(
+            gen_id=gen_id, token=token, mode="llm", prompt_hash=text, raw_hash=text,
+            model_id="m1", prompt_tokens=1, completion_tokens=1, latency_s=latency,
+            cost=None, offline=True,
+        )  # fmt: skip
+        done = ev.GenerationCompleted(gen_id=gen_id, token=token, parsed_hash=text)
+        append(conn, [responded, done], actor="t")
+    plan_cohort(conn, tmp_path / "spec.yaml", "again")
+    [(total,)] = conn.execute(
+        "SELECT latency_total FROM cohort_model_calls WHERE cohort_id = 'again'"
+    ).fetchall()
+    assert total == (0.1 + 0.2) + 0.3 != (0.3 + 0.2) + 0.1
+    conn.close()
     results = check(db)
     assert results and all(ok for _, ok, _ in results), results

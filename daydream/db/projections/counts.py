@@ -62,46 +62,22 @@ def counter_key(g: str) -> str:
     )
 
 
-# The columns of both call counters, with how a row of ``calls`` adds to each and how two
-# partial sums merge (``excluded``: the sum being added).
+# The columns of both call counters after their keys (``tally._add`` adds a call to them).
 _CALL_SUMS = (
-    ("calls", "INTEGER", "1", "calls + excluded.calls"),
-    ("ok", "INTEGER", "{c}.ok", "ok + excluded.ok"),
-    ("prompt_tokens", "INTEGER", "coalesce({c}.prompt_tokens, 0)", None),
-    ("completion_tokens", "INTEGER", "coalesce({c}.completion_tokens, 0)", None),
-    ("cost", "REAL", "coalesce({c}.cost, 0)", None),
-    ("latency_total", "REAL", "coalesce({c}.latency_s, 0)", None),
-    ("latency_n", "INTEGER", "{c}.latency_s IS NOT NULL", None),
-    ("slot_wait_total", "REAL", "coalesce({c}.slot_wait_s, 0)", None),
-    ("slot_wait_n", "INTEGER", "{c}.slot_wait_s IS NOT NULL", None),
+    ("calls", "INTEGER"),
+    ("ok", "INTEGER"),
+    ("prompt_tokens", "INTEGER"),
+    ("completion_tokens", "INTEGER"),
+    ("cost", "REAL"),
+    ("latency_total", "REAL"),
+    ("latency_n", "INTEGER"),
+    ("slot_wait_total", "REAL"),
+    ("slot_wait_n", "INTEGER"),
     # successful calls with no cost (no prices): the total is then unknown, never $0
-    (
-        "unpriced",
-        "INTEGER",
-        "({c}.ok = 1 AND {c}.cost IS NULL AND NOT coalesce({c}.offline, 0))",
-        None,
-    ),
+    ("unpriced", "INTEGER"),
 )
-_OFFLINE_MERGE = (
-    "offline = CASE WHEN excluded.offline IS NULL THEN offline"
-    " WHEN offline IS NULL OR excluded.offline > offline THEN excluded.offline ELSE offline END"
-)
-_CALL_MERGE = ", ".join(
-    f"{name} = {merge or f'{name} + excluded.{name}'}" for name, _, _, merge in _CALL_SUMS
-) + ", " + _OFFLINE_MERGE
-_CALL_COLUMNS = ", ".join(name for name, _, _, _ in _CALL_SUMS) + ", offline"
-# The columns of both call counters after their keys, in order.
-CALL_TOTALS = (*(name for name, _, _, _ in _CALL_SUMS), "offline")
-_CALL_TABLE_COLUMNS = "".join(f"    {name} {kind} NOT NULL,\n" for name, kind, _, _ in _CALL_SUMS)
-
-
-def _summed_calls(c: str) -> str:
-    """The call sums of a group of ``calls`` rows (the ``calls`` aggregate of ``_CALL_SUMS``)."""
-    sums = ", ".join(
-        "count(*)" if name == "calls" else f"sum({add.format(c=c)})"
-        for name, _, add, _ in _CALL_SUMS
-    )
-    return f"{sums}, max({c}.offline)"
+CALL_TOTALS = (*(name for name, _ in _CALL_SUMS), "offline")
+_CALL_TABLE_COLUMNS = "".join(f"    {name} {kind} NOT NULL,\n" for name, kind in _CALL_SUMS)
 
 
 COUNTS_DDL = f"""
@@ -150,7 +126,7 @@ def count_members(
     """Count generations that joined ``cohort_id``: ``new`` are the rows of generations the
     event created (each starting in ``status[gen_id]``; a blocked one is counted by SQL,
     for its reason), ``existing`` the ids of generations planned before that joined too
-    (counted as they stand, with their calls)."""
+    (counted as they stand; their calls: ``tally.add_member_calls``)."""
     counted: Counter[tuple[str, str, str]] = Counter()
     blocked: list[str] = []
     for row in new:
@@ -174,16 +150,7 @@ def count_members(
         blocked + existing,
     )
     # Their calls so far count in the cohort too (a call counts in each cohort of its
-    # generation).
-    _by_ids(
-        conn,
-        f"INSERT INTO cohort_model_calls (cohort_id, model_id, {_CALL_COLUMNS})"
-        f" SELECT ?, coalesce(c.model_id, ''), {_summed_calls('c')} FROM calls c"
-        " WHERE c.gen_id IN ({ids}) GROUP BY 2"
-        f" ON CONFLICT DO UPDATE SET {_CALL_MERGE}",
-        cohort_id,
-        existing,
-    )
+    # generation): tally.add_member_calls, called by the planning applier after this.
 
 
 def _by_ids(conn: sqlite3.Connection, sql: str, cohort_id: str, gen_ids: list[str]) -> None:

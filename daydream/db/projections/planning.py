@@ -14,7 +14,7 @@ from daydream import events as ev
 from daydream.db.projections.cells import join_score_cells
 from daydream.db.projections.counts import count_members
 from daydream.db.projections.lineage import select_in, unblock_descendants
-from daydream.db.projections.tally import tally_of
+from daydream.db.projections.tally import add_member_calls, tally_of
 
 
 def _concept_defined(conn, event_id, e: ev.ConceptDefined, at):
@@ -184,6 +184,7 @@ def _generations_planned(conn, event_id, e: ev.GenerationsPlanned, at):
             (added["draft"], added["essay"], added["evaluation"], e.cohort_id),
         )
     count_members(conn, e.cohort_id, rows, status, existing)
+    add_member_calls(conn, e.cohort_id, existing)
     if joined["evaluation"]:
         join_score_cells(conn, e.cohort_id, joined["evaluation"], planned=rows)
 

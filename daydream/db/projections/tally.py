@@ -37,7 +37,7 @@ import json
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any
 
 from daydream.db.projections.counts import CALL_TOTALS, counter_key
@@ -146,22 +146,20 @@ class Tally:
 
 @contextmanager
 def counting(conn: sqlite3.Connection) -> Iterator[Tally]:
-    """The tally of ``conn``'s current batch: a new one, settled at the end of the block
-    (even when it raises: whatever rows were changed are counted as they stand), or the
-    batch already open on ``conn``."""
+    """The tally of ``conn``'s current batch: a new one, settled at the end of the block,
+    or the batch already open on ``conn``. A block that raises is not settled: its
+    transaction is rolled back (``transaction``; SQLite may already have done so, after
+    a full disk or an I/O error, and then anything written now would commit on its own),
+    so there is nothing to count."""
     open_ = _OPEN.get(id(conn))
     if open_ is not None:
         yield open_
         return
-    tally = _OPEN[id(conn)] = Tally()
+    _OPEN[id(conn)] = tally = Tally()
     try:
         yield tally
-    except BaseException:
+    finally:
         del _OPEN[id(conn)]
-        with suppress(sqlite3.Error):  # the batch's own error is the one to see
-            tally.settle(conn)
-        raise
-    del _OPEN[id(conn)]
     tally.settle(conn)
 
 
@@ -221,6 +219,28 @@ def _write_calls(
             totals[key] = _add(totals[key], call[2:])
     conn.executemany(_TO_MODEL, [(*k, *t) for k, t in totals.items() if len(k) == 1 and t])
     conn.executemany(_TO_COHORT, [(*k, *t) for k, t in totals.items() if len(k) == 2 and t])
+
+
+def add_member_calls(conn: sqlite3.Connection, cohort_id: str, gen_ids: Sequence[str]) -> None:
+    """Add the calls of generations planned before that joined ``cohort_id`` to its totals
+    per model: one by one in the order of their events, as they were added to the model's
+    totals (a sum in SQL would add them in the order of whichever index it read, and a
+    replay, with other indexes, could differ in a float's last bit)."""
+    totals: dict[tuple, list | None] = {}
+    for start in range(0, len(gen_ids), 500):
+        part = list(gen_ids[start : start + 500])
+        rows = conn.execute(
+            "SELECT coalesce(model_id, ''), ok, prompt_tokens, completion_tokens, cost,"
+            " latency_s, slot_wait_s, offline FROM calls"
+            f" WHERE gen_id IN ({', '.join('?' * len(part))}) ORDER BY event_id",
+            part,
+        )
+        for model, *call in rows:
+            key = (cohort_id, model)
+            if key not in totals:
+                totals[key] = _stored_totals(conn, key)
+            totals[key] = _add(totals[key], tuple(call))
+    conn.executemany(_TO_COHORT, [(*k, *t) for k, t in totals.items() if t])
 
 
 def _stored_totals(conn: sqlite3.Connection, key: tuple) -> list | None:
