@@ -14,6 +14,7 @@ import csv
 import hashlib
 import html
 import io
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -282,6 +283,30 @@ def test_every_canned_query_runs(ds):
         assert response.json()["ok"], name
         assert get(ds, f"/{DB}/{name}?cohort=demo").status_code == 200
     assert rows(ds, f"/{DB}/cohort_scores.json?cohort=demo")
+
+
+@pytest.mark.parametrize(
+    ("query_name", "cohort", "size"), [("cohort_scores", "demo", 2), ("cohort_failures", "extra", 1)]
+)
+def test_paged_canned_queries_link_to_the_next_page_until_the_last(ds, query_name, cohort, size):
+    """A paged canned query shows ``size`` rows (default 100) and links to the rows after
+    the last one shown; following the links lists every row once, in order, and the last
+    page has no link."""
+    every = [r["gen_id"] for r in rows(ds, f"/{DB}/{query_name}.json?cohort={cohort}&size=-1")]
+    assert len(every) > 2 * size
+    assert len(rows(ds, f"/{DB}/{query_name}.json?cohort={cohort}")) == min(100, len(every))
+    seen: list[str] = []
+    query_string: str | None = f"?cohort={cohort}&size={size}"
+    while query_string is not None and len(seen) <= len(every):
+        page = rows(ds, f"/{DB}/{query_name}.json{query_string}")
+        seen += [r["gen_id"] for r in page]
+        shown = get(ds, f"/{DB}/{query_name}{query_string}").text
+        found = re.search(r'class="daydream-next-page"><a href="([^"]+)"', shown)
+        query_string = html.unescape(found.group(1)) if found else None
+        if query_string is not None:
+            assert f"after={page[-1]['gen_id']}" in query_string
+    assert seen == every
+    assert query_string is None
 
 
 def test_metadata_describes_every_table_view_and_column(db, ds):

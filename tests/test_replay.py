@@ -23,7 +23,12 @@ import pytest
 import yaml
 
 from daydream import events as ev
-from daydream.browse.queries import COHORT_FAILURES_SQL, COHORT_SCORES_SQL, COHORT_TOP_ESSAYS_SQL
+from daydream.browse.queries import (
+    COHORT_FAILURES_SQL,
+    COHORT_SCORES_SQL,
+    COHORT_TOP_ESSAYS_SQL,
+    PAGE_ROWS,
+)
 from daydream.catalog.load import load_catalog
 from daydream.catalog.recording import import_catalog
 from daydream.db.check import check
@@ -418,7 +423,7 @@ def test_the_cohort_scores_query_streams_what_a_sort_of_every_evaluation_gives(
     and cancelled ones included)."""
     conn = connect(workload)
     try:
-        params = {"cohort": cohort}
+        params = {"cohort": cohort, "after": "", "size": "-1"}
         new = [tuple(r) for r in conn.execute(COHORT_SCORES_SQL, params)]
         old = [tuple(r) for r in conn.execute(COHORT_SCORES, params)]
     finally:
@@ -433,7 +438,7 @@ def test_the_cohort_failures_query_merges_what_a_sort_of_every_failure_gives(wor
     merges them; it lists what sorting every failure of the cohort lists, without a sort."""
     conn = connect(workload)
     try:
-        params = {"cohort": cohort}
+        params = {"cohort": cohort, "after": "", "size": "-1"}
         new = [tuple(r) for r in conn.execute(COHORT_FAILURES_SQL, params)]
         old = [
             tuple(r)
@@ -452,6 +457,41 @@ def test_the_cohort_failures_query_merges_what_a_sort_of_every_failure_gives(wor
     assert len({row[1] for row in new}) == (2 if cohort == "broken" else 1)
     assert not [step for step in plan if "TEMP B-TREE" in step], plan
     assert [step for step in plan if "generations_failures" in step], plan
+
+
+@pytest.mark.parametrize(
+    ("sql", "cohort", "size"),
+    [
+        (COHORT_SCORES_SQL, "main", "1"),
+        (COHORT_SCORES_SQL, "main", "5"),
+        (COHORT_FAILURES_SQL, "broken", "1"),
+        (COHORT_FAILURES_SQL, "broken", "3"),
+        (COHORT_FAILURES_SQL, "later", "2"),  # cancelled before a run: no error
+    ],
+)
+def test_the_paged_queries_pages_join_up_to_every_row(workload, sql, cohort, size):
+    """cohort_scores and cohort_failures show ``size`` rows after the row ``after``: the
+    pages, each after the last row of the one before, are every row once, in order (across
+    stages and states), and the default page is PAGE_ROWS rows."""
+    conn = connect(workload)
+    try:
+        every = [tuple(r) for r in conn.execute(sql, {"cohort": cohort, "after": "", "size": "-1"})]
+        first = conn.execute(sql, {"cohort": cohort, "after": "", "size": ""}).fetchall()
+        pages, after = [], ""
+        while len(pages) <= len(every):
+            page = [tuple(r) for r in conn.execute(sql, {"cohort": cohort, "after": after, "size": size})]
+            pages.append(page)
+            if len(page) < int(size):
+                break
+            after = page[-1][0]
+    finally:
+        conn.close()
+    assert len(pages) > 1
+    if cohort == "later":
+        assert {(row[2], row[5]) for row in every} == {("cancelled", None)}
+    assert [row for page in pages for row in page] == every
+    assert all(len(page) == int(size) for page in pages[:-1])
+    assert len(first) == min(PAGE_ROWS, len(every))
 
 
 @pytest.mark.parametrize("template", ["", "novelty-rubric", "feasibility-rubric", "nothing"])

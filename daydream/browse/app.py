@@ -37,6 +37,7 @@ from datasette.app import Datasette
 from daydream.browse.guard import loopback_only
 from daydream.browse.hooks import ensure_registered
 from daydream.browse.metadata import instance_metadata
+from daydream.browse.pages import TEMPLATES
 from daydream.db.connection import connect, missing_database
 from daydream.errors import ConfigError, StoreError
 
@@ -75,6 +76,8 @@ def make_datasette(
         [str(path)],
         metadata=instance_metadata(database_name(path), count_up_to=count_up_to),
         settings={**SETTINGS, **(settings or {})},
+        # query.html: the next-page link of the paged canned queries (queries.PAGED)
+        template_dir=str(TEMPLATES),
     )
 
 

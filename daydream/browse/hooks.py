@@ -32,6 +32,7 @@ from datasette.plugins import pm
 
 from daydream.browse import pages, uncounted
 from daydream.browse.metadata import database_metadata
+from daydream.browse.queries import PAGE_ROWS, PAGED
 from daydream.db.connection import is_daydream_database
 from daydream.db.projections.views import VIEWS
 
@@ -123,6 +124,14 @@ def asgi_wrapper(datasette: Any) -> Any:
         return served
 
     return wrap
+
+
+@hookimpl
+def extra_template_vars(database: str | None, datasette: Any) -> dict[str, Any]:
+    """For templates/query.html: which canned queries show a page of rows, and how many."""
+    if database is None or not _daydream(datasette, database):
+        return {}
+    return {"daydream_paged": {"queries": PAGED, "rows": PAGE_ROWS}}
 
 
 @hookimpl

@@ -57,31 +57,53 @@ JOIN generations g ON g.gen_id = c.gen_id
 ORDER BY c.depth, g.parent_gen_id, g.template_id, g.model_id, g.replicate, g.gen_id"""
 
 
+# The queries that list every row of something in a cohort show a page of rows: ``size``
+# of them (empty: PAGE_ROWS; negative: every row, for the CSV and JSON links) after the row
+# whose gen_id is ``after`` (empty: from the first). A page of 1,000 rows took Datasette
+# about 250 ms to render at any size of database; a page costs its rows. The query page
+# links to the next page (templates/query.html).
+PAGE_ROWS = 100
+PAGED = ("cohort_scores", "cohort_failures")
+_LIMIT = f"LIMIT coalesce(nullif(CAST(:size AS INTEGER), 0), {PAGE_ROWS})"
+
 # In the order of the cohort's score cells (their key: essay, template, judge), each
 # cell's evaluations found by the parent index: rows stream in order, so the page costs
-# its rows, not a sort of every evaluation of the cohort.
-COHORT_SCORES_SQL = """SELECT s.*
+# its rows, not a sort of every evaluation of the cohort. The next page starts at the
+# essay of the row ``after`` (a range of the cells' key) and after that row's place.
+COHORT_SCORES_SQL = f"""SELECT s.*
 FROM essay_judge_scores j
 JOIN generations v ON v.parent_gen_id = j.essay_gen_id AND v.stage = 'evaluation'
     AND v.template_id = j.evaluation_template AND v.model_id = j.evaluation_model
 JOIN evaluation_scores s ON s.gen_id = v.gen_id
 WHERE j.cohort_id = :cohort
     AND EXISTS (SELECT 1 FROM cohort_members m WHERE m.cohort_id = :cohort AND m.gen_id = v.gen_id)
-ORDER BY j.essay_gen_id, j.evaluation_template, j.evaluation_model, s.evaluation_replicate"""
+    AND j.essay_gen_id >= coalesce((SELECT parent_gen_id FROM generations WHERE gen_id = :after), '')
+    AND (:after = '' OR (j.essay_gen_id, j.evaluation_template, j.evaluation_model, v.replicate, v.gen_id)
+        > (SELECT parent_gen_id, template_id, model_id, replicate, gen_id
+            FROM generations WHERE gen_id = :after))
+ORDER BY j.essay_gen_id, j.evaluation_template, j.evaluation_model, v.replicate, v.gen_id
+{_LIMIT}"""
 
 
 # A cohort's failures by stage, status, state, reason and id. One SELECT per stage, each
 # reading the index of failures (status, stage, state, reason, gen_id) in that order,
 # merged in order (UNION ALL with the ORDER BY): the page reads its rows, not a sort of
-# every failure of the cohort with its raw reply (26,031 at 1,000,000 generations).
+# every failure of the cohort with its raw reply (26,031 at 1,000,000 generations). The
+# next page: the rows after the row ``after`` in that order (state and reason may be NULL,
+# which sorts first: each is compared as (IS NOT NULL, value)).
 _FAILURE_COLUMNS = """gen_id, stage, status, state, reason, error, attempts, template_id,
     model_id, combo_id, parent_gen_id, raw_text, finished_at"""
+_FAILURE_KEY = """(stage, status, state IS NOT NULL, coalesce(state, ''), reason IS NOT NULL,
+        coalesce(reason, ''), gen_id)"""
+_AFTER_FAILURE = f"""(:after = '' OR {_FAILURE_KEY}
+        > (SELECT {_FAILURE_KEY.strip("()")} FROM failures WHERE cohort_id = :cohort AND gen_id = :after))"""
 COHORT_FAILURES_SQL = (
     "\nUNION ALL\n".join(
         f"SELECT {_FAILURE_COLUMNS}\nFROM failures WHERE cohort_id = :cohort AND stage = '{stage}'"
+        f"\n    AND {_AFTER_FAILURE}"
         for stage in STAGES
     )
-    + "\nORDER BY stage, status, state, reason, gen_id"
+    + f"\nORDER BY stage, status, state, reason, gen_id\n{_LIMIT}"
 )
 
 
@@ -151,7 +173,10 @@ def canned_queries() -> dict[str, dict[str, Any]]:
             "title": "Every evaluation of a cohort",
             "description": (
                 "The evaluation_scores rows of the cohort's evaluations: lineage, judge,"
-                " score and outcome state, in essay order."
+                f" score and outcome state, in essay order, {PAGE_ROWS} at a time. after:"
+                " the gen_id of the last row of the page before (the next-page link fills"
+                f" it; empty: from the first); size: rows per page (empty: {PAGE_ROWS}; -1:"
+                " every row, for the CSV and JSON links)."
             ),
             "sql": COHORT_SCORES_SQL,
             "hide_sql": True,
@@ -160,8 +185,8 @@ def canned_queries() -> dict[str, dict[str, Any]]:
             "title": "Failures of a cohort",
             "description": (
                 "The cohort's failed, blocked and cancelled generations with their error"
-                " and the raw reply when there was one. Grouped by reason: the"
-                " failure_reasons view."
+                f" and the raw reply when there was one, {PAGE_ROWS} at a time (after and"
+                " size as in cohort_scores). Grouped by reason: the failure_reasons view."
             ),
             "sql": COHORT_FAILURES_SQL,
             "hide_sql": True,
