@@ -349,16 +349,43 @@ def test_the_matrix_pages_its_rows_by_keyset_and_pins_other_axes(browse_db, ds):
         ds, f"/{DB}/-/compare?cohort=demo&rows=combo_id&columns=essay_llm&draft_template=free-notes"
     ).text
     shown = set(re.findall(r'href="/daydream/-/generation/(e_\w+)"', pinned))
-    expected = {
-        r["gen_id"]
+    assert shown == _demo_essays(browse_db, "free-notes")
+
+
+def _demo_essays(db: Path, draft_template: str, essay_model: str | None = None) -> set[str]:
+    """The demo cohort's essays of a draft template (and an essay model)."""
+    found = query(
+        db,
+        "SELECT e.gen_id FROM generations e JOIN generations d ON d.gen_id = e.parent_gen_id"
+        " JOIN cohort_members m ON m.gen_id = e.gen_id AND m.cohort_id = 'demo'"
+        " WHERE e.stage = 'essay' AND d.template_id = ? AND (? IS NULL OR e.model_id = ?)",
+        (draft_template, essay_model, essay_model),
+    )
+    return {r["gen_id"] for r in found}
+
+
+def test_the_matrix_shows_each_set_of_pins_own_rows_when_pins_change(browse_db, ds):
+    """The rows left by a set of pins are kept with the cohort's lineage: pinning another
+    draft template, two axes, and the first again shows each time the essays a direct
+    query finds."""
+    templates = [
+        r["t"]
         for r in query(
             browse_db,
-            "SELECT e.gen_id FROM generations e JOIN generations d ON d.gen_id = e.parent_gen_id"
+            "SELECT DISTINCT d.template_id AS t FROM generations e"
+            " JOIN generations d ON d.gen_id = e.parent_gen_id"
             " JOIN cohort_members m ON m.gen_id = e.gen_id AND m.cohort_id = 'demo'"
-            " WHERE d.template_id = 'free-notes'",
+            " WHERE e.stage = 'essay' ORDER BY 1",
         )
-    }
-    assert shown == expected
+    ]
+    assert len(templates) > 1
+    model = query(browse_db, "SELECT model_id FROM generations WHERE stage = 'essay' LIMIT 1")[0]["model_id"]
+    cases = [(t, None) for t in templates] + [(templates[0], model), (templates[0], None)]
+    for template, essay_model in cases:
+        pins = f"&draft_template={template}" + (f"&essay_llm={essay_model}" if essay_model else "")
+        page = get(ds, f"/{DB}/-/compare?cohort=demo&rows=combo_id&columns=essay_template{pins}").text
+        shown = set(re.findall(r'href="/daydream/-/generation/(e_\w+)"', page))
+        assert shown == _demo_essays(browse_db, template, essay_model), (template, essay_model)
 
 
 def test_a_misspelt_axis_is_a_clear_error_with_a_suggestion(ds):

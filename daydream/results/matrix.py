@@ -27,7 +27,13 @@ from typing import Any
 
 from daydream.errors import ConfigError, NotFoundError, did_you_mean
 from daydream.queue.cohorts import require_cohort
-from daydream.results.matrix_lineage import DRAFT_AXIS_SQL, ESSAY_AXIS_SQL, level_order, lineage
+from daydream.results.matrix_lineage import (
+    DRAFT_AXIS_SQL,
+    ESSAY_AXIS_SQL,
+    Pinned,
+    level_order,
+    lineage,
+)
 from daydream.results.rows import fetch_dicts
 
 JUDGE_AXES = {"evaluation_template": 0, "evaluation_llm": 1}  # position in a judge
@@ -181,8 +187,7 @@ class _Found:
         self.stage = stage
         self.axes = list(ESSAY_AXIS_SQL if stage == "essay" else DRAFT_AXIS_SQL)
         self.lineage = lineage(conn, cohort_id, stage, self.axes)
-        self.all_rows = self.lineage.rows
-        self.rows = self.all_rows
+        self.pinned: Pinned | None = None  # every row while nothing is pinned
         self.judges = _judges(conn, cohort_id) if stage == "essay" else []
 
     def levels(self) -> dict[str, list[Any]]:
@@ -195,28 +200,26 @@ class _Found:
 
     def pinned_levels(self, axis: str) -> list[Any]:
         """``axis``'s levels among the pinned rows (a judge axis: every judge's)."""
-        if axis in JUDGE_AXES or self.rows is self.all_rows or axis not in self.axes:
+        if axis in JUDGE_AXES or self.pinned is None or axis not in self.axes:
             return self.levels().get(axis, [])
-        index = 1 + self.axes.index(axis)
-        return sorted({row[index] for row in self.rows}, key=level_order)
+        return self.pinned.levels(axis)
 
     def pin(self, pins: dict[str, Any]) -> None:
         """Keep the rows at each pinned level (found by the lineage's index of the axis)."""
         fixed = [(axis, value) for axis, value in pins.items() if axis in self.axes]
-        if not fixed:
-            return
-        at = sorted((self.lineage.at(axis, value) for axis, value in fixed), key=len)
-        kept = set(at[0]).intersection(*at[1:])
-        self.rows = [self.all_rows[position] for position in sorted(kept)]
+        if fixed:
+            self.pinned = self.lineage.pinned(fixed)
 
     def entries(self, axis: str, wanted: set[Any]) -> list[Entry]:
         """The pinned rows whose ``axis`` level is in ``wanted`` (every row for a judge
-        axis), with their status read now."""
+        axis), in row order, with their status read now."""
+        rows = self.lineage.rows
         if axis in JUDGE_AXES:
-            chosen = self.rows
+            positions = range(len(rows)) if self.pinned is None else self.pinned.positions
         else:
-            index = 1 + self.axes.index(axis)
-            chosen = [r for r in self.rows if r[index] in wanted]
+            at = {p for level in wanted for p in self.lineage.at(axis, level)}
+            positions = sorted(at if self.pinned is None else at & self.pinned.kept)
+        chosen = [rows[p] for p in positions]
         status = _status(self.conn, [r[0] for r in chosen])
         entries = []
         for r in chosen:

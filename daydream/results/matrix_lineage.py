@@ -42,15 +42,16 @@ def level_order(value: Any) -> tuple:
 
 class Lineage:
     """A cohort's rows of one stage with what every page asks of them again: each axis's
-    levels, and per axis the positions of the rows at each level (made on first use and
-    kept with the rows: a page of a million-generation cohort then reads its pinned rows,
-    not every row)."""
+    levels, per axis the positions of the rows at each level, and the rows and levels
+    left by the last few sets of pinned levels (made on first use and kept with the rows:
+    a page of a million-generation cohort then reads the rows it shows, not every row)."""
 
     def __init__(self, rows: list[tuple], axes: list[str]) -> None:
         self.rows = rows
         self.axes = axes
         self._levels: dict[str, list[Any]] | None = None
         self._at: dict[str, dict[Any, list[int]]] = {}
+        self._pinned: dict[tuple, Pinned] = {}
 
     def levels(self) -> dict[str, list[Any]]:
         if self._levels is None:
@@ -69,6 +70,40 @@ class Lineage:
                 found.setdefault(row[index], []).append(position)
             self._at[axis] = found
         return self._at[axis].get(value, [])
+
+    def pinned(self, fixed: list[tuple[str, Any]]) -> Pinned:
+        """The rows at every pinned (axis, level) of ``fixed`` (found by the index of each
+        axis), kept for the last ``PINS_KEPT`` sets of pins."""
+        key = tuple(sorted(fixed, key=repr))
+        found = self._pinned.get(key)
+        if found is None:
+            at = sorted((self.at(axis, value) for axis, value in fixed), key=len)
+            found = Pinned(self, sorted(set(at[0]).intersection(*at[1:])))
+            while len(self._pinned) >= PINS_KEPT:
+                self._pinned.pop(next(iter(self._pinned)), None)
+            self._pinned[key] = found
+        return found
+
+
+PINS_KEPT = 16
+
+
+class Pinned:
+    """The positions (in row order) of a lineage's rows left by a set of pins, with each
+    axis's levels among them (made on first use)."""
+
+    def __init__(self, lineage: Lineage, positions: list[int]) -> None:
+        self.lineage = lineage
+        self.positions = positions
+        self.kept = frozenset(positions)
+        self._levels: dict[str, list[Any]] = {}
+
+    def levels(self, axis: str) -> list[Any]:
+        if axis not in self._levels:
+            index = 1 + self.lineage.axes.index(axis)
+            rows = self.lineage.rows
+            self._levels[axis] = sorted({rows[p][index] for p in self.positions}, key=level_order)
+        return self._levels[axis]
 
 
 # The lineage of a cohort's essays never changes once planned: it is read once per plan of
