@@ -139,7 +139,13 @@ def live_call_totals(conn: sqlite3.Connection) -> dict[tuple, dict[str, Any]]:
 
 
 def fresh_judges_and_rubrics(conn: sqlite3.Connection) -> tuple[dict, dict]:
-    """cohort_judges and essay_rubric_scores from the cohort's evaluations."""
+    """cohort_judges and essay_rubric_scores from the cohort's evaluations.
+
+    Compare it only on logs the library writes: they never retry a completed evaluation
+    (``retry()`` refuses it). A log made up by hand that does (``generations.retried``
+    naming a scored evaluation) leaves its score in the cells, live and replayed alike,
+    while this count, which reads the state the retry cleared, no longer counts it.
+    """
     judges: dict[tuple, list] = defaultdict(lambda: [set(), 0, 0])
     rubric: dict[tuple, dict[str, Any]] = defaultdict(lambda: {"evaluations": 0, "best": {}})
     for cohort, essay, template, model, state, score in conn.execute(
