@@ -98,10 +98,8 @@ def test_an_empty_body_is_named_as_empty():
 def test_control_characters_in_a_body_are_shown_as_escapes_on_one_line():
     message = str(http_error(502, b"bad gateway\x07\r\nretry\tlater"))
     assert message.isprintable()
-    assert message.startswith("HTTP 502: 'bad gateway")
-    for escape in ("\\x07", "\\r", "\\n", "\\t"):
-        assert escape in message
-    assert message.endswith("later'")
+    # each escaped once, as Python writes it (not "\\\\t")
+    assert message == "HTTP 502: 'bad gateway\\x07\\r\\nretry\\tlater'"
 
 
 def test_a_body_is_quoted_as_it_is():

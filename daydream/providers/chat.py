@@ -83,8 +83,7 @@ def excerpt(body: bytes, redactor: Callable[[str], str]) -> str:
     # Redact before cutting, so a key straddling the cut cannot leak its first half.
     text = body[: BODY_EXCERPT_CHARS * 4 + 256].decode("utf-8", errors="replace")
     text = redactor(text)[:BODY_EXCERPT_CHARS]
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    return repr(text) if text else "(empty body)"
+    return repr(text) if text else "(empty body)"  # repr escapes what is not printable
 
 
 def read_completion(
