@@ -52,10 +52,10 @@ class Scored:
             if column in ESSAY_LEVEL:
                 essays, _ = self.codes("essay_gen_id")
                 _, first = np.unique(essays, return_index=True)  # by code: first appearance
-                codes, values = _coded([self.rows[i][column] for i in first])
+                codes, values = coded([self.rows[i][column] for i in first])
                 self._codes[column] = (codes[essays], values)
             else:
-                self._codes[column] = _coded([r[column] for r in self.rows])
+                self._codes[column] = coded([r[column] for r in self.rows])
         return self._codes[column]
 
 
@@ -67,7 +67,7 @@ ESSAY_LEVEL = frozenset(
 )  # fmt: skip
 
 
-def _coded(values: list[Any]) -> tuple[np.ndarray, list[Any]]:
+def coded(values: list[Any]) -> tuple[np.ndarray, list[Any]]:
     """Each value as a code 0, 1, 2... in order of first appearance, and the codes' values."""
     index: dict[Any, int] = {}
     codes = np.fromiter(

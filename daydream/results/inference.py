@@ -277,6 +277,14 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple
         return None
     mean = math.fsum(values) / n
     spread = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    return t_bounds(mean, spread, n, confidence)
+
+
+def t_bounds(
+    mean: float, spread: float, n: int, confidence: float = CONFIDENCE
+) -> tuple[float, float]:
+    """Student's t interval of a mean of ``n`` (two or more) values whose sample standard
+    deviation is ``spread``."""
     half = _t_quantile(0.5 + confidence / 2, n - 1) * spread / math.sqrt(n)
     return mean - half, mean + half
 

@@ -34,17 +34,17 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
-from statistics import fmean
 from typing import Any
 
 import numpy as np
 
 from daydream.errors import ConfigError
 from daydream.queue.cohorts import require_cohort
+from daydream.results.essay_tables import Judged, essay_pivot, judge_agreement
 from daydream.results.files import write_file
 from daydream.results.groups import Scored, group_stats, groups, scored_arrays
 from daydream.results.html import BEST_ESSAYS, render_html
-from daydream.results.inference import cluster_codes, cluster_intervals, seed_for, t_interval
+from daydream.results.inference import cluster_codes, cluster_intervals, seed_for
 from daydream.results.labels import ratings_of
 from daydream.results.reliability import (
     CALIBRATION_COLUMNS,
@@ -54,7 +54,6 @@ from daydream.results.reliability import (
 )
 from daydream.results.rows import (
     EVALUATION_COLUMNS,
-    LINEAGE,
     cohort_rows,
     is_scored,
     write_csv,
@@ -63,18 +62,11 @@ from daydream.results.scores import (
     STABILITY_CLASSES,
     STAT_COLUMNS,
     is_top,
-    judge_of,
-    mean_unit,
     rounded,
-    scale_label,
-    scale_span,
     sort_key,
-    stability,
-    stdev,
     unscored_reason,
 )
 from daydream.results.tables import (
-    AGREEMENT_COLUMNS,
     AXES,
     AXIS_COLUMNS,
     INTERVAL_COLUMNS,
@@ -90,13 +82,14 @@ def build_report(conn: sqlite3.Connection, cohort_id: str) -> Report:
     require_cohort(conn, cohort_id)
     essays, evaluations = cohort_rows(conn, cohort_id)
     scored = [r for r in evaluations if is_scored(r)]
-    judges = sorted({judge_of(r) for r in evaluations})
-    pivot = _essay_pivot(essays, evaluations, judges)
+    judged = Judged(essays, evaluations)
+    judges = judged.judges()
+    pivot = essay_pivot(essays, judged)
     tables = [
         Table("evaluation_scores", list(EVALUATION_COLUMNS), evaluations),
         pivot,
         _final_results(scored),
-        _judge_agreement(essays, evaluations),
+        judge_agreement(essays, judged),
         Table(
             "top_of_scale",
             list(TOP_OF_SCALE_COLUMNS),
@@ -179,47 +172,6 @@ def write_report(
     return written
 
 
-def _essay_pivot(
-    essays: list[dict[str, Any]], evaluations: list[dict[str, Any]], judges: list[tuple[str, str]]
-) -> Table:
-    columns = [*LINEAGE, "essay_state"]
-    for template, model in judges:
-        key = f"{template}__{model}"
-        columns += [key, f"{key}_min", f"{key}_max", f"{key}_n"]
-    columns += ["mean", "std", "n", "judges", "mean_unit", "ci_low", "ci_high"]
-    by_essay: dict[str, list[dict[str, Any]]] = {}
-    for r in evaluations:
-        if is_scored(r):
-            by_essay.setdefault(r["essay_gen_id"], []).append(r)
-    keys = [(judge, "__".join(judge)) for judge in judges]
-    rows = []
-    for essay in essays:
-        scored = by_essay.get(essay["essay_gen_id"], [])
-        row = dict(essay)
-        per_judge: dict[tuple[str, str], list[float]] = {}
-        for r in scored:
-            per_judge.setdefault(judge_of(r), []).append(r["score"])
-        for judge, key in keys:
-            values = per_judge.get(judge, [])
-            row[key] = rounded(fmean(values)) if values else None
-            row[f"{key}_min"] = min(values) if values else None
-            row[f"{key}_max"] = max(values) if values else None
-            row[f"{key}_n"] = len(values)
-        values = [r["score"] for r in scored]
-        interval = t_interval(values)
-        row.update(
-            mean=rounded(fmean(values)) if values else None,
-            std=rounded(stdev(values)) if len(values) > 1 else None,
-            n=len(values),
-            judges=len(per_judge),
-            mean_unit=mean_unit(scored),
-            ci_low=rounded(interval[0]) if interval else None,
-            ci_high=rounded(interval[1]) if interval else None,
-        )
-        rows.append(row)
-    return Table("essay_pivot", columns, rows)
-
-
 def _final_results(scored: list[dict[str, Any]]) -> Table:
     rows = []
     arrays = scored_arrays(scored)
@@ -251,55 +203,6 @@ def _interval_columns(analysis: str, values: tuple, rows: np.ndarray, arrays: Sc
         "mean_unit_ci_low": rounded(unit_interval.low) if unit_interval else None,
         "mean_unit_ci_high": rounded(unit_interval.high) if unit_interval else None,
     }
-
-
-def _judge_agreement(essays: list[dict[str, Any]], evaluations: list[dict[str, Any]]) -> Table:
-    """Per essay and evaluation template: the judge models' mean scores and their spread.
-    The evaluations are in lineage order, so an essay's templates come in order."""
-    pairs: dict[tuple[str, str], dict[str, list[float]]] = {}
-    scales: dict[tuple[str, str], tuple[Any, Any]] = {}
-    templates: dict[str, list[str]] = {}
-    for r in evaluations:
-        key = (r["essay_gen_id"], r["evaluation_template"])
-        per_model = pairs.get(key)
-        if per_model is None:
-            per_model = pairs[key] = {}
-            scales[key] = (r["scale_min"], r["scale_max"])
-            templates.setdefault(key[0], []).append(key[1])
-        if r["state"] == "ok" and r["score"] is not None:  # rows.is_scored
-            per_model.setdefault(r["evaluation_model"], []).append(r["score"])
-    lineage = AGREEMENT_COLUMNS[:7]
-    rows = []
-    for essay in essays:
-        essay_id = essay["essay_gen_id"]
-        shared = {c: essay[c] for c in lineage}
-        for template in sorted(templates.get(essay_id, [])):
-            key = (essay_id, template)
-            means = {m: fmean(v) for m, v in sorted(pairs[key].items()) if v}
-            values = list(means.values())
-            low, high = scales[key]
-            spread = max(values) - min(values) if values else None
-            span = scale_span(low, high)
-            several = len(values) > 1
-            rows.append(
-                {
-                    **shared,
-                    "evaluation_template": template,
-                    "scale": scale_label(low, high),
-                    "judges": len(values),
-                    "judge_models": ", ".join(means),
-                    "mean": rounded(fmean(values)) if values else None,
-                    "std": rounded(stdev(values)) if several else None,
-                    "min": rounded(min(values)) if values else None,
-                    "max": rounded(max(values)) if values else None,
-                    "range": rounded(spread) if several else None,
-                    "range_pct": round(100 * spread / span, 1)
-                    if span and spread is not None and several
-                    else None,
-                    "stability": stability(spread, len(values), low, high),
-                }
-            )
-    return Table("judge_agreement", list(AGREEMENT_COLUMNS), rows)
 
 
 def _summary(
