@@ -115,11 +115,83 @@ def cluster_intervals(
     counts = np.bincount(codes).astype(float)
     sums = [np.bincount(codes, weights=np.asarray(v, dtype=float)) for v in columns]
     bounds = bootstrap_ratios(sums, counts, seed=seed, resamples=resamples, confidence=confidence)
+    return _intervals(sums, counts, bounds)
+
+
+def cluster_intervals_of_groups(
+    groups: Sequence[tuple[Sequence[np.ndarray], np.ndarray, int]],
+    *,
+    resamples: int = RESAMPLES,
+    confidence: float = CONFIDENCE,
+) -> list[list[Interval]]:
+    """``cluster_intervals`` of many groups, each (value columns, integer cluster codes as
+    ``cluster_codes`` gives, seed): each group draws from its own seed as alone, and groups
+    with as many clusters resample together (a report has thousands of small ones)."""
+    totals = []
+    for columns, codes, _ in groups:
+        counts = np.bincount(codes).astype(float)
+        totals.append(([np.bincount(codes, weights=v) for v in columns], counts))
+    bounds = _bootstrap_groups(
+        [(sums, counts, seed) for (sums, counts), (_, _, seed) in zip(totals, groups, strict=True)],
+        resamples,
+        confidence,
+    )
+    return [
+        _intervals(sums, counts, group_bounds)
+        for (sums, counts), group_bounds in zip(totals, bounds, strict=True)
+    ]
+
+
+def _intervals(
+    sums: Sequence[np.ndarray], counts: np.ndarray, bounds: list[tuple[float | None, float | None]]
+) -> list[Interval]:
     n = int(counts.sum())
     return [
         Interval(float(s.sum() / n), low, high, n, len(counts))
         for s, (low, high) in zip(sums, bounds, strict=True)
     ]
+
+
+def _bootstrap_groups(
+    groups: Sequence[tuple[Sequence[np.ndarray], np.ndarray, int]],
+    resamples: int,
+    confidence: float,
+) -> list[list[tuple[float | None, float | None]]]:
+    """``bootstrap_ratios`` of each (sums, counts, seed). Groups whose draws fit in one
+    chunk and have as many clusters (and sums) are stacked: each one's draws come from its
+    own generator as in ``bootstrap_ratios``, then one gather, one row sum (the same
+    pairwise sums, row by row) and one percentile call serve them all."""
+    out: list[list[tuple[float | None, float | None]]] = [[] for _ in groups]
+    alike: dict[tuple[int, int], list[int]] = {}
+    for i, (sums, counts, seed) in enumerate(groups):
+        n = len(counts)
+        if MIN_CLUSTERS <= n and _CHUNK // n >= resamples:
+            alike.setdefault((n, len(sums)), []).append(i)
+        else:
+            out[i] = bootstrap_ratios(
+                sums, counts, seed=seed, resamples=resamples, confidence=confidence
+            )
+    tail = (1 - confidence) / 2 * 100
+    for (n, _), members in alike.items():
+        step = max(1, _CHUNK // (n * resamples))
+        for start in range(0, len(members), step):
+            batch = [groups[i] for i in members[start : start + step]]
+            picks = np.stack(
+                [np.random.default_rng(seed).integers(0, n, (resamples, n)) for _, _, seed in batch]
+            )
+            picks += (np.arange(len(batch)) * n)[:, None, None]
+            drawn = np.concatenate([counts for _, counts, _ in batch])[picks].sum(axis=2)
+            for column in zip(*(sums for sums, _, _ in batch), strict=True):
+                estimates = np.concatenate(column)[picks].sum(axis=2) / drawn
+                lows, highs = np.percentile(estimates, [tail, 100 - tail], axis=1).tolist()
+                for j, i in enumerate(members[start : start + step]):
+                    sums, counts = column[j], groups[i][1]
+                    if np.all(sums * counts[0] == sums[0] * counts):  # one mean: no spread
+                        value = float(sums[0] / counts[0])
+                        out[i].append((value, value))
+                    else:
+                        out[i].append((lows[j], highs[j]))
+    return out
 
 
 def cluster_totals(

@@ -44,7 +44,12 @@ from daydream.results.essay_tables import Judged, essay_pivot, judge_agreement
 from daydream.results.files import write_file
 from daydream.results.groups import Scored, group_stats, groups, scored_arrays
 from daydream.results.html import BEST_ESSAYS, render_html
-from daydream.results.inference import cluster_codes, cluster_intervals, seed_for
+from daydream.results.inference import (
+    Interval,
+    cluster_codes,
+    cluster_intervals_of_groups,
+    seed_for,
+)
 from daydream.results.labels import ratings_of
 from daydream.results.reliability import (
     CALIBRATION_COLUMNS,
@@ -173,36 +178,52 @@ def write_report(
 
 
 def _final_results(scored: list[dict[str, Any]]) -> Table:
-    rows = []
     arrays = scored_arrays(scored)
-    for analysis, keys in AXES:
-        for values, members in sorted(groups(arrays, keys), key=lambda g: sort_key(g[0])):
-            row: dict[str, Any] = {"analysis_type": analysis, **dict.fromkeys(AXIS_COLUMNS)}
-            row.update(zip(keys, values, strict=True))
-            row.update(group_stats(arrays, members))
-            row.update(_interval_columns(analysis, values, members, arrays))
-            rows.append(row)
+    found = [
+        (analysis, keys, values, members)
+        for analysis, keys in AXES
+        for values, members in sorted(groups(arrays, keys), key=lambda g: sort_key(g[0]))
+    ]
+    intervals = cluster_intervals_of_groups(
+        [_resampled(analysis, values, members, arrays) for analysis, _, values, members in found]
+    )
+    rows = []
+    for (analysis, keys, values, members), group_intervals in zip(found, intervals, strict=True):
+        row: dict[str, Any] = {"analysis_type": analysis, **dict.fromkeys(AXIS_COLUMNS)}
+        row.update(zip(keys, values, strict=True))
+        row.update(group_stats(arrays, members))
+        row.update(_interval_columns(analysis, group_intervals))
+        rows.append(row)
     columns = ["analysis_type", *AXIS_COLUMNS, *STAT_COLUMNS, *INTERVAL_COLUMNS]
     return Table("final_results", columns, rows)
 
 
-def _interval_columns(analysis: str, values: tuple, rows: np.ndarray, arrays: Scored) -> dict[str, Any]:
-    """The group's 95% intervals, resampling combinations (essays within one combination)."""
-    unit = "essay_gen_id" if analysis == "by_combo" else "combo_id"
+def _resampled(
+    analysis: str, values: tuple, rows: np.ndarray, arrays: Scored
+) -> tuple[list[np.ndarray], np.ndarray, int]:
+    """What a group's intervals resample: its scores (and scores on 0-1 when every one has
+    a scale), the clusters (combinations; essays within one combination) and the seed."""
     units = arrays.unit[rows]
     columns = [arrays.score[rows]] + ([units] if not np.isnan(units).any() else [])
-    intervals = cluster_intervals(
-        columns, cluster_codes(arrays.codes(unit)[0][rows]), seed=seed_for(analysis, *values)
-    )
+    clusters = cluster_codes(arrays.codes(_unit(analysis))[0][rows])
+    return columns, clusters, seed_for(analysis, *values)
+
+
+def _interval_columns(analysis: str, intervals: list[Interval]) -> dict[str, Any]:
+    """The group's 95% intervals (of the mean, and of the mean on 0-1 if resampled)."""
     unit_interval = intervals[1] if len(intervals) > 1 else None
     return {
         "ci_low": rounded(intervals[0].low),
         "ci_high": rounded(intervals[0].high),
-        "ci_unit": unit,
+        "ci_unit": _unit(analysis),
         "ci_clusters": intervals[0].clusters,
         "mean_unit_ci_low": rounded(unit_interval.low) if unit_interval else None,
         "mean_unit_ci_high": rounded(unit_interval.high) if unit_interval else None,
     }
+
+
+def _unit(analysis: str) -> str:
+    return "essay_gen_id" if analysis == "by_combo" else "combo_id"
 
 
 def _summary(
