@@ -17,12 +17,13 @@ slice. The numbers are the row-by-row definitions' to the last bit:
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from daydream.results.groups import coded
+from daydream.results.groups import Scored, coded, from_columns, scale_bounds
 from daydream.results.inference import t_bounds
 from daydream.results.rows import LINEAGE
 from daydream.results.scores import rounded, scale_label, scale_span, stability
@@ -32,20 +33,43 @@ from daydream.results.tables import AGREEMENT_COLUMNS, Table
 class Judged:
     """Per evaluation (in the rows' order): its essay's place in ``essays``, its rubric
     and judge model as codes in their names' sorted order, whether it is scored, its
-    score (0 when not) and its scale (NaN when none)."""
+    score (0 when not) and its scale (NaN when none, and as a code of its (min, max)).
+    The rows are read once (one tuple per row), then only the arrays."""
 
     def __init__(self, essays: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]]) -> None:
         place = {e["essay_gen_id"]: i for i, e in enumerate(essays)}
         n = len(rows)
+        self.rows = rows
         self.essays = len(essays)
-        self.essay = np.fromiter((place[r["essay_gen_id"]] for r in rows), np.int64, count=n)
-        self.template, self.templates = _sorted_codes([r["evaluation_template"] for r in rows])
-        self.model, self.models = _sorted_codes([r["evaluation_model"] for r in rows])
-        scores = [r["score"] if r["state"] == "ok" else None for r in rows]  # rows.is_scored
-        self.scored = np.fromiter((s is not None for s in scores), bool, count=n)
-        self.score = np.fromiter((0.0 if s is None else s for s in scores), float, count=n)
-        self.low = np.fromiter((_or_nan(r["scale_min"]) for r in rows), float, count=n)
-        self.high = np.fromiter((_or_nan(r["scale_max"]) for r in rows), float, count=n)
+        self.essay_ids = list(place)
+        read = operator.itemgetter(*_READ)
+        columns = list(zip(*map(read, rows), strict=True)) or [()] * len(_READ)
+        essay, template, model, combo, state, score, low, high = columns
+        self.essay = np.fromiter(map(place.__getitem__, essay), np.int64, count=n)
+        self.template, self.templates = _sorted_codes(template)
+        self.model, self.models = _sorted_codes(model)
+        self.combo = coded(combo)
+        scores = [v if s == "ok" else None for v, s in zip(score, state, strict=True)]
+        self.scored = np.fromiter((v is not None for v in scores), bool, count=n)
+        self.score = np.fromiter((0.0 if v is None else v for v in scores), float, count=n)
+        self.scale = coded(list(zip(low, high, strict=True)))
+        bounds = scale_bounds(self.scale[1])
+        self.low, self.high = bounds[self.scale[0], 0], bounds[self.scale[0], 1]
+
+    def scored_arrays(self) -> Scored:
+        """``groups.scored_arrays`` of the scored rows, from these arrays."""
+        at = np.flatnonzero(self.scored)
+        return from_columns(
+            [self.rows[i] for i in at.tolist()],
+            score=self.score[at],
+            scale=(self.scale[0][at], self.scale[1]),
+            codes={
+                "essay_gen_id": (self.essay[at], self.essay_ids),
+                "evaluation_template": (self.template[at], self.templates),
+                "evaluation_model": (self.model[at], self.models),
+                "combo_id": (self.combo[0][at], self.combo[1]),
+            },
+        )
 
     def judges(self) -> list[tuple[Any, Any]]:
         """The (template, model) pairs that evaluated, sorted."""
@@ -181,6 +205,13 @@ def _std(values: list[float], mean: float) -> float:
     return math.sqrt(math.fsum([(v - mean) ** 2 for v in values]) / (len(values) - 1))
 
 
+# What Judged reads of each evaluation row, in order.
+_READ = (
+    "essay_gen_id", "evaluation_template", "evaluation_model", "combo_id", "state", "score",
+    "scale_min", "scale_max",
+)  # fmt: skip
+
+
 class _Groups:
     """The groups of a sorted array of group numbers: each present group's number, first
     position and size."""
@@ -205,17 +236,13 @@ class _Groups:
         return list(zip(starts, [*starts[1:], self.size], strict=False))  # none: no stop
 
 
-def _sorted_codes(values: list[Any]) -> tuple[np.ndarray, list[Any]]:
+def _sorted_codes(values: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
     """Each value's place among the distinct values sorted, and those values."""
     codes, found = coded(values)
     order = sorted(range(len(found)), key=found.__getitem__)
     rank = np.empty(len(found), dtype=np.int64)
     rank[order] = np.arange(len(found))
     return rank[codes], [found[i] for i in order]
-
-
-def _or_nan(value: float | None) -> float:
-    return math.nan if value is None else value
 
 
 def _or_none(value: float) -> float | None:

@@ -67,7 +67,7 @@ ESSAY_LEVEL = frozenset(
 )  # fmt: skip
 
 
-def coded(values: list[Any]) -> tuple[np.ndarray, list[Any]]:
+def coded(values: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
     """Each value as a code 0, 1, 2... in order of first appearance, and the codes' values."""
     index: dict[Any, int] = {}
     codes = np.fromiter(
@@ -78,23 +78,30 @@ def coded(values: list[Any]) -> tuple[np.ndarray, list[Any]]:
 
 def scored_arrays(rows: Sequence[dict[str, Any]]) -> Scored:
     """The arrays of ``rows`` (scored evaluation rows: a score, scale_min, scale_max)."""
-    n = len(rows)
-    score = np.fromiter((r["score"] for r in rows), dtype=float, count=n)
-    low = np.fromiter((_or_nan(r["scale_min"]) for r in rows), dtype=float, count=n)
-    high = np.fromiter((_or_nan(r["scale_max"]) for r in rows), dtype=float, count=n)
+    return from_columns(
+        rows,
+        score=np.fromiter((r["score"] for r in rows), dtype=float, count=len(rows)),
+        scale=coded([(r["scale_min"], r["scale_max"]) for r in rows]),
+    )
+
+
+def from_columns(
+    rows: Sequence[dict[str, Any]],
+    *,
+    score: np.ndarray,
+    scale: tuple[np.ndarray, list[tuple[Any, Any]]],
+    codes: dict[str, tuple[np.ndarray, list[Any]]] | None = None,
+) -> Scored:
+    """``scored_arrays`` of ``rows`` from columns already read: the scores, each row's
+    scale as a code of its (scale_min, scale_max) pair, and grouping columns already coded
+    (any integer codes: recoded here in order of first appearance, as ``codes`` gives)."""
+    at, pairs = scale
+    bounds = scale_bounds(pairs)
+    low, high = bounds[at, 0], bounds[at, 1]
+    label_index: dict[str, int] = {}
+    labels = [label_index.setdefault(scale_label(a, b), len(label_index)) for a, b in pairs]
     with np.errstate(invalid="ignore"):
         span = np.where(high > low, high - low, np.nan)  # NaN: no scale, or an empty one
-        label_index: dict[str, int] = {}
-        labels = np.fromiter(
-            (
-                label_index.setdefault(
-                    scale_label(r["scale_min"], r["scale_max"]), len(label_index)
-                )
-                for r in rows
-            ),
-            dtype=np.int64,
-            count=n,
-        )
         return Scored(
             rows=rows,
             score=score,
@@ -102,9 +109,24 @@ def scored_arrays(rows: Sequence[dict[str, Any]]) -> Scored:
             top=~np.isnan(high) & (score >= high - EPS),
             high=~np.isnan(span) & (score >= low + HIGH_FRACTION * span - EPS),
             low=~np.isnan(span) & (score <= low + LOW_FRACTION * span + EPS),
-            label=labels,
+            label=np.array(labels, dtype=np.int64)[at],
             labels=list(label_index),
+            _codes={c: _first_appearance(*coded) for c, coded in (codes or {}).items()},
         )
+
+
+def scale_bounds(pairs: list[tuple[Any, Any]]) -> np.ndarray:
+    """(scale_min, scale_max) pairs as an array of two columns, NaN for None."""
+    return np.array([[_or_nan(a), _or_nan(b)] for a, b in pairs], dtype=float).reshape(-1, 2)
+
+
+def _first_appearance(codes: np.ndarray, values: list[Any]) -> tuple[np.ndarray, list[Any]]:
+    """Integer codes renumbered 0, 1, 2... in order of first appearance, with their values."""
+    present, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[order] = np.arange(len(first))
+    return rank[inverse.reshape(-1)], [values[i] for i in present[order].tolist()]
 
 
 def groups(scored: Scored, keys: Sequence[str]) -> list[tuple[tuple, np.ndarray]]:

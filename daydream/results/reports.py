@@ -42,7 +42,7 @@ from daydream.errors import ConfigError
 from daydream.queue.cohorts import require_cohort
 from daydream.results.essay_tables import Judged, essay_pivot, judge_agreement
 from daydream.results.files import write_file
-from daydream.results.groups import Scored, group_stats, groups, scored_arrays
+from daydream.results.groups import Scored, group_stats, groups
 from daydream.results.html import BEST_ESSAYS, render_html
 from daydream.results.inference import (
     Interval,
@@ -93,7 +93,7 @@ def build_report(conn: sqlite3.Connection, cohort_id: str) -> Report:
     tables = [
         Table("evaluation_scores", list(EVALUATION_COLUMNS), evaluations),
         pivot,
-        _final_results(scored),
+        _final_results(judged.scored_arrays()),
         judge_agreement(essays, judged),
         Table(
             "top_of_scale",
@@ -177,8 +177,7 @@ def write_report(
     return written
 
 
-def _final_results(scored: list[dict[str, Any]]) -> Table:
-    arrays = scored_arrays(scored)
+def _final_results(arrays: Scored) -> Table:
     found = [
         (analysis, keys, values, members)
         for analysis, keys in AXES
