@@ -26,8 +26,8 @@ import numpy as np
 from daydream.results.groups import Scored, coded, from_columns, scale_bounds
 from daydream.results.inference import t_bounds
 from daydream.results.rows import LINEAGE
-from daydream.results.scores import rounded, scale_label, scale_span, stability
-from daydream.results.tables import AGREEMENT_COLUMNS, Table
+from daydream.results.scores import rounded, scale_label, scale_span, stability, unscored_reason
+from daydream.results.tables import AGREEMENT_COLUMNS, UNSCORED_COLUMNS, Table
 
 
 class Judged:
@@ -177,6 +177,35 @@ def judge_agreement(essays: list[dict[str, Any]], judged: Judged) -> Table:
         )
         rows.append(dict(zip(AGREEMENT_COLUMNS, cells, strict=True)))
     return Table("judge_agreement", list(AGREEMENT_COLUMNS), rows)
+
+
+def unscored_essays(essays: list[dict[str, Any]], judged: Judged) -> Table:
+    """Per essay and evaluation template with evaluations and no scored one: why (sorted
+    by essay id and template)."""
+    templates = len(judged.templates)
+    pair = judged.essay * templates + judged.template
+    order = np.argsort(pair, kind="stable")  # a pair's evaluations stay in their order
+    by = _Groups(pair[order], None)
+    found = []
+    for (start, stop), p, scored in zip(
+        by.slices(), by.present.tolist(), by.how_many(judged.scored[order]), strict=True
+    ):
+        if not scored:
+            essay, template = essays[p // templates], judged.templates[p % templates]
+            group = [judged.rows[i] for i in order[start:stop].tolist()]
+            found.append(((essay["essay_gen_id"], template), essay, group))
+    rows = []
+    for (essay_id, template), lineage, group in sorted(found, key=operator.itemgetter(0)):
+        rows.append(
+            {
+                **{c: lineage.get(c) for c in UNSCORED_COLUMNS[:9]},
+                "essay_gen_id": essay_id,
+                "evaluation_template": template,
+                "evaluations": len(group),
+                "reason": unscored_reason(lineage.get("essay_state"), group),
+            }
+        )
+    return Table("unscored_essays", list(UNSCORED_COLUMNS), rows)
 
 
 def _spread(values: list[float], low: float | None, high: float | None) -> tuple:

@@ -32,7 +32,9 @@ Definitions (``docs/reports.md`` lists every column):
 from __future__ import annotations
 
 import json
+import operator
 import sqlite3
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,7 @@ import numpy as np
 
 from daydream.errors import ConfigError
 from daydream.queue.cohorts import require_cohort
-from daydream.results.essay_tables import Judged, essay_pivot, judge_agreement
+from daydream.results.essay_tables import Judged, essay_pivot, judge_agreement, unscored_essays
 from daydream.results.files import write_file
 from daydream.results.groups import Scored, group_stats, groups
 from daydream.results.html import BEST_ESSAYS, render_html
@@ -60,23 +62,19 @@ from daydream.results.reliability import (
 from daydream.results.rows import (
     EVALUATION_COLUMNS,
     cohort_rows,
-    is_scored,
     write_csv,
 )
 from daydream.results.scores import (
     STABILITY_CLASSES,
     STAT_COLUMNS,
-    is_top,
     rounded,
     sort_key,
-    unscored_reason,
 )
 from daydream.results.tables import (
     AXES,
     AXIS_COLUMNS,
     INTERVAL_COLUMNS,
     TOP_OF_SCALE_COLUMNS,
-    UNSCORED_COLUMNS,
     Report,
     Table,
 )
@@ -86,19 +84,20 @@ def build_report(conn: sqlite3.Connection, cohort_id: str) -> Report:
     """Compute every report table of ``cohort_id`` (read only)."""
     require_cohort(conn, cohort_id)
     essays, evaluations = cohort_rows(conn, cohort_id)
-    scored = [r for r in evaluations if is_scored(r)]
     judged = Judged(essays, evaluations)
+    arrays = judged.scored_arrays()
+    scored = list(arrays.rows)
     judges = judged.judges()
     pivot = essay_pivot(essays, judged)
     tables = [
         Table("evaluation_scores", list(EVALUATION_COLUMNS), evaluations),
         pivot,
-        _final_results(judged.scored_arrays()),
+        _final_results(arrays),
         judge_agreement(essays, judged),
         Table(
             "top_of_scale",
             list(TOP_OF_SCALE_COLUMNS),
-            [{c: r[c] for c in TOP_OF_SCALE_COLUMNS} for r in scored if is_top(r)],
+            [{c: scored[i][c] for c in TOP_OF_SCALE_COLUMNS} for i in np.flatnonzero(arrays.top)],
         ),
         Table("judge_reliability", list(RELIABILITY_COLUMNS), judge_reliability(evaluations)),
         Table(
@@ -106,35 +105,12 @@ def build_report(conn: sqlite3.Connection, cohort_id: str) -> Report:
             list(CALIBRATION_COLUMNS),
             judge_calibration(evaluations, ratings_of(conn, cohort_id)),
         ),
-        _unscored_essays(essays, evaluations),
+        unscored_essays(essays, judged),
     ]
     report = Report(cohort_id, {t.name: t for t in tables}, {}, [f"{t}__{m}" for t, m in judges])
     report.summary = _summary(report, evaluations, scored, essays)
     report.texts = _best_texts(conn, pivot.rows)
     return report
-
-
-def _unscored_essays(essays: list[dict[str, Any]], evaluations: list[dict[str, Any]]) -> Table:
-    """Per essay and evaluation template with no scored evaluation: why."""
-    judged: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in evaluations:
-        judged.setdefault((r["essay_gen_id"], r["evaluation_template"]), []).append(r)
-    by_essay = {e["essay_gen_id"]: e for e in essays}
-    rows = []
-    for (essay, template), group in sorted(judged.items()):
-        if any(is_scored(r) for r in group):
-            continue
-        lineage = by_essay.get(essay, {})
-        rows.append(
-            {
-                **{c: lineage.get(c) for c in UNSCORED_COLUMNS[:9]},
-                "essay_gen_id": essay,
-                "evaluation_template": template,
-                "evaluations": len(group),
-                "reason": unscored_reason(lineage.get("essay_state"), group),
-            }
-        )
-    return Table("unscored_essays", list(UNSCORED_COLUMNS), rows)
 
 
 def _best_texts(conn: sqlite3.Connection, pivot: list[dict[str, Any]]) -> dict[str, str]:
@@ -231,9 +207,7 @@ def _summary(
     scored: list[dict[str, Any]],
     essays: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    statuses: dict[str, int] = {}
-    for r in evaluations:
-        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+    statuses = Counter(map(operator.itemgetter("status"), evaluations))
     failed = statuses.get("failed", 0)
     stopped = statuses.get("blocked", 0) + statuses.get("cancelled", 0)
     agreement = dict.fromkeys(STABILITY_CLASSES, 0)
