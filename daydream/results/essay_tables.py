@@ -25,6 +25,7 @@ import numpy as np
 
 from daydream.results.groups import Scored, coded, from_columns, scale_bounds
 from daydream.results.inference import t_bounds
+from daydream.results.reliability import Coders
 from daydream.results.rows import LINEAGE
 from daydream.results.scores import rounded, scale_label, scale_span, stability, unscored_reason
 from daydream.results.tables import AGREEMENT_COLUMNS, UNSCORED_COLUMNS, Table
@@ -70,6 +71,24 @@ class Judged:
                 "combo_id": (self.combo[0][at], self.combo[1]),
             },
         )
+
+    def coders(self) -> Coders:
+        """The scored evaluations as ``reliability.Coders``, coded from these arrays
+        (essay ids sorted; names sorted as ``Coders`` sorts them: by ``str``)."""
+        at = np.flatnonzero(self.scored)
+        rows = [self.rows[i] for i in at.tolist()]
+        ids = self.essay_ids
+        order = sorted(range(len(ids)), key=ids.__getitem__)
+        rank = np.empty(len(ids), dtype=np.int64)
+        rank[order] = np.arange(len(ids))
+        coded = {"essay_gen_id": (rank[self.essay[at]], [ids[i] for i in order])}
+        for column, codes, names in (
+            ("evaluation_template", self.template, self.templates),
+            ("evaluation_model", self.model, self.models),
+        ):
+            if all(isinstance(name, str) for name in names):  # sorted as by str
+                coded[column] = (codes[at], names)
+        return Coders(rows, self.score[at], coded)
 
     def judges(self) -> list[tuple[Any, Any]]:
         """The (template, model) pairs that evaluated, sorted."""

@@ -99,7 +99,11 @@ def build_report(conn: sqlite3.Connection, cohort_id: str) -> Report:
             list(TOP_OF_SCALE_COLUMNS),
             [{c: scored[i][c] for c in TOP_OF_SCALE_COLUMNS} for i in np.flatnonzero(arrays.top)],
         ),
-        Table("judge_reliability", list(RELIABILITY_COLUMNS), judge_reliability(evaluations)),
+        Table(
+            "judge_reliability",
+            list(RELIABILITY_COLUMNS),
+            judge_reliability(evaluations, judged.coders()),
+        ),
         Table(
             "judge_calibration",
             list(CALIBRATION_COLUMNS),
