@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,7 @@ import numpy as np
 from daydream.results.groups import Scored, coded, from_columns, scale_bounds
 from daydream.results.inference import t_bounds
 from daydream.results.reliability import Coders
-from daydream.results.rows import LINEAGE
+from daydream.results.rows import LINEAGE, Records
 from daydream.results.scores import rounded, scale_label, scale_span, stability, unscored_reason
 from daydream.results.tables import AGREEMENT_COLUMNS, UNSCORED_COLUMNS, Table
 
@@ -43,9 +43,13 @@ class Judged:
         self.rows = rows
         self.essays = len(essays)
         self.essay_ids = list(place)
-        read = operator.itemgetter(*_READ)
-        columns = list(zip(*map(read, rows), strict=True)) or [()] * len(_READ)
-        essay, template, model, combo, state, score, low, high = columns
+        if isinstance(rows, Records):
+            read = rows.read(*_READ)
+        else:
+            read = list(map(operator.itemgetter(*_READ), rows))
+        columns = list(zip(*read, strict=True)) or [()] * len(_READ)
+        essay, template, model, combo, state, score, low, high, replicate = columns
+        self.replicate = replicate
         self.essay = np.fromiter(map(place.__getitem__, essay), np.int64, count=n)
         self.template, self.templates = _sorted_codes(template)
         self.model, self.models = _sorted_codes(model)
@@ -61,7 +65,7 @@ class Judged:
         """``groups.scored_arrays`` of the scored rows, from these arrays."""
         at = np.flatnonzero(self.scored)
         return from_columns(
-            [self.rows[i] for i in at.tolist()],
+            _taken(self.rows, at),
             score=self.score[at],
             scale=(self.scale[0][at], self.scale[1]),
             codes={
@@ -76,7 +80,7 @@ class Judged:
         """The scored evaluations as ``reliability.Coders``, coded from these arrays
         (essay ids sorted; names sorted as ``Coders`` sorts them: by ``str``)."""
         at = np.flatnonzero(self.scored)
-        rows = [self.rows[i] for i in at.tolist()]
+        rows = _taken(self.rows, at)
         ids = self.essay_ids
         order = sorted(range(len(ids)), key=ids.__getitem__)
         rank = np.empty(len(ids), dtype=np.int64)
@@ -88,6 +92,7 @@ class Judged:
         ):
             if all(isinstance(name, str) for name in names):  # sorted as by str
                 coded[column] = (codes[at], names)
+        coded["evaluation_replicate"] = _sorted_codes([self.replicate[i] for i in at], key=str)
         return Coders(rows, self.score[at], coded)
 
     def judges(self) -> list[tuple[Any, Any]]:
@@ -256,8 +261,15 @@ def _std(values: list[float], mean: float) -> float:
 # What Judged reads of each evaluation row, in order.
 _READ = (
     "essay_gen_id", "evaluation_template", "evaluation_model", "combo_id", "state", "score",
-    "scale_min", "scale_max",
+    "scale_min", "scale_max", "evaluation_replicate",
 )  # fmt: skip
+
+
+def _taken(rows: Sequence[dict[str, Any]], at: np.ndarray) -> Sequence[dict[str, Any]]:
+    """The rows at positions ``at`` (as ``Records`` when they are)."""
+    if isinstance(rows, Records):
+        return rows.taken(at.tolist())
+    return [rows[i] for i in at.tolist()]
 
 
 class _Groups:
@@ -284,10 +296,12 @@ class _Groups:
         return list(zip(starts, [*starts[1:], self.size], strict=False))  # none: no stop
 
 
-def _sorted_codes(values: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
-    """Each value's place among the distinct values sorted, and those values."""
+def _sorted_codes(
+    values: Sequence[Any], key: Callable[[Any], Any] | None = None
+) -> tuple[np.ndarray, list[Any]]:
+    """Each value's place among the distinct values sorted (by ``key``), and those values."""
     codes, found = coded(values)
-    order = sorted(range(len(found)), key=found.__getitem__)
+    order = sorted(range(len(found)), key=lambda i: found[i] if key is None else key(found[i]))
     rank = np.empty(len(found), dtype=np.int64)
     rank[order] = np.arange(len(found))
     return rank[codes], [found[i] for i in order]

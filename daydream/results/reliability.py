@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -137,7 +137,7 @@ def alpha_reading(alpha: float | None) -> str:
 
 
 def judge_reliability(
-    evaluations: list[dict[str, Any]], scored: Coders | None = None
+    evaluations: Sequence[dict[str, Any]], scored: Coders | None = None
 ) -> list[dict[str, Any]]:
     """Per rubric, agreement between judge models; per rubric and judge model, between its
     evaluation replicates (only where some essay has two of them). ``scored``: the scored
@@ -168,7 +168,7 @@ class Coders:
 
     def __init__(
         self,
-        rows: list[dict[str, Any]],
+        rows: Sequence[dict[str, Any]],
         score: np.ndarray | None = None,
         coded: dict[str, tuple[np.ndarray, list[Any]]] | None = None,
     ) -> None:
@@ -212,7 +212,7 @@ class Coders:
 
 
 def judge_calibration(
-    evaluations: list[dict[str, Any]], ratings: list[dict[str, Any]]
+    evaluations: Sequence[dict[str, Any]], ratings: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Per rubric with human ratings: each judge model against the human mean of the essays
     both scored, and one row for all judges together with the humans."""

@@ -32,9 +32,9 @@ Definitions (``docs/reports.md`` lists every column):
 from __future__ import annotations
 
 import json
-import operator
 import sqlite3
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,8 @@ from daydream.results.reliability import (
 )
 from daydream.results.rows import (
     EVALUATION_COLUMNS,
-    cohort_rows,
+    Records,
+    cohort_records,
     write_csv,
 )
 from daydream.results.scores import (
@@ -83,10 +84,10 @@ from daydream.results.tables import (
 def build_report(conn: sqlite3.Connection, cohort_id: str) -> Report:
     """Compute every report table of ``cohort_id`` (read only)."""
     require_cohort(conn, cohort_id)
-    essays, evaluations = cohort_rows(conn, cohort_id)
+    essays, evaluations = cohort_records(conn, cohort_id)
     judged = Judged(essays, evaluations)
     arrays = judged.scored_arrays()
-    scored = list(arrays.rows)
+    scored = arrays.rows
     judges = judged.judges()
     pivot = essay_pivot(essays, judged)
     tables = [
@@ -97,7 +98,7 @@ def build_report(conn: sqlite3.Connection, cohort_id: str) -> Report:
         Table(
             "top_of_scale",
             list(TOP_OF_SCALE_COLUMNS),
-            [{c: scored[i][c] for c in TOP_OF_SCALE_COLUMNS} for i in np.flatnonzero(arrays.top)],
+            [{c: scored[i][c] for c in TOP_OF_SCALE_COLUMNS} for i in np.flatnonzero(arrays.top).tolist()],
         ),
         Table(
             "judge_reliability",
@@ -117,7 +118,7 @@ def build_report(conn: sqlite3.Connection, cohort_id: str) -> Report:
     return report
 
 
-def _best_texts(conn: sqlite3.Connection, pivot: list[dict[str, Any]]) -> dict[str, str]:
+def _best_texts(conn: sqlite3.Connection, pivot: Sequence[dict[str, Any]]) -> dict[str, str]:
     """The parsed texts of the essays the page shows first (``html.BEST_ESSAYS``)."""
     best = sorted(
         (r for r in pivot if r["mean_unit"] is not None),
@@ -150,7 +151,7 @@ def write_report(
         if fmt == "csv":
             write_csv(path, table.columns, table.rows)
         else:
-            write_file(path, json.dumps(table.rows, indent=2, ensure_ascii=False) + "\n")
+            write_file(path, json.dumps(list(table.rows), indent=2, ensure_ascii=False) + "\n")
         written.append(path)
     if html:
         written.append(write_file(out / "report.html", render_html(report)))
@@ -207,11 +208,11 @@ def _unit(analysis: str) -> str:
 
 def _summary(
     report: Report,
-    evaluations: list[dict[str, Any]],
-    scored: list[dict[str, Any]],
+    evaluations: Records,
+    scored: Sequence[dict[str, Any]],
     essays: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    statuses = Counter(map(operator.itemgetter("status"), evaluations))
+    statuses = Counter(evaluations.column("status"))
     failed = statuses.get("failed", 0)
     stopped = statuses.get("blocked", 0) + statuses.get("cancelled", 0)
     agreement = dict.fromkeys(STABILITY_CLASSES, 0)

@@ -8,9 +8,9 @@ import csv
 import io
 import operator
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from daydream.results.files import write_file
 
@@ -80,7 +80,13 @@ def cohort_rows(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The cohort's essays (``essay_rows``) and its evaluations as ``EVALUATION_COLUMNS``
     dicts: the ``evaluation_scores`` view's rows, ordered by the lineage, then the
-    evaluation template, model, replicate and id.
+    evaluation template, model, replicate and id (``cohort_records``)."""
+    essays, evaluations = cohort_records(conn, cohort_id)
+    return essays, list(evaluations)
+
+
+def cohort_records(conn: sqlite3.Connection, cohort_id: str) -> tuple[list[dict[str, Any]], Records]:
+    """``cohort_rows`` with the evaluations as ``Records`` (a dict each only when read).
 
     Read as the cohort's evaluations plus their essays' lineage, each essay once: the view
     looks up each evaluation's essay and draft (three lookups per evaluation: 14 s for
@@ -108,25 +114,57 @@ def cohort_rows(
     fetched.sort(key=lambda row: rank[row[0]])
     uncombined = {essay for essay, values in lineage.items() if values[2] is None}
     none = (None, None)
-    # One tuple of the columns in order per row, zipped with their names in C: half the
-    # time of filling each dict by name (800,000 rows at 1,000,000 generations).
-    evaluations = [
-        dict(
-            zip(
-                EVALUATION_COLUMNS,
-                (
-                    row[1],
-                    *(lineage[row[0]] if row[0] not in uncombined else _combined(lineage, row)),
-                    *row[3:9],
-                    *scales.get(row[9], none),
-                    *row[10:],
-                ),
-                strict=True,
-            )
+    values = [
+        (
+            row[1],
+            *(lineage[row[0]] if row[0] not in uncombined else _combined(lineage, row)),
+            *row[3:9],
+            *scales.get(row[9], none),
+            *row[10:],
         )
         for row in fetched
     ]
-    return essays, evaluations
+    return essays, Records(EVALUATION_COLUMNS, values)
+
+
+class Records(Sequence[dict[str, Any]]):
+    """Rows kept as tuples in ``columns``' order, each read as a dict of its columns. A
+    report holds a million evaluations and reads them mostly a column at a time (a dict
+    per row cost seconds to build)."""
+
+    def __init__(self, columns: Sequence[str], values: list[tuple]) -> None:
+        self.columns = tuple(columns)
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @overload
+    def __getitem__(self, at: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, at: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, at: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(at, slice):
+            return [dict(zip(self.columns, row, strict=True)) for row in self.values[at]]
+        return dict(zip(self.columns, self.values[at], strict=True))
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        columns = self.columns
+        return (dict(zip(columns, row, strict=True)) for row in self.values)
+
+    def taken(self, at: Iterable[int]) -> Records:
+        """The rows at positions ``at``, in that order."""
+        return Records(self.columns, [self.values[i] for i in at])
+
+    def read(self, *names: str) -> list[tuple]:
+        """Per row, the values of ``names`` (two or more) in that order."""
+        return list(map(operator.itemgetter(*map(self.columns.index, names)), self.values))
+
+    def column(self, name: str) -> list[Any]:
+        """Every row's value of ``name``."""
+        return list(map(operator.itemgetter(self.columns.index(name)), self.values))
 
 
 def _combined(lineage: dict[str, tuple], row: tuple) -> tuple:
@@ -197,19 +235,26 @@ def csv_text(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
     dialect: a cell quoted when it holds a comma, a quote or a line break, a float by its
     ``repr``, None empty, CRLF line ends), built a column at a time, since writing a
     million rows through ``csv.writer`` took seconds. A row missing a column has it empty."""
-    rows = rows if isinstance(rows, list) else list(rows)
+    rows = rows if isinstance(rows, (list, Records)) else list(rows)
     if len(columns) > 1:
-        get = operator.itemgetter(*columns)
-        try:
-            table = list(map(get, rows))
-        except KeyError:
-            table = [tuple(row.get(c) for c in columns) for row in rows]
+        table = _table(columns, rows)
         cells = [_cells(values) for values in zip(*table, strict=True)] if table else []
         header = _cells(tuple(columns))
         if header is not None and not any(column is None for column in cells):
             lines = [",".join(header), *map(",".join, zip(*cells, strict=True))]
             return "\r\n".join(lines) + "\r\n"
     return _written(columns, rows)  # one column, or a NUL character: csv.writer's own way
+
+
+def _table(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> Sequence[tuple]:
+    """Each row's values of ``columns`` (two or more), a missing one None."""
+    if isinstance(rows, Records) and rows.columns == tuple(columns):
+        return rows.values
+    get = operator.itemgetter(*columns)
+    try:
+        return list(map(get, rows))
+    except KeyError:
+        return [tuple(row.get(c) for c in columns) for row in rows]
 
 
 def _cells(values: tuple) -> Sequence[str] | None:
