@@ -160,16 +160,18 @@ def group_stats(scored: Scored, rows: np.ndarray) -> dict[str, Any]:
     scores = scored.score[rows]
     units = scored.unit[rows]
     n = len(rows)
-    mean = math.fsum(scores) / n
+    mean = math.fsum(scores.tolist()) / n  # Python floats: the same values, read faster
     top, high, low = (int(flag[rows].sum()) for flag in (scored.top, scored.high, scored.low))
     return {
         "scale": ";".join(sorted(scored.labels[c] for c in np.unique(scored.label[rows]))),
         "count": n,
         "mean": rounded(mean),
-        "std": rounded(math.sqrt(math.fsum((scores - mean) ** 2) / (n - 1))) if n > 1 else None,
+        "std": rounded(math.sqrt(math.fsum(((scores - mean) ** 2).tolist()) / (n - 1)))
+        if n > 1
+        else None,
         "min": float(scores.min()),
         "max": float(scores.max()),
-        "mean_unit": None if np.isnan(units).any() else rounded(math.fsum(units) / n),
+        "mean_unit": None if np.isnan(units).any() else rounded(math.fsum(units.tolist()) / n),
         "top_of_scale": top,
         "top_of_scale_pct": round(100 * top / n, 1),
         "high": high,
