@@ -31,10 +31,12 @@ Definitions (``docs/reports.md`` lists every column):
 
 from __future__ import annotations
 
+import gc
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +85,25 @@ from daydream.results.tables import (
 
 def build_report(conn: sqlite3.Connection, cohort_id: str) -> Report:
     """Compute every report table of ``cohort_id`` (read only)."""
+    with _collection_paused():
+        return _build_report(conn, cohort_id)
+
+
+@contextmanager
+def _collection_paused() -> Iterator[None]:
+    """Python's cycle collector paused: a report allocates millions of tuples, lists and
+    dicts that live until it returns and form no cycles, and each full collection walked
+    all of them (a tenth of a report's time at 1,000,000 generations)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _build_report(conn: sqlite3.Connection, cohort_id: str) -> Report:
     require_cohort(conn, cohort_id)
     essays, evaluations = cohort_records(conn, cohort_id)
     judged = Judged(essays, evaluations)
@@ -145,6 +166,11 @@ def write_report(
         raise ConfigError(f'report format "{fmt}" is unknown: use csv or json')
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with _collection_paused():
+        return _write_tables(report, out, fmt, html)
+
+
+def _write_tables(report: Report, out: Path, fmt: str, html: bool) -> list[Path]:
     written = []
     for table in report.tables.values():
         path = out / f"{table.name}.{fmt}"

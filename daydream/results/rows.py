@@ -263,8 +263,12 @@ def _cells(values: tuple) -> Sequence[str] | None:
     texts: Sequence[str]
     if kinds <= {str}:
         texts = values
-    elif kinds <= {float, type(None)}:
-        texts = ["" if v is None else repr(v) for v in values]
+    elif kinds == {float}:
+        texts = list(map(float.__repr__, values))
+    elif kinds == {int}:
+        texts = list(map(int.__repr__, values))  # str() of an int
+    elif kinds <= {float, int, type(None)}:
+        texts = ["" if v is None else repr(v) for v in values]  # an int's repr is its str
     else:
         texts = [_text(v) for v in values]
     joined = ",".join(texts)
