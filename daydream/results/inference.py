@@ -179,8 +179,8 @@ def _bootstrap_groups(
             picks = np.stack(
                 [np.random.default_rng(seed).integers(0, n, (resamples, n)) for _, _, seed in batch]
             )
+            drawn = _drawn(np.stack([counts for _, counts, _ in batch]), picks)
             picks += (np.arange(len(batch)) * n)[:, None, None]
-            drawn = np.concatenate([counts for _, counts, _ in batch])[picks].sum(axis=2)
             for column in zip(*(sums for sums, _, _ in batch), strict=True):
                 estimates = np.concatenate(column)[picks].sum(axis=2) / drawn
                 lows, highs = np.percentile(estimates, [tail, 100 - tail], axis=1).tolist()
@@ -253,7 +253,7 @@ def bootstrap_ratios(
     for start in range(0, resamples, rows):
         stop = min(resamples, start + rows)
         picks = rng.integers(0, n, (stop - start, n))
-        drawn = counts[picks].sum(axis=1)
+        drawn = _drawn(counts.reshape(1, -1), picks)
         for i, column in enumerate(sums):
             estimates[i, start:stop] = column[picks].sum(axis=1) / drawn
     tail = (1 - confidence) / 2 * 100
@@ -266,6 +266,26 @@ def bootstrap_ratios(
             low, high = np.percentile(row, [tail, 100 - tail])
             out.append((float(low), float(high)))
     return out
+
+
+def _drawn(counts: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    """Per resample, the total count of the drawn clusters, ``counts[picks].sum(axis=-1)``:
+    ``counts`` holds a group's cluster counts per row, ``picks`` one group's draws
+    (resamples x clusters) or each group's (groups x resamples x clusters). Where each
+    group's clusters all count the same whole number, every such sum is exact in any
+    order: that number times the clusters drawn, without reading the draws."""
+    groups = picks if picks.ndim == 3 else picks[None]
+    first, clusters = counts[:, :1], counts.shape[1]
+    if (
+        np.all(counts == first)
+        and np.all(first == np.round(first))
+        and np.abs(first).max() * clusters < 2**53
+    ):
+        totals = np.broadcast_to(first * clusters, groups.shape[:2])
+    else:
+        at = groups + (np.arange(len(counts)) * clusters)[:, None, None]
+        totals = counts.reshape(-1)[at].sum(axis=2)
+    return totals if picks.ndim == 3 else totals[0]
 
 
 def paired_difference(
