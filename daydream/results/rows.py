@@ -162,9 +162,10 @@ class Records(Sequence[dict[str, Any]]):
         """Per row, the values of ``names`` (two or more) in that order."""
         return list(map(operator.itemgetter(*map(self.columns.index, names)), self.values))
 
-    def column(self, name: str) -> list[Any]:
-        """Every row's value of ``name``."""
-        return list(map(operator.itemgetter(self.columns.index(name)), self.values))
+    def column(self, name: str, at: Iterable[int] | None = None) -> list[Any]:
+        """Every row's value of ``name`` (or the rows' at positions ``at``)."""
+        rows = self.values if at is None else [self.values[i] for i in at]
+        return list(map(operator.itemgetter(self.columns.index(name)), rows))
 
 
 def _combined(lineage: dict[str, tuple], row: tuple) -> tuple:
