@@ -135,8 +135,8 @@ def essay_pivot(essays: list[dict[str, Any]], judged: Judged) -> Table:
             (start, stop), unscaled, judged_by = next(stats)
             summary = _essay_summary(values[start:stop], units[start:stop], unscaled > 0)
             summary = (*summary[:3], judged_by, *summary[3:])
-        rows.append(dict(zip(columns, (*essay_row.values(), *per_judge[i], *summary), strict=True)))
-    return Table("essay_pivot", columns, rows)
+        rows.append((*essay_row.values(), *per_judge[i], *summary))
+    return Table("essay_pivot", columns, Records(columns, rows))
 
 
 def _judge_columns(
@@ -199,8 +199,8 @@ def judge_agreement(essays: list[dict[str, Any]], judged: Judged) -> Table:
             ", ".join(names[a:b]),
             *_spread(values, *scale),
         )
-        rows.append(dict(zip(AGREEMENT_COLUMNS, cells, strict=True)))
-    return Table("judge_agreement", list(AGREEMENT_COLUMNS), rows)
+        rows.append(cells)
+    return Table("judge_agreement", list(AGREEMENT_COLUMNS), Records(AGREEMENT_COLUMNS, rows))
 
 
 def unscored_essays(essays: list[dict[str, Any]], judged: Judged) -> Table:

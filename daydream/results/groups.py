@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from daydream.results.rows import Records
+from daydream.results.rows import column_of
 from daydream.results.scores import (
     EPS,
     HIGH_FRACTION,
@@ -53,7 +53,7 @@ class Scored:
             if column in ESSAY_LEVEL:
                 essays, _ = self.codes("essay_gen_id")
                 _, first = np.unique(essays, return_index=True)  # by code: first appearance
-                codes, values = coded(_values_at(self.rows, column, first.tolist()))
+                codes, values = coded(column_of(self.rows, column, first.tolist()))
                 self._codes[column] = (codes[essays], values)
             else:
                 self._codes[column] = coded([r[column] for r in self.rows])
@@ -66,13 +66,6 @@ ESSAY_LEVEL = frozenset(
     {"draft_template", "draft_model", "draft_replicate", "essay_template", "generation_model",
      "essay_replicate", "essay_mode", "draft_gen_id"}
 )  # fmt: skip
-
-
-def _values_at(rows: Sequence[dict[str, Any]], column: str, at: list[int]) -> list[Any]:
-    """``column`` of the rows at positions ``at`` (from ``Records``' tuples, when they are)."""
-    if isinstance(rows, Records):
-        return rows.column(column, at)
-    return [rows[i][column] for i in at]
 
 
 def coded(values: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:

@@ -65,6 +65,7 @@ from daydream.results.rows import (
     EVALUATION_COLUMNS,
     Records,
     cohort_records,
+    column_of,
     write_csv,
 )
 from daydream.results.scores import (
@@ -141,19 +142,17 @@ def _build_report(conn: sqlite3.Connection, cohort_id: str) -> Report:
 
 def _best_texts(conn: sqlite3.Connection, pivot: Sequence[dict[str, Any]]) -> dict[str, str]:
     """The parsed texts of the essays the page shows first (``html.BEST_ESSAYS``)."""
-    best = sorted(
-        (r for r in pivot if r["mean_unit"] is not None),
-        key=lambda r: (-r["mean_unit"], r["essay_gen_id"]),
-    )[:BEST_ESSAYS]
+    means = zip(column_of(pivot, "mean_unit"), column_of(pivot, "essay_gen_id"), strict=True)
+    best = sorted((-mean, essay) for mean, essay in means if mean is not None)[:BEST_ESSAYS]
     texts = {}
-    for r in best:
+    for _, essay in best:
         found = conn.execute(
             "SELECT t.text FROM generations g JOIN texts t ON t.hash = g.parsed_hash"
             " WHERE g.gen_id = ?",
-            (r["essay_gen_id"],),
+            (essay,),
         ).fetchone()
         if found is not None:
-            texts[r["essay_gen_id"]] = found[0]
+            texts[essay] = found[0]
     return texts
 
 
@@ -242,8 +241,8 @@ def _summary(
     failed = statuses.get("failed", 0)
     stopped = statuses.get("blocked", 0) + statuses.get("cancelled", 0)
     agreement = dict.fromkeys(STABILITY_CLASSES, 0)
-    for row in report.tables["judge_agreement"].rows:
-        agreement[row["stability"]] += 1
+    for stability in column_of(report.tables["judge_agreement"].rows, "stability"):
+        agreement[stability] += 1
     per_template = [
         {k: row[k] for k in ("evaluation_template", *STAT_COLUMNS, *INTERVAL_COLUMNS)}
         for row in report.tables["final_results"].rows

@@ -127,6 +127,16 @@ def cohort_records(conn: sqlite3.Connection, cohort_id: str) -> tuple[list[dict[
     return essays, Records(EVALUATION_COLUMNS, values)
 
 
+def column_of(
+    rows: Sequence[dict[str, Any]], name: str, at: Iterable[int] | None = None
+) -> list[Any]:
+    """Every row's value of ``name`` (or the rows' at positions ``at``), read from the
+    tuples of ``Records``."""
+    if isinstance(rows, Records):
+        return rows.column(name, at)
+    return [r[name] for r in rows] if at is None else [rows[i][name] for i in at]
+
+
 class Records(Sequence[dict[str, Any]]):
     """Rows kept as tuples in ``columns``' order, each read as a dict of its columns. A
     report holds a million evaluations and reads them mostly a column at a time (a dict
