@@ -120,7 +120,7 @@ def test_thresholds_on_a_1_to_5_scale_and_a_group_without_a_scale():
 def test_reliability_matrices_on_arrays_equal_the_nested_tables():
     """judge_reliability's coders x essays matrices, made by bincounts, hold the same floats
     as the per-row tables (``_matrix(_table(...))``), NaN where a coder missed an essay."""
-    from daydream.results.reliability import _matrix, _Scored, _table
+    from daydream.results.reliability import Coders, _matrix, _table
 
     rng = random.Random(3)
     rows = [
@@ -133,7 +133,7 @@ def test_reliability_matrices_on_arrays_equal_the_nested_tables():
         }
         for _ in range(600)
     ]
-    scored = _Scored(rows)
+    scored = Coders(rows)
     assert scored.values("evaluation_model") == ["j1", "j10", "j2"]
     for template in ("r1", "r2"):
         mask = scored.where("evaluation_template", template)

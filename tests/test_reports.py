@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import csv
 import html
+import io
 import json
+import random
 import re
 import shutil
 import sqlite3
@@ -36,7 +38,7 @@ from daydream.errors import ConfigError, PlanError, SpecError
 from daydream.plan.write import plan_cohort
 from daydream.results.curation import curation_rows, export_essays, rank_essays, write_ranking
 from daydream.results.reports import build_report, write_report
-from daydream.results.rows import EVALUATION_COLUMNS, cohort_rows
+from daydream.results.rows import EVALUATION_COLUMNS, cohort_rows, csv_text
 from daydream.results.scores import stability
 from tests.example_catalog import EXAMPLE
 from tests.reference_views import REFERENCE
@@ -778,3 +780,25 @@ def test_the_report_page_holds_its_best_essays_texts_every_axis_and_the_unscored
     for r in unscored:
         assert f"<td class=\"t\">{r['essay_gen_id']}</td><td class=\"t\">clarity-five</td><td>1</td><td class=\"t\">its evaluations: 1 failed (parse_failed)</td>" in section
     assert "<script" not in page.lower() and "http://" not in page and "https://" not in page
+
+
+def test_csv_text_is_what_csv_writer_writes():
+    # csv_text builds a column at a time; every cell must come out as csv.writer writes
+    # it: quoted for a comma, quote or line break, floats (numpy's too) by float's repr,
+    # None and missing keys empty, a lone empty cell quoted.
+    import numpy as np
+
+    values = ["a", "", "x,y", 'say "hi"', "two\nlines", "cr\rx", "a\r\nb", " pad ", "é",
+              0, -3, True, 0.0, -0.0, 2.675, 1e22, float("nan"), np.float64(2.5), None, (1, "t")]  # fmt: skip
+    rng = random.Random(4)
+    for _ in range(500):
+        columns = [rng.choice(["c", "d,e", 'q"']) + str(i) for i in range(rng.randint(1, 4))]
+        rows = [
+            {c: rng.choice(values) for c in columns if rng.random() > 0.1}
+            for _ in range(rng.randint(0, 5))
+        ]
+        buffer = io.StringIO(newline="")
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        writer.writerows([row.get(c) for c in columns] for row in rows)
+        assert csv_text(columns, rows) == buffer.getvalue(), (columns, rows)

@@ -13,6 +13,8 @@ from scipy import stats
 from daydream.results.inference import (
     bootstrap_ratio,
     cluster_interval,
+    cluster_intervals,
+    cluster_intervals_of_groups,
     cohens_dz,
     holm,
     paired_difference,
@@ -140,6 +142,23 @@ def test_cluster_interval_resamples_combinations_not_scores():
     assert (one.low, one.high) == (None, None)
     same = cluster_interval([1.0, 3.0, 2.0, 2.0], ["a", "a", "b", "b"], seed=1)
     assert (same.low, same.high) == (2.0, 2.0)
+
+
+def test_intervals_of_many_groups_are_each_groups_own_to_the_bit():
+    # The report resamples thousands of groups together: each must still get exactly the
+    # interval it gets alone (its own seed's draws), whatever its size (one chunk of draws
+    # or several) and whether it has one or two value columns.
+    rng = np.random.default_rng(8)
+    groups = []
+    for g, n in enumerate([1, 2, 3, 8, 9, 20, 20, 20, 129, 1500, 20]):
+        codes = np.repeat(np.arange(n), rng.integers(1, 4, n))
+        columns = [rng.integers(0, 10, len(codes)) / 2, rng.normal(size=len(codes))][: 1 + g % 2]
+        groups.append((columns, codes, seed_for("group", g)))
+    groups.append(([np.full(6, 2.0)], np.array([0, 0, 1, 1, 2, 2]), 5))  # one mean
+    together = cluster_intervals_of_groups(groups)
+    alone = [cluster_intervals(columns, codes, seed=seed) for columns, codes, seed in groups]
+    assert together == alone
+    assert together[-1][0].low == together[-1][0].high == 2.0
 
 
 def test_paired_difference_of_exactly_one_point_everywhere():

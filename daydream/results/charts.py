@@ -8,6 +8,7 @@ the page stays one self-contained file.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from html import escape
 from typing import Any
 
@@ -99,7 +100,7 @@ def heatmap(cells: dict[tuple[str, str], tuple[float, float | None, int]]) -> st
     return "".join(out)
 
 
-def agreement(rows: list[dict[str, Any]]) -> str:
+def agreement(rows: Sequence[dict[str, Any]]) -> str:
     per_template: dict[str, dict[str, int]] = {}
     for row in rows:
         counts = per_template.setdefault(

@@ -88,7 +88,7 @@ def _table(db: Database, cohort: str, name: str) -> Any:
 
     with _connection(db) as conn:
         table = build_report(conn, cohort).tables[name]
-    return _frame(table.rows, table.columns)
+    return _frame(list(table.rows), table.columns)
 
 
 def _frame(rows: list[dict[str, Any]], columns: list[str]) -> Any:

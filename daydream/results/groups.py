@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from daydream.results.rows import column_of
 from daydream.results.scores import (
     EPS,
     HIGH_FRACTION,
@@ -52,10 +53,10 @@ class Scored:
             if column in ESSAY_LEVEL:
                 essays, _ = self.codes("essay_gen_id")
                 _, first = np.unique(essays, return_index=True)  # by code: first appearance
-                codes, values = _coded([self.rows[i][column] for i in first])
+                codes, values = coded(column_of(self.rows, column, first.tolist()))
                 self._codes[column] = (codes[essays], values)
             else:
-                self._codes[column] = _coded([r[column] for r in self.rows])
+                self._codes[column] = coded([r[column] for r in self.rows])
         return self._codes[column]
 
 
@@ -67,7 +68,7 @@ ESSAY_LEVEL = frozenset(
 )  # fmt: skip
 
 
-def _coded(values: list[Any]) -> tuple[np.ndarray, list[Any]]:
+def coded(values: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
     """Each value as a code 0, 1, 2... in order of first appearance, and the codes' values."""
     index: dict[Any, int] = {}
     codes = np.fromiter(
@@ -78,23 +79,30 @@ def _coded(values: list[Any]) -> tuple[np.ndarray, list[Any]]:
 
 def scored_arrays(rows: Sequence[dict[str, Any]]) -> Scored:
     """The arrays of ``rows`` (scored evaluation rows: a score, scale_min, scale_max)."""
-    n = len(rows)
-    score = np.fromiter((r["score"] for r in rows), dtype=float, count=n)
-    low = np.fromiter((_or_nan(r["scale_min"]) for r in rows), dtype=float, count=n)
-    high = np.fromiter((_or_nan(r["scale_max"]) for r in rows), dtype=float, count=n)
+    return from_columns(
+        rows,
+        score=np.fromiter((r["score"] for r in rows), dtype=float, count=len(rows)),
+        scale=coded([(r["scale_min"], r["scale_max"]) for r in rows]),
+    )
+
+
+def from_columns(
+    rows: Sequence[dict[str, Any]],
+    *,
+    score: np.ndarray,
+    scale: tuple[np.ndarray, list[tuple[Any, Any]]],
+    codes: dict[str, tuple[np.ndarray, list[Any]]] | None = None,
+) -> Scored:
+    """``scored_arrays`` of ``rows`` from columns already read: the scores, each row's
+    scale as a code of its (scale_min, scale_max) pair, and grouping columns already coded
+    (any integer codes: recoded here in order of first appearance, as ``codes`` gives)."""
+    at, pairs = scale
+    bounds = scale_bounds(pairs)
+    low, high = bounds[at, 0], bounds[at, 1]
+    label_index: dict[str, int] = {}
+    labels = [label_index.setdefault(scale_label(a, b), len(label_index)) for a, b in pairs]
     with np.errstate(invalid="ignore"):
         span = np.where(high > low, high - low, np.nan)  # NaN: no scale, or an empty one
-        label_index: dict[str, int] = {}
-        labels = np.fromiter(
-            (
-                label_index.setdefault(
-                    scale_label(r["scale_min"], r["scale_max"]), len(label_index)
-                )
-                for r in rows
-            ),
-            dtype=np.int64,
-            count=n,
-        )
         return Scored(
             rows=rows,
             score=score,
@@ -102,9 +110,24 @@ def scored_arrays(rows: Sequence[dict[str, Any]]) -> Scored:
             top=~np.isnan(high) & (score >= high - EPS),
             high=~np.isnan(span) & (score >= low + HIGH_FRACTION * span - EPS),
             low=~np.isnan(span) & (score <= low + LOW_FRACTION * span + EPS),
-            label=labels,
+            label=np.array(labels, dtype=np.int64)[at],
             labels=list(label_index),
+            _codes={c: _first_appearance(*coded) for c, coded in (codes or {}).items()},
         )
+
+
+def scale_bounds(pairs: list[tuple[Any, Any]]) -> np.ndarray:
+    """(scale_min, scale_max) pairs as an array of two columns, NaN for None."""
+    return np.array([[_or_nan(a), _or_nan(b)] for a, b in pairs], dtype=float).reshape(-1, 2)
+
+
+def _first_appearance(codes: np.ndarray, values: list[Any]) -> tuple[np.ndarray, list[Any]]:
+    """Integer codes renumbered 0, 1, 2... in order of first appearance, with their values."""
+    present, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[order] = np.arange(len(first))
+    return rank[inverse.reshape(-1)], [values[i] for i in present[order].tolist()]
 
 
 def groups(scored: Scored, keys: Sequence[str]) -> list[tuple[tuple, np.ndarray]]:
@@ -138,16 +161,18 @@ def group_stats(scored: Scored, rows: np.ndarray) -> dict[str, Any]:
     scores = scored.score[rows]
     units = scored.unit[rows]
     n = len(rows)
-    mean = math.fsum(scores) / n
+    mean = math.fsum(scores.tolist()) / n  # Python floats: the same values, read faster
     top, high, low = (int(flag[rows].sum()) for flag in (scored.top, scored.high, scored.low))
     return {
         "scale": ";".join(sorted(scored.labels[c] for c in np.unique(scored.label[rows]))),
         "count": n,
         "mean": rounded(mean),
-        "std": rounded(math.sqrt(math.fsum((scores - mean) ** 2) / (n - 1))) if n > 1 else None,
+        "std": rounded(math.sqrt(math.fsum(((scores - mean) ** 2).tolist()) / (n - 1)))
+        if n > 1
+        else None,
         "min": float(scores.min()),
         "max": float(scores.max()),
-        "mean_unit": None if np.isnan(units).any() else rounded(math.fsum(units) / n),
+        "mean_unit": None if np.isnan(units).any() else rounded(math.fsum(units.tolist()) / n),
         "top_of_scale": top,
         "top_of_scale_pct": round(100 * top / n, 1),
         "high": high,

@@ -15,6 +15,7 @@ offline and can be mailed or archived as one file. The charts are SVG strings dr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from html import escape
 from typing import Any
 
@@ -106,7 +107,7 @@ def render_html(report: Report) -> str:
     return "\n".join(parts) + "\n"
 
 
-def _per_template(results: list[dict[str, Any]]) -> str:
+def _per_template(results: Sequence[dict[str, Any]]) -> str:
     columns = ("evaluation_template", "scale", "count", "mean", "std", "min", "max")
     return _table(
         [
@@ -241,7 +242,7 @@ def _heatmaps(
 
 
 def _judge_cells(
-    results: list[dict[str, Any]],
+    results: Sequence[dict[str, Any]],
 ) -> dict[tuple[str, str], tuple[float, float | None, int]]:
     return {
         (r["evaluation_template"], r["evaluation_model"]): (r["mean"], r["mean_unit"], r["count"])

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -136,10 +136,14 @@ def alpha_reading(alpha: float | None) -> str:
     return "unreliable"
 
 
-def judge_reliability(evaluations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def judge_reliability(
+    evaluations: Sequence[dict[str, Any]], scored: Coders | None = None
+) -> list[dict[str, Any]]:
     """Per rubric, agreement between judge models; per rubric and judge model, between its
-    evaluation replicates (only where some essay has two of them)."""
-    scored = _Scored([r for r in evaluations if is_scored(r)])
+    evaluation replicates (only where some essay has two of them). ``scored``: the scored
+    evaluations as ``Coders`` already (a report has their columns coded)."""
+    if scored is None:
+        scored = Coders([r for r in evaluations if is_scored(r)])
     rows = []
     for template in scored.values("evaluation_template"):
         mine = scored.where("evaluation_template", template)
@@ -155,16 +159,24 @@ def judge_reliability(evaluations: list[dict[str, Any]]) -> list[dict[str, Any]]
     return rows
 
 
-class _Scored:
+class Coders:
     """Scored evaluations as arrays: each column coded in its values' sorted order (the
     order ``_matrix`` gives coders and units), so a subset's coders x essays matrix of
     mean scores is two bincounts. A sum of a cell adds its scores in the rows' order, as
-    ``_table`` does, so the means are the same floats."""
+    ``_table`` does, so the means are the same floats. ``score`` and ``coded`` columns
+    (codes, sorted values: values that no row has may be among them) can come ready."""
 
-    def __init__(self, rows: list[dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        rows: Sequence[dict[str, Any]],
+        score: np.ndarray | None = None,
+        coded: dict[str, tuple[np.ndarray, list[Any]]] | None = None,
+    ) -> None:
         self.rows = rows
-        self.score = np.fromiter((r["score"] for r in rows), dtype=float, count=len(rows))
-        self._coded: dict[str, tuple[np.ndarray, list[Any]]] = {}
+        if score is None:
+            score = np.fromiter((r["score"] for r in rows), dtype=float, count=len(rows))
+        self.score = score
+        self._coded: dict[str, tuple[np.ndarray, list[Any]]] = dict(coded or {})
 
     def _codes(self, column: str) -> tuple[np.ndarray, list[Any]]:
         if column not in self._coded:
@@ -200,11 +212,11 @@ class _Scored:
 
 
 def judge_calibration(
-    evaluations: list[dict[str, Any]], ratings: list[dict[str, Any]]
+    evaluations: Sequence[dict[str, Any]], ratings: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Per rubric with human ratings: each judge model against the human mean of the essays
     both scored, and one row for all judges together with the humans."""
-    scored = [r for r in evaluations if is_scored(r)]
+    scored = [r for r in evaluations if is_scored(r)] if ratings else []
     rows = []
     for template in sorted({r["evaluation_template"] for r in ratings}):
         humans = _table(

@@ -31,20 +31,29 @@ Definitions (``docs/reports.md`` lists every column):
 
 from __future__ import annotations
 
+import gc
 import json
 import sqlite3
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from statistics import fmean
 from typing import Any
 
 import numpy as np
 
 from daydream.errors import ConfigError
 from daydream.queue.cohorts import require_cohort
+from daydream.results.essay_tables import Judged, essay_pivot, judge_agreement, unscored_essays
 from daydream.results.files import write_file
-from daydream.results.groups import Scored, group_stats, groups, scored_arrays
+from daydream.results.groups import Scored, group_stats, groups
 from daydream.results.html import BEST_ESSAYS, render_html
-from daydream.results.inference import cluster_codes, cluster_intervals, seed_for, t_interval
+from daydream.results.inference import (
+    Interval,
+    cluster_codes,
+    cluster_intervals_of_groups,
+    seed_for,
+)
 from daydream.results.labels import ratings_of
 from daydream.results.reliability import (
     CALIBRATION_COLUMNS,
@@ -54,32 +63,22 @@ from daydream.results.reliability import (
 )
 from daydream.results.rows import (
     EVALUATION_COLUMNS,
-    LINEAGE,
-    cohort_rows,
-    is_scored,
+    Records,
+    cohort_records,
+    column_of,
     write_csv,
 )
 from daydream.results.scores import (
     STABILITY_CLASSES,
     STAT_COLUMNS,
-    is_top,
-    judge_of,
-    mean_unit,
     rounded,
-    scale_label,
-    scale_span,
     sort_key,
-    stability,
-    stdev,
-    unscored_reason,
 )
 from daydream.results.tables import (
-    AGREEMENT_COLUMNS,
     AXES,
     AXIS_COLUMNS,
     INTERVAL_COLUMNS,
     TOP_OF_SCALE_COLUMNS,
-    UNSCORED_COLUMNS,
     Report,
     Table,
 )
@@ -87,28 +86,53 @@ from daydream.results.tables import (
 
 def build_report(conn: sqlite3.Connection, cohort_id: str) -> Report:
     """Compute every report table of ``cohort_id`` (read only)."""
+    with _collection_paused():
+        return _build_report(conn, cohort_id)
+
+
+@contextmanager
+def _collection_paused() -> Iterator[None]:
+    """Python's cycle collector paused: a report allocates millions of tuples, lists and
+    dicts that live until it returns and form no cycles, and each full collection walked
+    all of them (a tenth of a report's time at 1,000,000 generations)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _build_report(conn: sqlite3.Connection, cohort_id: str) -> Report:
     require_cohort(conn, cohort_id)
-    essays, evaluations = cohort_rows(conn, cohort_id)
-    scored = [r for r in evaluations if is_scored(r)]
-    judges = sorted({judge_of(r) for r in evaluations})
-    pivot = _essay_pivot(essays, evaluations, judges)
+    essays, evaluations = cohort_records(conn, cohort_id)
+    judged = Judged(essays, evaluations)
+    arrays = judged.scored_arrays()
+    scored = arrays.rows
+    judges = judged.judges()
+    pivot = essay_pivot(essays, judged)
     tables = [
         Table("evaluation_scores", list(EVALUATION_COLUMNS), evaluations),
         pivot,
-        _final_results(scored),
-        _judge_agreement(essays, evaluations),
+        _final_results(arrays),
+        judge_agreement(essays, judged),
         Table(
             "top_of_scale",
             list(TOP_OF_SCALE_COLUMNS),
-            [{c: r[c] for c in TOP_OF_SCALE_COLUMNS} for r in scored if is_top(r)],
+            [{c: scored[i][c] for c in TOP_OF_SCALE_COLUMNS} for i in np.flatnonzero(arrays.top).tolist()],
         ),
-        Table("judge_reliability", list(RELIABILITY_COLUMNS), judge_reliability(evaluations)),
+        Table(
+            "judge_reliability",
+            list(RELIABILITY_COLUMNS),
+            judge_reliability(evaluations, judged.coders()),
+        ),
         Table(
             "judge_calibration",
             list(CALIBRATION_COLUMNS),
             judge_calibration(evaluations, ratings_of(conn, cohort_id)),
         ),
-        _unscored_essays(essays, evaluations),
+        unscored_essays(essays, judged),
     ]
     report = Report(cohort_id, {t.name: t for t in tables}, {}, [f"{t}__{m}" for t, m in judges])
     report.summary = _summary(report, evaluations, scored, essays)
@@ -116,44 +140,19 @@ def build_report(conn: sqlite3.Connection, cohort_id: str) -> Report:
     return report
 
 
-def _unscored_essays(essays: list[dict[str, Any]], evaluations: list[dict[str, Any]]) -> Table:
-    """Per essay and evaluation template with no scored evaluation: why."""
-    judged: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in evaluations:
-        judged.setdefault((r["essay_gen_id"], r["evaluation_template"]), []).append(r)
-    by_essay = {e["essay_gen_id"]: e for e in essays}
-    rows = []
-    for (essay, template), group in sorted(judged.items()):
-        if any(is_scored(r) for r in group):
-            continue
-        lineage = by_essay.get(essay, {})
-        rows.append(
-            {
-                **{c: lineage.get(c) for c in UNSCORED_COLUMNS[:9]},
-                "essay_gen_id": essay,
-                "evaluation_template": template,
-                "evaluations": len(group),
-                "reason": unscored_reason(lineage.get("essay_state"), group),
-            }
-        )
-    return Table("unscored_essays", list(UNSCORED_COLUMNS), rows)
-
-
-def _best_texts(conn: sqlite3.Connection, pivot: list[dict[str, Any]]) -> dict[str, str]:
+def _best_texts(conn: sqlite3.Connection, pivot: Sequence[dict[str, Any]]) -> dict[str, str]:
     """The parsed texts of the essays the page shows first (``html.BEST_ESSAYS``)."""
-    best = sorted(
-        (r for r in pivot if r["mean_unit"] is not None),
-        key=lambda r: (-r["mean_unit"], r["essay_gen_id"]),
-    )[:BEST_ESSAYS]
+    means = zip(column_of(pivot, "mean_unit"), column_of(pivot, "essay_gen_id"), strict=True)
+    best = sorted((-mean, essay) for mean, essay in means if mean is not None)[:BEST_ESSAYS]
     texts = {}
-    for r in best:
+    for _, essay in best:
         found = conn.execute(
             "SELECT t.text FROM generations g JOIN texts t ON t.hash = g.parsed_hash"
             " WHERE g.gen_id = ?",
-            (r["essay_gen_id"],),
+            (essay,),
         ).fetchone()
         if found is not None:
-            texts[r["essay_gen_id"]] = found[0]
+            texts[essay] = found[0]
     return texts
 
 
@@ -166,156 +165,84 @@ def write_report(
         raise ConfigError(f'report format "{fmt}" is unknown: use csv or json')
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with _collection_paused():
+        return _write_tables(report, out, fmt, html)
+
+
+def _write_tables(report: Report, out: Path, fmt: str, html: bool) -> list[Path]:
     written = []
     for table in report.tables.values():
         path = out / f"{table.name}.{fmt}"
         if fmt == "csv":
             write_csv(path, table.columns, table.rows)
         else:
-            write_file(path, json.dumps(table.rows, indent=2, ensure_ascii=False) + "\n")
+            write_file(path, json.dumps(list(table.rows), indent=2, ensure_ascii=False) + "\n")
         written.append(path)
     if html:
         written.append(write_file(out / "report.html", render_html(report)))
     return written
 
 
-def _essay_pivot(
-    essays: list[dict[str, Any]], evaluations: list[dict[str, Any]], judges: list[tuple[str, str]]
-) -> Table:
-    columns = [*LINEAGE, "essay_state"]
-    for template, model in judges:
-        key = f"{template}__{model}"
-        columns += [key, f"{key}_min", f"{key}_max", f"{key}_n"]
-    columns += ["mean", "std", "n", "judges", "mean_unit", "ci_low", "ci_high"]
-    by_essay: dict[str, list[dict[str, Any]]] = {}
-    for r in evaluations:
-        if is_scored(r):
-            by_essay.setdefault(r["essay_gen_id"], []).append(r)
-    keys = [(judge, "__".join(judge)) for judge in judges]
+def _final_results(arrays: Scored) -> Table:
+    found = [
+        (analysis, keys, values, members)
+        for analysis, keys in AXES
+        for values, members in sorted(groups(arrays, keys), key=lambda g: sort_key(g[0]))
+    ]
+    intervals = cluster_intervals_of_groups(
+        [_resampled(analysis, values, members, arrays) for analysis, _, values, members in found]
+    )
     rows = []
-    for essay in essays:
-        scored = by_essay.get(essay["essay_gen_id"], [])
-        row = dict(essay)
-        per_judge: dict[tuple[str, str], list[float]] = {}
-        for r in scored:
-            per_judge.setdefault(judge_of(r), []).append(r["score"])
-        for judge, key in keys:
-            values = per_judge.get(judge, [])
-            row[key] = rounded(fmean(values)) if values else None
-            row[f"{key}_min"] = min(values) if values else None
-            row[f"{key}_max"] = max(values) if values else None
-            row[f"{key}_n"] = len(values)
-        values = [r["score"] for r in scored]
-        interval = t_interval(values)
-        row.update(
-            mean=rounded(fmean(values)) if values else None,
-            std=rounded(stdev(values)) if len(values) > 1 else None,
-            n=len(values),
-            judges=len(per_judge),
-            mean_unit=mean_unit(scored),
-            ci_low=rounded(interval[0]) if interval else None,
-            ci_high=rounded(interval[1]) if interval else None,
-        )
+    for (analysis, keys, values, members), group_intervals in zip(found, intervals, strict=True):
+        row: dict[str, Any] = {"analysis_type": analysis, **dict.fromkeys(AXIS_COLUMNS)}
+        row.update(zip(keys, values, strict=True))
+        row.update(group_stats(arrays, members))
+        row.update(_interval_columns(analysis, group_intervals))
         rows.append(row)
-    return Table("essay_pivot", columns, rows)
-
-
-def _final_results(scored: list[dict[str, Any]]) -> Table:
-    rows = []
-    arrays = scored_arrays(scored)
-    for analysis, keys in AXES:
-        for values, members in sorted(groups(arrays, keys), key=lambda g: sort_key(g[0])):
-            row: dict[str, Any] = {"analysis_type": analysis, **dict.fromkeys(AXIS_COLUMNS)}
-            row.update(zip(keys, values, strict=True))
-            row.update(group_stats(arrays, members))
-            row.update(_interval_columns(analysis, values, members, arrays))
-            rows.append(row)
     columns = ["analysis_type", *AXIS_COLUMNS, *STAT_COLUMNS, *INTERVAL_COLUMNS]
     return Table("final_results", columns, rows)
 
 
-def _interval_columns(analysis: str, values: tuple, rows: np.ndarray, arrays: Scored) -> dict[str, Any]:
-    """The group's 95% intervals, resampling combinations (essays within one combination)."""
-    unit = "essay_gen_id" if analysis == "by_combo" else "combo_id"
+def _resampled(
+    analysis: str, values: tuple, rows: np.ndarray, arrays: Scored
+) -> tuple[list[np.ndarray], np.ndarray, int]:
+    """What a group's intervals resample: its scores (and scores on 0-1 when every one has
+    a scale), the clusters (combinations; essays within one combination) and the seed."""
     units = arrays.unit[rows]
     columns = [arrays.score[rows]] + ([units] if not np.isnan(units).any() else [])
-    intervals = cluster_intervals(
-        columns, cluster_codes(arrays.codes(unit)[0][rows]), seed=seed_for(analysis, *values)
-    )
+    clusters = cluster_codes(arrays.codes(_unit(analysis))[0][rows])
+    return columns, clusters, seed_for(analysis, *values)
+
+
+def _interval_columns(analysis: str, intervals: list[Interval]) -> dict[str, Any]:
+    """The group's 95% intervals (of the mean, and of the mean on 0-1 if resampled)."""
     unit_interval = intervals[1] if len(intervals) > 1 else None
     return {
         "ci_low": rounded(intervals[0].low),
         "ci_high": rounded(intervals[0].high),
-        "ci_unit": unit,
+        "ci_unit": _unit(analysis),
         "ci_clusters": intervals[0].clusters,
         "mean_unit_ci_low": rounded(unit_interval.low) if unit_interval else None,
         "mean_unit_ci_high": rounded(unit_interval.high) if unit_interval else None,
     }
 
 
-def _judge_agreement(essays: list[dict[str, Any]], evaluations: list[dict[str, Any]]) -> Table:
-    """Per essay and evaluation template: the judge models' mean scores and their spread.
-    The evaluations are in lineage order, so an essay's templates come in order."""
-    pairs: dict[tuple[str, str], dict[str, list[float]]] = {}
-    scales: dict[tuple[str, str], tuple[Any, Any]] = {}
-    templates: dict[str, list[str]] = {}
-    for r in evaluations:
-        key = (r["essay_gen_id"], r["evaluation_template"])
-        per_model = pairs.get(key)
-        if per_model is None:
-            per_model = pairs[key] = {}
-            scales[key] = (r["scale_min"], r["scale_max"])
-            templates.setdefault(key[0], []).append(key[1])
-        if r["state"] == "ok" and r["score"] is not None:  # rows.is_scored
-            per_model.setdefault(r["evaluation_model"], []).append(r["score"])
-    lineage = AGREEMENT_COLUMNS[:7]
-    rows = []
-    for essay in essays:
-        essay_id = essay["essay_gen_id"]
-        shared = {c: essay[c] for c in lineage}
-        for template in sorted(templates.get(essay_id, [])):
-            key = (essay_id, template)
-            means = {m: fmean(v) for m, v in sorted(pairs[key].items()) if v}
-            values = list(means.values())
-            low, high = scales[key]
-            spread = max(values) - min(values) if values else None
-            span = scale_span(low, high)
-            several = len(values) > 1
-            rows.append(
-                {
-                    **shared,
-                    "evaluation_template": template,
-                    "scale": scale_label(low, high),
-                    "judges": len(values),
-                    "judge_models": ", ".join(means),
-                    "mean": rounded(fmean(values)) if values else None,
-                    "std": rounded(stdev(values)) if several else None,
-                    "min": rounded(min(values)) if values else None,
-                    "max": rounded(max(values)) if values else None,
-                    "range": rounded(spread) if several else None,
-                    "range_pct": round(100 * spread / span, 1)
-                    if span and spread is not None and several
-                    else None,
-                    "stability": stability(spread, len(values), low, high),
-                }
-            )
-    return Table("judge_agreement", list(AGREEMENT_COLUMNS), rows)
+def _unit(analysis: str) -> str:
+    return "essay_gen_id" if analysis == "by_combo" else "combo_id"
 
 
 def _summary(
     report: Report,
-    evaluations: list[dict[str, Any]],
-    scored: list[dict[str, Any]],
+    evaluations: Records,
+    scored: Sequence[dict[str, Any]],
     essays: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    statuses: dict[str, int] = {}
-    for r in evaluations:
-        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+    statuses = Counter(evaluations.column("status"))
     failed = statuses.get("failed", 0)
     stopped = statuses.get("blocked", 0) + statuses.get("cancelled", 0)
     agreement = dict.fromkeys(STABILITY_CLASSES, 0)
-    for row in report.tables["judge_agreement"].rows:
-        agreement[row["stability"]] += 1
+    for stability in column_of(report.tables["judge_agreement"].rows, "stability"):
+        agreement[stability] += 1
     per_template = [
         {k: row[k] for k in ("evaluation_template", *STAT_COLUMNS, *INTERVAL_COLUMNS)}
         for row in report.tables["final_results"].rows

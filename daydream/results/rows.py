@@ -8,9 +8,9 @@ import csv
 import io
 import operator
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from daydream.results.files import write_file
 
@@ -80,7 +80,13 @@ def cohort_rows(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The cohort's essays (``essay_rows``) and its evaluations as ``EVALUATION_COLUMNS``
     dicts: the ``evaluation_scores`` view's rows, ordered by the lineage, then the
-    evaluation template, model, replicate and id.
+    evaluation template, model, replicate and id (``cohort_records``)."""
+    essays, evaluations = cohort_records(conn, cohort_id)
+    return essays, list(evaluations)
+
+
+def cohort_records(conn: sqlite3.Connection, cohort_id: str) -> tuple[list[dict[str, Any]], Records]:
+    """``cohort_rows`` with the evaluations as ``Records`` (a dict each only when read).
 
     Read as the cohort's evaluations plus their essays' lineage, each essay once: the view
     looks up each evaluation's essay and draft (three lookups per evaluation: 14 s for
@@ -106,16 +112,77 @@ def cohort_rows(
         )
     }
     fetched.sort(key=lambda row: rank[row[0]])
-    evaluations = []
-    for essay, gen_id, combo, *judged, version, written, error, offline in fetched:
-        values = lineage[essay]
-        if values[2] is None:  # no combination on the essay or its draft: the evaluation's
-            values = (*values[:2], combo, *values[3:])
-        row = dict(zip(EVALUATION_COLUMNS, (gen_id, *values, *judged), strict=False))
-        row["scale_min"], row["scale_max"] = scales.get(version, (None, None))
-        row["written_scale"], row["error"], row["offline"] = written, error, offline
-        evaluations.append(row)
-    return essays, evaluations
+    uncombined = {essay for essay, values in lineage.items() if values[2] is None}
+    none = (None, None)
+    values = [
+        (
+            row[1],
+            *(lineage[row[0]] if row[0] not in uncombined else _combined(lineage, row)),
+            *row[3:9],
+            *scales.get(row[9], none),
+            *row[10:],
+        )
+        for row in fetched
+    ]
+    return essays, Records(EVALUATION_COLUMNS, values)
+
+
+def column_of(
+    rows: Sequence[dict[str, Any]], name: str, at: Iterable[int] | None = None
+) -> list[Any]:
+    """Every row's value of ``name`` (or the rows' at positions ``at``), read from the
+    tuples of ``Records``."""
+    if isinstance(rows, Records):
+        return rows.column(name, at)
+    return [r[name] for r in rows] if at is None else [rows[i][name] for i in at]
+
+
+class Records(Sequence[dict[str, Any]]):
+    """Rows kept as tuples in ``columns``' order, each read as a dict of its columns. A
+    report holds a million evaluations and reads them mostly a column at a time (a dict
+    per row cost seconds to build)."""
+
+    def __init__(self, columns: Sequence[str], values: list[tuple]) -> None:
+        self.columns = tuple(columns)
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @overload
+    def __getitem__(self, at: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, at: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, at: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(at, slice):
+            return [dict(zip(self.columns, row, strict=True)) for row in self.values[at]]
+        return dict(zip(self.columns, self.values[at], strict=True))
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        columns = self.columns
+        return (dict(zip(columns, row, strict=True)) for row in self.values)
+
+    def taken(self, at: Iterable[int]) -> Records:
+        """The rows at positions ``at``, in that order."""
+        return Records(self.columns, [self.values[i] for i in at])
+
+    def read(self, *names: str) -> list[tuple]:
+        """Per row, the values of ``names`` (two or more) in that order."""
+        return list(map(operator.itemgetter(*map(self.columns.index, names)), self.values))
+
+    def column(self, name: str, at: Iterable[int] | None = None) -> list[Any]:
+        """Every row's value of ``name`` (or the rows' at positions ``at``)."""
+        rows = self.values if at is None else [self.values[i] for i in at]
+        return list(map(operator.itemgetter(self.columns.index(name)), rows))
+
+
+def _combined(lineage: dict[str, tuple], row: tuple) -> tuple:
+    """The lineage of an essay without a combination (nor its draft), with the
+    evaluation's."""
+    values = lineage[row[0]]
+    return (*values[:2], row[2], *values[3:])
 
 
 _ESSAY = (
@@ -175,17 +242,74 @@ def write_csv(path: Path, columns: Sequence[str], rows: Iterable[dict[str, Any]]
 
 
 def csv_text(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
-    """The CSV ``write_csv`` writes, as a string."""
+    """The CSV ``write_csv`` writes, as a string: what ``csv.writer`` writes (its default
+    dialect: a cell quoted when it holds a comma, a quote or a line break, a float by its
+    ``repr``, None empty, CRLF line ends), built a column at a time, since writing a
+    million rows through ``csv.writer`` took seconds. A row missing a column has it empty."""
+    rows = rows if isinstance(rows, (list, Records)) else list(rows)
+    if len(columns) > 1:
+        table = _table(columns, rows)
+        cells = [_cells(values) for values in zip(*table, strict=True)] if table else []
+        header = _cells(tuple(columns))
+        if header is not None and not any(column is None for column in cells):
+            lines = [",".join(header), *map(",".join, zip(*cells, strict=True))]
+            return "\r\n".join(lines) + "\r\n"
+    return _written(columns, rows)  # one column, or a NUL character: csv.writer's own way
+
+
+def _table(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> Sequence[tuple]:
+    """Each row's values of ``columns`` (two or more), a missing one None."""
+    if isinstance(rows, Records) and rows.columns == tuple(columns):
+        return rows.values
+    get = operator.itemgetter(*columns)
+    try:
+        return list(map(get, rows))
+    except KeyError:
+        return [tuple(row.get(c) for c in columns) for row in rows]
+
+
+def _cells(values: tuple) -> Sequence[str] | None:
+    """One column's cells as ``csv.writer`` writes them; None if one holds a NUL."""
+    kinds = set(map(type, values))
+    texts: Sequence[str]
+    if kinds <= {str}:
+        texts = values
+    elif kinds == {float}:
+        texts = list(map(float.__repr__, values))
+    elif kinds == {int}:
+        texts = list(map(int.__repr__, values))  # str() of an int
+    elif kinds <= {float, int, type(None)}:
+        texts = ["" if v is None else repr(v) for v in values]  # an int's repr is its str
+    else:
+        texts = [_text(v) for v in values]
+    joined = ",".join(texts)
+    if "\0" in joined:
+        return None
+    if joined.count(",") >= len(texts) or '"' in joined or "\r" in joined or "\n" in joined:
+        return [_quoted(text) for text in texts]
+    return texts
+
+
+def _text(value: Any) -> str:
+    """A value as ``csv.writer`` writes it, before quoting."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return float.__repr__(value) if isinstance(value, float) else str(value)
+
+
+def _quoted(text: str) -> str:
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _written(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
+    """``csv_text`` through ``csv.writer``."""
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer)  # None is written as an empty cell, as DictWriter does
     writer.writerow(columns)
-    # Each row's values in the header's order (a missing column is empty): DictWriter's
-    # per-value lookups were a large part of writing a big report.
-    get = operator.itemgetter(*columns, *columns[:1])  # two or more keys: always a tuple
     for row in rows:
-        try:
-            cells = get(row)[: len(columns)]
-        except KeyError:
-            cells = tuple(row.get(c) for c in columns)
-        writer.writerow(cells)
+        writer.writerow([row.get(c) for c in columns])
     return buffer.getvalue()

@@ -9,9 +9,8 @@ max - min). *high*: ``score >= scale_min + 0.8 * span``; *low*: ``score <= scale
 
 from __future__ import annotations
 
-import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 HIGH_FRACTION = 0.8
@@ -66,18 +65,6 @@ def stability(
         if value_range * UPSTREAM_SPAN <= step * span + EPS:
             return name
     return "poor_agreement"
-
-
-def stdev(values: Sequence[float]) -> float:
-    """The sample standard deviation (n - 1) of two or more values, by ``math.fsum``:
-    ``statistics.stdev``'s value to within rounding (it takes exact fractions, a hundred
-    times slower: most of a report's time on a large cohort)."""
-    mean = math.fsum(values) / len(values)
-    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
-def judge_of(row: dict[str, Any]) -> tuple[str, str]:
-    return (row["evaluation_template"], row["evaluation_model"])
 
 
 def scale_span(low: float | None, high: float | None) -> float | None:

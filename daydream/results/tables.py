@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,7 +99,7 @@ class Table:
 
     name: str
     columns: list[str]
-    rows: list[dict[str, Any]]
+    rows: Sequence[dict[str, Any]]
 
 
 @dataclass
