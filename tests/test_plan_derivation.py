@@ -7,14 +7,20 @@ Every test plans into a real SQLite file in ``tmp_path`` with the example catalo
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from daydream.catalog.load import load_catalog
 from daydream.catalog.recording import import_catalog
+from daydream.catalog.registry import Registry
 from daydream.db.connection import connect
-from daydream.errors import PlanError
+from daydream.errors import PlanError, TemplateError
+from daydream.plan import derivation
 from daydream.plan.write import plan_cohort
-from tests.example_catalog import CATALOG, EXAMPLE, IMPORT_HINT, write_spec
+from daydream.prompts import available_variables, template_variables
+from daydream.spec import normalise_row
+from tests.example_catalog import CATALOG, EXAMPLE, IMPORT_HINT, MODELS, write_spec
 
 
 @pytest.fixture
@@ -98,3 +104,107 @@ def test_an_unknown_template_is_named_with_the_catalogs_templates_of_its_stage(
         f'plan {spec_path}: unknown {stage} template "nope" (catalog has: {_known(stage)};'
         f" {IMPORT_HINT}) (first in row 2)"
     )
+
+
+@pytest.mark.parametrize("stage", ["draft", "essay", "evaluation"])
+def test_a_stage_without_a_model_or_with_an_unknown_one_is_named(conn, tmp_path, stage):
+    column = f"{stage}_llm"
+    missing = {name: levels for name, levels in CHAIN.items() if name != column}
+    spec_path = write_spec(tmp_path, "missing", {"axes": missing})
+    assert refusal(conn, spec_path) == (
+        f"plan {spec_path}: {stage} row has no model ({column} column) (first in row 1)"
+    )
+    unknown = {**CHAIN, column: ["offline-small", "gpt-99"]}
+    spec_path = write_spec(tmp_path, "unknown", {"axes": unknown})
+    assert refusal(conn, spec_path) == (
+        f'plan {spec_path}: unknown model "gpt-99" (catalog has: {MODELS}; add it to the'
+        f" catalog and {IMPORT_HINT}) (first in row 2)"
+    )
+
+
+# A catalog import refuses a copy-mode draft or judge and checks nothing else; the planner
+# checks every template against what its stage provides, however the catalog was written
+# (an older daydream, a hand-edited database): derive() over a registry given such rows.
+
+
+def derived(conn, row: dict, **bodies: str) -> tuple[list, str]:
+    """derive() of one spec row over the database's catalog, some of whose templates
+    (``stage`` -> ``template_id:generator:body``) are replaced; its generations' ids and
+    stages, and its problems as the plan's refusal would list them."""
+    registry = Registry.load(conn)
+    for stage, given in bodies.items():
+        template_id, generator, body = given.split(":", 2)
+        old = registry.templates[(stage, template_id)]
+        registry.templates[(stage, template_id)] = replace(
+            old, generator=generator, body=body or None, version=f"{old.version}-edited"
+        )
+    problems = derivation.Problems()
+    generations = derivation.derive(normalise_row(row), registry, {}, problems, 1)
+    said = str(problems.error("s.yaml")).removeprefix("plan s.yaml: ") if problems else ""
+    return [(g.stage, g.template_id) for g in generations], said
+
+
+ROW = {name: levels[0] for name, levels in CHAIN.items()}
+
+
+def test_a_copy_mode_draft_or_judge_is_refused(conn):
+    assert derived(conn, ROW, draft="rolling-idea:copy:") == (
+        [],
+        'draft template "rolling-idea" is copy-mode, but a draft has no parent to copy'
+        " (first in row 1)",
+    )
+    assert derived(conn, ROW, evaluation="novelty-rubric:copy:") == (
+        [("draft", "rolling-idea"), ("essay", "focused-essay")],
+        'evaluation template "novelty-rubric" cannot be copy-mode (first in row 1)',
+    )
+
+
+def _has(stage: str, has_parent: bool) -> str:
+    return ", ".join(available_variables(stage, has_parent=has_parent))
+
+
+@pytest.mark.parametrize(
+    ("stage", "template_id", "reads", "kind", "has_parent"),
+    [
+        ("draft", "rolling-idea", "response", "a draft", False),
+        ("essay", "focused-essay", "concepts", "an essay with a draft", True),
+        ("evaluation", "novelty-rubric", "concepts", "an evaluation", True),
+    ],
+)
+def test_a_template_reading_a_variable_its_stage_lacks_is_named(
+    conn, stage, template_id, reads, kind, has_parent
+):
+    body = f"{{{{ {reads} }}}} and {{{{ nothing_here }}}}"
+    generations, said = derived(conn, ROW, **{stage: f"{template_id}:llm:{body}"})
+    assert said == (
+        f'{stage} template "{template_id}" uses {", ".join(sorted([reads, "nothing_here"]))},'
+        f" which {kind} does not have (it has: {_has(stage, has_parent)}) (first in row 1)"
+    )
+
+
+def test_a_template_that_does_not_parse_is_named_with_its_error(conn):
+    with pytest.raises(TemplateError) as caught:
+        template_variables("draft/rolling-idea", "{{ concepts")
+    assert derived(conn, ROW, draft="rolling-idea:llm:{{ concepts") == (
+        [("draft", "rolling-idea"), ("essay", "focused-essay"), ("evaluation", "novelty-rubric")],
+        f"{caught.value} (first in row 1)",
+    )
+
+
+def test_an_essay_template_is_checked_with_and_without_a_draft_apart(conn):
+    """The check of a template version is remembered per kind of essay: one fit for an
+    essay over a draft is not thereby fit for one written straight from a combination."""
+    registry = Registry.load(conn)
+    problems = derivation.Problems()
+    over_a_draft = normalise_row(ROW)
+    from_the_combo = normalise_row(
+        {k: v for k, v in ROW.items() if not k.startswith(("draft", "evaluation"))}
+    )
+    derivation.derive(over_a_draft, registry, {}, problems, 1)
+    assert not problems
+    derivation.derive(from_the_combo, registry, {}, problems, 2)
+    assert list(problems.items) == [
+        'essay template "focused-essay" uses links_block, which an essay written straight'
+        f" from a combination does not have (it has: {_has('essay', False)})"
+    ]
+    assert problems.items[list(problems.items)[0]] == 2
