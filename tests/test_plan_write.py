@@ -7,14 +7,19 @@ Every test plans into a real SQLite file in ``tmp_path`` with the example catalo
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
 from daydream.catalog.load import load_catalog
 from daydream.catalog.recording import import_catalog
 from daydream.db.connection import connect
 from daydream.errors import PlanError
+from daydream.plan import write as plan_write
 from daydream.plan.write import plan_cohort
-from tests.example_catalog import EXAMPLE
+from tests.example_catalog import DRAFTS, EXAMPLE, write_spec
+from tests.scored import complete
 
 
 @pytest.fixture
@@ -32,3 +37,135 @@ def test_a_list_planned_without_a_cohort_id_asks_for_one(conn, tmp_path):
     with pytest.raises(PlanError) as caught:
         plan_cohort(conn, listing, rows=rows)
     assert str(caught.value) == f"list {listing}: give the new cohort's id with --cohort ID"
+
+
+def test_completed_work_of_an_edited_template_is_reused_and_named_per_template(conn, tmp_path):
+    """A template's id, not its text, is in a generation's id: after an edit, a plan reuses
+    the completed generations made with the old text, and says how many per template."""
+    axes = {**DRAFTS["axes"], "draft_template": ["rolling-idea", "free-notes"]}
+    spec_path = write_spec(tmp_path, "drafts", {"axes": axes})
+    plan_cohort(conn, spec_path, "before")
+    done = {"rolling-idea": 3, "free-notes": 5}
+    for name, count in done.items():
+        for (gen_id,) in conn.execute(
+            "SELECT gen_id FROM generations WHERE template_id = ? LIMIT ?", (name, count)
+        ).fetchall():
+            complete(conn, gen_id, "IDEA: a finished draft")
+    catalog = Path(shutil.copytree(EXAMPLE, tmp_path / "catalog"))
+    for name in done:
+        body = catalog / "templates" / "draft" / f"{name}.j2"
+        body.write_text(body.read_text(encoding="utf-8") + "\nEdited.\n", encoding="utf-8")
+    import_catalog(conn, load_catalog(catalog))
+
+    report = plan_cohort(conn, spec_path, "after")
+    counts = report.stages["draft"]
+    assert (counts.in_cohort, counts.new, counts.shared, counts.completed) == (12, 0, 12, 8)
+    assert report.stale == done
+    assert report.notes == [
+        f"{done[name]} completed generation(s) of template {name} were made with an older"
+        " version of it and are reused as they are (the id does not include the text);"
+        " to run the new text, give the template a new id"
+        for name in ("free-notes", "rolling-idea")
+    ]
+
+
+def test_a_plan_gives_the_connection_its_page_cache_size_back(conn, tmp_path):
+    conn.execute("PRAGMA cache_size = -3000")
+    plan_cohort(conn, write_spec(tmp_path, "drafts", DRAFTS), "drafts")
+    plan_cohort(conn, write_spec(tmp_path, "drafts", DRAFTS), "dry", dry_run=True)
+    bad = {"axes": {**DRAFTS["axes"], "draft_llm": ["gpt-99"]}}
+    with pytest.raises(PlanError):
+        plan_cohort(conn, write_spec(tmp_path, "bad", bad), "bad")
+    assert conn.execute("PRAGMA cache_size").fetchone()[0] == -3000
+
+
+@pytest.mark.parametrize("late_indexes", [True, False], ids=["indexes-after", "indexes-live"])
+def test_a_second_cohort_over_hundreds_of_generations_links_every_one(
+    conn, tmp_path, monkeypatch, late_indexes
+):
+    """The generations of a batch are looked up 500 at a time: none is missed."""
+    monkeypatch.setattr(plan_write, "BULK_BELOW", 10**6 if late_indexes else 1)
+    axes = {**DRAFTS["axes"], "draft_replicate": list(range(1, 201))}
+    spec_path = write_spec(tmp_path, "many", {"axes": axes})
+    plan_cohort(conn, spec_path, "first")
+    events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    report = plan_cohort(conn, spec_path, "second")
+    counts = report.stages["draft"]
+    assert (counts.in_cohort, counts.new, counts.shared, counts.completed) == (600, 0, 600, 0)
+    assert conn.execute("SELECT count(*) FROM generations").fetchone()[0] == 600
+    assert (
+        conn.execute("SELECT count(*) FROM cohort_members WHERE cohort_id = 'second'").fetchone()[0]
+        == 600
+    )
+    # cohort.planned and one generations.planned of memberships
+    assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == events + 2
+    again = plan_cohort(conn, spec_path, "second")
+    assert (again.events, again.stages["draft"].new) == (0, 0)
+
+
+def test_a_spec_without_a_name_or_a_cohort_id_asks_for_one(conn, tmp_path):
+    spec_path = write_spec(tmp_path, "drafts", DRAFTS)
+    with pytest.raises(PlanError) as caught:
+        plan_cohort(conn, spec_path)
+    assert str(caught.value) == (
+        f"spec {spec_path} has no name: give the cohort id with --cohort ID, or add"
+        " name: ID to the spec"
+    )
+    named = write_spec(tmp_path, "named", {"name": "first-try", **DRAFTS})
+    assert plan_cohort(conn, named).cohort_id == "first-try"
+
+
+@pytest.mark.parametrize(
+    ("cohort_id", "valid"),
+    [
+        ("a", True),
+        ("Z9", True),
+        ("9.a_b-c", True),
+        ("a" * 128, True),
+        ("a" * 129, False),
+        ("-a", False),
+        ("_a", False),
+        (".a", False),
+        ("a b", False),
+        ("a/b", False),
+        ("a\n", False),
+        ("é", False),
+    ],
+)
+def test_a_cohort_id_is_letters_digits_and_dashes_dots_underscores(
+    conn, tmp_path, cohort_id, valid
+):
+    spec_path = write_spec(tmp_path, "drafts", DRAFTS)
+    if valid:
+        assert plan_cohort(conn, spec_path, cohort_id, dry_run=True).cohort_id == cohort_id
+        return
+    with pytest.raises(PlanError) as caught:
+        plan_cohort(conn, spec_path, cohort_id, dry_run=True)
+    assert str(caught.value) == (
+        f'cohort id "{cohort_id}" is invalid: use letters, digits, "-", "_" or "."'
+        " (starting with a letter or digit)"
+    )
+
+
+def test_misspelt_columns_of_the_axes_or_a_tuple_are_refused_with_the_names_meant(conn, tmp_path):
+    spec = {
+        "axes": {
+            "combo_id": ["fungal-market"],
+            "draft_template": ["rolling-idea"],
+            "drafts_llm": ["offline-small"],
+        },
+        "rules": {
+            "tuples": {
+                "bundle": {"axes": ["essay_template", "essay_lm"], "items": [["x", "y"]]},
+            }
+        },
+    }
+    spec_path = write_spec(tmp_path, "typo", spec)
+    with pytest.raises(PlanError) as caught:
+        plan_cohort(conn, spec_path, "typo")
+    assert str(caught.value) == (
+        f'spec {spec_path}: axes.drafts_llm: "drafts_llm" is not a column the planner reads'
+        ' (did you mean "draft_llm"?); axes.essay_lm: "essay_lm" is not a column the planner reads'
+        ' (did you mean "essay_llm"?); rename it'
+    )
+    assert conn.execute("SELECT count(*) FROM cohorts").fetchone()[0] == 0
