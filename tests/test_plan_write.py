@@ -16,6 +16,7 @@ from daydream.catalog.load import load_catalog
 from daydream.catalog.recording import import_catalog
 from daydream.db.connection import connect
 from daydream.errors import PlanError
+from daydream.plan import pipeline
 from daydream.plan import write as plan_write
 from daydream.plan.write import plan_cohort
 from tests.example_catalog import DRAFTS, EXAMPLE, write_spec
@@ -51,6 +52,8 @@ def test_completed_work_of_an_edited_template_is_reused_and_named_per_template(c
             "SELECT gen_id FROM generations WHERE template_id = ? LIMIT ?", (name, count)
         ).fetchall():
             complete(conn, gen_id, "IDEA: a finished draft")
+    unedited = plan_cohort(conn, spec_path, "unedited")
+    assert (unedited.stages["draft"].completed, unedited.stale, unedited.notes) == (8, {}, [])
     catalog = Path(shutil.copytree(EXAMPLE, tmp_path / "catalog"))
     for name in done:
         body = catalog / "templates" / "draft" / f"{name}.j2"
@@ -80,22 +83,23 @@ def test_a_plan_gives_the_connection_its_page_cache_size_back(conn, tmp_path):
 
 
 @pytest.mark.parametrize("late_indexes", [True, False], ids=["indexes-after", "indexes-live"])
-def test_a_second_cohort_over_hundreds_of_generations_links_every_one(
+def test_a_second_cohort_over_a_thousand_generations_links_every_one(
     conn, tmp_path, monkeypatch, late_indexes
 ):
-    """The generations of a batch are looked up 500 at a time: none is missed."""
+    """The generations of a batch are looked up 500 at a time: none is missed, the
+    first window, the last, or the ones between."""
     monkeypatch.setattr(plan_write, "BULK_BELOW", 10**6 if late_indexes else 1)
-    axes = {**DRAFTS["axes"], "draft_replicate": list(range(1, 201))}
+    axes = {**DRAFTS["axes"], "draft_replicate": list(range(1, 401))}
     spec_path = write_spec(tmp_path, "many", {"axes": axes})
     plan_cohort(conn, spec_path, "first")
     events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
     report = plan_cohort(conn, spec_path, "second")
     counts = report.stages["draft"]
-    assert (counts.in_cohort, counts.new, counts.shared, counts.completed) == (600, 0, 600, 0)
-    assert conn.execute("SELECT count(*) FROM generations").fetchone()[0] == 600
+    assert (counts.in_cohort, counts.new, counts.shared, counts.completed) == (1200, 0, 1200, 0)
+    assert conn.execute("SELECT count(*) FROM generations").fetchone()[0] == 1200
     assert (
         conn.execute("SELECT count(*) FROM cohort_members WHERE cohort_id = 'second'").fetchone()[0]
-        == 600
+        == 1200
     )
     # cohort.planned and one generations.planned of memberships
     assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == events + 2
@@ -169,3 +173,85 @@ def test_misspelt_columns_of_the_axes_or_a_tuple_are_refused_with_the_names_mean
         ' (did you mean "essay_llm"?); rename it'
     )
     assert conn.execute("SELECT count(*) FROM cohorts").fetchone()[0] == 0
+
+
+def test_a_plans_events_name_its_actor(conn, tmp_path):
+    first = write_spec(tmp_path, "drafts", DRAFTS)
+    plan_cohort(conn, first, "by-default")
+    more = {"axes": {**DRAFTS["axes"], "draft_replicate": [3]}}
+    plan_cohort(conn, write_spec(tmp_path, "more", more), "by-hand", actor="test:someone")
+    actors = conn.execute(
+        "SELECT actor, type, count(*) FROM events"
+        " WHERE type IN ('cohort.planned', 'generations.planned')"
+        " GROUP BY actor, type ORDER BY actor, type"
+    ).fetchall()
+    assert [tuple(r) for r in actors] == [
+        ("cli:plan", "cohort.planned", 1),
+        ("cli:plan", "generations.planned", 1),
+        ("test:someone", "cohort.planned", 1),
+        ("test:someone", "generations.planned", 1),
+    ]
+
+
+def test_a_specs_budget_is_recorded_with_its_cohort(conn, tmp_path):
+    plan_cohort(conn, write_spec(tmp_path, "capped", {"budget_usd": 2.5, **DRAFTS}), "capped")
+    plan_cohort(conn, write_spec(tmp_path, "open", DRAFTS), "open")
+    budgets = conn.execute("SELECT cohort_id, budget_usd FROM cohorts ORDER BY cohort_id")
+    assert [tuple(r) for r in budgets] == [("capped", 2.5), ("open", None)]
+
+
+def test_rows_given_in_memory_are_planned_and_planned_again_with_more(conn, tmp_path):
+    """``plan --from-list`` gives the rows; the same list planned again with another judge
+    adds that judge's evaluations (the list's text, its spec text, is unchanged)."""
+    source = write_spec(tmp_path, "drafts", DRAFTS)
+    plan_cohort(conn, source, "drafts")
+    chain = {"essay_template": "focused-essay", "essay_llm": "offline-small"}
+    drafts = [r[0] for r in conn.execute("SELECT gen_id FROM generations ORDER BY rowid")]
+    listing = tmp_path / "picked.csv"
+    listing.write_text("the list a curation wrote\n", encoding="utf-8")
+    rows = [{"draft_id": d, **chain} for d in drafts[:2]]
+    first = plan_cohort(conn, listing, "picked", rows=rows)
+    assert (first.stages["draft"].in_cohort, first.stages["essay"].new) == (2, 2)
+    judged = [{**row, "evaluation_template": "novelty-rubric"} for row in rows]
+    second = plan_cohort(
+        conn, listing, "picked", rows=[{**r, "evaluation_llm": "offline-small"} for r in judged]
+    )
+    assert (second.stages["essay"].new, second.stages["evaluation"].new) == (0, 2)
+    assert second.events == 2
+    texts = conn.execute(
+        "SELECT t.text FROM cohorts c JOIN texts t ON t.hash = c.spec_hash"
+        " WHERE c.cohort_id = 'picked'"
+    ).fetchall()
+    assert [r[0] for r in texts] == ["the list a curation wrote\n"]
+
+
+def test_rows_without_a_file_are_planned_with_an_empty_spec_text(conn, tmp_path):
+    rows = [
+        {
+            "combo_id": "fungal-market",
+            "draft_template": "rolling-idea",
+            "draft_llm": "offline-small",
+        }
+    ]
+    report = plan_cohort(conn, tmp_path / "nowhere.csv", "memory", rows=rows)
+    assert report.stages["draft"].new == 1
+    text = conn.execute(
+        "SELECT t.text FROM cohorts c JOIN texts t ON t.hash = c.spec_hash"
+    ).fetchone()[0]
+    assert text == ""
+
+
+def test_a_small_spec_or_a_database_without_a_file_is_derived_in_the_planning_process(
+    conn, tmp_path, monkeypatch
+):
+    def no_second_process(*args, **kwargs):
+        raise AssertionError("a second process was started")
+
+    monkeypatch.setattr(pipeline, "derived_elsewhere", no_second_process)
+    spec_path = write_spec(tmp_path, "drafts", DRAFTS)
+    assert plan_cohort(conn, spec_path, "small").stages["draft"].new == 6
+    monkeypatch.setattr(pipeline, "PIPELINE_ROWS", 0)
+    memory = connect(":memory:")
+    import_catalog(memory, load_catalog(EXAMPLE))
+    assert plan_cohort(memory, spec_path, "in-memory").stages["draft"].new == 6
+    memory.close()
