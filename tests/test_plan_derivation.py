@@ -7,6 +7,7 @@ Every test plans into a real SQLite file in ``tmp_path`` with the example catalo
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -208,3 +209,35 @@ def test_an_essay_template_is_checked_with_and_without_a_draft_apart(conn):
         f" from a combination does not have (it has: {_has('essay', False)})"
     ]
     assert problems.items[list(problems.items)[0]] == 2
+
+
+def test_every_bad_row_given_in_memory_is_named_with_its_number(conn, tmp_path):
+    good = {"combo_id": "fungal-market", "draft_template": "rolling-idea"}
+    rows = [
+        {**good, "draft_llm": "offline-small"},
+        {**good, "draft_llm": "offline-small", "draft_replicate": "two"},
+        {**good, "draft_llm": "offline-small", "draft_replicate": 0},
+    ]
+    listing = tmp_path / "picked.csv"
+    with pytest.raises(PlanError) as caught:
+        plan_cohort(conn, listing, "c", rows=rows)
+    assert str(caught.value) == (
+        f'plan {listing}: row 2: draft_replicate: "two" is not a replicate number; use a whole'
+        " number from 1 to 1,000,000 (first in row 2); row 3: draft_replicate: 0 is not a"
+        " replicate number; use a whole number from 1 to 1,000,000 (first in row 3)"
+    )
+
+
+def test_generations_are_written_in_batches_of_at_most_batch_and_every_row_is_counted(
+    conn, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(derivation, "BATCH", 4)
+    axes = {"combo_id": ["fungal-market", "memory-codes"], "draft_template": ["rolling-idea"]}
+    axes |= {"draft_llm": ["offline-small"], "draft_replicate": [1, 2, 3, 4]}
+    report = plan_cohort(conn, write_spec(tmp_path, "drafts", {"axes": axes}), "c")
+    assert (report.rows, report.stages["draft"].new) == (8, 8)
+    sizes = [
+        len(json.loads(data)["generations"])
+        for (data,) in conn.execute("SELECT data FROM events WHERE type = 'generations.planned'")
+    ]
+    assert sizes == [4, 4]
