@@ -241,3 +241,35 @@ def test_generations_are_written_in_batches_of_at_most_batch_and_every_row_is_co
         for (data,) in conn.execute("SELECT data FROM events WHERE type = 'generations.planned'")
     ]
     assert sizes == [4, 4]
+
+
+def test_a_catalog_without_templates_of_a_stage_or_without_models_says_none(conn):
+    registry = Registry.load(conn)
+    registry.templates = {k: t for k, t in registry.templates.items() if k[0] != "evaluation"}
+    problems = derivation.Problems()
+    derivation.derive(normalise_row(ROW), registry, {}, problems, 1)
+    assert list(problems.items) == [
+        f'unknown evaluation template "novelty-rubric" (catalog has: none; {IMPORT_HINT})'
+    ]
+    registry.models = {}
+    problems = derivation.Problems()
+    derivation.derive(normalise_row(ROW), registry, {}, problems, 1)
+    assert list(problems.items) == [
+        f'unknown model "offline-small" (catalog has: none; add it to the catalog and {IMPORT_HINT})'
+    ]
+
+
+def test_each_essay_replicate_and_model_over_one_draft_is_its_own_essay(conn, tmp_path):
+    axes = {**CHAIN, "essay_llm": ["offline-small", "offline-large"], "essay_replicate": [1, 2]}
+    del axes["evaluation_template"], axes["evaluation_llm"]
+    report = plan_cohort(conn, write_spec(tmp_path, "essays", {"axes": axes}), "c")
+    essays = conn.execute(
+        "SELECT model_id, replicate FROM generations WHERE stage = 'essay' ORDER BY rowid"
+    ).fetchall()
+    assert (report.stages["draft"].new, report.stages["essay"].new) == (1, 4)
+    assert sorted(tuple(r) for r in essays) == [
+        ("offline-large", 1),
+        ("offline-large", 2),
+        ("offline-small", 1),
+        ("offline-small", 2),
+    ]
