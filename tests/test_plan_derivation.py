@@ -235,7 +235,11 @@ def test_generations_are_written_in_batches_of_at_most_batch_and_every_row_is_co
     axes = {"combo_id": ["fungal-market", "memory-codes"], "draft_template": ["rolling-idea"]}
     axes |= {"draft_llm": ["offline-small"], "draft_replicate": [1, 2, 3, 4]}
     report = plan_cohort(conn, write_spec(tmp_path, "drafts", {"axes": axes}), "c")
-    assert (report.rows, report.stages["draft"].new) == (8, 8)
+    assert (report.rows, report.stages["draft"].new, report.new_calls) == (
+        8,
+        8,
+        {"offline-small": 8},
+    )
     sizes = [
         len(json.loads(data)["generations"])
         for (data,) in conn.execute("SELECT data FROM events WHERE type = 'generations.planned'")

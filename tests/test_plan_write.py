@@ -14,6 +14,7 @@ import pytest
 
 from daydream.catalog.load import load_catalog
 from daydream.catalog.recording import import_catalog
+from daydream.catalog.registry import Registry
 from daydream.db.connection import connect
 from daydream.errors import PlanError
 from daydream.plan import pipeline
@@ -255,3 +256,16 @@ def test_a_small_spec_or_a_database_without_a_file_is_derived_in_the_planning_pr
     import_catalog(memory, load_catalog(EXAMPLE))
     assert plan_cohort(memory, spec_path, "in-memory").stages["draft"].new == 6
     memory.close()
+
+
+def test_the_cost_of_new_calls_is_priced_with_their_own_templates_body(conn, tmp_path):
+    axes = {**DRAFTS["axes"], "draft_llm": ["sonnet-4.5"]}
+    report = plan_cohort(conn, write_spec(tmp_path, "priced", {"axes": axes}), "priced")
+    registry = Registry.load(conn)
+    body = len(registry.templates[("draft", "rolling-idea")].body) // 4
+    model = registry.models["sonnet-4.5"]
+    # 6 drafts: template body and concepts (300 to 600 tokens) in, 400 to 3000 tokens out
+    low = 6 * ((body + 300) * model.price_input + 400 * model.price_output)
+    high = 6 * ((body + 600) * model.price_input + 3000 * model.price_output)
+    assert report.new_calls == {"sonnet-4.5": 6}
+    assert (report.cost_low, report.cost_high) == (pytest.approx(low), pytest.approx(high))
