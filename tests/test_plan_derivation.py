@@ -277,3 +277,11 @@ def test_each_essay_replicate_and_model_over_one_draft_is_its_own_essay(conn, tm
         ("offline-small", 1),
         ("offline-small", 2),
     ]
+
+
+def test_a_draft_without_a_combination_is_named(conn, tmp_path):
+    axes = {"draft_template": ["rolling-idea"], "draft_llm": ["offline-small"]}
+    spec_path = write_spec(tmp_path, "drafts", {"axes": axes})
+    assert (
+        refusal(conn, spec_path) == f"plan {spec_path}: draft row has no combo_id (first in row 1)"
+    )
