@@ -269,3 +269,17 @@ def test_the_cost_of_new_calls_is_priced_with_their_own_templates_body(conn, tmp
     high = 6 * ((body + 600) * model.price_input + 3000 * model.price_output)
     assert report.new_calls == {"sonnet-4.5": 6}
     assert (report.cost_low, report.cost_high) == (pytest.approx(low), pytest.approx(high))
+
+
+def test_a_dry_run_plans_while_another_connection_holds_the_write_lock(conn, tmp_path):
+    spec_path = write_spec(tmp_path, "drafts", DRAFTS)
+    path = conn.execute("PRAGMA database_list").fetchone()[2]
+    writer = connect(path)
+    writer.execute("BEGIN IMMEDIATE")
+    conn.execute("PRAGMA busy_timeout = 50")
+    try:
+        report = plan_cohort(conn, spec_path, "dry", dry_run=True)
+    finally:
+        writer.rollback()
+        writer.close()
+    assert (report.stages["draft"].new, report.events) == (6, 0)
