@@ -8,6 +8,7 @@ Every test plans into a real SQLite file in ``tmp_path`` with the example catalo
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -283,3 +284,12 @@ def test_a_dry_run_plans_while_another_connection_holds_the_write_lock(conn, tmp
         writer.rollback()
         writer.close()
     assert (report.stages["draft"].new, report.events) == (6, 0)
+
+
+def test_a_plan_warns_of_nothing(conn, tmp_path):
+    """The planned generations are serialised as the lists the event declares (a tuple
+    would be written the same, with a pydantic warning per generation on stderr)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plan_cohort(conn, write_spec(tmp_path, "drafts", DRAFTS), "drafts")
+    assert [str(w.message) for w in caught] == []
