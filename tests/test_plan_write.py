@@ -17,7 +17,7 @@ from daydream.catalog.load import load_catalog
 from daydream.catalog.recording import import_catalog
 from daydream.catalog.registry import Registry
 from daydream.db.connection import connect
-from daydream.errors import PlanError
+from daydream.errors import PlanError, SpecError
 from daydream.plan import pipeline
 from daydream.plan import write as plan_write
 from daydream.plan.write import plan_cohort
@@ -293,3 +293,12 @@ def test_a_plan_warns_of_nothing(conn, tmp_path):
         warnings.simplefilter("always")
         plan_cohort(conn, write_spec(tmp_path, "drafts", DRAFTS), "drafts")
     assert [str(w.message) for w in caught] == []
+
+
+def test_rows_whose_file_is_not_utf8_are_refused_with_the_byte(conn, tmp_path):
+    listing = tmp_path / "picked.csv"
+    listing.write_bytes(b"essay_gen_id\ne_caf\xe9\n")
+    rows = [{"combo_id": "fungal-market", "draft_template": "rolling-idea"}]
+    with pytest.raises(SpecError) as caught:
+        plan_cohort(conn, listing, "picked", rows=rows)
+    assert str(caught.value) == f"spec {listing}: is not valid UTF-8 (byte 18); save it as UTF-8"
