@@ -285,3 +285,13 @@ def test_a_draft_without_a_combination_is_named(conn, tmp_path):
     assert (
         refusal(conn, spec_path) == f"plan {spec_path}: draft row has no combo_id (first in row 1)"
     )
+
+
+def test_each_generation_of_a_chain_carries_its_rows_combination(conn, tmp_path):
+    plan_cohort(conn, write_spec(tmp_path, "chain", {"axes": CHAIN}), "c")
+    rows = conn.execute("SELECT stage, combo_id FROM generations ORDER BY rowid").fetchall()
+    assert [tuple(r) for r in rows] == [
+        ("draft", "fungal-market"),
+        ("essay", "fungal-market"),
+        ("evaluation", "fungal-market"),
+    ]
