@@ -18,6 +18,7 @@ from daydream.catalog.registry import Registry
 from daydream.db.connection import connect
 from daydream.errors import PlanError, TemplateError
 from daydream.plan import derivation
+from daydream.plan.report import PlanReport
 from daydream.plan.write import plan_cohort
 from daydream.prompts import available_variables, template_variables
 from daydream.spec import normalise_row
@@ -58,8 +59,13 @@ ESSAY = {"essay_template": ["direct-essay"], "essay_llm": ["offline-small"]}
             {"essay_template": ["direct-essay"]},
             "essay row has no draft and no combo_id (first in row 1)",
         ),
+        (
+            {"combo_id": ["nowhere"], "essay_template": ["direct-essay"]},
+            f'unknown combo "nowhere" (define it in the catalog\'s combos and {IMPORT_HINT})'
+            " (first in row 1)",
+        ),
     ],
-    ids=["no-combo", "unknown-combo", "no-combo-nor-model"],
+    ids=["no-combo", "unknown-combo", "no-combo-nor-model", "unknown-combo-no-model"],
 )
 def test_an_essay_without_a_draft_needs_a_known_combination(conn, tmp_path, axes, problem):
     spec_path = write_spec(tmp_path, "essays", {"axes": axes})
@@ -295,3 +301,22 @@ def test_each_generation_of_a_chain_carries_its_rows_combination(conn, tmp_path)
         ("essay", "fungal-market"),
         ("evaluation", "fungal-market"),
     ]
+
+
+def test_an_essay_over_a_draft_is_not_taken_for_one_straight_from_its_combination(conn):
+    """One essay template fit for both (it reads only the combination's id): the rows that
+    write it straight from the combination and over a draft make two essays."""
+    registry = Registry.load(conn)
+    old = registry.templates[("essay", "direct-essay")]
+    registry.templates[("essay", "direct-essay")] = replace(old, body="On {{ combo_id }}.")
+    essay = {"combo_id": "fungal-market", "essay_template": "direct-essay"}
+    essay |= {"essay_llm": "offline-small"}
+    draft = {"draft_template": "rolling-idea", "draft_llm": "offline-small"}
+    report = PlanReport(cohort_id="c", spec_path="rows", dry_run=True)
+    rows = [essay, {**essay, **draft}]
+    batches = derivation.derive_batches(conn, rows, registry, report)
+    made = [(g.stage, g.parent_gen_id is None) for batch in batches for g in batch]
+    assert made == [("essay", True), ("draft", True), ("essay", False)]
+    batches = derivation.derive_batches(conn, rows[::-1], registry, report)
+    made = [(g.stage, g.parent_gen_id is None) for batch in batches for g in batch]
+    assert made == [("draft", True), ("essay", False), ("essay", True)]
