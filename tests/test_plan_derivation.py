@@ -320,3 +320,17 @@ def test_an_essay_over_a_draft_is_not_taken_for_one_straight_from_its_combinatio
     batches = derivation.derive_batches(conn, rows[::-1], registry, report)
     made = [(g.stage, g.parent_gen_id is None) for batch in batches for g in batch]
     assert made == [("draft", True), ("essay", False), ("essay", True)]
+
+
+def test_a_generation_both_named_and_derived_by_the_rows_counts_once(conn, tmp_path):
+    draft = {"combo_id": "fungal-market", "draft_template": "rolling-idea"}
+    draft |= {"draft_llm": "offline-small"}
+    plan_cohort(
+        conn, write_spec(tmp_path, "one", {"axes": {k: [v] for k, v in draft.items()}}), "a"
+    )
+    (draft_id,) = conn.execute("SELECT gen_id FROM generations").fetchone()
+    essay = {"draft_id": draft_id, "essay_template": "focused-essay", "essay_llm": "offline-small"}
+    report = plan_cohort(conn, tmp_path / "rows.csv", "b", rows=[essay, draft])
+    assert (report.stages["draft"].in_cohort, report.stages["essay"].new) == (1, 1)
+    members = conn.execute("SELECT count(*) FROM cohort_members WHERE cohort_id = 'b'")
+    assert members.fetchone()[0] == 2
