@@ -269,6 +269,15 @@ def test_append_records_each_event_in_order_with_its_time_and_actor(tmp_path):
         for i in (1, 2, 3)
     ]
     assert rows[3][0] == 4 and rows[3][5] == "cli"
+    # read_events is public: a caller may read its rows by these names (dict(row))
+    assert next(read_events(conn)).keys() == [
+        "id",
+        "type",
+        "subject",
+        "data",
+        "recorded_at",
+        "actor",
+    ]
     assert event_data(next(read_events(conn, after=1))) == {
         "pool": "p2",
         "limit": 2,
