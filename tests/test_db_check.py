@@ -300,3 +300,43 @@ def test_a_database_without_an_event_log_is_refused_by_the_guard_check(tmp_path)
     assert str(caught.value) == (
         f"database {path}: no events table (create it with: daydream db init)"
     )
+
+
+def test_a_database_from_its_size_on_says_what_the_check_is_busy_with(tmp_path, monkeypatch):
+    """From CHECK_PROGRESS_BYTES on (not only past it) the long steps are announced, the
+    size in whole MB; an empty log replays 0 events."""
+    import daydream.db.check as db_check
+
+    path = tmp_path / "x.db"
+    connect(path).close()
+    size = db_check.database_bytes(path)
+    heard: list[str] = []
+    monkeypatch.setattr(db_check, "CHECK_PROGRESS_BYTES", size + 1)
+    assert check(path, progress=heard.append) == HEALTHY
+    assert heard == []
+    monkeypatch.setattr(db_check, "database_bytes", lambda _: 1_500_000)
+    monkeypatch.setattr(db_check, "CHECK_PROGRESS_BYTES", 1_500_000)
+    assert check(path, progress=heard.append) == HEALTHY
+    assert heard == [
+        "checking the integrity of 2 MB (PRAGMA integrity_check)",
+        "replaying 0 events to compare with the projections",
+        "checking the full-text index against the texts",
+    ]
+
+
+def test_a_database_whose_projections_were_never_built_is_told_to_rebuild(tmp_path):
+    """A log without projections (an older daydream's, or one restored from the log alone)
+    is not replayed against nothing: the check says to rebuild."""
+    path = tmp_path / "x.db"
+    raw = sqlite3.connect(path, isolation_level=None)
+    apply_migrations(raw)
+    raw.close()
+    results = check(path)
+    assert [name for name, _, _ in results] == [
+        "integrity_check",
+        "foreign_key_check",
+        "migrations",
+        "append_only_guards",
+        "projections_current",
+    ]
+    assert results[-1][1] is False and "daydream db rebuild" in results[-1][2]
