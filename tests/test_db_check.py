@@ -340,3 +340,28 @@ def test_a_database_whose_projections_were_never_built_is_told_to_rebuild(tmp_pa
         "projections_current",
     ]
     assert results[-1][1] is False and "daydream db rebuild" in results[-1][2]
+
+
+def test_a_corrupt_file_fails_the_integrity_check_quoting_sqlites_first_200_characters(
+    tmp_path,
+):
+    path = tmp_path / "x.db"
+    connect(path).close()
+    raw = sqlite3.connect(path)
+    raw.execute("CREATE TABLE notes (a TEXT, b TEXT)")
+    raw.execute("CREATE INDEX notes_a ON notes (a)")
+    raw.executemany("INSERT INTO notes VALUES (?, ?)", [(f"a{i}", f"b{i}") for i in range(30)])
+    raw.commit()
+    raw.execute("PRAGMA writable_schema = ON")  # the index now claims to hold b, not a
+    raw.execute(
+        "UPDATE sqlite_master SET sql = 'CREATE INDEX notes_a ON notes (b)' WHERE name = 'notes_a'"
+    )
+    raw.commit()
+    raw.close()
+    raw = sqlite3.connect(path)
+    lines = [row[0] for row in raw.execute("PRAGMA integrity_check")]
+    raw.close()
+    assert len(lines) > 1 and lines[0] == "row 1 missing from index notes_a"
+    results = {name: (ok, detail) for name, ok, detail in check(path)}
+    assert results["integrity_check"] == (False, "; ".join(lines)[:200])
+    assert len(results["integrity_check"][1]) == 200
