@@ -365,3 +365,30 @@ def test_a_corrupt_file_fails_the_integrity_check_quoting_sqlites_first_200_char
     results = {name: (ok, detail) for name, ok, detail in check(path)}
     assert results["integrity_check"] == (False, "; ".join(lines)[:200])
     assert len(results["integrity_check"][1]) == 200
+
+
+def test_the_migrations_are_recorded_in_a_table_of_version_name_and_time(tmp_path):
+    conn = connect(tmp_path / "x.db")
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(schema_migrations)")]
+    conn.close()
+    assert columns == ["version", "name", "applied_at"]
+
+
+@pytest.mark.parametrize("how", ["dropped", "altered"])
+def test_every_missing_or_altered_guard_is_named(tmp_path, how):
+    path = tmp_path / "x.db"
+    connect(path).close()
+    raw = sqlite3.connect(path)
+    for trigger in ("events_no_update", "texts_no_delete"):
+        raw.execute(f"DROP TRIGGER {trigger}")
+        if how == "altered":
+            raw.execute(f"CREATE TRIGGER {trigger} BEFORE DELETE ON events BEGIN SELECT 1; END")
+    raw.commit()
+    raw.close()
+    problem = "are missing" if how == "dropped" else "differ from the migration that created them"
+    with pytest.raises(StoreError) as caught:
+        connect(path)
+    assert str(caught.value).startswith(
+        f"database {path}: append-only guard trigger(s) events_no_update, texts_no_delete"
+        f" {problem}, so the event log may have been altered;"
+    )
