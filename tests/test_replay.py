@@ -792,3 +792,62 @@ def test_a_generations_children_are_found_by_the_parent_index(workload, sql, par
         conn.close()
     assert any("generations_parent" in step for step in plan), plan
     assert not any("generations_queue" in step for step in plan), plan
+
+
+def test_opening_says_whether_it_rebuilt_the_projections(offline_cohort, capsys):
+    """``ensure_projections``: nothing to do on current projections (False); a replay of the
+    whole log, announced on stderr, when the tables were built by another version (True);
+    only the views made again when only they changed (False, silent)."""
+    conn = connect(offline_cohort())
+    events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    live = replay.table_digests(conn)
+    capsys.readouterr()
+    assert replay.ensure_projections(conn) is False
+    conn.execute("UPDATE projection_meta SET value = 'older' WHERE key = 'ddl_hash'")
+    assert replay.ensure_projections(conn) is False
+    assert capsys.readouterr().err == ""
+    assert replay.built_by(conn) == schema.DDL_HASH
+    conn.execute("UPDATE projection_meta SET value = 'older'")
+    assert replay.ensure_projections(conn) is True
+    assert capsys.readouterr().err == (
+        "daydream: this database's tables were built by another daydream version;"
+        f" rebuilding them from its log of {events:,} events (once; minutes for millions of"
+        " events)...\n"
+    )
+    assert replay.built_by(conn) == schema.DDL_HASH
+    assert replay.built_by(conn, "tables_hash") == schema.TABLES_HASH
+    assert replay.table_digests(conn) == live
+    conn.close()
+
+
+def test_a_replay_reports_the_events_applied_after_each_batch(offline_cohort):
+    path = offline_cohort()
+    conn = connect(path)
+    events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    conn.close()
+    heard: list[int] = []
+    assert replay.compare_with_replay(str(path), progress=heard.append, batch=2) == {}
+    assert events > 4 and heard == sorted({min(n, events) for n in range(2, events + 2, 2)})
+
+
+def test_a_big_database_replays_in_the_temporary_directory_when_its_own_refuses(
+    offline_cohort, monkeypatch
+):
+    """A scratch file that cannot be made beside the database (a read-only directory) is
+    made in the temporary directory instead, and removed afterwards."""
+    path = offline_cohort()
+    monkeypatch.setattr(replay, "REPLAY_IN_MEMORY_BELOW", 0)
+    made = []
+    real_mkstemp = replay.tempfile.mkstemp
+
+    def mkstemp(*args, **kwargs):
+        if kwargs.get("dir") is not None:
+            raise PermissionError(13, "Permission denied", kwargs["dir"])
+        made.append(real_mkstemp(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(replay.tempfile, "mkstemp", mkstemp)
+    assert replay.compare_with_replay(str(path)) == {}
+    assert len(made) == 1 and made[0][1].endswith(".replay.db")
+    assert Path(made[0][1]).parent == Path(replay.tempfile.gettempdir())
+    assert not Path(made[0][1]).exists()

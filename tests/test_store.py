@@ -7,6 +7,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from daydream import events as ev
 from daydream.db.check import check
 from daydream.db.connection import connect
-from daydream.db.log import append, read_events
+from daydream.db.log import append, event_data, read_events
 from daydream.db.migrations import GUARD_TRIGGERS, list_migrations, migrations_dir
 from daydream.db.texts import get_text, put_text, text_hash
 from daydream.errors import StoreError
@@ -247,3 +248,58 @@ def test_non_editable_install_finds_migrations(tmp_path):
     assert lines[0].startswith(str(target)) and lines[0].endswith("migrations")
     assert int(lines[1]) == len(list_migrations(migrations_dir()))
     assert lines[2].startswith(str(target))
+
+
+def test_append_records_each_event_in_order_with_its_time_and_actor(tmp_path):
+    conn = connect(tmp_path / "x.db")
+    at = datetime(2026, 12, 8, 1, 2, 3, 456, tzinfo=timezone.utc)
+    ids = append(conn, [_event(1), _event(2), _event(3)], actor="worker-7", clock=lambda: at)
+    assert ids == [1, 2, 3]
+    assert append(conn, [_event(4)], actor="cli") == [4]
+    rows = [tuple(r) for r in read_events(conn)]
+    assert rows[:3] == [
+        (
+            i,
+            "pool.limit_changed",
+            f"pool:p{i}",
+            _event(i).model_dump_json(),
+            "2026-12-08T01:02:03.000456Z",
+            "worker-7",
+        )
+        for i in (1, 2, 3)
+    ]
+    assert rows[3][0] == 4 and rows[3][5] == "cli"
+    # read_events is public: a caller may read its rows by these names (dict(row))
+    assert next(read_events(conn)).keys() == [
+        "id",
+        "type",
+        "subject",
+        "data",
+        "recorded_at",
+        "actor",
+    ]
+    assert event_data(next(read_events(conn, after=1))) == {
+        "pool": "p2",
+        "limit": 2,
+        "ceiling": 2,
+        "reason": "test",
+    }
+
+
+def test_read_events_filters_by_type_subject_position_and_count(tmp_path):
+    conn = connect(tmp_path / "x.db")
+    stop = ev.PoolResumed(pool="p2", reason="test")
+    append(conn, [_event(1), _event(2), _event(1), _event(3), stop], actor="test")
+
+    def ids(**filters):
+        return [row["id"] for row in read_events(conn, **filters)]
+
+    assert ids() == [1, 2, 3, 4, 5]
+    assert ids(subject="pool:p1") == [1, 3]
+    assert ids(after=2) == [3, 4, 5]
+    assert ids(after=1, limit=2) == [2, 3]
+    assert ids(limit=0) == []
+    assert ids(types=["pool.limit_changed"], subject="pool:p2") == [2]
+    assert ids(types=["no.such_type"]) == []
+    assert ids(types=["no.such_type", "pool.resumed"]) == [5]
+    assert ids(types=["pool.resumed", "pool.limit_changed"], after=3) == [4, 5]
