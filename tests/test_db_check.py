@@ -392,3 +392,26 @@ def test_every_missing_or_altered_guard_is_named(tmp_path, how):
         f"database {path}: append-only guard trigger(s) events_no_update, texts_no_delete"
         f" {problem}, so the event log may have been altered;"
     )
+
+
+def test_a_tables_digest_follows_its_key_not_the_order_rows_were_written(tmp_path):
+    """db check compares each projection table by a hash of its rows in primary-key order:
+    the same rows written in another order (a rowid table keeps them in that order) give
+    the same digest, and a changed value another one."""
+    from daydream.db.projections.replay import table_digests
+
+    rows = [(f"concept-{i}", f"name {i}", "v1", "catalog") for i in range(5)]
+    digests = []
+    for name, ordered in (("forward", rows), ("backward", rows[::-1])):
+        conn = connect(tmp_path / f"{name}.db")
+        conn.executemany("INSERT INTO concepts VALUES (?, ?, ?, ?)", ordered)
+        conn.commit()
+        digests.append(table_digests(conn)["concepts"])
+        conn.close()
+    assert digests[0] == digests[1]
+    assert digests[0][0] == 5
+    conn = connect(tmp_path / "forward.db")
+    conn.execute("UPDATE concepts SET name = 'renamed' WHERE concept_id = 'concept-3'")
+    conn.commit()
+    assert table_digests(conn)["concepts"] != digests[0]
+    conn.close()
