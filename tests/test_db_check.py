@@ -4,6 +4,7 @@ replay reports its progress, and how migrations are numbered, applied and split.
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -415,3 +416,31 @@ def test_a_tables_digest_follows_its_key_not_the_order_rows_were_written(tmp_pat
     conn.commit()
     assert table_digests(conn)["concepts"] != digests[0]
     conn.close()
+
+
+def test_a_replay_scratch_is_in_memory_below_the_bound_else_a_file_beside_the_database(
+    offline_cohort, monkeypatch
+):
+    """db check replays a small database in memory; a larger one (here: any, the bound
+    set to 0) into a ``.replay.db`` file beside it, where a leftover of a killed check is
+    recognisable, removed when the check ends; both find the projections equal. "Below"
+    is strict: a database of exactly the bound's size replays to a file."""
+    from daydream.db.files import database_bytes
+    from daydream.db.projections import replay as replay_module
+
+    path = Path(offline_cohort())
+    opened: list[str] = []
+    real_open = replay_module.open_scratch
+
+    def recording(scratch_path):
+        opened.append(str(scratch_path))
+        return real_open(scratch_path)
+
+    monkeypatch.setattr(replay_module, "open_scratch", recording)
+    assert replay_module.compare_with_replay(str(path)) == {}
+    monkeypatch.setattr(replay_module, "REPLAY_IN_MEMORY_BELOW", database_bytes(path))
+    assert replay_module.compare_with_replay(str(path)) == {}
+    memory, on_disk = opened
+    assert memory == ":memory:"
+    assert Path(on_disk).parent == path.parent and on_disk.endswith(".replay.db")
+    assert not [f for f in path.parent.iterdir() if f.name.endswith(".replay.db")]  # removed
