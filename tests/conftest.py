@@ -11,8 +11,22 @@ from pathlib import Path
 
 import pytest
 
+from daydream.catalog.load import load_catalog
+from daydream.catalog.recording import import_catalog
+from daydream.db.connection import connect
 from tests.browsing import build_browse_db
+from tests.example_catalog import EXAMPLE
 from tests.scenario import cohort, offline_model
+
+
+@pytest.fixture
+def catalog_db(tmp_path: Path):
+    """A database (``plan.db``) with the example catalog imported: (path, connection)."""
+    path = tmp_path / "plan.db"
+    conn = connect(path)
+    import_catalog(conn, load_catalog(EXAMPLE))
+    yield path, conn
+    conn.close()
 
 
 @pytest.fixture

@@ -41,13 +41,9 @@ from tests.scenario import fail_generations
 
 
 @pytest.fixture
-def db(tmp_path):
-    """A database with the example catalog imported; yields (path, connection)."""
-    path = tmp_path / "plan.db"
-    conn = connect(path)
-    import_catalog(conn, load_catalog(EXAMPLE))
-    yield path, conn
-    conn.close()
+def db(catalog_db):
+    """A database with the example catalog imported: (path, connection)."""
+    return catalog_db
 
 
 def snapshot(path: Path) -> tuple[int, str]:

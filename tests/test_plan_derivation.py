@@ -12,26 +12,20 @@ from dataclasses import replace
 
 import pytest
 
-from daydream.catalog.load import load_catalog
-from daydream.catalog.recording import import_catalog
 from daydream.catalog.registry import Registry
-from daydream.db.connection import connect
 from daydream.errors import PlanError, TemplateError
 from daydream.plan import derivation
 from daydream.plan.report import PlanReport
 from daydream.plan.write import plan_cohort
 from daydream.prompts import available_variables, template_variables
 from daydream.spec import normalise_row
-from tests.example_catalog import CATALOG, EXAMPLE, IMPORT_HINT, MODELS, write_spec
+from tests.example_catalog import CATALOG, IMPORT_HINT, MODELS, write_spec
 
 
 @pytest.fixture
-def conn(tmp_path):
-    """A database with the example catalog imported."""
-    conn = connect(tmp_path / "plan.db")
-    import_catalog(conn, load_catalog(EXAMPLE))
-    yield conn
-    conn.close()
+def conn(catalog_db):
+    """A database with the example catalog imported (conftest's ``catalog_db``)."""
+    return catalog_db[1]
 
 
 def refusal(conn, spec_path) -> str:

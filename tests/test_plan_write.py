@@ -26,12 +26,9 @@ from tests.scored import complete
 
 
 @pytest.fixture
-def conn(tmp_path):
-    """A database with the example catalog imported."""
-    conn = connect(tmp_path / "plan.db")
-    import_catalog(conn, load_catalog(EXAMPLE))
-    yield conn
-    conn.close()
+def conn(catalog_db):
+    """A database with the example catalog imported (conftest's ``catalog_db``)."""
+    return catalog_db[1]
 
 
 def test_a_list_planned_without_a_cohort_id_asks_for_one(conn, tmp_path):
