@@ -66,6 +66,19 @@ def members(db: Path, cohort_id: str, stage: str) -> list[str]:
     return [gen_id for (gen_id,) in query(db, sql, [cohort_id, stage])]
 
 
+def run_one(db: Path):
+    """Claim the database's one ready task as worker A and run it: (task, outcome)."""
+    config = WorkerConfig(db_path=db, name="A")
+    clock = FixedClock()
+    conn = connect(db, create=False)
+    try:
+        (task,) = claim(conn, config, 1, clock=clock)
+        (outcome,) = execute(config, [task], clock)
+    finally:
+        conn.close()
+    return task, outcome
+
+
 def test_the_models_left_to_call_are_those_of_the_cohort_asked_about(tmp_path):
     db = two_cohorts(tmp_path)
     conn = connect(db, create=False)
@@ -212,14 +225,7 @@ def test_an_essay_straight_from_a_combination_is_written_from_its_concepts(tmp_p
     spec = {"combo_id": combo_ids(1), "essay_template": ["direct"], "essay_llm": ["m1"]}
     db = tmp_path / "run.db"
     plan(db, catalog, write_spec(tmp_path / "spec.yaml", spec))
-    config = WorkerConfig(db_path=db, name="A")
-    clock = FixedClock()
-    conn = connect(db, create=False)
-    try:
-        (task,) = claim(conn, config, 1, clock=clock)
-        (outcome,) = execute(config, [task], clock)
-    finally:
-        conn.close()
+    task, outcome = run_one(db)
     assert (task.stage, task.parent_gen_id, outcome.ok) == ("essay", None, True)
     prompt = next(text for text in outcome.texts.values() if text.startswith("[gen "))
     assert prompt == f"[gen {task.gen_id}] c1 1\nAlpha\nBeta\nWrite an essay."
@@ -240,14 +246,7 @@ def test_a_draft_is_given_each_concept_at_its_combinations_level(tmp_path):
     spec = {"combo_id": ["c-levels"], "draft_template": ["notes"], "draft_llm": ["m1"]}
     db = tmp_path / "run.db"
     plan(db, catalog, write_spec(tmp_path / "spec.yaml", spec))
-    config = WorkerConfig(db_path=db, name="A")
-    clock = FixedClock()
-    conn = connect(db, create=False)
-    try:
-        (task,) = claim(conn, config, 1, clock=clock)
-        (outcome,) = execute(config, [task], clock)
-    finally:
-        conn.close()
+    task, outcome = run_one(db)
     prompt = next(text for text in outcome.texts.values() if text.startswith("[gen "))
     assert f"- Alpha: {CONCEPTS[0][2]}\n- Beta: {CONCEPTS[1][2]}\n" in prompt
 
