@@ -267,3 +267,147 @@ def _spec(axes: dict) -> dict:
         "evaluation_llm": ["m1"],
         **axes,
     }
+
+
+# -- reparsing: a stored reply parsed again, human ratings ---------------------------------
+
+
+def _reparsed(conn, gen_id: str, state: str, score: float | None = None, **fields) -> int:
+    """Append a ``generation.reparsed`` of ``gen_id`` (with its template's version, parser
+    ``score`` version 2); ``state`` ok takes a new parsed text. Returns the event id."""
+    (version,) = conn.execute(
+        "SELECT template_version FROM generations WHERE gen_id = ?", (gen_id,)
+    ).fetchone()
+    parsed = put_text(conn, f"reparsed {gen_id} {score}") if state == "ok" else None
+    event = ev.GenerationReparsed(
+        gen_id=gen_id,
+        template_version=version,
+        parser="score",
+        parser_version=2,
+        state=state,
+        parsed_hash=parsed,
+        score=score,
+        **fields,
+    )
+    (event_id,) = append(conn, [event], actor="test", clock=FixedClock())
+    return event_id
+
+
+def _result(conn, gen_id: str) -> tuple:
+    return tuple(
+        conn.execute(
+            "SELECT status, state, error, last_error, score, written_scale, parsed_with"
+            " FROM generations WHERE gen_id = ?",
+            (gen_id,),
+        ).fetchone()
+    )
+
+
+def test_an_evaluation_reparsed_takes_its_new_result_and_recounts_its_cells_in_every_cohort(
+    tmp_path: Path,
+) -> None:
+    axes = {"evaluation_replicate": [1, 2]}
+    db = cohort(tmp_path, [offline_model("m1")], combos=1, axes=axes)
+    conn = connect(db)
+    for stage in ("draft", "essay"):
+        _complete(conn, gen_ids(db, stage)[0])
+    judges = _judges(conn)
+    first, second = judges[("m1", 1)], judges[("m1", 2)]
+    _complete(conn, first, 9.0)
+    _complete(conn, second, 4.0)
+    plan(db, tmp_path / "catalog", write_spec(tmp_path / "k2.yaml", _spec(axes)), cohort="k2")
+    (old_hash, version) = conn.execute(
+        "SELECT parsed_hash, template_version FROM generations WHERE gen_id = ?", (first,)
+    ).fetchone()
+
+    event_id = _reparsed(conn, first, "ok", 2.0, written_scale=5.0)
+    (new_hash,) = conn.execute(
+        "SELECT parsed_hash FROM generations WHERE gen_id = ?", (first,)
+    ).fetchone()
+    assert new_hash == put_text(conn, f"reparsed {first} 2.0") != old_hash
+    assert _result(conn, first) == ("done", "ok", None, None, 2.0, 5.0, version)
+    at = isoformat(FixedClock()())
+    assert _rows(conn, "SELECT * FROM reparses") == [
+        (event_id, first, "evaluation", version, "score", 2, "ok", 9.0, old_hash)
+        + ("ok", 2.0, new_hash, None, at)
+    ]
+    assert _rows(conn, "SELECT 1 FROM search_texts WHERE hash = ?", (new_hash,)) == [(1,)]
+    assert _cells(conn, "k") == _cells(conn, "k2") == {"m1": (2, 2, 6.0, 2.0, 4.0)}
+
+    _reparsed(conn, second, "parse_error", error="no score in range")
+    failed = ("failed", "parse_error", "no score in range", "no score in range", None, None)
+    assert _result(conn, second) == (*failed, version)
+    assert _rows(conn, "SELECT previous_state, previous_score, state FROM reparses")[1] == (
+        "ok",
+        4.0,
+        "parse_error",
+    )
+    assert _cells(conn, "k") == _cells(conn, "k2") == {"m1": (2, 1, 2.0, 2.0, 2.0)}
+    assert counter_mismatches(conn) == []
+
+
+def test_a_draft_reparsed_as_failed_blocks_its_children_and_parsed_again_unblocks_them(
+    offline_cohort,
+) -> None:
+    conn = connect(offline_cohort(combos=2))
+    chains = _chains(conn)
+    (d1, e1, v1), (d2, e2, _v2) = chains["c1"], chains["c2"]
+    _complete(conn, d1)
+    _complete(conn, d2)
+    assert [_lineage_state(conn, g)[0] for g in (e1, v1, e2)] == ["ready", "waiting", "ready"]
+
+    _reparsed(conn, d1, "parse_error", error="no essay block")
+    reason = f"parent {d1} failed: parse_error"
+    blocked = ("blocked", reason, "blocked", reason, None)
+    assert [_lineage_state(conn, g) for g in (e1, v1)] == [blocked, blocked]
+    assert _lineage_state(conn, e2)[0] == "ready"
+    assert counter_mismatches(conn) == []
+    # failed again: its children stay as they are
+    _reparsed(conn, d1, "parse_error", error="still no essay block")
+    assert [_lineage_state(conn, g) for g in (e1, v1)] == [blocked, blocked]
+
+    _reparsed(conn, d1, "ok")
+    assert _lineage_state(conn, e1) == ("ready", None, None, None, None)
+    assert _lineage_state(conn, v1) == ("waiting", None, None, None, None)
+    assert counter_mismatches(conn) == []
+    # parsed again while done: nothing to unblock, the ready child stays ready
+    _reparsed(conn, d1, "ok")
+    assert [_lineage_state(conn, g)[0] for g in (d1, e1, v1)] == ["done", "ready", "waiting"]
+
+
+def test_a_rating_by_the_same_rater_replaces_the_last_and_other_raters_keep_theirs(
+    offline_cohort,
+) -> None:
+    conn = connect(offline_cohort(combos=1))
+    [(essay, version)] = conn.execute(
+        "SELECT g.gen_id, v.template_version FROM generations g, generations v"
+        " WHERE g.stage = 'essay' AND v.stage = 'evaluation'"
+    ).fetchall()
+
+    def rate(rater: str, score: float, note: str | None, source: str) -> int:
+        rating = ev.RatingRecorded(
+            essay_gen_id=essay,
+            evaluation_template="judge",
+            template_version=version,
+            rater=rater,
+            score=score,
+            note=note,
+            source=source,
+        )
+        return append(conn, [rating], actor="test", clock=_later(score))[0]
+
+    first = rate("ann", 3.0, "thin", "a.csv")
+    bob = rate("bob", 5.0, None, "b.csv")
+    again = rate("ann", 7.0, None, "c.csv")
+    assert first < bob < again
+    assert _rows(conn, "SELECT * FROM human_ratings ORDER BY rater") == [
+        (essay, "judge", "ann", 7.0, None, version, "c.csv", again, isoformat(_later(7)())),
+        (essay, "judge", "bob", 5.0, None, version, "b.csv", bob, isoformat(_later(5)())),
+    ]
+
+
+def _later(seconds: float) -> FixedClock:
+    """A clock standing ``seconds`` after ``tests.scenario.T0``."""
+    clock = FixedClock()
+    clock.advance(seconds)
+    return clock
