@@ -13,7 +13,9 @@ from daydream import events as ev
 from daydream.clock import isoformat
 from daydream.db.connection import connect
 from daydream.db.log import append
+from daydream.db.projections.apply import apply_event
 from daydream.db.texts import put_text
+from daydream.db.transaction import transaction
 from tests.counting import counter_mismatches
 from tests.scenario import FixedClock
 
@@ -276,3 +278,33 @@ def test_a_failed_attempt_retried_later_or_final_and_only_provider_errors_are_ca
     )
     assert len(_calls(conn)) == 1
     assert counter_mismatches(conn) == []
+
+
+def test_an_attempt_event_applied_outside_a_batch_reads_its_own_counting_keys(
+    offline_cohort,
+) -> None:
+    """``apply_event`` with no batch open (not through ``append``, which opens one and
+    notes the generations its events name) counts the change all the same."""
+    conn = connect(offline_cohort(combos=3))
+    (d1, _), (d2, _), (d3, _) = _drafts(conn)
+    tokens = [_start(conn, gen_id) for gen_id in (d1, d2, d3)]
+    failed = ev.AttemptFailed(
+        gen_id=d1,
+        token=tokens[0],
+        state="parse_error",
+        error="no block",
+        retryable=True,
+        final=False,
+        retry_at=LATER,
+    )
+    throttled = ev.AttemptThrottled(gen_id=d2, token=tokens[1], error="429", retry_at=LATER)
+    expired = ev.LeaseExpired(gen_id=d3, token=tokens[2], worker="w1")
+    for event_id, event in enumerate((failed, throttled, expired), 9001):
+        with transaction(conn):
+            apply_event(conn, event_id, event, AT)
+        assert counter_mismatches(conn) == []
+    assert [_gen(conn, g, "status, last_error") for g in (d1, d2, d3)] == [
+        ("ready", "no block"),
+        ("ready", "429"),
+        ("ready", "lease of w1 expired"),
+    ]
