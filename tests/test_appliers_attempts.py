@@ -285,9 +285,10 @@ def test_an_attempt_event_applied_outside_a_batch_reads_its_own_counting_keys(
 ) -> None:
     """``apply_event`` with no batch open (not through ``append``, which opens one and
     notes the generations its events name) counts the change all the same."""
-    conn = connect(offline_cohort(combos=3))
-    (d1, _), (d2, _), (d3, _) = _drafts(conn)
-    tokens = [_start(conn, gen_id) for gen_id in (d1, d2, d3)]
+    conn = connect(offline_cohort(combos=4))
+    drafts = [gen_id for gen_id, _ in _drafts(conn)]
+    tokens = [_start(conn, gen_id) for gen_id in drafts]
+    d1, d2, d3, d4 = drafts
     failed = ev.AttemptFailed(
         gen_id=d1,
         token=tokens[0],
@@ -299,12 +300,14 @@ def test_an_attempt_event_applied_outside_a_batch_reads_its_own_counting_keys(
     )
     throttled = ev.AttemptThrottled(gen_id=d2, token=tokens[1], error="429", retry_at=LATER)
     expired = ev.LeaseExpired(gen_id=d3, token=tokens[2], worker="w1")
-    for event_id, event in enumerate((failed, throttled, expired), 9001):
+    done = ev.GenerationCompleted(gen_id=d4, token=tokens[3], parsed_hash=put_text(conn, "x"))
+    for event_id, event in enumerate((failed, throttled, expired, done), 9001):
         with transaction(conn):
             apply_event(conn, event_id, event, AT)
         assert counter_mismatches(conn) == []
-    assert [_gen(conn, g, "status, last_error") for g in (d1, d2, d3)] == [
+    assert [_gen(conn, g, "status, last_error") for g in drafts] == [
         ("ready", "no block"),
         ("ready", "429"),
         ("ready", "lease of w1 expired"),
+        ("done", None),
     ]

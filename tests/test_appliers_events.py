@@ -411,3 +411,20 @@ def _later(seconds: float) -> FixedClock:
     clock = FixedClock()
     clock.advance(seconds)
     return clock
+
+
+def test_an_evaluation_planned_without_a_model_has_no_score_cell(offline_cohort) -> None:
+    """A legacy import plans an upstream evaluation copied rather than judged with no
+    model (``daydream/legacy/store.py``): it has no judge, so no cell."""
+    conn = connect(offline_cohort(combos=1))
+    [(essay, version)] = conn.execute(
+        "SELECT g.gen_id, v.template_version FROM generations g, generations v"
+        " WHERE g.stage = 'essay' AND v.stage = 'evaluation'"
+    ).fetchall()
+    row = ["v_copied", "evaluation", essay, None, "judge", version, None, 1, "copy", "s", "copy"]
+    append(conn, [ev.GenerationsPlanned(cohort_id="k", generations=[row])], actor="test")
+    assert _rows(conn, "SELECT stage, model_id FROM generations WHERE gen_id = 'v_copied'") == [
+        ("evaluation", None)
+    ]
+    assert _cells(conn, "k") == {"m1": (1, 0, 0, None, None)}
+    assert counter_mismatches(conn) == []
