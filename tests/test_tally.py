@@ -1,0 +1,125 @@
+"""The counters of a batch (``daydream/db/projections/tally.py``) to the value: call totals
+per model and per cohort added one kind of call at a time (priced, unpriced, offline,
+failed, with and without a latency or a wait for a slot), whatever the batches."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from daydream import events as ev
+from daydream.db.connection import connect
+from daydream.db.log import append
+from daydream.db.texts import put_text
+from daydream.plan.write import plan_cohort
+from tests.counting import counter_mismatches
+from tests.scenario import cohort, gen_ids, offline_model
+
+LEASE = "2999-01-01T00:00:00Z"
+TOTALS = (
+    "calls, ok, prompt_tokens, completion_tokens, cost, latency_total, latency_n,"
+    " slot_wait_total, slot_wait_n, unpriced, offline"
+)
+
+
+def _started(gen_id: str) -> ev.AttemptStarted:
+    return ev.AttemptStarted(gen_id=gen_id, attempt=1, worker="w", lease_expires_at=LEASE)
+
+
+def _responded(conn: sqlite3.Connection, gen_id: str, token: int, **call) -> ev.Event:
+    text = put_text(conn, f"reply of {gen_id}")
+    return ev.GenerationResponded(
+        gen_id=gen_id, token=token, mode="llm", prompt_hash=text, raw_hash=text,
+        model_id="m1", **call,
+    )  # fmt: skip
+
+
+def _failed_call(gen_id: str, token: int, **call) -> ev.AttemptFailed:
+    return ev.AttemptFailed(
+        gen_id=gen_id, token=token, state="provider_error", error="provider m1: HTTP 500",
+        retryable=True, final=False, http_status=500, **call,
+    )  # fmt: skip
+
+
+def _totals(conn: sqlite3.Connection) -> list[tuple]:
+    model = conn.execute(f"SELECT {TOTALS} FROM model_calls").fetchall()
+    cohort = conn.execute(
+        f"SELECT {TOTALS} FROM cohort_model_calls WHERE cohort_id = 'k' AND model_id = 'm1'"
+    ).fetchall()
+    assert [tuple(r) for r in model] == [tuple(r) for r in cohort]  # one cohort: the same
+    return [tuple(r) for r in model]
+
+
+# (ok, prompt, completion, cost, latency, wait, offline) per call: an online call with no
+# price (unpriced), an offline one (never unpriced), a failed call (offline unknown).
+CALLS = {
+    "unpriced": dict(prompt_tokens=10, completion_tokens=None, cost=None, latency_s=0.5,
+                     slot_wait_s=0.25, offline=False),
+    "offline": dict(prompt_tokens=None, completion_tokens=7, cost=0.002, latency_s=None,
+                    slot_wait_s=1.0, offline=True),
+    "priced": dict(prompt_tokens=3, completion_tokens=4, cost=0.001, latency_s=1.5,
+                   slot_wait_s=None, offline=False),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("one_batch", [True, False])
+@pytest.mark.parametrize("order", [("unpriced", "offline", "priced"), ("offline", "priced", "unpriced")])
+def test_call_totals_add_each_kind_of_call_to_its_model_and_cohort(offline_cohort, order, one_batch):
+    db = offline_cohort(combos=4)
+    drafts = sorted(gen_ids(db, "draft"))
+    conn = connect(db, create=False)
+    tokens = append(conn, [_started(d) for d in drafts], actor="t")
+    events = [
+        _responded(conn, gen_id, token, **CALLS[kind])
+        for gen_id, token, kind in zip(drafts, tokens, order, strict=False)
+    ]
+    events.append(_failed_call(drafts[3], tokens[3], latency_s=0.75, slot_wait_s=None))
+    for batch in [events] if one_batch else [[e] for e in events]:
+        append(conn, batch, actor="t")
+    assert _totals(conn) == [(4, 3, 13, 11, 0.003, 2.75, 3, 1.25, 2, 1, 1)]
+    assert counter_mismatches(conn) == []
+    conn.close()
+
+
+def test_an_online_call_after_an_offline_one_leaves_the_totals_offline(offline_cohort):
+    """``offline`` is the most any call had: 1 once an offline call was counted, whatever
+    comes after; a failed call (offline unknown) changes nothing."""
+    db = offline_cohort(combos=3)
+    drafts = sorted(gen_ids(db, "draft"))
+    conn = connect(db, create=False)
+    tokens = append(conn, [_started(d) for d in drafts], actor="t")
+    append(conn, [_failed_call(drafts[0], tokens[0])], actor="t")
+    assert [r[-1] for r in _totals(conn)] == [None]
+    append(conn, [_responded(conn, drafts[1], tokens[1], **CALLS["priced"])], actor="t")
+    assert [r[-1] for r in _totals(conn)] == [0]
+    append(conn, [_responded(conn, drafts[2], tokens[2], **CALLS["offline"])], actor="t")
+    assert [r[-1] for r in _totals(conn)] == [1]
+    (token,) = append(conn, [_started(drafts[0])], actor="t")
+    append(conn, [_responded(conn, drafts[0], token, **CALLS["unpriced"])], actor="t")
+    assert [r[-1] for r in _totals(conn)] == [1]
+    assert counter_mismatches(conn) == []
+    conn.close()
+
+
+def test_a_second_cohort_over_more_than_500_generations_adds_every_ones_calls(tmp_path):
+    """The calls of generations that join a cohort are read 500 generations at a time:
+    none is missed or counted twice, in the first window, the second or the last."""
+    db = cohort(tmp_path, [offline_model("m1")], combos=2, axes={"draft_replicate": list(range(1, 301))})
+    drafts = sorted(gen_ids(db, "draft"))
+    assert len(drafts) == 600
+    conn = connect(db, create=False)
+    tokens = append(conn, [_started(d) for d in drafts], actor="t")
+    calls = [
+        _responded(conn, gen_id, token, prompt_tokens=1 + i, completion_tokens=1, cost=None,
+                   latency_s=None, offline=True)
+        for i, (gen_id, token) in enumerate(zip(drafts, tokens, strict=True))
+    ]  # fmt: skip
+    append(conn, calls, actor="t")
+    plan_cohort(conn, tmp_path / "spec.yaml", "again")
+    [again] = conn.execute(
+        f"SELECT {TOTALS} FROM cohort_model_calls WHERE cohort_id = 'again'"
+    ).fetchall()
+    assert tuple(again) == (600, 600, sum(range(1, 601)), 600, 0.0, 0.0, 0, 0.0, 0, 0, 1)
+    assert counter_mismatches(conn) == []
+    conn.close()
