@@ -64,8 +64,12 @@ CALLS = {
 
 
 @pytest.mark.parametrize("one_batch", [True, False])
-@pytest.mark.parametrize("order", [("unpriced", "offline", "priced"), ("offline", "priced", "unpriced")])
-def test_call_totals_add_each_kind_of_call_to_its_model_and_cohort(offline_cohort, order, one_batch):
+@pytest.mark.parametrize(
+    "order", [("unpriced", "offline", "priced"), ("offline", "priced", "unpriced")]
+)
+def test_call_totals_add_each_kind_of_call_to_its_model_and_cohort(
+    offline_cohort, order, one_batch
+):
     db = offline_cohort(combos=4)
     drafts = sorted(gen_ids(db, "draft"))
     conn = connect(db, create=False)
@@ -105,7 +109,9 @@ def test_an_online_call_after_an_offline_one_leaves_the_totals_offline(offline_c
 def test_a_second_cohort_over_more_than_500_generations_adds_every_ones_calls(tmp_path):
     """The calls of generations that join a cohort are read 500 generations at a time:
     none is missed or counted twice, in the first window, the second or the last."""
-    db = cohort(tmp_path, [offline_model("m1")], combos=2, axes={"draft_replicate": list(range(1, 301))})
+    db = cohort(
+        tmp_path, [offline_model("m1")], combos=2, axes={"draft_replicate": list(range(1, 301))}
+    )
     drafts = sorted(gen_ids(db, "draft"))
     assert len(drafts) == 600
     conn = connect(db, create=False)
