@@ -1,0 +1,164 @@
+"""What the planning appliers (``daydream/db/projections/planning.py``) write, to the
+column: the catalog (concepts, combinations, templates, models) defined and defined again,
+a cohort planned and planned again, a pool's limit. Each test appends the events to a
+fresh database with a fixed clock and reads the projection rows back."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from daydream import events as ev
+from daydream.clock import isoformat
+from daydream.db.connection import connect
+from daydream.db.log import append
+from daydream.db.texts import put_text
+from tests.scenario import T0, FixedClock
+
+
+@pytest.fixture
+def conn(tmp_path: Path):
+    conn = connect(tmp_path / "appliers.db")
+    yield conn
+    conn.close()
+
+
+def _rows(conn: sqlite3.Connection, sql: str) -> list[tuple]:
+    return [tuple(row) for row in conn.execute(sql).fetchall()]
+
+
+def _concept(conn, concept_id: str, name: str, version: str, **levels: str) -> ev.ConceptDefined:
+    descriptions = {level: put_text(conn, text) for level, text in levels.items()}
+    return ev.ConceptDefined(
+        concept_id=concept_id, name=name, version=version, descriptions=descriptions,
+        source=f"catalog/{version}",
+    )  # fmt: skip
+
+
+def test_a_concept_defined_again_takes_its_new_name_version_source_and_descriptions(conn):
+    first = _concept(conn, "alpha", "Alpha", "v1", sentence="One.", paragraph="One. Two.")
+    other = _concept(conn, "beta", "Beta", "v1", sentence="Beta.")
+    append(conn, [first, other], actor="t")
+    again = _concept(conn, "alpha", "Alpha waves", "v2", article="Long.")
+    append(conn, [again], actor="t")
+    assert _rows(conn, "SELECT * FROM concepts ORDER BY concept_id") == [
+        ("alpha", "Alpha waves", "v2", "catalog/v2"),
+        ("beta", "Beta", "v1", "catalog/v1"),
+    ]
+    assert _rows(conn, "SELECT * FROM concept_descriptions ORDER BY concept_id, level") == [
+        ("alpha", "article", put_text(conn, "Long.")),
+        ("beta", "sentence", put_text(conn, "Beta.")),
+    ]
+
+
+def test_a_combination_defined_again_takes_its_new_concepts_in_order(conn):
+    concepts = [_concept(conn, c, c.title(), "v1", sentence=c) for c in ("a", "b", "c")]
+    combo = ev.ComboDefined(
+        combo_id="c1", version="v1", concept_ids=["a", "b"], level="sentence", source="s1"
+    )
+    other = ev.ComboDefined(
+        combo_id="c2", version="v1", concept_ids=["b", "c"], level="sentence", source="s1"
+    )
+    append(conn, [*concepts, combo, other], actor="t")
+    again = ev.ComboDefined(
+        combo_id="c1", version="v2", concept_ids=["c", "a", "b"], level="paragraph", source="s2"
+    )
+    append(conn, [again], actor="t")
+    assert _rows(conn, "SELECT * FROM combos ORDER BY combo_id") == [
+        ("c1", "paragraph", 3, "v2", "s2"),
+        ("c2", "sentence", 2, "v1", "s1"),
+    ]
+    assert _rows(conn, "SELECT * FROM combo_concepts ORDER BY combo_id, position") == [
+        ("c1", 1, "c"),
+        ("c1", 2, "a"),
+        ("c1", 3, "b"),
+        ("c2", 1, "b"),
+        ("c2", 2, "c"),
+    ]
+
+
+def _template(conn, version: str, name: str, **fields) -> ev.TemplateDefined:
+    return ev.TemplateDefined(
+        stage="evaluation", template_id="judge", version=version, name=name,
+        description=f"about {name}", body_hash=put_text(conn, f"body of {version}"),
+        parser="score", generator="llm", source=f"templates/{version}", **fields,
+    )  # fmt: skip
+
+
+def test_each_template_version_is_kept_and_the_template_points_at_the_last(conn):
+    first = _template(conn, "t1", "Judge", scale_min=0, scale_max=10, settings={"b": 1, "a": 2})
+    [first_id] = append(conn, [first], actor="t")
+    second = _template(conn, "t2", "Judge 2", scale_min=1, scale_max=5)
+    again = _template(conn, "t1", "Judge renamed")  # a version already known changes nothing
+    [second_id, _] = append(conn, [second, again], actor="t")
+    assert _rows(conn, "SELECT * FROM template_versions ORDER BY version") == [
+        ("t1", "evaluation", "judge", "Judge", "about Judge", put_text(conn, "body of t1"),
+         "score", "llm", 0.0, 10.0, '{"a": 2, "b": 1}', "templates/t1", first_id),
+        ("t2", "evaluation", "judge", "Judge 2", "about Judge 2", put_text(conn, "body of t2"),
+         "score", "llm", 1.0, 5.0, "{}", "templates/t2", second_id),
+    ]  # fmt: skip
+    # The templates row follows the last definition, whatever its version.
+    assert _rows(conn, "SELECT * FROM templates") == [
+        ("evaluation", "judge", "t1", "Judge renamed", "score", "llm", None, None)
+    ]
+    append(conn, [second], actor="t")
+    assert _rows(conn, "SELECT * FROM templates") == [
+        ("evaluation", "judge", "t2", "Judge 2", "score", "llm", 1.0, 5.0)
+    ]
+
+
+def test_a_model_defined_again_is_replaced_whole(conn):
+    model = ev.ModelDefined(
+        model_id="m1", version="v1", provider="openrouter", provider_model="vendor/small",
+        display_name="Small", pool="p1", price_input=1e-6, price_output=2e-6,
+        settings={"z": 1, "a": {"b": 2}}, source="models.yaml",
+    )  # fmt: skip
+    append(conn, [model], actor="t")
+    assert _rows(conn, "SELECT * FROM models") == [
+        ("m1", "v1", "openrouter", "vendor/small", "Small", "p1", 1e-6, 2e-6,
+         '{"a": {"b": 2}, "z": 1}', "models.yaml"),
+    ]  # fmt: skip
+    again = ev.ModelDefined(
+        model_id="m1", version="v2", provider="vllm", provider_model="small",
+        display_name="Small 2", pool="p2", source="models2.yaml",
+    )  # fmt: skip
+    append(conn, [again], actor="t")
+    assert _rows(conn, "SELECT * FROM models") == [
+        ("m1", "v2", "vllm", "small", "Small 2", "p2", None, None, "{}", "models2.yaml"),
+    ]
+
+
+def test_a_cohort_planned_again_keeps_its_first_time_and_counts_and_is_no_longer_cancelled(
+    conn,
+):
+    clock = FixedClock()
+    spec = put_text(conn, "axes: {}")
+    planned = ev.CohortPlanned(cohort_id="k", spec_path="a.yaml", spec_hash=spec, budget_usd=2.5)
+    append(conn, [planned], actor="t", clock=clock)
+    first = isoformat(T0)
+    assert _rows(conn, "SELECT * FROM cohorts") == [
+        ("k", "a.yaml", spec, 0, 0, 0, first, None, None, 2.5)
+    ]
+    clock.advance(60)
+    append(conn, [ev.CohortCancelled(cohort_id="k", gen_ids=[])], actor="t", clock=clock)
+    assert _rows(conn, "SELECT cancelled_at FROM cohorts") == [(isoformat(clock()),)]
+    clock.advance(60)
+    spec2 = put_text(conn, "axes: {a: 1}")
+    again = ev.CohortPlanned(cohort_id="k", spec_path="b.yaml", spec_hash=spec2)
+    append(conn, [again], actor="t", clock=clock)
+    assert _rows(conn, "SELECT * FROM cohorts") == [
+        ("k", "b.yaml", spec2, 0, 0, 0, first, isoformat(clock()), None, None)
+    ]
+
+
+def test_a_pool_limit_changed_again_is_replaced_with_its_time(conn):
+    clock = FixedClock()
+    append(conn, [ev.PoolLimitChanged(pool="p", limit=8, ceiling=8, reason="set")], actor="t")
+    clock.advance(5)
+    changed = ev.PoolLimitChanged(pool="p", limit=4, ceiling=8, reason="cut after 429s")
+    append(conn, [changed], actor="t", clock=clock)
+    assert _rows(conn, 'SELECT pool, "limit", ceiling, reason, changed_at FROM pools') == [
+        ("p", 4, 8, "cut after 429s", isoformat(clock()))
+    ]
