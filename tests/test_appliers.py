@@ -15,7 +15,9 @@ from daydream.clock import isoformat
 from daydream.db.connection import connect
 from daydream.db.log import append
 from daydream.db.texts import put_text
+from tests.counting import counter_mismatches
 from tests.scenario import T0, FixedClock
+from tests.scored import complete, fail, start
 
 
 @pytest.fixture
@@ -162,3 +164,90 @@ def test_a_pool_limit_changed_again_is_replaced_with_its_time(conn):
     assert _rows(conn, 'SELECT pool, "limit", ceiling, reason, changed_at FROM pools') == [
         ("p", 4, 8, "cut after 429s", isoformat(clock()))
     ]
+
+
+# -- generations planned, retried, cancelled ----------------------------------------------
+
+STAGES = {"d": "draft", "e": "essay", "v": "evaluation"}
+
+
+def _row(gen_id: str, parent: str | None = None) -> list:
+    """A ``generations.planned`` row (``FIELDS``) of stage ``d``, ``e`` or ``v`` by its first
+    letter, without catalog references."""
+    return [gen_id, STAGES[gen_id[0]], parent, None, "t", None, None, 1, "llm", "s", "p"]
+
+
+def _plan(conn, cohort_id: str, rows: list[list], members: tuple[str, ...] = (), clock=None):
+    spec = put_text(conn, "axes: {}")
+    events = [
+        ev.CohortPlanned(cohort_id=cohort_id, spec_path="s.yaml", spec_hash=spec),
+        ev.GenerationsPlanned(cohort_id=cohort_id, generations=rows, members=list(members)),
+    ]
+    append(conn, events, actor="t", clock=clock or FixedClock())
+
+
+def _started(gen_id: str) -> ev.AttemptStarted:
+    return ev.AttemptStarted(
+        gen_id=gen_id, attempt=1, worker="w", lease_expires_at="2999-01-01T00:00:00Z"
+    )
+
+
+def _final(gen_id: str, token: int) -> ev.AttemptFailed:
+    return ev.AttemptFailed(
+        gen_id=gen_id, token=token, state="parse_failed", error="no score", retryable=False,
+        final=True,
+    )  # fmt: skip
+
+
+def _status(conn) -> dict[str, tuple]:
+    return {
+        row[0]: tuple(row[1:])
+        for row in conn.execute(
+            "SELECT gen_id, status, blocked_reason, state, error FROM generations"
+        )
+    }
+
+
+def test_new_generations_start_from_their_parents_status_stored_or_planned_with_them(conn):
+    _plan(conn, "k", [_row("d1"), _row("d2"), _row("d3"), _row("d4"), _row("e1", "d1")])
+    complete(conn, "d2", "notes")
+    fail(conn, "d3")
+    append(conn, [ev.CohortCancelled(cohort_id="k", gen_ids=["d4"])], actor="t")
+    start(conn, "d1")
+    clock = FixedClock()
+    rows = [_row("e2", "d2"), _row("v2", "e2"), _row("e3", "d3"), _row("v3", "e3")]
+    rows += [_row("e4", "d4"), _row("e6", "d1"), _row("d5"), _row("e5", "d5")]
+    _plan(conn, "k2", rows, clock=clock)
+    status = _status(conn)
+    assert [status[g] for g in ("e1", "e2", "v2", "e6", "d5", "e5")] == [
+        ("waiting", None, None, None),  # its parent was ready when planned with it
+        ("ready", None, None, None),  # parent done
+        ("waiting", None, None, None),  # parent planned ready with it
+        ("waiting", None, None, None),  # parent running
+        ("ready", None, None, None),  # no parent
+        ("waiting", None, None, None),
+    ]
+    for child, parent in (("e3", "d3"), ("v3", "e3"), ("e4", "d4")):
+        reason = f"parent {parent} did not complete"
+        assert status[child] == ("blocked", reason, "blocked", reason)
+    assert _rows(
+        conn, "SELECT DISTINCT planned_at FROM generations WHERE gen_id IN ('e2', 'd5')"
+    ) == [(isoformat(clock()),)]
+    assert counter_mismatches(conn) == []
+
+
+def test_a_cohorts_counts_per_stage_grow_by_the_members_actually_added(conn):
+    _plan(conn, "k", [_row("d1"), _row("d2"), _row("e1", "d1"), _row("v1", "e1")])
+    counts = "SELECT cohort_id, drafts, essays, evaluations FROM cohorts ORDER BY cohort_id"
+    assert _rows(conn, counts) == [("k", 2, 1, 1)]
+    _plan(conn, "k2", [_row("e2", "d2")], members=("d1", "e1", "v1"))
+    assert _rows(conn, counts) == [("k", 2, 1, 1), ("k2", 1, 2, 1)]
+    _plan(conn, "k2", [], members=("d1", "d2", "v1"))  # only d2 is new to k2
+    assert _rows(conn, counts) == [("k", 2, 1, 1), ("k2", 2, 2, 1)]
+    _plan(conn, "k", [], members=("d1", "e1"))  # nothing new
+    assert _rows(conn, counts) == [("k", 2, 1, 1), ("k2", 2, 2, 1)]
+    members = "SELECT gen_id, stage FROM cohort_members WHERE cohort_id = 'k2' ORDER BY gen_id"
+    assert _rows(conn, members) == [
+        ("d1", "draft"), ("d2", "draft"), ("e1", "essay"), ("e2", "essay"), ("v1", "evaluation")
+    ]  # fmt: skip
+    assert counter_mismatches(conn) == []
