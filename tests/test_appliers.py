@@ -251,3 +251,93 @@ def test_a_cohorts_counts_per_stage_grow_by_the_members_actually_added(conn):
         ("d1", "draft"), ("d2", "draft"), ("e1", "essay"), ("e2", "essay"), ("v1", "evaluation")
     ]  # fmt: skip
     assert counter_mismatches(conn) == []
+
+
+QUEUE = (
+    "SELECT gen_id, status, attempts, not_before, last_error, blocked_reason, lease_owner,"
+    " lease_token, lease_expires_at, throttles, releases, deferrals, state, error, finished_at"
+    " FROM generations WHERE gen_id IN ({}) ORDER BY gen_id"
+)
+
+
+def test_a_retried_generation_starts_afresh_and_its_blocked_descendants_wait_again(conn):
+    """Whatever its queue columns held (a lease, throttles, a release, a deferral, a
+    failure), a retried generation is ready with none of it, and the descendants its
+    failure blocked wait for it again; a running one retried is no longer leased."""
+    rows = [_row("d1"), _row("e1", "d1"), _row("v1", "e1"), _row("d2"), _row("d3")]
+    _plan(conn, "k", rows)
+    (token,) = append(conn, [_started("d1")], actor="t")
+    append(conn, [ev.LeaseReleased(gen_id="d1", token=token, reason="stop")], actor="t")
+    (token,) = append(conn, [_started("d1")], actor="t")
+    deferred = ev.AttemptDeferred(gen_id="d1", token=token, reason="endpoint_down", error="down")
+    append(conn, [deferred], actor="t")
+    (token,) = append(conn, [_started("d1")], actor="t")
+    throttled = ev.AttemptThrottled(
+        gen_id="d1", token=token, error="HTTP 429", retry_at="2999-01-01T00:00:00Z"
+    )
+    append(conn, [throttled], actor="t")
+    (token,) = append(conn, [_started("d1")], actor="t")
+    append(conn, [_final("d1", token)], actor="t")
+    (token,) = append(conn, [_started("d2")], actor="t")
+    again = ev.AttemptFailed(
+        gen_id="d2", token=token, state="provider_error", error="HTTP 500", retryable=True,
+        final=False, retry_at="2999-01-01T00:00:00Z",
+    )  # fmt: skip
+    append(conn, [again], actor="t")
+    append(conn, [_started("d3")], actor="t")
+    assert _status(conn)["v1"] == ("blocked", "parent d1 failed: parse_failed", "blocked",
+                                   "parent d1 failed: parse_failed")  # fmt: skip
+    retried = ev.GenerationsRetried(cohort_id="k", gen_ids=["d1", "d2", "d3"])
+    append(conn, [retried], actor="t")
+    fresh = (0, None, None, None, None, None, None, 0, 0, 0, None, None, None)
+    assert _rows(conn, QUEUE.format("'d1', 'd2', 'd3'")) == [
+        (gen_id, "ready", *fresh) for gen_id in ("d1", "d2", "d3")
+    ]
+    assert _status(conn)["e1"] == _status(conn)["v1"] == ("waiting", None, None, None)
+    assert _rows(conn, "SELECT finished_at FROM generations WHERE gen_id = 'e1'") == [(None,)]
+    assert counter_mismatches(conn) == []
+
+
+def test_a_retried_child_takes_its_status_from_its_parents(conn):
+    rows = [_row("d1"), _row("d2"), _row("d3"), _row("d4")]
+    rows += [_row(f"e{i}", f"d{i}") for i in range(1, 5)]
+    _plan(conn, "k", rows)
+    complete(conn, "d1", "notes")
+    fail(conn, "d2")
+    append(conn, [ev.CohortCancelled(cohort_id="k", gen_ids=["d3"])], actor="t")
+    start(conn, "d4")
+    for child in ("e1", "e4"):
+        (token,) = append(conn, [_started(child)], actor="t")
+        append(conn, [_final(child, token)], actor="t")
+    retried = ev.GenerationsRetried(cohort_id="k", gen_ids=["e1", "e2", "e3", "e4"])
+    append(conn, [retried], actor="t")
+    status = _status(conn)
+    assert [status[g][0] for g in ("e1", "e2", "e3", "e4")] == [
+        "ready",  # parent done
+        "blocked",  # parent failed
+        "blocked",  # parent cancelled
+        "waiting",  # parent running
+    ]
+    assert counter_mismatches(conn) == []
+
+
+def test_a_cancel_ends_every_unfinished_generation_it_names_and_no_other(conn):
+    rows = [_row("d1"), _row("d2"), _row("d3"), _row("d4"), _row("d5"), _row("e1", "d1")]
+    _plan(conn, "k", rows)
+    complete(conn, "d2", "notes")
+    fail(conn, "d3")
+    start(conn, "d4")
+    clock = FixedClock()
+    cancel = ev.CohortCancelled(cohort_id="k", gen_ids=["d1", "d2", "d3", "d4", "e1"])
+    append(conn, [cancel], actor="t", clock=clock)
+    at = isoformat(clock())
+    leaseless = (None, None, None, None, None, None, 0, 0, 0, "cancelled", None, at)
+    assert _rows(conn, QUEUE.format("'d1', 'd4', 'e1'")) == [
+        ("d1", "cancelled", 0, *leaseless),
+        ("d4", "cancelled", 1, *leaseless),  # its lease is gone
+        ("e1", "cancelled", 0, *leaseless),
+    ]
+    status = _status(conn)
+    assert [status[g][0] for g in ("d2", "d3", "d5")] == ["done", "failed", "ready"]
+    assert _rows(conn, "SELECT cancelled_at FROM cohorts") == [(at,)]
+    assert counter_mismatches(conn) == []
