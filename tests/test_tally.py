@@ -129,3 +129,44 @@ def test_a_second_cohort_over_more_than_500_generations_adds_every_ones_calls(tm
     assert tuple(again) == (600, 600, sum(range(1, 601)), 600, 0.0, 0.0, 0, 0.0, 0, 0, 1)
     assert counter_mismatches(conn) == []
     conn.close()
+
+
+def _counts(conn: sqlite3.Connection) -> list[tuple]:
+    return [
+        tuple(row)
+        for row in conn.execute(
+            "SELECT stage, status, state, generations FROM cohort_counts ORDER BY stage, status"
+        )
+    ]
+
+
+def test_a_claim_of_a_generation_that_does_not_exist_changes_no_counter(offline_cohort):
+    """``attempt.started`` updates no row when its generation is unknown (a log written by
+    hand), and the tally, which finds no key to move, counts nothing either."""
+    db = offline_cohort(combos=1)
+    conn = connect(db, create=False)
+    before = _counts(conn)
+    append(conn, [_started("d_nowhere")], actor="t")
+    append(conn, [_started("d_nowhere"), _started("d_elsewhere")], actor="t")
+    assert _counts(conn) == before
+    assert counter_mismatches(conn) == []
+    conn.close()
+
+
+def test_a_generation_completed_then_started_again_in_one_batch_keeps_its_state(
+    offline_cohort,
+):
+    """``becomes`` with no state keeps the state the batch gave the row before (the
+    completion's ``ok``), not the one it had when the batch began. The library never
+    claims a completed generation; a log written by hand can, and is counted as it
+    stands."""
+    db = offline_cohort(combos=1)
+    [draft] = gen_ids(db, "draft")
+    conn = connect(db, create=False)
+    (token,) = append(conn, [_started(draft)], actor="t")
+    text = put_text(conn, "notes")
+    done = ev.GenerationCompleted(gen_id=draft, token=token, parsed_hash=text)
+    append(conn, [done, _started(draft)], actor="t")
+    assert ("draft", "running", "ok", 1) in _counts(conn)
+    assert counter_mismatches(conn) == []
+    conn.close()
