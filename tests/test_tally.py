@@ -14,7 +14,7 @@ from daydream.db.log import append
 from daydream.db.texts import put_text
 from daydream.plan.write import plan_cohort
 from tests.counting import counter_mismatches
-from tests.scenario import cohort, gen_ids, offline_model
+from tests.scenario import cohort, fail_generations, gen_ids, offline_model
 
 LEASE = "2999-01-01T00:00:00Z"
 TOTALS = (
@@ -168,5 +168,32 @@ def test_a_generation_completed_then_started_again_in_one_batch_keeps_its_state(
     done = ev.GenerationCompleted(gen_id=draft, token=token, parsed_hash=text)
     append(conn, [done, _started(draft)], actor="t")
     assert ("draft", "running", "ok", 1) in _counts(conn)
+    assert counter_mismatches(conn) == []
+    conn.close()
+
+
+def test_a_child_unblocked_and_made_ready_in_one_batch_leaves_the_blocked_count(offline_cohort):
+    """A replay batches what the live log wrote apart: a failed draft retried, claimed and
+    completed in one batch unblocks its essay (noted while blocked) and makes it ready.
+    The essay moves from blocked to ready: the key read again when its parent completes
+    does not replace the one noted first."""
+    db = offline_cohort(combos=1)
+    [draft] = gen_ids(db, "draft")
+    conn = connect(db, create=False)
+    fail_generations(conn, [draft])
+    assert ("essay", "blocked", "blocked", 1) in _counts(conn)
+    [last] = conn.execute("SELECT max(id) FROM events").fetchone()
+    text = put_text(conn, "notes")
+    batch = [
+        ev.GenerationsRetried(cohort_id="k", gen_ids=[draft]),
+        _started(draft),
+        ev.GenerationCompleted(gen_id=draft, token=last + 2, parsed_hash=text),
+    ]
+    append(conn, batch, actor="t")
+    assert _counts(conn) == [
+        ("draft", "done", "ok", 1),
+        ("essay", "ready", "", 1),
+        ("evaluation", "waiting", "", 1),
+    ]
     assert counter_mismatches(conn) == []
     conn.close()
