@@ -14,6 +14,8 @@ from daydream import events as ev
 from daydream.clock import isoformat
 from daydream.db.connection import connect
 from daydream.db.log import append
+from daydream.db.projections.apply import apply_event
+from daydream.db.projections.tally import is_counting
 from daydream.db.texts import put_text
 from tests.counting import counter_mismatches
 from tests.scenario import T0, FixedClock
@@ -341,3 +343,21 @@ def test_a_cancel_ends_every_unfinished_generation_it_names_and_no_other(conn):
     assert [status[g][0] for g in ("d2", "d3", "d5")] == ["done", "failed", "ready"]
     assert _rows(conn, "SELECT cancelled_at FROM cohorts") == [(at,)]
     assert counter_mismatches(conn) == []
+
+
+def test_an_event_applied_outside_a_batch_is_counted_at_once(conn):
+    """``apply_event`` on its own (no batch open on the connection) applies the event with
+    its id and time and settles its counter changes before returning."""
+    _plan(conn, "k", [_row("d1"), _row("d2")])
+    counts = "SELECT status, generations FROM cohort_counts ORDER BY status"
+    assert _rows(conn, counts) == [("ready", 2)]
+    apply_event(conn, 1000, _started("d1"), "2031-01-01T00:00:00.000000Z")
+    assert _rows(conn, "SELECT lease_token FROM generations WHERE gen_id = 'd1'") == [(1000,)]
+    assert _rows(conn, counts) == [("ready", 1), ("running", 1)]
+    cancel = ev.CohortCancelled(cohort_id="k", gen_ids=["d2"])
+    apply_event(conn, 1001, cancel, "2031-01-01T00:00:01.000000Z")
+    assert _rows(conn, "SELECT finished_at FROM generations WHERE gen_id = 'd2'") == [
+        ("2031-01-01T00:00:01.000000Z",)
+    ]
+    assert _rows(conn, counts) == [("cancelled", 1), ("running", 1)]
+    assert not is_counting(conn)
