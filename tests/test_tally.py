@@ -108,25 +108,25 @@ def test_an_online_call_after_an_offline_one_leaves_the_totals_offline(offline_c
 
 def test_a_second_cohort_over_more_than_500_generations_adds_every_ones_calls(tmp_path):
     """The calls of generations that join a cohort are read 500 generations at a time:
-    none is missed or counted twice, in the first window, the second or the last."""
-    db = cohort(
-        tmp_path, [offline_model("m1")], combos=2, axes={"draft_replicate": list(range(1, 301))}
-    )
-    drafts = sorted(gen_ids(db, "draft"))
-    assert len(drafts) == 600
+    none is missed or counted twice, in the first window, the second or the last (every
+    one of the 1,020 generations has made a call, whatever its stage)."""
+    axes = {"draft_replicate": list(range(1, 171))}
+    db = cohort(tmp_path, [offline_model("m1")], combos=2, axes=axes)
+    every = sorted(gen_ids(db))
+    assert len(every) == 1020
     conn = connect(db, create=False)
-    tokens = append(conn, [_started(d) for d in drafts], actor="t")
+    tokens = append(conn, [_started(g) for g in every], actor="t")
     calls = [
         _responded(conn, gen_id, token, prompt_tokens=1 + i, completion_tokens=1, cost=None,
                    latency_s=None, offline=True)
-        for i, (gen_id, token) in enumerate(zip(drafts, tokens, strict=True))
+        for i, (gen_id, token) in enumerate(zip(every, tokens, strict=True))
     ]  # fmt: skip
     append(conn, calls, actor="t")
     plan_cohort(conn, tmp_path / "spec.yaml", "again")
     [again] = conn.execute(
         f"SELECT {TOTALS} FROM cohort_model_calls WHERE cohort_id = 'again'"
     ).fetchall()
-    assert tuple(again) == (600, 600, sum(range(1, 601)), 600, 0.0, 0.0, 0, 0.0, 0, 0, 1)
+    assert tuple(again) == (1020, 1020, sum(range(1, 1021)), 1020, 0.0, 0.0, 0, 0.0, 0, 0, 1)
     assert counter_mismatches(conn) == []
     conn.close()
 
