@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+import yaml
 
 from daydream import events as ev
 from daydream.db.connection import connect
@@ -14,7 +15,7 @@ from daydream.db.log import append
 from daydream.db.texts import put_text
 from daydream.plan.write import plan_cohort
 from tests.counting import counter_mismatches
-from tests.scenario import cohort, fail_generations, gen_ids, offline_model
+from tests.scenario import cohort, fail_generations, gen_ids, offline_model, write_spec
 
 LEASE = "2999-01-01T00:00:00Z"
 TOTALS = (
@@ -195,5 +196,35 @@ def test_a_child_unblocked_and_made_ready_in_one_batch_leaves_the_blocked_count(
         ("essay", "ready", "", 1),
         ("evaluation", "waiting", "", 1),
     ]
+    assert counter_mismatches(conn) == []
+    conn.close()
+
+
+def test_calls_of_generations_joining_a_cohort_later_add_to_its_totals(offline_cohort, tmp_path):
+    """A cohort planned again over more existing generations adds their calls to the totals
+    it has, not in place of them."""
+    db = offline_cohort(combos=2, root=tmp_path)
+    drafts = sorted(gen_ids(db, "draft"))
+    conn = connect(db, create=False)
+    tokens = append(conn, [_started(d) for d in drafts], actor="t")
+    calls = [
+        _responded(conn, gen_id, token, prompt_tokens=tokens_used, completion_tokens=1,
+                   cost=0.5, latency_s=None, offline=True)
+        for gen_id, token, tokens_used in zip(drafts, tokens, (3, 4), strict=True)
+    ]  # fmt: skip
+    append(conn, calls, actor="t")
+    prompts = dict(zip(drafts, (3, 4), strict=True))
+    [first] = conn.execute(
+        "SELECT gen_id FROM generations WHERE stage = 'draft' AND combo_id = 'c1'"
+    )
+    axes = yaml.safe_load((tmp_path / "spec.yaml").read_text(encoding="utf-8"))["axes"]
+    totals = "SELECT calls, prompt_tokens, cost FROM cohort_model_calls WHERE cohort_id = 'again'"
+    plan_cohort(conn, write_spec(tmp_path / "again.yaml", {**axes, "combo_id": ["c1"]}), "again")
+    assert [tuple(r) for r in conn.execute(totals)] == [(1, prompts[first[0]], 0.5)]
+    plan_cohort(
+        conn, write_spec(tmp_path / "again.yaml", {**axes, "combo_id": ["c1", "c2"]}), "again"
+    )
+    [again] = conn.execute(totals).fetchall()
+    assert tuple(again) == (2, 7, 1.0)
     assert counter_mismatches(conn) == []
     conn.close()
