@@ -12,6 +12,7 @@ import yaml
 from daydream import events as ev
 from daydream.db.connection import connect
 from daydream.db.log import append
+from daydream.db.projections.replay import compare_with_replay
 from daydream.db.texts import put_text
 from daydream.plan.write import plan_cohort
 from tests.counting import counter_mismatches
@@ -228,3 +229,21 @@ def test_calls_of_generations_joining_a_cohort_later_add_to_its_totals(offline_c
     assert tuple(again) == (2, 7, 1.0)
     assert counter_mismatches(conn) == []
     conn.close()
+
+
+def test_a_plan_between_a_claim_and_its_reply_leaves_the_replays_call_totals_exact(
+    offline_cohort, tmp_path
+):
+    """A replay applies the live log in batches of thousands of events: a plan between a
+    claim and its reply settles the batch, and the reply's call, of a generation the batch
+    then knows nothing of, is still added to its cohorts' totals."""
+    db = offline_cohort(combos=2, root=tmp_path)
+    draft = sorted(gen_ids(db, "draft"))[0]
+    conn = connect(db, create=False)
+    (token,) = append(conn, [_started(draft)], actor="t")
+    plan_cohort(conn, tmp_path / "spec.yaml", "again")
+    append(conn, [_responded(conn, draft, token, **CALLS["priced"])], actor="t")
+    totals = "SELECT cohort_id, calls FROM cohort_model_calls ORDER BY cohort_id"
+    assert [tuple(r) for r in conn.execute(totals)] == [("again", 1), ("k", 1)]
+    conn.close()
+    assert compare_with_replay(str(db)) == {}
