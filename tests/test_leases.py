@@ -297,6 +297,42 @@ def test_a_task_refused_a_slot_in_a_full_pool_does_not_hold_up_another_pool(tmp_
     assert taken["leases"] == [[queued[1].gen_id, queued[1].token]]
 
 
+def test_a_claim_queues_behind_its_full_pool_and_still_fills_its_free_slots(tmp_path):
+    """One claim both queues and takes slots: its queued leases in a pool it holds, full,
+    do not count against the slots it asked for in another pool, nor stop the claim
+    before it has them; and it queues exactly as many as asked."""
+    models = [offline_model("m1", pool="tiny"), offline_model("m2")]
+    db = cohort(tmp_path, models, combos=4, axes={"draft_llm": ["m1", "m2"]})
+    clock = FixedClock()
+    conn = connect(db, create=False)
+    try:
+        assert set_pool_limit(conn, "tiny", 1)
+        only_tiny = WorkerConfig(db_path=db, name="A", pools=("tiny",))
+        (running,) = claim(conn, only_tiny, 1, clock=clock)  # the tiny pool is now full
+        ready = conn.execute(
+            "SELECT pool FROM generations WHERE status = 'ready' ORDER BY stage, rowid LIMIT 5"
+        ).fetchall()
+        # the candidates alternate between the pools, so the queue is full before the
+        # last slot is taken
+        assert [pool for (pool,) in ready] == ["offline", "tiny", "offline", "tiny", "offline"]
+        a = WorkerConfig(db_path=db, name="A")
+        tasks = claim(conn, a, 3, clock=clock, queue=2, held={"tiny": 1})
+    finally:
+        conn.close()
+    assert running.pool == "tiny" and running.slot
+    assert sorted((t.pool, t.slot) for t in tasks) == [
+        ("offline", True),
+        ("offline", True),
+        ("offline", True),
+        ("tiny", False),
+        ("tiny", False),
+    ]
+    started = events_of(db, types=["attempt.started"])[1:]
+    assert sorted((e["gen_id"], e["queued"]) for e in started) == sorted(
+        (t.gen_id, not t.slot) for t in tasks
+    )
+
+
 def test_a_result_after_its_lease_was_reaped_records_nothing(offline_cohort):
     """Fencing: a worker that stalled past its lease (reaped, not yet claimed again) comes
     back with a result; it is stale, and the task stays ready for the next claim."""
