@@ -140,10 +140,12 @@ def test_a_cohort_planned_again_keeps_its_first_time_and_counts_and_is_no_longer
     clock = FixedClock()
     spec = put_text(conn, "axes: {}")
     planned = ev.CohortPlanned(cohort_id="k", spec_path="a.yaml", spec_hash=spec, budget_usd=2.5)
-    append(conn, [planned], actor="t", clock=clock)
+    rows = [_row("d1"), _row("d2"), _row("e1", "d1"), _row("v1", "e1")]
+    generations = ev.GenerationsPlanned(cohort_id="k", generations=rows, members=[])
+    append(conn, [planned, generations], actor="t", clock=clock)
     first = isoformat(T0)
     assert _rows(conn, "SELECT * FROM cohorts") == [
-        ("k", "a.yaml", spec, 0, 0, 0, first, None, None, 2.5)
+        ("k", "a.yaml", spec, 2, 1, 1, first, None, None, 2.5)
     ]
     clock.advance(60)
     append(conn, [ev.CohortCancelled(cohort_id="k", gen_ids=[])], actor="t", clock=clock)
@@ -153,13 +155,14 @@ def test_a_cohort_planned_again_keeps_its_first_time_and_counts_and_is_no_longer
     again = ev.CohortPlanned(cohort_id="k", spec_path="b.yaml", spec_hash=spec2)
     append(conn, [again], actor="t", clock=clock)
     assert _rows(conn, "SELECT * FROM cohorts") == [
-        ("k", "b.yaml", spec2, 0, 0, 0, first, isoformat(clock()), None, None)
+        ("k", "b.yaml", spec2, 2, 1, 1, first, isoformat(clock()), None, None)
     ]
 
 
 def test_a_pool_limit_changed_again_is_replaced_with_its_time(conn):
     clock = FixedClock()
-    append(conn, [ev.PoolLimitChanged(pool="p", limit=8, ceiling=8, reason="set")], actor="t")
+    first = ev.PoolLimitChanged(pool="p", limit=8, ceiling=8, reason="set")
+    append(conn, [first], actor="t", clock=clock)
     clock.advance(5)
     changed = ev.PoolLimitChanged(pool="p", limit=4, ceiling=8, reason="cut after 429s")
     append(conn, [changed], actor="t", clock=clock)
@@ -194,13 +197,6 @@ def _started(gen_id: str) -> ev.AttemptStarted:
     )
 
 
-def _final(gen_id: str, token: int) -> ev.AttemptFailed:
-    return ev.AttemptFailed(
-        gen_id=gen_id, token=token, state="parse_failed", error="no score", retryable=False,
-        final=True,
-    )  # fmt: skip
-
-
 def _status(conn) -> dict[str, tuple]:
     return {
         row[0]: tuple(row[1:])
@@ -217,6 +213,7 @@ def test_new_generations_start_from_their_parents_status_stored_or_planned_with_
     append(conn, [ev.CohortCancelled(cohort_id="k", gen_ids=["d4"])], actor="t")
     start(conn, "d1")
     clock = FixedClock()
+    clock.advance(60)  # later than the first plan (T0): new generations take their own time
     rows = [_row("e2", "d2"), _row("v2", "e2"), _row("e3", "d3"), _row("v3", "e3")]
     rows += [_row("e4", "d4"), _row("e6", "d1"), _row("d5"), _row("e5", "d5")]
     _plan(conn, "k2", rows, clock=clock)
@@ -268,25 +265,24 @@ def test_a_retried_generation_starts_afresh_and_its_blocked_descendants_wait_aga
     failure blocked wait for it again; a running one retried is no longer leased."""
     rows = [_row("d1"), _row("e1", "d1"), _row("v1", "e1"), _row("d2"), _row("d3")]
     _plan(conn, "k", rows)
-    (token,) = append(conn, [_started("d1")], actor="t")
+    token = start(conn, "d1")
     append(conn, [ev.LeaseReleased(gen_id="d1", token=token, reason="stop")], actor="t")
-    (token,) = append(conn, [_started("d1")], actor="t")
+    token = start(conn, "d1")
     deferred = ev.AttemptDeferred(gen_id="d1", token=token, reason="endpoint_down", error="down")
     append(conn, [deferred], actor="t")
-    (token,) = append(conn, [_started("d1")], actor="t")
+    token = start(conn, "d1")
     throttled = ev.AttemptThrottled(
         gen_id="d1", token=token, error="HTTP 429", retry_at="2999-01-01T00:00:00Z"
     )
     append(conn, [throttled], actor="t")
-    (token,) = append(conn, [_started("d1")], actor="t")
-    append(conn, [_final("d1", token)], actor="t")
-    (token,) = append(conn, [_started("d2")], actor="t")
+    fail(conn, "d1", "no score")
+    token = start(conn, "d2")
     again = ev.AttemptFailed(
         gen_id="d2", token=token, state="provider_error", error="HTTP 500", retryable=True,
         final=False, retry_at="2999-01-01T00:00:00Z",
     )  # fmt: skip
     append(conn, [again], actor="t")
-    append(conn, [_started("d3")], actor="t")
+    start(conn, "d3")
     assert _status(conn)["v1"] == ("blocked", "parent d1 failed: parse_failed", "blocked",
                                    "parent d1 failed: parse_failed")  # fmt: skip
     retried = ev.GenerationsRetried(cohort_id="k", gen_ids=["d1", "d2", "d3"])
@@ -309,8 +305,7 @@ def test_a_retried_child_takes_its_status_from_its_parents(conn):
     append(conn, [ev.CohortCancelled(cohort_id="k", gen_ids=["d3"])], actor="t")
     start(conn, "d4")
     for child in ("e1", "e4"):
-        (token,) = append(conn, [_started(child)], actor="t")
-        append(conn, [_final(child, token)], actor="t")
+        fail(conn, child, "no score")
     retried = ev.GenerationsRetried(cohort_id="k", gen_ids=["e1", "e2", "e3", "e4"])
     append(conn, [retried], actor="t")
     status = _status(conn)

@@ -68,18 +68,22 @@ LEASE = "status, attempts, lease_owner, lease_token, lease_expires_at, not_befor
 def test_a_lease_is_taken_queued_given_a_slot_extended_and_expired_only_by_its_token(
     offline_cohort,
 ) -> None:
-    conn = connect(offline_cohort(combos=2))
-    (d1, _), (d2, _) = _drafts(conn)
+    conn = connect(offline_cohort(combos=3))
+    (d1, _), (d2, _), (d3, _) = _drafts(conn)
     token = _start(conn, d1, attempt=3, queued=True, reserved_usd=0.25)
-    other = _start(conn, d2)
+    other = _start(conn, d2, queued=True)
+    _start(conn, d3)
     assert _gen(conn, d1, LEASE + ", reserved_usd") == (
         ("running", 3, "w1", token, LATER, None, 0, 0.25)
     )
-    assert _gen(conn, d2, "slot, reserved_usd") == (1, None)
+    assert _gen(conn, d2, "slot") == (0,)
+    assert _gen(conn, d3, "slot, reserved_usd") == (1, None)
     assert counter_mismatches(conn) == []
 
+    # d2's lease is `other`: a slot taken with another token is not its
     _append(conn, ev.SlotsTaken(worker="w1", leases=[[d1, token], [d2, token]]))
     assert _gen(conn, d1, "slot") == (1,)
+    assert _gen(conn, d2, "slot") == (0,)
     _append(
         conn,
         ev.LeasesExtended(

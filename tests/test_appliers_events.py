@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from daydream import events as ev
 from daydream.clock import isoformat
 from daydream.db.connection import connect
@@ -25,6 +27,7 @@ from tests.scenario import (
     plan,
     write_spec,
 )
+from tests.scored import complete
 
 # -- health: endpoints and stopped pools --------------------------------------------------
 
@@ -186,20 +189,8 @@ def test_select_in_runs_a_statement_over_any_number_of_ids_in_chunks(tmp_path: P
 
 
 def _complete(conn, gen_id: str, score: float | None = None) -> None:
-    """An attempt of ``gen_id`` started and completed (with ``score``)."""
-    (token,) = append(
-        conn,
-        [
-            ev.AttemptStarted(
-                gen_id=gen_id, attempt=1, worker="t", lease_expires_at="2999-01-01T00:00:00Z"
-            )
-        ],
-        actor="test",
-    )
-    done = ev.GenerationCompleted(
-        gen_id=gen_id, token=token, parsed_hash=put_text(conn, f"text of {gen_id}"), score=score
-    )
-    append(conn, [done], actor="test")
+    """A reply of ``gen_id`` recorded and completed (with ``score``)."""
+    complete(conn, gen_id, f"text of {gen_id}", score=score)
 
 
 def _cells(conn, cohort: str) -> dict[str, tuple]:
@@ -242,31 +233,18 @@ def test_score_cells_count_planned_evaluations_and_their_scores_in_every_cohort(
     assert _cells(conn, "k") == scored
 
     # a second cohort of the same evaluations takes them with their scores
-    spec = write_spec(tmp_path / "k2.yaml", _spec(axes))
-    plan(db, tmp_path / "catalog", spec, cohort="k2")
+    plan(db, tmp_path / "catalog", tmp_path / "spec.yaml", cohort="k2")
     assert _cells(conn, "k2") == scored
     # a third adds a replicate: two evaluations join scored, one is planned
-    spec = write_spec(tmp_path / "k3.yaml", _spec({**axes, "evaluation_replicate": [1, 2, 3]}))
-    plan(db, tmp_path / "catalog", spec, cohort="k3")
+    spec = yaml.safe_load((tmp_path / "spec.yaml").read_text(encoding="utf-8"))["axes"]
+    more = write_spec(tmp_path / "k3.yaml", {**spec, "evaluation_replicate": [1, 2, 3]})
+    plan(db, tmp_path / "catalog", more, cohort="k3")
     assert _cells(conn, "k3") == {"m1": (3, 2, 13.0, 4.0, 9.0), "m2": (3, 1, 5.0, 5.0, 5.0)}
 
     _complete(conn, judges[("m2", 2)], 7.0)
     assert _cells(conn, "k")["m2"] == _cells(conn, "k2")["m2"] == (2, 2, 12.0, 5.0, 7.0)
     assert _cells(conn, "k3")["m2"] == (3, 2, 12.0, 5.0, 7.0)
     assert counter_mismatches(conn) == []
-
-
-def _spec(axes: dict) -> dict:
-    """The spec ``tests.scenario.cohort`` plans, one combo, with ``axes``."""
-    return {
-        "combo_id": ["c1"],
-        "draft_template": ["notes"],
-        "draft_llm": ["m1"],
-        "essay_template": ["copy"],
-        "evaluation_template": ["judge"],
-        "evaluation_llm": ["m1"],
-        **axes,
-    }
 
 
 # -- reparsing: a stored reply parsed again, human ratings ---------------------------------
@@ -315,7 +293,7 @@ def test_an_evaluation_reparsed_takes_its_new_result_and_recounts_its_cells_in_e
     first, second = judges[("m1", 1)], judges[("m1", 2)]
     _complete(conn, first, 9.0)
     _complete(conn, second, 4.0)
-    plan(db, tmp_path / "catalog", write_spec(tmp_path / "k2.yaml", _spec(axes)), cohort="k2")
+    plan(db, tmp_path / "catalog", tmp_path / "spec.yaml", cohort="k2")  # the same spec
     (old_hash, version) = conn.execute(
         "SELECT parsed_hash, template_version FROM generations WHERE gen_id = ?", (first,)
     ).fetchone()
@@ -337,7 +315,8 @@ def test_an_evaluation_reparsed_takes_its_new_result_and_recounts_its_cells_in_e
     _reparsed(conn, second, "parse_error", error="no score in range")
     failed = ("failed", "parse_error", "no score in range", "no score in range", None, None)
     assert _result(conn, second) == (*failed, version)
-    assert _rows(conn, "SELECT previous_state, previous_score, state FROM reparses")[1] == (
+    previous = "SELECT previous_state, previous_score, state FROM reparses ORDER BY event_id"
+    assert _rows(conn, previous)[1] == (
         "ok",
         4.0,
         "parse_error",
