@@ -43,6 +43,25 @@ def log_snapshot(db: Path) -> list[tuple[int, str]]:
         conn.close()
 
 
+def tamper_with(db: Path, *statements: str, foreign_keys: bool = True) -> int:
+    """Run ``statements`` on the database file behind daydream's back (a plain connection,
+    committed); the rows they changed, in all."""
+    raw = sqlite3.connect(db)
+    try:
+        if not foreign_keys:
+            raw.execute("PRAGMA foreign_keys = OFF")
+        changed = sum(raw.execute(sql).rowcount for sql in statements)
+        raw.commit()
+        return changed
+    finally:
+        raw.close()
+
+
+def check_results(db: Path) -> dict[str, tuple[bool, str]]:
+    """``db check``'s results by check name: (ok, detail)."""
+    return {name: (ok, detail) for name, ok, detail in check(db)}
+
+
 def check_invariants(
     db: Path,
     *,

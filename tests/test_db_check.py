@@ -18,6 +18,7 @@ from daydream.db.migrations import (
     split_sql,
 )
 from daydream.errors import StoreError
+from tests.invariants import check_results, tamper_with
 
 HEALTHY = [
     ("integrity_check", True, "ok"),
@@ -40,22 +41,16 @@ def test_a_healthy_database_passes_every_check_and_says_so(offline_cohort):
 
 def test_a_row_pointing_at_nothing_is_a_foreign_key_violation(offline_cohort):
     path = offline_cohort()
-    raw = sqlite3.connect(path)
-    raw.execute("PRAGMA foreign_keys = OFF")
-    raw.execute("UPDATE generations SET combo_id = 'no-such-combo' WHERE rowid = 1")
-    raw.commit()
-    raw.close()
-    results = {name: (ok, detail) for name, ok, detail in check(path)}
+    dangling = "UPDATE generations SET combo_id = 'no-such-combo' WHERE rowid = 1"
+    tamper_with(path, dangling, foreign_keys=False)
+    results = check_results(path)
     assert results["foreign_key_check"] == (False, "1 violation(s)")
 
 
 def test_a_migration_recorded_under_another_name_fails_the_migrations_check(offline_cohort):
     path = offline_cohort()
-    raw = sqlite3.connect(path)
-    raw.execute("UPDATE schema_migrations SET name = '0001_renamed' WHERE version = 1")
-    raw.commit()
-    raw.close()
-    results = {name: (ok, detail) for name, ok, detail in check(path)}
+    tamper_with(path, "UPDATE schema_migrations SET name = '0001_renamed' WHERE version = 1")
+    results = check_results(path)
     assert results["migrations"] == (
         False,
         "applied ['0001_renamed'], expected ['0001_event_log']",
@@ -71,7 +66,7 @@ def test_a_replay_mismatch_says_whether_the_row_counts_differ(offline_cohort):
     raw.execute("DELETE FROM models WHERE rowid = 1")
     raw.commit()
     raw.close()
-    results = {name: (ok, detail) for name, ok, detail in check(path)}
+    results = check_results(path)
     ok, detail = results["replay_equals_projections"]
     assert not ok and concepts > 0 and models > 0
     assert sorted(detail.split("; ")) == [
@@ -363,7 +358,7 @@ def test_a_corrupt_file_fails_the_integrity_check_quoting_sqlites_first_200_char
     lines = [row[0] for row in raw.execute("PRAGMA integrity_check")]
     raw.close()
     assert len(lines) > 1 and lines[0] == "row 1 missing from index notes_a"
-    results = {name: (ok, detail) for name, ok, detail in check(path)}
+    results = check_results(path)
     assert results["integrity_check"] == (False, "; ".join(lines)[:200])
     assert len(results["integrity_check"][1]) == 200
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from daydream.db.projections.replay import rebuild
 from daydream.plan.write import plan_cohort
 from daydream.results.search import fts_query, search
 from tests.browsing import query
+from tests.invariants import check_results, tamper_with
 
 
 @pytest.fixture
@@ -120,11 +120,8 @@ def test_a_rebuild_from_the_log_gives_the_same_search(db):
 
 def test_db_check_finds_an_index_that_no_longer_matches_the_texts(db):
     assert dict((n, ok) for n, ok, _ in check(db))["search_index"] is True
-    raw = sqlite3.connect(db)
-    raw.execute("INSERT INTO search_texts_fts (rowid, text) VALUES (1, 'zebra crossing')")
-    raw.commit()
-    raw.close()
-    results = {name: (ok, detail) for name, ok, detail in check(db)}
+    tamper_with(db, "INSERT INTO search_texts_fts (rowid, text) VALUES (1, 'zebra crossing')")
+    results = check_results(db)
     assert results["search_index"][0] is False
     assert results["search_index"][1].startswith("the full-text index does not match the texts")
     assert results["search_index"][1].endswith("run: daydream db rebuild")

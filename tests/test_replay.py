@@ -46,7 +46,7 @@ from daydream.worker.config import WorkerConfig
 from daydream.worker.execute import Executor
 from tests.counting import COUNTERS, counter_mismatches
 from tests.example_catalog import EXAMPLE, write_spec
-from tests.invariants import check_invariants
+from tests.invariants import check_invariants, check_results, tamper_with
 from tests.reference_views import COHORT_SCORES, REFERENCE
 from tests.scenario import FixedClock
 
@@ -548,10 +548,7 @@ def test_a_big_database_replays_into_a_scratch_file_beside_it(workload, tmp_path
 
     monkeypatch.setattr(replay.tempfile, "mkstemp", mkstemp)
     assert replay.compare_with_replay(str(copy)) == {}
-    raw = sqlite3.connect(copy)
-    raw.execute("UPDATE generations SET lease_owner = 'ghost' WHERE status = 'cancelled'")
-    raw.commit()
-    raw.close()
+    tamper_with(copy, "UPDATE generations SET lease_owner = 'ghost' WHERE status = 'cancelled'")
     assert list(replay.compare_with_replay(str(copy))) == ["generations"]
     assert [Path(name).parent for _, name in made] == [tmp_path, tmp_path]
     assert [p.name for p in tmp_path.iterdir() if "replay" in p.name] == []  # removed
@@ -667,11 +664,8 @@ def test_when_only_the_views_changed_opening_makes_the_views_again_without_a_rep
 )
 def test_a_tampered_projection_fails_check_until_rebuilt(workload, tmp_path, tamper, table, detail):
     copy = copy_of(workload, tmp_path / "copy.db")
-    raw = sqlite3.connect(copy)
-    assert raw.execute(tamper).rowcount >= 1
-    raw.commit()
-    raw.close()
-    results = {name: (ok, text) for name, ok, text in check(copy)}
+    assert tamper_with(copy, tamper) >= 1
+    results = check_results(copy)
     ok, text = results["replay_equals_projections"]
     assert not ok
     assert text.startswith(f"{table}: live ")
@@ -753,11 +747,8 @@ def test_check_names_projections_built_by_another_version_instead_of_a_replay_mi
     workload, tmp_path
 ):
     copy = copy_of(workload, tmp_path / "older.db")
-    raw = sqlite3.connect(copy)
-    raw.execute("UPDATE projection_meta SET value = 'older' WHERE key = 'ddl_hash'")
-    raw.commit()
-    raw.close()
-    results = {name: (ok, detail) for name, ok, detail in check(copy)}
+    tamper_with(copy, "UPDATE projection_meta SET value = 'older' WHERE key = 'ddl_hash'")
+    results = check_results(copy)
     assert results["projections_current"] == (
         False,
         "the projections were built by another version of daydream; rebuild them from the"
